@@ -46,7 +46,8 @@ CREATE TABLE runs (
     id              uuid PRIMARY KEY,
     submission_id   bigint NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,
     mode            text NOT NULL CHECK (mode IN ('test', 'benchmark', 'leaderboard')),
-    secret          boolean NOT NULL DEFAULT false,
+    secret          boolean NOT NULL DEFAULT false,  -- a hidden rerun with the leaderboard's secret seed
+    result_key      text NOT NULL,         -- hex HMAC key that authenticates this run's result.json
     gpu_type        text,
     site            text NOT NULL,
     partition       text,

@@ -1,0 +1,49 @@
+# The two commands a newcomer types: `make demo` and `make test`. Everything else is a building block.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The machines carry a CPU wheel of torch here; pip finds it without pulling CUDA packages.
+WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+
+.PHONY: demo test lint unit integration bench up down status venv clean
+
+$(BIN)/gateway: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(WHEELS) -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/gateway
+
+up: venv
+	$(BIN)/gateway dev up
+
+down:
+	@if [ -x $(BIN)/gateway ]; then $(BIN)/gateway dev down; else echo "no venv: nothing was started"; fi
+
+status: venv
+	$(BIN)/gateway dev status
+
+demo: up
+	$(BIN)/gateway demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy gateway harness bench
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+# The integration tests start the dev stack themselves when it is down.
+integration: venv
+	$(BIN)/pytest tests/integration
+
+test: lint
+	$(BIN)/pytest
+
+bench: up
+	$(BIN)/python -m bench
+
+clean: down
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

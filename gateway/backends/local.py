@@ -1,0 +1,114 @@
+"""The built-in local site: runs the rendered job script as a subprocess on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.backends.base import MAX_RESULT_BYTES, JobHandle, JobRequest, JobStatus, script_context
+from gateway.bundle import BundlePaths, stage_bundle
+from gateway.errors import BackendError
+from gateway.render import TemplateRenderer
+from gateway.states import JobState
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, workdir: Path, renderer: TemplateRenderer, python: str = sys.executable) -> None:
+        self._workdir = workdir
+        self._renderer = renderer
+        self._python = python
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+
+    async def submit(self, requests: Sequence[JobRequest]) -> list[JobHandle]:
+        return [await self._start(request) for request in requests]
+
+    async def _start(self, request: JobRequest) -> JobHandle:
+        paths = BundlePaths.under(str(self._workdir), request.run_id)
+        script = self._renderer.render(
+            self._renderer.template_for(request.site.name, "local"),
+            script_context(request, paths, self._python),
+        )
+        try:
+            self._workdir.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(
+                stage_bundle,
+                Path(paths.root),
+                request.task,
+                request.submission_code,
+                request.spec,
+                request.key_hex,
+                script,
+            )
+            with open(paths.output, "wb") as output:
+                proc = await asyncio.create_subprocess_exec(
+                    "/bin/bash",
+                    str(paths.job_script),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                    cwd=str(paths.root),
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise BackendError(f"local site: cannot start run {request.run_id}: {exc}") from exc
+        job_id = f"local-{proc.pid}"
+        self._procs[job_id] = proc
+        return JobHandle(request.run_id, job_id, paths)
+
+    async def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
+        states: dict[str, JobStatus] = {}
+        for handle in handles:
+            proc = self._procs.get(handle.job_id)
+            if proc is None:
+                states[handle.job_id] = JobStatus(JobState.UNKNOWN, "not started by this process")
+            elif proc.returncode is None:
+                states[handle.job_id] = JobStatus(JobState.RUNNING)
+            elif proc.returncode == 0:
+                states[handle.job_id] = JobStatus(JobState.COMPLETED)
+            elif proc.returncode < 0:
+                states[handle.job_id] = JobStatus(JobState.CANCELLED, f"signal {-proc.returncode}")
+            else:
+                states[handle.job_id] = JobStatus(JobState.FAILED, f"exit code {proc.returncode}")
+        return states
+
+    async def wait(self, handle: JobHandle) -> None:
+        """Local processes can be awaited directly, so the monitor need not poll them."""
+        proc = self._procs.get(handle.job_id)
+        if proc is not None:
+            await proc.wait()
+
+    async def cancel(self, handles: Sequence[JobHandle]) -> None:
+        for handle in handles:
+            self._kill(handle.job_id)
+
+    def _kill(self, job_id: str) -> None:
+        proc = self._procs.get(job_id)
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+
+    async def fetch_result(self, handle: JobHandle) -> bytes | None:
+        return await asyncio.to_thread(_read_capped, Path(handle.bundle.result), MAX_RESULT_BYTES)
+
+    async def fetch_output(self, handle: JobHandle, max_bytes: int = 64 * 1024) -> str:
+        data = await asyncio.to_thread(_read_capped, Path(handle.bundle.output), max_bytes)
+        return (data or b"").decode(errors="replace")
+
+    async def close(self) -> None:
+        for job_id in self._procs:
+            self._kill(job_id)
+
+
+def _read_capped(path: Path, max_bytes: int) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(max_bytes)
+    except FileNotFoundError:
+        return None

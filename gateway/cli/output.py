@@ -1,0 +1,76 @@
+"""Rich tables for the CLI: a run's tests, benchmarks and score; a leaderboard."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from gateway.service import LeaderboardView, RunReport
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3f} {unit}"
+    return f"{seconds / 1e-9:.1f} ns"
+
+
+def print_report(console: Console, report: RunReport) -> None:
+    title = (
+        f"{report.file_name} by {report.user} on {report.site}/{report.partition} ({report.gpu_type}), "
+        f"job {report.job_id or '-'}, run {report.run_id}"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("kind")
+    table.add_column("case")
+    table.add_column("status")
+    table.add_column("mean", justify="right")
+    table.add_column("best", justify="right")
+    table.add_column("runs", justify="right")
+    table.add_column("error", overflow="fold")
+    result = report.result
+    if result is not None:
+        for test in result.tests:
+            status = "[green]pass[/]" if test.passed else "[red]fail[/]"
+            table.add_row("test", test.spec, status, "", "", "", test.error or "")
+        for bench in result.benchmarks:
+            status = "[green]pass[/]" if bench.passed else "[red]fail[/]"
+            table.add_row(
+                "benchmark", bench.spec, status,
+                format_seconds(bench.mean_ns * 1e-9) if bench.passed else "-",
+                format_seconds(bench.best_ns * 1e-9) if bench.passed else "-",
+                str(bench.runs) if bench.passed else "-",
+                bench.error or "",
+            )
+    console.print(table)
+    if report.passed:
+        console.print(f"[bold green]passed[/]  score {format_seconds(report.score)}  (state {report.state})")
+    else:
+        console.print(f"[bold red]failed[/]  {report.error}  (state {report.state})")
+        if result is None and report.output_tail.strip():
+            console.print("[dim]last lines of the job's output:[/]")
+            console.print(report.output_tail.strip()[-1500:], markup=False, highlight=False)
+
+
+def print_leaderboard(console: Console, view: LeaderboardView) -> None:
+    board = view.board
+    table = Table(title=f"leaderboard {board.name} (ranked by {board.ranking_by}, lower is better)",
+                  title_justify="left")
+    for column in ("gpu", "rank", "user", "score", "file", "site", "run"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for entry in view.ranking:
+        table.add_row(entry.gpu_type, str(entry.rank), entry.user_name, format_seconds(entry.score),
+                      entry.file_name, entry.site, entry.run_id[:8])
+    if not view.ranking:
+        table.add_row("-", "-", "no passing leaderboard runs yet", "-", "-", "-", "-")
+    console.print(table)
+    failed = [run for run in view.recent if run.passed is False]
+    if failed:
+        fails = Table(title="recent failed runs", title_justify="left")
+        for column in ("user", "file", "gpu", "site", "state", "error"):
+            fails.add_column(column, overflow="fold" if column == "error" else "ellipsis")
+        for run in failed:
+            fails.add_row(run.user_name, run.file_name, run.gpu_type or "-", run.site, run.state, run.error or "")
+        console.print(fails)

@@ -1,0 +1,107 @@
+"""Follows jobs on one backend: ONE status query per round for every tracked job, adaptive interval.
+
+A round asks the backend about every job still open; terminal states are cached by the backend. The
+interval starts short (a job on an idle cluster ends in about a second) and grows while nothing changes.
+Transient failures (a dropped connection, a slow controller) are tolerated and retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from gateway.backends.base import Backend, JobHandle, JobStatus
+from gateway.errors import BackendError, CommandError, TransportError
+
+log = logging.getLogger(__name__)
+StateCallback = Callable[[JobHandle, JobStatus], Awaitable[None]]
+MAX_CONSECUTIVE_FAILURES = 10
+
+
+@dataclass
+class _Tracked:
+    handle: JobHandle
+    done: asyncio.Future[JobStatus]
+    on_change: StateCallback | None = None
+    last: JobStatus | None = None
+
+
+class Monitor:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        min_interval_s: float = 0.25,
+        max_interval_s: float = 3.0,
+        on_change: StateCallback | None = None,
+    ) -> None:
+        self._backend = backend
+        self._min = min_interval_s
+        self._max = max_interval_s
+        self._on_change = on_change
+        self._tracked: dict[str, _Tracked] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+
+    async def wait(self, handle: JobHandle, on_change: StateCallback | None = None) -> JobStatus:
+        """Return the job's terminal status once a round sees it."""
+        entry = _Tracked(handle, asyncio.get_running_loop().create_future(), on_change or self._on_change)
+        self._tracked[handle.job_id] = entry
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name=f"monitor-{self._backend.name}")
+        return await entry.done
+
+    async def _loop(self) -> None:
+        interval = self._min
+        failures = 0
+        while self._tracked:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            if self._wake.is_set():
+                interval = self._min  # a new job: look soon
+            entries = list(self._tracked.values())
+            try:
+                states = await self._backend.status([e.handle for e in entries])
+            except (TransportError, CommandError, BackendError) as exc:
+                failures += 1
+                log.warning("status round failed (%d in a row): %s", failures, exc)
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    for entry in entries:
+                        self._finish(entry, exc)
+                interval = min(self._max, interval * 2)
+                continue
+            failures = 0
+            self.rounds += 1
+            changed = False
+            for entry in entries:
+                status = states.get(entry.handle.job_id)
+                if status is None or status == entry.last:
+                    continue
+                changed = True
+                entry.last = status
+                if entry.on_change is not None:
+                    await entry.on_change(entry.handle, status)
+                if status.state.is_terminal:
+                    self._finish(entry, status)
+            interval = self._min if changed else min(self._max, interval * 1.5)
+
+    def _finish(self, entry: _Tracked, outcome: JobStatus | Exception) -> None:
+        self._tracked.pop(entry.handle.job_id, None)
+        if entry.done.done():
+            return
+        if isinstance(outcome, Exception):
+            entry.done.set_exception(outcome)
+        else:
+            entry.done.set_result(outcome)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

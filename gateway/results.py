@@ -1,0 +1,29 @@
+"""Turns the raw result.json of a run into a verified RunResult (never trusting anything unsigned)."""
+
+from __future__ import annotations
+
+import json
+
+from harness.protocol import HarnessError, ResultAuthError, RunResult, load_key_hex, verify_result
+
+from gateway.errors import ResultError
+
+
+def verified_result(raw: bytes | None, key_hex: str, run_id: str) -> RunResult:
+    """Parse and authenticate ``raw`` with the run's key; raise ResultError saying what is wrong."""
+    if raw is None:
+        raise ResultError(f"run {run_id}: the harness wrote no result.json")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultError(f"run {run_id}: result.json is not JSON ({exc.msg})") from exc
+    try:
+        payload = verify_result(document, load_key_hex(key_hex))
+        result = RunResult.from_payload(payload)
+    except ResultAuthError as exc:
+        raise ResultError(f"run {run_id}: result.json failed authentication; it is ignored") from exc
+    except HarnessError as exc:
+        raise ResultError(f"run {run_id}: result.json is malformed: {exc}") from exc
+    if result.run_id != run_id:
+        raise ResultError(f"run {run_id}: result.json belongs to run {result.run_id}")
+    return result

@@ -1,0 +1,119 @@
+"""Task directories in GPU MODE's reference-kernels format, resolved into one serialisable definition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import TaskError
+from gateway.yamlconf import load_yaml_model
+
+SUBMISSION_PLACEHOLDER = "@SUBMISSION@"
+RankingBy = Literal["last", "mean", "geom"]
+Scalar = int | float | str
+
+
+class _TaskFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    source: str
+
+
+class _TaskConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    main: str | None = None
+
+
+class _TaskYaml(BaseModel):
+    """task.yml as reference-kernels writes it (unknown keys such as ``templates`` are kept aside)."""
+
+    model_config = ConfigDict(extra="allow")
+    files: list[_TaskFile] = Field(min_length=1)
+    lang: Literal["py"] = "py"
+    description: str = ""
+    config: _TaskConfig = Field(default_factory=_TaskConfig)
+    tests: list[dict[str, Scalar]] = Field(min_length=1)
+    benchmarks: list[dict[str, Scalar]] = Field(default_factory=list)
+    ranking_by: RankingBy = "geom"
+    test_timeout: int = Field(default=180, gt=0)
+    benchmark_timeout: int = Field(default=180, gt=0)
+    ranked_timeout: int = Field(default=180, gt=0)
+    timeouts: dict[Literal["test", "benchmark", "leaderboard"], int] | None = None
+
+
+class TaskDefinition(BaseModel):
+    """Everything needed to run a task, with file contents inlined (stored as a leaderboard's task)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    lang: str = "py"
+    main: str | None = None
+    files: dict[str, str]  # file name in task/ -> content; the submission's entry is the placeholder
+    submission_name: str
+    tests: list[dict[str, Scalar]]
+    benchmarks: list[dict[str, Scalar]]
+    ranking_by: RankingBy
+    timeouts: dict[str, int]
+
+    @field_validator("files")
+    @classmethod
+    def _one_submission(cls, files: dict[str, str]) -> dict[str, str]:
+        if sum(1 for v in files.values() if v == SUBMISSION_PLACEHOLDER) != 1:
+            raise ValueError(f"exactly one file must have source {SUBMISSION_PLACEHOLDER}")
+        return files
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskDefinition:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise TaskError(f"stored task definition is invalid: {exc}") from exc
+
+
+def load_task(task_dir: Path, name: str | None = None) -> TaskDefinition:
+    """Read ``task_dir/task.yml`` and inline every file it names (sources may use ``../``)."""
+    task_yml = task_dir / "task.yml"
+    if not task_yml.is_file():
+        raise TaskError(f"{task_dir}: no task.yml here; a task directory holds task.yml, reference.py, ...")
+    try:
+        raw = load_yaml_model(task_yml, _TaskYaml)
+    except Exception as exc:
+        raise TaskError(str(exc)) from exc
+    files: dict[str, str] = {}
+    submission_name = None
+    for entry in raw.files:
+        if entry.name in files:
+            raise TaskError(f"{task_yml}: files: {entry.name!r} is listed twice")
+        if entry.source == SUBMISSION_PLACEHOLDER:
+            submission_name = entry.name
+            files[entry.name] = SUBMISSION_PLACEHOLDER
+            continue
+        source = (task_dir / entry.source).resolve()
+        try:
+            files[entry.name] = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TaskError(f"{task_yml}: files: {entry.name}: cannot read {source}: {exc.strerror}") from exc
+    if submission_name is None:
+        raise TaskError(f"{task_yml}: files: one entry needs source {SUBMISSION_PLACEHOLDER}")
+    if raw.config.main is not None and raw.config.main not in files:
+        raise TaskError(f"{task_yml}: config.main: {raw.config.main!r} is not among the files")
+    timeouts = raw.timeouts or {
+        "test": raw.test_timeout,
+        "benchmark": raw.benchmark_timeout,
+        "leaderboard": raw.ranked_timeout,
+    }
+    return TaskDefinition(
+        name=name or task_dir.resolve().name,
+        description=raw.description.strip(),
+        lang=raw.lang,
+        main=raw.config.main,
+        files=files,
+        submission_name=submission_name,
+        tests=raw.tests,
+        benchmarks=raw.benchmarks,
+        ranking_by=raw.ranking_by,
+        timeouts=dict(timeouts),
+    )

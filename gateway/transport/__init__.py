@@ -1,0 +1,27 @@
+"""Transports carry commands and files to a site. They know nothing of Slurm.
+
+Every transport is a :class:`gateway.runner.CommandRunner` (the one command seam) plus file operations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from gateway.runner import CommandRunner
+
+
+class Transport(CommandRunner, Protocol):
+    async def home_dir(self) -> str:
+        """Absolute path of the login user's home on the site."""
+        ...
+
+    async def upload_dir(self, local_dir: Path, remote_dir: str) -> None:
+        """Copy ``local_dir`` to ``remote_dir`` (which must not exist yet), keeping file modes."""
+        ...
+
+    async def read_file(self, remote_path: str, max_bytes: int) -> bytes | None:
+        """The file's first ``max_bytes`` bytes, or None when it does not exist."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,106 @@
+"""Rendered scripts are deterministic, shell-safe, and match the golden files in tests/golden/."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.base import JobRequest, script_context
+from gateway.bundle import BundlePaths
+from gateway.render import ScriptContext, TemplateRenderer
+from gateway.settings import REPO_ROOT
+from gateway.sites import PartitionConfig, SiteConfig, local_site
+from gateway.tasks import TaskDefinition
+
+GOLDEN = REPO_ROOT / "tests" / "golden"
+RUN_ID = "00000000-0000-4000-8000-000000000001"
+TASK = TaskDefinition(
+    name="t", files={"submission.py": "@SUBMISSION@"}, submission_name="submission.py",
+    tests=[{"size": 1}], benchmarks=[], ranking_by="geom", timeouts={"test": 10},
+)
+SITE = SiteConfig(
+    name="gamma",
+    login={"host": "h", "user": "u", "identity_file": "/k", "known_hosts": "/kh"},  # type: ignore[arg-type]
+    workdir="runs",
+    setup=["module load cuda/12.4", 'source "$HOME/venv/bin/activate"'],
+    partitions=[PartitionConfig(name="h100", gpu_type="H100", gres="gpu:h100:1", mem_per_gpu="8G")],
+)
+
+
+def render_for(site: SiteConfig, kind: str, python: str, workdir: str) -> str:
+    renderer = TemplateRenderer(REPO_ROOT / "templates")
+    request = JobRequest(RUN_ID, site, site.partitions[0], TASK, "code", {}, "00")
+    ctx = script_context(request, BundlePaths.under(workdir, RUN_ID), python)
+    return renderer.render(renderer.template_for(site.name, kind), ctx)
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("GATEWAY_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; rerun with GATEWAY_UPDATE_GOLDEN=1 if intended"
+
+
+def test_slurm_script_matches_golden() -> None:
+    check_golden("slurm.sbatch", render_for(SITE, "slurm", "python", "/home/u/runs"))
+
+
+def test_local_script_matches_golden() -> None:
+    check_golden("local.sh", render_for(local_site(Path("/tmp/gw")), "local", "/usr/bin/python3", "/tmp/gw"))
+
+
+@pytest.mark.parametrize("site_name", ["alpha", "beta"])
+def test_dev_site_scripts_match_golden(site_name: str) -> None:
+    from gateway.sites import load_site
+
+    site = load_site(REPO_ROOT / "site_configs" / f"{site_name}.yaml")
+    check_golden(f"{site_name}.sbatch", render_for(site, "slurm", "python", f"/home/gwrun/{site_name}-runs"))
+
+
+def test_rendering_is_deterministic() -> None:
+    assert render_for(SITE, "slurm", "python", "/w") == render_for(SITE, "slurm", "python", "/w")
+
+
+def test_hostile_values_reach_the_shell_as_plain_words(tmp_path: Path) -> None:
+    """A path with quotes, $() and spaces is one word to bash: nothing is executed."""
+    marker = tmp_path / "pwned"
+    hostile = f"/tmp/x'; touch {marker}; echo '$(touch {marker})"
+    ctx = ScriptContext(run_id="r", job_name="gw-r", bundle_dir=hostile, output_file=hostile,
+                        python="echo")
+    script = TemplateRenderer(REPO_ROOT / "templates").render("local.sh.j2", ctx)
+    # run only the last line ("exec echo -m harness run <dir>") so it prints instead of running python
+    done = subprocess.run(["bash", "-c", script.strip().splitlines()[-1]], capture_output=True, text=True)
+    assert done.stdout.strip() == f"-m harness run {hostile}"
+    assert not marker.exists()
+
+
+def test_strict_undefined_refuses_a_missing_variable(tmp_path: Path) -> None:
+    from gateway.errors import ConfigError
+
+    (tmp_path / "t.j2").write_text("{{ nope }}")
+    ctx = ScriptContext(run_id="r", job_name="j", bundle_dir="/b", output_file="/o", python="p")
+    with pytest.raises(ConfigError, match="nope"):
+        TemplateRenderer(tmp_path).render("t.j2", ctx)
+
+
+def test_sandbox_refuses_attribute_escapes(tmp_path: Path) -> None:
+    from gateway.errors import ConfigError
+
+    (tmp_path / "t.j2").write_text("{{ run_id.__class__.__mro__[1].__subclasses__() }}")
+    ctx = ScriptContext(run_id="r", job_name="j", bundle_dir="/b", output_file="/o", python="p")
+    with pytest.raises(ConfigError):
+        TemplateRenderer(tmp_path).render("t.j2", ctx)
+
+
+def test_site_override_template_is_preferred(tmp_path: Path) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "base.sbatch.j2").write_text("{% block run %}base{% endblock %}\n")
+    (tmp_path / "sites" / "gamma.sbatch.j2").write_text(
+        '{% extends "base.sbatch.j2" %}{% block run %}apptainer exec img {{ python }}{% endblock %}'
+    )
+    renderer = TemplateRenderer(tmp_path)
+    assert renderer.template_for("gamma", "slurm") == "sites/gamma.sbatch.j2"
+    assert renderer.template_for("delta", "slurm") == "base.sbatch.j2"
+    ctx = ScriptContext(run_id="r", job_name="j", bundle_dir="/b", output_file="/o", python="py 3")
+    assert renderer.render("sites/gamma.sbatch.j2", ctx) == "apptainer exec img 'py 3'"
