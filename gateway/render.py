@@ -63,7 +63,7 @@ class TemplateRenderer:
             loader=jinja2.FileSystemLoader(str(templates_dir)),
             undefined=jinja2.StrictUndefined,
             finalize=_shell_quote,
-            autoescape=False,  # noqa: S701 - shell scripts, not HTML: finalize does the quoting
+            autoescape=False,
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,

@@ -15,8 +15,8 @@ def verified_result(raw: bytes | None, key_hex: str, run_id: str) -> RunResult:
         raise ResultError(f"run {run_id}: the harness wrote no result.json")
     try:
         document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultError(f"run {run_id}: result.json is not JSON ({exc.msg})") from exc
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ResultError(f"run {run_id}: result.json is not JSON ({exc})") from exc
     try:
         payload = verify_result(document, load_key_hex(key_hex))
         result = RunResult.from_payload(payload)

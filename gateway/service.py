@@ -137,7 +137,9 @@ class Gateway:
         partition = site.partition_for(gpu_type)
         if partition is None:
             offered = ", ".join(site.gpu_types()) or "none"
-            raise UserError(f"site {site.name} has no partition with GPU type {gpu_type!r}; it offers: {offered}")
+            raise UserError(
+                f"site {site.name} has no partition with GPU type {gpu_type!r}; it offers: {offered}"
+            )
         return site, partition
 
     def known_gpu_types(self) -> list[str]:
@@ -163,7 +165,9 @@ class Gateway:
         board = await store.get_leaderboard(name)
         if board is None:
             raise UserError(f"no leaderboard named {name!r}")
-        return LeaderboardView(board, await store.ranking(board.id), await store.recent_runs(board.id, recent))
+        return LeaderboardView(
+            board, await store.ranking(board.id), await store.recent_runs(board.id, recent)
+        )
 
     # -- submissions --------------------------------------------------------------------------------
 
@@ -208,7 +212,12 @@ class Gateway:
         run_id = str(uuid.uuid4())
         key_hex = secrets.token_hex(32)
         report = RunReport(
-            run_id, request.user, request.file_name, site.name, partition.name, gpu_type,
+            run_id,
+            request.user,
+            request.file_name,
+            site.name,
+            partition.name,
+            gpu_type,
             leaderboard=board.name if board else None,
         )
 
@@ -220,9 +229,23 @@ class Gateway:
         if self.store is not None:
             user_id = await self.store.ensure_user(request.user)
             await self.store.create_submission(
-                user_id, board.id if board else None, task.name, request.file_name, request.code,
-                [NewRun(run_id, request.mode, gpu_type, site.name, partition.name, site.kind,
-                        JobState.QUEUED.value, key_hex)],
+                user_id,
+                board.id if board else None,
+                task.name,
+                request.file_name,
+                request.code,
+                [
+                    NewRun(
+                        run_id,
+                        request.mode,
+                        gpu_type,
+                        site.name,
+                        partition.name,
+                        site.kind,
+                        JobState.QUEUED.value,
+                        key_hex,
+                    )
+                ],
             )
         await event(f"queued for {site.name}/{partition.name} ({gpu_type})")
         try:
@@ -258,8 +281,13 @@ class Gateway:
     ) -> None:
         runtime = self._runtime(site)
         job = JobRequest(
-            report.run_id, site, partition, task, request.code,
-            build_spec(report.run_id, request.mode, task), key_hex,
+            report.run_id,
+            site,
+            partition,
+            task,
+            request.code,
+            build_spec(report.run_id, request.mode, task),
+            key_hex,
         )
         handle = (await runtime.backend.submit([job]))[0]
         report.job_id, report.state = handle.job_id, JobState.PENDING
@@ -272,8 +300,9 @@ class Gateway:
             reason = f" ({status.reason})" if status.reason and not status.state.is_terminal else ""
             await event(f"{status.state.value}{reason}")
             if self.store is not None and not status.state.is_terminal:
-                await self.store.update_state(report.run_id, status.state.value,
-                                              started=status.state is JobState.RUNNING)
+                await self.store.update_state(
+                    report.run_id, status.state.value, started=status.state is JobState.RUNNING
+                )
 
         final = await runtime.monitor.wait(handle, on_change)
         report.state = final.state
@@ -291,4 +320,3 @@ class Gateway:
         report.score = result.score(task.ranking_by)
         if not result.passed:
             report.error = result.failure_message or "the submission failed"
-

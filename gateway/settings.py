@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -10,8 +12,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+
+
+def dev_env_file() -> Path:
+    """The env file the dev stack writes while it is up (and removes on `down`)."""
+    return Path(os.environ.get("GATEWAY_DEV_DIR") or REPO_ROOT / ".dev") / "env"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+    """Read from GATEWAY_* variables, then ./.env, then the running dev stack's env file."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        # env files are resolved per instance, so GATEWAY_DEV_DIR set at run time is honoured
+        super().__init__(_env_file=(dev_env_file(), ".env"), **values)
 
     database_url: SecretStr | None = Field(
         default=None, description="postgresql://user:password@host:port/db; unset means no database"

@@ -1,4 +1,4 @@
-"""Site configurations: one YAML file per donated cluster in site_configs/, plus the built-in ``local`` site."""
+"""Site configurations: one YAML file per donated cluster in site_configs/, and the built-in local site."""
 
 from __future__ import annotations
 

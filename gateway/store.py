@@ -88,7 +88,7 @@ class Store:
         await self._pool.close()
 
     @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _conn(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy[asyncpg.Record]]:
         try:
             async with self._pool.acquire() as conn:
                 yield conn
@@ -170,8 +170,8 @@ class Store:
                 digest,
             )
             await conn.executemany(
-                "INSERT INTO runs (id, submission_id, mode, secret, gpu_type, site, partition, backend, state, "
-                "result_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO runs (id, submission_id, mode, secret, gpu_type, site, partition, backend, "
+                "state, result_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 [
                     (
                         uuid.UUID(r.run_id),
@@ -200,7 +200,8 @@ class Store:
         async with self._conn() as conn:
             await conn.execute(
                 "UPDATE runs SET state = $2, "
-                "started_at = CASE WHEN $3 THEN COALESCE(started_at, now()) ELSE started_at END WHERE id = $1",
+                "started_at = CASE WHEN $3 THEN COALESCE(started_at, now()) ELSE started_at END "
+                "WHERE id = $1",
                 uuid.UUID(run_id),
                 state,
                 started,
@@ -251,8 +252,14 @@ class Store:
             gpu = row["gpu_type"]
             entries.append(
                 RankedEntry(
-                    rank, row["user_name"], row["gpu_type"], row["score"], str(row["id"]),
-                    row["file_name"], row["site"], row["finished_at"],
+                    rank,
+                    row["user_name"],
+                    row["gpu_type"],
+                    row["score"],
+                    str(row["id"]),
+                    row["file_name"],
+                    row["site"],
+                    row["finished_at"],
                 )
             )
         return entries
@@ -281,6 +288,16 @@ _RUN_SELECT = (
 
 def _run_record(row: asyncpg.Record) -> RunRecord:
     return RunRecord(
-        str(row["id"]), row["user_name"], row["file_name"], row["mode"], row["gpu_type"], row["site"],
-        row["job_id"], row["state"], row["passed"], row["score"], row["error"], row["result"],
+        str(row["id"]),
+        row["user_name"],
+        row["file_name"],
+        row["mode"],
+        row["gpu_type"],
+        row["site"],
+        row["job_id"],
+        row["state"],
+        row["passed"],
+        row["score"],
+        row["error"],
+        row["result"],
     )

@@ -36,31 +36,32 @@ class LocalBackend:
             script_context(request, paths, self._python),
         )
         try:
-            self._workdir.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(
-                stage_bundle,
-                Path(paths.root),
-                request.task,
-                request.submission_code,
-                request.spec,
-                request.key_hex,
-                script,
-            )
-            with open(paths.output, "wb") as output:
+            output_fd = await asyncio.to_thread(self._stage, request, paths, script)
+            try:
                 proc = await asyncio.create_subprocess_exec(
                     "/bin/bash",
                     str(paths.job_script),
                     stdin=asyncio.subprocess.DEVNULL,
-                    stdout=output,
+                    stdout=output_fd,
                     stderr=asyncio.subprocess.STDOUT,
                     cwd=str(paths.root),
                     start_new_session=True,
                 )
+            finally:
+                os.close(output_fd)
         except OSError as exc:
             raise BackendError(f"local site: cannot start run {request.run_id}: {exc}") from exc
         job_id = f"local-{proc.pid}"
         self._procs[job_id] = proc
         return JobHandle(request.run_id, job_id, paths)
+
+    def _stage(self, request: JobRequest, paths: BundlePaths, script: str) -> int:
+        """Write the bundle; return a descriptor of its output file for the job's stdout and stderr."""
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        stage_bundle(
+            Path(paths.root), request.task, request.submission_code, request.spec, request.key_hex, script
+        )
+        return os.open(paths.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
     async def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
         states: dict[str, JobStatus] = {}

@@ -127,7 +127,18 @@ class SlurmBackend:
         self.queries += 1
         start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
         done = await self._transport.run(
-            ["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-S", start, "-o", "JobIDRaw,State,ExitCode"],
+            [
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                "-j",
+                ",".join(job_ids),
+                "-S",
+                start,
+                "-o",
+                "JobIDRaw,State,ExitCode",
+            ],
             timeout=QUERY_TIMEOUT_S,
             check=False,
         )

@@ -25,10 +25,17 @@ async def run_demo(gateway: Gateway, problems_dir: Path, console: Console) -> bo
         task = load_task(problems_dir / problem)
         for solution, user in DEMO_USERS.items():
             path = problems_dir / problem / "solutions" / solution
-            requests.append(SubmitRequest(
-                code=path.read_text(encoding="utf-8"), file_name=solution, user=user, task=task,
-                site=site, gpu_type=gpu, mode="leaderboard",
-            ))
+            requests.append(
+                SubmitRequest(
+                    code=path.read_text(encoding="utf-8"),
+                    file_name=solution,
+                    user=user,
+                    task=task,
+                    site=site,
+                    gpu_type=gpu,
+                    mode="leaderboard",
+                )
+            )
 
     async def show(run_id: str, message: str) -> None:
         console.print(f"[dim]{run_id[:8]}[/] {message}", highlight=False)
@@ -36,9 +43,14 @@ async def run_demo(gateway: Gateway, problems_dir: Path, console: Console) -> bo
     console.print(f"submitting {len(requests)} runs to {', '.join(s for s, _ in DEMO_ROUTES.values())} ...")
     reports = await asyncio.gather(*(gateway.submit(r, on_event=show) for r in requests))
     for report in reports:
-        verdict = f"passed, score {format_seconds(report.score)}" if report.passed else f"failed: {report.error}"
-        console.print(f"{report.leaderboard}: {report.user} {report.file_name} on {report.site} "
-                      f"job {report.job_id}: {verdict}", highlight=False)
+        verdict = (
+            f"passed, score {format_seconds(report.score)}" if report.passed else f"failed: {report.error}"
+        )
+        console.print(
+            f"{report.leaderboard}: {report.user} {report.file_name} on {report.site} "
+            f"job {report.job_id}: {verdict}",
+            highlight=False,
+        )
     ok = True
     for problem in DEMO_ROUTES:
         view = await gateway.leaderboard(problem)

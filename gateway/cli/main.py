@@ -20,8 +20,11 @@ from gateway.settings import Settings
 from gateway.sites import load_sites
 from gateway.tasks import load_task
 
-app = typer.Typer(help="Kernel submission gateway: Slurm sites over SSH, a Postgres leaderboard.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Kernel submission gateway: Slurm sites over SSH, a Postgres leaderboard.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 leaderboard_app = typer.Typer(help="Create and show leaderboards.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 sites_app = typer.Typer(help="Site configurations.", no_args_is_help=True)
@@ -55,15 +58,21 @@ def _run(body: Callable[[Gateway], Awaitable[T]], *, use_database: bool = True) 
 
 
 @app.callback()
-def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug detail")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug detail")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
 
 
 @app.command()
 def submit(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the submission (Python source)")],
     task: Annotated[Path | None, typer.Option(help="task directory holding task.yml")] = None,
-    leaderboard: Annotated[str | None, typer.Option(help="leaderboard name (default: the task's name)")] = None,
+    leaderboard: Annotated[
+        str | None, typer.Option(help="leaderboard name (default: the task's name)")
+    ] = None,
     site: Annotated[str | None, typer.Option(help="site name from site_configs/ (default: local)")] = None,
     gpu: Annotated[str | None, typer.Option(help="GPU type, e.g. H100")] = None,
     mode: Annotated[str, typer.Option(help="test | benchmark | leaderboard")] = "leaderboard",
@@ -84,8 +93,14 @@ def submit(
         console.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
     request = SubmitRequest(
-        code=code, file_name=file.name, user=user or getpass.getuser(), task=definition,
-        leaderboard=leaderboard, site=site, gpu_type=gpu, mode=mode_literal(mode),
+        code=code,
+        file_name=file.name,
+        user=user or getpass.getuser(),
+        task=definition,
+        leaderboard=leaderboard,
+        site=site,
+        gpu_type=gpu,
+        mode=mode_literal(mode),
     )
 
     async def body(gateway: Gateway) -> bool:
@@ -108,7 +123,9 @@ def mode_literal(mode: str) -> Mode:
 def leaderboard_create(
     name: str,
     task: Annotated[Path, typer.Option(help="task directory holding task.yml")],
-    gpu: Annotated[list[str] | None, typer.Option(help="GPU types it ranks (repeat); default: all known")] = None,
+    gpu: Annotated[
+        list[str] | None, typer.Option(help="GPU types it ranks (repeat); default: all known")
+    ] = None,
 ) -> None:
     """Create leaderboard NAME for a task (does nothing when it exists)."""
     definition = load_task(task)

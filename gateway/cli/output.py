@@ -38,7 +38,9 @@ def print_report(console: Console, report: RunReport) -> None:
         for bench in result.benchmarks:
             status = "[green]pass[/]" if bench.passed else "[red]fail[/]"
             table.add_row(
-                "benchmark", bench.spec, status,
+                "benchmark",
+                bench.spec,
+                status,
                 format_seconds(bench.mean_ns * 1e-9) if bench.passed else "-",
                 format_seconds(bench.best_ns * 1e-9) if bench.passed else "-",
                 str(bench.runs) if bench.passed else "-",
@@ -56,13 +58,22 @@ def print_report(console: Console, report: RunReport) -> None:
 
 def print_leaderboard(console: Console, view: LeaderboardView) -> None:
     board = view.board
-    table = Table(title=f"leaderboard {board.name} (ranked by {board.ranking_by}, lower is better)",
-                  title_justify="left")
+    table = Table(
+        title=f"leaderboard {board.name} (ranked by {board.ranking_by}, lower is better)",
+        title_justify="left",
+    )
     for column in ("gpu", "rank", "user", "score", "file", "site", "run"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     for entry in view.ranking:
-        table.add_row(entry.gpu_type, str(entry.rank), entry.user_name, format_seconds(entry.score),
-                      entry.file_name, entry.site, entry.run_id[:8])
+        table.add_row(
+            entry.gpu_type,
+            str(entry.rank),
+            entry.user_name,
+            format_seconds(entry.score),
+            entry.file_name,
+            entry.site,
+            entry.run_id[:8],
+        )
     if not view.ranking:
         table.add_row("-", "-", "no passing leaderboard runs yet", "-", "-", "-", "-")
     console.print(table)
@@ -72,5 +83,7 @@ def print_leaderboard(console: Console, view: LeaderboardView) -> None:
         for column in ("user", "file", "gpu", "site", "state", "error"):
             fails.add_column(column, overflow="fold" if column == "error" else "ellipsis")
         for run in failed:
-            fails.add_row(run.user_name, run.file_name, run.gpu_type or "-", run.site, run.state, run.error or "")
+            fails.add_row(
+                run.user_name, run.file_name, run.gpu_type or "-", run.site, run.state, run.error or ""
+            )
         console.print(fails)

@@ -120,7 +120,7 @@ class SSHTransport:
         try:
             async with sftp.open(remote_path, "rb") as handle:
                 data = await handle.read(max_bytes)
-                return bytes(data)
+                return data.encode() if isinstance(data, str) else bytes(data)
         except asyncssh.SFTPNoSuchFile:
             return None
         except (OSError, asyncssh.Error) as exc:

@@ -16,8 +16,13 @@ from gateway.tasks import TaskDefinition
 GOLDEN = REPO_ROOT / "tests" / "golden"
 RUN_ID = "00000000-0000-4000-8000-000000000001"
 TASK = TaskDefinition(
-    name="t", files={"submission.py": "@SUBMISSION@"}, submission_name="submission.py",
-    tests=[{"size": 1}], benchmarks=[], ranking_by="geom", timeouts={"test": 10},
+    name="t",
+    files={"submission.py": "@SUBMISSION@"},
+    submission_name="submission.py",
+    tests=[{"size": 1}],
+    benchmarks=[],
+    ranking_by="geom",
+    timeouts={"test": 10},
 )
 SITE = SiteConfig(
     name="gamma",
@@ -66,8 +71,7 @@ def test_hostile_values_reach_the_shell_as_plain_words(tmp_path: Path) -> None:
     """A path with quotes, $() and spaces is one word to bash: nothing is executed."""
     marker = tmp_path / "pwned"
     hostile = f"/tmp/x'; touch {marker}; echo '$(touch {marker})"
-    ctx = ScriptContext(run_id="r", job_name="gw-r", bundle_dir=hostile, output_file=hostile,
-                        python="echo")
+    ctx = ScriptContext(run_id="r", job_name="gw-r", bundle_dir=hostile, output_file=hostile, python="echo")
     script = TemplateRenderer(REPO_ROOT / "templates").render("local.sh.j2", ctx)
     # run only the last line ("exec echo -m harness run <dir>") so it prints instead of running python
     done = subprocess.run(["bash", "-c", script.strip().splitlines()[-1]], capture_output=True, text=True)

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.sites import load_site, load_sites, local_site
 from gateway.settings import REPO_ROOT
+from gateway.sites import load_site, load_sites, local_site
 
 GOOD = """\
 name: gamma
@@ -57,9 +57,7 @@ def test_error_names_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
-    bad = GOOD.replace("  user: alice\n", "  user: Alice Smith\n").replace(
-        "workdir: runs\n", ""
-    )
+    bad = GOOD.replace("  user: alice\n", "  user: Alice Smith\n").replace("workdir: runs\n", "")
     with pytest.raises(ConfigError) as info:
         load_site(write(tmp_path, bad))
     message = str(info.value)

@@ -22,8 +22,12 @@ SITE = SiteConfig(
     partitions=[PartitionConfig(name="h100", gpu_type="H100", gres="gpu:h100:1")],
 )
 TASK = TaskDefinition(
-    name="t", files={"submission.py": "@SUBMISSION@", "reference.py": "x = 1\n"},
-    submission_name="submission.py", tests=[{"size": 1}], benchmarks=[], ranking_by="geom",
+    name="t",
+    files={"submission.py": "@SUBMISSION@", "reference.py": "x = 1\n"},
+    submission_name="submission.py",
+    tests=[{"size": 1}],
+    benchmarks=[],
+    ranking_by="geom",
     timeouts={"test": 10},
 )
 
@@ -55,17 +59,32 @@ def test_parse_squeue_and_sacct() -> None:
 
 
 async def test_submit_uploads_bundle_and_sends_script_on_stdin() -> None:
-    transport = FakeTransport(lambda argv, stdin: (0, "77;gamma\n", "") if argv[0] == "sbatch" else (0, "", ""))
-    request = JobRequest("abc", SITE, SITE.partitions[0], TASK, "def custom_kernel(x): return x\n",
-                         {"run_id": "abc"}, "aa" * 32)
+    transport = FakeTransport(
+        lambda argv, stdin: (0, "77;gamma\n", "") if argv[0] == "sbatch" else (0, "", "")
+    )
+    request = JobRequest(
+        "abc",
+        SITE,
+        SITE.partitions[0],
+        TASK,
+        "def custom_kernel(x): return x\n",
+        {"run_id": "abc"},
+        "aa" * 32,
+    )
     [job] = await backend(transport).submit([request])
     assert job.job_id == "77"
     assert str(job.bundle.root) == "/home/gwrun/runs/abc"
     assert transport.commands("mkdir") == [["mkdir", "-p", "--", "/home/gwrun/runs"]]
     [(_, remote, names)] = transport.uploads
     assert remote == "/home/gwrun/runs/abc"
-    assert {"job.sh", "spec.json", "key", "task/submission.py", "task/reference.py",
-            "harness/__init__.py"} <= set(names)
+    assert {
+        "job.sh",
+        "spec.json",
+        "key",
+        "task/submission.py",
+        "task/reference.py",
+        "harness/__init__.py",
+    } <= set(names)
     sbatch_index = transport.calls.index(["sbatch", "--parsable"])
     script = transport.stdin[sbatch_index]
     assert script is not None and f"#SBATCH --job-name={job_name('abc')}" in script
@@ -92,7 +111,9 @@ async def test_one_squeue_for_many_jobs_then_sacct_only_for_the_missing() -> Non
 
 
 async def test_terminal_states_are_cached_and_never_asked_again() -> None:
-    transport = FakeTransport(lambda argv, stdin: (0, "5|COMPLETED|0:0\n", "") if argv[0] == "squeue" else (1, "", ""))
+    transport = FakeTransport(
+        lambda argv, stdin: (0, "5|COMPLETED|0:0\n", "") if argv[0] == "squeue" else (1, "", "")
+    )
     slurm = backend(transport)
     await slurm.status([handle("5")])
     again = await slurm.status([handle("5")])

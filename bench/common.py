@@ -1,0 +1,52 @@
+"""Shared helpers: timing, a ratio table, and results written to bench/results/."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    baseline: str
+    baseline_ms: float
+    measured_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.baseline_ms / self.measured_ms if self.measured_ms else float("inf")
+
+
+async def median_ms(action: Callable[[], Awaitable[object]], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        await action()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def report(title: str, rows: list[Row], console: Console) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("measured", "baseline", "baseline ms", "measured ms", "speed-up (baseline/measured)"):
+        table.add_column(column, justify="left" if column in ("measured", "baseline") else "right")
+    for row in rows:
+        table.add_row(
+            row.name, row.baseline, f"{row.baseline_ms:.2f}", f"{row.measured_ms:.2f}", f"{row.ratio:.1f}x"
+        )
+    console.print(table)
+    RESULTS.mkdir(exist_ok=True)
+    slug = title.split(":")[0].replace(" ", "_")
+    (RESULTS / f"{slug}.json").write_text(
+        json.dumps([asdict(r) | {"ratio": r.ratio} for r in rows], indent=1) + "\n"
+    )

@@ -1,0 +1,51 @@
+"""Shared fixtures. Integration tests use the real dev stack; the session starts it when it is down
+and, when it started it, stops it at the end and checks that no daemon is left behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import REPO_ROOT, Settings
+
+PROBLEMS = REPO_ROOT / "problems"
+
+
+def solution(problem: str, name: str) -> str:
+    return (PROBLEMS / problem / "solutions" / name).read_text()
+
+
+@pytest.fixture(scope="session")
+def dev_env() -> Iterator[dict[str, str]]:
+    from gateway.devstack import DevStack
+
+    stack = DevStack()
+    started_here = not stack.is_up()
+    if started_here:
+        stack.up()
+    yield stack.env()
+    if started_here and os.environ.get("GATEWAY_KEEP_STACK") != "1":
+        stack.down()
+        left = [part for part in stack.status() if part.pid is not None and part.state == "running"]
+        assert not left, f"dev stack parts still running after down: {left}"
+
+
+@pytest.fixture
+def stack_settings(dev_env: dict[str, str], tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=dev_env["GATEWAY_DATABASE_URL"],  # type: ignore[arg-type]
+        sites_dir=Path(dev_env["GATEWAY_SITES_DIR"]),
+        local_workdir=tmp_path / "runs",
+    )
+
+
+@pytest.fixture
+async def gateway(stack_settings: Settings) -> AsyncIterator[object]:
+    from gateway.service import Gateway
+
+    gw = await Gateway.open(stack_settings)
+    yield gw
+    await gw.close()

@@ -1,0 +1,107 @@
+"""End to end through the real dev stack: Slurm over SSH, the harness, PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import TransportError, UserError
+from gateway.service import Gateway, SubmitRequest
+from gateway.sites import load_sites
+from gateway.states import JobState
+from gateway.tasks import load_task
+from gateway.transport.ssh import SSHTransport
+from tests.conftest import PROBLEMS, solution
+
+pytestmark = pytest.mark.integration
+
+
+def request(problem: str, sol: str, site: str, gpu: str, board: str, user: str = "tester") -> SubmitRequest:
+    return SubmitRequest(
+        code=solution(problem, sol),
+        file_name=sol,
+        user=user,
+        task=load_task(PROBLEMS / problem),
+        leaderboard=board,
+        site=site,
+        gpu_type=gpu,
+        mode="leaderboard",
+    )
+
+
+async def test_alpha_run_is_one_slurm_job_named_by_run_id_and_its_row_holds_timings(
+    gateway: Gateway, dev_env: dict[str, str]
+) -> None:
+    board = f"it-{uuid.uuid4().hex[:8]}"
+    report = await gateway.submit(request("vectoradd", "correct.py", "alpha", "H100", board))
+    assert report.passed, report.error
+    assert report.state is JobState.COMPLETED and report.partition == "h100"
+
+    # sacct on alpha, over its own sshd: exactly one job carries this run id
+    site = gateway.sites["alpha"]
+    assert site.login is not None
+    ssh = SSHTransport("alpha", site.login)
+    try:
+        today = time.strftime("%Y-%m-%dT00:00:00")
+        done = await ssh.run(["sacct", "-X", "-n", "-P", "-S", today, "-o", "JobIDRaw,JobName,State,Cluster"])
+    finally:
+        await ssh.close()
+    mine = [line.split("|") for line in done.stdout.splitlines() if report.run_id in line]
+    assert len(mine) == 1
+    assert mine[0] == [report.job_id, f"gw-{report.run_id}", "COMPLETED", "alpha"]
+
+    assert gateway.store is not None
+    row = await gateway.store.get_run(report.run_id)
+    assert row is not None and row.passed and row.state == "COMPLETED" and row.site == "alpha"
+    assert row.score is not None and row.score == pytest.approx(report.score)
+    phases = {p["name"]: p for p in row.result["phases"]} if row.result else {}
+    assert int(phases["leaderboard"]["kv"]["benchmark-count"]) >= 1
+    assert float(phases["leaderboard"]["kv"]["benchmark.0.mean"]) > 0
+
+
+async def test_leaderboard_ranks_fast_before_slow_and_reports_the_wrong_one(gateway: Gateway) -> None:
+    import asyncio
+
+    board = f"it-{uuid.uuid4().hex[:8]}"
+    reports = await asyncio.gather(
+        gateway.submit(request("softmax", "slow.py", "beta", "A100", board, "bob")),
+        gateway.submit(request("softmax", "correct.py", "beta", "A100", board, "ada")),
+        gateway.submit(request("softmax", "wrong.py", "beta", "A100", board, "eve")),
+    )
+    slow, correct, wrong = reports
+    assert correct.passed and slow.passed
+    assert not wrong.passed and wrong.error and "mismatch" in wrong.error.lower()
+    view = await gateway.leaderboard(board)
+    assert [(e.user_name, e.rank) for e in view.ranking] == [("ada", 1), ("bob", 2)]
+    assert [r.user_name for r in view.recent if r.passed is False] == ["eve"]
+
+
+async def test_beta_routes_l4_to_its_own_partition(gateway: Gateway) -> None:
+    report = await gateway.submit(
+        request("vectoradd", "correct.py", "beta", "L4", f"it-{uuid.uuid4().hex[:8]}")
+    )
+    assert report.passed, report.error
+    assert (report.site, report.partition, report.gpu_type) == ("beta", "l4", "L4")
+
+
+async def test_a_gpu_type_the_site_lacks_is_a_user_error(gateway: Gateway) -> None:
+    with pytest.raises(UserError, match="offers: H100"):
+        await gateway.submit(request("vectoradd", "correct.py", "alpha", "MI300X", "it-none"))
+
+
+async def test_a_wrong_pinned_host_key_refuses_to_connect(dev_env: dict[str, str], tmp_path: Path) -> None:
+    site = load_sites(Path(dev_env["GATEWAY_SITES_DIR"]))["alpha"]
+    assert site.login is not None
+    beta_key = next(
+        line.split(" ", 1)[1]
+        for line in site.login.known_hosts.read_text().splitlines()
+        if line.startswith("[127.0.0.1]:42202")
+    )
+    fake = tmp_path / "known_hosts"
+    fake.write_text(f"[127.0.0.1]:42201 {beta_key}\n")  # beta's key claimed for alpha's port
+    ssh = SSHTransport("alpha", site.login.model_copy(update={"known_hosts": fake}))
+    with pytest.raises(TransportError, match="host key"):
+        await ssh.run(["true"])
