@@ -27,6 +27,7 @@ class SSHTransport:
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._lock = asyncio.Lock()
+        self._sftp_lock = asyncio.Lock()
         # one channel stays reserved for SFTP
         self._channels = asyncio.Semaphore(max(1, login.max_channels - 1))
         self._home: str | None = None
@@ -68,12 +69,13 @@ class SSHTransport:
 
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         conn = await self._connection()
-        if self._sftp is None:
-            try:
-                self._sftp = await conn.start_sftp_client()
-            except (OSError, asyncssh.Error) as exc:
-                raise TransportError(f"{self._where()}: cannot start SFTP: {exc}") from exc
-        return self._sftp
+        async with self._sftp_lock:  # concurrent uploads share one SFTP channel
+            if self._sftp is None:
+                try:
+                    self._sftp = await conn.start_sftp_client()
+                except (OSError, asyncssh.Error) as exc:
+                    raise TransportError(f"{self._where()}: cannot start SFTP: {exc}") from exc
+            return self._sftp
 
     async def run(
         self,
