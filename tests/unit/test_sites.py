@@ -72,7 +72,7 @@ def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"gamma.yaml:3: not valid YAML"):
-        load_site(write(tmp_path, "name: gamma\nlogin:\n  host: [oops\n"))
+        load_site(write(tmp_path, "name: gamma\nlogin:\n  host: a: b\nworkdir: x\n"))
 
 
 def test_a_shell_metacharacter_in_a_partition_name_is_refused(tmp_path: Path) -> None:
