@@ -11,10 +11,9 @@ MIGRATIONS_DIR = REPO_ROOT / "migrations"
 
 
 def _yoyo_url(database_url: str) -> str:
-    # yoyo picks its driver from the URL scheme; psycopg2 is the one we install.
-    for prefix in ("postgresql://", "postgres://"):
-        if database_url.startswith(prefix):
-            return "postgresql+psycopg2://" + database_url[len(prefix) :]
+    # yoyo 9 reads plain postgresql:// with psycopg2 (the driver we install); it refuses postgres://.
+    if database_url.startswith("postgres://"):
+        return "postgresql://" + database_url[len("postgres://") :]
     return database_url
 
 
@@ -30,4 +29,5 @@ def apply_migrations(database_url: str, migrations_dir: Path = MIGRATIONS_DIR) -
             backend.apply_migrations(pending)
         return len(pending)
     except Exception as exc:  # yoyo and psycopg2 raise many unrelated types
+        # the message may hold the URL and so the password: name the type only
         raise StoreError(f"could not apply migrations from {migrations_dir}: {type(exc).__name__}") from exc
