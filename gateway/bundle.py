@@ -91,7 +91,7 @@ def stage_bundle(
     for name, content in sorted(task.files.items()):
         text = submission_code if content == SUBMISSION_PLACEHOLDER else content
         (task_dir / name).write_text(text, encoding="utf-8")
-    Path(paths.spec).write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    Path(paths.spec).write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
     fd = os.open(paths.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as key_file:
         key_file.write(key_hex + "\n")

@@ -12,8 +12,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-
-
 def dev_env_file() -> Path:
     """The env file the dev stack writes while it is up (and removes on `down`)."""
     return Path(os.environ.get("GATEWAY_DEV_DIR") or REPO_ROOT / ".dev") / "env"

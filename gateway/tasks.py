@@ -100,11 +100,15 @@ def load_task(task_dir: Path, name: str | None = None) -> TaskDefinition:
         raise TaskError(f"{task_yml}: files: one entry needs source {SUBMISSION_PLACEHOLDER}")
     if raw.config.main is not None and raw.config.main not in files:
         raise TaskError(f"{task_yml}: config.main: {raw.config.main!r} is not among the files")
-    timeouts: dict[str, int] = {str(k): v for k, v in raw.timeouts.items()} if raw.timeouts else {
-        "test": raw.test_timeout,
-        "benchmark": raw.benchmark_timeout,
-        "leaderboard": raw.ranked_timeout,
-    }
+    timeouts: dict[str, int] = (
+        {str(k): v for k, v in raw.timeouts.items()}
+        if raw.timeouts
+        else {
+            "test": raw.test_timeout,
+            "benchmark": raw.benchmark_timeout,
+            "leaderboard": raw.ranked_timeout,
+        }
+    )
     return TaskDefinition(
         name=name or task_dir.resolve().name,
         description=raw.description.strip(),

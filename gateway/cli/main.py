@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from gateway.cli import dev
+from gateway.cli.dev import app as dev_app
 from gateway.cli.output import print_leaderboard, print_report
 from gateway.errors import ConfigError, GatewayError, UserError
 from gateway.service import Gateway, Mode, SubmitRequest
@@ -31,7 +31,7 @@ sites_app = typer.Typer(help="Site configurations.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 app.add_typer(db_app, name="db")
 app.add_typer(sites_app, name="sites")
-app.add_typer(dev.app, name="dev")
+app.add_typer(dev_app, name="dev")
 
 console = Console()
 T = TypeVar("T")
