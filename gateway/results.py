@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from harness.protocol import HarnessError, ResultAuthError, RunResult, load_key_hex, verify_result
-
 from gateway.errors import ResultError
+from harness.protocol import HarnessError, ResultAuthError, RunResult, load_key_hex, verify_result
 
 
 def verified_result(raw: bytes | None, key_hex: str, run_id: str) -> RunResult:

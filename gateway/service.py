@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from harness.protocol import RunResult
-
 from gateway.backends.base import Backend, JobHandle, JobRequest, JobStatus
 from gateway.backends.local import LocalBackend
 from gateway.backends.slurm import SlurmBackend
@@ -30,6 +28,7 @@ from gateway.states import TERMINAL_MESSAGES, JobState
 from gateway.store import LeaderboardRecord, NewRun, RankedEntry, RunRecord, Store
 from gateway.tasks import TaskDefinition
 from gateway.transport.ssh import SSHTransport
+from harness.protocol import RunResult
 
 log = logging.getLogger(__name__)
 Mode = Literal["test", "benchmark", "leaderboard"]

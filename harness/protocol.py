@@ -225,10 +225,10 @@ class PhaseResult:
         failed = [t for t in self.tests() if not t.passed]
         if failed:
             first = failed[0]
-            return f"{self.name}: test {first.spec or first.index} failed: {first.error or 'no message'}"
+            return f"{self.name} ({first.spec or first.index}) failed: {first.error or 'no message'}"
         bad = [b for b in self.benchmarks() if not b.passed]
         if bad:
-            return f"{self.name}: benchmark {bad[0].spec or bad[0].index} failed: {bad[0].error}"
+            return f"{self.name} benchmark ({bad[0].spec or bad[0].index}) failed: {bad[0].error}"
         meaning = EXIT_MEANINGS.get(self.exit_code or 0, f"exit code {self.exit_code}")
         detail = self.stderr_tail.strip().splitlines()[-1:] or [""]
         return f"{self.name}: {meaning} {detail[0]}".strip()

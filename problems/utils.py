@@ -12,7 +12,7 @@ def make_generator(seed: int) -> torch.Generator:
 
 
 def verbose_allclose(
-    received: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, max_print: int = 5
+    received: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, max_print: int = 3
 ) -> list[str]:
     """Why ``received`` is not close to ``expected`` (empty when it is)."""
     if not isinstance(received, torch.Tensor):
