@@ -50,10 +50,10 @@ def _run(body: Callable[[Gateway], Awaitable[T]], *, use_database: bool = True) 
     try:
         return asyncio.run(main())
     except UserError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except GatewayError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -90,7 +90,7 @@ def submit(
     try:
         definition = load_task(task) if task is not None else None
     except UserError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     request = SubmitRequest(
         code=code,

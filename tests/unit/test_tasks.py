@@ -54,7 +54,7 @@ def test_reference_kernels_layout_is_resolved(tmp_path: Path) -> None:
 
 
 def test_missing_task_yml(tmp_path: Path) -> None:
-    with pytest.raises(TaskError, match="no task.yml"):
+    with pytest.raises(TaskError, match=r"no task\.yml"):
         load_task(tmp_path)
 
 
@@ -77,5 +77,5 @@ def test_a_bad_field_names_line_and_path(tmp_path: Path) -> None:
 
 
 def test_main_must_be_one_of_the_files(tmp_path: Path) -> None:
-    with pytest.raises(TaskError, match="config.main"):
+    with pytest.raises(TaskError, match=r"config\.main"):
         load_task(make_task(tmp_path, TASK_YML.replace('main: "reference.py"', 'main: "eval.py"')))
