@@ -10,7 +10,7 @@ from bench import e2e, ssh_reuse
 
 
 async def main() -> None:
-    console = Console()
+    console = Console(width=130)
     await ssh_reuse.main(console)
     await e2e.main(console)
 

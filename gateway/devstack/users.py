@@ -12,6 +12,7 @@ from gateway.devstack.proc import chown, run, say, user_env
 
 SYSTEM_PYTHON = "/usr/bin/python3.11"
 TORCH = "torch==2.13.0"
+NUMPY = "numpy"  # torch warns on every import without it
 WHEELS = Path("/opt/wheels")
 
 
@@ -66,7 +67,7 @@ def _torch_imports(paths: Paths) -> bool:
     if not python.exists():
         return False
     done = run(
-        [str(python), "-c", "import torch"], user=RUN_USER, env=user_env(RUN_USER), check=False, timeout=120
+        [str(python), "-c", "import torch, numpy"], user=RUN_USER, env=user_env(RUN_USER), check=False, timeout=120
     )
     return done.returncode == 0
 
@@ -88,7 +89,7 @@ def ensure_venv(paths: Paths) -> str:
             timeout=300,
         )
     links = ["--find-links", str(WHEELS)] if WHEELS.is_dir() else []
-    argv = [str(paths.venv / "bin" / "pip"), "install", "--progress-bar", "off", *links, TORCH]
+    argv = [str(paths.venv / "bin" / "pip"), "install", "--progress-bar", "off", *links, TORCH, NUMPY]
     say(f"venv: pip install {TORCH} as {RUN_USER} (the slow step, ~40 s)")
     entry = pwd.getpwnam(RUN_USER)
     lines: list[str] = []

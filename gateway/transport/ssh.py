@@ -18,6 +18,7 @@ from gateway.runner import CompletedCommand
 from gateway.sites import LoginConfig
 
 KEEPALIVE_S = 15.0
+CHANNEL_OPEN_RETRIES = 8
 
 
 class SSHTransport:
@@ -32,6 +33,7 @@ class SSHTransport:
         self._channels = asyncio.Semaphore(max(1, login.max_channels - 1))
         self._home: str | None = None
         self.connects = 0  # how many connections were opened (benchmarks and tests read it)
+        self.channel_retries = 0
 
     def _where(self) -> str:
         return f"site {self._site} ({self._login.user}@{self._login.host}:{self._login.port})"
@@ -88,14 +90,23 @@ class SSHTransport:
         conn = await self._connection()
         command = shlex.join(argv)  # the remote shell sees each argument quoted
         async with self._channels:
-            try:
-                proc = await conn.run(command, input=stdin, check=False, timeout=timeout)
-            except asyncssh.TimeoutError as exc:
-                raise CommandError(
-                    argv, None, str(exc.stdout or ""), str(exc.stderr or ""), timed_out=True
-                ) from exc
-            except (OSError, asyncssh.Error) as exc:
-                raise TransportError(f"{self._where()}: {argv[0]} failed to run: {exc}") from exc
+            for attempt in range(CHANNEL_OPEN_RETRIES + 1):
+                try:
+                    proc = await conn.run(command, input=stdin, check=False, timeout=timeout)
+                    break
+                except asyncssh.ChannelOpenError as exc:
+                    # sshd frees a closed session slightly after the client sees it close, so a
+                    # burst can briefly exceed MaxSessions: wait a moment and open again
+                    if attempt == CHANNEL_OPEN_RETRIES:
+                        raise TransportError(f"{self._where()}: no SSH channel for {argv[0]}: {exc}") from exc
+                    self.channel_retries += 1
+                    await asyncio.sleep(0.005 * 2**attempt)
+                except asyncssh.TimeoutError as exc:
+                    raise CommandError(
+                        argv, None, str(exc.stdout or ""), str(exc.stderr or ""), timed_out=True
+                    ) from exc
+                except (OSError, asyncssh.Error) as exc:
+                    raise TransportError(f"{self._where()}: {argv[0]} failed to run: {exc}") from exc
         done = CompletedCommand(
             tuple(argv),
             proc.exit_status if proc.exit_status is not None else -1,
