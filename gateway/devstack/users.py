@@ -67,7 +67,11 @@ def _torch_imports(paths: Paths) -> bool:
     if not python.exists():
         return False
     done = run(
-        [str(python), "-c", "import torch, numpy"], user=RUN_USER, env=user_env(RUN_USER), check=False, timeout=120
+        [str(python), "-c", "import torch, numpy"],
+        user=RUN_USER,
+        env=user_env(RUN_USER),
+        check=False,
+        timeout=120,
     )
     return done.returncode == 0
 
