@@ -23,20 +23,19 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def gateway_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GATEWAY, *args], capture_output=True, text=True, env=clean_env(tmp_path), cwd=tmp_path, timeout=120
+    )
+
+
 def test_cli_submit_without_a_site_passes_and_prints_timings(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            GATEWAY,
-            "submit",
-            str(PROBLEMS / "vectoradd/solutions/correct.py"),
-            "--task",
-            str(PROBLEMS / "vectoradd"),
-        ],
-        capture_output=True,
-        text=True,
-        env=clean_env(tmp_path),
-        cwd=tmp_path,
-        timeout=120,
+    done = gateway_cli(
+        tmp_path,
+        "submit",
+        str(PROBLEMS / "vectoradd/solutions/correct.py"),
+        "--task",
+        str(PROBLEMS / "vectoradd"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "passed" in done.stdout and "score" in done.stdout
@@ -44,34 +43,22 @@ def test_cli_submit_without_a_site_passes_and_prints_timings(tmp_path: Path) -> 
 
 
 def test_cli_submit_of_a_wrong_kernel_exits_1_with_the_harness_message(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            GATEWAY,
-            "submit",
-            str(PROBLEMS / "softmax/solutions/wrong.py"),
-            "--task",
-            str(PROBLEMS / "softmax"),
-            "--mode",
-            "test",
-        ],
-        capture_output=True,
-        text=True,
-        env=clean_env(tmp_path),
-        cwd=tmp_path,
-        timeout=120,
+    done = gateway_cli(
+        tmp_path,
+        "submit",
+        str(PROBLEMS / "softmax/solutions/wrong.py"),
+        "--task",
+        str(PROBLEMS / "softmax"),
+        "--mode",
+        "test",
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "mismatch" in done.stdout.lower()
 
 
 def test_cli_rejects_a_missing_task_with_a_clear_message(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [GATEWAY, "submit", str(PROBLEMS / "vectoradd/solutions/correct.py"), "--task", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=clean_env(tmp_path),
-        cwd=tmp_path,
-        timeout=60,
+    done = gateway_cli(
+        tmp_path, "submit", str(PROBLEMS / "vectoradd/solutions/correct.py"), "--task", str(tmp_path)
     )
     assert done.returncode == 2
     assert "no task.yml here" in done.stdout
