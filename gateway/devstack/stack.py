@@ -26,7 +26,7 @@ from gateway.devstack.paths import (
     ensure_traversable,
     repo_root,
 )
-from gateway.devstack.proc import alive, cmdline, say, stop
+from gateway.devstack.proc import alive, cmdline, pid_state, say, stop
 
 _DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "slurmstepd", "sshd", "postgres")
 
@@ -221,6 +221,9 @@ class DevStack:
         if remaining:
             listing = "\n".join(f"  {pid} {' '.join(argv)[:120]}" for pid, argv in remaining)
             raise DevStackError(f"processes of the dev stack are still running:\n{listing}")
+        reaped = _wait_for_reaping(timeout=10.0)
+        if reaped:
+            say(f"waited for PID 1 to reap {reaped} exited daemon(s)")
         say("verified: no process of the dev stack is left")
         if purge and p.root.exists():
             shutil.rmtree(p.root)
@@ -252,6 +255,28 @@ class DevStack:
             if mine:
                 found.append((pid, argv or [comm]))
         return found
+
+
+def _daemon_zombies() -> list[int]:
+    zombies = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and pid_state(int(entry.name)) == "Z":
+            try:
+                if (entry / "comm").read_text().strip() in _DAEMONS:
+                    zombies.append(int(entry.name))
+            except OSError:
+                continue
+    return zombies
+
+
+def _wait_for_reaping(timeout: float) -> int:
+    """Stopped daemons are children of PID 1, which reaps them late here: wait until their entries are
+    gone, so that `ps` right after `down` shows nothing of the stack, not even <defunct> lines."""
+    first = len(_daemon_zombies())
+    deadline = time.monotonic() + timeout
+    while _daemon_zombies() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return first
 
 
 def _slurm_conf_in(pid: int, root: str) -> bool:
