@@ -7,11 +7,13 @@ WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: demo test lint unit integration bench up down status venv clean
 
+# pip's log goes to a file and is shown only when the install fails.
 $(BIN)/gateway: pyproject.toml
+	@echo "installing the project and its dev tools into $(VENV) (first time: about a minute)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(WHEELS) -e '.[dev]'
-	touch $@
+	@$(BIN)/pip install --upgrade pip > $(VENV)/pip.log 2>&1 || (cat $(VENV)/pip.log; exit 1)
+	@$(BIN)/pip install $(WHEELS) -e '.[dev]' >> $(VENV)/pip.log 2>&1 || (cat $(VENV)/pip.log; exit 1)
+	@touch $@
 
 venv: $(BIN)/gateway
 
