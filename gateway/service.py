@@ -84,8 +84,15 @@ class _SiteRuntime:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, sites: dict[str, SiteConfig], store: Store | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sites: dict[str, SiteConfig],
+        store: Store | None,
+        backend_factory: Callable[[SiteConfig], Backend] | None = None,
+    ) -> None:
         self.settings = settings
+        self._backend_factory = backend_factory or self._default_backend
         self.sites = sites
         self.store = store
         self.renderer = TemplateRenderer(settings.templates_dir)
@@ -115,17 +122,20 @@ class Gateway:
             raise UserError(f"unknown site {name!r}; known sites: {known}")
         return self.sites[name]
 
+    def _default_backend(self, site: SiteConfig) -> Backend:
+        if site.kind == "local":
+            return LocalBackend(self.settings.local_workdir, self.renderer)
+        assert site.login is not None  # load_site guarantees it
+        return SlurmBackend(site, SSHTransport(site.name, site.login), self.renderer)
+
     def _runtime(self, site: SiteConfig) -> _SiteRuntime:
+        """One backend (so one SSH connection) and one monitor per site, made on first use."""
         runtime = self._runtimes.get(site.name)
         if runtime is None:
-            backend: Backend
-            if site.kind == "local":
-                backend = LocalBackend(self.settings.local_workdir, self.renderer)
-                monitor = Monitor(backend, min_interval_s=0.05, max_interval_s=0.5)
-            else:
-                assert site.login is not None  # load_site guarantees it
-                backend = SlurmBackend(site, SSHTransport(site.name, site.login), self.renderer)
-                monitor = Monitor(backend)
+            backend = self._backend_factory(site)
+            # a local process ends without queueing: look often; Slurm: start at 0.25 s and back off
+            interval = (0.05, 0.5) if site.kind == "local" else (0.25, 3.0)
+            monitor = Monitor(backend, min_interval_s=interval[0], max_interval_s=interval[1])
             runtime = self._runtimes[site.name] = _SiteRuntime(backend, monitor)
         return runtime
 

@@ -109,3 +109,39 @@ def test_a_broken_spec_still_yields_a_signed_error(tmp_path: Path, garbage: str)
     document = json.loads((tmp_path / "b" / "result.json").read_text())
     result = RunResult.from_payload(verify_result(document, load_key_hex(key_hex)))
     assert result.error and "spec.json" in result.error and not result.passed
+
+
+OWN_EVAL = """\
+import os, sys
+mode, tests_file = sys.argv[1], sys.argv[2]
+cases = [line.strip() for line in open(tests_file) if line.strip()]
+with os.fdopen(int(os.environ["POPCORN_FD"]), "w") as out:
+    out.write(f"test-count: {len(cases)}\\n")
+    for i, case in enumerate(cases):
+        out.write(f"test.{i}.spec: {case}\\ntest.{i}.status: pass\\n")
+    out.write(f"check: pass\\nseen-mode: {mode}\\n")
+"""
+
+
+def test_a_task_with_its_own_eval_py_runs_under_the_same_runner(tmp_path: Path) -> None:
+    key_hex = secrets.token_hex(32)
+    task = TASK.model_copy(update={"main": "eval.py", "files": TASK.files | {"eval.py": OWN_EVAL}})
+    bundle = tmp_path / "bundle"
+    stage_bundle(bundle, task, CORRECT, build_spec("r-2", "test", task), key_hex, "")
+    subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(bundle)],
+        cwd=bundle,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    result = RunResult.from_payload(
+        verify_result(json.loads((bundle / "result.json").read_text()), load_key_hex(key_hex))
+    )
+    assert result.passed
+    assert result.phases[0].kv["seen-mode"] == "test"
+    assert [t.spec for t in result.tests] == [
+        "size: 127; seed: 4242",
+        "size: 1024; seed: 5236",
+        "size: 4097; seed: 1001",
+    ]

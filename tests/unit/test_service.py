@@ -1,0 +1,179 @@
+"""The service with a scripted backend: what it believes, and what it refuses to believe."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.base import JobHandle, JobRequest, JobStatus
+from gateway.bundle import BundlePaths
+from gateway.errors import SubmissionError, UserError
+from gateway.service import Gateway, SubmitRequest
+from gateway.settings import REPO_ROOT, Settings
+from gateway.sites import PartitionConfig, SiteConfig
+from gateway.states import JobState
+from gateway.tasks import TaskDefinition
+from harness.protocol import load_key_hex, sign_result
+
+TASK = TaskDefinition(
+    name="t",
+    files={"submission.py": "@SUBMISSION@"},
+    submission_name="submission.py",
+    tests=[{"size": 1}],
+    benchmarks=[{"size": 2}],
+    ranking_by="geom",
+    timeouts={"test": 10},
+)
+SITE = SiteConfig(
+    name="gamma",
+    login={"host": "h", "user": "u", "identity_file": "/k", "known_hosts": "/kh"},  # type: ignore[arg-type]
+    workdir="runs",
+    partitions=[PartitionConfig(name="big", gpu_type="H100", gres="gpu:1")],
+)
+PASSING_KV = {
+    "check": "pass",
+    "test-count": "1",
+    "test.0.spec": "size: 1",
+    "test.0.status": "pass",
+    "benchmark-count": "1",
+    "benchmark.0.spec": "size: 2",
+    "benchmark.0.runs": "5",
+    "benchmark.0.mean": "2000",
+    "benchmark.0.std": "1",
+    "benchmark.0.err": "0.5",
+    "benchmark.0.best": "1990",
+    "benchmark.0.worst": "2010",
+}
+
+
+def payload(run_id: str, kv: dict[str, str] = PASSING_KV) -> dict[str, object]:
+    phase = {
+        "name": "leaderboard",
+        "exit_code": 0,
+        "timed_out": False,
+        "duration_s": 1.0,
+        "kv": kv,
+        "stdout_tail": "",
+        "stderr_tail": "",
+    }
+    return {
+        "version": 1,
+        "run_id": run_id,
+        "mode": "leaderboard",
+        "system": {"hostname": "n1"},
+        "phases": [phase],
+        "error": None,
+    }
+
+
+Scenario = Callable[[JobRequest], tuple[JobState, bytes | None]]
+
+
+class ScriptedBackend:
+    name = "scripted"
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.outcomes: dict[str, tuple[JobState, bytes | None]] = {}
+
+    async def submit(self, requests: Sequence[JobRequest]) -> list[JobHandle]:
+        handles = []
+        for request in requests:
+            job_id = str(100 + len(self.outcomes))
+            self.outcomes[job_id] = self.scenario(request)
+            handles.append(JobHandle(request.run_id, job_id, BundlePaths.under("/w", request.run_id)))
+        return handles
+
+    async def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
+        return {h.job_id: JobStatus(self.outcomes[h.job_id][0]) for h in handles}
+
+    async def cancel(self, handles: Sequence[JobHandle]) -> None:
+        return None
+
+    async def fetch_result(self, handle: JobHandle) -> bytes | None:
+        return self.outcomes[handle.job_id][1]
+
+    async def fetch_output(self, handle: JobHandle, max_bytes: int = 65536) -> str:
+        return "[harness] output\n"
+
+    async def close(self) -> None:
+        return None
+
+
+def signed(request: JobRequest, key_hex: str | None = None, **changes: object) -> bytes:
+    body = payload(request.run_id) | changes
+    return json.dumps(sign_result(body, load_key_hex(key_hex or request.key_hex))).encode()
+
+
+async def submit(scenario: Scenario, tmp_path: Path, code: str = "def custom_kernel(d):\n    return d\n"):
+    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
+    gateway = Gateway(
+        settings, {"gamma": SITE}, None, backend_factory=lambda _site: ScriptedBackend(scenario)
+    )
+    try:
+        return await gateway.submit(
+            SubmitRequest(code=code, file_name="k.py", user="u", task=TASK, site="gamma", gpu_type="H100")
+        )
+    finally:
+        await gateway.close()
+
+
+async def test_a_verified_result_is_scored(tmp_path: Path) -> None:
+    report = await submit(lambda r: (JobState.COMPLETED, signed(r)), tmp_path)
+    assert report.passed and report.score == pytest.approx(2e-6)
+    assert (report.site, report.partition, report.job_id) == ("gamma", "big", "100")
+
+
+async def test_a_result_signed_with_another_key_is_refused(tmp_path: Path) -> None:
+    report = await submit(lambda r: (JobState.COMPLETED, signed(r, key_hex="ab" * 32)), tmp_path)
+    assert not report.passed and report.score is None
+    assert "failed authentication" in (report.error or "")
+
+
+async def test_a_result_of_another_run_is_refused(tmp_path: Path) -> None:
+    report = await submit(lambda r: (JobState.COMPLETED, signed(r, run_id="someone-else")), tmp_path)
+    assert not report.passed and "belongs to run someone-else" in (report.error or "")
+
+
+async def test_garbage_or_missing_result(tmp_path: Path) -> None:
+    garbage = await submit(lambda r: (JobState.COMPLETED, b"check: pass\n"), tmp_path)
+    assert not garbage.passed and "not JSON" in (garbage.error or "")
+    missing = await submit(lambda r: (JobState.COMPLETED, None), tmp_path)
+    assert not missing.passed and "no result.json" in (missing.error or "")
+
+
+@pytest.mark.parametrize(
+    ("state", "words"),
+    [
+        (JobState.TIMEOUT, "time limit"),
+        (JobState.OUT_OF_MEMORY, "out of memory"),
+        (JobState.NODE_FAIL, "node failed"),
+        (JobState.PREEMPTED, "preempted"),
+    ],
+)
+async def test_a_job_that_ends_without_result_says_why(tmp_path: Path, state: JobState, words: str) -> None:
+    report = await submit(lambda r: (state, None), tmp_path)
+    assert report.state is state and not report.passed and words in (report.error or "")
+
+
+async def test_bad_input_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    def never(_r: JobRequest) -> tuple[JobState, bytes | None]:
+        raise AssertionError("nothing may be submitted")
+
+    with pytest.raises(SubmissionError, match="empty"):
+        await submit(never, tmp_path, code="   \n")
+    with pytest.raises(SubmissionError, match="limit"):
+        await submit(never, tmp_path, code="x = 1\n" * 100_000)
+    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path)
+    gateway = Gateway(settings, {"gamma": SITE}, None, backend_factory=lambda _s: ScriptedBackend(never))
+    with pytest.raises(UserError, match="unknown site 'nowhere'"):
+        await gateway.submit(
+            SubmitRequest(code="x=1\n", file_name="k.py", user="u", task=TASK, site="nowhere")
+        )
+    with pytest.raises(UserError, match="offers: H100"):
+        await gateway.submit(
+            SubmitRequest(code="x=1\n", file_name="k.py", user="u", task=TASK, site="gamma", gpu_type="B200")
+        )
