@@ -66,6 +66,11 @@ class Evaluator:
         self.secret = secret_seed
         self.torch = torch
         self.cuda = torch.cuda.is_available()
+        # on a CPU, use the cores Slurm allocated: torch's default (every core) oversubscribes a shared
+        # node and makes timings depend on the neighbours
+        allocated = os.environ.get("SLURM_CPUS_PER_TASK")
+        if allocated and allocated.isdigit():
+            torch.set_num_threads(int(allocated))
         self._flush_buffer = (
             torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda") if self.cuda else None
         )

@@ -77,7 +77,11 @@ def print_leaderboard(console: Console, view: LeaderboardView) -> None:
     if not view.ranking:
         table.add_row("-", "-", "no passing leaderboard runs yet", "-", "-", "-", "-")
     console.print(table)
-    failed = [run for run in view.recent if run.passed is False]
+    failed, seen = [], set()
+    for run in view.recent:  # newest first: show each user's latest failure of each file once
+        if run.passed is False and (run.user_name, run.file_name) not in seen:
+            seen.add((run.user_name, run.file_name))
+            failed.append(run)
     if failed:
         fails = Table(title="recent failed runs", title_justify="left")
         for column in ("user", "file", "gpu", "site", "state", "error"):
