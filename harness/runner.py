@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -149,36 +151,43 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-class _SystemInfo(threading.Thread):
-    """Collects host and torch/GPU facts while the first phase runs (importing torch takes a second)."""
+def system_info() -> dict[str, Any]:
+    """Host, torch and GPU facts, gathered without importing torch (that costs seconds of CPU that the
+    evaluator would compete for): the installed torch version, and nvidia-smi where there is a GPU."""
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpus_allocated": os.environ.get("SLURM_CPUS_PER_TASK"),
+        "gpus_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+    try:
+        info["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        info["torch"] = None
+    info.update(_nvidia_smi())
+    return info
 
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.info: dict[str, Any] = {
-            "hostname": socket.gethostname(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpu": _cpu_model(),
-        }
 
-    def run(self) -> None:
-        try:
-            import torch
-
-            self.info["torch"] = torch.__version__
-            if torch.cuda.is_available():
-                props = torch.cuda.get_device_properties(0)
-                self.info.update(
-                    device="cuda",
-                    gpu=props.name,
-                    cuda=torch.version.cuda,
-                    gpu_memory_mb=props.total_memory // 2**20,
-                )
-                self.info["driver"] = _nvidia_driver()
-            else:
-                self.info["device"] = "cpu"
-        except Exception as exc:  # torch missing or broken: still a result, with the reason
-            self.info["torch_error"] = f"{type(exc).__name__}: {exc}"
+def _nvidia_smi() -> dict[str, Any]:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return {"device": "cpu"}
+    query = "name,driver_version,memory.total,clocks.sm,clocks.max.sm"
+    try:
+        done = subprocess.run(
+            [smi, f"--query-gpu={query}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"device": "cuda", "gpu_error": f"nvidia-smi failed: {exc}"}
+    first = done.stdout.strip().splitlines()[0].split(", ") if done.stdout.strip() else []
+    keys = ("gpu", "driver", "gpu_memory", "sm_clock", "sm_clock_max")
+    return {"device": "cuda", **dict(zip(keys, first, strict=False))}
 
 
 def _cpu_model() -> str:
@@ -189,13 +198,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
-
-
-def _nvidia_driver() -> str | None:
-    try:
-        return Path("/proc/driver/nvidia/version").read_text().splitlines()[0].strip()
-    except (OSError, IndexError):
-        return None
 
 
 def write_result(bundle: Path, payload: dict[str, Any], key: bytes) -> None:
@@ -216,8 +218,6 @@ def run_bundle(bundle: Path) -> int:
     finally:
         key_path.unlink(missing_ok=True)  # gone before any user code runs
     make_non_dumpable()
-    system = _SystemInfo()
-    system.start()
     payload: dict[str, Any] = {
         "version": RESULT_VERSION,
         "run_id": "",
@@ -232,8 +232,7 @@ def run_bundle(bundle: Path) -> int:
         phases = PHASES[payload["mode"]]
     except (OSError, ValueError, KeyError) as exc:
         payload["error"] = f"spec.json is unreadable: {type(exc).__name__}: {exc}"
-        system.join()
-        payload["system"] = system.info
+        payload["system"] = system_info()
         write_result(bundle, payload, key)
         return 0
     progress(f"run {payload['run_id']}: {payload['mode']} on {socket.gethostname()}")
@@ -249,8 +248,7 @@ def run_bundle(bundle: Path) -> int:
             progress(f"phase {phase} {verdict} in {result.duration_s:.1f} s")
             if not result.passed:
                 break
-    system.join(timeout=30)
-    payload["system"] = system.info
+    payload["system"] = system_info()
     write_result(bundle, payload, key)
     progress("result written")
     return 0
