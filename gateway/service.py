@@ -7,6 +7,7 @@ and records timings and score. Backends never touch the store; this module does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import uuid
@@ -64,6 +65,7 @@ class RunReport:
     output_tail: str = ""
     leaderboard: str | None = None
     events: list[str] = field(default_factory=list)
+    handle: JobHandle | None = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -259,6 +261,10 @@ class Gateway:
         await event(f"queued for {site.name}/{partition.name} ({gpu_type})")
         try:
             await self._run(report, site, partition, task, request, key_hex, event)
+        except asyncio.CancelledError:
+            # the caller gave up (Ctrl-C, a closed API request): cancel the job and say so in the row
+            await asyncio.shield(self._abandon(report, site))
+            raise
         except GatewayError as exc:
             report.error = report.error or str(exc)
             if report.state is JobState.QUEUED or not report.state.is_terminal:
@@ -277,6 +283,24 @@ class Gateway:
             )
         await event("passed" if report.passed else f"failed: {report.error}")
         return report
+
+    async def _abandon(self, report: RunReport, site: SiteConfig) -> None:
+        report.state, report.error = JobState.CANCELLED, "cancelled: the submitter stopped waiting"
+        try:
+            if report.handle is not None:
+                await self._runtime(site).backend.cancel([report.handle])
+        except GatewayError as exc:
+            log.warning("run %s: could not cancel job %s: %s", report.run_id, report.job_id, exc)
+        if self.store is not None:
+            await self.store.record_result(
+                report.run_id,
+                state=report.state.value,
+                passed=False,
+                score=None,
+                result=None,
+                system_info=None,
+                error=report.error,
+            )
 
     async def _run(
         self,
@@ -299,7 +323,7 @@ class Gateway:
             key_hex,
         )
         handle = (await runtime.backend.submit([job]))[0]
-        report.job_id, report.state = handle.job_id, JobState.PENDING
+        report.handle, report.job_id, report.state = handle, handle.job_id, JobState.PENDING
         if self.store is not None:
             await self.store.mark_submitted(report.run_id, handle.job_id, JobState.PENDING.value)
         await event(f"submitted as job {handle.job_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -41,6 +42,10 @@ def _run(body: Callable[[Gateway], Awaitable[T]], *, use_database: bool = True) 
     """Open a Gateway, run ``body`` with it, close it; turn gateway errors into a message and exit code."""
 
     async def main() -> T:
+        # SIGTERM cancels like Ctrl-C does, so a killed `gateway submit` cancels its job and records it
+        this = asyncio.current_task()
+        assert this is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
         gateway = await Gateway.open(Settings(), use_database=use_database)
         try:
             return await body(gateway)
@@ -49,6 +54,9 @@ def _run(body: Callable[[Gateway], Awaitable[T]], *, use_database: bool = True) 
 
     try:
         return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print("[yellow]stopped:[/] the run was cancelled and recorded as such")
+        raise typer.Exit(130) from None
     except UserError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,6 +79,7 @@ class ScriptedBackend:
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
         self.outcomes: dict[str, tuple[JobState, bytes | None]] = {}
+        self.cancelled: list[str] = []
 
     async def submit(self, requests: Sequence[JobRequest]) -> list[JobHandle]:
         handles = []
@@ -91,7 +93,7 @@ class ScriptedBackend:
         return {h.job_id: JobStatus(self.outcomes[h.job_id][0]) for h in handles}
 
     async def cancel(self, handles: Sequence[JobHandle]) -> None:
-        return None
+        self.cancelled.extend(h.job_id for h in handles)
 
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
         return self.outcomes[handle.job_id][1]
@@ -177,3 +179,17 @@ async def test_bad_input_is_refused_before_anything_runs(tmp_path: Path) -> None
         await gateway.submit(
             SubmitRequest(code="x=1\n", file_name="k.py", user="u", task=TASK, site="gamma", gpu_type="B200")
         )
+
+
+async def test_a_submitter_that_stops_waiting_cancels_the_job(tmp_path: Path) -> None:
+    backend = ScriptedBackend(lambda r: (JobState.RUNNING, None))
+    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path)
+    gateway = Gateway(settings, {"gamma": SITE}, None, backend_factory=lambda _s: backend)
+    request = SubmitRequest(code="x = 1\n", file_name="k.py", user="u", task=TASK, site="gamma")
+    waiting = asyncio.create_task(gateway.submit(request))
+    await asyncio.sleep(0.5)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert backend.cancelled == ["100"]
+    await gateway.close()
