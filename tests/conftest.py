@@ -29,8 +29,8 @@ def dev_env() -> Iterator[dict[str, str]]:
     yield stack.env()
     if started_here and os.environ.get("GATEWAY_KEEP_STACK") != "1":
         stack.down()
-        left = [part for part in stack.status() if part.pid is not None and part.state == "running"]
-        assert not left, f"dev stack parts still running after down: {left}"
+        assert all(part.state in ("stopped", "ready", "missing") for part in stack.status())
+        assert not stack.leftovers(), f"processes of the dev stack left after down: {stack.leftovers()}"
 
 
 @pytest.fixture
