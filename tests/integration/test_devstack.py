@@ -44,7 +44,10 @@ async def test_a_third_gpu_job_waits_for_resources_on_alpha(dev_env: dict[str, s
         while time.monotonic() < deadline:
             out = await ssh.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i|%T|%r"])
             states = {i: (s, r) for i, s, r in (line.split("|") for line in out.stdout.splitlines())}
-            if [states.get(i, ("", ""))[0] for i in ids] == ["RUNNING", "RUNNING", "PENDING"]:
+            # right after submission the reason may still read Priority until the scheduler looks
+            if [states.get(i, ("", ""))[0] for i in ids] == ["RUNNING", "RUNNING", "PENDING"] and (
+                states[ids[2]][1] == "Resources"
+            ):
                 break
             await asyncio.sleep(0.2)
         assert [states[i][0] for i in ids] == ["RUNNING", "RUNNING", "PENDING"]
