@@ -15,10 +15,13 @@ from dataclasses import dataclass
 
 from gateway.backends.base import Backend, JobHandle, JobStatus
 from gateway.errors import BackendError, CommandError, TransportError
+from gateway.states import JobState
 
 log = logging.getLogger(__name__)
 StateCallback = Callable[[JobHandle, JobStatus], Awaitable[None]]
-MAX_CONSECUTIVE_FAILURES = 10
+# How long the site may fail to answer, or a job may be in neither squeue nor sacct, before its waiters
+# are told so (a restarted sshd or controller comes back well within this).
+GIVE_UP_AFTER_S = 120.0
 
 
 @dataclass
@@ -27,6 +30,7 @@ class _Tracked:
     done: asyncio.Future[JobStatus]
     on_change: StateCallback | None = None
     last: JobStatus | None = None
+    unknown_since: float | None = None
 
 
 class Monitor:
@@ -37,7 +41,9 @@ class Monitor:
         min_interval_s: float = 0.25,
         max_interval_s: float = 3.0,
         on_change: StateCallback | None = None,
+        give_up_after_s: float = GIVE_UP_AFTER_S,
     ) -> None:
+        self._give_up_after = give_up_after_s
         self._backend = backend
         self._min = min_interval_s
         self._max = max_interval_s
@@ -58,7 +64,8 @@ class Monitor:
 
     async def _loop(self) -> None:
         interval = self._min
-        failures = 0
+        failing_since: float | None = None
+        loop = asyncio.get_running_loop()
         while self._tracked:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -69,18 +76,34 @@ class Monitor:
             try:
                 states = await self._backend.status([e.handle for e in entries])
             except (TransportError, CommandError, BackendError) as exc:
-                failures += 1
-                log.warning("status round failed (%d in a row): %s", failures, exc)
-                if failures >= MAX_CONSECUTIVE_FAILURES:
+                failing_since = failing_since or loop.time()
+                log.warning("status round failed: %s", exc)
+                if loop.time() - failing_since > self._give_up_after:
                     for entry in entries:
-                        self._finish(entry, exc)
+                        self._finish(
+                            entry,
+                            BackendError(f"the site has not answered for {self._give_up_after:.0f} s: {exc}"),
+                        )
                 interval = min(self._max, interval * 2)
                 continue
-            failures = 0
+            failing_since = None
             self.rounds += 1
             changed = False
             for entry in entries:
                 status = states.get(entry.handle.job_id)
+                if status is not None and status.state is JobState.UNKNOWN:
+                    entry.unknown_since = entry.unknown_since or loop.time()
+                    if loop.time() - entry.unknown_since > self._give_up_after:
+                        self._finish(
+                            entry,
+                            BackendError(
+                                f"job {entry.handle.job_id} has been in neither squeue nor sacct for "
+                                f"{self._give_up_after:.0f} s"
+                            ),
+                        )
+                        continue
+                elif status is not None:
+                    entry.unknown_since = None
                 if status is None or status == entry.last:
                     continue
                 changed = True

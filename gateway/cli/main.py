@@ -15,7 +15,7 @@ from rich.console import Console
 
 from gateway.cli.dev import app as dev_app
 from gateway.cli.output import print_leaderboard, print_report
-from gateway.errors import ConfigError, GatewayError, UserError
+from gateway.errors import ConfigError, GatewayError, StoreError, UserError
 from gateway.service import Gateway, Mode, SubmitRequest
 from gateway.settings import Settings
 from gateway.sites import load_sites
@@ -60,6 +60,10 @@ def _run(body: Callable[[Gateway], Awaitable[T]], *, use_database: bool = True) 
     except UserError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except StoreError as exc:
+        hint = "start it (`make up` for the dev stack), or pass --no-db to `gateway submit` to record nothing"
+        console.print(f"[red]error:[/] {exc}\n{hint}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except GatewayError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -3,9 +3,11 @@
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from gateway.backends.base import JobHandle, JobStatus
 from gateway.bundle import BundlePaths
-from gateway.errors import TransportError
+from gateway.errors import BackendError, TransportError
 from gateway.monitor import Monitor
 from gateway.states import JobState
 
@@ -58,3 +60,22 @@ async def test_transient_failures_are_retried() -> None:
     monitor = Monitor(backend, min_interval_s=0.01, max_interval_s=0.02)  # type: ignore[arg-type]
     final = await asyncio.wait_for(monitor.wait(handle(1)), 5)
     assert final.state is JobState.COMPLETED
+
+
+class LostBackend:
+    name = "lost"
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    async def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
+        if self.fail:
+            raise TransportError("connection refused")
+        return {h.job_id: JobStatus(JobState.UNKNOWN) for h in handles}
+
+
+@pytest.mark.parametrize(("fail", "words"), [(False, "neither squeue nor sacct"), (True, "not answered")])
+async def test_waiters_are_told_when_a_job_or_site_stays_lost(fail: bool, words: str) -> None:
+    monitor = Monitor(LostBackend(fail), min_interval_s=0.01, max_interval_s=0.02, give_up_after_s=0.2)  # type: ignore[arg-type]
+    with pytest.raises(BackendError, match=words):
+        await asyncio.wait_for(monitor.wait(handle(1)), 5)
