@@ -42,7 +42,7 @@ def report(title: str, rows: list[Row], console: Console) -> None:
         table.add_column(column, justify="left" if column in ("measured", "baseline") else "right")
     for row in rows:
         table.add_row(
-            row.name, row.baseline, f"{row.baseline_ms:.2f}", f"{row.measured_ms:.2f}", f"{row.ratio:.1f}x"
+            row.name, row.baseline, f"{row.baseline_ms:.2f}", f"{row.measured_ms:.2f}", f"{row.ratio:.2f}x"
         )
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
