@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import CommandError
 from gateway.runner import CompletedCommand
+from gateway.sites import LoginConfig, PartitionConfig, SiteConfig
+from gateway.tasks import TaskDefinition
 
 Responder = Callable[[list[str], str | None], tuple[int, str, str]]
 
@@ -52,3 +55,29 @@ class FakeTransport:
 
     def commands(self, name: str) -> list[list[str]]:
         return [call for call in self.calls if call[0] == name]
+
+
+def gamma_site(setup: list[str] | None = None, **partition: Any) -> SiteConfig:
+    """A made-up Slurm site with one partition (fields of PartitionConfig override the H100 defaults)."""
+    fields = {"name": "h100", "gpu_type": "H100", "gres": "gpu:h100:1"} | partition
+    return SiteConfig(
+        name="gamma",
+        login=LoginConfig(host="h", user="u", identity_file=Path("/k"), known_hosts=Path("/kh")),
+        workdir="runs",
+        setup=setup or [],
+        partitions=[PartitionConfig(**fields)],
+    )
+
+
+def tiny_task(**changes: Any) -> TaskDefinition:
+    """A task with one test and no benchmarks unless ``changes`` say otherwise."""
+    fields: dict[str, Any] = {
+        "name": "t",
+        "files": {"submission.py": "@SUBMISSION@"},
+        "submission_name": "submission.py",
+        "tests": [{"size": 1}],
+        "benchmarks": [],
+        "ranking_by": "geom",
+        "timeouts": {"test": 10},
+    } | changes
+    return TaskDefinition(**fields)

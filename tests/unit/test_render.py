@@ -10,27 +10,13 @@ from gateway.backends.base import JobRequest, script_context
 from gateway.bundle import BundlePaths
 from gateway.render import ScriptContext, TemplateRenderer
 from gateway.settings import REPO_ROOT
-from gateway.sites import PartitionConfig, SiteConfig, local_site
-from gateway.tasks import TaskDefinition
+from gateway.sites import SiteConfig, local_site
+from tests.unit.fakes import gamma_site, tiny_task
 
 GOLDEN = REPO_ROOT / "tests" / "golden"
 RUN_ID = "00000000-0000-4000-8000-000000000001"
-TASK = TaskDefinition(
-    name="t",
-    files={"submission.py": "@SUBMISSION@"},
-    submission_name="submission.py",
-    tests=[{"size": 1}],
-    benchmarks=[],
-    ranking_by="geom",
-    timeouts={"test": 10},
-)
-SITE = SiteConfig(
-    name="gamma",
-    login={"host": "h", "user": "u", "identity_file": "/k", "known_hosts": "/kh"},  # type: ignore[arg-type]
-    workdir="runs",
-    setup=["module load cuda/12.4", 'source "$HOME/venv/bin/activate"'],
-    partitions=[PartitionConfig(name="h100", gpu_type="H100", gres="gpu:h100:1", mem_per_gpu="8G")],
-)
+TASK = tiny_task()
+SITE = gamma_site(setup=["module load cuda/12.4", 'source "$HOME/venv/bin/activate"'], mem_per_gpu="8G")
 
 
 def render_for(site: SiteConfig, kind: str, python: str, workdir: str) -> str:

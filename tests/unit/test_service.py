@@ -14,26 +14,12 @@ from gateway.bundle import BundlePaths
 from gateway.errors import SubmissionError, UserError
 from gateway.service import Gateway, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import PartitionConfig, SiteConfig
 from gateway.states import JobState
-from gateway.tasks import TaskDefinition
 from harness.protocol import load_key_hex, sign_result
+from tests.unit.fakes import gamma_site, tiny_task
 
-TASK = TaskDefinition(
-    name="t",
-    files={"submission.py": "@SUBMISSION@"},
-    submission_name="submission.py",
-    tests=[{"size": 1}],
-    benchmarks=[{"size": 2}],
-    ranking_by="geom",
-    timeouts={"test": 10},
-)
-SITE = SiteConfig(
-    name="gamma",
-    login={"host": "h", "user": "u", "identity_file": "/k", "known_hosts": "/kh"},  # type: ignore[arg-type]
-    workdir="runs",
-    partitions=[PartitionConfig(name="big", gpu_type="H100", gres="gpu:1")],
-)
+TASK = tiny_task(benchmarks=[{"size": 2}])
+SITE = gamma_site(name="big", gres="gpu:1")
 PASSING_KV = {
     "check": "pass",
     "test-count": "1",

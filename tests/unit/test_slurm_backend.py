@@ -10,26 +10,11 @@ from gateway.bundle import BundlePaths
 from gateway.errors import BackendError
 from gateway.render import TemplateRenderer
 from gateway.settings import REPO_ROOT
-from gateway.sites import PartitionConfig, SiteConfig
 from gateway.states import JobState
-from gateway.tasks import TaskDefinition
-from tests.unit.fakes import FakeTransport
+from tests.unit.fakes import FakeTransport, gamma_site, tiny_task
 
-SITE = SiteConfig(
-    name="gamma",
-    login={"host": "h", "user": "u", "identity_file": "/k", "known_hosts": "/kh"},  # type: ignore[arg-type]
-    workdir="runs",
-    partitions=[PartitionConfig(name="h100", gpu_type="H100", gres="gpu:h100:1")],
-)
-TASK = TaskDefinition(
-    name="t",
-    files={"submission.py": "@SUBMISSION@", "reference.py": "x = 1\n"},
-    submission_name="submission.py",
-    tests=[{"size": 1}],
-    benchmarks=[],
-    ranking_by="geom",
-    timeouts={"test": 10},
-)
+SITE = gamma_site()
+TASK = tiny_task(files={"submission.py": "@SUBMISSION@", "reference.py": "x = 1\n"})
 
 
 def backend(transport: FakeTransport) -> SlurmBackend:
