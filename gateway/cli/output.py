@@ -48,7 +48,9 @@ def print_report(console: Console, report: RunReport) -> None:
             )
     console.print(table)
     if report.passed:
-        console.print(f"[bold green]passed[/]  score {format_seconds(report.score)}  (state {report.state})")
+        timed = report.score is not None
+        score = f"score {format_seconds(report.score)}" if timed else "no timings in this mode"
+        console.print(f"[bold green]passed[/]  {score}  (state {report.state})")
     else:
         console.print(f"[bold red]failed[/]  {report.error}  (state {report.state})")
         if result is None and report.output_tail.strip():
