@@ -143,6 +143,10 @@ class Gateway:
             runtime = self._runtimes[site.name] = _SiteRuntime(backend, monitor)
         return runtime
 
+    def backend_for(self, site_name: str | None) -> Backend:
+        """The backend serving a site (made on first use); one per site, so one SSH connection."""
+        return self._runtime(self.site(site_name)).backend
+
     def route(self, site_name: str | None, gpu_type: str | None) -> tuple[SiteConfig, PartitionConfig]:
         site = self.site(site_name)
         if site.kind == "local":

@@ -63,6 +63,10 @@ class SlurmBackend:
         self._terminal: dict[str, JobStatus] = {}  # terminal states never change: never ask again
         self.queries = 0  # squeue/sacct calls made (tests and benchmarks read it)
 
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
     async def _workdir(self) -> PurePosixPath:
         workdir = PurePosixPath(self._site.workdir)
         if not workdir.is_absolute():

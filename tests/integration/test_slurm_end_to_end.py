@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.backends.slurm import SlurmBackend
 from gateway.errors import TransportError, UserError
 from gateway.service import Gateway, SubmitRequest
 from gateway.sites import load_sites
@@ -72,6 +73,9 @@ async def test_leaderboard_ranks_fast_before_slow_and_reports_the_wrong_one(gate
         gateway.submit(request("softmax", "wrong.py", "beta", "A100", board, "eve")),
     )
     slow, correct, wrong = reports
+    backend = gateway.backend_for("beta")
+    assert isinstance(backend, SlurmBackend) and isinstance(backend.transport, SSHTransport)
+    assert backend.transport.connects == 1  # three concurrent runs, one SSH connection
     assert correct.passed and slow.passed
     assert not wrong.passed and wrong.error and "mismatch" in wrong.error.lower()
     view = await gateway.leaderboard(board)
