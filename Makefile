@@ -32,7 +32,7 @@ demo: up
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy gateway harness bench
+	$(BIN)/mypy gateway harness bench tests
 
 unit: venv
 	$(BIN)/pytest tests/unit

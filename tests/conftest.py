@@ -36,7 +36,7 @@ def dev_env() -> Iterator[dict[str, str]]:
 @pytest.fixture
 def stack_settings(dev_env: dict[str, str], tmp_path: Path) -> Settings:
     return Settings(
-        database_url=dev_env["GATEWAY_DATABASE_URL"],  # type: ignore[arg-type]
+        database_url=dev_env["GATEWAY_DATABASE_URL"],
         sites_dir=Path(dev_env["GATEWAY_SITES_DIR"]),
         local_workdir=tmp_path / "runs",
     )

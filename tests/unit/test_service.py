@@ -12,7 +12,7 @@ import pytest
 from gateway.backends.base import JobHandle, JobRequest, JobStatus
 from gateway.bundle import BundlePaths
 from gateway.errors import SubmissionError, UserError
-from gateway.service import Gateway, SubmitRequest
+from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
 from gateway.states import JobState
 from harness.protocol import load_key_hex, sign_result
@@ -96,7 +96,9 @@ def signed(request: JobRequest, key_hex: str | None = None, **changes: object) -
     return json.dumps(sign_result(body, load_key_hex(key_hex or request.key_hex))).encode()
 
 
-async def submit(scenario: Scenario, tmp_path: Path, code: str = "def custom_kernel(d):\n    return d\n"):
+async def submit(
+    scenario: Scenario, tmp_path: Path, code: str = "def custom_kernel(d):\n    return d\n"
+) -> RunReport:
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
     gateway = Gateway(
         settings, {"gamma": SITE}, None, backend_factory=lambda _site: ScriptedBackend(scenario)
