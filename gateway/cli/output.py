@@ -47,6 +47,13 @@ def print_report(console: Console, report: RunReport) -> None:
                 bench.error or "",
             )
     console.print(table)
+    if result is not None and result.system:
+        system = result.system
+        device = system.get("gpu") or system.get("cpu") or system.get("device", "?")
+        console.print(
+            f"[dim]ran on {system.get('hostname', '?')}: {device}, torch {system.get('torch') or '?'}[/]",
+            highlight=False,
+        )
     if report.passed:
         timed = report.score is not None
         score = f"score {format_seconds(report.score)}" if timed else "no timings in this mode"
