@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import os
-import shutil
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -70,29 +72,47 @@ def build_spec(
     }
 
 
-def stage_bundle(
-    staging: Path,
-    task: TaskDefinition,
-    submission_code: str,
-    spec: dict[str, Any],
-    key_hex: str,
-    job_script: str,
-) -> None:
-    """Write a complete bundle into the empty folder ``staging`` (then copied or uploaded as it is)."""
-    paths = BundlePaths(PurePosixPath(staging))
-    staging.mkdir(parents=True, exist_ok=False)
-    shutil.copytree(
-        HARNESS_SOURCE,
-        paths.harness,
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+@functools.cache
+def _harness_files() -> tuple[tuple[str, bytes], ...]:
+    """The harness package's source files (read once per process: every bundle carries a copy)."""
+    return tuple(
+        (str(path.relative_to(HARNESS_SOURCE.parent)), path.read_bytes())
+        for path in sorted(HARNESS_SOURCE.rglob("*.py"))
+        if "__pycache__" not in path.parts
     )
-    task_dir = Path(paths.task)
-    task_dir.mkdir()
+
+
+def bundle_files(
+    task: TaskDefinition, submission_code: str, spec: dict[str, Any], key_hex: str, job_script: str
+) -> list[tuple[str, bytes, int]]:
+    """Every file of a bundle as (path relative to the bundle root, content, mode)."""
+    files = [(name, data, 0o644) for name, data in _harness_files()]
     for name, content in sorted(task.files.items()):
         text = submission_code if content == SUBMISSION_PLACEHOLDER else content
-        (task_dir / name).write_text(text, encoding="utf-8")
-    Path(paths.spec).write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
-    fd = os.open(paths.key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as key_file:
-        key_file.write(key_hex + "\n")
-    Path(paths.job_script).write_text(job_script, encoding="utf-8")
+        files.append((f"task/{name}", text.encode(), 0o644))
+    files.append(("spec.json", (json.dumps(spec, indent=1) + "\n").encode(), 0o644))
+    files.append(("key", (key_hex + "\n").encode(), 0o600))
+    files.append(("job.sh", job_script.encode(), 0o755))
+    return files
+
+
+def bundle_archive(files: list[tuple[str, bytes, int]]) -> bytes:
+    """An uncompressed tar of ``files`` (built in memory; one SSH command unpacks it and submits)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data, mode in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def stage_bundle(staging: Path, files: list[tuple[str, bytes, int]]) -> None:
+    """Write a complete bundle into the folder ``staging``, which must not exist yet."""
+    staging.mkdir(parents=True, exist_ok=False)
+    for name, data, mode in files:
+        path = staging / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)

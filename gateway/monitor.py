@@ -114,6 +114,17 @@ class Monitor:
                     self._finish(entry, status)
             interval = self._min if changed else min(self._max, interval * 1.5)
 
+    def forget(self, handle: JobHandle) -> None:
+        """Stop following a job whose result arrived another way (pushed over the output stream); its
+        waiter gets CancelledError."""
+        entry = self._tracked.pop(handle.job_id, None)
+        if entry is not None and not entry.done.done():
+            entry.done.cancel()
+
+    @property
+    def tracked(self) -> int:
+        return len(self._tracked)
+
     def _finish(self, entry: _Tracked, outcome: JobStatus | Exception) -> None:
         self._tracked.pop(entry.handle.job_id, None)
         if entry.done.done():

@@ -34,7 +34,8 @@ def _shell_quote(value: Any) -> str:
 
 @dataclass(frozen=True)
 class ScriptContext:
-    """What a job-script template may use. Values are quoted on output; ``setup`` lines are Trusted."""
+    """What a job-script template may use. Values are quoted on output; the admin's ``setup`` lines and
+    ``container`` wrapper are Trusted (inserted as written)."""
 
     run_id: str
     job_name: str
@@ -46,11 +47,17 @@ class ScriptContext:
     time_limit: str | None = None
     cpus_per_task: int | None = None
     mem: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    directives: tuple[str, ...] = ()
     setup: tuple[str, ...] = ()
+    container: str | None = None
 
     def as_template_vars(self) -> dict[str, Any]:
         fields = dict(self.__dict__)
+        fields["directives"] = list(self.directives)
         fields["setup"] = [Trusted(line) for line in self.setup]
+        fields["container"] = Trusted(self.container) if self.container else None
         return fields
 
 

@@ -34,7 +34,7 @@ class CommandRunner(Protocol):
         self,
         argv: Sequence[str],
         *,
-        stdin: str | None = None,
+        stdin: str | bytes | None = None,
         timeout: float | None = 30.0,
         check: bool = True,
     ) -> CompletedCommand:
@@ -54,10 +54,11 @@ class SubprocessRunner:
         self,
         argv: Sequence[str],
         *,
-        stdin: str | None = None,
+        stdin: str | bytes | None = None,
         timeout: float | None = 30.0,
         check: bool = True,
     ) -> CompletedCommand:
+        data = stdin.encode() if isinstance(stdin, str) else stdin
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -68,9 +69,7 @@ class SubprocessRunner:
             start_new_session=True,  # so a timeout kills the whole process group
         )
         try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), timeout
-            )
+            out, err = await asyncio.wait_for(proc.communicate(data), timeout)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -12,29 +12,33 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from gateway.backends.base import Backend, JobHandle, JobRequest, JobStatus
 from gateway.backends.local import LocalBackend
 from gateway.backends.slurm import SlurmBackend
-from gateway.bundle import build_spec
-from gateway.errors import GatewayError, ResultError, SubmissionError, UserError
+from gateway.bundle import BundlePaths, build_spec
+from gateway.errors import BackendError, GatewayError, SubmissionError, TransportError, UserError
+from gateway.execution import RunReport, SiteRuntime, execute
 from gateway.monitor import Monitor
 from gateway.render import TemplateRenderer
-from gateway.results import verified_result
+from gateway.routing import Choice, Router
 from gateway.settings import Settings
-from gateway.sites import LOCAL_SITE_NAME, PartitionConfig, SiteConfig, load_sites, local_site
-from gateway.states import TERMINAL_MESSAGES, JobState
-from gateway.store import LeaderboardRecord, NewRun, RankedEntry, RunRecord, Store
+from gateway.sites import LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
+from gateway.states import JobState
+from gateway.store import LeaderboardRecord, NewRun, RankedEntry, RunRecord, Store, UnfinishedRun
 from gateway.tasks import TaskDefinition
+from gateway.transport import Transport
+from gateway.transport.local import LocalTransport
 from gateway.transport.ssh import SSHTransport
-from harness.protocol import RunResult
 
 log = logging.getLogger(__name__)
 Mode = Literal["test", "benchmark", "leaderboard"]
 EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
 LOCAL_GPU_LABEL = "local"
+
+__all__ = ["Gateway", "LeaderboardView", "Mode", "RunReport", "SubmitRequest"]
 
 
 @dataclass(frozen=True)
@@ -44,32 +48,9 @@ class SubmitRequest:
     user: str
     task: TaskDefinition | None = None  # may be omitted when the leaderboard exists: its task is used
     leaderboard: str | None = None  # defaults to the task's name when a database is configured
-    site: str | None = None  # None: the built-in local site
+    site: str | None = None  # None: routed among the sites offering gpu_type; the local site without one
     gpu_type: str | None = None
     mode: Mode = "leaderboard"
-
-
-@dataclass
-class RunReport:
-    run_id: str
-    user: str
-    file_name: str
-    site: str
-    partition: str
-    gpu_type: str
-    job_id: str | None = None
-    state: JobState = JobState.QUEUED
-    result: RunResult | None = None
-    score: float | None = None
-    error: str | None = None
-    output_tail: str = ""
-    leaderboard: str | None = None
-    events: list[str] = field(default_factory=list)
-    handle: JobHandle | None = field(default=None, repr=False)
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and self.result is not None and self.result.passed
 
 
 @dataclass(frozen=True)
@@ -77,12 +58,6 @@ class LeaderboardView:
     board: LeaderboardRecord
     ranking: list[RankedEntry]
     recent: list[RunRecord]
-
-
-class _SiteRuntime:
-    def __init__(self, backend: Backend, monitor: Monitor) -> None:
-        self.backend = backend
-        self.monitor = monitor
 
 
 class Gateway:
@@ -99,7 +74,8 @@ class Gateway:
         self.store = store
         self.renderer = TemplateRenderer(settings.templates_dir)
         self._local = local_site(settings.local_workdir)
-        self._runtimes: dict[str, _SiteRuntime] = {}
+        self._runtimes: dict[str, SiteRuntime] = {}
+        self.router = Router(lambda site: self._runtime(site).backend.load())
 
     @classmethod
     async def open(cls, settings: Settings, *, use_database: bool = True) -> Gateway:
@@ -127,37 +103,59 @@ class Gateway:
     def _default_backend(self, site: SiteConfig) -> Backend:
         if site.kind == "local":
             return LocalBackend(self.settings.local_workdir, self.renderer)
-        assert site.login is not None  # load_site guarantees it
-        return SlurmBackend(site, SSHTransport(site.name, site.login), self.renderer)
+        transport: Transport
+        if site.submit_via == "ssh":
+            assert site.login is not None  # the site model guarantees it
+            transport = SSHTransport(site.name, site.login)
+        else:
+            if site.submit_via == "pyslurm":
+                # pyslurm is tied to the Slurm major version; the CLI is always right, so it serves
+                # every call here (see docs/architecture.md, "Submission paths")
+                log.info("site %s: submitting with the local Slurm commands", site.name)
+            transport = LocalTransport()
+        return SlurmBackend(site, transport, self.renderer)
 
-    def _runtime(self, site: SiteConfig) -> _SiteRuntime:
+    def _runtime(self, site: SiteConfig) -> SiteRuntime:
         """One backend (so one SSH connection) and one monitor per site, made on first use."""
         runtime = self._runtimes.get(site.name)
         if runtime is None:
             backend = self._backend_factory(site)
             # one query per round whatever the number of jobs: a local process is cheap to ask about; a
             # Slurm site gets one squeue every 0.2 s after a change, backing off to one a second (each
-            # costs the controller about 4 ms), and none while it has no job of ours
+            # costs the controller about 4 ms), and none while it has no job of ours. Results are pushed
+            # over the output stream, so this is the safety net, not the fast path.
             interval = (0.05, 0.5) if site.kind == "local" else (0.2, 1.0)
             monitor = Monitor(backend, min_interval_s=interval[0], max_interval_s=interval[1])
-            runtime = self._runtimes[site.name] = _SiteRuntime(backend, monitor)
+            runtime = self._runtimes[site.name] = SiteRuntime(backend, monitor)
         return runtime
 
     def backend_for(self, site_name: str | None) -> Backend:
         """The backend serving a site (made on first use); one per site, so one SSH connection."""
         return self._runtime(self.site(site_name)).backend
 
-    def route(self, site_name: str | None, gpu_type: str | None) -> tuple[SiteConfig, PartitionConfig]:
-        site = self.site(site_name)
-        if site.kind == "local":
-            return site, site.partitions[0]
-        partition = site.partition_for(gpu_type)
-        if partition is None:
-            offered = ", ".join(site.gpu_types()) or "none"
-            raise UserError(
-                f"site {site.name} has no partition with GPU type {gpu_type!r}; it offers: {offered}"
-            )
-        return site, partition
+    async def route(self, site_name: str | None, gpu_type: str | None) -> Choice:
+        """Where a job runs: the named site (its best partition for the GPU type), else the best of every
+        site offering the GPU type, else (no site, no GPU type) the built-in local site."""
+        if site_name is None and gpu_type is None:
+            return Choice(self._local, self._local.partitions[0], "no site or GPU type given")
+        if site_name is not None:
+            site = self.site(site_name)
+            if site.kind == "local":
+                return Choice(site, site.partitions[0], "the local site")
+            if gpu_type is None:
+                gpu_type = site.partitions[0].gpu_type
+            if gpu_type is None or not site.partitions_for(gpu_type):
+                offered = ", ".join(site.gpu_types()) or "none"
+                raise UserError(
+                    f"site {site.name} has no partition with GPU type {gpu_type!r}; it offers: {offered}"
+                )
+            return await self.router.choose(gpu_type, [site])
+        assert gpu_type is not None
+        sites = [s for s in self.sites.values() if s.partitions_for(gpu_type)]
+        if not sites:
+            offered = ", ".join(self.known_gpu_types())
+            raise UserError(f"no site offers GPU type {gpu_type!r}; offered: {offered}")
+        return await self.router.choose(gpu_type, sites)
 
     def known_gpu_types(self) -> list[str]:
         return sorted({gpu for site in self.sites.values() for gpu in site.gpu_types()} | {LOCAL_GPU_LABEL})
@@ -219,8 +217,9 @@ class Gateway:
         """Run one submission to its end and return what happened (failures are reported, not raised,
         once the run exists; bad input raises UserError before anything is stored)."""
         self._check_code(request.code, request.file_name)
-        site, partition = self.route(request.site, request.gpu_type)
         task, board = await self._resolve_task(request)
+        choice = await self.route(request.site, request.gpu_type)
+        site, partition = choice.site, choice.partition
         gpu_type = partition.gpu_type or LOCAL_GPU_LABEL
         if board is not None and board.gpu_types and gpu_type not in board.gpu_types:
             raise UserError(
@@ -237,12 +236,6 @@ class Gateway:
             gpu_type,
             leaderboard=board.name if board else None,
         )
-
-        async def event(message: str) -> None:
-            report.events.append(message)
-            if on_event is not None:
-                await on_event(run_id, message)
-
         if self.store is not None:
             user_id = await self.store.ensure_user(request.user)
             await self.store.create_submission(
@@ -264,31 +257,133 @@ class Gateway:
                     )
                 ],
             )
-        await event(f"queued for {site.name}/{partition.name} ({gpu_type})")
+        job = JobRequest(
+            run_id, site, partition, task, request.code, build_spec(run_id, request.mode, task), key_hex
+        )
+        where = f"{site.name}/{partition.name} ({gpu_type})"
+        return await self._execute(job, report, on_event, f"queued for {where}: {choice.why}")
+
+    async def resume(self, on_event: EventCallback | None = None, site: str | None = None) -> list[RunReport]:
+        """Finish every run a stopped gateway left unfinished: follow its Slurm job when it has one
+        (found by id, or by its job name when the gateway stopped before recording the id), and submit
+        it only when the site has no job for it. Nothing runs twice and every run is recorded once."""
+        store = self._require_store()
+        pending = await store.unfinished_runs(site)
+        return list(await asyncio.gather(*(self._resume_one(run, on_event) for run in pending)))
+
+    async def _resume_one(self, run: UnfinishedRun, on_event: EventCallback | None) -> RunReport:
+        report = RunReport(
+            run.run_id,
+            run.user_name,
+            run.file_name,
+            run.site,
+            run.partition or "",
+            run.gpu_type or LOCAL_GPU_LABEL,
+            job_id=run.job_id,
+            attempt=run.attempt,
+            leaderboard=run.leaderboard,
+        )
         try:
-            await self._run(report, site, partition, task, request, key_hex, event)
+            site = self.site(run.site)
+            partition = site.partition(run.partition or "") or site.partitions[0]
+            if run.task is None:
+                raise UserError("its task is not stored (an ad-hoc run without a leaderboard)")
+            task = TaskDefinition.from_json(run.task)
+        except GatewayError as exc:
+            report.state, report.error = JobState.FAILED, f"cannot resume: {exc}"
+            await self._record(report)
+            return report
+        mode: Mode = (
+            "test" if run.mode == "test" else "benchmark" if run.mode == "benchmark" else "leaderboard"
+        )
+        job = JobRequest(
+            run.run_id,
+            site,
+            partition,
+            task,
+            run.code,
+            build_spec(run.run_id, mode, task),
+            run.result_key,
+            attempt=run.attempt,
+            maybe_submitted=True,
+        )
+        handle = None
+        if run.job_id is not None and site.kind == "slurm":
+            workdir = await self._workdir(site)
+            handle = JobHandle(run.run_id, run.job_id, BundlePaths.under(workdir, run.run_id))
+        what = f"job {run.job_id}" if handle else "its job, by name"
+        return await self._execute(
+            job, report, on_event, f"resuming on {site.name}: following {what}", handle
+        )
+
+    async def _workdir(self, site: SiteConfig) -> str:
+        backend = self._runtime(site).backend
+        if isinstance(backend, SlurmBackend):
+            return str(await backend.workdir())
+        return site.workdir
+
+    async def _execute(
+        self,
+        job: JobRequest,
+        report: RunReport,
+        on_event: EventCallback | None,
+        first_event: str,
+        handle: JobHandle | None = None,
+    ) -> RunReport:
+        site, partition = job.site, job.partition
+
+        async def event(message: str) -> None:
+            report.events.append(message)
+            if on_event is not None:
+                await on_event(job.run_id, message)
+
+        async def persist(report: RunReport, status: JobStatus | None) -> None:
+            if self.store is None:
+                return
+            if status is None and report.job_id is not None:
+                await self.store.mark_submitted(
+                    report.run_id, report.job_id, report.state.value, report.attempt
+                )
+            elif status is not None:
+                await self.store.update_state(
+                    report.run_id, status.state.value, started=status.state is JobState.RUNNING
+                )
+
+        await event(first_event)
+        self.router.started(site.name, partition.name)
+        try:
+            await execute(self._runtime(site), job, report, event, persist, handle)
+            self.router.record(site.name, None)
         except asyncio.CancelledError:
             # the caller gave up (Ctrl-C, a closed API request): cancel the job and say so in the row
             await asyncio.shield(self._abandon(report, site))
             raise
         except GatewayError as exc:
+            if isinstance(exc, TransportError | BackendError):
+                self.router.record(site.name, str(exc))
             report.error = report.error or str(exc)
-            if report.state is JobState.QUEUED or not report.state.is_terminal:
+            if not report.state.is_terminal:
                 report.state = JobState.FAILED
-            log.warning("run %s failed: %s", run_id, exc)
-        if self.store is not None:
-            result = report.result
-            await self.store.record_result(
-                run_id,
-                state=report.state.value,
-                passed=report.passed,
-                score=report.score,
-                result=result.to_payload() if result else None,
-                system_info=result.system if result else None,
-                error=report.error,
-            )
+            log.warning("run %s failed: %s", job.run_id, exc)
+        finally:
+            self.router.finished(site.name, partition.name)
+        await self._record(report)
         await event("passed" if report.passed else f"failed: {report.error}")
         return report
+
+    async def _record(self, report: RunReport) -> None:
+        if self.store is None:
+            return
+        result = report.result
+        await self.store.record_result(
+            report.run_id,
+            state=report.state.value,
+            passed=report.passed,
+            score=report.score,
+            result=result.to_payload() if result else None,
+            system_info=result.system if result else None,
+            error=report.error,
+        )
 
     async def _abandon(self, report: RunReport, site: SiteConfig) -> None:
         report.state, report.error = JobState.CANCELLED, "cancelled: the submitter stopped waiting"
@@ -297,65 +392,4 @@ class Gateway:
                 await self._runtime(site).backend.cancel([report.handle])
         except GatewayError as exc:
             log.warning("run %s: could not cancel job %s: %s", report.run_id, report.job_id, exc)
-        if self.store is not None:
-            await self.store.record_result(
-                report.run_id,
-                state=report.state.value,
-                passed=False,
-                score=None,
-                result=None,
-                system_info=None,
-                error=report.error,
-            )
-
-    async def _run(
-        self,
-        report: RunReport,
-        site: SiteConfig,
-        partition: PartitionConfig,
-        task: TaskDefinition,
-        request: SubmitRequest,
-        key_hex: str,
-        event: Callable[[str], Awaitable[None]],
-    ) -> None:
-        runtime = self._runtime(site)
-        job = JobRequest(
-            report.run_id,
-            site,
-            partition,
-            task,
-            request.code,
-            build_spec(report.run_id, request.mode, task),
-            key_hex,
-        )
-        handle = (await runtime.backend.submit([job]))[0]
-        report.handle, report.job_id, report.state = handle, handle.job_id, JobState.PENDING
-        if self.store is not None:
-            await self.store.mark_submitted(report.run_id, handle.job_id, JobState.PENDING.value)
-        await event(f"submitted as job {handle.job_id}")
-
-        async def on_change(_handle: JobHandle, status: JobStatus) -> None:
-            report.state = status.state
-            reason = f" ({status.reason})" if status.reason and not status.state.is_terminal else ""
-            await event(f"{status.state.value}{reason}")
-            if self.store is not None and not status.state.is_terminal:
-                await self.store.update_state(
-                    report.run_id, status.state.value, started=status.state is JobState.RUNNING
-                )
-
-        final = await runtime.monitor.wait(handle, on_change)
-        report.state = final.state
-        report.output_tail = (await runtime.backend.fetch_output(handle))[-4000:]
-        raw = await runtime.backend.fetch_result(handle)
-        if raw is None and final.state is not JobState.COMPLETED:
-            report.error = TERMINAL_MESSAGES.get(final.state, f"the job ended {final.state.value}")
-            return
-        try:
-            result = verified_result(raw, key_hex, report.run_id)
-        except ResultError as exc:
-            report.error = str(exc)
-            return
-        report.result = result
-        report.score = result.score(task.ranking_by)
-        if not result.passed:
-            report.error = result.failure_message or "the submission failed"
+        await self._record(report)

@@ -1,4 +1,9 @@
-"""Site configurations: one YAML file per donated cluster in site_configs/, and the built-in local site."""
+"""Site configurations: one YAML file per donated cluster in site_configs/, and the built-in local site.
+
+Modelled on Open OnDemand's cluster files: how to log in (pinned host keys, an optional jump host), where
+bundles go on the shared file system, the admin's setup lines, which Slurm account and QOS to charge, and
+the GPU partitions with their gres, limits and extra directives. Adding a site needs this file alone.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,34 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.errors import ConfigError
+from gateway.states import JobState
 from gateway.yamlconf import load_yaml_model
 
 LOCAL_SITE_NAME = "local"
 # Names end up in Slurm job names, paths and directives: keep them to a shell-safe alphabet.
 _NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 _TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
+# `--constraint=a100_80g`, `--exclusive`: one option, no spaces, no shell or sbatch metacharacters
+_DIRECTIVE = r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_:,.@%/+=|&!*-]+)?$"
+_SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "sinfo", "sacctmgr")
+# A job that ended in one of these did not fail because of the submission: run it again (once by default).
+DEFAULT_REQUEUE_ON = (JobState.NODE_FAIL, JobState.PREEMPTED, JobState.BOOT_FAIL)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JumpHostConfig(_Strict):
+    """A bastion to pass through (asyncssh tunnels the site's connection over it)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]*$")
+    identity_file: Path | None = Field(default=None, description="default: the site's identity_file")
 
 
 class LoginConfig(_Strict):
@@ -26,9 +46,24 @@ class LoginConfig(_Strict):
     port: int = Field(default=22, ge=1, le=65535)
     user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]*$")
     identity_file: Path
-    known_hosts: Path = Field(description="pinned host keys; there is no trust-on-first-use")
+    known_hosts: Path = Field(description="pinned host keys (of the jump host too)")
+    trust_on_first_use: bool = Field(
+        default=False,
+        description="record an unknown host's key in known_hosts on first contact; a changed key is "
+        "always refused. Off unless a site says so explicitly.",
+    )
+    jump_host: JumpHostConfig | None = None
     connect_timeout_s: float = Field(default=10.0, gt=0)
-    max_channels: int = Field(default=8, ge=1, le=64, description="sshd's MaxSessions defaults to 10")
+    command_timeout_s: float = Field(default=30.0, gt=0)
+    keepalive_s: float = Field(default=15.0, gt=0)
+    max_channels: int = Field(default=8, ge=3, le=64, description="sshd's MaxSessions defaults to 10")
+    tail_channels: int = Field(default=4, ge=0, description="channels streaming job output live")
+
+    @model_validator(mode="after")
+    def _channel_budget(self) -> LoginConfig:
+        if self.tail_channels > self.max_channels - 2:
+            raise ValueError("tail_channels must leave one channel for SFTP and one for commands")
+        return self
 
 
 class PartitionConfig(_Strict):
@@ -38,6 +73,10 @@ class PartitionConfig(_Strict):
     time_limit: str = "00:10:00"
     cpus_per_gpu: int = Field(default=1, ge=1)
     mem_per_gpu: str | None = Field(default=None, pattern=r"^\d+[KMGT]?$")
+    max_jobs: int = Field(default=16, ge=1, description="concurrency cap: our jobs at once here")
+    directives: list[str] = Field(
+        default_factory=list, description="extra #SBATCH options, e.g. --constraint=a100_80g"
+    )
 
     @field_validator("time_limit")
     @classmethod
@@ -46,22 +85,114 @@ class PartitionConfig(_Strict):
             raise ValueError("expected a Slurm time such as 10, 00:10:00 or 1-00:00:00")
         return value
 
+    @field_validator("directives")
+    @classmethod
+    def _directives(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(_DIRECTIVE, value):
+                raise ValueError(
+                    f"{value!r} is not one sbatch option such as --constraint=a100 (no spaces or quotes)"
+                )
+        return values
+
+
+class SlurmCommands(_Strict):
+    """Where the Slurm client commands live on the login node (default: found on its PATH)."""
+
+    bin_dir: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9_./+-]*$")
+    sbatch: str = "sbatch"
+    squeue: str = "squeue"
+    sacct: str = "sacct"
+    scancel: str = "scancel"
+    sinfo: str = "sinfo"
+    sacctmgr: str = "sacctmgr"
+
+    def argv0(self, command: str) -> str:
+        if command not in _SLURM_COMMANDS:
+            raise ValueError(f"not a Slurm command: {command}")
+        name: str = getattr(self, command)
+        return f"{self.bin_dir.rstrip('/')}/{name}" if self.bin_dir and "/" not in name else name
+
+
+class RequeuePolicy(_Strict):
+    """Which ends of a job are not the submission's fault, and how often such a run starts again."""
+
+    on: list[JobState] = Field(default_factory=lambda: list(DEFAULT_REQUEUE_ON))
+    max_attempts: int = Field(default=2, ge=1, le=5, description="attempts in all, the first included")
+
+    def allows(self, state: JobState, attempt: int) -> bool:
+        return state in self.on and attempt < self.max_attempts
+
 
 class SiteConfig(_Strict):
     name: str = Field(pattern=_NAME)
     title: str = ""
     kind: Literal["slurm", "local"] = "slurm"
+    submit_via: Literal["ssh", "local", "pyslurm"] = Field(
+        default="ssh",
+        description="ssh: from anywhere over SSH; local: this machine is the login node (Slurm CLI as "
+        "subprocesses); pyslurm: the Slurm API when `import pyslurm` matches the local Slurm, else the CLI",
+    )
     login: LoginConfig | None = None
+    preference: int = Field(
+        default=100, description="routing order among sites that can run a job; lower first"
+    )
     workdir: str = Field(min_length=1, description="bundle folder, relative to the login home or absolute")
-    setup: list[str] = Field(default_factory=list, description="shell lines run before the harness")
+    python: str = Field(default="python", pattern=r"^[A-Za-z0-9_./+-]+$", description="interpreter on nodes")
+    setup: list[str] = Field(
+        default_factory=list,
+        description="shell lines run before the harness (modules, a venv or conda), written by the admin",
+    )
+    container: str | None = Field(
+        default=None,
+        description="a wrapper the harness runs under, e.g. `apptainer exec --nv /images/torch.sif`",
+    )
+    account: str | None = Field(default=None, pattern=_NAME)
+    qos: str | None = Field(default=None, pattern=_NAME)
+    slurm: SlurmCommands = Field(default_factory=SlurmCommands)
+    requeue: RequeuePolicy = Field(default_factory=RequeuePolicy)
     partitions: list[PartitionConfig] = Field(min_length=1)
 
-    def partition_for(self, gpu_type: str | None) -> PartitionConfig | None:
-        """The first partition with ``gpu_type`` (any partition's first when None)."""
+    @field_validator("setup")
+    @classmethod
+    def _one_line_each(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if "\n" in value or "\r" in value:
+                raise ValueError("each setup entry is one line; list several lines as several entries")
+        return values
+
+    @field_validator("container")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and ("\n" in value or "\r" in value):
+            raise ValueError("the container wrapper is one line")
+        return value
+
+    @model_validator(mode="after")
+    def _login_when_needed(self) -> SiteConfig:
+        if self.kind == "slurm" and self.submit_via == "ssh" and self.login is None:
+            raise ValueError(
+                "a Slurm site reached over SSH needs login (host, user, identity_file, known_hosts)"
+            )
+        names = [p.name for p in self.partitions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"partition names repeat: {', '.join(sorted(names))}")
+        return self
+
+    def partition(self, name: str) -> PartitionConfig | None:
+        return next((p for p in self.partitions if p.name == name), None)
+
+    def partitions_for(self, gpu_type: str | None) -> list[PartitionConfig]:
+        """The partitions offering ``gpu_type`` (every partition when None), in the file's order."""
         if gpu_type is None:
-            return self.partitions[0]
+            return list(self.partitions)
         wanted = gpu_type.lower()
-        return next((p for p in self.partitions if (p.gpu_type or "").lower() == wanted), None)
+        return [p for p in self.partitions if (p.gpu_type or "").lower() == wanted]
+
+    def partition_for(self, gpu_type: str | None) -> PartitionConfig | None:
+        """The first partition with ``gpu_type`` (the first partition when None)."""
+        found = self.partitions_for(gpu_type)
+        return found[0] if found else None
 
     def gpu_types(self) -> list[str]:
         return sorted({p.gpu_type for p in self.partitions if p.gpu_type})
@@ -73,23 +204,31 @@ def local_site(workdir: Path) -> SiteConfig:
         name=LOCAL_SITE_NAME,
         title="this machine (job script as a subprocess)",
         kind="local",
+        submit_via="local",
         workdir=str(workdir),
-        partitions=[PartitionConfig(name="local", gpu_type=None)],
+        partitions=[PartitionConfig(name="local", gpu_type=None, max_jobs=4)],
     )
+
+
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    return None if path is None else (base / path.expanduser()).resolve()
 
 
 def load_site(path: Path) -> SiteConfig:
     site = load_yaml_model(path, SiteConfig)
     if site.name == LOCAL_SITE_NAME:
         raise ConfigError(f"{path}: name: '{LOCAL_SITE_NAME}' is the built-in site; choose another name")
-    if site.kind == "slurm" and site.login is None:
-        raise ConfigError(f"{path}: login: a slurm site needs login.host, login.user and key files")
     if site.login is not None:
+        # key files are relative to the YAML file, so a site folder can be moved as a whole
         base = path.parent
+        jump = site.login.jump_host
+        if jump is not None:
+            jump = jump.model_copy(update={"identity_file": _resolve(base, jump.identity_file)})
         login = site.login.model_copy(
             update={
-                "identity_file": (base / site.login.identity_file).resolve(),
-                "known_hosts": (base / site.login.known_hosts).resolve(),
+                "identity_file": _resolve(base, site.login.identity_file),
+                "known_hosts": _resolve(base, site.login.known_hosts),
+                "jump_host": jump,
             }
         )
         site = site.model_copy(update={"login": login})

@@ -20,6 +20,13 @@ class JobState(enum.StrEnum):
     SUSPENDED = "SUSPENDED"
     REQUEUED = "REQUEUED"
     RESIZING = "RESIZING"
+    SIGNALING = "SIGNALING"
+    STAGE_OUT = "STAGE_OUT"
+    STOPPED = "STOPPED"
+    REQUEUE_FED = "REQUEUE_FED"
+    REQUEUE_HOLD = "REQUEUE_HOLD"  # requeued and held: waits for `scontrol release`
+    SPECIAL_EXIT = "SPECIAL_EXIT"  # requeued in a held state after a special exit code
+    RESV_DEL_HOLD = "RESV_DEL_HOLD"  # held because its reservation was deleted
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -29,6 +36,7 @@ class JobState(enum.StrEnum):
     PREEMPTED = "PREEMPTED"
     BOOT_FAIL = "BOOT_FAIL"
     DEADLINE = "DEADLINE"
+    REVOKED = "REVOKED"  # a federated sibling started elsewhere
     UNKNOWN = "UNKNOWN"
 
     @property
@@ -49,8 +57,12 @@ TERMINAL_STATES = frozenset(
         JobState.PREEMPTED,
         JobState.BOOT_FAIL,
         JobState.DEADLINE,
+        JobState.REVOKED,
     }
 )
+
+# Not terminal, but the job will not move without someone releasing it: users are told why it waits.
+HELD_STATES = frozenset({JobState.REQUEUE_HOLD, JobState.SPECIAL_EXIT, JobState.RESV_DEL_HOLD})
 
 # What a user is told when a job ends in a state other than COMPLETED.
 TERMINAL_MESSAGES = {
@@ -62,7 +74,42 @@ TERMINAL_MESSAGES = {
     JobState.PREEMPTED: "the job was preempted by a higher-priority job",
     JobState.BOOT_FAIL: "the compute node failed to boot",
     JobState.DEADLINE: "the job missed its deadline",
+    JobState.REVOKED: "the job was revoked (a federated copy of it ran on another cluster)",
 }
+
+# Slurm's pending reasons (squeue %r) in words a competitor understands; others are shown as Slurm says.
+PENDING_REASONS = {
+    "Priority": "waiting behind higher-priority jobs",
+    "Resources": "waiting for a free GPU",
+    "Dependency": "waiting for another job to finish",
+    "BeginTime": "waiting for its start time",
+    "JobHeldUser": "held by its owner",
+    "JobHeldAdmin": "held by an administrator",
+    "ReqNodeNotAvail": "the requested nodes are unavailable (drained, down or reserved)",
+    "PartitionDown": "the partition is down",
+    "PartitionInactive": "the partition is inactive",
+    "PartitionNodeLimit": "the partition cannot give that many nodes",
+    "PartitionTimeLimit": "the time limit is above the partition's",
+    "NodeDown": "a node it needs is down",
+    "BadConstraints": "no node satisfies its constraints",
+    "Reservation": "waiting for its reservation",
+    "QOSMaxJobsPerUserLimit": "the QOS limit of running jobs per user is reached",
+    "QOSMaxGRESPerUser": "the QOS limit of GPUs per user is reached",
+    "AssocMaxJobsLimit": "the account's limit of running jobs is reached",
+    "AssocGrpGRES": "the account's GPU allocation is in use",
+    "InvalidAccount": "the account is not valid for this user",
+    "InvalidQOS": "the QOS is not valid for this user",
+    "launch failed requeued held": "the launch failed; the job was requeued and held",
+}
+
+
+def describe_pending_reason(reason: str | None) -> str | None:
+    """Slurm's reason with a plain explanation: ``Resources`` -> ``Resources: waiting for a free GPU``."""
+    if not reason:
+        return None
+    plain = PENDING_REASONS.get(reason)
+    return f"{reason}: {plain}" if plain else reason
+
 
 _ALIASES = {"CA": JobState.CANCELLED, "OOM": JobState.OUT_OF_MEMORY}
 

@@ -67,6 +67,25 @@ class RunRecord:
     result: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class UnfinishedRun:
+    """A run no gateway has finished: what a restarted gateway needs to find or start its job again."""
+
+    run_id: str
+    mode: str
+    gpu_type: str | None
+    site: str
+    partition: str | None
+    job_id: str | None
+    attempt: int
+    result_key: str
+    user_name: str
+    file_name: str
+    code: str
+    leaderboard: str | None
+    task: dict[str, Any] | None
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -190,11 +209,46 @@ class Store:
             )
             return submission_id
 
-    async def mark_submitted(self, run_id: str, job_id: str, state: str) -> None:
+    async def mark_submitted(self, run_id: str, job_id: str, state: str, attempt: int = 1) -> None:
         async with self._conn() as conn:
             await conn.execute(
-                "UPDATE runs SET job_id = $2, state = $3 WHERE id = $1", uuid.UUID(run_id), job_id, state
+                "UPDATE runs SET job_id = $2, state = $3, attempt = $4 WHERE id = $1",
+                uuid.UUID(run_id),
+                job_id,
+                state,
+                attempt,
             )
+
+    async def unfinished_runs(self, site: str | None = None) -> list[UnfinishedRun]:
+        """Runs that were queued or submitted but never recorded as finished, oldest first."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT r.id, r.mode, r.gpu_type, r.site, r.partition, r.job_id, r.attempt, r.result_key, "
+                "       u.name AS user_name, s.file_name, c.code, l.name AS leaderboard, l.task "
+                "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = s.user_id "
+                "JOIN code_blobs c ON c.sha256 = s.code_sha256 "
+                "LEFT JOIN leaderboards l ON l.id = s.leaderboard_id "
+                "WHERE r.finished_at IS NULL AND ($1::text IS NULL OR r.site = $1) ORDER BY r.queued_at",
+                site,
+            )
+        return [
+            UnfinishedRun(
+                str(row["id"]),
+                row["mode"],
+                row["gpu_type"],
+                row["site"],
+                row["partition"],
+                row["job_id"],
+                row["attempt"],
+                row["result_key"],
+                row["user_name"],
+                row["file_name"],
+                row["code"],
+                row["leaderboard"],
+                row["task"],
+            )
+            for row in rows
+        ]
 
     async def update_state(self, run_id: str, state: str, *, started: bool = False) -> None:
         async with self._conn() as conn:
@@ -219,9 +273,10 @@ class Store:
         error: str | None,
     ) -> None:
         async with self._conn() as conn:
+            # finished_at IS NULL: a run is recorded once, whoever finishes it (a resumed gateway too)
             await conn.execute(
                 "UPDATE runs SET state = $2, passed = $3, score = $4, result = $5, system_info = $6, "
-                "error = $7, finished_at = now() WHERE id = $1",
+                "error = $7, finished_at = now() WHERE id = $1 AND finished_at IS NULL",
                 uuid.UUID(run_id),
                 state,
                 passed,

@@ -1,9 +1,13 @@
-"""The small, list-oriented backend interface every backend implements (submit, status, cancel, fetch)."""
+"""The small, list-oriented backend interface every backend implements.
+
+submit, status, cancel and find take lists (one query to the site for all of them); fetch_result,
+fetch_output and stream_output serve one job. Backends never touch the store.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,11 +19,14 @@ from gateway.tasks import TaskDefinition
 
 MAX_RESULT_BYTES = 4 * 1024 * 1024
 JOB_NAME_PREFIX = "gw-"
+# The runner's last progress line: result.json is complete once it is printed (see harness.runner).
+RESULT_WRITTEN_MARKER = "[harness] result written"
 
 
-def job_name(run_id: str) -> str:
-    """The Slurm job name: it carries the run id, so a run can always be found on its cluster."""
-    return JOB_NAME_PREFIX + run_id
+def job_name(run_id: str, attempt: int = 1) -> str:
+    """The Slurm job name: it carries the run id (and the attempt after a requeue), so a run can always
+    be found on its cluster, by ``squeue --name`` or ``sacct --name``."""
+    return JOB_NAME_PREFIX + run_id + (f"-{attempt}" if attempt > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,14 @@ class JobRequest:
     submission_code: str
     spec: dict[str, Any]
     key_hex: str
+    attempt: int = 1
+    # True when this run may already have been handed to the site (a restart, a lost connection): the
+    # backend looks for its job by name before submitting, so the site never runs it twice
+    maybe_submitted: bool = False
+
+    @property
+    def job_name(self) -> str:
+        return job_name(self.run_id, self.attempt)
 
 
 @dataclass
@@ -49,20 +64,36 @@ class JobStatus:
     reason: str | None = None  # Slurm's pending reason (Priority, Resources, ...) or exit code
 
 
+@dataclass(frozen=True)
+class PartitionLoad:
+    """What routing needs to know of a partition, from one sinfo and one squeue per site."""
+
+    name: str
+    available: bool  # the partition is up and has at least one node that can take jobs
+    pending: int  # jobs of anyone waiting in it
+    running: int  # jobs of anyone running in it
+    state: str = ""  # Slurm's words, for people
+
+
 def script_context(request: JobRequest, paths: BundlePaths, python: str) -> ScriptContext:
-    part = request.partition
+    part, site = request.partition, request.site
+    slurm = site.kind == "slurm"
     return ScriptContext(
         run_id=request.run_id,
-        job_name=job_name(request.run_id),
+        job_name=request.job_name,
         bundle_dir=str(paths.root),
         output_file=str(paths.output),
         python=python,
-        partition=part.name if request.site.kind == "slurm" else None,
+        partition=part.name if slurm else None,
         gres=part.gres,
         time_limit=part.time_limit,
         cpus_per_task=part.cpus_per_gpu,
         mem=part.mem_per_gpu,
-        setup=tuple(request.site.setup),
+        account=site.account if slurm else None,
+        qos=site.qos if slurm else None,
+        directives=tuple(part.directives) if slurm else (),
+        setup=tuple(site.setup),
+        container=site.container,
     )
 
 
@@ -77,10 +108,22 @@ class Backend(Protocol):
 
     async def cancel(self, handles: Sequence[JobHandle]) -> None: ...
 
+    async def find(self, requests: Sequence[JobRequest]) -> dict[str, JobHandle]:
+        """Jobs already on the site for these requests (by job name), keyed by run id."""
+        ...
+
+    async def load(self) -> dict[str, PartitionLoad]:
+        """The state and queue depth of this site's partitions, by partition name."""
+        ...
+
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
         """The raw result.json the harness wrote, or None when there is none."""
         ...
 
     async def fetch_output(self, handle: JobHandle, max_bytes: int = 64 * 1024) -> str: ...
+
+    def stream_output(self, handle: JobHandle) -> AsyncIterator[str]:
+        """The job's output lines as they are written (from the start of the file), until closed."""
+        ...
 
     async def close(self) -> None: ...

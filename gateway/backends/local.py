@@ -5,16 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from gateway.backends.base import MAX_RESULT_BYTES, JobHandle, JobRequest, JobStatus, script_context
-from gateway.bundle import BundlePaths, stage_bundle
+from gateway.backends.base import (
+    MAX_RESULT_BYTES,
+    JobHandle,
+    JobRequest,
+    JobStatus,
+    PartitionLoad,
+    script_context,
+)
+from gateway.bundle import BundlePaths, bundle_files, stage_bundle
 from gateway.errors import BackendError
 from gateway.render import TemplateRenderer
 from gateway.states import JobState
+from gateway.transport.local import LocalTransport
 
 
 class LocalBackend:
@@ -25,6 +34,8 @@ class LocalBackend:
         self._renderer = renderer
         self._python = python
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._files = LocalTransport()
+        self._handles: dict[str, JobHandle] = {}
 
     async def submit(self, requests: Sequence[JobRequest]) -> list[JobHandle]:
         return [await self._start(request) for request in requests]
@@ -53,14 +64,17 @@ class LocalBackend:
             raise BackendError(f"local site: cannot start run {request.run_id}: {exc}") from exc
         job_id = f"local-{proc.pid}"
         self._procs[job_id] = proc
-        return JobHandle(request.run_id, job_id, paths)
+        handle = self._handles[request.run_id] = JobHandle(request.run_id, job_id, paths)
+        return handle
 
     def _stage(self, request: JobRequest, paths: BundlePaths, script: str) -> int:
         """Write the bundle; return a descriptor of its output file for the job's stdout and stderr."""
         self._workdir.mkdir(parents=True, exist_ok=True)
-        stage_bundle(
-            Path(paths.root), request.task, request.submission_code, request.spec, request.key_hex, script
-        )
+        root = Path(paths.root)
+        if root.exists():  # a requeued attempt starts from a fresh bundle
+            shutil.rmtree(root)
+        files = bundle_files(request.task, request.submission_code, request.spec, request.key_hex, script)
+        stage_bundle(root, files)
         return os.open(paths.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
     async def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
@@ -94,6 +108,19 @@ class LocalBackend:
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
+
+    async def find(self, requests: Sequence[JobRequest]) -> dict[str, JobHandle]:
+        """Only this process's own jobs can be found (a local job does not outlive a restarted gateway
+        that would look for it: it is started again)."""
+        wanted = {r.run_id for r in requests}
+        return {run_id: handle for run_id, handle in self._handles.items() if run_id in wanted}
+
+    async def load(self) -> dict[str, PartitionLoad]:
+        running = sum(1 for proc in self._procs.values() if proc.returncode is None)
+        return {"local": PartitionLoad("local", True, 0, running, "this machine")}
+
+    def stream_output(self, handle: JobHandle) -> AsyncIterator[str]:
+        return self._files.stream_lines(["tail", "-n", "+1", "-F", "--", str(handle.bundle.output)])
 
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
         return await asyncio.to_thread(_read_capped, Path(handle.bundle.result), MAX_RESULT_BYTES)

@@ -1,18 +1,25 @@
-"""Slurm over a transport: `sbatch --parsable` with the script on stdin, ONE squeue per round for every
-tracked job, and a job that left squeue confirmed in sacct (never assumed done)."""
+"""Slurm over a transport: one command unpacks the bundle and runs `sbatch --parsable`; ONE squeue per
+round for every tracked job; a job that left squeue is confirmed in sacct (never assumed done); a run that
+may already have been submitted is looked up by its job name before it is submitted again."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import time
-from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import AsyncIterator, Sequence
+from pathlib import PurePosixPath
 
-from gateway.backends.base import MAX_RESULT_BYTES, JobHandle, JobRequest, JobStatus, script_context
-from gateway.bundle import BundlePaths, stage_bundle
-from gateway.errors import BackendError, CommandError
+from gateway.backends.base import (
+    MAX_RESULT_BYTES,
+    JobHandle,
+    JobRequest,
+    JobStatus,
+    PartitionLoad,
+    script_context,
+)
+from gateway.bundle import BundlePaths, bundle_archive, bundle_files
+from gateway.errors import BackendError, CommandError, TransportError
 from gateway.render import TemplateRenderer
 from gateway.sites import SiteConfig
 from gateway.states import JobState, parse_slurm_state
@@ -21,6 +28,17 @@ from gateway.transport import Transport
 log = logging.getLogger(__name__)
 SBATCH_TIMEOUT_S = 30.0
 QUERY_TIMEOUT_S = 30.0
+# How far back sacct looks for a run submitted before a restart (sacct without -S only looks to midnight).
+LOOKBACK_S = 7 * 24 * 3600
+# Unpack the bundle and submit it in ONE command (one channel, one round trip). The old result is removed
+# first: a requeued attempt must not be mistaken for done. Arguments: bundle dir, the sbatch to use.
+SUBMIT_SCRIPT = (
+    'set -e; umask 077; mkdir -p -- "$1"; rm -f -- "$1/result.json" "$1/output.log"; '
+    'tar -xf - -C "$1"; cd -- "$1"; exec "$2" --parsable job.sh'
+)
+# Follow a job's output from its first line; bounded, so a stream whose channel is dropped without a
+# signal cannot outlive the job by more than a day on the login node.
+TAIL_BOUND = "86400"
 
 
 def parse_sbatch_parsable(stdout: str) -> str:
@@ -53,6 +71,48 @@ def parse_sacct(stdout: str) -> dict[str, JobStatus]:
     return states
 
 
+def parse_named_jobs(stdout: str) -> dict[str, list[tuple[str, JobState]]]:
+    """Lines of `<job id>|<job name>|<state>` (squeue or sacct): the jobs of each name, oldest first."""
+    found: dict[str, list[tuple[str, JobState]]] = {}
+    for line in stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 3 and parts[0].isdigit():
+            found.setdefault(parts[1], []).append((parts[0], parse_slurm_state(parts[2])))
+    for jobs in found.values():
+        jobs.sort(key=lambda job: int(job[0]))
+    return found
+
+
+def parse_load(sinfo: str, squeue: str, partitions: Sequence[str]) -> dict[str, PartitionLoad]:
+    """`sinfo -h -o %R|%a|%t` (partition, availability, node state per line) and `squeue -h -o %P|%T`."""
+    usable: dict[str, bool] = {}
+    words: dict[str, list[str]] = {}
+    for line in sinfo.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            name, avail, node_state = parts[0].rstrip("*"), parts[1], parts[2]
+            words.setdefault(name, []).append(node_state)
+            ok = avail == "up" and node_state.rstrip("*~#!%$@^-") in ("idle", "mix", "alloc", "comp")
+            usable[name] = usable.get(name, False) or ok
+    counts: dict[str, list[int]] = {name: [0, 0] for name in partitions}
+    for line in squeue.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 2:
+            for name in parts[0].split(","):  # a job may name several partitions
+                if name in counts:
+                    counts[name][0 if parts[1] == "PENDING" else 1] += 1
+    return {
+        name: PartitionLoad(
+            name,
+            usable.get(name, False),
+            counts[name][0],
+            counts[name][1],
+            ",".join(sorted(set(words.get(name, ["missing"])))),
+        )
+        for name in partitions
+    }
+
+
 class SlurmBackend:
     name = "slurm"
 
@@ -61,48 +121,140 @@ class SlurmBackend:
         self._transport = transport
         self._renderer = renderer
         self._terminal: dict[str, JobStatus] = {}  # terminal states never change: never ask again
+        self._workdir_path: PurePosixPath | None = None
         self.queries = 0  # squeue/sacct calls made (tests and benchmarks read it)
 
     @property
     def transport(self) -> Transport:
         return self._transport
 
-    async def _workdir(self) -> PurePosixPath:
-        workdir = PurePosixPath(self._site.workdir)
-        if not workdir.is_absolute():
-            workdir = PurePosixPath(await self._transport.home_dir()) / workdir
-        return workdir
+    @property
+    def site(self) -> SiteConfig:
+        return self._site
+
+    def _bin(self, command: str) -> str:
+        return self._site.slurm.argv0(command)
+
+    async def workdir(self) -> PurePosixPath:
+        if self._workdir_path is None:
+            workdir = PurePosixPath(self._site.workdir)
+            if not workdir.is_absolute():
+                workdir = PurePosixPath(await self._transport.home_dir()) / workdir
+            self._workdir_path = workdir
+        return self._workdir_path
+
+    def render(self, request: JobRequest, paths: BundlePaths) -> str:
+        return self._renderer.render(
+            self._renderer.template_for(self._site.name, "slurm"),
+            script_context(request, paths, self._site.python),
+        )
 
     async def submit(self, requests: Sequence[JobRequest]) -> list[JobHandle]:
         if not requests:
             return []
-        workdir = await self._workdir()
-        await self._transport.run(["mkdir", "-p", "--", str(workdir)])
-        return list(await asyncio.gather(*(self._submit_one(workdir, r) for r in requests)))
+        workdir = await self.workdir()
+        maybe = [r for r in requests if r.maybe_submitted]
+        existing = await self.find(maybe) if maybe else {}
+        return list(
+            await asyncio.gather(
+                *(
+                    self._adopt(existing[r.run_id]) if r.run_id in existing else self._submit_one(workdir, r)
+                    for r in requests
+                )
+            )
+        )
+
+    async def _adopt(self, handle: JobHandle) -> JobHandle:
+        log.info(
+            "site %s: run %s is already job %s; not submitting again",
+            self._site.name,
+            handle.run_id,
+            handle.job_id,
+        )
+        return handle
 
     async def _submit_one(self, workdir: PurePosixPath, request: JobRequest) -> JobHandle:
         paths = BundlePaths.under(workdir, request.run_id)
-        script = self._renderer.render(
-            self._renderer.template_for(self._site.name, "slurm"),
-            script_context(request, paths, "python"),
-        )
-        with tempfile.TemporaryDirectory(prefix="gw-bundle-") as tmp:
-            staging = Path(tmp) / request.run_id
-            await asyncio.to_thread(
-                stage_bundle,
-                staging,
-                request.task,
-                request.submission_code,
-                request.spec,
-                request.key_hex,
-                script,
+        script = self.render(request, paths)
+        archive = await asyncio.to_thread(
+            lambda: bundle_archive(
+                bundle_files(request.task, request.submission_code, request.spec, request.key_hex, script)
             )
-            await self._transport.upload_dir(staging, str(paths.root))
+        )
+        argv = ["sh", "-c", SUBMIT_SCRIPT, "gw-submit", str(paths.root), self._bin("sbatch")]
         try:
-            done = await self._transport.run(["sbatch", "--parsable"], stdin=script, timeout=SBATCH_TIMEOUT_S)
-        except CommandError as exc:
-            raise BackendError(f"site {self._site.name}: sbatch refused run {request.run_id}: {exc}") from exc
+            done = await self._transport.run(argv, stdin=archive, timeout=SBATCH_TIMEOUT_S)
+        except (TransportError, CommandError) as exc:
+            if isinstance(exc, CommandError) and not exc.timed_out:
+                why = exc.stderr.strip()[-500:]
+                raise BackendError(
+                    f"site {self._site.name}: sbatch refused run {request.run_id}: {why}"
+                ) from exc
+            # the connection broke or sbatch timed out: it may have submitted all the same, so look the
+            # job up by name before trying again (the cause of duplicates in other gateways)
+            log.warning(
+                "site %s: submit of run %s interrupted (%s); looking it up",
+                self._site.name,
+                request.run_id,
+                exc,
+            )
+            found = await self.find([request])
+            if request.run_id in found:
+                return found[request.run_id]
+            done = await self._transport.run(argv, stdin=archive, timeout=SBATCH_TIMEOUT_S)
         return JobHandle(request.run_id, parse_sbatch_parsable(done.stdout), paths)
+
+    async def find(self, requests: Sequence[JobRequest]) -> dict[str, JobHandle]:
+        """One squeue (and, for names it does not know, one sacct) for all requests' job names."""
+        if not requests:
+            return {}
+        by_name = {r.job_name: r for r in requests}
+        names = ",".join(sorted(by_name))
+        self.queries += 1
+        done = await self._transport.run(
+            [self._bin("squeue"), "-h", "-t", "all", "--name", names, "-o", "%i|%j|%T"],
+            timeout=QUERY_TIMEOUT_S,
+            check=False,
+        )
+        found = parse_named_jobs(done.stdout) if done.exit_code == 0 else {}
+        missing = [name for name in by_name if name not in found]
+        if missing:
+            self.queries += 1
+            since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - LOOKBACK_S))
+            done = await self._transport.run(
+                [
+                    self._bin("sacct"),
+                    "-X",
+                    "-n",
+                    "-P",
+                    "--name",
+                    ",".join(sorted(missing)),
+                    "-S",
+                    since,
+                    "-o",
+                    "JobIDRaw,JobName,State",
+                ],
+                timeout=QUERY_TIMEOUT_S,
+                check=False,
+            )
+            if done.exit_code != 0:
+                # without accounting we cannot prove the job is absent: refuse rather than risk a duplicate
+                raise BackendError(f"site {self._site.name}: sacct failed: {done.stderr.strip()[:300]}")
+            found.update(parse_named_jobs(done.stdout))
+        workdir = await self.workdir()
+        handles = {}
+        for name, jobs in found.items():
+            request = by_name.get(name)
+            if request is None:
+                continue
+            if len(jobs) > 1:
+                log.warning(
+                    "site %s: %d jobs are named %s: following the newest", self._site.name, len(jobs), name
+                )
+            handles[request.run_id] = JobHandle(
+                request.run_id, jobs[-1][0], BundlePaths.under(workdir, request.run_id)
+            )
+        return handles
 
     async def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
         result = {h.job_id: self._terminal[h.job_id] for h in handles if h.job_id in self._terminal}
@@ -111,7 +263,7 @@ class SlurmBackend:
             return result
         self.queries += 1
         done = await self._transport.run(
-            ["squeue", "-h", "-t", "all", "-j", ",".join(open_ids), "-o", "%i|%T|%r"],
+            [self._bin("squeue"), "-h", "-t", "all", "-j", ",".join(open_ids), "-o", "%i|%T|%r"],
             timeout=QUERY_TIMEOUT_S,
             check=False,
         )
@@ -132,7 +284,7 @@ class SlurmBackend:
         start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
         done = await self._transport.run(
             [
-                "sacct",
+                self._bin("sacct"),
                 "-X",
                 "-n",
                 "-P",
@@ -155,9 +307,25 @@ class SlurmBackend:
                 log.warning("site %s: job %s is in neither squeue nor sacct yet", self._site.name, job_id)
         return {job_id: found.get(job_id, JobStatus(JobState.UNKNOWN)) for job_id in job_ids}
 
+    async def load(self) -> dict[str, PartitionLoad]:
+        names = [p.name for p in self._site.partitions]
+        joined = ",".join(names)
+        sinfo, squeue = await asyncio.gather(
+            self._transport.run(
+                [self._bin("sinfo"), "-h", "-p", joined, "-o", "%R|%a|%t"], timeout=QUERY_TIMEOUT_S
+            ),
+            self._transport.run(
+                [self._bin("squeue"), "-h", "-p", joined, "-t", "PENDING,RUNNING", "-o", "%P|%T"],
+                timeout=QUERY_TIMEOUT_S,
+            ),
+        )
+        return parse_load(sinfo.stdout, squeue.stdout, names)
+
     async def cancel(self, handles: Sequence[JobHandle]) -> None:
         if handles:
-            await self._transport.run(["scancel", *[h.job_id for h in handles]], timeout=QUERY_TIMEOUT_S)
+            await self._transport.run(
+                [self._bin("scancel"), *[h.job_id for h in handles]], timeout=QUERY_TIMEOUT_S
+            )
 
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
         return await self._transport.read_file(str(handle.bundle.result), MAX_RESULT_BYTES)
@@ -165,6 +333,11 @@ class SlurmBackend:
     async def fetch_output(self, handle: JobHandle, max_bytes: int = 64 * 1024) -> str:
         data = await self._transport.read_file(str(handle.bundle.output), max_bytes)
         return (data or b"").decode(errors="replace")
+
+    def stream_output(self, handle: JobHandle) -> AsyncIterator[str]:
+        return self._transport.stream_lines(
+            ["timeout", TAIL_BOUND, "tail", "-n", "+1", "-F", "--", str(handle.bundle.output)]
+        )
 
     async def close(self) -> None:
         await self._transport.close()

@@ -1,10 +1,12 @@
 """Transports carry commands and files to a site. They know nothing of Slurm.
 
-Every transport is a :class:`gateway.runner.CommandRunner` (the one command seam) plus file operations.
+Every transport is a :class:`gateway.runner.CommandRunner` (the one command seam) plus file operations and
+a line stream (``tail -F`` of a job's output, pushed to the gateway as the job writes it).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +24,11 @@ class Transport(CommandRunner, Protocol):
 
     async def read_file(self, remote_path: str, max_bytes: int) -> bytes | None:
         """The file's first ``max_bytes`` bytes, or None when it does not exist."""
+        ...
+
+    def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncIterator[str]:
+        """Run ``argv`` and yield its stdout line by line as it comes (each cut to ``max_line``); closing
+        the iterator stops the command. Raises TransportError when the connection breaks."""
         ...
 
     async def close(self) -> None: ...

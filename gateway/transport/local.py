@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
-from collections.abc import Sequence
+import signal
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from gateway.errors import TransportError
@@ -12,14 +15,15 @@ from gateway.runner import CompletedCommand, SubprocessRunner
 
 
 class LocalTransport:
-    def __init__(self, runner: SubprocessRunner | None = None) -> None:
-        self._runner = runner or SubprocessRunner()
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = dict(env) if env is not None else None
+        self._runner = SubprocessRunner(env=self._env)
 
     async def run(
         self,
         argv: Sequence[str],
         *,
-        stdin: str | None = None,
+        stdin: str | bytes | None = None,
         timeout: float | None = 30.0,
         check: bool = True,
     ) -> CompletedCommand:
@@ -46,6 +50,34 @@ class LocalTransport:
             return await asyncio.to_thread(read)
         except OSError as exc:
             raise TransportError(f"cannot read {remote_path}: {exc}") from exc
+
+    async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncIterator[str]:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=self._env,
+                start_new_session=True,
+                limit=max(max_line * 2, 64 * 1024),
+            )
+        except OSError as exc:
+            raise TransportError(f"cannot start {argv[0]}: {exc}") from exc
+        assert proc.stdout is not None
+        try:
+            while True:
+                try:
+                    line = await proc.stdout.readline()
+                except ValueError:  # a line past the buffer limit: skip what is left of it
+                    line = (await proc.stdout.read(max_line))[:max_line] + b"\n"
+                if not line:
+                    return
+                yield line.decode(errors="replace").rstrip("\n")[:max_line]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            await proc.wait()
 
     async def close(self) -> None:
         return None

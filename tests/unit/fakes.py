@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from gateway.runner import CompletedCommand
 from gateway.sites import LoginConfig, PartitionConfig, SiteConfig
 from gateway.tasks import TaskDefinition
 
-Responder = Callable[[list[str], str | None], tuple[int, str, str]]
+Responder = Callable[[list[str], str | bytes | None], tuple[int, str, str]]
 
 
 class FakeTransport:
@@ -19,7 +19,9 @@ class FakeTransport:
         self.responder = responder
         self.home = home
         self.calls: list[list[str]] = []
-        self.stdin: list[str | None] = []
+        self.stdin: list[str | bytes | None] = []
+        self.streams: dict[str, list[str]] = {}  # the last argument of a streamed command -> its lines
+        self.fail_next: list[Exception] = []  # raised by the next run() calls, in order
         self.uploads: list[tuple[Path, str, list[str]]] = []
         self.files: dict[str, bytes] = {}
 
@@ -27,12 +29,14 @@ class FakeTransport:
         self,
         argv: Sequence[str],
         *,
-        stdin: str | None = None,
+        stdin: str | bytes | None = None,
         timeout: float | None = 30.0,
         check: bool = True,
     ) -> CompletedCommand:
         self.calls.append(list(argv))
         self.stdin.append(stdin)
+        if self.fail_next:
+            raise self.fail_next.pop(0)
         code, out, err = self.responder(list(argv), stdin)
         done = CompletedCommand(tuple(argv), code, out, err)
         if check and code != 0:
@@ -49,6 +53,11 @@ class FakeTransport:
     async def read_file(self, remote_path: str, max_bytes: int) -> bytes | None:
         data = self.files.get(remote_path)
         return None if data is None else data[:max_bytes]
+
+    async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncIterator[str]:
+        self.calls.append(list(argv))
+        for line in self.streams.get(argv[-1], []):
+            yield line[:max_line]
 
     async def close(self) -> None:
         return None

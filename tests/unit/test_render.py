@@ -61,7 +61,7 @@ def test_hostile_values_reach_the_shell_as_plain_words(tmp_path: Path) -> None:
     script = TemplateRenderer(REPO_ROOT / "templates").render("local.sh.j2", ctx)
     # run only the last line ("exec echo -m harness run <dir>") so it prints instead of running python
     done = subprocess.run(["bash", "-c", script.strip().splitlines()[-1]], capture_output=True, text=True)
-    assert done.stdout.strip() == f"-m harness run {hostile}"
+    assert done.stdout.strip() == f"-u -m harness run {hostile}"
     assert not marker.exists()
 
 

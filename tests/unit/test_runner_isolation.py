@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bundle import build_spec, stage_bundle
+from gateway.bundle import build_spec, bundle_files, stage_bundle
 from gateway.settings import REPO_ROOT
 from gateway.tasks import load_task
 from harness.protocol import RunResult, load_key_hex, verify_result
@@ -25,7 +25,7 @@ def run_bundle(
     key_hex = secrets.token_hex(32)
     task = TASK.model_copy(update={"timeouts": timeouts}) if timeouts else TASK
     bundle = tmp_path / "bundle"
-    stage_bundle(bundle, task, code, build_spec("r-1", mode, task), key_hex, "#!/bin/bash\n")
+    stage_bundle(bundle, bundle_files(task, code, build_spec("r-1", mode, task), key_hex, "#!/bin/bash\n"))
     done = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(bundle)],
         cwd=bundle,
@@ -97,7 +97,7 @@ def test_an_import_error_is_reported_per_test(tmp_path: Path) -> None:
 @pytest.mark.parametrize("garbage", ["", "not json", "{}"])
 def test_a_broken_spec_still_yields_a_signed_error(tmp_path: Path, garbage: str) -> None:
     key_hex = secrets.token_hex(32)
-    stage_bundle(tmp_path / "b", TASK, CORRECT, {}, key_hex, "")
+    stage_bundle(tmp_path / "b", bundle_files(TASK, CORRECT, {}, key_hex, ""))
     (tmp_path / "b" / "spec.json").write_text(garbage)
     subprocess.run(
         [sys.executable, "-m", "harness", "run", str(tmp_path / "b")],
@@ -127,7 +127,7 @@ def test_a_task_with_its_own_eval_py_runs_under_the_same_runner(tmp_path: Path) 
     key_hex = secrets.token_hex(32)
     task = TASK.model_copy(update={"main": "eval.py", "files": TASK.files | {"eval.py": OWN_EVAL}})
     bundle = tmp_path / "bundle"
-    stage_bundle(bundle, task, CORRECT, build_spec("r-2", "test", task), key_hex, "")
+    stage_bundle(bundle, bundle_files(task, CORRECT, build_spec("r-2", "test", task), key_hex, ""))
     subprocess.run(
         [sys.executable, "-m", "harness", "run", str(bundle)],
         cwd=bundle,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import JobHandle, JobRequest, JobStatus
+from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
 from gateway.bundle import BundlePaths
 from gateway.errors import SubmissionError, UserError
 from gateway.service import Gateway, RunReport, SubmitRequest
@@ -66,6 +66,7 @@ class ScriptedBackend:
         self.scenario = scenario
         self.outcomes: dict[str, tuple[JobState, bytes | None]] = {}
         self.cancelled: list[str] = []
+        self.lines: list[str] = []  # what the job's output stream shows
 
     async def submit(self, requests: Sequence[JobRequest]) -> list[JobHandle]:
         handles = []
@@ -86,6 +87,16 @@ class ScriptedBackend:
 
     async def fetch_output(self, handle: JobHandle, max_bytes: int = 65536) -> str:
         return "[harness] output\n"
+
+    async def find(self, requests: Sequence[JobRequest]) -> dict[str, JobHandle]:
+        return {}
+
+    async def load(self) -> dict[str, PartitionLoad]:
+        return {p.name: PartitionLoad(p.name, True, 0, 0) for p in SITE.partitions}
+
+    async def stream_output(self, handle: JobHandle) -> AsyncIterator[str]:
+        for line in self.lines:
+            yield line
 
     async def close(self) -> None:
         return None

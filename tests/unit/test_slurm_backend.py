@@ -1,15 +1,27 @@
 """The Slurm backend at the command seam: what it runs, and how it reads what Slurm answers."""
 
+import io
+import stat
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from gateway.backends.base import JobHandle, JobRequest, job_name
-from gateway.backends.slurm import SlurmBackend, parse_sacct, parse_sbatch_parsable, parse_squeue
+from gateway.backends.slurm import (
+    SUBMIT_SCRIPT,
+    SlurmBackend,
+    parse_load,
+    parse_sacct,
+    parse_sbatch_parsable,
+    parse_squeue,
+)
 from gateway.bundle import BundlePaths
-from gateway.errors import BackendError
+from gateway.errors import BackendError, CommandError, TransportError
 from gateway.render import TemplateRenderer
 from gateway.settings import REPO_ROOT
+from gateway.sites import SlurmCommands
 from gateway.states import JobState
 from tests.unit.fakes import FakeTransport, gamma_site, tiny_task
 
@@ -43,25 +55,38 @@ def test_parse_squeue_and_sacct() -> None:
     assert done["16"].state is JobState.OUT_OF_MEMORY
 
 
-async def test_submit_uploads_bundle_and_sends_script_on_stdin() -> None:
-    transport = FakeTransport(
-        lambda argv, stdin: (0, "77;gamma\n", "") if argv[0] == "sbatch" else (0, "", "")
-    )
-    request = JobRequest(
-        "abc",
+def untar(data: str | bytes | None) -> dict[str, bytes]:
+    assert isinstance(data, bytes)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def request_for(run_id: str = "abc", **changes: object) -> JobRequest:
+    fields: dict[str, object] = {"attempt": 1, "maybe_submitted": False} | changes
+    return JobRequest(
+        run_id,
         SITE,
         SITE.partitions[0],
         TASK,
         "def custom_kernel(x): return x\n",
-        {"run_id": "abc"},
+        {"run_id": run_id},
         "aa" * 32,
+        attempt=int(fields["attempt"]),  # type: ignore[call-overload]
+        maybe_submitted=bool(fields["maybe_submitted"]),
     )
-    [job] = await backend(transport).submit([request])
+
+
+def sbatch_ok(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
+    return (0, "77;gamma\n", "") if argv[0] == "sh" else (0, "", "")
+
+
+async def test_submit_is_one_command_with_the_bundle_as_a_tar() -> None:
+    transport = FakeTransport(sbatch_ok)
+    [job] = await backend(transport).submit([request_for()])
     assert job.job_id == "77"
     assert str(job.bundle.root) == "/home/gwrun/runs/abc"
-    assert transport.commands("mkdir") == [["mkdir", "-p", "--", "/home/gwrun/runs"]]
-    [(_, remote, names)] = transport.uploads
-    assert remote == "/home/gwrun/runs/abc"
+    assert transport.calls == [["sh", "-c", SUBMIT_SCRIPT, "gw-submit", "/home/gwrun/runs/abc", "sbatch"]]
+    files = untar(transport.stdin[0])
     assert {
         "job.sh",
         "spec.json",
@@ -69,15 +94,108 @@ async def test_submit_uploads_bundle_and_sends_script_on_stdin() -> None:
         "task/submission.py",
         "task/reference.py",
         "harness/__init__.py",
-    } <= set(names)
-    sbatch_index = transport.calls.index(["sbatch", "--parsable"])
-    script = transport.stdin[sbatch_index]
-    assert script is not None and f"#SBATCH --job-name={job_name('abc')}" in script
+    } <= set(files)
+    script = files["job.sh"].decode()
+    assert f"#SBATCH --job-name={job_name('abc')}" in script
     assert "#SBATCH --gres=gpu:h100:1" in script
+    assert files["key"].decode().strip() == "aa" * 32
+
+
+async def test_the_submit_script_unpacks_and_submits_with_the_sites_sbatch(tmp_path: Path) -> None:
+    """Run SUBMIT_SCRIPT for real with a stand-in sbatch: the bundle lands with a private key file."""
+    fake_sbatch = tmp_path / "sbatch"
+    fake_sbatch.write_text('#!/bin/sh\necho "42;c"; pwd > submitted-from\n')
+    fake_sbatch.chmod(0o755)
+    transport = FakeTransport(sbatch_ok)
+    await backend(transport).submit([request_for()])
+    bundle = tmp_path / "runs" / "a b$(touch pwned)"
+    done = subprocess.run(
+        ["sh", "-c", SUBMIT_SCRIPT, "gw-submit", str(bundle), str(fake_sbatch)],
+        input=transport.stdin[0],
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"42;c\n"
+    assert (bundle / "submitted-from").read_text().strip() == str(bundle)
+    assert stat.S_IMODE((bundle / "key").stat().st_mode) == 0o600
+    assert not (tmp_path / "pwned").exists()
+
+
+async def test_a_submit_cut_off_is_looked_up_by_name_before_submitting_again() -> None:
+    def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
+        if argv[0] == "squeue":
+            assert argv[argv.index("--name") + 1] == job_name("abc")
+            return 0, f"88|{job_name('abc')}|PENDING\n", ""
+        raise AssertionError(f"must not run {argv}")
+
+    transport = FakeTransport(answer)
+    transport.fail_next = [TransportError("lost the connection during sh")]
+    [job] = await backend(transport).submit([request_for()])
+    assert job.job_id == "88"
+    assert [c[0] for c in transport.calls] == ["sh", "squeue"]
+
+
+async def test_a_submit_cut_off_before_slurm_saw_it_is_submitted_once_more() -> None:
+    def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
+        if argv[0] == "squeue":
+            return 0, "", ""
+        if argv[0] == "sacct":
+            assert "-S" in argv and argv[argv.index("--name") + 1] == job_name("abc")
+            return 0, "", ""
+        return sbatch_ok(argv, stdin)
+
+    transport = FakeTransport(answer)
+    transport.fail_next = [CommandError(["sh"], None, "", "", timed_out=True)]
+    [job] = await backend(transport).submit([request_for()])
+    assert job.job_id == "77"
+    assert [c[0] for c in transport.calls] == ["sh", "squeue", "sacct", "sh"]
+
+
+async def test_a_run_that_may_be_submitted_is_adopted_not_submitted_twice() -> None:
+    def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
+        if argv[0] == "squeue":
+            return 0, "", ""
+        if argv[0] == "sacct":  # two jobs of that name (an older bug): the newest is followed
+            name = job_name("abc", 2)
+            return 0, f"90|{name}|FAILED\n91|{name}|COMPLETED\n", ""
+        raise AssertionError(f"must not run {argv}")
+
+    transport = FakeTransport(answer)
+    [job] = await backend(transport).submit([request_for(attempt=2, maybe_submitted=True)])
+    assert job.job_id == "91"
+
+
+async def test_without_accounting_a_lookup_refuses_rather_than_risk_a_duplicate() -> None:
+    def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
+        if argv[0] == "sacct":
+            return 1, "", "sacct: error: accounting storage is disabled"
+        return 0, "", ""
+
+    with pytest.raises(BackendError, match="accounting storage is disabled"):
+        await backend(FakeTransport(answer)).find([request_for()])
+
+
+def test_partition_load_from_sinfo_and_squeue() -> None:
+    sinfo = "h100*|up|idle\nh100*|up|drain\ndebug|down|idle\nl4|up|drain*\n"
+    squeue = "h100|PENDING\nh100|RUNNING\nh100,debug|PENDING\n"
+    load = parse_load(sinfo, squeue, ["h100", "debug", "l4", "gone"])
+    assert (load["h100"].available, load["h100"].pending, load["h100"].running) == (True, 2, 1)
+    assert not load["debug"].available and load["debug"].pending == 1
+    assert not load["l4"].available and not load["gone"].available
+    assert load["gone"].state == "missing"
+
+
+def test_slurm_binaries_can_be_overridden_per_site() -> None:
+    site = SITE.model_copy(
+        update={"slurm": SlurmCommands(bin_dir="/opt/slurm/bin", sacct="/usr/local/bin/sacct")}
+    )
+    assert site.slurm.argv0("sbatch") == "/opt/slurm/bin/sbatch"
+    assert site.slurm.argv0("sacct") == "/usr/local/bin/sacct"
 
 
 async def test_one_squeue_for_many_jobs_then_sacct_only_for_the_missing() -> None:
-    def answer(argv: list[str], stdin: str | None) -> tuple[int, str, str]:
+    def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
         if argv[0] == "squeue":
             return 0, "1|RUNNING|None\n2|PENDING|Priority\n", ""
         if argv[0] == "sacct":
@@ -107,7 +225,7 @@ async def test_terminal_states_are_cached_and_never_asked_again() -> None:
 
 
 async def test_a_job_gone_from_squeue_and_sacct_is_unknown_not_done() -> None:
-    def answer(argv: list[str], stdin: str | None) -> tuple[int, str, str]:
+    def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
         if argv[0] == "squeue":
             return 1, "", "slurm_load_jobs error: Invalid job id specified\n"
         return 0, "", ""
@@ -116,12 +234,13 @@ async def test_a_job_gone_from_squeue_and_sacct_is_unknown_not_done() -> None:
     assert states["9"].state is JobState.UNKNOWN
 
 
-async def test_sbatch_refusal_is_a_backend_error_with_slurms_message(tmp_path: Path) -> None:
-    def answer(argv: list[str], stdin: str | None) -> tuple[int, str, str]:
-        if argv[0] == "sbatch":
+async def test_sbatch_refusal_is_a_backend_error_with_slurms_message() -> None:
+    def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
+        if argv[0] == "sh":
             return 1, "", "sbatch: error: invalid partition specified: h100\n"
         return 0, "", ""
 
-    request = JobRequest("abc", SITE, SITE.partitions[0], TASK, "x = 1\n", {}, "00")
+    transport = FakeTransport(answer)
     with pytest.raises(BackendError, match="invalid partition"):
-        await backend(FakeTransport(answer)).submit([request])
+        await backend(transport).submit([request_for()])
+    assert [c[0] for c in transport.calls] == ["sh"]  # a refusal is final: no lookup, no retry

@@ -1,0 +1,205 @@
+"""Running one job to its end on one site: submit, follow (pushed output + the batched safety net),
+verify the result, and start it again when the site's requeue policy says the end was not the
+submission's fault.
+
+The result is pushed: the job's output is tailed over the open connection, and the moment the trusted
+runner prints that result.json is written, the gateway fetches and verifies it. The monitor's one squeue
+per site per round is the safety net for a stream that broke or never got a channel. A forged "result
+written" line only makes the gateway look early: an unauthenticated result is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+from gateway.backends.base import RESULT_WRITTEN_MARKER, Backend, JobHandle, JobRequest, JobStatus
+from gateway.errors import BackendError, ResultError, TransportError
+from gateway.monitor import Monitor
+from gateway.results import verified_result
+from gateway.states import HELD_STATES, TERMINAL_MESSAGES, JobState, describe_pending_reason
+from harness.protocol import RunResult
+
+log = logging.getLogger(__name__)
+PROGRESS_PREFIX = "[harness] "
+OUTPUT_KEEP_BYTES = 64 * 1024  # job output kept per run (the last this many bytes of lines)
+EVENTS_KEEP = 500
+STREAM_RETRY_S = 1.0
+Event = Callable[[str], Awaitable[None]]
+Persist = Callable[["RunReport", JobStatus | None], Awaitable[None]]
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    user: str
+    file_name: str
+    site: str
+    partition: str
+    gpu_type: str
+    job_id: str | None = None
+    attempt: int = 1
+    state: JobState = JobState.QUEUED
+    result: RunResult | None = None
+    score: float | None = None
+    error: str | None = None
+    leaderboard: str | None = None
+    pushed: bool = False  # the result arrived over the output stream, before Slurm reported the end
+    events: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=EVENTS_KEEP))
+    output: collections.deque[str] = field(default_factory=collections.deque)
+    output_bytes: int = 0
+    handle: JobHandle | None = field(default=None, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.result is not None and self.result.passed
+
+    @property
+    def output_tail(self) -> str:
+        return "\n".join(self.output)
+
+    def keep_output(self, line: str) -> None:
+        """Keep the job's output, capped: the oldest lines go first."""
+        self.output.append(line)
+        self.output_bytes += len(line) + 1
+        while self.output_bytes > OUTPUT_KEEP_BYTES and len(self.output) > 1:
+            self.output_bytes -= len(self.output.popleft()) + 1
+
+
+@dataclass
+class SiteRuntime:
+    """One backend (so one SSH connection) and one monitor per site."""
+
+    backend: Backend
+    monitor: Monitor
+
+
+async def execute(
+    runtime: SiteRuntime,
+    job: JobRequest,
+    report: RunReport,
+    event: Event,
+    persist: Persist,
+    handle: JobHandle | None = None,
+) -> None:
+    """Run ``job`` (or follow ``handle``, a job already on the site) until it has a verified result or
+    a final error, starting it again while the site's requeue policy allows."""
+    policy = job.site.requeue
+    while True:
+        if handle is None:
+            handle = (await runtime.backend.submit([job]))[0]
+            await event(
+                f"submitted as job {handle.job_id}" + (f" (attempt {job.attempt})" if job.attempt > 1 else "")
+            )
+        report.handle, report.job_id, report.attempt = handle, handle.job_id, job.attempt
+        if report.state is JobState.QUEUED:
+            report.state = JobState.PENDING
+        await persist(report, None)
+        final = await _follow(runtime, handle, job, report, event, persist)
+        if report.result is not None or final is None:
+            return
+        if policy.allows(final.state, job.attempt):
+            await event(f"{final.state.value}: {TERMINAL_MESSAGES.get(final.state, '')}; starting it again")
+            job = replace(job, attempt=job.attempt + 1, maybe_submitted=True)
+            handle, report.state = None, JobState.QUEUED
+            continue
+        return
+
+
+async def _follow(
+    runtime: SiteRuntime,
+    handle: JobHandle,
+    job: JobRequest,
+    report: RunReport,
+    event: Event,
+    persist: Persist,
+) -> JobStatus | None:
+    """Follow one job; return its terminal status when the result came the slow way (or never)."""
+
+    async def on_change(_handle: JobHandle, status: JobStatus) -> None:
+        report.state = status.state
+        if status.state.is_terminal:
+            return
+        reason = describe_pending_reason(status.reason) if status.state is JobState.PENDING else None
+        if status.state in HELD_STATES:
+            reason = f"held by Slurm ({status.reason or status.state.value}); an admin must release it"
+        await event(status.state.value + (f" ({reason})" if reason else ""))
+        await persist(report, status)
+
+    stream = asyncio.create_task(_stream(runtime.backend, handle, job, report, event))
+    waiter = asyncio.create_task(runtime.monitor.wait(handle, on_change))
+    try:
+        done, _ = await asyncio.wait({stream, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if stream in done and stream.exception() is None and stream.result() is not None:
+            pushed = stream.result()
+            assert pushed is not None
+            runtime.monitor.forget(handle)
+            report.pushed, report.state = True, JobState.COMPLETED
+            _take_result(report, pushed, job)
+            return None
+        final = await waiter
+    finally:
+        for task in (stream, waiter):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    report.state = final.state
+    try:
+        raw = await runtime.backend.fetch_result(handle)
+        if not report.output:
+            for line in (await runtime.backend.fetch_output(handle)).splitlines()[-200:]:
+                report.keep_output(line)
+    except TransportError as exc:
+        raise BackendError(
+            f"job {handle.job_id} ended {final.state.value}, but its result cannot be read: {exc}"
+        ) from exc
+    if raw is None and final.state is not JobState.COMPLETED:
+        report.error = TERMINAL_MESSAGES.get(final.state, f"the job ended {final.state.value}")
+        return final
+    try:
+        result = verified_result(raw, job.key_hex, job.run_id)
+    except ResultError as exc:
+        report.error = str(exc)
+        return None
+    _take_result(report, result, job)
+    return None
+
+
+def _take_result(report: RunReport, result: RunResult, job: JobRequest) -> None:
+    report.result = result
+    report.score = result.score(job.task.ranking_by)
+    if not result.passed:
+        report.error = result.failure_message or "the submission failed"
+
+
+async def _stream(
+    backend: Backend, handle: JobHandle, job: JobRequest, report: RunReport, event: Event
+) -> RunResult | None:
+    """Tail the job's output; return the verified result as soon as the runner says it is written.
+    A broken stream is reopened (skipping the lines already seen) until the monitor ends the job."""
+    seen = 0
+    while True:
+        index = 0
+        try:
+            async for line in backend.stream_output(handle):
+                index += 1
+                if index <= seen:
+                    continue
+                seen = index
+                report.keep_output(line)
+                if line.startswith(PROGRESS_PREFIX):
+                    await event(line[len(PROGRESS_PREFIX) :])
+                if line.startswith(RESULT_WRITTEN_MARKER):
+                    raw = await backend.fetch_result(handle)
+                    try:
+                        return verified_result(raw, job.key_hex, job.run_id)
+                    except ResultError as exc:
+                        log.warning("run %s: %s (after a result line); waiting for Slurm", job.run_id, exc)
+            return None  # the stream ended without a result (the tail bound): the monitor decides
+        except TransportError as exc:
+            log.info("run %s: output stream broke (%s); reopening", job.run_id, exc)
+            await asyncio.sleep(STREAM_RETRY_S)

@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS runs_unfinished;
+ALTER TABLE runs DROP COLUMN attempt;
