@@ -21,6 +21,7 @@ class Row:
     baseline: str
     baseline_ms: float
     measured_ms: float
+    unit: str = "ms"  # what the two values count (ms unless a row says otherwise, e.g. "RPCs")
 
     @property
     def ratio(self) -> float:
@@ -38,11 +39,15 @@ async def median_ms(action: Callable[[], Awaitable[object]], repeats: int) -> fl
 
 def report(title: str, rows: list[Row], console: Console) -> None:
     table = Table(title=title, title_justify="left")
-    for column in ("measured", "baseline", "baseline ms", "measured ms", "speed-up (baseline/measured)"):
+    for column in ("measured", "baseline", "baseline value", "measured value", "baseline/measured"):
         table.add_column(column, justify="left" if column in ("measured", "baseline") else "right")
     for row in rows:
         table.add_row(
-            row.name, row.baseline, f"{row.baseline_ms:.2f}", f"{row.measured_ms:.2f}", f"{row.ratio:.2f}x"
+            row.name,
+            row.baseline,
+            f"{row.baseline_ms:.2f} {row.unit}",
+            f"{row.measured_ms:.2f} {row.unit}",
+            f"{row.ratio:.2f}x",
         )
     console.print(table)
     RESULTS.mkdir(exist_ok=True)

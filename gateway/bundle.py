@@ -93,15 +93,24 @@ def bundle_files(
     files.append(("spec.json", (json.dumps(spec, indent=1) + "\n").encode(), 0o644))
     files.append(("key", (key_hex + "\n").encode(), 0o600))
     files.append(("job.sh", job_script.encode(), 0o755))
+    # created empty, so a `tail -F` started at submit follows an existing file (GNU tail polls for a
+    # missing one) and Slurm appends to it
+    files.append(("output.log", b"", 0o600))
     return files
 
 
-def bundle_archive(files: list[tuple[str, bytes, int]]) -> bytes:
-    """An uncompressed tar of ``files`` (built in memory; one SSH command unpacks it and submits)."""
+def bundle_archive(files: list[tuple[str, bytes, int]], root: str) -> bytes:
+    """An uncompressed tar of ``files`` under the folder ``root`` (mode 0700: keys and code are private),
+    built in memory: one SSH command unpacks it into the work folder and submits."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        folders = sorted({str(PurePosixPath(name).parent) for name, _, _ in files} - {"."})
+        for folder in [root, *(f"{root}/{f}" for f in folders)]:
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, 0
+            tar.addfile(info)
         for name, data, mode in files:
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(f"{root}/{name}")
             info.size, info.mode, info.mtime = len(data), mode, 0
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()

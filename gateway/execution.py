@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
@@ -49,6 +50,7 @@ class RunReport:
     error: str | None = None
     leaderboard: str | None = None
     pushed: bool = False  # the result arrived over the output stream, before Slurm reported the end
+    result_at: float | None = None  # time.time() when the verified result was in hand
     events: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=EVENTS_KEEP))
     output: collections.deque[str] = field(default_factory=collections.deque)
     output_bytes: int = 0
@@ -105,7 +107,7 @@ async def execute(
         if policy.allows(final.state, job.attempt):
             await event(f"{final.state.value}: {TERMINAL_MESSAGES.get(final.state, '')}; starting it again")
             job = replace(job, attempt=job.attempt + 1, maybe_submitted=True)
-            handle, report.state = None, JobState.QUEUED
+            handle, report.state, report.error = None, JobState.QUEUED, None
             continue
         return
 
@@ -170,7 +172,7 @@ async def _follow(
 
 
 def _take_result(report: RunReport, result: RunResult, job: JobRequest) -> None:
-    report.result = result
+    report.result, report.result_at = result, time.time()
     report.score = result.score(job.task.ranking_by)
     if not result.passed:
         report.error = result.failure_message or "the submission failed"

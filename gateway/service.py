@@ -263,12 +263,20 @@ class Gateway:
         where = f"{site.name}/{partition.name} ({gpu_type})"
         return await self._execute(job, report, on_event, f"queued for {where}: {choice.why}")
 
-    async def resume(self, on_event: EventCallback | None = None, site: str | None = None) -> list[RunReport]:
+    async def resume(
+        self,
+        on_event: EventCallback | None = None,
+        site: str | None = None,
+        run_ids: list[str] | None = None,
+    ) -> list[RunReport]:
         """Finish every run a stopped gateway left unfinished: follow its Slurm job when it has one
         (found by id, or by its job name when the gateway stopped before recording the id), and submit
         it only when the site has no job for it. Nothing runs twice and every run is recorded once."""
         store = self._require_store()
-        pending = await store.unfinished_runs(site)
+        try:
+            pending = await store.unfinished_runs(site, run_ids)
+        except ValueError as exc:  # a run id that is not a UUID
+            raise UserError(f"not a run id: {exc}") from exc
         return list(await asyncio.gather(*(self._resume_one(run, on_event) for run in pending)))
 
     async def _resume_one(self, run: UnfinishedRun, on_event: EventCallback | None) -> RunReport:

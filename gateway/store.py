@@ -219,7 +219,9 @@ class Store:
                 attempt,
             )
 
-    async def unfinished_runs(self, site: str | None = None) -> list[UnfinishedRun]:
+    async def unfinished_runs(
+        self, site: str | None = None, run_ids: list[str] | None = None
+    ) -> list[UnfinishedRun]:
         """Runs that were queued or submitted but never recorded as finished, oldest first."""
         async with self._conn() as conn:
             rows = await conn.fetch(
@@ -228,8 +230,10 @@ class Store:
                 "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = s.user_id "
                 "JOIN code_blobs c ON c.sha256 = s.code_sha256 "
                 "LEFT JOIN leaderboards l ON l.id = s.leaderboard_id "
-                "WHERE r.finished_at IS NULL AND ($1::text IS NULL OR r.site = $1) ORDER BY r.queued_at",
+                "WHERE r.finished_at IS NULL AND ($1::text IS NULL OR r.site = $1) "
+                "      AND ($2::uuid[] IS NULL OR r.id = ANY($2)) ORDER BY r.queued_at",
                 site,
+                None if run_ids is None else [uuid.UUID(r) for r in run_ids],
             )
         return [
             UnfinishedRun(

@@ -24,8 +24,7 @@ def dev_env() -> Iterator[dict[str, str]]:
 
     stack = DevStack()
     started_here = not stack.is_up()
-    if started_here:
-        stack.up()
+    stack.up()  # when it runs already, this only applies new migrations
     yield stack.env()
     if started_here and os.environ.get("GATEWAY_KEEP_STACK") != "1":
         stack.down()

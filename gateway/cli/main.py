@@ -29,7 +29,9 @@ app = typer.Typer(
 leaderboard_app = typer.Typer(help="Create and show leaderboards.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 sites_app = typer.Typer(help="Site configurations.", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs recorded in the database.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
+app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(sites_app, name="sites")
 app.add_typer(dev_app, name="dev")
@@ -157,6 +159,31 @@ def leaderboard_show(name: str) -> None:
         print_leaderboard(console, await gateway.leaderboard(name))
 
     _run(body)
+
+
+@runs_app.command("resume")
+def runs_resume(
+    run_ids: Annotated[
+        list[str] | None, typer.Argument(help="run ids (default: every unfinished run)")
+    ] = None,
+    site: Annotated[str | None, typer.Option(help="only the runs of this site")] = None,
+) -> None:
+    """Finish the runs a stopped gateway left unfinished: follow each one's Slurm job (found by job id, or
+    by its name gw-<run id> when the id was never recorded) and submit only runs the site has no job for."""
+
+    async def body(gateway: Gateway) -> bool:
+        async def show(run_id: str, message: str) -> None:
+            console.print(f"[dim]{run_id[:8]}[/] {message}", highlight=False)
+
+        reports = await gateway.resume(on_event=show, site=site, run_ids=run_ids or None)
+        if not reports:
+            console.print("no unfinished runs")
+        for report in reports:
+            print_report(console, report)
+        return all(report.passed for report in reports)
+
+    if not _run(body):
+        raise typer.Exit(1)
 
 
 @db_app.command("migrate")

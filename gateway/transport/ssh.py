@@ -53,7 +53,7 @@ class SSHTransport:
         self._lock = asyncio.Lock()
         self._sftp_lock = asyncio.Lock()
         self._commands = asyncio.Semaphore(max(1, login.max_channels - 1 - login.tail_channels))
-        self._tails = asyncio.Semaphore(login.tail_channels)
+        self._tails = asyncio.Semaphore(max(1, login.tail_channels))
         self._home: str | None = None
         self._failures = 0  # consecutive failed connects: the backoff before the next try grows with it
         self.connects = 0  # connections opened (benchmarks and tests read it)
@@ -233,6 +233,8 @@ class SSHTransport:
         raise AssertionError("unreachable")
 
     async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncIterator[str]:
+        if self._login.tail_channels == 0:
+            return  # the site gives no channel to streams: results come by polling alone
         async with self._tails:
             conn = await self._connection()
             try:
@@ -246,6 +248,9 @@ class SSHTransport:
                     except (OSError, asyncssh.Error) as exc:
                         raise TransportError(f"{self._where()}: stream of {argv[0]} broke: {exc}") from exc
                     if not raw:
+                        if conn.is_closed():  # not the command's end: the connection went away
+                            self._drop(conn)
+                            raise TransportError(f"{self._where()}: lost the connection streaming {argv[0]}")
                         return
                     yield raw.decode(errors="replace").rstrip("\n")[:max_line]
             finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -44,13 +45,21 @@ async def test_alpha_run_is_one_slurm_job_named_by_run_id_and_its_row_holds_timi
     # sacct on alpha, over its own sshd: exactly one job carries this run id
     site = gateway.sites["alpha"]
     assert site.login is not None
+    # the result is pushed as the runner writes it, so Slurm may not have recorded the end yet
+    assert report.pushed
     ssh = SSHTransport("alpha", site.login)
     try:
         today = time.strftime("%Y-%m-%dT00:00:00")
-        done = await ssh.run(["sacct", "-X", "-n", "-P", "-S", today, "-o", "JobIDRaw,JobName,State,Cluster"])
+        for _ in range(100):
+            done = await ssh.run(
+                ["sacct", "-X", "-n", "-P", "-S", today, "-o", "JobIDRaw,JobName,State,Cluster"]
+            )
+            mine = [line.split("|") for line in done.stdout.splitlines() if report.run_id in line]
+            if mine and mine[0][2] == "COMPLETED":
+                break
+            await asyncio.sleep(0.1)
     finally:
         await ssh.close()
-    mine = [line.split("|") for line in done.stdout.splitlines() if report.run_id in line]
     assert len(mine) == 1
     assert mine[0] == [report.job_id, f"gw-{report.run_id}", "COMPLETED", "alpha"]
 

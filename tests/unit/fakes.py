@@ -21,7 +21,7 @@ class FakeTransport:
         self.calls: list[list[str]] = []
         self.stdin: list[str | bytes | None] = []
         self.streams: dict[str, list[str]] = {}  # the last argument of a streamed command -> its lines
-        self.fail_next: list[Exception] = []  # raised by the next run() calls, in order
+        self.fail_next: dict[str, list[Exception]] = {}  # command name -> raised by its next calls, in order
         self.uploads: list[tuple[Path, str, list[str]]] = []
         self.files: dict[str, bytes] = {}
 
@@ -35,8 +35,8 @@ class FakeTransport:
     ) -> CompletedCommand:
         self.calls.append(list(argv))
         self.stdin.append(stdin)
-        if self.fail_next:
-            raise self.fail_next.pop(0)
+        if self.fail_next.get(argv[0]):
+            raise self.fail_next[argv[0]].pop(0)
         code, out, err = self.responder(list(argv), stdin)
         done = CompletedCommand(tuple(argv), code, out, err)
         if check and code != 0:

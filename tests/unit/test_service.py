@@ -14,6 +14,7 @@ from gateway.bundle import BundlePaths
 from gateway.errors import SubmissionError, UserError
 from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
+from gateway.sites import SiteConfig
 from gateway.states import JobState
 from harness.protocol import load_key_hex, sign_result
 from tests.unit.fakes import gamma_site, tiny_task
@@ -191,4 +192,101 @@ async def test_a_submitter_that_stops_waiting_cancels_the_job(tmp_path: Path) ->
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert backend.cancelled == ["100"]
+    await gateway.close()
+
+
+async def gateway_with(backend: ScriptedBackend, tmp_path: Path, site: SiteConfig = SITE) -> Gateway:
+    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
+    return Gateway(settings, {site.name: site}, None, backend_factory=lambda _s: backend)
+
+
+def request_to(site: str = "gamma") -> SubmitRequest:
+    return SubmitRequest(code="x = 1\n", file_name="k.py", user="u", task=TASK, site=site, gpu_type="H100")
+
+
+async def test_the_result_is_pushed_by_the_output_stream_before_slurm_says_done(tmp_path: Path) -> None:
+    """Slurm still says RUNNING (the safety net would wait), but the runner's last line is in the output:
+    the result is fetched, verified and taken at once."""
+    backend = ScriptedBackend(lambda r: (JobState.RUNNING, signed(r)))
+    backend.lines = ["[harness] phase test started", "user noise", "[harness] result written"]
+    gateway = await gateway_with(backend, tmp_path)
+    events: list[str] = []
+
+    async def on_event(_run: str, message: str) -> None:
+        events.append(message)
+
+    report = await asyncio.wait_for(gateway.submit(request_to(), on_event), 5)
+    await gateway.close()
+    assert report.pushed and report.passed and report.state is JobState.COMPLETED
+    assert "phase test started" in events and "user noise" not in events  # only the runner's lines
+    assert list(report.output) == backend.lines
+
+
+async def test_a_forged_result_line_does_not_end_the_run(tmp_path: Path) -> None:
+    """A submission can print the marker; the unsigned result it points at is ignored and the run ends
+    when Slurm says so, with the real (here: missing) result."""
+    forged = json.dumps({"payload": payload("x"), "tag": "00"}).encode()
+    backend = ScriptedBackend(lambda r: (JobState.COMPLETED, forged))
+    backend.lines = ["[harness] result written"]
+    gateway = await gateway_with(backend, tmp_path)
+    report = await asyncio.wait_for(gateway.submit(request_to()), 5)
+    await gateway.close()
+    assert not report.pushed and not report.passed
+    assert "failed authentication" in (report.error or "")
+
+
+async def test_a_node_failure_runs_again_under_the_requeue_policy(tmp_path: Path) -> None:
+    attempts: list[tuple[int, bool]] = []
+
+    def scenario(request: JobRequest) -> tuple[JobState, bytes | None]:
+        attempts.append((request.attempt, request.maybe_submitted))
+        return (JobState.NODE_FAIL, None) if request.attempt == 1 else (JobState.COMPLETED, signed(request))
+
+    gateway = await gateway_with(ScriptedBackend(scenario), tmp_path)
+    report = await gateway.submit(request_to())
+    await gateway.close()
+    assert report.passed and report.attempt == 2
+    assert attempts == [(1, False), (2, True)]  # the second attempt is looked up before it is submitted
+    assert any("starting it again" in e for e in report.events)
+
+
+async def test_a_timeout_is_the_submissions_fault_and_is_not_run_again(tmp_path: Path) -> None:
+    attempts: list[int] = []
+
+    def scenario(request: JobRequest) -> tuple[JobState, bytes | None]:
+        attempts.append(request.attempt)
+        return JobState.TIMEOUT, None
+
+    gateway = await gateway_with(ScriptedBackend(scenario), tmp_path)
+    report = await gateway.submit(request_to())
+    await gateway.close()
+    assert attempts == [1] and report.state is JobState.TIMEOUT and "time limit" in (report.error or "")
+
+
+async def test_without_a_site_the_gpu_type_routes_to_the_best_partition(tmp_path: Path) -> None:
+    busy = gamma_site(name="h100")
+    idle = gamma_site(name="h100").model_copy(update={"name": "delta", "preference": 200})
+    loads = {"gamma": PartitionLoad("h100", True, 3, 2), "delta": PartitionLoad("h100", True, 0, 1)}
+
+    class Loaded(ScriptedBackend):
+        def __init__(self, site: SiteConfig) -> None:
+            super().__init__(lambda r: (JobState.COMPLETED, signed(r)))
+            self.site = site
+
+        async def load(self) -> dict[str, PartitionLoad]:
+            return {"h100": loads[self.site.name]}
+
+    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
+    gateway = Gateway(settings, {"gamma": busy, "delta": idle}, None, backend_factory=Loaded)
+    choice = await gateway.route(None, "H100")
+    assert choice.site.name == "delta"  # it can start now; gamma has a queue, whatever the preference
+    loads["delta"] = PartitionLoad("h100", False, 0, 0, "drain")
+    gateway.router._cache.clear()
+    assert (await gateway.route(None, "h100")).site.name == "gamma"
+    loads["gamma"] = PartitionLoad("h100", False, 0, 0, "down")
+    gateway.router._cache.clear()
+    with pytest.raises(
+        UserError, match=r"gamma/h100: down.*delta/h100: drain|delta/h100: drain.*gamma/h100: down"
+    ):
+        await gateway.route(None, "H100")
     await gateway.close()

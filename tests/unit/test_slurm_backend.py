@@ -10,6 +10,7 @@ import pytest
 
 from gateway.backends.base import JobHandle, JobRequest, job_name
 from gateway.backends.slurm import (
+    RESUBMIT_SCRIPT,
     SUBMIT_SCRIPT,
     SlurmBackend,
     parse_load,
@@ -85,20 +86,17 @@ async def test_submit_is_one_command_with_the_bundle_as_a_tar() -> None:
     [job] = await backend(transport).submit([request_for()])
     assert job.job_id == "77"
     assert str(job.bundle.root) == "/home/gwrun/runs/abc"
-    assert transport.calls == [["sh", "-c", SUBMIT_SCRIPT, "gw-submit", "/home/gwrun/runs/abc", "sbatch"]]
-    files = untar(transport.stdin[0])
-    assert {
-        "job.sh",
-        "spec.json",
-        "key",
-        "task/submission.py",
-        "task/reference.py",
-        "harness/__init__.py",
-    } <= set(files)
-    script = files["job.sh"].decode()
+    assert transport.calls == [
+        ["mkdir", "-p", "--", "/home/gwrun/runs"],
+        ["sh", "-c", SUBMIT_SCRIPT, "gw-submit", "/home/gwrun/runs", "abc", "sbatch"],
+    ]
+    files = untar(transport.stdin[1])
+    expected = {"job.sh", "spec.json", "key", "output.log", "task/submission.py", "harness/__init__.py"}
+    assert {f"abc/{name}" for name in expected} <= set(files)
+    script = files["abc/job.sh"].decode()
     assert f"#SBATCH --job-name={job_name('abc')}" in script
     assert "#SBATCH --gres=gpu:h100:1" in script
-    assert files["key"].decode().strip() == "aa" * 32
+    assert files["abc/key"].decode().strip() == "aa" * 32
 
 
 async def test_the_submit_script_unpacks_and_submits_with_the_sites_sbatch(tmp_path: Path) -> None:
@@ -108,17 +106,21 @@ async def test_the_submit_script_unpacks_and_submits_with_the_sites_sbatch(tmp_p
     fake_sbatch.chmod(0o755)
     transport = FakeTransport(sbatch_ok)
     await backend(transport).submit([request_for()])
-    bundle = tmp_path / "runs" / "a b$(touch pwned)"
+    workdir = tmp_path / "runs" / "a b$(touch pwned)"
+    workdir.mkdir(parents=True)
     done = subprocess.run(
-        ["sh", "-c", SUBMIT_SCRIPT, "gw-submit", str(bundle), str(fake_sbatch)],
-        input=transport.stdin[0],
+        ["sh", "-c", SUBMIT_SCRIPT, "gw-submit", str(workdir), "abc", str(fake_sbatch)],
+        input=transport.stdin[-1],
         capture_output=True,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"42;c\n"
-    assert (bundle / "submitted-from").read_text().strip() == str(bundle)
+    bundle = workdir / "abc"
+    assert (tmp_path / "submitted-from").read_text().strip() == str(tmp_path)
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o700
     assert stat.S_IMODE((bundle / "key").stat().st_mode) == 0o600
+    assert (bundle / "output.log").read_bytes() == b""
     assert not (tmp_path / "pwned").exists()
 
 
@@ -127,13 +129,15 @@ async def test_a_submit_cut_off_is_looked_up_by_name_before_submitting_again() -
         if argv[0] == "squeue":
             assert argv[argv.index("--name") + 1] == job_name("abc")
             return 0, f"88|{job_name('abc')}|PENDING\n", ""
+        if argv[0] == "mkdir":
+            return 0, "", ""
         raise AssertionError(f"must not run {argv}")
 
     transport = FakeTransport(answer)
-    transport.fail_next = [TransportError("lost the connection during sh")]
+    transport.fail_next = {"sh": [TransportError("lost the connection during sh")]}
     [job] = await backend(transport).submit([request_for()])
     assert job.job_id == "88"
-    assert [c[0] for c in transport.calls] == ["sh", "squeue"]
+    assert [c[0] for c in transport.calls] == ["mkdir", "sh", "squeue"]
 
 
 async def test_a_submit_cut_off_before_slurm_saw_it_is_submitted_once_more() -> None:
@@ -146,10 +150,11 @@ async def test_a_submit_cut_off_before_slurm_saw_it_is_submitted_once_more() -> 
         return sbatch_ok(argv, stdin)
 
     transport = FakeTransport(answer)
-    transport.fail_next = [CommandError(["sh"], None, "", "", timed_out=True)]
+    transport.fail_next = {"sh": [CommandError(["sh"], None, "", "", timed_out=True)]}
     [job] = await backend(transport).submit([request_for()])
     assert job.job_id == "77"
-    assert [c[0] for c in transport.calls] == ["sh", "squeue", "sacct", "sh"]
+    assert [c[0] for c in transport.calls] == ["mkdir", "sh", "squeue", "sacct", "sh"]
+    assert transport.calls[-1][2] == RESUBMIT_SCRIPT  # the first try may have unpacked its folder
 
 
 async def test_a_run_that_may_be_submitted_is_adopted_not_submitted_twice() -> None:
@@ -159,6 +164,8 @@ async def test_a_run_that_may_be_submitted_is_adopted_not_submitted_twice() -> N
         if argv[0] == "sacct":  # two jobs of that name (an older bug): the newest is followed
             name = job_name("abc", 2)
             return 0, f"90|{name}|FAILED\n91|{name}|COMPLETED\n", ""
+        if argv[0] == "mkdir":
+            return 0, "", ""
         raise AssertionError(f"must not run {argv}")
 
     transport = FakeTransport(answer)
@@ -243,4 +250,4 @@ async def test_sbatch_refusal_is_a_backend_error_with_slurms_message() -> None:
     transport = FakeTransport(answer)
     with pytest.raises(BackendError, match="invalid partition"):
         await backend(transport).submit([request_for()])
-    assert [c[0] for c in transport.calls] == ["sh"]  # a refusal is final: no lookup, no retry
+    assert [c[0] for c in transport.calls] == ["mkdir", "sh"]  # a refusal is final: no lookup, no retry

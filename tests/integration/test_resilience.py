@@ -1,0 +1,287 @@
+"""What breaks in real life, against the real dev stack: sshd dies mid-job, the gateway is killed
+mid-submit, a host key changes, a first contact with trust-on-first-use, a jump host."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.base import JobRequest
+from gateway.backends.slurm import SlurmBackend
+from gateway.bundle import build_spec
+from gateway.service import Gateway, SubmitRequest
+from gateway.settings import REPO_ROOT, Settings
+from gateway.sites import JumpHostConfig, SiteConfig, load_sites
+from gateway.states import JobState
+from gateway.store import NewRun
+from gateway.tasks import load_task
+from gateway.transport.ssh import HostKeyError, SSHTransport
+from tests.conftest import PROBLEMS, solution
+
+pytestmark = pytest.mark.integration
+SPARE_PORT = 42209  # a private sshd for alpha, so killing it disturbs nothing else
+DEV = Path(os.environ.get("GATEWAY_DEV_DIR") or REPO_ROOT / ".dev")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found += [int(entry.name), *_children(int(entry.name))]
+    return found
+
+
+class PrivateSshd:
+    """alpha's sshd configuration on another port, started and killed (with its sessions) at will."""
+
+    def __init__(self, tmp: Path) -> None:
+        conf = (DEV / "ssh" / "alpha" / "sshd_config").read_text()
+        conf = conf.replace("Port 42201", f"Port {SPARE_PORT}").replace(
+            str(DEV / "ssh" / "alpha" / "sshd.pid"), str(tmp / "sshd.pid")
+        )
+        self.conf = tmp / "sshd_config"
+        self.conf.write_text(conf)
+        pub = (DEV / "ssh" / "alpha" / "ssh_host_ed25519_key.pub").read_text().split()
+        self.known_hosts = tmp / "known_hosts"
+        self.known_hosts.write_text(f"[127.0.0.1]:{SPARE_PORT} {pub[0]} {pub[1]}\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(self.conf), "-E", "/dev/null"])
+        deadline = time.monotonic() + 10
+        while subprocess.run(
+            ["bash", "-c", f"echo > /dev/tcp/127.0.0.1/{SPARE_PORT}"], capture_output=True
+        ).returncode:
+            assert time.monotonic() < deadline, "private sshd did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """The listener and every session it forked: clients see their connection drop."""
+        assert self.proc is not None
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def private_sshd(tmp_path: Path, dev_env: dict[str, str]) -> Iterator[PrivateSshd]:
+    sshd = PrivateSshd(tmp_path)
+    sshd.start()
+    yield sshd
+    if sshd.proc is not None:
+        sshd.kill()
+
+
+def alpha_on(port: int, known_hosts: Path, **login: object) -> SiteConfig:
+    alpha = load_sites(REPO_ROOT / "site_configs")["alpha"]
+    assert alpha.login is not None
+    fields = {"port": port, "known_hosts": known_hosts} | login
+    return alpha.model_copy(update={"login": alpha.login.model_copy(update=fields)})
+
+
+def vectoradd(mode: str = "leaderboard", user: str = "resilient") -> SubmitRequest:
+    return SubmitRequest(
+        code=solution("vectoradd", "correct.py"),
+        file_name="correct.py",
+        user=user,
+        task=load_task(PROBLEMS / "vectoradd"),
+        leaderboard=f"res-{uuid.uuid4().hex[:8]}",
+        site="alpha",
+        gpu_type="H100",
+        mode="leaderboard" if mode == "leaderboard" else "test",
+    )
+
+
+@pytest.fixture
+async def private_gateway(stack_settings: Settings, private_sshd: PrivateSshd) -> AsyncIterator[Gateway]:
+    gateway = await Gateway.open(stack_settings)
+    gateway.sites = {"alpha": alpha_on(SPARE_PORT, private_sshd.known_hosts)}
+    yield gateway
+    await gateway.close()
+
+
+async def sacct_jobs(gateway: Gateway, run_id: str) -> list[list[str]]:
+    """The Slurm jobs on alpha named after ``run_id`` (through the dev stack's own sshd), once Slurm has
+    recorded their end (the gateway holds a pushed result before accounting does)."""
+    alpha = load_sites(REPO_ROOT / "site_configs")["alpha"]
+    assert alpha.login is not None
+    ssh = SSHTransport("alpha", alpha.login)
+    try:
+        since = time.strftime("%Y-%m-%dT00:00:00")
+        for _ in range(100):
+            done = await ssh.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", "JobIDRaw,JobName,State"])
+            jobs = [line.split("|") for line in done.stdout.splitlines() if run_id in line]
+            if jobs and all(JobState(job[2].split()[0]).is_terminal for job in jobs):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await ssh.close()
+    return jobs
+
+
+async def test_sshd_killed_mid_job_and_restarted_the_run_completes_and_is_recorded_once(
+    private_gateway: Gateway, private_sshd: PrivateSshd
+) -> None:
+    running = asyncio.Event()
+
+    async def on_event(_run: str, message: str) -> None:
+        if message.startswith("phase"):
+            running.set()
+
+    submit = asyncio.create_task(private_gateway.submit(vectoradd(), on_event))
+    await asyncio.wait_for(running.wait(), 60)
+    private_sshd.kill()
+    await asyncio.sleep(3)  # the job goes on on the cluster; the gateway sees only a dead connection
+    private_sshd.start()
+    report = await asyncio.wait_for(submit, 180)
+    assert report.passed, report.error
+    assert private_gateway.store is not None
+    row = await private_gateway.store.get_run(report.run_id)
+    assert row is not None and row.passed and row.state == "COMPLETED" and row.job_id == report.job_id
+    jobs = await sacct_jobs(private_gateway, report.run_id)
+    assert [job[0] for job in jobs] == [report.job_id]
+
+
+def gateway_cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "gateway"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | env,
+    )
+
+
+async def test_a_gateway_killed_after_submitting_resumes_without_a_second_job(
+    gateway: Gateway, dev_env: dict[str, str]
+) -> None:
+    board = f"res-{uuid.uuid4().hex[:8]}"
+    proc = gateway_cli(
+        "submit",
+        str(PROBLEMS / "vectoradd" / "solutions" / "correct.py"),
+        "--task",
+        str(PROBLEMS / "vectoradd"),
+        "--leaderboard",
+        board,
+        "--site",
+        "alpha",
+        "--gpu",
+        "H100",
+        env=dev_env,
+    )
+    assert proc.stdout is not None
+    run_id = None
+    for line in proc.stdout:
+        if "submitted as job" in line:
+            proc.send_signal(signal.SIGKILL)  # no chance to cancel or record anything
+            break
+    proc.wait()
+    assert gateway.store is not None
+    [unfinished] = [r for r in await gateway.store.unfinished_runs("alpha") if r.leaderboard == board]
+    run_id = unfinished.run_id
+    resumed = gateway_cli("runs", "resume", run_id, env=dev_env)
+    out, _ = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, out
+    assert "resuming on alpha" in out
+    row = await gateway.store.get_run(run_id)
+    assert row is not None and row.passed and row.state == "COMPLETED"
+    assert len(await sacct_jobs(gateway, run_id)) == 1
+
+
+async def test_a_job_submitted_before_its_id_was_recorded_is_found_by_name(gateway: Gateway) -> None:
+    """The narrowest window: sbatch went through, the gateway died before writing the job id."""
+    assert gateway.store is not None
+    task = load_task(PROBLEMS / "vectoradd")
+    board = await gateway.create_leaderboard(f"res-{uuid.uuid4().hex[:8]}", task)
+    run_id, key = str(uuid.uuid4()), "ab" * 32
+    user = await gateway.store.ensure_user("window")
+    await gateway.store.create_submission(
+        user,
+        board.id,
+        task.name,
+        "correct.py",
+        solution("vectoradd", "correct.py"),
+        [NewRun(run_id, "test", "H100", "alpha", "h100", "slurm", JobState.QUEUED.value, key)],
+    )
+    site = gateway.sites["alpha"]
+    backend = gateway.backend_for("alpha")
+    assert isinstance(backend, SlurmBackend)
+    request = JobRequest(
+        run_id,
+        site,
+        site.partitions[0],
+        task,
+        solution("vectoradd", "correct.py"),
+        build_spec(run_id, "test", task),
+        key,
+    )
+    [submitted] = await backend.submit([request])
+    [report] = await gateway.resume(run_ids=[run_id])
+    assert report.passed, report.error
+    assert report.job_id == submitted.job_id
+    assert [job[0] for job in await sacct_jobs(gateway, run_id)] == [submitted.job_id]
+
+
+async def test_a_changed_host_key_is_refused(private_sshd: PrivateSshd, tmp_path: Path) -> None:
+    other = (DEV / "ssh" / "beta" / "ssh_host_ed25519_key.pub").read_text().split()
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{SPARE_PORT} {other[0]} {other[1]}\n")
+    site = alpha_on(SPARE_PORT, wrong, trust_on_first_use=True)  # TOFU never overrides a pinned key
+    assert site.login is not None
+    ssh = SSHTransport("alpha", site.login)
+    with pytest.raises(HostKeyError, match="does not match"):
+        await ssh.run(["true"])
+    await ssh.close()
+
+
+async def test_trust_on_first_use_only_when_the_site_says_so(
+    private_sshd: PrivateSshd, tmp_path: Path
+) -> None:
+    empty = tmp_path / "fresh_known_hosts"
+    strict = alpha_on(SPARE_PORT, empty)
+    assert strict.login is not None
+    with pytest.raises(HostKeyError, match="no host key"):
+        await SSHTransport("alpha", strict.login).run(["true"])
+    assert not empty.exists()
+    trusting = alpha_on(SPARE_PORT, empty, trust_on_first_use=True)
+    assert trusting.login is not None
+    ssh = SSHTransport("alpha", trusting.login)
+    assert (await ssh.run(["echo", "hi"])).stdout == "hi\n"
+    await ssh.close()
+    pinned = (DEV / "ssh" / "alpha" / "ssh_host_ed25519_key.pub").read_text().split()[1]
+    assert pinned in empty.read_text()
+    again = SSHTransport("alpha", strict.login)  # now pinned: the strict site connects too
+    assert (await again.run(["true"])).exit_code == 0
+    await again.close()
+
+
+async def test_a_site_behind_a_jump_host(dev_env: dict[str, str]) -> None:
+    """beta reached through alpha's sshd as the bastion: beta's partitions answer."""
+    beta = load_sites(REPO_ROOT / "site_configs")["beta"]
+    assert beta.login is not None
+    jump = JumpHostConfig(host="127.0.0.1", port=42201, user="gwrun")
+    login = beta.login.model_copy(update={"jump_host": jump})
+    ssh = SSHTransport("beta", login)
+    try:
+        done = await ssh.run(["sinfo", "-h", "-o", "%R"])
+    finally:
+        await ssh.close()
+    assert set(done.stdout.split()) == {"a100", "l4"}

@@ -1,0 +1,60 @@
+"""Routing: a site that keeps failing is skipped until its circuit lets a try through again."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.backends.base import PartitionLoad
+from gateway.errors import TransportError, UserError
+from gateway.routing import CircuitBreaker, Router
+from gateway.sites import SiteConfig
+from tests.unit.fakes import gamma_site
+
+
+def test_the_breaker_opens_after_repeated_failures_and_lets_one_try_after_the_cooldown() -> None:
+    breaker = CircuitBreaker(threshold=3, cooldown_s=60)
+    for second in range(2):
+        breaker.failure("refused", float(second))
+    assert breaker.allows(2.0) and not breaker.is_open
+    breaker.failure("refused", 2.0)
+    assert breaker.is_open and not breaker.allows(61.9) and breaker.allows(62.0)
+    breaker.success()
+    assert not breaker.is_open and breaker.failures == 0
+
+
+async def test_an_unreachable_site_is_routed_around_and_named_when_none_is_left() -> None:
+    up, down = gamma_site(name="h100"), gamma_site(name="h100").model_copy(update={"name": "delta"})
+    probes: list[str] = []
+
+    async def probe(site: SiteConfig) -> dict[str, PartitionLoad]:
+        probes.append(site.name)
+        if site.name == "delta":
+            raise TransportError("cannot connect: connection refused")
+        return {"h100": PartitionLoad("h100", True, 0, 0)}
+
+    router = Router(probe)
+    for _ in range(3):
+        router._cache.clear()
+        assert (await router.choose("H100", [up, down])).site.name == "gamma"
+    assert router.breaker("delta").is_open
+    probes.clear()
+    router._cache.clear()
+    await router.choose("H100", [up, down])
+    assert probes == ["gamma"]  # an open circuit is not even asked
+    with pytest.raises(UserError, match=r"delta: unhealthy.*connection refused"):
+        await router.choose("H100", [down])
+
+
+async def test_our_concurrency_cap_sends_work_elsewhere() -> None:
+    capped = gamma_site(name="h100", max_jobs=1)
+    other = gamma_site(name="h100").model_copy(update={"name": "delta", "preference": 500})
+
+    async def probe(site: SiteConfig) -> dict[str, PartitionLoad]:
+        return {"h100": PartitionLoad("h100", True, 0, 0)}
+
+    router = Router(probe)
+    assert (await router.choose("H100", [capped, other])).site.name == "gamma"
+    router.started("gamma", "h100")
+    assert (await router.choose("H100", [capped, other])).site.name == "delta"
+    router.finished("gamma", "h100")
+    assert (await router.choose("H100", [capped, other])).site.name == "gamma"
