@@ -96,7 +96,12 @@ async def main(console: Console) -> list[Row]:
     await transport.close()
     gateway = statistics.median(gateway_ms)
     rows = [
-        Row("gateway submit, warm connection", "bare local sbatch, same script", statistics.median(bare_ms), gateway),
+        Row(
+            "gateway submit, warm connection",
+            "bare local sbatch, same script",
+            statistics.median(bare_ms),
+            gateway,
+        ),
         Row(
             "gateway submit, warm connection",
             "fresh SSH connection per step (upload, sbatch)",

@@ -1,0 +1,86 @@
+"""(c) Time from the harness writing its final result to the gateway holding it (verified): the result
+pushed over the tail of the job's output against, in the same run, the safety net alone (a site that
+gives no channel to streams: one squeue per round, then fetch). Measured against result.json's mtime on
+the site's file system (the same clock here). Target: p95 <= 250 ms."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+
+from rich.console import Console
+
+from bench.common import Row, report
+from gateway.service import Gateway, SubmitRequest
+from gateway.settings import REPO_ROOT, Settings
+from gateway.tasks import load_task
+from gateway.transport.ssh import SSHTransport
+
+PUSHED_RUNS = 20
+POLLED_RUNS = 8
+
+
+def p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20, method="inclusive")[-1]
+
+
+async def latencies(gateway: Gateway, runs: int) -> list[float]:
+    task = load_task(REPO_ROOT / "problems" / "vectoradd")
+    code = (REPO_ROOT / "problems" / "vectoradd" / "solutions" / "correct.py").read_text()
+    login = gateway.sites["alpha"].login
+    assert login is not None
+    ssh = SSHTransport("alpha", login)
+    found = []
+    try:
+        for _ in range(runs):
+            report_ = await gateway.submit(
+                SubmitRequest(
+                    code=code,
+                    file_name="correct.py",
+                    user="bench",
+                    task=task,
+                    leaderboard=f"bench-{uuid.uuid4().hex[:6]}",
+                    site="alpha",
+                    gpu_type="H100",
+                    mode="test",
+                )
+            )
+            assert report_.passed and report_.result_at is not None and report_.handle is not None
+            stat = await ssh.run(["stat", "-c", "%.9Y", str(report_.handle.bundle.result)])
+            found.append((report_.result_at - float(stat.stdout)) * 1000)
+    finally:
+        await ssh.close()
+    return found
+
+
+async def main(console: Console) -> list[Row]:
+    pushed_gateway = await Gateway.open(Settings(), use_database=False)
+    try:
+        pushed = await latencies(pushed_gateway, PUSHED_RUNS)
+    finally:
+        await pushed_gateway.close()
+    polled_gateway = await Gateway.open(Settings(), use_database=False)
+    alpha = polled_gateway.sites["alpha"]
+    assert alpha.login is not None
+    polled_gateway.sites["alpha"] = alpha.model_copy(
+        update={"login": alpha.login.model_copy(update={"tail_channels": 0})}
+    )
+    try:
+        polled = await latencies(polled_gateway, POLLED_RUNS)
+    finally:
+        await polled_gateway.close()
+    rows = [
+        Row(
+            "pushed (tail of the output), p95",
+            "safety net alone (squeue rounds), p95",
+            p95(polled),
+            p95(pushed),
+        ),
+        Row(
+            "pushed, median", "safety net alone, median", statistics.median(polled), statistics.median(pushed)
+        ),
+    ]
+    report(
+        "result_latency: result.json written -> verified in the gateway (target p95 <= 250 ms)", rows, console
+    )
+    return rows
