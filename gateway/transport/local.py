@@ -77,6 +77,9 @@ class LocalTransport:
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
+            # drain to EOF so the pipe, and with it the subprocess transport, is closed before we return
+            with contextlib.suppress(OSError, ValueError):
+                await proc.stdout.read()
             await proc.wait()
 
     async def close(self) -> None:

@@ -285,3 +285,41 @@ async def test_a_site_behind_a_jump_host(dev_env: dict[str, str]) -> None:
     finally:
         await ssh.close()
     assert set(done.stdout.split()) == {"a100", "l4"}
+
+
+async def test_a_gateway_on_the_login_node_submits_with_local_slurm_commands(
+    stack_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """submit_via: local: no SSH at all; the same backend runs sbatch/squeue as subprocesses here."""
+    monkeypatch.setenv("SLURM_CONF", str(DEV / "slurm" / "alpha" / "slurm.conf"))
+    alpha = load_sites(REPO_ROOT / "site_configs")["alpha"]
+    venv = DEV / "home" / "venv" / "bin" / "activate"
+    site = alpha.model_copy(
+        update={
+            "name": "login-node",
+            "submit_via": "local",
+            "login": None,
+            "workdir": str(tmp_path / "runs"),
+            "setup": [f"source {venv}"],
+        }
+    )
+    gateway = await Gateway.open(stack_settings, use_database=False)
+    gateway.sites = {"login-node": site}
+    try:
+        request = vectoradd(mode="test")
+        report = await gateway.submit(
+            SubmitRequest(
+                code=request.code,
+                file_name=request.file_name,
+                user="local",
+                task=request.task,
+                site="login-node",
+                gpu_type="H100",
+                mode="test",
+            )
+        )
+    finally:
+        await gateway.close()
+    assert report.passed, report.error
+    assert report.pushed and report.job_id is not None and report.job_id.isdigit()
+    assert (tmp_path / "runs" / report.run_id / "result.json").is_file()
