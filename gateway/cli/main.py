@@ -15,10 +15,11 @@ from rich.console import Console
 
 from gateway.cli.dev import app as dev_app
 from gateway.cli.output import print_leaderboard, print_report
-from gateway.errors import ConfigError, GatewayError, StoreError, UserError
+from gateway.cli.render import render as render_command
+from gateway.cli.sites import app as sites_app
+from gateway.errors import GatewayError, StoreError, UserError
 from gateway.service import Gateway, Mode, SubmitRequest
 from gateway.settings import Settings
-from gateway.sites import load_sites
 from gateway.tasks import load_task
 
 app = typer.Typer(
@@ -28,13 +29,13 @@ app = typer.Typer(
 )
 leaderboard_app = typer.Typer(help="Create and show leaderboards.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-sites_app = typer.Typer(help="Site configurations.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs recorded in the database.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(sites_app, name="sites")
 app.add_typer(dev_app, name="dev")
+app.command("render")(render_command)
 
 console = Console()
 T = TypeVar("T")
@@ -201,22 +202,6 @@ def db_migrate() -> None:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
     console.print(f"applied {applied} migration(s)")
-
-
-@sites_app.command("validate")
-def sites_validate(
-    sites_dir: Annotated[Path | None, typer.Argument(help="folder of site YAML files")] = None,
-) -> None:
-    """Check every site YAML; print each problem with file, line and field."""
-    folder = sites_dir or Settings().sites_dir
-    try:
-        sites = load_sites(folder)
-    except ConfigError as exc:
-        console.print(str(exc), markup=False, highlight=False)
-        raise typer.Exit(1) from None
-    for site in sites.values():
-        parts = ", ".join(f"{p.name} ({p.gpu_type or 'no GPU'})" for p in site.partitions)
-        console.print(f"[green]ok[/] {site.name}: {site.title}  partitions: {parts}", highlight=False)
 
 
 @app.command()

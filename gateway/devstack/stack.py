@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.devstack import mariadb, munge, packages, postgres, slurm, sshd, users
+from gateway.devstack import accounts, mariadb, munge, packages, postgres, slurm, sshd, users
 from gateway.devstack.errors import DevStackError
 from gateway.devstack.paths import (
     MARIADB_PORT,
@@ -136,6 +136,8 @@ class DevStack:
         ]
         for site in SITES:
             steps.append((f"cluster {site}", lambda site=site: slurm.start_cluster(p, site)))  # type: ignore[misc]
+        # after the clusters: each registers itself with slurmdbd, and associations name clusters
+        steps.append(("slurm accounts", lambda: accounts.ensure_accounts(p)))
         for site in SITES:
             steps.append((f"sshd {site}", lambda site=site: sshd.start(p, site)))  # type: ignore[misc]
         steps += [

@@ -1,0 +1,102 @@
+"""`gateway render`: print the job script a site would get for a task, without submitting anything.
+
+A site admin's view of exactly what reaches sbatch: the site's account, QOS, partition directives and
+setup lines, rendered by the same templates and the same context as a real submission. The bundle path
+uses the site's workdir as written in its YAML (a real run resolves a relative one against the login
+user's home) and a placeholder run id, so the output is byte-identical from call to call.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gateway.backends.base import JobRequest, script_context
+from gateway.bundle import BundlePaths, build_spec
+from gateway.errors import ConfigError, UserError
+from gateway.render import TemplateRenderer
+from gateway.settings import Settings
+from gateway.sites import LOCAL_SITE_NAME, PartitionConfig, SiteConfig, load_sites, local_site
+from gateway.tasks import load_task
+
+PLACEHOLDER_RUN_ID = "00000000-0000-0000-0000-000000000000"
+MODES = ("test", "benchmark", "leaderboard")
+errors = Console(stderr=True)
+
+
+def render_script(
+    settings: Settings,
+    site_name: str,
+    task_dir: Path,
+    *,
+    gpu_type: str | None = None,
+    partition_name: str | None = None,
+    mode: str = "test",
+    run_id: str = PLACEHOLDER_RUN_ID,
+) -> str:
+    """The job script for ``site_name``'s partition (by name, else the first with ``gpu_type``, else its
+    first) running the task in ``task_dir``; raises UserError or ConfigError when it cannot be made."""
+    site = _site(settings, site_name)
+    partition = _partition(site, gpu_type, partition_name)
+    task = load_task(task_dir)
+    request = JobRequest(run_id, site, partition, task, "", build_spec(run_id, mode, task), "")
+    renderer = TemplateRenderer(settings.templates_dir)
+    paths = BundlePaths.under(site.workdir, run_id)
+    return renderer.render(
+        renderer.template_for(site.name, site.kind), script_context(request, paths, site.python)
+    )
+
+
+def _site(settings: Settings, name: str) -> SiteConfig:
+    if name == LOCAL_SITE_NAME:
+        return local_site(settings.local_workdir)
+    sites = load_sites(settings.sites_dir)
+    if name not in sites:
+        known = ", ".join(sorted([LOCAL_SITE_NAME, *sites]))
+        raise UserError(f"unknown site {name!r} in {settings.sites_dir}; known sites: {known}")
+    return sites[name]
+
+
+def _partition(site: SiteConfig, gpu_type: str | None, name: str | None) -> PartitionConfig:
+    if name is not None:
+        found = site.partition(name)
+        if found is None:
+            known = ", ".join(p.name for p in site.partitions)
+            raise UserError(f"site {site.name} has no partition {name!r}; it has: {known}")
+        if gpu_type is not None and (found.gpu_type or "").lower() != gpu_type.lower():
+            raise UserError(
+                f"partition {name} of site {site.name} has GPU type {found.gpu_type}, not {gpu_type}"
+            )
+        return found
+    chosen = site.partition_for(gpu_type)
+    if chosen is None:
+        offered = ", ".join(site.gpu_types()) or "none"
+        raise UserError(f"site {site.name} has no partition with GPU type {gpu_type!r}; it offers: {offered}")
+    return chosen
+
+
+def render(
+    site: Annotated[str, typer.Option(help="site name from the sites folder (or local)")],
+    task: Annotated[Path, typer.Option(help="task directory holding task.yml")],
+    gpu: Annotated[str | None, typer.Option(help="GPU type: the site's first partition offering it")] = None,
+    partition: Annotated[str | None, typer.Option(help="partition name (instead of --gpu)")] = None,
+    mode: Annotated[str, typer.Option(help="test | benchmark | leaderboard")] = "test",
+    run_id: Annotated[
+        str, typer.Option(help="run id to show in paths and the job name")
+    ] = PLACEHOLDER_RUN_ID,
+) -> None:
+    """Print the job script a site would get for a task, without submitting anything."""
+    if mode not in MODES:
+        raise typer.BadParameter("expected test, benchmark or leaderboard", param_hint="--mode")
+    try:
+        script = render_script(
+            Settings(), site, task, gpu_type=gpu, partition_name=partition, mode=mode, run_id=run_id
+        )
+    except (UserError, ConfigError) as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    sys.stdout.write(script)

@@ -1,0 +1,99 @@
+"""`gateway sites validate|check`: site admins check a site's YAML, then the site itself, step by step."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from gateway.errors import ConfigError
+from gateway.settings import Settings
+from gateway.sitecheck import DEFAULT_PROBE_TIMEOUT_S, SiteCheck, Step
+from gateway.sites import load_sites
+
+app = typer.Typer(
+    help="Site configurations: validate the YAML, check a site end to end.", no_args_is_help=True
+)
+console = Console()
+STATUS_STYLE = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}
+TITLE_WIDTH = 22
+
+
+@app.command("validate")
+def validate(
+    sites_dir: Annotated[Path | None, typer.Argument(help="folder of site YAML files")] = None,
+) -> None:
+    """Check every site YAML; print each problem with file, line and field."""
+    folder = sites_dir or Settings().sites_dir
+    try:
+        sites = load_sites(folder)
+    except ConfigError as exc:
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    for site in sites.values():
+        parts = ", ".join(f"{p.name} ({p.gpu_type or 'no GPU'})" for p in site.partitions)
+        console.print(f"[green]ok[/] {site.name}: {site.title}  partitions: {parts}", highlight=False)
+
+
+def print_step(step: Step) -> None:
+    line = Text()
+    line.append(f"{step.status:<4}", style=STATUS_STYLE[step.status])
+    line.append(f"  {step.title:<{TITLE_WIDTH}}  ")
+    line.append(step.detail)
+    console.print(line, highlight=False, soft_wrap=True)
+    if step.status == "FAIL" and step.fix:
+        console.print(Text.assemble(" " * 6, ("fix: ", "bold"), step.fix), highlight=False, soft_wrap=True)
+
+
+@app.command("check")
+def check(
+    name: Annotated[str, typer.Argument(help="the site's name (its `name:` in the YAML)")],
+    sites_dir: Annotated[
+        Path | None, typer.Option(help="folder of site YAML files (default: GATEWAY_SITES_DIR)")
+    ] = None,
+    probe: Annotated[
+        bool, typer.Option("--probe/--no-probe", help="run the probe job (a real test-mode run)")
+    ] = True,
+    probe_timeout: Annotated[
+        float, typer.Option(help="seconds a probe job may take, queueing included")
+    ] = DEFAULT_PROBE_TIMEOUT_S,
+) -> None:
+    """Walk site NAME step by step (YAML, host key, login, Slurm, partitions, account/QOS, workdir, a
+    probe job per GPU type) and say PASS, FAIL with what to fix, or SKIP. Exit code 0 only if none failed."""
+    settings = Settings(sites_dir=sites_dir) if sites_dir is not None else Settings()
+
+    async def progress(message: str) -> None:
+        console.print(Text(f"      … {message}", style="dim"), highlight=False, soft_wrap=True)
+
+    async def main() -> SiteCheck:
+        site_check = SiteCheck(
+            settings, name, probe=probe, probe_timeout_s=probe_timeout, on_progress=progress
+        )
+        console.print(f"checking site {name} (site files in {settings.sites_dir})", highlight=False)
+        async for step in site_check.steps():
+            print_step(step)
+        return site_check
+
+    try:
+        done = asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("[yellow]stopped[/]")
+        raise typer.Exit(130) from None
+    failed = [s for s in done.results if s.status == "FAIL"]
+    skipped = [s for s in done.results if s.status == "SKIP"]
+    if failed:
+        console.print(
+            f"[bold red]{len(failed)} of {len(done.results)} steps failed[/]"
+            + (f", {len(skipped)} skipped" if skipped else ""),
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"[bold green]site {name}: all {len(done.results) - len(skipped)} steps that ran passed[/]"
+        + (f" ({len(skipped)} skipped)" if skipped else ""),
+        highlight=False,
+    )

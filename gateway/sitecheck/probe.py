@@ -1,0 +1,99 @@
+"""The site check's last step: a real test-mode run of a tiny task (gateway/probe/) through
+Gateway.submit, without a database. It passes only when the site's setup lines, the python on the node,
+torch, the harness and the authenticated result channel all work."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from gateway.errors import GatewayError
+from gateway.service import Gateway, SubmitRequest
+from gateway.settings import Settings
+from gateway.sitecheck.step import Step
+from gateway.sites import SiteConfig
+from gateway.tasks import load_task
+
+PROBE_TASK_DIR = Path(__file__).resolve().parent.parent / "probe"
+PROBE_TASK_NAME = "site-check-probe"
+PROBE_USER = "site-check"
+DEFAULT_PROBE_TIMEOUT_S = 300.0
+OUTPUT_LINES_SHOWN = 15
+Progress = Callable[[str], Awaitable[None]]
+
+
+def probe_key(gpu_type: str | None) -> tuple[str, str]:
+    label = gpu_type or "default"
+    return f"probe:{label}", f"probe job ({label})"
+
+
+async def run_probe(
+    settings: Settings,
+    site: SiteConfig,
+    gpu_type: str | None,
+    timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
+    on_progress: Progress | None = None,
+) -> Step:
+    key, title = probe_key(gpu_type)
+    task = load_task(PROBE_TASK_DIR, name=PROBE_TASK_NAME)
+    code = (PROBE_TASK_DIR / "submission.py").read_text(encoding="utf-8")
+    gateway = Gateway(settings, {site.name: site}, None)
+
+    async def progress(_run_id: str, message: str) -> None:
+        if on_progress is not None:
+            await on_progress(f"{title}: {message}")
+
+    request = SubmitRequest(
+        code, "submission.py", PROBE_USER, task, site=site.name, gpu_type=gpu_type, mode="test"
+    )
+    started = time.monotonic()
+    try:
+        report = await asyncio.wait_for(gateway.submit(request, progress), timeout_s)
+    except TimeoutError:
+        return Step(
+            key,
+            title,
+            "FAIL",
+            f"no result within {timeout_s:.0f} s (the job was cancelled)",
+            "see whether the partition is busy or holds the job (squeue -u <user> on the login node); "
+            "rerun with a longer --probe-timeout",
+        )
+    except GatewayError as exc:
+        return Step(key, title, "FAIL", str(exc), "see the error above")
+    finally:
+        await gateway.close()
+    elapsed = time.monotonic() - started
+    where = f"job {report.job_id} on partition {report.partition}"
+    if not report.passed:
+        output = "\n".join(report.output_tail.splitlines()[-OUTPUT_LINES_SHOWN:])
+        shown = f"\nlast lines of the job's output:\n{output}" if output else ""
+        return Step(key, title, "FAIL", f"{where}: {report.error}{shown}", _fix_for(report.output_tail, site))
+    system = report.result.system if report.result else {}
+    facts = ", ".join(
+        f"{name} {system.get(field) or '?'}"
+        for name, field in (
+            ("host", "hostname"),
+            ("python", "python"),
+            ("torch", "torch"),
+            ("device", "device"),
+        )
+    )
+    note = ""
+    if gpu_type is not None and system.get("device") == "cpu":
+        note = "; note: the node has no nvidia-smi, so no GPU was seen (expected only with fake GPUs)"
+    return Step(key, title, "PASS", f"{where} passed in {elapsed:.1f} s: {facts}{note}")
+
+
+def _fix_for(output: str, site: SiteConfig) -> str:
+    if "No module named 'torch'" in output:
+        return (
+            f"the python on the node ({site.python}) has no torch: make a setup line activate an "
+            "environment that has it (module load, conda activate, source <venv>/bin/activate)"
+        )
+    if "No module named" in output:
+        return "a module is missing on the node: check the setup lines and `python:` in the YAML"
+    if "command not found" in output or "No such file" in output:
+        return "a setup line or the interpreter failed on the node: see the output above"
+    return "read the job's output above (output.log in the run's folder under the workdir on the site)"
