@@ -187,6 +187,11 @@ class Gateway:
     # -- submissions --------------------------------------------------------------------------------
 
     def _check_code(self, code: str, file_name: str) -> None:
+        if not file_name or len(file_name) > 255 or "/" in file_name or not file_name.isprintable():
+            raise SubmissionError(
+                f"the file name {file_name!r} cannot be used: one line of printable characters without "
+                "'/', at most 255"
+            )
         size = len(code.encode())
         if size == 0 or not code.strip():
             raise SubmissionError(f"{file_name} is empty")

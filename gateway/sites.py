@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -119,6 +119,14 @@ class RequeuePolicy(_Strict):
 
     on: list[JobState] = Field(default_factory=lambda: list(DEFAULT_REQUEUE_ON))
     max_attempts: int = Field(default=2, ge=1, le=5, description="attempts in all, the first included")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true
+        if isinstance(data, dict) and True in data and "on" not in data:
+            return {("on" if key is True else key): value for key, value in data.items()}
+        return data
 
     def allows(self, state: JobState, attempt: int) -> bool:
         return state in self.on and attempt < self.max_attempts

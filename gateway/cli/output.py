@@ -1,9 +1,13 @@
-"""Rich tables for the CLI: a run's tests, benchmarks and score; a leaderboard."""
+"""Rich tables for the CLI: a run's tests, benchmarks and score; a leaderboard.
+
+Every string that a user or their code chose (names, test specs, error messages) goes in as rich Text, so
+it is shown as written and never read as markup."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gateway.service import LeaderboardView, RunReport
 
@@ -22,7 +26,7 @@ def print_report(console: Console, report: RunReport) -> None:
         f"{report.file_name} by {report.user} on {report.site}/{report.partition} ({report.gpu_type}), "
         f"job {report.job_id or '-'}, run {report.run_id}"
     )
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")  # names are the users': never markup
     table.add_column("kind")
     table.add_column("case")
     table.add_column("status")
@@ -34,17 +38,17 @@ def print_report(console: Console, report: RunReport) -> None:
     if result is not None:
         for test in result.tests:
             status = "[green]pass[/]" if test.passed else "[red]fail[/]"
-            table.add_row("test", test.spec, status, "", "", "", test.error or "")
+            table.add_row("test", Text(test.spec), status, "", "", "", Text(test.error or ""))
         for bench in result.benchmarks:
             status = "[green]pass[/]" if bench.passed else "[red]fail[/]"
             table.add_row(
                 "benchmark",
-                bench.spec,
+                Text(bench.spec),
                 status,
                 format_seconds(bench.mean_ns * 1e-9) if bench.passed else "-",
                 format_seconds(bench.best_ns * 1e-9) if bench.passed else "-",
                 str(bench.runs) if bench.passed else "-",
-                bench.error or "",
+                Text(bench.error or ""),
             )
     console.print(table)
     if result is not None and result.system:
@@ -59,7 +63,7 @@ def print_report(console: Console, report: RunReport) -> None:
         score = f"score {format_seconds(report.score)}" if timed else "no timings in this mode"
         console.print(f"[bold green]passed[/]  {score}  (state {report.state})")
     else:
-        console.print(f"[bold red]failed[/]  {report.error}  (state {report.state})")
+        console.print(Text.assemble(("failed", "bold red"), f"  {report.error}  (state {report.state})"))
         if result is None and report.output_tail.strip():
             console.print("[dim]last lines of the job's output:[/]")
             console.print(report.output_tail.strip()[-1500:], markup=False, highlight=False)
@@ -68,7 +72,7 @@ def print_report(console: Console, report: RunReport) -> None:
 def print_leaderboard(console: Console, view: LeaderboardView) -> None:
     board = view.board
     table = Table(
-        title=f"leaderboard {board.name} (ranked by {board.ranking_by}, lower is better)",
+        title=Text(f"leaderboard {board.name} (ranked by {board.ranking_by}, lower is better)"),
         title_justify="left",
     )
     for column in ("gpu", "rank", "user", "score", "file", "site", "run"):
@@ -77,9 +81,9 @@ def print_leaderboard(console: Console, view: LeaderboardView) -> None:
         table.add_row(
             entry.gpu_type,
             str(entry.rank),
-            entry.user_name,
+            Text(entry.user_name),
             format_seconds(entry.score),
-            entry.file_name,
+            Text(entry.file_name),
             entry.site,
             entry.run_id[:8],
         )
@@ -97,6 +101,11 @@ def print_leaderboard(console: Console, view: LeaderboardView) -> None:
             fails.add_column(column, overflow="fold" if column == "error" else "ellipsis")
         for run in failed:
             fails.add_row(
-                run.user_name, run.file_name, run.gpu_type or "-", run.site, run.state, run.error or ""
+                Text(run.user_name),
+                Text(run.file_name),
+                run.gpu_type or "-",
+                run.site,
+                run.state,
+                Text(run.error or ""),
             )
         console.print(fails)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from gateway.cli.main import app
@@ -91,11 +90,6 @@ def test_validate_accepts_the_dev_sites() -> None:
     assert "ok alpha" in done.output and "ok beta" in done.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="YAML 1.1 reads the key `on` as the boolean true, so `requeue: {on: [...]}` written plainly "
-    "fails with 'requeue[1]: Keys should be strings' (gateway/sites.py RequeuePolicy; see the report)",
-)
 def test_requeue_on_can_be_written_without_quotes(tmp_path: Path) -> None:
     path = tmp_path / "epsilon.yaml"
     path.write_text(
