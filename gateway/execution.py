@@ -187,20 +187,25 @@ async def _stream(
     while True:
         index = 0
         try:
-            async for line in backend.stream_output(handle):
-                index += 1
-                if index <= seen:
-                    continue
-                seen = index
-                report.keep_output(line)
-                if line.startswith(PROGRESS_PREFIX):
-                    await event(line[len(PROGRESS_PREFIX) :])
-                if line.startswith(RESULT_WRITTEN_MARKER):
-                    raw = await backend.fetch_result(handle)
-                    try:
-                        return verified_result(raw, job.key_hex, job.run_id)
-                    except ResultError as exc:
-                        log.warning("run %s: %s (after a result line); waiting for Slurm", job.run_id, exc)
+            # aclosing: returning from inside the loop must stop the remote tail and free its channel now,
+            # not when the generator is garbage-collected
+            async with contextlib.aclosing(backend.stream_output(handle)) as lines:
+                async for line in lines:
+                    index += 1
+                    if index <= seen:
+                        continue
+                    seen = index
+                    report.keep_output(line)
+                    if line.startswith(PROGRESS_PREFIX):
+                        await event(line[len(PROGRESS_PREFIX) :])
+                    if line.startswith(RESULT_WRITTEN_MARKER):
+                        raw = await backend.fetch_result(handle)
+                        try:
+                            return verified_result(raw, job.key_hex, job.run_id)
+                        except ResultError as exc:
+                            log.warning(
+                                "run %s: %s (after a result line); waiting for Slurm", job.run_id, exc
+                            )
             return None  # the stream ended without a result (the tail bound): the monitor decides
         except TransportError as exc:
             log.info("run %s: output stream broke (%s); reopening", job.run_id, exc)

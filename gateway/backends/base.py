@@ -7,7 +7,7 @@ fetch_output and stream_output serve one job. Backends never touch the store.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -122,7 +122,7 @@ class Backend(Protocol):
 
     async def fetch_output(self, handle: JobHandle, max_bytes: int = 64 * 1024) -> str: ...
 
-    def stream_output(self, handle: JobHandle) -> AsyncIterator[str]:
+    def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
         """The job's output lines as they are written (from the start of the file), until closed."""
         ...
 

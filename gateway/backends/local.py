@@ -8,7 +8,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 from gateway.backends.base import (
@@ -119,7 +119,7 @@ class LocalBackend:
         running = sum(1 for proc in self._procs.values() if proc.returncode is None)
         return {"local": PartitionLoad("local", True, 0, running, "this machine")}
 
-    def stream_output(self, handle: JobHandle) -> AsyncIterator[str]:
+    def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
         return self._files.stream_lines(["tail", "-n", "+1", "-F", "--", str(handle.bundle.output)])
 
     async def fetch_result(self, handle: JobHandle) -> bytes | None:

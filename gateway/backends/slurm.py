@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import PurePosixPath
 
 from gateway.backends.base import (
@@ -337,7 +337,7 @@ class SlurmBackend:
         data = await self._transport.read_file(str(handle.bundle.output), max_bytes)
         return (data or b"").decode(errors="replace")
 
-    def stream_output(self, handle: JobHandle) -> AsyncIterator[str]:
+    def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
         return self._transport.stream_lines(
             ["timeout", TAIL_BOUND, "tail", "-n", "+1", "-s", "0.2", "-F", "--", str(handle.bundle.output)]
         )

@@ -6,7 +6,7 @@ a line stream (``tail -F`` of a job's output, pushed to the gateway as the job w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +26,7 @@ class Transport(CommandRunner, Protocol):
         """The file's first ``max_bytes`` bytes, or None when it does not exist."""
         ...
 
-    def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncIterator[str]:
+    def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncGenerator[str, None]:
         """Run ``argv`` and yield its stdout line by line as it comes (each cut to ``max_line``); closing
         the iterator stops the command. Raises TransportError when the connection breaks."""
         ...

@@ -7,7 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
 from gateway.errors import TransportError
@@ -51,7 +51,7 @@ class LocalTransport:
         except OSError as exc:
             raise TransportError(f"cannot read {remote_path}: {exc}") from exc
 
-    async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncIterator[str]:
+    async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncGenerator[str, None]:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,

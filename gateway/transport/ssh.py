@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import shlex
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 import asyncssh
@@ -232,7 +232,7 @@ class SSHTransport:
                 raise TransportError(f"{self._where()}: lost the connection during {argv[0]}: {exc}") from exc
         raise AssertionError("unreachable")
 
-    async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncIterator[str]:
+    async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncGenerator[str, None]:
         if self._login.tail_channels == 0:
             return  # the site gives no channel to streams: results come by polling alone
         async with self._tails:

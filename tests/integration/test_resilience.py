@@ -26,6 +26,7 @@ from gateway.store import NewRun
 from gateway.tasks import load_task
 from gateway.transport.ssh import HostKeyError, SSHTransport
 from tests.conftest import PROBLEMS, solution
+from tests.integration.accounting import finished_jobs
 
 pytestmark = pytest.mark.integration
 SPARE_PORT = 42209  # a private sshd for alpha, so killing it disturbs nothing else
@@ -119,22 +120,14 @@ async def private_gateway(stack_settings: Settings, private_sshd: PrivateSshd) -
 
 
 async def sacct_jobs(gateway: Gateway, run_id: str) -> list[list[str]]:
-    """The Slurm jobs on alpha named after ``run_id`` (through the dev stack's own sshd), once Slurm has
-    recorded their end (the gateway holds a pushed result before accounting does)."""
+    """The Slurm jobs on alpha named after ``run_id`` (through the dev stack's own sshd), once ended."""
     alpha = load_sites(REPO_ROOT / "site_configs")["alpha"]
     assert alpha.login is not None
     ssh = SSHTransport("alpha", alpha.login)
     try:
-        since = time.strftime("%Y-%m-%dT00:00:00")
-        for _ in range(100):
-            done = await ssh.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", "JobIDRaw,JobName,State"])
-            jobs = [line.split("|") for line in done.stdout.splitlines() if run_id in line]
-            if jobs and all(JobState(job[2].split()[0]).is_terminal for job in jobs):
-                break
-            await asyncio.sleep(0.1)
+        return await finished_jobs(ssh, ["JobIDRaw", "JobName"], run_id)
     finally:
         await ssh.close()
-    return jobs
 
 
 async def test_sshd_killed_mid_job_and_restarted_the_run_completes_and_is_recorded_once(

@@ -5,7 +5,6 @@ the cluster shows the job charged as the YAML says."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from gateway.states import JobState
 from gateway.tasks import load_task
 from gateway.transport.ssh import SSHTransport
 from tests.conftest import PROBLEMS, solution
+from tests.integration.accounting import finished_jobs
 from tests.integration.site_files import write_site
 from tests.integration.test_site_check import cli
 
@@ -93,21 +93,9 @@ async def test_a_site_added_as_yaml_alone_validates_checks_and_runs(
     assert site.login is not None
     ssh = SSHTransport("gamma", site.login)
     try:
-        since = time.strftime("%Y-%m-%dT00:00:00")
-        charged = await ssh.run(
-            [
-                "sacct",
-                "-X",
-                "-n",
-                "-P",
-                "-j",
-                str(report.job_id),
-                "-S",
-                since,
-                "-o",
-                "Cluster,Partition,Account,QOS",
-            ]
+        charged = await finished_jobs(
+            ssh, ["JobIDRaw", "Cluster", "Partition", "Account", "QOS"], f"{report.job_id}|"
         )
     finally:
         await ssh.close()
-    assert charged.stdout.split() == [f"beta|l4|{ACCOUNT}|{QOS}"]
+    assert charged == [[str(report.job_id), "beta", "l4", ACCOUNT, QOS, "COMPLETED"]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from gateway.states import JobState
 from gateway.tasks import load_task
 from gateway.transport.ssh import SSHTransport
 from tests.conftest import PROBLEMS, solution
+from tests.integration.accounting import finished_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -49,19 +49,11 @@ async def test_alpha_run_is_one_slurm_job_named_by_run_id_and_its_row_holds_timi
     assert report.pushed
     ssh = SSHTransport("alpha", site.login)
     try:
-        today = time.strftime("%Y-%m-%dT00:00:00")
-        for _ in range(100):
-            done = await ssh.run(
-                ["sacct", "-X", "-n", "-P", "-S", today, "-o", "JobIDRaw,JobName,State,Cluster"]
-            )
-            mine = [line.split("|") for line in done.stdout.splitlines() if report.run_id in line]
-            if mine and mine[0][2] == "COMPLETED":
-                break
-            await asyncio.sleep(0.1)
+        mine = await finished_jobs(ssh, ["JobIDRaw", "JobName", "Cluster"], report.run_id)
     finally:
         await ssh.close()
     assert len(mine) == 1
-    assert mine[0] == [report.job_id, f"gw-{report.run_id}", "COMPLETED", "alpha"]
+    assert mine[0] == [report.job_id, f"gw-{report.run_id}", "alpha", "COMPLETED"]
 
     assert gateway.store is not None
     row = await gateway.store.get_run(report.run_id)
@@ -73,7 +65,6 @@ async def test_alpha_run_is_one_slurm_job_named_by_run_id_and_its_row_holds_timi
 
 
 async def test_leaderboard_ranks_fast_before_slow_and_reports_the_wrong_one(gateway: Gateway) -> None:
-    import asyncio
 
     board = f"it-{uuid.uuid4().hex[:8]}"
     reports = await asyncio.gather(

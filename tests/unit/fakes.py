@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ class FakeTransport:
         data = self.files.get(remote_path)
         return None if data is None else data[:max_bytes]
 
-    async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncIterator[str]:
+    async def stream_lines(self, argv: Sequence[str], *, max_line: int = 4096) -> AsyncGenerator[str, None]:
         self.calls.append(list(argv))
         for line in self.streams.get(argv[-1], []):
             yield line[:max_line]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -95,7 +95,7 @@ class ScriptedBackend:
     async def load(self) -> dict[str, PartitionLoad]:
         return {p.name: PartitionLoad(p.name, True, 0, 0) for p in SITE.partitions}
 
-    async def stream_output(self, handle: JobHandle) -> AsyncIterator[str]:
+    async def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
         for line in self.lines:
             yield line
 
