@@ -27,8 +27,13 @@ from harness.protocol import (
 MIN_RUNS = 3
 MAX_RUNS = 100
 REL_ERR_TARGET = 0.001  # stop when the standard error is below 0.1% of the mean
-BUDGET_S = {"benchmark": 2.0, "leaderboard": 3.0, "profile": 2.0}
+BUDGET_S = {"benchmark": 2.0, "leaderboard": 4.0, "profile": 2.0}  # per benchmark case
+FRESH_EVERY = 4  # benchmark mode regenerates inputs this often; leaderboard mode on every run
 L2_FLUSH_BYTES = 256 * 1024 * 1024
+# bound before any user code is imported, so a submission that patches time.perf_counter_ns cannot
+# shrink its own timings
+_perf_counter_ns = time.perf_counter_ns
+_perf_counter = time.perf_counter
 
 
 def cantor(a: int, b: int) -> int:
@@ -124,9 +129,9 @@ class Evaluator:
             end.record()
             self.sync()
             return start.elapsed_time(end) * 1e6, output
-        begin = time.perf_counter_ns()
+        begin = _perf_counter_ns()
         output = kernel(data)
-        return float(time.perf_counter_ns() - begin), output
+        return float(_perf_counter_ns() - begin), output
 
     def benchmark(self, mode: str, cases: list[dict[str, Any]]) -> bool:
         from reference import check_implementation, generate_input
@@ -176,10 +181,10 @@ class Evaluator:
         if not ok:
             raise _Invalid(message)
         durations: list[float] = []
-        began = time.perf_counter()
+        began = _perf_counter()
         for n in range(MAX_RUNS):
             # fresh inputs defeat output caching; the leaderboard re-checks every result
-            if mode == "leaderboard" or n % 10 == 0:
+            if mode == "leaderboard" or n % FRESH_EVERY == 0:
                 data = generate_input(**self.case(case, salt=n + 1))
             elapsed_ns, output = self.time_once(kernel, _clone(data))
             if mode == "leaderboard":
@@ -192,7 +197,7 @@ class Evaluator:
                 var = sum((d - mean) ** 2 for d in durations) / (len(durations) - 1)
                 if math.sqrt(var / len(durations)) < REL_ERR_TARGET * mean:
                     break
-                if time.perf_counter() - began > BUDGET_S.get(mode, 2.0):
+                if _perf_counter() - began > BUDGET_S.get(mode, 2.0):
                     break
         return durations
 
@@ -201,9 +206,27 @@ class _Invalid(Exception):
     """The submission's output did not match the reference."""
 
 
+def _wait_for_gate() -> bool:
+    """The runner may start this process early so torch loads while the previous phase runs; it then
+    writes one byte to HARNESS_GATE_FD to start, or closes it to cancel. No user code runs before."""
+    gate = os.environ.pop("HARNESS_GATE_FD", None)
+    if gate is None:
+        return True
+    import torch  # noqa: F401  (the slow import is the point of starting early)
+
+    fd = int(gate)
+    try:
+        return os.read(fd, 1) == b"1"
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str]) -> int:
     fd = int(os.environ.pop("POPCORN_FD"))
     os.set_inheritable(fd, False)  # children of the submission must not inherit the result channel
+    if not _wait_for_gate():
+        os.close(fd)
+        return 0
     with os.fdopen(fd, "w", buffering=1) as out:
         if len(argv) != 3 or argv[1] not in ("test", "benchmark", "leaderboard", "profile"):
             print("usage: evaluator test|benchmark|leaderboard|profile <tests-file>", file=sys.stderr)
@@ -212,12 +235,13 @@ def main(argv: list[str]) -> int:
         try:
             lines = Path(argv[2]).read_text().splitlines()
             cases = [parse_test_spec(line) for line in lines if line.strip()]
-        except (OSError, ProtocolError) as exc:
-            print(f"bad tests file: {exc}", file=sys.stderr)
+            seed = os.environ.get("POPCORN_SEED")
+            secret = int(seed) if seed else None
+        except (OSError, ValueError, ProtocolError) as exc:
+            print(f"bad tests file or seed: {exc}", file=sys.stderr)
             return EXIT_BAD_TEST_SPEC
-        seed = os.environ.get("POPCORN_SEED")
         sys.path.insert(0, os.getcwd())
-        evaluator = Evaluator(out, int(seed) if seed else None)
+        evaluator = Evaluator(out, secret)
         ok = evaluator.test(cases) if mode == "test" else evaluator.benchmark(mode, cases)
         evaluator.emit("check", "pass" if ok else "fail")
         return 0 if ok else EXIT_VALIDATION_FAILED
