@@ -154,6 +154,7 @@ class BenchmarkOutcome:
     err_ns: float = 0.0
     best_ns: float = 0.0
     worst_ns: float = 0.0
+    median_ns: float | None = None
 
 
 def _count(kv: Mapping[str, str], key: str) -> int:
@@ -207,18 +208,26 @@ class PhaseResult:
                 outcomes.append(BenchmarkOutcome(i, spec, False, error))
                 continue
             p = f"benchmark.{i}."
+            runs, mean = int(_float(self.kv, p + "runs")), _float(self.kv, p + "mean")
+            # reference-kernels' eval.py leaves best/worst out in some modes
+            best = _float(self.kv, p + "best") if p + "best" in self.kv else mean
+            worst = _float(self.kv, p + "worst") if p + "worst" in self.kv else mean
+            median = _float(self.kv, p + "median") if p + "median" in self.kv else None
+            if runs < 1 or not best <= mean * (1 + 1e-9) or not mean <= worst * (1 + 1e-9):
+                raise ProtocolError(f"benchmark {i}: runs/best/mean/worst are inconsistent")
             outcomes.append(
                 BenchmarkOutcome(
                     i,
                     spec,
                     True,
                     None,
-                    int(_float(self.kv, p + "runs")),
-                    _float(self.kv, p + "mean"),
+                    runs,
+                    mean,
                     _float(self.kv, p + "std"),
                     _float(self.kv, p + "err"),
-                    _float(self.kv, p + "best"),
-                    _float(self.kv, p + "worst"),
+                    best,
+                    worst,
+                    median,
                 )
             )
         return outcomes
@@ -264,6 +273,7 @@ class RunResult:
     system: dict[str, Any]
     phases: list[PhaseResult]
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # static pre-check flags, for reviewers
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> RunResult:
@@ -292,6 +302,7 @@ class RunResult:
             system,
             [_phase(p, i) for i, p in enumerate(raw_phases)],
             error,
+            [str(w) for w in payload.get("warnings") or []],
         )
 
     def to_payload(self) -> dict[str, Any]:

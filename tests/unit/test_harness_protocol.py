@@ -42,7 +42,7 @@ BENCH_KV = {
     "benchmark.0.std": "1.5",
     "benchmark.0.err": "0.5",
     "benchmark.0.best": "1.0",
-    "benchmark.0.worst": "4.0",
+    "benchmark.0.worst": "4000000000",
     "benchmark.1.spec": "size: 32; seed: 2",
     "benchmark.1.runs": "5",
     "benchmark.1.mean": "8000000000",
@@ -165,7 +165,7 @@ def test_phase_parses_tests_and_benchmarks() -> None:
         TestOutcome(1, "size: 5; seed: 2", True, None),
     ]
     benches = PhaseResult("leaderboard", 0, False, 2.0, BENCH_KV).benchmarks()
-    assert benches[0] == BenchmarkOutcome(0, "size: 16; seed: 1", True, None, 10, 2e9, 1.5, 0.5, 1.0, 4.0)
+    assert benches[0] == BenchmarkOutcome(0, "size: 16; seed: 1", True, None, 10, 2e9, 1.5, 0.5, 1.0, 4e9)
     assert benches[1].mean_ns == 8e9 and benches[1].runs == 5
 
 
@@ -216,7 +216,8 @@ def test_run_result_round_trip_and_score() -> None:
     run = RunResult.from_payload(make_payload())
     assert run.passed and run.failure_message is None
     assert run.to_payload() == make_payload() | {
-        "phases": [p | {"stdout_tail": "", "stderr_tail": ""} for p in make_payload()["phases"]]
+        "phases": [p | {"stdout_tail": "", "stderr_tail": ""} for p in make_payload()["phases"]],
+        "warnings": [],
     }
     assert [t.passed for t in run.tests] == [True, True]
     assert [b.mean_ns for b in run.benchmarks] == [2e9, 8e9]
@@ -254,3 +255,12 @@ def test_score_is_none_unless_passed_with_benchmarks() -> None:
 def test_a_malformed_payload_names_the_field(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(ProtocolError, match=f"malformed result payload.*{field}"):
         RunResult.from_payload(make_payload(**changes))
+
+
+def test_benchmark_lines_must_be_consistent_and_best_worst_may_be_missing() -> None:
+    kv = dict(BENCH_KV)
+    del kv["benchmark.1.best"], kv["benchmark.1.worst"]  # as reference-kernels' leaderboard mode writes
+    assert PhaseResult("benchmark", 0, False, 1.0, kv).benchmarks()[1].best_ns == 8e9
+    forged = BENCH_KV | {"benchmark.0.best": "3000000000"}  # best above the mean
+    with pytest.raises(ProtocolError, match="inconsistent"):
+        PhaseResult("benchmark", 0, False, 1.0, forged).benchmarks()

@@ -46,6 +46,7 @@ def make_bundle(tmp_path: Path, code: str, mode: str = "test", **spec: Any) -> t
         "ranking_by": "geom",
         "seed": None,
         "timeouts": {"test": 60, "benchmark": 60, "leaderboard": 60},
+        "max_time_s": 0.3,  # per shape: keeps the suite fast
     } | spec
     (bundle / "spec.json").write_text(json.dumps(full_spec))
     key_hex = secrets.token_hex(32)
@@ -84,9 +85,8 @@ def test_correct_submission_passes_the_leaderboard_with_a_score(tmp_path: Path) 
     assert [p.name for p in result.phases] == ["test", "leaderboard"]
     assert [t.passed for t in result.tests] == [True, True]
     assert len(result.benchmarks) == 2
-    assert all(
-        b.passed and b.runs >= 3 and 0 < b.best_ns <= b.mean_ns <= b.worst_ns for b in result.benchmarks
-    )
+    for b in result.benchmarks:
+        assert b.passed and b.runs >= 3 and 0 < b.best_ns <= b.mean_ns <= b.worst_ns, b
     score = result.score("geom")
     assert score is not None and 0 < score < 1
     assert result.system["hostname"] and result.system["python"] and result.system["torch"]
@@ -182,10 +182,12 @@ def custom_kernel(data: input_t) -> output_t:
 """
 
 
-def test_a_forged_line_on_the_result_channel_is_rejected(tmp_path: Path) -> None:
+def test_a_forged_line_cannot_reach_the_result_channel(tmp_path: Path) -> None:
     result = run_bundle(tmp_path, FORGER)
     phase = result.phases[0]
-    assert phase.kv == {} and "appears twice" in phase.stderr_tail
+    # the submission's process holds no result channel: its forged line broke only its own pipe
+    assert phase.kv["check"] == "fail" and phase.exit_code == 112
+    assert "broke its channel" in (result.failure_message or "")
     assert not result.passed
 
 
