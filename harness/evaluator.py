@@ -105,6 +105,7 @@ class Judge:
         from reference import check_implementation, generate_input
 
         self.torch = torch
+        torch.set_num_threads(1)
         self.worker = worker
         self.secret = secret
         self.max_time_s = max_time_s
@@ -264,6 +265,9 @@ def main(argv: list[str]) -> int:
         print(f"bad tests file or seed: {exc}", file=sys.stderr)
         return EXIT_BAD_TEST_SPEC
     worker = Worker()  # loads torch while this process does
+    # this process only checks while the worker's calls are timed: its OpenMP threads must not spin on
+    # the cores the timed call needs
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     sys.path.insert(0, os.getcwd())
     judge = Judge(worker, secret, max_time_s)
     ok = True

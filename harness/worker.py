@@ -74,6 +74,9 @@ def serve(request_fd: int, reply_fd: int) -> int:
     sys.path.insert(0, task_dir)
     import torch
 
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if allocated.isdigit():  # torch's default (every core of the node) oversubscribes a shared node
+        torch.set_num_threads(int(allocated))
     cuda = torch.cuda.is_available()
     sync: Any = torch.cuda.synchronize if cuda else (lambda: None)
     flush_buffer = None

@@ -28,13 +28,22 @@ def solution(name: str) -> str:
     return (VECTORADD / "solutions" / f"{name}.py").read_text()
 
 
-def make_bundle(tmp_path: Path, code: str, mode: str = "test", **spec: Any) -> tuple[Path, str]:
+def make_bundle(
+    tmp_path: Path,
+    code: str,
+    mode: str = "test",
+    problem: Path = VECTORADD,
+    extra_files: tuple[Path, ...] | list[Path] = (),
+    **spec: Any,
+) -> tuple[Path, str]:
     """A bundle as the gateway stages it: harness/, task/ with the submission, spec.json and key."""
     bundle = tmp_path / "bundle"
     shutil.copytree(REPO / "harness", bundle / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "task").mkdir()
     for name, source in TASK_FILES.items():
-        shutil.copy(VECTORADD / source, bundle / "task" / name)
+        shutil.copy(problem / source, bundle / "task" / name)
+    for extra in extra_files:
+        shutil.copy(extra, bundle / "task" / extra.name)
     (bundle / "task" / "submission.py").write_text(code)
     full_spec = {
         "run_id": "r-test",
@@ -67,7 +76,7 @@ def run_runner(bundle: Path) -> subprocess.CompletedProcess[str]:
 
 
 def run_bundle(tmp_path: Path, code: str, mode: str = "test", **spec: Any) -> RunResult:
-    bundle, key_hex = make_bundle(tmp_path, code, mode, **spec)
+    bundle, key_hex = make_bundle(tmp_path, code, mode, **spec)  # problem=, extra_files= pass through
     done = run_runner(bundle)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout and all(line.startswith("[harness] ") for line in done.stdout.splitlines())
