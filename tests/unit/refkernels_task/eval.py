@@ -1,3 +1,5 @@
+# mypy: ignore-errors
+# (written untyped on purpose, as reference-kernels tasks are)
 """A task's own evaluator in reference-kernels' style (written for these tests): it imports the submission
 itself, reads POPCORN_FD and the tests file, and writes the key/value lines GPU MODE's runner expects."""
 
