@@ -74,10 +74,12 @@ def serve(request_fd: int, reply_fd: int) -> int:
     sys.path.insert(0, task_dir)
     import torch
 
+    cuda = torch.cuda.is_available()
     allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if allocated.isdigit():  # torch's default (every core of the node) oversubscribes a shared node
         torch.set_num_threads(int(allocated))
-    cuda = torch.cuda.is_available()
+    elif not cuda:  # as torch.utils.benchmark: one thread, or a busy neighbour stalls a parallel region
+        torch.set_num_threads(1)
     sync: Any = torch.cuda.synchronize if cuda else (lambda: None)
     flush_buffer = None
     overhead_ns = 0.0
