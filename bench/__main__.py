@@ -1,16 +1,20 @@
-"""`python -m bench` (make bench): run every benchmark against the running dev stack."""
+"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` needs no dev stack."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from rich.console import Console
 
-from bench import e2e, result_latency, slurmctld_load, ssh_reuse, submit_latency
+from bench import e2e, harness_bench, result_latency, slurmctld_load, ssh_reuse, submit_latency
 
 
 async def main() -> None:
     console = Console(width=150)
+    await harness_bench.main(console)
+    if "--harness-only" in sys.argv:  # needs no dev stack
+        return
     await ssh_reuse.main(console)
     await submit_latency.main(console)
     await result_latency.main(console)

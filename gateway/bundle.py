@@ -64,6 +64,7 @@ def build_spec(
         "mode": mode,
         "lang": task.lang,
         "main": task.main,
+        "submission": task.submission_name,
         "tests": task.tests,
         "benchmarks": task.benchmarks,
         "ranking_by": task.ranking_by,

@@ -1,51 +1,40 @@
 """The built-in evaluator, GPU MODE's interface: ``python -m harness.evaluator <mode> <tests-file>``.
 
-Runs in the task folder (reference.py, task.py, the submission) in a process of its own; writes the
-key/value protocol to the descriptor in POPCORN_FD. Timing happens here, around the user's call only:
-CUDA events after an L2 flush on a GPU, perf_counter_ns on a CPU. Exit codes: 0 ok, 112 validation failed,
-113 bad test spec.
+It is trusted: it never imports the submission. It imports the task's reference.py, starts
+``harness.worker`` (the only process holding user code) and asks it to run custom_kernel on inputs it
+names by seed. Pass/fail, the statistics and the key/value lines are all decided here, from the raw
+sample of each call and from outputs checked against inputs this process generated itself, so a
+submission cannot write to the result channel, patch these functions or see the expected output.
+
+Several phases can share one process pair (torch loads once): ``test+benchmark <tests> <benchmarks>``
+with one result descriptor per phase in HARNESS_PHASE_FDS; each is closed when its phase ends.
+Exit codes: 0 ok, 112 validation failed, 113 bad test spec.
 """
 
 from __future__ import annotations
 
-import math
+import ctypes
 import os
+import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from harness.protocol import (
-    EXIT_BAD_TEST_SPEC,
-    EXIT_VALIDATION_FAILED,
-    ProtocolError,
-    format_test_spec,
-    parse_test_spec,
-)
+from harness import timing, wire
+from harness.protocol import EXIT_BAD_TEST_SPEC, EXIT_VALIDATION_FAILED, ProtocolError, parse_test_spec
 
-MIN_RUNS = 3
-MAX_RUNS = 100
-REL_ERR_TARGET = 0.001  # stop when the standard error is below 0.1% of the mean
-BUDGET_S = {"benchmark": 2.0, "leaderboard": 3.0, "profile": 2.0}
-L2_FLUSH_BYTES = 256 * 1024 * 1024
+MODES = ("test", "benchmark", "leaderboard", "profile")
+BENCHMARK_CHECK_EVERY = 4  # benchmark mode checks a random quarter of the timed outputs; leaderboard all
+_perf_ns = time.perf_counter_ns
+Cases = list[tuple[str, dict[str, Any]]]  # (the line as given, the parsed case)
 
 
 def cantor(a: int, b: int) -> int:
     """Combine a public seed with the secret one so neither alone predicts the input."""
     return (a + b) * (a + b + 1) // 2 + b
-
-
-def _clone(data: Any) -> Any:
-    import torch
-
-    if isinstance(data, torch.Tensor):
-        return data.clone()
-    if isinstance(data, tuple | list):
-        return type(data)(_clone(x) for x in data)
-    if isinstance(data, dict):
-        return {k: _clone(v) for k, v in data.items()}
-    return data
 
 
 def _check(check_implementation: Callable[..., Any], data: Any, output: Any) -> tuple[bool, str]:
@@ -58,169 +47,241 @@ def _check(check_implementation: Callable[..., Any], data: Any, output: Any) -> 
     return bool(verdict), "" if verdict else "check_implementation returned False"
 
 
-class Evaluator:
-    def __init__(self, out: IO[str], secret_seed: int | None) -> None:
-        import torch
+class Failed(Exception):
+    """A case failed; the message is for the competitor."""
 
-        self.out = out
-        self.secret = secret_seed
-        self.torch = torch
-        self.cuda = torch.cuda.is_available()
-        # on a CPU, use the cores Slurm allocated: torch's default (every core) oversubscribes a shared
-        # node and makes timings depend on the neighbours
-        allocated = os.environ.get("SLURM_CPUS_PER_TASK")
-        if allocated and allocated.isdigit():
-            torch.set_num_threads(int(allocated))
-        self._flush_buffer = (
-            torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda") if self.cuda else None
+
+class Worker:
+    """The submission's process, reached over two private pipes (it never sees the result descriptor)."""
+
+    def __init__(self) -> None:
+        req_read, self.req_write = os.pipe()
+        self.rep_read, rep_write = os.pipe()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("POPCORN_", "HARNESS_"))}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.worker", str(req_read), str(rep_write)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(req_read, rep_write),
         )
+        os.close(req_read)
+        os.close(rep_write)
+        self.dead: str | None = None
 
-    def emit(self, key: str, value: object) -> None:
-        self.out.write(f"{key}: {value}\n")
+    def request(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+        if self.dead is not None:
+            raise Failed(self.dead)
+        try:
+            wire.send(self.req_write, header)
+            reply, blobs = wire.receive(self.rep_read)
+        except (OSError, wire.WireError) as exc:
+            try:
+                code = self.proc.wait(timeout=1)
+                self.dead = f"the submission's process ended unexpectedly ({_how(code)}); see its stderr"
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.dead = f"the submission's process broke its channel to the evaluator ({exc})"
+            raise Failed(self.dead) from None
+        if not reply.get("ok"):
+            raise Failed(str(reply.get("error") or "the submission failed"))
+        return reply, blobs
 
-    def case(self, case: dict[str, Any], salt: int = 0) -> dict[str, Any]:
+    def close(self) -> None:
+        if self.dead is None:
+            try:
+                wire.send(self.req_write, {"op": "exit"})
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Judge:
+    def __init__(self, worker: Worker, secret: int | None, max_time_s: float | None) -> None:
+        import torch
+        from reference import check_implementation, generate_input
+
+        self.torch = torch
+        torch.set_num_threads(1)
+        self.worker = worker
+        self.secret = secret
+        self.max_time_s = max_time_s
+        self.generate_input, self.check_implementation = generate_input, check_implementation
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.load_error: str | None = None
+        try:
+            worker.request({"op": "load"})
+        except Failed as exc:
+            self.load_error = str(exc)
+        self.first_timed_mark = os.environ.get("HARNESS_MARK_FILE")
+
+    def seeded(self, case: dict[str, Any]) -> dict[str, Any]:
         case = dict(case)
-        if "seed" in case:
-            seed = int(case["seed"]) + salt
-            case["seed"] = cantor(seed, self.secret) if self.secret is not None else seed
+        if "seed" in case and self.secret is not None:
+            case["seed"] = cantor(int(case["seed"]), self.secret)
         return case
 
-    def sync(self) -> None:
-        if self.cuda:
-            self.torch.cuda.synchronize()
-
-    def test(self, cases: list[dict[str, Any]]) -> bool:
-        from reference import check_implementation, generate_input
-
-        self.emit("test-count", len(cases))
-        ok_all = True
-        for i, case in enumerate(cases):
-            self.emit(f"test.{i}.spec", format_test_spec(case))
+    def call(self, case: dict[str, Any], timed: bool, check: bool) -> float:
+        """One call of custom_kernel in the worker; its output, when asked for, checked here."""
+        if self.load_error is not None:
+            raise Failed(self.load_error)
+        began = _perf_ns()
+        reply, blobs = self.worker.request({"op": "run", "case": case, "timed": timed, "output": check})
+        wall_ns = _perf_ns() - began
+        ns = reply.get("ns")
+        if not isinstance(ns, int | float) or not 0 <= ns <= wall_ns:
+            raise Failed(f"the submission's process reported {ns!r} ns for a call that took {wall_ns} ns")
+        if check:
             try:
-                from submission import custom_kernel
-
-                data = generate_input(**self.case(case))
-                output = custom_kernel(_clone(data))
-                self.sync()
-                ok, message = _check(check_implementation, data, output)
+                output = wire.decode(reply.get("value"), blobs, self.device)
+            except wire.WireError as exc:
+                raise Failed(f"the output could not be read: {exc}") from None
+            data = self.generate_input(**case)
+            try:
+                ok, message = _check(self.check_implementation, data, output)
             except Exception as exc:
-                ok, message = False, f"{type(exc).__name__}: {exc}"
-            self.emit(f"test.{i}.status", "pass" if ok else "fail")
+                raise Failed(f"checking the output failed ({type(exc).__name__}: {exc}); is it the right "
+                             "type and shape?") from None  # fmt: skip
             if not ok:
-                self.emit(f"test.{i}.error", " ".join(message.split())[:2000])
-            ok_all &= ok
-        return ok_all
+                raise Failed(message or "the output does not match the reference")
+        return float(ns)
 
-    def time_once(self, kernel: Callable[[Any], Any], data: Any) -> tuple[float, Any]:
-        """Nanoseconds of one call, measured around the call only."""
-        if self.cuda:
-            assert self._flush_buffer is not None
-            self._flush_buffer.zero_()  # evict L2 outside the timed region
-            start = self.torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-            end = self.torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-            self.sync()
-            start.record()
-            output = kernel(data)
-            end.record()
-            self.sync()
-            return start.elapsed_time(end) * 1e6, output
-        begin = time.perf_counter_ns()
-        output = kernel(data)
-        return float(time.perf_counter_ns() - begin), output
-
-    def benchmark(self, mode: str, cases: list[dict[str, Any]]) -> bool:
-        from reference import check_implementation, generate_input
-
-        self.emit("benchmark-count", len(cases))
+    def test(self, out: IO[str], cases: Cases) -> bool:
+        emit(out, "test-count", len(cases))
         ok_all = True
-        for i, case in enumerate(cases):
-            self.emit(f"benchmark.{i}.spec", format_test_spec(case))
+        for i, (spec, case) in enumerate(cases):
+            emit(out, f"test.{i}.spec", spec)
             try:
-                from submission import custom_kernel
-
-                durations = self._time_case(mode, case, custom_kernel, generate_input, check_implementation)
-            except _Invalid as exc:
+                self.call(self.seeded(case), timed=False, check=True)
+                emit(out, f"test.{i}.status", "pass")
+            except Failed as exc:
                 ok_all = False
-                self.emit(f"benchmark.{i}.status", "fail")
-                self.emit(f"benchmark.{i}.error", " ".join(str(exc).split())[:2000])
-                continue
-            except Exception as exc:
-                ok_all = False
-                self.emit(f"benchmark.{i}.status", "fail")
-                self.emit(f"benchmark.{i}.error", f"{type(exc).__name__}: {exc}"[:2000])
-                continue
-            n = len(durations)
-            mean = sum(durations) / n
-            std = math.sqrt(sum((d - mean) ** 2 for d in durations) / (n - 1)) if n > 1 else 0.0
-            for key, value in (
-                ("runs", n),
-                ("mean", mean),
-                ("std", std),
-                ("err", std / math.sqrt(n)),
-                ("best", min(durations)),
-                ("worst", max(durations)),
-            ):
-                self.emit(f"benchmark.{i}.{key}", value)
+                emit(out, f"test.{i}.status", "fail")
+                emit(out, f"test.{i}.error", one_line(str(exc)))
         return ok_all
 
-    def _time_case(
-        self,
-        mode: str,
-        case: dict[str, Any],
-        kernel: Callable[[Any], Any],
-        generate_input: Callable[..., Any],
-        check_implementation: Callable[..., Any],
-    ) -> list[float]:
-        data = generate_input(**self.case(case))
-        ok, message = _check(check_implementation, data, kernel(_clone(data)))  # also the warm-up
-        if not ok:
-            raise _Invalid(message)
-        durations: list[float] = []
-        began = time.perf_counter()
-        for n in range(MAX_RUNS):
-            # fresh inputs defeat output caching; the leaderboard re-checks every result
-            if mode == "leaderboard" or n % 10 == 0:
-                data = generate_input(**self.case(case, salt=n + 1))
-            elapsed_ns, output = self.time_once(kernel, _clone(data))
-            if mode == "leaderboard":
-                ok, message = _check(check_implementation, data, output)
-                if not ok:
-                    raise _Invalid(f"run {n}: {message}")
-            durations.append(elapsed_ns)
-            if len(durations) >= MIN_RUNS:
-                mean = sum(durations) / len(durations)
-                var = sum((d - mean) ** 2 for d in durations) / (len(durations) - 1)
-                if math.sqrt(var / len(durations)) < REL_ERR_TARGET * mean:
-                    break
-                if time.perf_counter() - began > BUDGET_S.get(mode, 2.0):
-                    break
-        return durations
+    def benchmark(self, out: IO[str], mode: str, cases: Cases) -> bool:
+        emit(out, "benchmark-count", len(cases))
+        ok_all = True
+        for i, (spec, case) in enumerate(cases):
+            emit(out, f"benchmark.{i}.spec", spec)
+            case = dict(case)
+            floor = float(case.pop("floor_ns", timing.DEFAULT_FLOOR_NS[self.device.type]))
+            try:
+                if mode == "profile":
+                    self.call(self.seeded(case), timed=False, check=True)
+                    reply, _ = self.worker.request({"op": "profile", "case": self.seeded(case)})
+                    emit(out, f"benchmark.{i}.report", one_line(str(reply.get("report", ""))))
+                    continue
+                stats = self.time_case(mode, self.seeded(case))
+                problem = timing.below_floor(stats, floor)
+                if problem is not None:
+                    raise Failed(problem)
+            except Failed as exc:
+                ok_all = False
+                emit(out, f"benchmark.{i}.status", "fail")
+                emit(out, f"benchmark.{i}.error", one_line(str(exc)))
+                continue
+            for key, value in stats.items():
+                emit(out, f"benchmark.{i}.{key}", value)
+        return ok_all
+
+    def time_case(self, mode: str, case: dict[str, Any]) -> timing.Stats:
+        self.call(case, timed=False, check=True)  # correct first; also compiles and warms caches
+        self.worker.request(
+            {"op": "warmup", "case": case, "seconds": timing.WARMUP_S, "min_calls": timing.WARMUP_MIN_CALLS}
+        )
+        max_time = self.max_time_s or timing.MAX_TIME_S[mode]
+        samples: list[float] = []
+        began = _perf_ns()
+        while True:
+            fresh = dict(case)
+            if "seed" in fresh:  # unpredictable inputs every call: no output cache can hit
+                fresh["seed"] = secrets.randbits(48)
+            check = mode == "leaderboard" or not samples or secrets.randbelow(BENCHMARK_CHECK_EVERY) == 0
+            if self.first_timed_mark:
+                Path(self.first_timed_mark).write_text(str(time.time_ns()))
+                self.first_timed_mark = None
+            try:
+                samples.append(self.call(fresh, timed=True, check=check))
+            except Failed as exc:
+                raise Failed(f"timed run {len(samples)}: {exc}") from None
+            if timing.should_stop(samples, (_perf_ns() - began) / 1e9, max_time):
+                return timing.summarise(samples)
 
 
-class _Invalid(Exception):
-    """The submission's output did not match the reference."""
+def _how(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+
+def emit(out: IO[str], key: str, value: object) -> None:
+    out.write(f"{key}: {value}\n")
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())[:4000]
+
+
+def make_non_dumpable() -> None:
+    """The worker runs as the same user: without this it could ptrace this process or open its fds."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+        except (OSError, AttributeError):
+            pass
+
+
+def read_cases(path: str) -> Cases:
+    lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    return [(line, dict(parse_test_spec(line))) for line in lines]
 
 
 def main(argv: list[str]) -> int:
-    fd = int(os.environ.pop("POPCORN_FD"))
-    os.set_inheritable(fd, False)  # children of the submission must not inherit the result channel
-    with os.fdopen(fd, "w", buffering=1) as out:
-        if len(argv) != 3 or argv[1] not in ("test", "benchmark", "leaderboard", "profile"):
-            print("usage: evaluator test|benchmark|leaderboard|profile <tests-file>", file=sys.stderr)
-            return EXIT_BAD_TEST_SPEC
-        mode = argv[1]
-        try:
-            lines = Path(argv[2]).read_text().splitlines()
-            cases = [parse_test_spec(line) for line in lines if line.strip()]
-        except (OSError, ProtocolError) as exc:
-            print(f"bad tests file: {exc}", file=sys.stderr)
-            return EXIT_BAD_TEST_SPEC
-        seed = os.environ.get("POPCORN_SEED")
-        sys.path.insert(0, os.getcwd())
-        evaluator = Evaluator(out, int(seed) if seed else None)
-        ok = evaluator.test(cases) if mode == "test" else evaluator.benchmark(mode, cases)
-        evaluator.emit("check", "pass" if ok else "fail")
-        return 0 if ok else EXIT_VALIDATION_FAILED
+    phase_fds = os.environ.pop("HARNESS_PHASE_FDS", None) or os.environ["POPCORN_FD"]
+    os.environ.pop("POPCORN_FD", None)
+    fds = [int(fd) for fd in phase_fds.split(",")]
+    for fd in fds:
+        os.set_inheritable(fd, False)  # the worker must never hold a result channel
+    make_non_dumpable()
+    modes = argv[1].split("+") if len(argv) > 1 else []
+    if (
+        not modes
+        or any(m not in MODES for m in modes)
+        or len(argv) != 2 + len(modes)
+        or len(fds) != len(modes)
+    ):
+        print(f"usage: evaluator {'|'.join(MODES)}[+...] <tests-file>...", file=sys.stderr)
+        return EXIT_BAD_TEST_SPEC
+    try:
+        phases = [read_cases(path) for path in argv[2:]]
+        seed = os.environ.pop("POPCORN_SEED", None)
+        secret = int(seed) if seed else None
+        limit = os.environ.get("HARNESS_MAX_TIME_S")
+        max_time_s = float(limit) if limit else None
+    except (OSError, ValueError, ProtocolError) as exc:
+        print(f"bad tests file or seed: {exc}", file=sys.stderr)
+        return EXIT_BAD_TEST_SPEC
+    worker = Worker()  # loads torch while this process does
+    # this process only checks while the worker's calls are timed: its OpenMP threads must not spin on
+    # the cores the timed call needs
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    sys.path.insert(0, os.getcwd())
+    judge = Judge(worker, secret, max_time_s)
+    ok = True
+    try:
+        for mode, cases, fd in zip(modes, phases, fds, strict=True):
+            if not ok:
+                os.close(fd)  # a later phase does not run after a failed one
+                continue
+            with os.fdopen(fd, "w", buffering=1) as out:
+                ok = judge.test(out, cases) if mode == "test" else judge.benchmark(out, mode, cases)
+                emit(out, "check", "pass" if ok else "fail")
+    finally:
+        worker.close()
+    return 0 if ok else EXIT_VALIDATION_FAILED
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def parse_kv(text: str) -> dict[str, str]:
 
 
 def format_test_spec(case: Mapping[str, object]) -> str:
+    """``{"size": 127, "seed": 1}`` -> ``size: 127; seed: 1`` (insertion order)."""
     return "; ".join(f"{key}: {value}" for key, value in case.items())
 
 
@@ -92,10 +93,12 @@ def parse_test_spec(line: str) -> dict[str, int | float | str]:
 
 
 def canonical_json(obj: Any) -> bytes:
+    """The exact bytes the HMAC tag covers."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def load_key_hex(text: str) -> bytes:
+    """The key file's content (hex, whitespace around it ignored) as bytes."""
     try:
         key = bytes.fromhex(text.strip())
     except ValueError as exc:
@@ -110,6 +113,7 @@ def _tag(payload: Mapping[str, Any], key: bytes) -> str:
 
 
 def sign_result(payload: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """result.json's document: the payload and its HMAC-SHA256 tag."""
     return {"payload": payload, "tag": _tag(payload, key)}
 
 
@@ -130,6 +134,8 @@ def verify_result(document: Mapping[str, Any], key: bytes) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TestOutcome:
+    __test__ = False  # not a pytest test class, despite the name
+
     index: int
     spec: str
     passed: bool
@@ -148,13 +154,18 @@ class BenchmarkOutcome:
     err_ns: float = 0.0
     best_ns: float = 0.0
     worst_ns: float = 0.0
+    median_ns: float | None = None
 
 
 def _count(kv: Mapping[str, str], key: str) -> int:
     try:
-        return int(kv.get(key, "0"))
+        count = int(kv.get(key, "0"))
     except ValueError as exc:
         raise ProtocolError(f"{key} is not a number: {kv[key]!r}") from exc
+    # each entry needs at least one line of its own, so a larger count is forged (and would loop forever)
+    if not 0 <= count <= len(kv):
+        raise ProtocolError(f"{key} {count} does not match the {len(kv)} lines reported")
+    return count
 
 
 def _float(kv: Mapping[str, str], key: str) -> float:
@@ -197,18 +208,26 @@ class PhaseResult:
                 outcomes.append(BenchmarkOutcome(i, spec, False, error))
                 continue
             p = f"benchmark.{i}."
+            runs, mean = int(_float(self.kv, p + "runs")), _float(self.kv, p + "mean")
+            # reference-kernels' eval.py leaves best/worst out in some modes
+            best = _float(self.kv, p + "best") if p + "best" in self.kv else mean
+            worst = _float(self.kv, p + "worst") if p + "worst" in self.kv else mean
+            median = _float(self.kv, p + "median") if p + "median" in self.kv else None
+            if runs < 1 or not best <= mean * (1 + 1e-9) or not mean <= worst * (1 + 1e-9):
+                raise ProtocolError(f"benchmark {i}: runs/best/mean/worst are inconsistent")
             outcomes.append(
                 BenchmarkOutcome(
                     i,
                     spec,
                     True,
                     None,
-                    int(_float(self.kv, p + "runs")),
-                    _float(self.kv, p + "mean"),
+                    runs,
+                    mean,
                     _float(self.kv, p + "std"),
                     _float(self.kv, p + "err"),
-                    _float(self.kv, p + "best"),
-                    _float(self.kv, p + "worst"),
+                    best,
+                    worst,
+                    median,
                 )
             )
         return outcomes
@@ -222,16 +241,28 @@ class PhaseResult:
             return None
         if self.timed_out:
             return f"{self.name}: timed out after {self.duration_s:.0f} s"
-        failed = [t for t in self.tests() if not t.passed]
+        try:
+            failed = [t for t in self.tests() if not t.passed]
+            bad = [b for b in self.benchmarks() if not b.passed]
+        except ProtocolError as exc:  # forged or truncated lines still deserve a message
+            return f"{self.name}: unreadable results: {exc}"
         if failed:
             first = failed[0]
             return f"{self.name} ({first.spec or first.index}) failed: {first.error or 'no message'}"
-        bad = [b for b in self.benchmarks() if not b.passed]
         if bad:
             return f"{self.name} benchmark ({bad[0].spec or bad[0].index}) failed: {bad[0].error}"
-        meaning = EXIT_MEANINGS.get(self.exit_code or 0, f"exit code {self.exit_code}")
-        detail = self.stderr_tail.strip().splitlines()[-1:] or [""]
-        return f"{self.name}: {meaning} {detail[0]}".strip()
+        if self.exit_code is None:
+            meaning = "the evaluator did not finish"
+        elif self.exit_code in EXIT_MEANINGS:
+            meaning = EXIT_MEANINGS[self.exit_code]
+        elif self.exit_code < 0:
+            meaning = f"the evaluator was killed by signal {-self.exit_code}"
+        elif self.exit_code == 0:
+            meaning = "the evaluator reported no verdict"
+        else:
+            meaning = f"the evaluator exited with code {self.exit_code}"
+        detail = self.stderr_tail.strip().splitlines()[-1:]
+        return f"{self.name}: {meaning}" + (f": {detail[0][:500]}" if detail else "")
 
 
 @dataclass(frozen=True)
@@ -242,35 +273,37 @@ class RunResult:
     system: dict[str, Any]
     phases: list[PhaseResult]
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # static pre-check flags, for reviewers
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> RunResult:
+        """Validate a verified payload; ProtocolError names the first field that is wrong."""
         try:
-            version = int(payload["version"])
-            if version != RESULT_VERSION:
-                raise ProtocolError(f"result version {version} is not {RESULT_VERSION}")
-            phases = [
-                PhaseResult(
-                    name=str(p["name"]),
-                    exit_code=None if p["exit_code"] is None else int(p["exit_code"]),
-                    timed_out=bool(p["timed_out"]),
-                    duration_s=float(p["duration_s"]),
-                    kv={str(k): str(v) for k, v in dict(p["kv"]).items()},
-                    stdout_tail=str(p.get("stdout_tail", "")),
-                    stderr_tail=str(p.get("stderr_tail", "")),
-                )
-                for p in payload["phases"]
-            ]
-            return cls(
-                version,
-                str(payload["run_id"]),
-                str(payload["mode"]),
-                dict(payload.get("system") or {}),
-                phases,
-                None if payload.get("error") is None else str(payload["error"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"malformed result payload: {type(exc).__name__}: {exc}") from exc
+            return cls._from_payload(payload)
+        except ProtocolError as exc:
+            raise ProtocolError(f"malformed result payload: {exc}") from None
+
+    @classmethod
+    def _from_payload(cls, payload: Mapping[str, Any]) -> RunResult:
+        if not isinstance(payload, Mapping):
+            raise ProtocolError("not an object")
+        version = _field(payload, "version", int, "result")
+        if version != RESULT_VERSION:
+            raise ProtocolError(f"version {version} is not {RESULT_VERSION}")
+        raw_phases = _field(payload, "phases", list, "result")
+        error = payload.get("error")
+        system = payload.get("system") or {}
+        if not isinstance(error, str | None) or not isinstance(system, dict):
+            raise ProtocolError("result: 'error' must be a string or null and 'system' an object")
+        return cls(
+            version,
+            _field(payload, "run_id", str, "result"),
+            _field(payload, "mode", str, "result"),
+            system,
+            [_phase(p, i) for i, p in enumerate(raw_phases)],
+            error,
+            [str(w) for w in payload.get("warnings") or []],
+        )
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -306,7 +339,40 @@ class RunResult:
         return compute_score([b.mean_ns * 1e-9 for b in benches], ranking_by)
 
 
+def _field(obj: Mapping[str, Any], name: str, kind: type[Any], where: str) -> Any:
+    value = obj.get(name)
+    # bool is an int to Python, but never a valid count, code or duration here
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ProtocolError(f"{where}: field {name!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _phase(raw: Any, index: int) -> PhaseResult:
+    where = f"phase {index}"
+    if not isinstance(raw, Mapping):
+        raise ProtocolError(f"{where} is not an object")
+    exit_code = raw.get("exit_code")
+    if exit_code is not None:
+        exit_code = _field(raw, "exit_code", int, where)
+    duration = raw.get("duration_s")
+    if isinstance(duration, bool) or not isinstance(duration, int | float):
+        raise ProtocolError(f"{where}: field 'duration_s' must be a number")
+    kv = _field(raw, "kv", dict, where)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in kv.items()):
+        raise ProtocolError(f"{where}: 'kv' must map strings to strings")
+    return PhaseResult(
+        name=_field(raw, "name", str, where),
+        exit_code=exit_code,
+        timed_out=_field(raw, "timed_out", bool, where),
+        duration_s=float(duration),
+        kv=dict(kv),
+        stdout_tail=str(raw.get("stdout_tail", "")),
+        stderr_tail=str(raw.get("stderr_tail", "")),
+    )
+
+
 def compute_score(means_s: Sequence[float], ranking_by: str) -> float:
+    """Seconds from the benchmark means: last, mean or geom (lower is better)."""
     if not means_s:
         raise ProtocolError("no benchmark means to score")
     if ranking_by == "last":

@@ -8,23 +8,19 @@ progress lines for the gateway to show; results are never taken from there.
 
 from __future__ import annotations
 
-import collections
 import ctypes
-import importlib.metadata
+import hashlib
 import json
 import os
-import platform
-import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.precheck import scan_submission
+from harness.process import EvaluatorProcess
 from harness.protocol import (
     PROGRESS_PREFIX,
     RESULT_VERSION,
@@ -32,13 +28,17 @@ from harness.protocol import (
     PhaseResult,
     format_test_spec,
     load_key_hex,
-    parse_kv,
     sign_result,
 )
+from harness.sysinfo import system_info
 
-TAIL_BYTES = 8 * 1024
-RESULT_PIPE_LIMIT = 1024 * 1024
-PHASES = {"test": ["test"], "benchmark": ["test", "benchmark"], "leaderboard": ["test", "leaderboard"]}
+PHASES = {
+    "test": ["test"],
+    "benchmark": ["test", "benchmark"],
+    "leaderboard": ["test", "leaderboard"],
+    "profile": ["test", "profile"],
+}
+WALL_CLOCK_SLACK_S = 0.5
 
 
 def progress(message: str) -> None:
@@ -54,152 +54,6 @@ def make_non_dumpable() -> None:
             progress("warning: could not make the runner non-dumpable")
 
 
-class _Drain(threading.Thread):
-    """Reads a pipe to its end, keeping at most ``limit`` bytes (the head or the tail)."""
-
-    def __init__(self, fd: int, limit: int, keep_tail: bool) -> None:
-        super().__init__(daemon=True)
-        self.fd, self.limit, self.keep_tail = fd, limit, keep_tail
-        self.chunks: collections.deque[bytes] = collections.deque()
-        self.size = 0
-        self.overflow = False
-
-    def run(self) -> None:
-        with os.fdopen(self.fd, "rb", buffering=0) as pipe:
-            while chunk := pipe.read(65536):
-                if not self.keep_tail and self.size >= self.limit:
-                    self.overflow = True
-                    continue  # keep reading so the writer never blocks, but drop the excess
-                self.chunks.append(chunk)
-                self.size += len(chunk)
-                while self.keep_tail and self.size - len(self.chunks[0]) >= self.limit:
-                    self.size -= len(self.chunks.popleft())
-
-    def text(self) -> str:
-        data = b"".join(self.chunks)
-        data = data[-self.limit :] if self.keep_tail else data[: self.limit]
-        return data.decode(errors="replace")
-
-
-def run_phase(bundle: Path, spec: dict[str, Any], phase: str, tests_file: Path) -> PhaseResult:
-    task_dir = bundle / "task"
-    main = spec.get("main")
-    argv = [sys.executable, main] if main else [sys.executable, "-m", "harness.evaluator"]
-    read_fd, write_fd = os.pipe()
-    env = dict(os.environ)
-    env["POPCORN_FD"] = str(write_fd)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(bundle), env.get("PYTHONPATH")]))
-    if spec.get("seed") is not None:
-        env["POPCORN_SEED"] = str(spec["seed"])
-    timeout = float(spec.get("timeouts", {}).get(phase, 180))
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [*argv, phase, str(tests_file)],
-        cwd=task_dir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        pass_fds=(write_fd,),
-        start_new_session=True,  # its own process group: a timeout kills everything it started
-    )
-    os.close(write_fd)
-    assert proc.stdout is not None and proc.stderr is not None
-    drains = [
-        _Drain(read_fd, RESULT_PIPE_LIMIT, keep_tail=False),
-        _Drain(os.dup(proc.stdout.fileno()), TAIL_BYTES, keep_tail=True),
-        _Drain(os.dup(proc.stderr.fileno()), TAIL_BYTES, keep_tail=True),
-    ]
-    proc.stdout.close()
-    proc.stderr.close()
-    for drain in drains:
-        drain.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    _kill_group(proc.pid)  # also any stray children the submission left behind
-    proc.wait()
-    for drain in drains:
-        drain.join(timeout=5)
-    duration = time.monotonic() - started
-    result_text, stdout_tail, stderr_tail = (d.text() for d in drains)
-    try:
-        kv = parse_kv(result_text)
-    except HarnessError as exc:
-        kv = {}
-        stderr_tail += f"\n{PROGRESS_PREFIX}result channel rejected: {exc}"
-    if drains[0].overflow:
-        kv = {}
-        stderr_tail += f"\n{PROGRESS_PREFIX}result channel rejected: more than {RESULT_PIPE_LIMIT} bytes"
-    return PhaseResult(
-        name=phase,
-        exit_code=None if timed_out else proc.returncode,
-        timed_out=timed_out,
-        duration_s=round(duration, 3),
-        kv=kv,
-        stdout_tail=stdout_tail,
-        stderr_tail=stderr_tail,
-    )
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def system_info() -> dict[str, Any]:
-    """Host, torch and GPU facts, gathered without importing torch (that costs seconds of CPU that the
-    evaluator would compete for): the installed torch version, and nvidia-smi where there is a GPU."""
-    info: dict[str, Any] = {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _cpu_model(),
-        "cpus_allocated": os.environ.get("SLURM_CPUS_PER_TASK"),
-        "gpus_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
-    try:
-        info["torch"] = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        info["torch"] = None
-    info.update(_nvidia_smi())
-    return info
-
-
-def _nvidia_smi() -> dict[str, Any]:
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return {"device": "cpu"}
-    query = "name,driver_version,memory.total,clocks.sm,clocks.max.sm"
-    try:
-        done = subprocess.run(
-            [smi, f"--query-gpu={query}", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"device": "cuda", "gpu_error": f"nvidia-smi failed: {exc}"}
-    first = done.stdout.strip().splitlines()[0].split(", ") if done.stdout.strip() else []
-    keys = ("gpu", "driver", "gpu_memory", "sm_clock", "sm_clock_max")
-    return {"device": "cuda", **dict(zip(keys, first, strict=False))}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def write_result(bundle: Path, payload: dict[str, Any], key: bytes) -> None:
     document = sign_result(payload, key)
     tmp = bundle / ".result.json.tmp"
@@ -208,16 +62,126 @@ def write_result(bundle: Path, payload: dict[str, Any], key: bytes) -> None:
     os.replace(tmp, bundle / "result.json")
 
 
-def run_bundle(bundle: Path) -> int:
+def load_spec(bundle: Path) -> dict[str, Any]:
+    """spec.json, checked enough that the phases can run; ValueError says what is wrong."""
+    try:
+        spec = json.loads((bundle / "spec.json").read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read spec.json: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise ValueError("spec.json is not an object")
+    if not isinstance(spec.get("run_id"), str) or spec.get("mode") not in PHASES:
+        raise ValueError(f"spec.json needs a run_id and a mode in {sorted(PHASES)}")
+    for name in ("tests", "benchmarks"):
+        cases = spec.get(name, [])
+        if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
+            raise ValueError(f"spec.json: {name} must be a list of objects")
+    timeouts = spec.get("timeouts") or {}
+    if not isinstance(timeouts, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in timeouts.values()
+    ):
+        raise ValueError("spec.json: timeouts must map phases to positive numbers of seconds")
+    main = spec.get("main")
+    if main is not None and (
+        not isinstance(main, str) or Path(main).is_absolute() or ".." in Path(main).parts
+    ):
+        raise ValueError("spec.json: main must be a path inside task/")
+    if spec.get("seed") is not None and not isinstance(spec["seed"], int):
+        raise ValueError("spec.json: seed must be an integer or null")
+    limit = spec.get("max_time_s")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0):
+        raise ValueError("spec.json: max_time_s must be a positive number of seconds or null")
+    return spec | {"timeouts": timeouts}
+
+
+def take_key(bundle: Path) -> bytes:
+    """Read the run key and delete the file, whatever happens, before any user code runs."""
     key_path = bundle / "key"
     try:
-        key = load_key_hex(key_path.read_text())
-    except (OSError, HarnessError) as exc:
-        progress(f"cannot read the run key {key_path}: {exc}; no result can be written")
-        return 2
+        return load_key_hex(key_path.read_text())
     finally:
-        key_path.unlink(missing_ok=True)  # gone before any user code runs
-    make_non_dumpable()
+        key_path.unlink(missing_ok=True)
+
+
+def snapshot(bundle: Path) -> dict[str, str]:
+    """Digest of every file a later phase would import: a submission must not rewrite reference.py or the
+    harness for the phase after its own (it runs as the same user, so this is detection, not prevention)."""
+    digests = {}
+    for top in ("harness", "task"):
+        for path in sorted((bundle / top).rglob("*")):
+            if path.is_file() or path.is_symlink():
+                digest = hashlib.sha256(path.read_bytes() if path.is_file() else b"link").hexdigest()
+                digests[str(path.relative_to(bundle))] = digest
+    return digests
+
+
+def _summary(result: PhaseResult) -> str:
+    try:
+        if result.passed and result.name == "test":
+            tests = result.tests()
+            return f"{sum(t.passed for t in tests)}/{len(tests)} passed"
+        if result.passed:
+            return f"{len(result.benchmarks())} benchmarks done"
+    except HarnessError as exc:
+        return f"unreadable results: {exc}"
+    return f"failed: {result.failure_message()}"
+
+
+def cross_check(result: PhaseResult) -> str | None:
+    """The runner's own clock against the evaluator's timings: a phase cannot have timed calls for longer
+    than it ran. Catches timings forged (or inflated) by an evaluator that runs user code in-process."""
+    try:
+        timed_s = sum(b.runs * b.mean_ns for b in result.benchmarks() if b.passed) / 1e9
+    except HarnessError:
+        return None  # failure_message() already says why the lines are unreadable
+    if timed_s > result.duration_s + WALL_CLOCK_SLACK_S:
+        return (
+            f"phase {result.name} reports {timed_s:.2f} s of timed calls in {result.duration_s:.2f} s of "
+            "wall-clock time: its timings are rejected"
+        )
+    return None
+
+
+def _case_files(spec: dict[str, Any], names: list[str], tmp: Path) -> list[Path]:
+    files = []
+    for name in names:
+        cases = spec.get("tests", []) if name == "test" else spec.get("benchmarks", [])
+        path = tmp / f"{name}.txt"
+        path.write_text("".join(format_test_spec(c) + "\n" for c in cases))
+        files.append(path)
+    return files
+
+
+def run_phases(bundle: Path, spec: dict[str, Any], tmp: Path) -> tuple[list[PhaseResult], str | None]:
+    names = PHASES[spec["mode"]]
+    files = _case_files(spec, names, tmp)
+    before = snapshot(bundle)
+    results: list[PhaseResult] = []
+    # the built-in evaluator serves all phases from one process; a task's own runs once per phase
+    shared = None if spec.get("main") else EvaluatorProcess(bundle, spec, names, files)
+    for i, name in enumerate(names):
+        progress(f"phase {name} started")
+        if shared is not None:
+            result = shared.finish_phase(i)
+        else:
+            result = EvaluatorProcess(bundle, spec, [name], [files[i]]).finish_phase(0)
+        results.append(result)
+        progress(f"phase {name} finished in {result.duration_s:.1f} s: {_summary(result)}")
+        after = snapshot(bundle)
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        problem = cross_check(result)
+        if changed:
+            problem = f"the submission changed files of the bundle: {', '.join(changed[:5])}"
+        if problem is not None or not result.passed or i == len(names) - 1:
+            if shared is not None:
+                shared.stop()
+            if problem is None and not result.passed and i < len(names) - 1:
+                progress(f"skipping {', '.join(names[i + 1 :])}: phase {name} did not pass")
+            return results, problem
+    return results, None
+
+
+def run_bundle(bundle: Path) -> int:
     payload: dict[str, Any] = {
         "version": RESULT_VERSION,
         "run_id": "",
@@ -226,31 +190,36 @@ def run_bundle(bundle: Path) -> int:
         "phases": [],
         "error": None,
     }
+    spec: dict[str, Any] | None = None
     try:
-        spec = json.loads((bundle / "spec.json").read_text())
-        payload["run_id"], payload["mode"] = str(spec["run_id"]), str(spec["mode"])
-        phases = PHASES[payload["mode"]]
-    except (OSError, ValueError, KeyError) as exc:
-        payload["error"] = f"spec.json is unreadable: {type(exc).__name__}: {exc}"
-        payload["system"] = system_info()
-        write_result(bundle, payload, key)
-        return 0
-    progress(f"run {payload['run_id']}: {payload['mode']} on {socket.gethostname()}")
-    with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
-        for phase in phases:
-            cases = spec["tests"] if phase == "test" else spec["benchmarks"]
-            tests_file = Path(tmp) / f"{phase}.txt"
-            tests_file.write_text("".join(format_test_spec(c) + "\n" for c in cases))
-            progress(f"phase {phase} started ({len(cases)} cases)")
-            result = run_phase(bundle, spec, phase, tests_file)
-            payload["phases"].append(result.__dict__ | {"kv": result.kv})
-            verdict = "passed" if result.passed else f"failed: {result.failure_message()}"
-            progress(f"phase {phase} {verdict} in {result.duration_s:.1f} s")
-            if not result.passed:
-                break
+        spec = load_spec(bundle)
+        payload["run_id"], payload["mode"] = spec["run_id"], spec["mode"]
+    except ValueError as exc:
+        payload["error"] = f"bad spec.json: {exc}"
+    try:
+        key = take_key(bundle)
+    except (OSError, HarnessError) as exc:
+        progress(f"cannot read the run key in {bundle}: {exc}; no authenticated result can be written")
+        return 2
+    make_non_dumpable()
+    if spec is not None:
+        # read before any user code runs: the submission could rewrite itself
+        submission = bundle / "task" / Path(str(spec.get("submission") or "submission.py")).name
+        payload["warnings"] = scan_submission(submission)
+        for warning in payload["warnings"]:
+            progress(f"pre-check: {warning}")
+        progress(f"run {spec['run_id']}: {spec['mode']} on {socket.gethostname()}")
+        with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
+            try:
+                phases, payload["error"] = run_phases(bundle, spec, Path(tmp))
+            except OSError as exc:  # the bundle itself is broken (no task/, unwritable temp dir, ...)
+                phases, payload["error"] = [], f"the runner failed: {type(exc).__name__}: {exc}"
+        payload["phases"] = [asdict(p) for p in phases]
+    else:
+        progress(payload["error"])
     payload["system"] = system_info()
     write_result(bundle, payload, key)
-    progress("result written")
+    progress("result written" + (f" with error: {payload['error']}" if payload["error"] else ""))
     return 0
 
 

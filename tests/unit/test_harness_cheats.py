@@ -1,0 +1,209 @@
+"""Real cheating submissions through the real runner, evaluator and worker (CPU): each is caught or gains
+nothing. The kinds are those that topped GPU MODE's leaderboards before being found."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.protocol import load_key_hex, verify_result
+from tests.unit.test_harness_runner import make_bundle, run_bundle, run_runner
+
+HEADER = "import torch\nfrom task import input_t, output_t\n"
+
+
+def test_a_forged_stream_on_every_fd_then_exit_is_caught(tmp_path: Path) -> None:
+    # the known hole of an in-process evaluator: a whole passing stream, then os._exit(0)
+    forged = "".join(
+        f"{line}\\n"
+        for line in ["test-count: 2", "test.0.status: pass", "test.1.status: pass", "check: pass"]
+    )
+    code = HEADER + (
+        "import os\n"
+        "for fd in range(3, 256):\n"
+        "    try:\n"
+        f"        os.write(fd, b'{forged}')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os._exit(0)\n"
+    )
+    result = run_bundle(tmp_path, code)
+    assert not result.passed and result.phases[0].kv["check"] == "fail"
+    assert "ended unexpectedly (exit code 0)" in (result.failure_message or "")
+
+
+def test_patching_the_evaluator_and_the_checker_gains_nothing(tmp_path: Path) -> None:
+    code = HEADER + (
+        "import sys, harness.evaluator, harness.timing, reference, utils\n"
+        "harness.evaluator._check = lambda *a: (True, '')\n"
+        "reference.check_implementation = lambda *a: (True, '')\n"
+        "utils.match_reference = lambda *a, **k: (True, '')\n"
+        "harness.timing.summarise = None\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    return a - b\n"
+    )
+    result = run_bundle(tmp_path, code)
+    assert not result.passed and "mismatch found" in (result.failure_message or "")
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["a.data_ptr()", "id(a)", "None"],  # pointer, id, and 'batch and skip' (compute once, replay)
+)
+def test_output_caches_are_caught_in_the_leaderboard(tmp_path: Path, key: str) -> None:
+    code = HEADER + (
+        "CACHE = {}\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        f"    key = {key}\n"
+        "    if key not in CACHE:\n"
+        "        CACHE[key] = a + b\n"
+        "    return CACHE[key].clone()\n"
+    )
+    result = run_bundle(tmp_path, code, "leaderboard", tests=[{"size": 127, "seed": 1}])
+    assert not result.passed and result.score("geom") is None
+    assert "timed run" in (result.failure_message or "") or "mismatch" in (result.failure_message or "")
+
+
+def test_a_cache_keyed_on_content_never_hits(tmp_path: Path) -> None:
+    hits = tmp_path / "hits"
+    code = HEADER + (
+        "CACHE = {}\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    key = (a.numel(), float(a.sum()), float(b.sum()))\n"
+        "    if key in CACHE:\n"
+        f"        open({str(hits)!r}, 'a').write(repr(key) + '\\n')\n"
+        "        return CACHE[key].clone()\n"
+        "    CACHE[key] = a + b\n"
+        "    return CACHE[key].clone()\n"
+    )
+    result = run_bundle(tmp_path, code, "leaderboard")
+    assert result.passed, result.failure_message
+    # only the untimed warm-up repeats an input (one per benchmark shape); every timed call gets a fresh,
+    # unpredictable one, so nothing timed can be replayed
+    assert len(set(hits.read_text().splitlines())) <= len(result.benchmarks)
+
+
+def test_returning_the_input_is_caught(tmp_path: Path) -> None:
+    code = HEADER + "def custom_kernel(data: input_t) -> output_t:\n    a, b = data\n    return a.add_(b)\n"
+    result = run_bundle(tmp_path, code)
+    assert not result.passed and "returned its input" in (result.failure_message or "")
+
+
+def test_mutating_the_input_gains_nothing(tmp_path: Path) -> None:
+    # zeroing b and returning a would be 'a + b' only if the checker read the mutated b
+    code = HEADER + (
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    b.zero_()\n"
+        "    return a.clone()\n"
+    )
+    result = run_bundle(tmp_path, code)
+    assert not result.passed and "mismatch found" in (result.failure_message or "")
+
+
+def test_looking_for_the_expected_output_in_memory_finds_nothing(tmp_path: Path) -> None:
+    code = HEADER + (
+        "import gc\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    mine = {a.data_ptr(), b.data_ptr()}\n"
+        "    for obj in gc.get_objects():\n"
+        "        if isinstance(obj, torch.Tensor) and obj.shape == a.shape and obj.data_ptr() not in mine:\n"
+        "            return obj.clone()\n"
+        "    return torch.zeros_like(a)\n"
+    )
+    result = run_bundle(tmp_path, code)
+    assert not result.passed and "mismatch found" in (result.failure_message or "")
+
+
+def test_writing_result_json_directly_is_overwritten_and_would_not_verify(tmp_path: Path) -> None:
+    forged = {"payload": {"version": 1, "run_id": "r-test", "phases": []}, "tag": "00" * 32}
+    code = HEADER + (
+        "import json\n"
+        f"json.dump({forged!r}, open('../result.json', 'w'))\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    return a - b\n"
+    )
+    bundle, key_hex = make_bundle(tmp_path, code)
+    assert run_runner(bundle).returncode == 0
+    payload = verify_result(json.loads((bundle / "result.json").read_text()), load_key_hex(key_hex))
+    assert payload["phases"][0]["kv"]["check"] == "fail"
+    with pytest.raises(Exception, match="tag"):
+        verify_result(forged, load_key_hex(key_hex))
+
+
+SLOW = "    time.sleep(0.002)\n    a, b = data\n    return a + b\n"
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        "time.perf_counter_ns = lambda: 0\ntime.perf_counter = lambda: 0.0\ntime.time_ns = lambda: 0\n",
+        "import statistics, math\nstatistics.mean = lambda xs: 1.0\nmath.sqrt = lambda x: 0.0\n"
+        "math.fsum = lambda xs: 1.0\n",
+        "import sys\nw = sys.modules['__main__']\nw.time.perf_counter_ns = lambda: 0\n"
+        "w.gc.disable = None\nw.timed_call = None\ntorch.cuda.Event.elapsed_time = lambda *a: 0.0\n",
+    ],
+    ids=["time", "statistics", "worker-module"],
+)
+def test_patching_timers_or_statistics_gains_nothing(tmp_path: Path, patch: str) -> None:
+    code = HEADER + "import time\n" + patch + "def custom_kernel(data: input_t) -> output_t:\n" + SLOW
+    result = run_bundle(tmp_path, code, "benchmark", benchmarks=[{"size": 1024, "seed": 3}])
+    assert result.passed, result.failure_message
+    [bench] = result.benchmarks
+    assert bench.mean_ns >= 2e6 and bench.best_ns >= 2e6  # every call really slept 2 ms
+
+
+def test_work_left_on_another_thread_is_caught(tmp_path: Path) -> None:
+    code = HEADER + (
+        "import threading, time\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    out = torch.empty_like(a)\n"
+        "    def finish():\n"
+        "        time.sleep(0.01)\n"
+        "        torch.add(a, b, out=out)\n"
+        "    threading.Thread(target=finish).start()\n"
+        "    return out\n"
+    )
+    result = run_bundle(tmp_path, code)
+    assert not result.passed and "thread(s) running" in (result.failure_message or "")
+
+
+def test_a_lazy_output_is_caught(tmp_path: Path) -> None:
+    code = HEADER + (
+        "class Lazy(torch.Tensor):\n"
+        "    pass\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    return (a + b).as_subclass(Lazy)\n"
+    )
+    result = run_bundle(tmp_path, code)
+    assert not result.passed and "plain torch.Tensor" in (result.failure_message or "")
+
+
+def test_a_time_below_the_shape_floor_is_rejected(tmp_path: Path) -> None:
+    correct = (Path(__file__).parents[2] / "problems/vectoradd/solutions/correct.py").read_text()
+    benchmarks = [{"size": 1024, "seed": 3, "floor_ns": 10**9}]
+    result = run_bundle(tmp_path, correct, "leaderboard", benchmarks=benchmarks)
+    assert not result.passed and result.score("geom") is None
+    assert "below this shape's floor" in (result.failure_message or "")
+
+
+def test_flooding_stdout_is_capped(tmp_path: Path) -> None:
+    code = HEADER + (
+        "import sys\n"
+        "sys.stdout.write('x' * (20 * 1024 * 1024))\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    return a + b\n"
+    )
+    result = run_bundle(tmp_path, code)
+    assert result.passed, result.failure_message
+    assert len(result.phases[0].stdout_tail) <= 8 * 1024
