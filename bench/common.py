@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from gateway.service import SubmitRequest
+from gateway.tasks import TaskDefinition
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,4 +58,19 @@ def report(title: str, rows: list[Row], console: Console) -> None:
     slug = title.split(":")[0].replace(" ", "_")
     (RESULTS / f"{slug}.json").write_text(
         json.dumps([asdict(r) | {"ratio": r.ratio} for r in rows], indent=1) + "\n"
+    )
+
+
+def vectoradd_test_run(task: TaskDefinition, code: str) -> SubmitRequest:
+    """What the Slurm benchmarks submit: vectoradd's correct solution, test mode, on alpha's H100s, to a
+    leaderboard of its own."""
+    return SubmitRequest(
+        code=code,
+        file_name="correct.py",
+        user="bench",
+        task=task,
+        leaderboard=f"bench-{uuid.uuid4().hex[:6]}",
+        site="alpha",
+        gpu_type="H100",
+        mode="test",
     )

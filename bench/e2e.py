@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-import uuid
 
 from rich.console import Console
 
-from bench.common import Row, report
-from gateway.service import Gateway, SubmitRequest
+from bench.common import Row, report, vectoradd_test_run
+from gateway.service import Gateway
 from gateway.settings import REPO_ROOT, Settings
 from gateway.tasks import load_task
 from gateway.transport.ssh import SSHTransport
@@ -52,18 +51,7 @@ async def main(console: Console) -> list[Row]:
             floors.append(await bare_sbatch_round_trip(ssh, "true"))
             torch_floors.append(await bare_sbatch_round_trip(ssh, TORCH_JOB))
             start = time.perf_counter()
-            result = await gateway.submit(
-                SubmitRequest(
-                    code=code,
-                    file_name="correct.py",
-                    user="bench",
-                    task=task,
-                    leaderboard=f"bench-{uuid.uuid4().hex[:6]}",
-                    site="alpha",
-                    gpu_type="H100",
-                    mode="test",
-                )
-            )
+            result = await gateway.submit(vectoradd_test_run(task, code))
             runs.append((time.perf_counter() - start) * 1000)
             assert result.passed, result.error
     finally:

@@ -6,12 +6,11 @@ the site's file system (the same clock here). Target: p95 <= 250 ms."""
 from __future__ import annotations
 
 import statistics
-import uuid
 
 from rich.console import Console
 
-from bench.common import Row, report
-from gateway.service import Gateway, SubmitRequest
+from bench.common import Row, report, vectoradd_test_run
+from gateway.service import Gateway
 from gateway.settings import REPO_ROOT, Settings
 from gateway.tasks import load_task
 from gateway.transport.ssh import SSHTransport
@@ -33,18 +32,7 @@ async def latencies(gateway: Gateway, runs: int) -> list[float]:
     found = []
     try:
         for _ in range(runs):
-            report_ = await gateway.submit(
-                SubmitRequest(
-                    code=code,
-                    file_name="correct.py",
-                    user="bench",
-                    task=task,
-                    leaderboard=f"bench-{uuid.uuid4().hex[:6]}",
-                    site="alpha",
-                    gpu_type="H100",
-                    mode="test",
-                )
-            )
+            report_ = await gateway.submit(vectoradd_test_run(task, code))
             assert report_.passed and report_.result_at is not None and report_.handle is not None
             stat = await ssh.run(["stat", "-c", "%.9Y", str(report_.handle.bundle.result)])
             found.append((report_.result_at - float(stat.stdout)) * 1000)

@@ -23,10 +23,9 @@ from gateway.errors import BackendError, ResultError, TransportError
 from gateway.monitor import Monitor
 from gateway.results import verified_result
 from gateway.states import HELD_STATES, TERMINAL_MESSAGES, JobState, describe_pending_reason
-from harness.protocol import RunResult
+from harness.protocol import PROGRESS_PREFIX, RunResult
 
 log = logging.getLogger(__name__)
-PROGRESS_PREFIX = "[harness] "
 OUTPUT_KEEP_BYTES = 64 * 1024  # job output kept per run (the last this many bytes of lines)
 EVENTS_KEEP = 500
 STREAM_RETRY_S = 1.0
@@ -86,17 +85,15 @@ async def execute(
     report: RunReport,
     event: Event,
     persist: Persist,
-    handle: JobHandle | None = None,
 ) -> None:
-    """Run ``job`` (or follow ``handle``, a job already on the site) until it has a verified result or
-    a final error, starting it again while the site's requeue policy allows."""
+    """Run ``job`` until it has a verified result or a final error, starting it again while the site's
+    requeue policy allows. A job marked maybe_submitted is found on the site, not submitted twice."""
     policy = job.site.requeue
     while True:
-        if handle is None:
-            handle = (await runtime.backend.submit([job]))[0]
-            await event(
-                f"submitted as job {handle.job_id}" + (f" (attempt {job.attempt})" if job.attempt > 1 else "")
-            )
+        handle = (await runtime.backend.submit([job]))[0]
+        await event(
+            f"submitted as job {handle.job_id}" + (f" (attempt {job.attempt})" if job.attempt > 1 else "")
+        )
         report.handle, report.job_id, report.attempt = handle, handle.job_id, job.attempt
         if report.state is JobState.QUEUED:
             report.state = JobState.PENDING
@@ -107,7 +104,7 @@ async def execute(
         if policy.allows(final.state, job.attempt):
             await event(f"{final.state.value}: {TERMINAL_MESSAGES.get(final.state, '')}; starting it again")
             job = replace(job, attempt=job.attempt + 1, maybe_submitted=True)
-            handle, report.state, report.error = None, JobState.QUEUED, None
+            report.state, report.error = JobState.QUEUED, None
             continue
         return
 

@@ -108,16 +108,9 @@ class Router:
         if not candidates:
             raise UserError(f"no site offers GPU type {gpu_type!r}")
         now = time.monotonic()
-        healthy = sorted({s.name for s, _ in candidates if self.breaker(s.name).allows(now)})
-        loads = dict(
-            zip(
-                healthy,
-                await asyncio.gather(
-                    *(self._load(next(s for s, _ in candidates if s.name == n)) for n in healthy)
-                ),
-                strict=True,
-            )
-        )
+        healthy = [s for s in sites if s.partitions_for(gpu_type) and self.breaker(s.name).allows(now)]
+        probed = await asyncio.gather(*(self._load(s) for s in healthy))
+        loads = {site.name: load for site, load in zip(healthy, probed, strict=True)}
         ranked: list[tuple[tuple[int, int, int, int, int], SiteConfig, PartitionConfig, PartitionLoad]] = []
         refused: list[str] = []
         for site, part in candidates:

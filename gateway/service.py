@@ -13,12 +13,12 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast, get_args
 
-from gateway.backends.base import Backend, JobHandle, JobRequest, JobStatus
+from gateway.backends.base import Backend, JobRequest, JobStatus
 from gateway.backends.local import LocalBackend
 from gateway.backends.slurm import SlurmBackend
-from gateway.bundle import BundlePaths, build_spec
+from gateway.bundle import build_spec
 from gateway.errors import BackendError, GatewayError, SubmissionError, TransportError, UserError
 from gateway.execution import RunReport, SiteRuntime, execute
 from gateway.monitor import Monitor
@@ -38,7 +38,15 @@ Mode = Literal["test", "benchmark", "leaderboard"]
 EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
 LOCAL_GPU_LABEL = "local"
 
-__all__ = ["Gateway", "LeaderboardView", "Mode", "RunReport", "SubmitRequest"]
+__all__ = ["Gateway", "LeaderboardView", "Mode", "RunReport", "SubmitRequest", "as_mode"]
+
+
+def as_mode(value: str) -> Mode:
+    """A mode name as the Mode literal; ValueError for anything else."""
+    for mode in get_args(Mode):
+        if value == mode:
+            return cast(Mode, mode)
+    raise ValueError(f"unknown mode {value!r}: expected one of {', '.join(get_args(Mode))}")
 
 
 @dataclass(frozen=True)
@@ -306,34 +314,21 @@ class Gateway:
             report.state, report.error = JobState.FAILED, f"cannot resume: {exc}"
             await self._record(report)
             return report
-        mode: Mode = (
-            "test" if run.mode == "test" else "benchmark" if run.mode == "benchmark" else "leaderboard"
-        )
         job = JobRequest(
             run.run_id,
             site,
             partition,
             task,
             run.code,
-            build_spec(run.run_id, mode, task),
+            build_spec(run.run_id, as_mode(run.mode), task),
             run.result_key,
             attempt=run.attempt,
             maybe_submitted=True,
         )
-        handle = None
-        if run.job_id is not None and site.kind == "slurm":
-            workdir = await self._workdir(site)
-            handle = JobHandle(run.run_id, run.job_id, BundlePaths.under(workdir, run.run_id))
-        what = f"job {run.job_id}" if handle else "its job, by name"
-        return await self._execute(
-            job, report, on_event, f"resuming on {site.name}: following {what}", handle
-        )
-
-    async def _workdir(self, site: SiteConfig) -> str:
-        backend = self._runtime(site).backend
-        if isinstance(backend, SlurmBackend):
-            return str(await backend.workdir())
-        return site.workdir
+        # maybe_submitted: the backend finds the job by its name (whether or not its id was recorded)
+        # and submits only when the site has none
+        last = f" (last seen as job {run.job_id})" if run.job_id else ""
+        return await self._execute(job, report, on_event, f"resuming on {site.name}{last}")
 
     async def _execute(
         self,
@@ -341,7 +336,6 @@ class Gateway:
         report: RunReport,
         on_event: EventCallback | None,
         first_event: str,
-        handle: JobHandle | None = None,
     ) -> RunReport:
         site, partition = job.site, job.partition
 
@@ -365,7 +359,7 @@ class Gateway:
         await event(first_event)
         self.router.started(site.name, partition.name)
         try:
-            await execute(self._runtime(site), job, report, event, persist, handle)
+            await execute(self._runtime(site), job, report, event, persist)
             self.router.record(site.name, None)
         except asyncio.CancelledError:
             # the caller gave up (Ctrl-C, a closed API request): cancel the job and say so in the row

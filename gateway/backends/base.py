@@ -16,11 +16,12 @@ from gateway.render import ScriptContext
 from gateway.sites import PartitionConfig, SiteConfig
 from gateway.states import JobState
 from gateway.tasks import TaskDefinition
+from harness.protocol import PROGRESS_PREFIX
 
 MAX_RESULT_BYTES = 4 * 1024 * 1024
 JOB_NAME_PREFIX = "gw-"
 # The runner's last progress line: result.json is complete once it is printed (see harness.runner).
-RESULT_WRITTEN_MARKER = "[harness] result written"
+RESULT_WRITTEN_MARKER = PROGRESS_PREFIX + "result written"
 
 
 def job_name(run_id: str, attempt: int = 1) -> str:

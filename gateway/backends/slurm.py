@@ -158,24 +158,15 @@ class SlurmBackend:
             await self._transport.run(["mkdir", "-p", "--", str(workdir)], timeout=QUERY_TIMEOUT_S)
             self._workdir_made = True
         maybe = [r for r in requests if r.maybe_submitted]
-        existing = await self.find(maybe) if maybe else {}
-        return list(
-            await asyncio.gather(
-                *(
-                    self._adopt(existing[r.run_id]) if r.run_id in existing else self._submit_one(workdir, r)
-                    for r in requests
-                )
-            )
-        )
-
-    async def _adopt(self, handle: JobHandle) -> JobHandle:
-        log.info(
-            "site %s: run %s is already job %s; not submitting again",
-            self._site.name,
-            handle.run_id,
-            handle.job_id,
-        )
-        return handle
+        handles = await self.find(maybe) if maybe else {}
+        for handle in handles.values():
+            log.info("site %s: run %s is already job %s", self._site.name, handle.run_id, handle.job_id)
+        new = [r for r in requests if r.run_id not in handles]
+        for request, handle in zip(
+            new, await asyncio.gather(*(self._submit_one(workdir, r) for r in new)), strict=True
+        ):
+            handles[request.run_id] = handle
+        return [handles[r.run_id] for r in requests]
 
     async def _submit_one(self, workdir: PurePosixPath, request: JobRequest) -> JobHandle:
         paths = BundlePaths.under(workdir, request.run_id)

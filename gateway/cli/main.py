@@ -18,7 +18,7 @@ from gateway.cli.output import print_leaderboard, print_report
 from gateway.cli.render import render as render_command
 from gateway.cli.sites import app as sites_app
 from gateway.errors import GatewayError, StoreError, UserError
-from gateway.service import Gateway, Mode, SubmitRequest
+from gateway.service import Gateway, SubmitRequest, as_mode
 from gateway.settings import Settings
 from gateway.tasks import load_task
 
@@ -95,8 +95,10 @@ def submit(
     no_db: Annotated[bool, typer.Option("--no-db", help="do not record anything in the database")] = False,
 ) -> None:
     """Run FILE against a task on a site, print each test and benchmark, and record the run."""
-    if mode not in ("test", "benchmark", "leaderboard"):
-        raise typer.BadParameter("expected test, benchmark or leaderboard", param_hint="--mode")
+    try:
+        run_mode = as_mode(mode)
+    except ValueError:
+        raise typer.BadParameter("expected test, benchmark or leaderboard", param_hint="--mode") from None
     try:
         code = file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -115,7 +117,7 @@ def submit(
         leaderboard=leaderboard,
         site=site,
         gpu_type=gpu,
-        mode=mode_literal(mode),
+        mode=run_mode,
     )
 
     async def body(gateway: Gateway) -> bool:
@@ -128,10 +130,6 @@ def submit(
 
     if not _run(body, use_database=not no_db):
         raise typer.Exit(1)
-
-
-def mode_literal(mode: str) -> Mode:
-    return "test" if mode == "test" else "benchmark" if mode == "benchmark" else "leaderboard"
 
 
 @leaderboard_app.command("create")

@@ -282,7 +282,7 @@ class SSHTransport:
             return None
         except (OSError, asyncssh.Error) as exc:
             if self._conn is not None and self._conn.is_closed():
-                self._conn, self._sftp = None, None
+                self._drop(self._conn)
             raise TransportError(f"{self._where()}: cannot read {remote_path}: {exc}") from exc
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from gateway.backends.base import JobRequest
 from gateway.backends.slurm import SlurmBackend
 from gateway.bundle import build_spec
-from gateway.service import Gateway, SubmitRequest
+from gateway.service import Gateway, SubmitRequest, as_mode
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import JumpHostConfig, SiteConfig, load_sites
 from gateway.states import JobState
@@ -107,7 +108,7 @@ def vectoradd(mode: str = "leaderboard", user: str = "resilient") -> SubmitReque
         leaderboard=f"res-{uuid.uuid4().hex[:8]}",
         site="alpha",
         gpu_type="H100",
-        mode="leaderboard" if mode == "leaderboard" else "test",
+        mode=as_mode(mode),
     )
 
 
@@ -181,7 +182,6 @@ async def test_a_gateway_killed_after_submitting_resumes_without_a_second_job(
         env=dev_env,
     )
     assert proc.stdout is not None
-    run_id = None
     for line in proc.stdout:
         if "submitted as job" in line:
             proc.send_signal(signal.SIGKILL)  # no chance to cancel or record anything
@@ -299,18 +299,7 @@ async def test_a_gateway_on_the_login_node_submits_with_local_slurm_commands(
     gateway = await Gateway.open(stack_settings, use_database=False)
     gateway.sites = {"login-node": site}
     try:
-        request = vectoradd(mode="test")
-        report = await gateway.submit(
-            SubmitRequest(
-                code=request.code,
-                file_name=request.file_name,
-                user="local",
-                task=request.task,
-                site="login-node",
-                gpu_type="H100",
-                mode="test",
-            )
-        )
+        report = await gateway.submit(replace(vectoradd(mode="test"), user="local", site="login-node"))
     finally:
         await gateway.close()
     assert report.passed, report.error
