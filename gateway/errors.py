@@ -6,7 +6,8 @@ boundary with ``raise ... from exc``::
     GatewayError
     ├── UserError            message may be shown to Discord, API and CLI users as it is
     │   ├── TaskError        a task directory or task.yml is malformed
-    │   └── SubmissionError  a submitted file cannot be run (wrong encoding, too large, ...)
+    │   ├── SubmissionError  a submitted file cannot be run (wrong encoding, too large, ...)
+    │   └── RefusedError     the submitter may not submit now (banned, deadline passed, rate limited)
     ├── ConfigError          a site YAML or setting is invalid (names file, line and field)
     ├── CommandError         a command through the runner seam failed (argv, exit code, stdout, stderr)
     ├── TransportError       a connection could not be made or broke (SSH, SFTP, local files)
@@ -34,6 +35,15 @@ class TaskError(UserError):
 
 class SubmissionError(UserError):
     """A submitted file cannot be run as it is."""
+
+
+class RefusedError(UserError):
+    """A submission refused by policy; ``reason`` is banned | closed | rate_limited for API status codes."""
+
+    def __init__(self, message: str, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
 
 
 class ConfigError(GatewayError):

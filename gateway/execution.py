@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from gateway.backends.base import RESULT_WRITTEN_MARKER, Backend, JobHandle, JobRequest, JobStatus
 from gateway.errors import BackendError, ResultError, TransportError
@@ -29,7 +30,14 @@ log = logging.getLogger(__name__)
 OUTPUT_KEEP_BYTES = 64 * 1024  # job output kept per run (the last this many bytes of lines)
 EVENTS_KEEP = 500
 STREAM_RETRY_S = 1.0
-Event = Callable[[str], Awaitable[None]]
+
+
+class Event(Protocol):
+    """Where a run's events go: state changes, and the harness's progress lines (progress=True)."""
+
+    async def __call__(self, message: str, *, progress: bool = False) -> None: ...
+
+
 Persist = Callable[["RunReport", JobStatus | None], Awaitable[None]]
 
 
@@ -48,6 +56,7 @@ class RunReport:
     score: float | None = None
     error: str | None = None
     leaderboard: str | None = None
+    secret_passed: bool | None = None  # the secret rerun's verdict (leaderboard mode), once it finished
     pushed: bool = False  # the result arrived over the output stream, before Slurm reported the end
     result_at: float | None = None  # time.time() when the verified result was in hand
     events: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=EVENTS_KEEP))
@@ -194,7 +203,7 @@ async def _stream(
                     seen = index
                     report.keep_output(line)
                     if line.startswith(PROGRESS_PREFIX):
-                        await event(line[len(PROGRESS_PREFIX) :])
+                        await event(line[len(PROGRESS_PREFIX) :], progress=True)
                     if line.startswith(RESULT_WRITTEN_MARKER):
                         raw = await backend.fetch_result(handle)
                         try:

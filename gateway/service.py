@@ -1,8 +1,10 @@
 """The service: the one API the front ends (CLI, HTTP API, Discord bot) call.
 
-It validates a submission, records it (when a database is configured), routes it to a site and
-partition, hands the bundle to that site's backend, follows the job, verifies the harness's result,
-and records timings and score. Backends never touch the store; this module does.
+``enqueue`` validates a submission and stores it with its runs (a public run, and for leaderboard mode
+a secret rerun, per GPU type) in one transaction. Workers (gateway.worker) claim runs and call
+``process``: route to a site and partition, hand the bundle to that site's backend, follow the job,
+verify the harness's result, record timings and score. ``follow`` streams any run's events from
+PostgreSQL (LISTEN/NOTIFY). Backends never touch the store; this module does.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal, cast, get_args
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, cast, get_args
 
 from gateway.backends.base import Backend, JobRequest, JobStatus
 from gateway.backends.local import LocalBackend
@@ -27,18 +31,39 @@ from gateway.routing import Choice, Router
 from gateway.settings import Settings
 from gateway.sites import LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
 from gateway.states import JobState
-from gateway.store import LeaderboardRecord, NewRun, RankedEntry, RunRecord, Store, UnfinishedRun
+from gateway.store import (
+    ClaimedRun,
+    LeaderboardRecord,
+    LeaderboardSummary,
+    NewRun,
+    RankedEntry,
+    RunEvent,
+    RunRecord,
+    SiteHealth,
+    Store,
+)
 from gateway.tasks import TaskDefinition
 from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
 from gateway.transport.ssh import SSHTransport
+from harness.protocol import HarnessError, RunResult
 
 log = logging.getLogger(__name__)
-Mode = Literal["test", "benchmark", "leaderboard"]
+Mode = Literal["test", "benchmark", "leaderboard", "profile"]
 EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
 LOCAL_GPU_LABEL = "local"
 
-__all__ = ["Gateway", "LeaderboardView", "Mode", "RunReport", "SubmitRequest", "as_mode"]
+__all__ = [
+    "Claim",
+    "Gateway",
+    "LeaderboardView",
+    "Mode",
+    "QueuedRun",
+    "RunReport",
+    "Submission",
+    "SubmitRequest",
+    "as_mode",
+]
 
 
 def as_mode(value: str) -> Mode:
@@ -64,8 +89,43 @@ class SubmitRequest:
 @dataclass(frozen=True)
 class LeaderboardView:
     board: LeaderboardRecord
-    ranking: list[RankedEntry]
+    ranking: dict[str, list[RankedEntry]]  # GPU type -> ranked entries, best first
     recent: list[RunRecord]
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    run_id: str
+    gpu_type: str
+    secret: bool
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A stored submission and its queued runs (what ``enqueue`` returns at once)."""
+
+    id: int
+    leaderboard: str | None
+    runs: list[QueuedRun]
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [run.run_id for run in self.runs]
+
+    @property
+    def public_run(self) -> QueuedRun:
+        return next(run for run in self.runs if not run.secret)
+
+
+@dataclass
+class Claim:
+    """A worker's hold on one run while it processes it. ``lost`` (another worker took the run over, or
+    this one is stopping) ends processing without touching the job; ``cancel_reason`` cancels the job."""
+
+    worker: str
+    lost: bool = False
+    cancel_reason: str | None = None
+    report: RunReport | None = field(default=None, repr=False)
 
 
 class Gateway:
@@ -84,6 +144,7 @@ class Gateway:
         self._local = local_site(settings.local_workdir)
         self._runtimes: dict[str, SiteRuntime] = {}
         self.router = Router(lambda site: self._runtime(site).backend.load())
+        self._health: tuple[float, dict[str, SiteHealth]] = (0.0, {})
 
     @classmethod
     async def open(cls, settings: Settings, *, use_database: bool = True) -> Gateway:
@@ -157,13 +218,32 @@ class Gateway:
                 raise UserError(
                     f"site {site.name} has no partition with GPU type {gpu_type!r}; it offers: {offered}"
                 )
+            drained = (await self._drained()).get(site.name)
+            if drained is not None:
+                raise UserError(
+                    f"site {site.name} is drained by an admin ({drained.drain_reason or 'no reason'})"
+                )
             return await self.router.choose(gpu_type, [site])
         assert gpu_type is not None
         sites = [s for s in self.sites.values() if s.partitions_for(gpu_type)]
         if not sites:
             offered = ", ".join(self.known_gpu_types())
             raise UserError(f"no site offers GPU type {gpu_type!r}; offered: {offered}")
-        return await self.router.choose(gpu_type, sites)
+        drained_sites = await self._drained()
+        open_sites = [s for s in sites if s.name not in drained_sites]
+        if not open_sites:
+            raise UserError(f"every site offering {gpu_type} is drained by an admin: try again later")
+        return await self.router.choose(gpu_type, open_sites)
+
+    async def _drained(self) -> dict[str, SiteHealth]:
+        """Sites an admin drained (read from the store at most every few seconds)."""
+        if self.store is None:
+            return {}
+        at, health = self._health
+        if time.monotonic() - at > 5.0:
+            health = await self.store.site_health()
+            self._health = (time.monotonic(), health)
+        return {name: h for name, h in health.items() if h.drained}
 
     def known_gpu_types(self) -> list[str]:
         return sorted({gpu for site in self.sites.values() for gpu in site.gpu_types()} | {LOCAL_GPU_LABEL})
@@ -176,21 +256,57 @@ class Gateway:
         return self.store
 
     async def create_leaderboard(
-        self, name: str, task: TaskDefinition, gpu_types: list[str] | None = None
+        self,
+        name: str,
+        task: TaskDefinition,
+        gpu_types: list[str] | None = None,
+        *,
+        deadline: datetime | None = None,
+        visibility: str = "public",
+        creator: str | None = None,
     ) -> LeaderboardRecord:
         store = self._require_store()
+        if not name or len(name) > 100 or not name.isprintable():
+            raise UserError(f"leaderboard name {name!r}: one line of printable characters, at most 100")
+        unknown = sorted(set(gpu_types or []) - set(self.known_gpu_types()))
+        if unknown:
+            raise UserError(
+                f"no site offers GPU type(s) {', '.join(unknown)}; "
+                f"offered: {', '.join(self.known_gpu_types())}"
+            )
         return await store.create_leaderboard(
-            name, task.description, task.model_dump(), task.ranking_by, gpu_types or self.known_gpu_types()
+            name,
+            task.description,
+            task.model_dump(),
+            task.ranking_by,
+            gpu_types or self.known_gpu_types(),
+            secret_seed=secrets.randbits(31),
+            deadline=deadline,
+            visibility=visibility,
+            creator=creator,
         )
 
-    async def leaderboard(self, name: str, recent: int = 20) -> LeaderboardView:
-        store = self._require_store()
-        board = await store.get_leaderboard(name)
+    async def get_leaderboard(self, name: str) -> LeaderboardRecord:
+        board = await self._require_store().get_leaderboard(name)
         if board is None:
             raise UserError(f"no leaderboard named {name!r}")
-        return LeaderboardView(
-            board, await store.ranking(board.id), await store.recent_runs(board.id, recent)
-        )
+        return board
+
+    async def leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
+        return await self._require_store().list_leaderboards(include_hidden)
+
+    async def delete_leaderboard(self, name: str) -> tuple[int, int]:
+        """Delete a leaderboard with its submissions and runs; returns (submissions, runs) deleted."""
+        deleted = await self._require_store().delete_leaderboard(name)
+        if deleted is None:
+            raise UserError(f"no leaderboard named {name!r}")
+        return deleted
+
+    async def leaderboard(self, name: str, recent: int = 20, top: int = 100) -> LeaderboardView:
+        store = self._require_store()
+        board = await self.get_leaderboard(name)
+        ranking = {gpu: await store.ranking(board.id, gpu, top) for gpu in board.gpu_types}
+        return LeaderboardView(board, ranking, await store.recent_runs(board.id, recent))
 
     # -- submissions --------------------------------------------------------------------------------
 
@@ -222,113 +338,175 @@ class Gateway:
         if board is None:
             if request.task is None:
                 raise UserError(f"no leaderboard named {name!r}; give --task to create it")
-            board = await self.create_leaderboard(name, request.task)
-        task = TaskDefinition.from_json(board.task)
-        return task, board
+            board = await self.create_leaderboard(name, request.task, creator=request.user)
+        return TaskDefinition.from_json(board.task), board
 
-    async def submit(self, request: SubmitRequest, on_event: EventCallback | None = None) -> RunReport:
-        """Run one submission to its end and return what happened (failures are reported, not raised,
-        once the run exists; bad input raises UserError before anything is stored)."""
+    def _gpu_type(self, request: SubmitRequest, board: LeaderboardRecord | None) -> str:
+        """The GPU type a request runs on, checked against the sites and the leaderboard (no routing yet:
+        the worker that claims the run picks the site and partition)."""
+        if request.site is not None:
+            site = self.site(request.site)
+            gpu = request.gpu_type or site.partitions[0].gpu_type or LOCAL_GPU_LABEL
+            if site.kind != "local" and not site.partitions_for(gpu):
+                offered = ", ".join(site.gpu_types()) or "none"
+                raise UserError(
+                    f"site {site.name} has no partition with GPU type {gpu!r}; it offers: {offered}"
+                )
+        elif request.gpu_type is None:
+            gpu = LOCAL_GPU_LABEL
+        else:
+            gpu = request.gpu_type
+            if gpu not in self.known_gpu_types():
+                raise UserError(
+                    f"no site offers GPU type {gpu!r}; offered: {', '.join(self.known_gpu_types())}"
+                )
+        if board is not None and board.gpu_types and gpu not in board.gpu_types:
+            raise UserError(
+                f"leaderboard {board.name} does not rank {gpu}; it ranks {', '.join(board.gpu_types)}"
+            )
+        return gpu
+
+    async def enqueue(self, request: SubmitRequest) -> Submission:
+        """Check and store a submission with its queued runs; returns at once. Workers run it.
+
+        A leaderboard-mode submission gets a public run and a secret rerun (the leaderboard's secret seed);
+        it ranks only when both pass. Bad input raises UserError and stores nothing."""
+        store = self._require_store()
         self._check_code(request.code, request.file_name)
         task, board = await self._resolve_task(request)
+        gpu = self._gpu_type(request, board)
+        secret_too = request.mode == "leaderboard" and board is not None
+        runs = [
+            NewRun(str(uuid.uuid4()), request.mode, gpu, secrets.token_hex(32), secret, request.site)
+            for secret in ([False, True] if secret_too else [False])
+        ]
+        submission_id = await store.create_submission(
+            request.user,
+            board.id if board else None,
+            task.name,
+            request.file_name,
+            request.code,
+            request.mode,
+            runs,
+        )
+        return Submission(
+            submission_id,
+            board.name if board else None,
+            [QueuedRun(r.run_id, gpu, r.secret) for r in runs],
+        )
+
+    async def submit(self, request: SubmitRequest, on_event: EventCallback | None = None) -> RunReport:
+        """Enqueue a submission and see it through in this process (as a worker for its own runs; a
+        worker elsewhere may take some, and they are followed); return the public run's report with the
+        secret rerun's verdict. Without a database the run goes straight to its site."""
+        if self.store is None:
+            return await self._run_direct(request, on_event)
+        from gateway.worker import Worker  # the worker drives this service: imported late, not circularly
+
+        submission = await self.enqueue(request)
+        reports = await Worker(self).drain(submission.run_ids, on_event)
+        public = reports[submission.public_run.run_id]
+        secret = [reports[r.run_id] for r in submission.runs if r.secret]
+        if secret:
+            public.secret_passed = secret[0].passed
+        return public
+
+    async def resume(
+        self, on_event: EventCallback | None = None, site: str | None = None, run_ids: list[str] | None = None
+    ) -> list[RunReport]:
+        """See unfinished runs through in this process: those no live worker holds are claimed (a run a
+        stopped worker held is taken over once its claim is stale), the others are followed."""
+        from gateway.worker import Worker
+
+        store = self._require_store()
+        if run_ids:
+            wanted = [(await self.run(run_id)) for run_id in run_ids]
+        else:
+            wanted = await store.list_runs(unfinished=True, site=site, limit=10_000)
+        pending = [r.run_id for r in wanted if r.finished_at is None and (site is None or r.site == site)]
+        reports = await Worker(self).drain(pending, on_event)
+        return [reports[run_id] for run_id in pending if run_id in reports]
+
+    async def _run_direct(self, request: SubmitRequest, on_event: EventCallback | None) -> RunReport:
+        self._check_code(request.code, request.file_name)
+        task, _ = await self._resolve_task(request)
         choice = await self.route(request.site, request.gpu_type)
-        site, partition = choice.site, choice.partition
-        gpu_type = partition.gpu_type or LOCAL_GPU_LABEL
-        if board is not None and board.gpu_types and gpu_type not in board.gpu_types:
-            raise UserError(
-                f"leaderboard {board.name} does not rank {gpu_type}; it ranks {', '.join(board.gpu_types)}"
-            )
         run_id = str(uuid.uuid4())
-        key_hex = secrets.token_hex(32)
         report = RunReport(
             run_id,
             request.user,
             request.file_name,
-            site.name,
-            partition.name,
-            gpu_type,
-            leaderboard=board.name if board else None,
+            choice.site.name,
+            choice.partition.name,
+            choice.partition.gpu_type or LOCAL_GPU_LABEL,
         )
-        if self.store is not None:
-            user_id = await self.store.ensure_user(request.user)
-            await self.store.create_submission(
-                user_id,
-                board.id if board else None,
-                task.name,
-                request.file_name,
-                request.code,
-                [
-                    NewRun(
-                        run_id,
-                        request.mode,
-                        gpu_type,
-                        site.name,
-                        partition.name,
-                        site.kind,
-                        JobState.QUEUED.value,
-                        key_hex,
-                    )
-                ],
-            )
         job = JobRequest(
-            run_id, site, partition, task, request.code, build_spec(run_id, request.mode, task), key_hex
+            run_id,
+            choice.site,
+            choice.partition,
+            task,
+            request.code,
+            build_spec(run_id, request.mode, task),
+            secrets.token_hex(32),
         )
-        where = f"{site.name}/{partition.name} ({gpu_type})"
-        return await self._execute(job, report, on_event, f"queued for {where}: {choice.why}")
+        where = f"{choice.site.name}/{choice.partition.name} ({report.gpu_type})"
+        return await self._execute(job, report, on_event, f"routed to {where}: {choice.why}", None)
 
-    async def resume(
-        self,
-        on_event: EventCallback | None = None,
-        site: str | None = None,
-        run_ids: list[str] | None = None,
-    ) -> list[RunReport]:
-        """Finish every run a stopped gateway left unfinished: follow its Slurm job when it has one
-        (found by id, or by its job name when the gateway stopped before recording the id), and submit
-        it only when the site has no job for it. Nothing runs twice and every run is recorded once."""
+    # -- processing a claimed run -------------------------------------------------------------------
+
+    async def process(
+        self, run: ClaimedRun, claim: Claim, on_event: EventCallback | None = None
+    ) -> RunReport:
+        """Run one claimed run to its recorded end: route it (first claim), or find its job again by
+        name when an earlier worker may have submitted it (a takeover), never submitting it twice."""
         store = self._require_store()
-        try:
-            pending = await store.unfinished_runs(site, run_ids)
-        except ValueError as exc:  # a run id that is not a UUID
-            raise UserError(f"not a run id: {exc}") from exc
-        return list(await asyncio.gather(*(self._resume_one(run, on_event) for run in pending)))
-
-    async def _resume_one(self, run: UnfinishedRun, on_event: EventCallback | None) -> RunReport:
         report = RunReport(
             run.run_id,
             run.user_name,
             run.file_name,
-            run.site,
+            run.site or "",
             run.partition or "",
             run.gpu_type or LOCAL_GPU_LABEL,
             job_id=run.job_id,
             attempt=run.attempt,
             leaderboard=run.leaderboard,
         )
+        claim.report = report
         try:
-            site = self.site(run.site)
-            partition = site.partition(run.partition or "") or site.partitions[0]
             if run.task is None:
                 raise UserError("its task is not stored (an ad-hoc run without a leaderboard)")
             task = TaskDefinition.from_json(run.task)
+            if run.site is None:
+                gpu = None if run.gpu_type == LOCAL_GPU_LABEL else run.gpu_type
+                choice = await self.route(run.requested_site, gpu)
+                site, partition, why = choice.site, choice.partition, choice.why
+                await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
+                first = f"routed to {site.name}/{partition.name} ({report.gpu_type}): {why}"
+            else:
+                site = self.site(run.site)
+                partition = site.partition(run.partition or "") or site.partitions[0]
+                last = f" (last seen as job {run.job_id})" if run.job_id else ""
+                first = f"taken over on {site.name}{last}"
         except GatewayError as exc:
-            report.state, report.error = JobState.FAILED, f"cannot resume: {exc}"
+            report.state, report.error = JobState.FAILED, f"cannot run: {exc}"
             await self._record(report)
             return report
+        report.site, report.partition = site.name, partition.name
+        seed = run.secret_seed if run.secret else None
         job = JobRequest(
             run.run_id,
             site,
             partition,
             task,
             run.code,
-            build_spec(run.run_id, as_mode(run.mode), task),
+            build_spec(run.run_id, as_mode(run.mode), task, secret_seed=seed),
             run.result_key,
             attempt=run.attempt,
-            maybe_submitted=True,
+            # an earlier claim may have handed it to the site: the backend finds the job by its name
+            # gw-<run>[-attempt] (whether or not its id was recorded) and submits only if there is none
+            maybe_submitted=run.claims > 1 or run.job_id is not None,
         )
-        # maybe_submitted: the backend finds the job by its name (whether or not its id was recorded)
-        # and submits only when the site has none
-        last = f" (last seen as job {run.job_id})" if run.job_id else ""
-        return await self._execute(job, report, on_event, f"resuming on {site.name}{last}")
+        return await self._execute(job, report, on_event, first, claim)
 
     async def _execute(
         self,
@@ -336,23 +514,27 @@ class Gateway:
         report: RunReport,
         on_event: EventCallback | None,
         first_event: str,
+        claim: Claim | None,
     ) -> RunReport:
         site, partition = job.site, job.partition
+        store = self.store
 
-        async def event(message: str) -> None:
+        async def event(message: str, *, progress: bool = False) -> None:
             report.events.append(message)
+            if store is not None:
+                await store.add_event(
+                    job.run_id, "progress" if progress else "state", report.state.value, message
+                )
             if on_event is not None:
                 await on_event(job.run_id, message)
 
         async def persist(report: RunReport, status: JobStatus | None) -> None:
-            if self.store is None:
+            if store is None:
                 return
             if status is None and report.job_id is not None:
-                await self.store.mark_submitted(
-                    report.run_id, report.job_id, report.state.value, report.attempt
-                )
+                await store.mark_submitted(report.run_id, report.job_id, report.state.value, report.attempt)
             elif status is not None:
-                await self.store.update_state(
+                await store.update_state(
                     report.run_id, status.state.value, started=status.state is JobState.RUNNING
                 )
 
@@ -360,14 +542,17 @@ class Gateway:
         self.router.started(site.name, partition.name)
         try:
             await execute(self._runtime(site), job, report, event, persist)
-            self.router.record(site.name, None)
+            await self._site_outcome(site.name, None)
         except asyncio.CancelledError:
-            # the caller gave up (Ctrl-C, a closed API request): cancel the job and say so in the row
-            await asyncio.shield(self._abandon(report, site))
+            if claim is not None and claim.lost:
+                raise  # another worker follows the job now: leave it and its row alone
+            # the caller gave up (Ctrl-C, a closed request) or an admin cancelled: cancel the job, record it
+            reason = claim.cancel_reason if claim and claim.cancel_reason else "the submitter stopped waiting"
+            await asyncio.shield(self._abandon(report, site, reason))
             raise
         except GatewayError as exc:
             if isinstance(exc, TransportError | BackendError):
-                self.router.record(site.name, str(exc))
+                await self._site_outcome(site.name, str(exc))
             report.error = report.error or str(exc)
             if not report.state.is_terminal:
                 report.state = JobState.FAILED
@@ -375,8 +560,17 @@ class Gateway:
         finally:
             self.router.finished(site.name, partition.name)
         await self._record(report)
-        await event("passed" if report.passed else f"failed: {report.error}")
+        if on_event is not None:
+            await on_event(job.run_id, _verdict(report))
         return report
+
+    async def _site_outcome(self, site: str, error: str | None) -> None:
+        self.router.record(site, error)
+        if self.store is not None:
+            try:
+                await self.store.record_site_outcome(site, error)
+            except GatewayError as exc:  # health is advisory: never fail a run over it
+                log.warning("site %s: could not record its health: %s", site, exc)
 
     async def _record(self, report: RunReport) -> None:
         if self.store is None:
@@ -390,13 +584,85 @@ class Gateway:
             result=result.to_payload() if result else None,
             system_info=result.system if result else None,
             error=report.error,
+            message=_verdict(report),
         )
 
-    async def _abandon(self, report: RunReport, site: SiteConfig) -> None:
-        report.state, report.error = JobState.CANCELLED, "cancelled: the submitter stopped waiting"
+    async def _abandon(self, report: RunReport, site: SiteConfig, reason: str) -> None:
+        report.state, report.error = JobState.CANCELLED, f"cancelled: {reason}"
         try:
             if report.handle is not None:
                 await self._runtime(site).backend.cancel([report.handle])
         except GatewayError as exc:
             log.warning("run %s: could not cancel job %s: %s", report.run_id, report.job_id, exc)
         await self._record(report)
+
+    # -- following and managing runs ----------------------------------------------------------------
+
+    async def follow(self, run_ids: list[str], after_id: int = 0) -> AsyncIterator[RunEvent]:
+        """Each event of these runs as it happens (from PostgreSQL's LISTEN/NOTIFY), until all finished."""
+        async for event in self._require_store().follow(run_ids, after_id):
+            yield event
+
+    async def run(self, run_id: str) -> RunRecord:
+        """One run by its id, or by the first characters of it as tables show."""
+        store = self._require_store()
+        matches = await store.find_runs(run_id.strip())
+        if not matches:
+            raise UserError(f"no run with id {run_id!r}")
+        if len(matches) > 1 and run_id.strip().lower() not in matches:
+            raise UserError(f"{run_id!r} matches several runs: give more of the id")
+        record = await store.get_run(matches[0])
+        assert record is not None
+        return record
+
+    async def runs(self, **filters: Any) -> list[RunRecord]:
+        return await self._require_store().list_runs(**filters)
+
+    async def cancel_run(self, run_id: str) -> str:
+        """Cancel a run: at once if no worker started it, else its worker cancels the job; says which."""
+        record = await self.run(run_id)
+        outcome = await self._require_store().request_cancel(record.run_id)
+        return {
+            "queued": f"run {record.run_id} was cancelled before it started",
+            "requested": f"run {record.run_id}: cancel requested; its worker cancels "
+            f"job {record.job_id or '(not yet submitted)'}",
+            "finished": f"run {record.run_id} has already finished ({record.state})",
+            "unknown": f"no run with id {record.run_id}",
+        }[outcome]
+
+    async def set_drained(self, site: str, drained: bool, reason: str | None = None) -> None:
+        self.site(site)  # a known site, or a clear error
+        await self._require_store().set_drained(site, drained, reason)
+        self._health = (0.0, {})
+
+    async def site_health(self) -> dict[str, SiteHealth]:
+        return await self._require_store().site_health()
+
+
+def _verdict(report: RunReport) -> str:
+    return "passed" if report.passed else f"failed: {report.error}"
+
+
+def report_of(record: RunRecord) -> RunReport:
+    """A report rebuilt from a recorded run (one another worker saw through)."""
+    result = None
+    if record.result is not None:
+        try:
+            result = RunResult.from_payload(record.result)
+        except HarnessError as exc:
+            log.warning("run %s: stored result unreadable: %s", record.run_id, exc)
+    return RunReport(
+        record.run_id,
+        record.user_name,
+        record.file_name,
+        record.site or "",
+        record.partition or "",
+        record.gpu_type or LOCAL_GPU_LABEL,
+        job_id=record.job_id,
+        attempt=record.attempt,
+        state=JobState(record.state) if record.state in JobState.__members__ else JobState.UNKNOWN,
+        result=result,
+        score=record.score,
+        error=record.error,
+        leaderboard=record.leaderboard,
+    )

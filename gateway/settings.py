@@ -36,6 +36,14 @@ class Settings(BaseSettings):
         description="where the built-in local site keeps its job bundles",
     )
     max_submission_bytes: int = Field(default=256 * 1024, description="largest submission file accepted")
+    worker_concurrency: int = Field(default=16, ge=1, description="runs one worker follows at once")
+    worker_heartbeat_s: float = Field(default=2.0, gt=0, description="how often a worker renews its claims")
+    worker_stale_s: float = Field(
+        default=45.0,
+        gt=0,
+        description="a claim not renewed for this long is taken over by another worker; keep it above "
+        "the submit timeout (30 s) so a worker killed mid-sbatch is not raced",
+    )
 
     def database_dsn(self) -> str | None:
         return self.database_url.get_secret_value() if self.database_url else None

@@ -58,6 +58,9 @@ def print_report(console: Console, report: RunReport) -> None:
             f"[dim]ran on {system.get('hostname', '?')}: {device}, torch {system.get('torch') or '?'}[/]",
             highlight=False,
         )
+    if report.secret_passed is not None:
+        verdict = "[green]passed[/]" if report.secret_passed else "[red]failed[/] (the run is not ranked)"
+        console.print(f"secret rerun (hidden inputs): {verdict}")
     if report.passed:
         timed = report.score is not None
         score = f"score {format_seconds(report.score)}" if timed else "no timings in this mode"
@@ -77,7 +80,8 @@ def print_leaderboard(console: Console, view: LeaderboardView) -> None:
     )
     for column in ("gpu", "rank", "user", "score", "file", "site", "run"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
-    for entry in view.ranking:
+    entries = [entry for ranked in view.ranking.values() for entry in ranked]
+    for entry in entries:
         table.add_row(
             entry.gpu_type,
             str(entry.rank),
@@ -87,7 +91,7 @@ def print_leaderboard(console: Console, view: LeaderboardView) -> None:
             entry.site,
             entry.run_id[:8],
         )
-    if not view.ranking:
+    if not entries:
         table.add_row("-", "-", "no passing leaderboard runs yet", "-", "-", "-", "-")
     console.print(table)
     failed, seen = [], set()

@@ -1,0 +1,235 @@
+"""Users, leaderboards, their GPU types and rate limits, and the sites' health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from gateway.errors import StoreError
+from gateway.store.base import StoreBase, retried
+from gateway.store.records import LeaderboardRecord, LeaderboardSummary, RateLimit, SiteHealth, UserRecord
+
+_BOARD_SELECT = (
+    "SELECT l.id, l.name, l.description, l.task, l.ranking_by, l.deadline, l.visibility, l.created_at, "
+    "u.name AS creator, "
+    "COALESCE(array_agg(g.gpu_type ORDER BY g.gpu_type) FILTER (WHERE g.gpu_type IS NOT NULL), '{}') "
+    "AS gpu_types "
+    "FROM leaderboards l LEFT JOIN leaderboard_gpus g ON g.leaderboard_id = l.id "
+    "LEFT JOIN users u ON u.id = l.creator_id "
+)
+
+
+def _board(row: asyncpg.Record) -> LeaderboardRecord:
+    return LeaderboardRecord(
+        row["id"],
+        row["name"],
+        row["description"],
+        row["task"],
+        row["ranking_by"],
+        list(row["gpu_types"]),
+        row["deadline"],
+        row["visibility"],
+        row["creator"],
+        row["created_at"],
+    )
+
+
+class BoardsStore(StoreBase):
+    @retried
+    async def ensure_user(self, name: str) -> int:
+        async with self._conn() as conn:
+            user_id: int = await conn.fetchval(
+                "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+                "RETURNING id",
+                name,
+            )
+            return user_id
+
+    @retried
+    async def get_user(self, name: str) -> UserRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow("SELECT id, name, banned FROM users WHERE name = $1", name)
+        return UserRecord(row["id"], row["name"], row["banned"]) if row else None
+
+    @retried
+    async def set_banned(self, name: str, banned: bool) -> bool:
+        """Ban or unban a user (created if unknown, so a ban can come first); True if it changed."""
+        async with self._conn() as conn:
+            previous = await conn.fetchval(
+                "WITH old AS (SELECT banned FROM users WHERE name = $1) "
+                "INSERT INTO users (name, banned) VALUES ($1, $2) "
+                "ON CONFLICT (name) DO UPDATE SET banned = EXCLUDED.banned "
+                "RETURNING (SELECT banned FROM old)",
+                name,
+                banned,
+            )
+        return previous is None or previous != banned
+
+    @retried
+    async def get_leaderboard(self, name: str) -> LeaderboardRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(_BOARD_SELECT + "WHERE l.name = $1 GROUP BY l.id, u.name", name)
+        return _board(row) if row is not None else None
+
+    @retried
+    async def list_leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT l.name, l.description, l.deadline, l.visibility, "
+                "  COALESCE((SELECT array_agg(g.gpu_type ORDER BY g.gpu_type) FROM leaderboard_gpus g "
+                "            WHERE g.leaderboard_id = l.id), '{}') AS gpu_types, "
+                "  (SELECT count(*) FROM submissions s WHERE s.leaderboard_id = l.id) AS submissions, "
+                "  (SELECT count(*) FROM runs r WHERE r.leaderboard_id = l.id) AS runs "
+                "FROM leaderboards l WHERE $1 OR l.visibility = 'public' ORDER BY l.name",
+                include_hidden,
+            )
+        return [
+            LeaderboardSummary(
+                r["name"],
+                r["description"],
+                list(r["gpu_types"]),
+                r["deadline"],
+                r["visibility"],
+                r["submissions"],
+                r["runs"],
+            )
+            for r in rows
+        ]
+
+    @retried
+    async def create_leaderboard(
+        self,
+        name: str,
+        description: str,
+        task: dict[str, Any],
+        ranking_by: str,
+        gpu_types: list[str],
+        *,
+        secret_seed: int,
+        deadline: datetime | None = None,
+        visibility: str = "public",
+        creator: str | None = None,
+    ) -> LeaderboardRecord:
+        """Create it, or return the existing one of that name unchanged (concurrent creators agree)."""
+        async with self._conn() as conn, conn.transaction():
+            creator_id = None
+            if creator is not None:
+                creator_id = await conn.fetchval(
+                    "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE "
+                    "SET name = EXCLUDED.name RETURNING id",
+                    creator,
+                )
+            board_id = await conn.fetchval(
+                "INSERT INTO leaderboards (name, description, task, ranking_by, secret_seed, deadline, "
+                "visibility, creator_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                "ON CONFLICT (name) DO NOTHING RETURNING id",
+                name,
+                description,
+                task,
+                ranking_by,
+                secret_seed,
+                deadline,
+                visibility,
+                creator_id,
+            )
+            if board_id is not None:
+                await conn.executemany(
+                    "INSERT INTO leaderboard_gpus (leaderboard_id, gpu_type) VALUES ($1, $2)",
+                    [(board_id, gpu) for gpu in sorted(set(gpu_types))],
+                )
+        record = await self.get_leaderboard(name)
+        if record is None:
+            raise StoreError(f"leaderboard {name!r} vanished while it was being created")
+        return record
+
+    @retried
+    async def set_deadline(self, name: str, deadline: datetime | None) -> bool:
+        async with self._conn() as conn:
+            done = await conn.execute("UPDATE leaderboards SET deadline = $2 WHERE name = $1", name, deadline)
+        return done.endswith(" 1")
+
+    @retried
+    async def delete_leaderboard(self, name: str) -> tuple[int, int] | None:
+        """Delete a leaderboard with its submissions and runs; (submissions, runs) deleted, None if absent."""
+        async with self._conn() as conn, conn.transaction():
+            board_id = await conn.fetchval("SELECT id FROM leaderboards WHERE name = $1 FOR UPDATE", name)
+            if board_id is None:
+                return None
+            runs = await conn.fetchval("SELECT count(*) FROM runs WHERE leaderboard_id = $1", board_id)
+            submissions = await conn.fetchval(
+                "SELECT count(*) FROM submissions WHERE leaderboard_id = $1", board_id
+            )
+            await conn.execute("DELETE FROM leaderboards WHERE id = $1", board_id)
+        return submissions, runs
+
+    @retried
+    async def set_rate_limit(self, board_id: int, limit: RateLimit | None, mode: str) -> None:
+        async with self._conn() as conn:
+            if limit is None:
+                await conn.execute(
+                    "DELETE FROM rate_limits WHERE leaderboard_id = $1 AND mode = $2", board_id, mode
+                )
+                return
+            await conn.execute(
+                "INSERT INTO rate_limits (leaderboard_id, mode, max_submissions, per_seconds) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (leaderboard_id, mode) DO UPDATE "
+                "SET max_submissions = EXCLUDED.max_submissions, per_seconds = EXCLUDED.per_seconds",
+                board_id,
+                limit.mode,
+                limit.max_submissions,
+                limit.per_seconds,
+            )
+
+    @retried
+    async def rate_limits(self, board_id: int) -> list[RateLimit]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT mode, max_submissions, per_seconds FROM rate_limits WHERE leaderboard_id = $1 "
+                "ORDER BY mode",
+                board_id,
+            )
+        return [RateLimit(r["mode"], r["max_submissions"], r["per_seconds"]) for r in rows]
+
+    # -- site health ----------------------------------------------------------------------------------
+
+    @retried
+    async def record_site_outcome(self, site: str, error: str | None) -> None:
+        async with self._conn() as conn:
+            if error is None:
+                await conn.execute(
+                    "INSERT INTO site_health (site, consecutive_failures, last_ok_at) VALUES ($1, 0, now()) "
+                    "ON CONFLICT (site) DO UPDATE SET consecutive_failures = 0, last_ok_at = now(), "
+                    "updated_at = now()",
+                    site,
+                )
+            else:
+                await conn.execute(
+                    "INSERT INTO site_health (site, consecutive_failures, last_error, last_failure_at) "
+                    "VALUES ($1, 1, $2, now()) ON CONFLICT (site) DO UPDATE SET "
+                    "consecutive_failures = site_health.consecutive_failures + 1, last_error = $2, "
+                    "last_failure_at = now(), updated_at = now()",
+                    site,
+                    error[:2000],
+                )
+
+    @retried
+    async def set_drained(self, site: str, drained: bool, reason: str | None = None) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO site_health (site, drained, drain_reason) VALUES ($1, $2, $3) "
+                "ON CONFLICT (site) DO UPDATE SET drained = $2, drain_reason = $3, updated_at = now()",
+                site,
+                drained,
+                reason if drained else None,
+            )
+
+    @retried
+    async def site_health(self) -> dict[str, SiteHealth]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT site, drained, drain_reason, consecutive_failures, last_error, last_ok_at, "
+                "last_failure_at FROM site_health ORDER BY site"
+            )
+        return {r["site"]: SiteHealth(*r.values()) for r in rows}

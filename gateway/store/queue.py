@@ -1,0 +1,347 @@
+"""The durable queue: submissions with their runs, claims with heartbeats, and each run's record.
+
+A run is claimed with ``FOR UPDATE SKIP LOCKED`` by one worker at a time; its claim lives while the
+worker's heartbeat is fresh, and a run whose heartbeat went stale may be claimed again (taken over).
+A run is recorded once: ``record_result`` writes only while ``finished_at IS NULL``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from gateway.errors import RefusedError
+from gateway.store.base import StoreBase, retried
+from gateway.store.records import ClaimedRun, NewRun
+
+EVENTS_PER_RUN = 500  # state and progress events kept per run (the finished event always goes in)
+
+
+def _ids(run_ids: list[str] | None) -> list[uuid.UUID] | None:
+    return None if run_ids is None else [uuid.UUID(r) for r in run_ids]
+
+
+async def insert_event(conn: Any, run_id: uuid.UUID, kind: str, state: str, message: str) -> None:
+    """Add one event (capped per run, except the finished one); its trigger NOTIFYs followers."""
+    await conn.execute(
+        "INSERT INTO run_events (run_id, kind, state, message) SELECT $1, $2, $3, $4 "
+        "WHERE $2 = 'finished' OR (SELECT count(*) FROM run_events WHERE run_id = $1) < $5",
+        run_id,
+        kind,
+        state,
+        message[:4000],
+        EVENTS_PER_RUN,
+    )
+
+
+class QueueStore(StoreBase):
+    @retried
+    async def create_submission(
+        self,
+        user: str,
+        leaderboard_id: int | None,
+        task_name: str,
+        file_name: str,
+        code: str,
+        mode: str,
+        runs: list[NewRun],
+    ) -> int:
+        """Store the code (deduplicated by sha256), the submission and its queued runs in one transaction,
+        after checking that the user is not banned, the leaderboard is open and its rate limit allows it.
+
+        Safe to retry: the run ids are chosen by the caller, so a retry after a commit whose
+        acknowledgement was lost finds the submission instead of adding a second one."""
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        async with self._conn() as conn, conn.transaction():
+            existing = await conn.fetchval(
+                "SELECT submission_id FROM runs WHERE id = $1", uuid.UUID(runs[0].run_id)
+            )
+            if existing is not None:
+                return int(existing)
+            # the upsert locks the user's row until commit: their concurrent submissions are serialised,
+            # so a rate limit holds exactly
+            user_row: Any = await conn.fetchrow(
+                "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+                "RETURNING id, banned",
+                user,
+            )
+            if user_row["banned"]:
+                raise RefusedError(f"{user} is banned from submitting", "banned")
+            if leaderboard_id is not None:
+                await self._check_open(conn, user_row["id"], leaderboard_id, mode)
+            await conn.execute(
+                "INSERT INTO code_blobs (sha256, code) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+                digest,
+                code,
+            )
+            submission_id: int = await conn.fetchval(
+                "INSERT INTO submissions (user_id, leaderboard_id, task_name, file_name, code_sha256, mode) "
+                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                user_row["id"],
+                leaderboard_id,
+                task_name,
+                file_name,
+                digest,
+                mode,
+            )
+            await conn.executemany(
+                "INSERT INTO runs (id, submission_id, leaderboard_id, user_id, mode, secret, gpu_type, "
+                "requested_site, state, result_key) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9)",
+                [
+                    (
+                        uuid.UUID(r.run_id),
+                        submission_id,
+                        leaderboard_id,
+                        user_row["id"],
+                        r.mode,
+                        r.secret,
+                        r.gpu_type,
+                        r.requested_site,
+                        r.result_key,
+                    )
+                    for r in runs
+                ],
+            )
+            for r in runs:
+                await insert_event(conn, uuid.UUID(r.run_id), "state", "QUEUED", "queued")
+            return submission_id
+
+    async def _check_open(self, conn: Any, user_id: int, board_id: int, mode: str) -> None:
+        board: Any = await conn.fetchrow(
+            "SELECT name, deadline, deadline <= now() AS closed FROM leaderboards WHERE id = $1", board_id
+        )
+        if board["closed"]:
+            raise RefusedError(
+                f"leaderboard {board['name']} closed at {board['deadline']:%Y-%m-%d %H:%M %Z}", "closed"
+            )
+        limit = await conn.fetchrow(
+            "SELECT max_submissions, per_seconds FROM rate_limits WHERE leaderboard_id = $1 AND mode = $2",
+            board_id,
+            mode,
+        )
+        if limit is None:
+            return
+        window: Any = await conn.fetchrow(
+            "SELECT count(*) AS used, min(created_at) AS oldest, "
+            "       extract(epoch FROM min(created_at) + make_interval(secs => $4) - now()) AS wait_s "
+            "FROM submissions WHERE user_id = $1 AND leaderboard_id = $2 AND mode = $3 "
+            "AND created_at > now() - make_interval(secs => $4)",
+            user_id,
+            board_id,
+            mode,
+            float(limit["per_seconds"]),
+        )
+        if window["used"] >= limit["max_submissions"]:
+            wait = max(1.0, float(window["wait_s"] or 0))
+            raise RefusedError(
+                f"rate limited: {limit['max_submissions']} {mode} submission(s) per "
+                f"{_duration(limit['per_seconds'])} on {board['name']}; try again in {_duration(wait)}",
+                "rate_limited",
+                retry_after_s=wait,
+            )
+
+    async def claim(
+        self, worker: str, limit: int, stale_after_s: float, run_ids: list[str] | None = None
+    ) -> list[ClaimedRun]:
+        """Claim up to ``limit`` unfinished runs, oldest first, that no live worker holds.
+
+        Not retried on its own: a claim whose acknowledgement was lost is left to go stale (its
+        heartbeat is never sent) and is taken over, so no run is held by a worker that does not know it."""
+        async with self._conn() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "WITH picked AS ("
+                "  SELECT id FROM runs WHERE finished_at IS NULL "
+                "  AND (worker IS NULL OR heartbeat_at < now() - make_interval(secs => $2)) "
+                "  AND ($4::uuid[] IS NULL OR id = ANY($4)) "
+                "  ORDER BY queued_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
+                "UPDATE runs r SET worker = $1, heartbeat_at = now(), claims = r.claims + 1 "
+                "FROM picked WHERE r.id = picked.id RETURNING r.id",
+                worker,
+                stale_after_s,
+                limit,
+                _ids(run_ids),
+            )
+            if not rows:
+                return []
+            details = await conn.fetch(
+                "SELECT r.id, r.submission_id, r.mode, r.secret, r.gpu_type, r.requested_site, r.site, "
+                "  r.partition, r.job_id, r.attempt, r.claims, r.result_key, u.name AS user_name, "
+                "  s.file_name, c.code, l.name AS leaderboard, l.task, l.secret_seed "
+                "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = s.user_id "
+                "JOIN code_blobs c ON c.sha256 = s.code_sha256 "
+                "LEFT JOIN leaderboards l ON l.id = s.leaderboard_id "
+                "WHERE r.id = ANY($1) ORDER BY r.queued_at, r.id",
+                [row["id"] for row in rows],
+            )
+        return [
+            ClaimedRun(
+                str(d["id"]),
+                d["submission_id"],
+                d["mode"],
+                d["secret"],
+                d["gpu_type"],
+                d["requested_site"],
+                d["site"],
+                d["partition"],
+                d["job_id"],
+                d["attempt"],
+                d["claims"],
+                d["result_key"],
+                d["user_name"],
+                d["file_name"],
+                d["code"],
+                d["leaderboard"],
+                d["task"],
+                d["secret_seed"] if d["secret"] else None,
+            )
+            for d in details
+        ]
+
+    @retried
+    async def heartbeat(self, worker: str, run_ids: list[str]) -> tuple[set[str], set[str]]:
+        """Refresh the claims still ours; return (runs still held, runs whose cancel was requested)."""
+        if not run_ids:
+            return set(), set()
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "UPDATE runs SET heartbeat_at = now() "
+                "WHERE worker = $1 AND id = ANY($2) AND finished_at IS NULL RETURNING id, cancel_requested",
+                worker,
+                _ids(run_ids),
+            )
+        return {str(r["id"]) for r in rows}, {str(r["id"]) for r in rows if r["cancel_requested"]}
+
+    @retried
+    async def release(self, worker: str, run_ids: list[str]) -> None:
+        """Give claims back (a worker stopping cleanly): another worker takes them over at once."""
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE runs SET worker = NULL, heartbeat_at = NULL "
+                "WHERE worker = $1 AND id = ANY($2) AND finished_at IS NULL",
+                worker,
+                _ids(run_ids),
+            )
+
+    @retried
+    async def assign_route(
+        self, run_id: str, worker: str, site: str, partition: str | None, backend: str, reason: str
+    ) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE runs SET site = $3, partition = $4, backend = $5, route_reason = $6 "
+                "WHERE id = $1 AND worker = $2 AND finished_at IS NULL",
+                uuid.UUID(run_id),
+                worker,
+                site,
+                partition,
+                backend,
+                reason,
+            )
+
+    @retried
+    async def mark_submitted(self, run_id: str, job_id: str, state: str, attempt: int = 1) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE runs SET job_id = $2, state = $3, attempt = $4 WHERE id = $1 AND finished_at IS NULL",
+                uuid.UUID(run_id),
+                job_id,
+                state,
+                attempt,
+            )
+
+    @retried
+    async def update_state(self, run_id: str, state: str, *, started: bool = False) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE runs SET state = $2, "
+                "started_at = CASE WHEN $3 THEN COALESCE(started_at, now()) ELSE started_at END "
+                "WHERE id = $1 AND finished_at IS NULL",
+                uuid.UUID(run_id),
+                state,
+                started,
+            )
+
+    @retried
+    async def record_result(
+        self,
+        run_id: str,
+        *,
+        state: str,
+        passed: bool,
+        score: float | None,
+        result: dict[str, Any] | None,
+        system_info: dict[str, Any] | None,
+        error: str | None,
+        message: str,
+    ) -> bool:
+        """Record a run's end once (True if this call did), with its finished event; a public
+        leaderboard run becomes ranked when it and its secret rerun have both passed."""
+        rid = uuid.UUID(run_id)
+        async with self._conn() as conn, conn.transaction():
+            # lock the submission's runs in one order: recorders of a run and its rerun see each other
+            submission_id = await conn.fetchval("SELECT submission_id FROM runs WHERE id = $1", rid)
+            if submission_id is None:
+                return False  # deleted with its leaderboard
+            await conn.execute(
+                "SELECT 1 FROM runs WHERE submission_id = $1 ORDER BY id FOR UPDATE", submission_id
+            )
+            done = await conn.execute(
+                "UPDATE runs SET state = $2, passed = $3, score = $4, result = $5, system_info = $6, "
+                "error = $7, finished_at = now(), worker = NULL, heartbeat_at = NULL "
+                "WHERE id = $1 AND finished_at IS NULL",
+                rid,
+                state,
+                passed,
+                score,
+                result,
+                system_info,
+                error,
+            )
+            if not done.endswith(" 1"):
+                return False
+            await insert_event(conn, rid, "finished", state, message)
+            await conn.execute(
+                "UPDATE runs p SET ranked = true WHERE p.submission_id = $1 AND p.mode = 'leaderboard' "
+                "AND NOT p.secret AND p.passed AND p.score IS NOT NULL AND NOT p.ranked "
+                "AND EXISTS (SELECT 1 FROM runs s WHERE s.submission_id = p.submission_id "
+                "            AND s.gpu_type IS NOT DISTINCT FROM p.gpu_type AND s.secret AND s.passed)",
+                submission_id,
+            )
+            return True
+
+    @retried
+    async def request_cancel(self, run_id: str) -> str:
+        """Ask for a run to be cancelled: 'queued' (no worker held it: recorded cancelled now), 'requested'
+        (its worker cancels the job), 'finished' (too late), or 'unknown'."""
+        rid = uuid.UUID(run_id)
+        async with self._conn() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT finished_at IS NOT NULL AS finished, job_id IS NULL AND worker IS NULL AS idle "
+                "FROM runs WHERE id = $1 FOR UPDATE",
+                rid,
+            )
+            if row is None:
+                return "unknown"
+            if row["finished"]:
+                return "finished"
+            if row["idle"]:
+                await conn.execute(
+                    "UPDATE runs SET state = 'CANCELLED', passed = false, error = 'cancelled before it "
+                    "started', finished_at = now() WHERE id = $1",
+                    rid,
+                )
+                await insert_event(conn, rid, "finished", "CANCELLED", "cancelled before it started")
+                return "queued"
+            await conn.execute("UPDATE runs SET cancel_requested = true WHERE id = $1", rid)
+            await conn.execute("SELECT pg_notify('gateway_cancel', $1)", run_id)
+            return "requested"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    for unit, size in (("h", 3600), ("min", 60)):
+        if (seconds >= size and seconds % size == 0) or seconds >= 10 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds} s"

@@ -1,0 +1,154 @@
+"""Reading runs back: rankings, personal history, recent runs, one run, lists of runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from gateway.store.base import StoreBase, retried
+from gateway.store.records import RankedEntry, RunRecord
+
+RUN_SELECT = (
+    "SELECT r.id, r.submission_id, u.name AS user_name, s.file_name, l.name AS leaderboard, r.mode, "
+    "r.secret, r.gpu_type, r.site, r.partition, r.job_id, r.attempt, r.state, r.passed, r.score, r.error, "
+    "r.result, r.queued_at, r.started_at, r.finished_at, r.worker, r.claims, r.ranked "
+    "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = r.user_id "
+    "LEFT JOIN leaderboards l ON l.id = r.leaderboard_id"
+)
+
+# Each user's best ranked run on one leaderboard and GPU type: answered from the partial index
+# runs_ranking alone (leaderboard, GPU, user, score, time), then ordered by score, ties by time.
+RANKING_SQL = (
+    "SELECT best.*, u.name AS user_name, s.file_name, r.site FROM ("
+    "  SELECT DISTINCT ON (user_id) user_id, score, queued_at, id FROM runs "
+    "  WHERE leaderboard_id = $1 AND gpu_type = $2 AND ranked "
+    "  ORDER BY user_id, score, queued_at) best "
+    "JOIN runs r ON r.id = best.id JOIN users u ON u.id = best.user_id "
+    "JOIN submissions s ON s.id = r.submission_id "
+    "ORDER BY best.score, best.queued_at LIMIT $3"
+)
+
+
+def run_record(row: asyncpg.Record) -> RunRecord:
+    return RunRecord(
+        str(row["id"]),
+        row["submission_id"],
+        row["user_name"],
+        row["file_name"],
+        row["leaderboard"],
+        row["mode"],
+        row["secret"],
+        row["gpu_type"],
+        row["site"],
+        row["partition"],
+        row["job_id"],
+        row["attempt"],
+        row["state"],
+        row["passed"],
+        row["score"],
+        row["error"],
+        row["result"],
+        row["queued_at"],
+        row["started_at"],
+        row["finished_at"],
+        row["worker"],
+        row["claims"],
+        row["ranked"],
+    )
+
+
+class RankingStore(StoreBase):
+    @retried
+    async def ranking(self, leaderboard_id: int, gpu_type: str, limit: int = 100) -> list[RankedEntry]:
+        """The ranking on one GPU type: each user's best public score whose secret rerun also passed."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(RANKING_SQL, leaderboard_id, gpu_type, limit)
+        return [
+            RankedEntry(
+                rank,
+                row["user_name"],
+                gpu_type,
+                row["score"],
+                str(row["id"]),
+                row["file_name"],
+                row["site"],
+                row["queued_at"],
+            )
+            for rank, row in enumerate(rows, start=1)
+        ]
+
+    @retried
+    async def recent_runs(self, leaderboard_id: int, limit: int = 20) -> list[RunRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"{RUN_SELECT} WHERE r.leaderboard_id = $1 AND NOT r.secret "
+                "ORDER BY r.queued_at DESC LIMIT $2",
+                leaderboard_id,
+                limit,
+            )
+        return [run_record(row) for row in rows]
+
+    @retried
+    async def history(self, user: str, leaderboard_id: int | None = None, limit: int = 50) -> list[RunRecord]:
+        """A user's own runs, newest first (secret reruns included: their pass/fail is theirs to see)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"{RUN_SELECT} WHERE u.name = $1 AND ($2::bigint IS NULL OR r.leaderboard_id = $2) "
+                "ORDER BY r.queued_at DESC, r.secret LIMIT $3",
+                user,
+                leaderboard_id,
+                limit,
+            )
+        return [run_record(row) for row in rows]
+
+    @retried
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(f"{RUN_SELECT} WHERE r.id = $1", uuid.UUID(run_id))
+        return run_record(row) if row is not None else None
+
+    @retried
+    async def find_runs(self, prefix: str) -> list[str]:
+        """Run ids starting with ``prefix`` (users type the first 8 characters shown in tables)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT id FROM runs WHERE id::text LIKE $1 || '%' ORDER BY queued_at DESC LIMIT 5",
+                prefix.lower(),
+            )
+        return [str(r["id"]) for r in rows]
+
+    @retried
+    async def list_runs(
+        self,
+        *,
+        leaderboard: str | None = None,
+        user: str | None = None,
+        unfinished: bool = False,
+        site: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"{RUN_SELECT} WHERE ($1::text IS NULL OR l.name = $1) AND ($2::text IS NULL OR u.name = $2) "
+                "AND (NOT $3 OR r.finished_at IS NULL) AND ($4::text IS NULL OR r.site = $4) "
+                "AND ($5::timestamptz IS NULL OR r.queued_at >= $5) "
+                "ORDER BY r.queued_at DESC LIMIT $6",
+                leaderboard,
+                user,
+                unfinished,
+                site,
+                since,
+                limit,
+            )
+        return [run_record(row) for row in rows]
+
+    @retried
+    async def submission_runs(self, submission_id: int) -> list[RunRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"{RUN_SELECT} WHERE r.submission_id = $1 ORDER BY r.secret, r.gpu_type", submission_id
+            )
+        return [run_record(row) for row in rows]

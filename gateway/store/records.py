@@ -1,0 +1,140 @@
+"""Typed rows the store returns: front ends and the service never see asyncpg records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LeaderboardRecord:
+    id: int
+    name: str
+    description: str
+    task: dict[str, Any]
+    ranking_by: str
+    gpu_types: list[str]
+    deadline: datetime | None = None
+    visibility: str = "public"
+    creator: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LeaderboardSummary:
+    name: str
+    description: str
+    gpu_types: list[str]
+    deadline: datetime | None
+    visibility: str
+    submissions: int
+    runs: int
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    banned: bool
+
+
+@dataclass(frozen=True)
+class NewRun:
+    run_id: str
+    mode: str
+    gpu_type: str | None
+    result_key: str
+    secret: bool = False
+    requested_site: str | None = None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    mode: str
+    max_submissions: int
+    per_seconds: int
+
+
+@dataclass(frozen=True)
+class RankedEntry:
+    rank: int
+    user_name: str
+    gpu_type: str
+    score: float
+    run_id: str
+    file_name: str
+    site: str
+    submitted_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    submission_id: int
+    user_name: str
+    file_name: str
+    leaderboard: str | None
+    mode: str
+    secret: bool
+    gpu_type: str | None
+    site: str | None
+    partition: str | None
+    job_id: str | None
+    attempt: int
+    state: str
+    passed: bool | None
+    score: float | None
+    error: str | None
+    result: dict[str, Any] | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    claims: int
+    ranked: bool
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run a worker claimed: everything it needs to start (or find again) and record its job."""
+
+    run_id: str
+    submission_id: int
+    mode: str
+    secret: bool
+    gpu_type: str | None
+    requested_site: str | None
+    site: str | None  # None until routed
+    partition: str | None
+    job_id: str | None
+    attempt: int
+    claims: int  # 1: first claim; more: taken over from a worker that stopped
+    result_key: str
+    user_name: str
+    file_name: str
+    code: str
+    leaderboard: str | None
+    task: dict[str, Any] | None
+    secret_seed: int | None  # the leaderboard's, for secret reruns only
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    id: int
+    run_id: str
+    at: datetime
+    kind: str  # state | progress | finished
+    state: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SiteHealth:
+    site: str
+    drained: bool
+    drain_reason: str | None
+    consecutive_failures: int
+    last_error: str | None
+    last_ok_at: datetime | None
+    last_failure_at: datetime | None
