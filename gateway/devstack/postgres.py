@@ -123,7 +123,8 @@ def _ensure_role(paths: Paths) -> None:
     pw = f"pw={password(paths)}"
     has_role = _psql(paths, f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}'").strip()  # noqa: S608 (constant)
     verb = "ALTER" if has_role else "CREATE"
-    _psql(paths, f"{verb} ROLE {ROLE} WITH LOGIN PASSWORD :'pw';", pw)
+    # CREATEDB: tests and benchmarks make scratch databases (migration round trips, a million runs)
+    _psql(paths, f"{verb} ROLE {ROLE} WITH LOGIN CREATEDB PASSWORD :'pw';", pw)
     has_db = _psql(paths, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'").strip()  # noqa: S608 (constant)
     if not has_db:
         _psql(paths, f"CREATE DATABASE {DATABASE} OWNER {ROLE};")
