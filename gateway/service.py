@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["test", "benchmark", "leaderboard", "profile"]
 EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
 LOCAL_GPU_LABEL = "local"
+MAX_NAME_CHARS = 200  # leaderboard names
 
 __all__ = [
     "Claim",
@@ -266,8 +267,11 @@ class Gateway:
         creator: str | None = None,
     ) -> LeaderboardRecord:
         store = self._require_store()
-        if not name or len(name) > 100 or not name.isprintable():
-            raise UserError(f"leaderboard name {name!r}: one line of printable characters, at most 100")
+        if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
+            raise UserError(
+                f"leaderboard name {name[:80]!r}{'…' if len(name) > 80 else ''}: one line of printable "
+                f"characters, at most {MAX_NAME_CHARS}"
+            )
         unknown = sorted(set(gpu_types or []) - set(self.known_gpu_types()))
         if unknown:
             raise UserError(

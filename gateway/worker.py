@@ -136,6 +136,8 @@ class Worker:
             self._start(run, on_event)
 
     def _start(self, run: ClaimedRun, on_event: EventCallback | None) -> None:
+        if run.run_id in self._tasks:
+            return  # already being followed here
         claim = Claim(self.name)
         self._claims[run.run_id] = claim
         if run.claims > 1:

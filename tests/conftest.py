@@ -38,6 +38,9 @@ def stack_settings(dev_env: dict[str, str], tmp_path: Path) -> Settings:
         database_url=dev_env["GATEWAY_DATABASE_URL"],
         sites_dir=Path(dev_env["GATEWAY_SITES_DIR"]),
         local_workdir=tmp_path / "runs",
+        # claims go stale in seconds, so tests see takeovers without waiting the production 45 s
+        worker_heartbeat_s=0.5,
+        worker_stale_s=3.0,
     )
 
 

@@ -17,6 +17,7 @@ from gateway.cli.dev import app as dev_app
 from gateway.cli.output import print_leaderboard, print_report
 from gateway.cli.render import render as render_command
 from gateway.cli.sites import app as sites_app
+from gateway.cli.worker import worker as worker_command
 from gateway.errors import GatewayError, StoreError, UserError
 from gateway.service import Gateway, SubmitRequest, as_mode
 from gateway.settings import Settings
@@ -36,6 +37,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(sites_app, name="sites")
 app.add_typer(dev_app, name="dev")
 app.command("render")(render_command)
+app.command("worker")(worker_command)
 
 console = Console()
 T = TypeVar("T")

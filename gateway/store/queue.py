@@ -145,7 +145,8 @@ class QueueStore(StoreBase):
     async def claim(
         self, worker: str, limit: int, stale_after_s: float, run_ids: list[str] | None = None
     ) -> list[ClaimedRun]:
-        """Claim up to ``limit`` unfinished runs, oldest first, that no live worker holds.
+        """Claim up to ``limit`` unfinished runs, oldest first, that no live worker holds (a worker's own
+        stale claims are not claimed again by it: it is still following them; its heartbeat renews them).
 
         Not retried on its own: a claim whose acknowledgement was lost is left to go stale (its
         heartbeat is never sent) and is taken over, so no run is held by a worker that does not know it."""
@@ -153,7 +154,8 @@ class QueueStore(StoreBase):
             rows = await conn.fetch(
                 "WITH picked AS ("
                 "  SELECT id FROM runs WHERE finished_at IS NULL "
-                "  AND (worker IS NULL OR heartbeat_at < now() - make_interval(secs => $2)) "
+                "  AND (worker IS NULL "
+                "       OR (heartbeat_at < now() - make_interval(secs => $2) AND worker <> $1)) "
                 "  AND ($4::uuid[] IS NULL OR id = ANY($4)) "
                 "  ORDER BY queued_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
                 "UPDATE runs r SET worker = $1, heartbeat_at = now(), claims = r.claims + 1 "

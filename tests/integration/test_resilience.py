@@ -22,7 +22,6 @@ from gateway.bundle import build_spec
 from gateway.service import Gateway, SubmitRequest, as_mode
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import JumpHostConfig, SiteConfig, load_sites
-from gateway.states import JobState
 from gateway.store import NewRun
 from gateway.tasks import load_task
 from gateway.transport.ssh import HostKeyError, SSHTransport
@@ -168,6 +167,7 @@ async def test_a_gateway_killed_after_submitting_resumes_without_a_second_job(
     gateway: Gateway, dev_env: dict[str, str]
 ) -> None:
     board = f"res-{uuid.uuid4().hex[:8]}"
+    fast = {"GATEWAY_WORKER_HEARTBEAT_S": "0.5", "GATEWAY_WORKER_STALE_S": "3"}
     proc = gateway_cli(
         "submit",
         str(PROBLEMS / "vectoradd" / "solutions" / "correct.py"),
@@ -179,7 +179,7 @@ async def test_a_gateway_killed_after_submitting_resumes_without_a_second_job(
         "alpha",
         "--gpu",
         "H100",
-        env=dev_env,
+        env=dev_env | fast,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -188,48 +188,40 @@ async def test_a_gateway_killed_after_submitting_resumes_without_a_second_job(
             break
     proc.wait()
     assert gateway.store is not None
-    [unfinished] = [r for r in await gateway.store.unfinished_runs("alpha") if r.leaderboard == board]
-    run_id = unfinished.run_id
-    resumed = gateway_cli("runs", "resume", run_id, env=dev_env)
+    unfinished = [r.run_id for r in await gateway.store.list_runs(leaderboard=board, unfinished=True)]
+    assert len(unfinished) == 2  # the public run and its secret rerun
+    resumed = gateway_cli("runs", "resume", *unfinished, env=dev_env | fast)
     out, _ = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, out
-    assert "resuming on alpha" in out
-    row = await gateway.store.get_run(run_id)
-    assert row is not None and row.passed and row.state == "COMPLETED"
-    assert len(await sacct_jobs(gateway, run_id)) == 1
+    assert "taken over on alpha" in out
+    for run_id in unfinished:
+        row = await gateway.store.get_run(run_id)
+        assert row is not None and row.passed and row.state == "COMPLETED"
+        assert len(await sacct_jobs(gateway, run_id)) == 1
 
 
 async def test_a_job_submitted_before_its_id_was_recorded_is_found_by_name(gateway: Gateway) -> None:
-    """The narrowest window: sbatch went through, the gateway died before writing the job id."""
+    """The narrowest window: a worker claimed the run, sbatch went through, and the worker died before
+    writing the job id. The worker that takes the stale claim over finds the job by its name."""
     assert gateway.store is not None
     task = load_task(PROBLEMS / "vectoradd")
     board = await gateway.create_leaderboard(f"res-{uuid.uuid4().hex[:8]}", task)
     run_id, key = str(uuid.uuid4()), "ab" * 32
-    user = await gateway.store.ensure_user("window")
+    code = solution("vectoradd", "correct.py")
     await gateway.store.create_submission(
-        user,
-        board.id,
-        task.name,
-        "correct.py",
-        solution("vectoradd", "correct.py"),
-        [NewRun(run_id, "test", "H100", "alpha", "h100", "slurm", JobState.QUEUED.value, key)],
+        "window", board.id, task.name, "correct.py", code, "test", [NewRun(run_id, "test", "H100", key)]
     )
+    assert await gateway.store.claim("a-worker-that-dies", 1, 3.0, [run_id])
     site = gateway.sites["alpha"]
     backend = gateway.backend_for("alpha")
     assert isinstance(backend, SlurmBackend)
-    request = JobRequest(
-        run_id,
-        site,
-        site.partitions[0],
-        task,
-        solution("vectoradd", "correct.py"),
-        build_spec(run_id, "test", task),
-        key,
-    )
+    request = JobRequest(run_id, site, site.partitions[0], task, code, build_spec(run_id, "test", task), key)
     [submitted] = await backend.submit([request])
-    [report] = await gateway.resume(run_ids=[run_id])
+    [report] = await gateway.resume(run_ids=[run_id])  # waits for the claim to go stale, then takes over
     assert report.passed, report.error
     assert report.job_id == submitted.job_id
+    row = await gateway.store.get_run(run_id)
+    assert row is not None and row.claims == 2 and row.job_id == submitted.job_id
     assert [job[0] for job in await sacct_jobs(gateway, run_id)] == [submitted.job_id]
 
 

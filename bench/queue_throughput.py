@@ -1,0 +1,219 @@
+"""Claim-dispatch-record throughput of the durable queue with 1, 2 and 4 worker processes.
+
+2,000 runs are queued in a scratch database; each worker process runs gateway.worker.Worker (claims with
+SKIP LOCKED, heartbeats, events, the recorded result) against an in-process local backend whose jobs
+take a fixed time and return a signed result, so what is measured is the queue and the service, not a
+cluster. The baseline is one worker; the ratio says how throughput scales as workers are added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+from rich.console import Console
+
+from bench.common import Row, report
+from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
+from gateway.bundle import BundlePaths
+from gateway.migrate import apply_migrations
+from gateway.service import Gateway, SubmitRequest
+from gateway.settings import REPO_ROOT, Settings
+from gateway.sites import SiteConfig
+from gateway.states import JobState
+from gateway.tasks import load_task
+from harness.protocol import load_key_hex, sign_result
+
+RUNS = 2000
+JOB_S = 0.05  # how long each job "runs" on the local backend
+CONCURRENCY = 32  # runs each worker follows at once
+WORKERS = (1, 2, 4)
+
+
+class InstantBackend:
+    """A local backend whose jobs finish after JOB_S with a signed, passing result."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._done: dict[str, tuple[float, bytes]] = {}
+
+    async def submit(self, requests: Sequence[JobRequest]) -> list[JobHandle]:
+        handles = []
+        for request in requests:
+            job_id = uuid.uuid4().hex[:12]
+            body = {
+                "version": 1,
+                "run_id": request.run_id,
+                "mode": "test",
+                "system": {"hostname": "bench"},
+                "phases": [
+                    {
+                        "name": "test",
+                        "exit_code": 0,
+                        "timed_out": False,
+                        "duration_s": JOB_S,
+                        "kv": {
+                            "check": "pass",
+                            "test-count": "1",
+                            "test.0.spec": "n: 1",
+                            "test.0.status": "pass",
+                        },
+                        "stdout_tail": "",
+                        "stderr_tail": "",
+                    }
+                ],
+                "error": None,
+            }
+            raw = json.dumps(sign_result(body, load_key_hex(request.key_hex))).encode()
+            self._done[job_id] = (time.monotonic() + JOB_S, raw)
+            handles.append(JobHandle(request.run_id, job_id, BundlePaths.under("/bench", request.run_id)))
+        return handles
+
+    async def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
+        now = time.monotonic()
+        return {
+            h.job_id: JobStatus(JobState.COMPLETED if self._done[h.job_id][0] <= now else JobState.RUNNING)
+            for h in handles
+        }
+
+    async def cancel(self, handles: Sequence[JobHandle]) -> None:
+        return None
+
+    async def find(self, requests: Sequence[JobRequest]) -> dict[str, JobHandle]:
+        return {}
+
+    async def load(self) -> dict[str, PartitionLoad]:
+        return {}
+
+    async def fetch_result(self, handle: JobHandle) -> bytes | None:
+        return self._done[handle.job_id][1]
+
+    async def fetch_output(self, handle: JobHandle, max_bytes: int = 65536) -> str:
+        return ""
+
+    async def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
+        # the job's output: the runner's result line once it has finished
+        await asyncio.sleep(max(0.0, self._done[handle.job_id][0] - time.monotonic()))
+        yield "[harness] result written"
+
+    async def close(self) -> None:
+        return None
+
+
+def _instant(_site: SiteConfig) -> InstantBackend:
+    return InstantBackend()
+
+
+@asynccontextmanager
+async def scratch_database(dsn: str) -> AsyncIterator[str]:
+    """A database of its own with the schema applied, dropped afterwards; yields its DSN."""
+    name = f"gw_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')  # name: hex digits, made here
+        scratch = dsn.rsplit("/", 1)[0] + "/" + name
+        await asyncio.to_thread(apply_migrations, scratch)
+        yield scratch
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _worker_process(dsn: str) -> None:
+    """One worker process: process runs until none is left unfinished, then exit."""
+    from gateway.worker import Worker
+
+    gateway = Gateway(Settings(database_url=dsn), {}, None, backend_factory=_instant)
+    from gateway.store import Store
+
+    gateway.store = await Store.connect(dsn, max_size=4)
+    stop = asyncio.Event()
+    worker = Worker(gateway, concurrency=CONCURRENCY)
+
+    async def stop_when_done() -> None:
+        assert gateway.store is not None
+        while await gateway.store.list_runs(unfinished=True, limit=1):  # noqa: ASYNC110 (polls the database)
+            await asyncio.sleep(0.05)
+        stop.set()
+
+    watcher = asyncio.create_task(stop_when_done())
+    await worker.run(stop)
+    watcher.cancel()
+    await gateway.close()
+
+
+async def _queue(dsn: str) -> None:
+    gateway = Gateway(Settings(database_url=dsn), {}, None, backend_factory=_instant)
+    from gateway.store import Store
+
+    gateway.store = await Store.connect(dsn)
+    task = load_task(REPO_ROOT / "problems" / "vectoradd")
+    try:
+        await gateway.create_leaderboard("queue-bench", task, ["local"])
+        request = SubmitRequest(
+            code="x = 1\n", file_name="k.py", user="bench", leaderboard="queue-bench", mode="test"
+        )
+        for start in range(0, RUNS, 100):
+            await asyncio.gather(*(gateway.enqueue(request) for _ in range(start, min(start + 100, RUNS))))
+    finally:
+        await gateway.close()
+
+
+async def _throughput(base_dsn: str, workers: int) -> float:
+    """Runs per second, from starting the workers to the last run recorded."""
+    async with scratch_database(base_dsn) as dsn:
+        await _queue(dsn)
+        env = os.environ | {"GATEWAY_WORKER_HEARTBEAT_S": "1", "GATEWAY_WORKER_STALE_S": "30"}
+        start = time.perf_counter()
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.queue_throughput", "--worker", dsn, env=env
+            )
+            for _ in range(workers)
+        ]
+        codes = [await proc.wait() for proc in procs]
+        elapsed = time.perf_counter() - start
+        conn = await asyncpg.connect(dsn)
+        try:
+            recorded = await conn.fetchval(
+                "SELECT count(*) FROM runs WHERE passed AND finished_at IS NOT NULL"
+            )
+            finished_events = await conn.fetchval("SELECT count(*) FROM run_events WHERE kind = 'finished'")
+        finally:
+            await conn.close()
+        assert codes == [0] * workers, f"a worker failed: {codes}"
+        assert recorded == RUNS and finished_events == RUNS, (recorded, finished_events)
+        return RUNS / elapsed
+
+
+async def main(console: Console) -> None:
+    dsn = Settings().database_dsn()
+    assert dsn, "the dev stack's database is needed (make up)"
+    rates = {n: await _throughput(dsn, n) for n in WORKERS}
+    # rows in "ms per run" so the table's ratio is throughput(n) / throughput(1)
+    rows = [
+        Row(f"{n} worker(s), {RUNS} runs", "1 worker", 1000 / rates[1], 1000 / rates[n], unit="ms/run")
+        for n in WORKERS
+    ]
+    report(
+        f"queue throughput: claim, dispatch, record ({JOB_S * 1000:.0f} ms jobs, {CONCURRENCY} per worker; "
+        + ", ".join(f"{n}: {rates[n]:.0f} runs/s" for n in WORKERS)
+        + ")",
+        rows,
+        console,
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        asyncio.run(_worker_process(sys.argv[2]))
+    else:
+        asyncio.run(main(Console(width=150)))
