@@ -7,7 +7,15 @@ import sys
 
 from rich.console import Console
 
-from bench import e2e, harness_bench, result_latency, slurmctld_load, ssh_reuse, submit_latency
+from bench import (
+    e2e,
+    harness_bench,
+    queue_throughput,
+    result_latency,
+    slurmctld_load,
+    ssh_reuse,
+    submit_latency,
+)
 
 
 async def main() -> None:
@@ -20,6 +28,7 @@ async def main() -> None:
     await result_latency.main(console)
     await e2e.main(console)
     await slurmctld_load.main(console)
+    await queue_throughput.main(console)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ from gateway.tasks import load_task
 from harness.protocol import load_key_hex, sign_result
 
 RUNS = 2000
-JOB_S = 0.05  # how long each job "runs" on the local backend
-CONCURRENCY = 32  # runs each worker follows at once
+JOB_S = 0.25  # how long each job "runs" on the local backend (a real one takes seconds)
+CONCURRENCY = 16  # runs each worker follows at once: one worker tops out at CONCURRENCY / JOB_S runs/s
 WORKERS = (1, 2, 4)
 
 
@@ -140,8 +140,8 @@ async def _worker_process(dsn: str) -> None:
 
     async def stop_when_done() -> None:
         assert gateway.store is not None
-        while await gateway.store.list_runs(unfinished=True, limit=1):  # noqa: ASYNC110 (polls the database)
-            await asyncio.sleep(0.05)
+        while await gateway.store.queue_depth():  # noqa: ASYNC110 (polls the database)
+            await asyncio.sleep(0.2)
         stop.set()
 
     watcher = asyncio.create_task(stop_when_done())

@@ -177,13 +177,14 @@ class Worker:
             await asyncio.sleep(self.heartbeat_s)
             held_ids = list(self._tasks)
             try:
-                held, cancel = await self.store.heartbeat(self.name, held_ids)
+                lost, cancel = await self.store.heartbeat(self.name, held_ids)
             except StoreError as exc:
                 log.warning("worker %s: heartbeat failed: %s", self.name, exc)
                 continue
-            lost = [run_id for run_id in held_ids if run_id not in held and run_id in self._tasks]
             if lost:
-                log.warning("worker %s: lost the claim on %s; another worker has them", self.name, lost)
+                log.warning(
+                    "worker %s: lost the claim on %s; another worker has them", self.name, sorted(lost)
+                )
             self._stop(lost, lost=True)
             self._stop(cancel, lost=False, reason="cancelled on request")
 

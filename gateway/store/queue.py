@@ -203,17 +203,36 @@ class QueueStore(StoreBase):
 
     @retried
     async def heartbeat(self, worker: str, run_ids: list[str]) -> tuple[set[str], set[str]]:
-        """Refresh the claims still ours; return (runs still held, runs whose cancel was requested)."""
+        """Renew this worker's claims on ``run_ids``; return (runs it lost: another worker holds them
+        now, runs whose cancel was requested). A run that finished meanwhile is neither."""
         if not run_ids:
             return set(), set()
         async with self._conn() as conn:
-            rows = await conn.fetch(
+            renewed = await conn.fetch(
                 "UPDATE runs SET heartbeat_at = now() "
                 "WHERE worker = $1 AND id = ANY($2) AND finished_at IS NULL RETURNING id, cancel_requested",
                 worker,
                 _ids(run_ids),
             )
-        return {str(r["id"]) for r in rows}, {str(r["id"]) for r in rows if r["cancel_requested"]}
+            missing = set(run_ids) - {str(r["id"]) for r in renewed}
+            # a statement of its own, so a run recorded while the update waited for its row reads finished
+            lost = (
+                await conn.fetch(
+                    "SELECT id FROM runs WHERE id = ANY($1) AND finished_at IS NULL", _ids(sorted(missing))
+                )
+                if missing
+                else []
+            )
+        return {str(r["id"]) for r in lost}, {str(r["id"]) for r in renewed if r["cancel_requested"]}
+
+    @retried
+    async def queue_depth(self) -> dict[str, int]:
+        """Unfinished runs by state (QUEUED: waiting for a worker)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT state, count(*) AS n FROM runs WHERE finished_at IS NULL GROUP BY state"
+            )
+        return {r["state"]: r["n"] for r in rows}
 
     @retried
     async def release(self, worker: str, run_ids: list[str]) -> None:
