@@ -58,6 +58,8 @@ MAX_NAME_CHARS = 200  # leaderboard and user names
 MAX_DESCRIPTION_CHARS = 20_000  # a leaderboard's description (reference-kernels' longest is a few KiB)
 MAX_REASON_CHARS = 500  # an admin's reason for draining a site
 VISIBILITIES = ("public", "hidden")
+JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: format characters that names may hold
+_JOINERS = dict.fromkeys(map(ord, JOINERS))
 RUN_ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")  # a run id (a UUID) or its first characters
 
 __all__ = [  # with the store's typed rows that this API returns, so front ends never import the store
@@ -79,6 +81,7 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "as_mode",
     "check_name",
     "check_text",
+    "printable",
 ]
 
 
@@ -96,10 +99,17 @@ def _shown(value: str, limit: int = 80) -> str:
     return f"{value[:limit]!r}{'…' if len(value) > limit else ''}"
 
 
+def printable(text: str) -> bool:
+    """Printable in Python's sense (no control or format characters, no lone surrogates, no separators
+    but the space), except that zero-width joiners (emoji sequences, Persian and Indic scripts) pass."""
+    return text.translate(_JOINERS).isprintable()
+
+
 def check_name(what: str, name: str, limit: int = MAX_NAME_CHARS) -> None:
     """A name (of a user, a leaderboard) is one line of printable characters, not blank, at most
-    ``limit`` characters: no control characters, no undecodable bytes. UserError otherwise."""
-    if not name.strip() or len(name) > limit or not name.isprintable():
+    ``limit`` characters: no control characters (bidi overrides included), no undecodable bytes.
+    UserError otherwise."""
+    if not name.translate(_JOINERS).strip() or len(name) > limit or not printable(name):
         raise UserError(
             f"{what} {_shown(name)} ({len(name)} characters) cannot be used: one line of printable "
             f"characters, not blank, at most {limit}"
@@ -111,7 +121,7 @@ def check_text(what: str, text: str, limit: int) -> None:
     characters. UserError otherwise."""
     if len(text) > limit:
         raise UserError(f"{what} is {len(text)} characters long; at most {limit}")
-    bad = next((c for c in text if not c.isprintable() and c not in "\n\t"), None)
+    bad = next((c for c in text if not printable(c) and c not in "\n\t"), None)
     if bad is not None:
         raise UserError(f"{what} holds the character {bad!r}: only printable text, newlines and tabs")
 

@@ -33,19 +33,19 @@ def parse_deadline(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a date and time: {DEADLINE_HELP}") from None
+        fail(f"{text!r} is not a date and time: {DEADLINE_HELP}")
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def parse_duration(text: str) -> int:
     """Seconds in '90', '90s', '30min', '2h', '1h30m', '7d', '2w'."""
     if not DURATION.fullmatch(text.lower()):
-        raise typer.BadParameter(f"{text!r}: give a duration such as 30s, 10min, 1h, 1h30m, 1d or 1w")
+        fail(f"{text!r}: give a duration such as 30s, 10min, 1h, 1h30m, 1d or 1w")
     seconds = sum(
         int(n) * UNITS[unit or "s"] for n, unit in re.findall(r"(\d+)\s*(min|s|m|h|d|w)?", text.lower())
     )
     if seconds <= 0:
-        raise typer.BadParameter("the window must be at least one second")
+        fail("the window must be at least one second")
     return seconds
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.service import LeaderboardView, RunReport
+from gateway.service import LeaderboardView, RunReport, printable
 
 
 def plain(value: object | None, empty: str = "-") -> Text:
@@ -19,7 +19,7 @@ def plain(value: object | None, empty: str = "-") -> Text:
     if value is None or value == "":
         return Text(empty, style="dim")
     text = str(value)
-    return Text("".join(c if c.isprintable() or c in "\n\t" else ascii(c)[1:-1] for c in text))
+    return Text("".join(c if printable(c) or c in "\n\t" else ascii(c)[1:-1] for c in text))
 
 
 def format_seconds(seconds: float | None) -> str:

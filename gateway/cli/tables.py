@@ -203,27 +203,24 @@ def pass_fail(passed: bool) -> Text:
 
 
 def print_site_health(console: Console, sites: dict[str, SiteConfig], health: dict[str, SiteHealth]) -> None:
+    """The configured sites (health recorded for sites no longer configured here is left out)."""
     table = Table(title="sites", title_justify="left")
     columns = ("site", "GPU types", "routing", "failures in a row", "last ok", "last failure", "last error")
     for column in columns:
         table.add_column(column, overflow="fold")
-    for name in sorted(set(sites) | set(health)):
-        site, seen = sites.get(name), health.get(name)
+    for name, site in sorted(sites.items()):
+        seen = health.get(name)
         if seen is not None and seen.drained:
             routing = Text.assemble(("drained", "bold red"), ": ", plain(seen.drain_reason, "no reason"))
-        elif site is None:
-            routing = Text("not configured here", style="dim")
         else:
             routing = Text("open", style="green")
         table.add_row(
             plain(name),
-            plain(", ".join(site.gpu_types()) if site else None, "(this machine)" if site else "-"),
+            plain(", ".join(site.gpu_types()), "(this machine)"),
             routing,
             str(seen.consecutive_failures) if seen else "0",
             when(seen.last_ok_at) if seen else "-",
             when(seen.last_failure_at) if seen else "-",
             plain(seen.last_error if seen else None),
         )
-    if not sites and not health:
-        table.add_row("no sites configured", *["-"] * 6)
     console.print(table)
