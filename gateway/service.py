@@ -24,7 +24,14 @@ from gateway.backends.base import Backend, JobRequest, JobStatus
 from gateway.backends.local import LocalBackend
 from gateway.backends.slurm import SlurmBackend
 from gateway.bundle import build_spec
-from gateway.errors import BackendError, GatewayError, SubmissionError, TransportError, UserError
+from gateway.errors import (
+    BackendError,
+    GatewayError,
+    RefusedError,
+    SubmissionError,
+    TransportError,
+    UserError,
+)
 from gateway.execution import RunReport, SiteRuntime, execute
 from gateway.monitor import Monitor
 from gateway.render import TemplateRenderer
@@ -514,6 +521,12 @@ class Gateway:
         it ranks only when both pass. Bad input raises UserError and stores nothing."""
         store = self._require_store()
         self._check_request(request)
+        if request.site is not None and (drained := (await self._drained()).get(request.site)):
+            raise RefusedError(
+                f"site {request.site} is drained by an admin ({drained.drain_reason or 'no reason given'}): "
+                "submit without --site, or later",
+                "drained",
+            )
         task, board = await self._resolve_task(request)
         gpu = self._gpu_type(request, board)
         secret_too = request.mode == "leaderboard" and board is not None

@@ -2,7 +2,8 @@
 the command's coroutine with gateway errors turned into a message and an exit code.
 
 Exit codes: 0 done; 1 a run failed, or the database or a site failed us; 2 bad input (the message says
-what); 3 refused by policy (banned, leaderboard closed, rate limited); 130 interrupted."""
+what); 3 refused by policy (banned, leaderboard closed, rate limited, the named site drained); 130
+interrupted."""
 
 from __future__ import annotations
 

@@ -319,6 +319,11 @@ async def test_a_drained_site_is_skipped_by_routing_until_resumed(
         health = flat(ok(cli(dev_env, "sites", "health", env=env)))
         assert f"{name} H100 drained: new [b]GPUs[/b]: back monday" in health
         assert "alpha H100 open" in health and "local (this machine) open" in health
+        task = str(PROBLEMS / "vectoradd")
+        args = ("submit", str(CORRECT), "--task", task, "--site", name, "--mode", "test")
+        named = cli(dev_env, *args, env=env)
+        assert named.returncode == 3
+        assert f"refused: site {name} is drained by an admin (new [b]GPUs[/b]: back monday)" in named.stdout
         gateway = await Gateway.open(settings)
         try:
             with pytest.raises(UserError, match=rf"site {name} is drained by an admin \(new \[b\]GPUs"):
