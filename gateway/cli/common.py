@@ -36,6 +36,10 @@ def error(message: str, *, prefix: str = "error:") -> None:
     console.print(Text.assemble((prefix, "red"), " ", message), highlight=False, soft_wrap=True)
 
 
+def warn(message: str) -> None:
+    console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     error(message)
     raise typer.Exit(code)

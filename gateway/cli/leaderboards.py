@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from gateway.cli.common import EXIT_USAGE, console, fail, run_gateway
+from gateway.cli.common import EXIT_USAGE, console, fail, run_gateway, warn
 from gateway.cli.output import plain, print_leaderboard
 from gateway.cli.tables import deadline_text, limit_text, print_board_header, print_leaderboards
 from gateway.service import Gateway, as_mode
@@ -140,20 +140,25 @@ def delete(
     This is for good. A leaderboard with submissions or runs is deleted only with --yes, or when you
     confirm at the prompt (on a terminal)."""
 
-    async def count(gateway: Gateway) -> tuple[int, int]:
+    async def count(gateway: Gateway) -> tuple[int, int, int]:
         summary = await gateway.leaderboard_summary(name)
-        return summary.submissions, summary.runs
+        unfinished = await gateway.runs(leaderboard=name, unfinished=True, limit=10_000)
+        return summary.submissions, summary.runs, sum(1 for run in unfinished if run.job_id)
 
-    if not yes:
-        submissions, runs = run_gateway(count)
-        if submissions or runs:
-            what = f"{submissions} submission(s) and {runs} run(s)"
-            if not sys.stdin.isatty():
-                fail(f"leaderboard {name!r} has {what}; give --yes to delete them with it")
-            console.print(Text.assemble("leaderboard ", plain(name), f" has {what}."), highlight=False)
-            if not typer.confirm("Delete it with all of them?", default=False):
-                console.print("nothing deleted")
-                raise typer.Exit(1)
+    submissions, runs, on_sites = run_gateway(count)
+    if on_sites:
+        warn(
+            f"{on_sites} of its runs have a job on a site, which deleting does not cancel: "
+            "`gateway runs cancel` them first to free the GPUs"
+        )
+    if (submissions or runs) and not yes:
+        what = f"{submissions} submission(s) and {runs} run(s)"
+        if not sys.stdin.isatty():
+            fail(f"leaderboard {name!r} has {what}; give --yes to delete them with it")
+        console.print(Text.assemble("leaderboard ", plain(name), f" has {what}."), highlight=False)
+        if not typer.confirm("Delete it with all of them?", default=False):
+            console.print("nothing deleted")
+            raise typer.Exit(1)
 
     async def body(gateway: Gateway) -> tuple[int, int]:
         return await gateway.delete_leaderboard(name)

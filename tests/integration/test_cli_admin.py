@@ -157,6 +157,19 @@ def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> Non
     assert ok(cli(dev_env, "runs", "list", "--user", user)).count("no runs match") == 1
 
 
+async def test_deleting_warns_of_jobs_it_does_not_cancel(
+    dev_env: dict[str, str], gateway: Gateway, board: str
+) -> None:
+    assert gateway.store is not None
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    submitted = (await enqueued(gateway, board, f"busy-{board}")).public_run.run_id
+    await enqueued(gateway, board, f"idle-{board}")
+    await gateway.store.mark_submitted(submitted, "4242", "PENDING")  # as a worker records an sbatch
+    out = flat(ok(cli(dev_env, "leaderboard", "delete", board, "--yes")))
+    assert "warning: 1 of its runs have a job on a site, which deleting does not cancel" in out
+    assert f"deleted leaderboard {board} with 2 submission(s) and 2 run(s)" in out
+
+
 async def test_a_rate_limit_refuses_the_next_submission(
     dev_env: dict[str, str], gateway: Gateway, board: str
 ) -> None:
