@@ -7,7 +7,8 @@ boundary with ``raise ... from exc``::
     ├── UserError            message may be shown to Discord, API and CLI users as it is
     │   ├── TaskError        a task directory or task.yml is malformed
     │   ├── SubmissionError  a submitted file cannot be run (wrong encoding, too large, ...)
-    │   └── RefusedError     the submitter may not submit now (banned, deadline passed, rate limited)
+    │   └── RefusedError     the submitter may not submit now (banned, deadline passed, rate limited,
+    │                        the site it names drained)
     ├── ConfigError          a site YAML or setting is invalid (names file, line and field)
     ├── CommandError         a command through the runner seam failed (argv, exit code, stdout, stderr)
     ├── TransportError       a connection could not be made or broke (SSH, SFTP, local files)
@@ -38,7 +39,8 @@ class SubmissionError(UserError):
 
 
 class RefusedError(UserError):
-    """A submission refused by policy; ``reason`` is banned | closed | rate_limited for API status codes."""
+    """A submission refused by policy; ``reason`` is banned | closed | rate_limited | drained (the site it
+    names) for API status codes."""
 
     def __init__(self, message: str, reason: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)

@@ -11,19 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, cast, get_args
+from typing import Literal, cast, get_args
 
 from gateway.backends.base import Backend, JobRequest, JobStatus
 from gateway.backends.local import LocalBackend
 from gateway.backends.slurm import SlurmBackend
 from gateway.bundle import build_spec
-from gateway.errors import BackendError, GatewayError, SubmissionError, TransportError, UserError
+from gateway.errors import (
+    BackendError,
+    GatewayError,
+    RefusedError,
+    SubmissionError,
+    TransportError,
+    UserError,
+)
 from gateway.execution import RunReport, SiteRuntime, execute
 from gateway.monitor import Monitor
 from gateway.render import TemplateRenderer
@@ -37,6 +45,7 @@ from gateway.store import (
     LeaderboardSummary,
     NewRun,
     RankedEntry,
+    RateLimit,
     RunEvent,
     RunRecord,
     SiteHealth,
@@ -52,18 +61,34 @@ log = logging.getLogger(__name__)
 Mode = Literal["test", "benchmark", "leaderboard", "profile"]
 EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
 LOCAL_GPU_LABEL = "local"
-MAX_NAME_CHARS = 200  # leaderboard names
+MAX_NAME_CHARS = 200  # leaderboard and user names
+MAX_DESCRIPTION_CHARS = 20_000  # a leaderboard's description (reference-kernels' longest is a few KiB)
+MAX_REASON_CHARS = 500  # an admin's reason for draining a site
+VISIBILITIES = ("public", "hidden")
+JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: format characters that names may hold
+_JOINERS = dict.fromkeys(map(ord, JOINERS))
+RUN_ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")  # a run id (a UUID) or its first characters
 
-__all__ = [
+__all__ = [  # with the store's typed rows that this API returns, so front ends never import the store
     "Claim",
     "Gateway",
+    "LeaderboardRecord",
+    "LeaderboardSummary",
     "LeaderboardView",
     "Mode",
     "QueuedRun",
+    "RankedEntry",
+    "RateLimit",
+    "RunEvent",
+    "RunRecord",
     "RunReport",
+    "SiteHealth",
     "Submission",
     "SubmitRequest",
     "as_mode",
+    "check_name",
+    "check_text",
+    "printable",
 ]
 
 
@@ -73,6 +98,39 @@ def as_mode(value: str) -> Mode:
         if value == mode:
             return cast(Mode, mode)
     raise ValueError(f"unknown mode {value!r}: expected one of {', '.join(get_args(Mode))}")
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A user's string for an error message: quoted and escaped (no markup, no control characters, no
+    lone surrogates from undecodable bytes), cut to ``limit`` characters."""
+    return f"{value[:limit]!r}{'…' if len(value) > limit else ''}"
+
+
+def printable(text: str) -> bool:
+    """Printable in Python's sense (no control or format characters, no lone surrogates, no separators
+    but the space), except that zero-width joiners (emoji sequences, Persian and Indic scripts) pass."""
+    return text.translate(_JOINERS).isprintable()
+
+
+def check_name(what: str, name: str, limit: int = MAX_NAME_CHARS) -> None:
+    """A name (of a user, a leaderboard) is one line of printable characters, not blank, at most
+    ``limit`` characters: no control characters (bidi overrides included), no undecodable bytes.
+    UserError otherwise."""
+    if not name.translate(_JOINERS).strip() or len(name) > limit or not printable(name):
+        raise UserError(
+            f"{what} {_shown(name)} ({len(name)} characters) cannot be used: one line of printable "
+            f"characters, not blank, at most {limit}"
+        )
+
+
+def check_text(what: str, text: str, limit: int) -> None:
+    """Free text (a description, a reason): lines of printable characters and tabs, at most ``limit``
+    characters. UserError otherwise."""
+    if len(text) > limit:
+        raise UserError(f"{what} is {len(text)} characters long; at most {limit}")
+    bad = next((c for c in text if not printable(c) and c not in "\n\t"), None)
+    if bad is not None:
+        raise UserError(f"{what} holds the character {bad!r}: only printable text, newlines and tabs")
 
 
 @dataclass(frozen=True)
@@ -92,6 +150,7 @@ class LeaderboardView:
     board: LeaderboardRecord
     ranking: dict[str, list[RankedEntry]]  # GPU type -> ranked entries, best first
     recent: list[RunRecord]
+    limits: list[RateLimit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -265,22 +324,33 @@ class Gateway:
         deadline: datetime | None = None,
         visibility: str = "public",
         creator: str | None = None,
+        description: str | None = None,
+        exist_ok: bool = True,
     ) -> LeaderboardRecord:
+        """Create a leaderboard for a task (its description unless one is given). One that exists is
+        returned unchanged (concurrent first submitters agree on it), or with ``exist_ok=False`` refused."""
         store = self._require_store()
-        if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
-            raise UserError(
-                f"leaderboard name {name[:80]!r}{'…' if len(name) > 80 else ''}: one line of printable "
-                f"characters, at most {MAX_NAME_CHARS}"
-            )
+        check_name("leaderboard name", name)
+        if creator is not None:
+            check_name("user name", creator)
+        description = task.description if description is None else description
+        check_text("the description", description, MAX_DESCRIPTION_CHARS)
+        if visibility not in VISIBILITIES:
+            raise UserError(f"visibility {visibility!r}: expected one of {', '.join(VISIBILITIES)}")
         unknown = sorted(set(gpu_types or []) - set(self.known_gpu_types()))
         if unknown:
             raise UserError(
-                f"no site offers GPU type(s) {', '.join(unknown)}; "
+                f"no site offers GPU type(s) {', '.join(map(repr, unknown))}; "
                 f"offered: {', '.join(self.known_gpu_types())}"
+            )
+        if not exist_ok and (existing := await store.get_leaderboard(name)) is not None:
+            raise UserError(
+                f"leaderboard {_shown(name)} already exists (task {existing.task.get('name', '?')}, GPUs "
+                f"{', '.join(existing.gpu_types)}); nothing changed"
             )
         return await store.create_leaderboard(
             name,
-            task.description,
+            description,
             task.model_dump(),
             task.ranking_by,
             gpu_types or self.known_gpu_types(),
@@ -291,36 +361,110 @@ class Gateway:
         )
 
     async def get_leaderboard(self, name: str) -> LeaderboardRecord:
+        check_name("leaderboard name", name)
         board = await self._require_store().get_leaderboard(name)
         if board is None:
-            raise UserError(f"no leaderboard named {name!r}")
+            raise UserError(f"no leaderboard named {_shown(name)}")
         return board
 
     async def leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
         return await self._require_store().list_leaderboards(include_hidden)
 
+    async def leaderboard_summary(self, name: str) -> LeaderboardSummary:
+        """One leaderboard (hidden or not) with its GPU types and its numbers of submissions and runs."""
+        check_name("leaderboard name", name)
+        found = await self._require_store().list_leaderboards(include_hidden=True, name=name)
+        if not found:
+            raise UserError(f"no leaderboard named {_shown(name)}")
+        return found[0]
+
     async def delete_leaderboard(self, name: str) -> tuple[int, int]:
         """Delete a leaderboard with its submissions and runs; returns (submissions, runs) deleted."""
+        check_name("leaderboard name", name)
         deleted = await self._require_store().delete_leaderboard(name)
         if deleted is None:
-            raise UserError(f"no leaderboard named {name!r}")
+            raise UserError(f"no leaderboard named {_shown(name)}")
         return deleted
 
-    async def leaderboard(self, name: str, recent: int = 20, top: int = 100) -> LeaderboardView:
+    async def set_deadline(self, name: str, deadline: datetime | None) -> LeaderboardRecord:
+        """Close a leaderboard to submissions at ``deadline`` (timezone-aware), or never (None)."""
+        if deadline is not None and deadline.tzinfo is None:
+            raise UserError("a deadline needs a time zone (e.g. 2026-12-31T23:59Z)")
+        check_name("leaderboard name", name)
+        if not await self._require_store().set_deadline(name, deadline):
+            raise UserError(f"no leaderboard named {_shown(name)}")
+        return await self.get_leaderboard(name)
+
+    async def set_rate_limit(
+        self, name: str, mode: Mode, max_submissions: int | None, per_seconds: int | None = None
+    ) -> RateLimit | None:
+        """Allow each user ``max_submissions`` submissions of ``mode`` per ``per_seconds`` on a
+        leaderboard; ``max_submissions=None`` removes the limit. Returns the limit now in force."""
+        board = await self.get_leaderboard(name)
+        limit = None
+        if max_submissions is not None:
+            if per_seconds is None:
+                raise UserError("a rate limit needs a window: how many submissions per how long")
+            if not 1 <= max_submissions <= 2**31 - 1:
+                raise UserError(f"at most {max_submissions} submissions: give a number from 1 to {2**31 - 1}")
+            if not 1 <= per_seconds <= 2**31 - 1:
+                raise UserError(f"a window of {per_seconds} s: give from 1 s to about 68 years")
+            limit = RateLimit(mode, max_submissions, per_seconds)
+        await self._require_store().set_rate_limit(board.id, limit, mode)
+        return limit
+
+    async def rate_limits(self, name: str) -> list[RateLimit]:
+        board = await self.get_leaderboard(name)
+        return await self._require_store().rate_limits(board.id)
+
+    async def leaderboard(
+        self, name: str, recent: int = 20, top: int = 100, gpu: str | None = None
+    ) -> LeaderboardView:
+        """A leaderboard's ranking per GPU type (or one GPU type), its recent runs and its rate limits."""
         store = self._require_store()
         board = await self.get_leaderboard(name)
-        ranking = {gpu: await store.ranking(board.id, gpu, top) for gpu in board.gpu_types}
-        return LeaderboardView(board, ranking, await store.recent_runs(board.id, recent))
+        gpus = board.gpu_types
+        if gpu is not None:
+            if gpu not in board.gpu_types:
+                raise UserError(
+                    f"leaderboard {board.name} does not rank {gpu!r}; it ranks {', '.join(board.gpu_types)}"
+                )
+            gpus = [gpu]
+        ranking = {g: await store.ranking(board.id, g, top) for g in gpus}
+        return LeaderboardView(
+            board, ranking, await store.recent_runs(board.id, recent), await store.rate_limits(board.id)
+        )
+
+    # -- users ----------------------------------------------------------------------------------------
+
+    async def set_banned(self, user: str, banned: bool) -> bool:
+        """Ban a user from submitting, or lift the ban (a user not seen yet is recorded, so a ban can
+        come before their first submission); True if this changed anything."""
+        check_name("user name", user)
+        store = self._require_store()
+        if not banned and await store.get_user(user) is None:
+            raise UserError(f"no user named {_shown(user)}")
+        return await store.set_banned(user, banned)
 
     # -- submissions --------------------------------------------------------------------------------
+
+    def _check_request(self, request: SubmitRequest) -> None:
+        """Names and code as the store can keep them verbatim, or a UserError saying what is wrong."""
+        check_name("user name", request.user)
+        if request.leaderboard is not None:
+            check_name("leaderboard name", request.leaderboard)
+        self._check_code(request.code, request.file_name)
 
     def _check_code(self, code: str, file_name: str) -> None:
         if not file_name or len(file_name) > 255 or "/" in file_name or not file_name.isprintable():
             raise SubmissionError(
-                f"the file name {file_name!r} cannot be used: one line of printable characters without "
-                "'/', at most 255"
+                f"the file name {_shown(file_name)} cannot be used: one line of printable characters "
+                "without '/', at most 255"
             )
-        size = len(code.encode())
+        try:
+            size = len(code.encode())
+        except UnicodeEncodeError as exc:  # lone surrogates: bytes that were not UTF-8, smuggled in
+            raise SubmissionError(f"{file_name} is not UTF-8 text ({exc.reason} at {exc.start})") from None
         if size == 0 or not code.strip():
             raise SubmissionError(f"{file_name} is empty")
         if size > self.settings.max_submission_bytes:
@@ -341,7 +485,7 @@ class Gateway:
         board = await self.store.get_leaderboard(name)
         if board is None:
             if request.task is None:
-                raise UserError(f"no leaderboard named {name!r}; give --task to create it")
+                raise UserError(f"no leaderboard named {_shown(name)}; give --task to create it")
             board = await self.create_leaderboard(name, request.task, creator=request.user)
         return TaskDefinition.from_json(board.task), board
 
@@ -376,7 +520,13 @@ class Gateway:
         A leaderboard-mode submission gets a public run and a secret rerun (the leaderboard's secret seed);
         it ranks only when both pass. Bad input raises UserError and stores nothing."""
         store = self._require_store()
-        self._check_code(request.code, request.file_name)
+        self._check_request(request)
+        if request.site is not None and (drained := (await self._drained()).get(request.site)):
+            raise RefusedError(
+                f"site {request.site} is drained by an admin ({drained.drain_reason or 'no reason given'}): "
+                "submit without --site, or later",
+                "drained",
+            )
         task, board = await self._resolve_task(request)
         gpu = self._gpu_type(request, board)
         secret_too = request.mode == "leaderboard" and board is not None
@@ -432,7 +582,7 @@ class Gateway:
         return [reports[run_id] for run_id in pending if run_id in reports]
 
     async def _run_direct(self, request: SubmitRequest, on_event: EventCallback | None) -> RunReport:
-        self._check_code(request.code, request.file_name)
+        self._check_request(request)
         task, _ = await self._resolve_task(request)
         choice = await self.route(request.site, request.gpu_type)
         run_id = str(uuid.uuid4())
@@ -610,17 +760,43 @@ class Gateway:
     async def run(self, run_id: str) -> RunRecord:
         """One run by its id, or by the first characters of it as tables show."""
         store = self._require_store()
-        matches = await store.find_runs(run_id.strip())
+        wanted = run_id.strip().lower()
+        if not RUN_ID_PREFIX.fullmatch(wanted):
+            raise UserError(f"{_shown(run_id)} is not a run id: give the id, or its first characters (hex)")
+        matches = await store.find_runs(wanted)
         if not matches:
-            raise UserError(f"no run with id {run_id!r}")
-        if len(matches) > 1 and run_id.strip().lower() not in matches:
-            raise UserError(f"{run_id!r} matches several runs: give more of the id")
+            raise UserError(f"no run with id {_shown(run_id)}")
+        if len(matches) > 1 and wanted not in matches:
+            raise UserError(f"{_shown(run_id)} matches several runs: give more of the id")
         record = await store.get_run(matches[0])
         assert record is not None
         return record
 
-    async def runs(self, **filters: Any) -> list[RunRecord]:
-        return await self._require_store().list_runs(**filters)
+    async def runs(
+        self,
+        *,
+        leaderboard: str | None = None,
+        user: str | None = None,
+        unfinished: bool = False,
+        site: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Runs, newest first: of a leaderboard, a user, a site, unfinished ones, queued since; at most
+        ``limit``."""
+        for what, value in (("leaderboard name", leaderboard), ("user name", user), ("site name", site)):
+            if value is not None:
+                check_name(what, value)
+        if limit < 1:
+            raise UserError(f"a limit of {limit} runs: give at least 1")
+        return await self._require_store().list_runs(
+            leaderboard=leaderboard, user=user, unfinished=unfinished, site=site, since=since, limit=limit
+        )
+
+    async def run_events(self, run_id: str) -> list[RunEvent]:
+        """Every recorded event of one run (by id or prefix), oldest first."""
+        record = await self.run(run_id)
+        return await self._require_store().events([record.run_id])
 
     async def cancel_run(self, run_id: str) -> str:
         """Cancel a run: at once if no worker started it, else its worker cancels the job; says which."""
@@ -635,7 +811,11 @@ class Gateway:
         }[outcome]
 
     async def set_drained(self, site: str, drained: bool, reason: str | None = None) -> None:
-        self.site(site)  # a known site, or a clear error
+        """Drain a site (routing skips it; its running jobs go on) or open it again."""
+        if self.site(site).kind == "local":
+            raise UserError("the built-in local site cannot be drained")
+        if reason is not None:
+            check_text("the reason", reason, MAX_REASON_CHARS)
         await self._require_store().set_drained(site, drained, reason)
         self._health = (0.0, {})
 

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import logging
-import signal
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
+from gateway.cli.common import console, fail, shown_path
+from gateway.cli.common import run_gateway as _run
 from gateway.cli.dev import app as dev_app
-from gateway.cli.output import print_leaderboard, print_report
+from gateway.cli.leaderboards import app as leaderboard_app
+from gateway.cli.output import plain, print_report
 from gateway.cli.render import render as render_command
+from gateway.cli.runs import app as runs_app
 from gateway.cli.sites import app as sites_app
+from gateway.cli.users import app as users_app
 from gateway.cli.worker import worker as worker_command
-from gateway.errors import GatewayError, StoreError, UserError
+from gateway.errors import GatewayError, UserError
 from gateway.service import Gateway, SubmitRequest, as_mode
 from gateway.settings import Settings
 from gateway.tasks import load_task
@@ -28,50 +30,17 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-leaderboard_app = typer.Typer(help="Create and show leaderboards.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-runs_app = typer.Typer(help="Runs recorded in the database.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 app.add_typer(runs_app, name="runs")
+app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.add_typer(sites_app, name="sites")
 app.add_typer(dev_app, name="dev")
 app.command("render")(render_command)
 app.command("worker")(worker_command)
 
-console = Console()
-T = TypeVar("T")
-
-
-def _run(body: Callable[[Gateway], Awaitable[T]], *, use_database: bool = True) -> T:
-    """Open a Gateway, run ``body`` with it, close it; turn gateway errors into a message and exit code."""
-
-    async def main() -> T:
-        # SIGTERM cancels like Ctrl-C does, so a killed `gateway submit` cancels its job and records it
-        this = asyncio.current_task()
-        assert this is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
-        gateway = await Gateway.open(Settings(), use_database=use_database)
-        try:
-            return await body(gateway)
-        finally:
-            await gateway.close()
-
-    try:
-        return asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print("[yellow]stopped:[/] the run was cancelled and recorded as such")
-        raise typer.Exit(130) from None
-    except UserError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except StoreError as exc:
-        hint = "start it (`make up` for the dev stack), or pass --no-db to `gateway submit` to record nothing"
-        console.print(f"[red]error:[/] {exc}\n{hint}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except GatewayError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+STOPPED_RUN = "stopped: the run was cancelled and recorded as such"
 
 
 @app.callback()
@@ -103,14 +72,14 @@ def submit(
         raise typer.BadParameter("expected test, benchmark or leaderboard", param_hint="--mode") from None
     try:
         code = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        console.print(f"[red]error:[/] {file} is not UTF-8 text")
-        raise typer.Exit(2) from None
+    except UnicodeDecodeError as exc:
+        fail(f"{shown_path(file)} is not UTF-8 text (byte {exc.start}): submit Python source; nothing stored")
+    except OSError as exc:
+        fail(f"cannot read {shown_path(file)}: {exc.strerror}")
     try:
         definition = load_task(task) if task is not None else None
     except UserError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
     request = SubmitRequest(
         code=code,
         file_name=file.name,
@@ -124,66 +93,13 @@ def submit(
 
     async def body(gateway: Gateway) -> bool:
         async def show(run_id: str, message: str) -> None:
-            console.print(f"[dim]{run_id[:8]}[/] {message}", highlight=False)
+            console.print(Text.assemble((run_id[:8], "dim"), " ", plain(message)), highlight=False)
 
         report = await gateway.submit(request, on_event=show)
         print_report(console, report)
         return report.passed
 
-    if not _run(body, use_database=not no_db):
-        raise typer.Exit(1)
-
-
-@leaderboard_app.command("create")
-def leaderboard_create(
-    name: str,
-    task: Annotated[Path, typer.Option(help="task directory holding task.yml")],
-    gpu: Annotated[
-        list[str] | None, typer.Option(help="GPU types it ranks (repeat); default: all known")
-    ] = None,
-) -> None:
-    """Create leaderboard NAME for a task (does nothing when it exists)."""
-    definition = load_task(task)
-
-    async def body(gateway: Gateway) -> None:
-        board = await gateway.create_leaderboard(name, definition, gpu)
-        console.print(f"leaderboard {board.name}: task {definition.name}, GPUs {', '.join(board.gpu_types)}")
-
-    _run(body)
-
-
-@leaderboard_app.command("show")
-def leaderboard_show(name: str) -> None:
-    """Rank leaderboard NAME: each user's best passing score per GPU type, and recent failures."""
-
-    async def body(gateway: Gateway) -> None:
-        print_leaderboard(console, await gateway.leaderboard(name))
-
-    _run(body)
-
-
-@runs_app.command("resume")
-def runs_resume(
-    run_ids: Annotated[
-        list[str] | None, typer.Argument(help="run ids (default: every unfinished run)")
-    ] = None,
-    site: Annotated[str | None, typer.Option(help="only the runs of this site")] = None,
-) -> None:
-    """Finish the runs a stopped gateway left unfinished: follow each one's Slurm job (found by job id, or
-    by its name gw-<run id> when the id was never recorded) and submit only runs the site has no job for."""
-
-    async def body(gateway: Gateway) -> bool:
-        async def show(run_id: str, message: str) -> None:
-            console.print(f"[dim]{run_id[:8]}[/] {message}", highlight=False)
-
-        reports = await gateway.resume(on_event=show, site=site, run_ids=run_ids or None)
-        if not reports:
-            console.print("no unfinished runs")
-        for report in reports:
-            print_report(console, report)
-        return all(report.passed for report in reports)
-
-    if not _run(body):
+    if not _run(body, use_database=not no_db, interrupted=STOPPED_RUN):
         raise typer.Exit(1)
 
 
@@ -194,13 +110,11 @@ def db_migrate() -> None:
 
     dsn = Settings().database_dsn()
     if dsn is None:
-        console.print("[red]error:[/] GATEWAY_DATABASE_URL is not set")
-        raise typer.Exit(2)
+        fail("GATEWAY_DATABASE_URL is not set")
     try:
         applied = apply_migrations(dsn)
     except GatewayError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc), 1)
     console.print(f"applied {applied} migration(s)")
 
 

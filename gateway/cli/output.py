@@ -1,7 +1,8 @@
 """Rich tables for the CLI: a run's tests, benchmarks and score; a leaderboard.
 
-Every string that a user or their code chose (names, test specs, error messages) goes in as rich Text, so
-it is shown as written and never read as markup."""
+Every string that a user or their code chose (names, test specs, error messages) goes in through
+``plain``: rich Text, so it is shown as written and never read as markup, with control characters shown
+as escapes, so it cannot restyle or rewrite the terminal."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.service import LeaderboardView, RunReport
+from gateway.service import LeaderboardView, RunReport, printable
+
+
+def plain(value: object | None, empty: str = "-") -> Text:
+    """``value`` as Text, shown as written: no markup, control characters (other than newlines and tabs)
+    and undecodable bytes as escapes."""
+    if value is None or value == "":
+        return Text(empty, style="dim")
+    text = str(value)
+    return Text("".join(c if printable(c) or c in "\n\t" else ascii(c)[1:-1] for c in text))
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -26,7 +36,7 @@ def print_report(console: Console, report: RunReport) -> None:
         f"{report.file_name} by {report.user} on {report.site}/{report.partition} ({report.gpu_type}), "
         f"job {report.job_id or '-'}, run {report.run_id}"
     )
-    table = Table(title=Text(title), title_justify="left")  # names are the users': never markup
+    table = Table(title=plain(title), title_justify="left")  # names are the users': never markup
     table.add_column("kind")
     table.add_column("case")
     table.add_column("status")
@@ -38,17 +48,17 @@ def print_report(console: Console, report: RunReport) -> None:
     if result is not None:
         for test in result.tests:
             status = "[green]pass[/]" if test.passed else "[red]fail[/]"
-            table.add_row("test", Text(test.spec), status, "", "", "", Text(test.error or ""))
+            table.add_row("test", plain(test.spec), status, "", "", "", plain(test.error, ""))
         for bench in result.benchmarks:
             status = "[green]pass[/]" if bench.passed else "[red]fail[/]"
             table.add_row(
                 "benchmark",
-                Text(bench.spec),
+                plain(bench.spec),
                 status,
                 format_seconds(bench.mean_ns * 1e-9) if bench.passed else "-",
                 format_seconds(bench.best_ns * 1e-9) if bench.passed else "-",
                 str(bench.runs) if bench.passed else "-",
-                Text(bench.error or ""),
+                plain(bench.error, ""),
             )
     console.print(table)
     if result is not None and result.system:
@@ -66,33 +76,35 @@ def print_report(console: Console, report: RunReport) -> None:
         score = f"score {format_seconds(report.score)}" if timed else "no timings in this mode"
         console.print(f"[bold green]passed[/]  {score}  (state {report.state})")
     else:
-        console.print(Text.assemble(("failed", "bold red"), f"  {report.error}  (state {report.state})"))
+        state = f"  (state {report.state})"
+        console.print(Text.assemble(("failed", "bold red"), "  ", plain(report.error), state))
         if result is None and report.output_tail.strip():
             console.print("[dim]last lines of the job's output:[/]")
-            console.print(report.output_tail.strip()[-1500:], markup=False, highlight=False)
+            console.print(plain(report.output_tail.strip()[-1500:]), highlight=False)
 
 
 def print_leaderboard(console: Console, view: LeaderboardView) -> None:
     board = view.board
     table = Table(
-        title=Text(f"leaderboard {board.name} (ranked by {board.ranking_by}, lower is better)"),
+        title=plain(f"leaderboard {board.name} (ranked by {board.ranking_by}, lower is better)"),
         title_justify="left",
     )
-    for column in ("gpu", "rank", "user", "score", "file", "site", "run"):
+    for column in ("gpu", "rank", "user", "score", "submitted", "file", "site", "run"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     entries = [entry for ranked in view.ranking.values() for entry in ranked]
     for entry in entries:
         table.add_row(
             entry.gpu_type,
             str(entry.rank),
-            Text(entry.user_name),
+            plain(entry.user_name),
             format_seconds(entry.score),
-            Text(entry.file_name),
+            entry.submitted_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            plain(entry.file_name),
             entry.site,
             entry.run_id[:8],
         )
     if not entries:
-        table.add_row("-", "-", "no passing leaderboard runs yet", "-", "-", "-", "-")
+        table.add_row("-", "-", "no passing leaderboard runs yet", "-", "-", "-", "-", "-")
     console.print(table)
     failed, seen = [], set()
     for run in view.recent:  # newest first: show each user's latest failure of each file once
@@ -101,15 +113,16 @@ def print_leaderboard(console: Console, view: LeaderboardView) -> None:
             failed.append(run)
     if failed:
         fails = Table(title="recent failed runs", title_justify="left")
-        for column in ("user", "file", "gpu", "site", "state", "error"):
+        for column in ("user", "file", "gpu", "site", "state", "error", "run"):
             fails.add_column(column, overflow="fold" if column == "error" else "ellipsis")
         for run in failed:
             fails.add_row(
-                Text(run.user_name),
-                Text(run.file_name),
+                plain(run.user_name),
+                plain(run.file_name),
                 run.gpu_type or "-",
-                run.site,
+                run.site or "-",
                 run.state,
-                Text(run.error or ""),
+                plain(run.error, ""),
+                run.run_id[:8],
             )
         console.print(fails)

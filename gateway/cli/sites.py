@@ -1,4 +1,5 @@
-"""`gateway sites validate|check`: site admins check a site's YAML, then the site itself, step by step."""
+"""`gateway sites ...`: site admins check a site's YAML, then the site itself, step by step; gateway admins
+drain a site (routing skips it), open it again, and see every site's health."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from gateway.cli.common import run_gateway
+from gateway.cli.output import plain
+from gateway.cli.tables import print_site_health
 from gateway.errors import ConfigError
+from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.sitecheck import DEFAULT_PROBE_TIMEOUT_S, SiteCheck, Step
-from gateway.sites import load_sites
+from gateway.sites import LOCAL_SITE_NAME, load_sites
 
 app = typer.Typer(
-    help="Site configurations: validate the YAML, check a site end to end.", no_args_is_help=True
+    help="Sites: validate the YAML, check a site end to end, drain and resume it, see their health.",
+    no_args_is_help=True,
 )
 console = Console()
 STATUS_STYLE = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}
@@ -97,3 +103,46 @@ def check(
         + (f" ({len(skipped)} skipped)" if skipped else ""),
         highlight=False,
     )
+
+
+@app.command("drain")
+def drain(
+    name: Annotated[str, typer.Argument(help="the site's name")],
+    reason: Annotated[str | None, typer.Option(help="why, shown to submitters who name the site")] = None,
+) -> None:
+    """Drain site NAME: routing skips it until `gateway sites resume NAME`.
+
+    A submission naming the site is refused with the reason; runs already on it go on."""
+
+    async def body(gateway: Gateway) -> None:
+        await gateway.set_drained(name, True, reason)
+
+    run_gateway(body)
+    console.print(
+        Text.assemble("site ", plain(name), " drained", *((": ", plain(reason)) if reason else ())),
+        highlight=False,
+    )
+
+
+@app.command("resume")
+def resume(name: Annotated[str, typer.Argument(help="the site's name")]) -> None:
+    """Open site NAME to routing again after `gateway sites drain`."""
+
+    async def body(gateway: Gateway) -> None:
+        await gateway.set_drained(name, False)
+
+    run_gateway(body)
+    console.print(Text.assemble("site ", plain(name), " open to routing again"), highlight=False)
+
+
+@app.command("health")
+def health() -> None:
+    """Show every site's health: drained or open, failures in a row, last success and failure.
+
+    As the workers recorded them, with the last error and the reason a site was drained."""
+
+    async def body(gateway: Gateway) -> None:
+        sites = {LOCAL_SITE_NAME: gateway.site(LOCAL_SITE_NAME), **gateway.sites}
+        print_site_health(console, sites, await gateway.site_health())
+
+    run_gateway(body)

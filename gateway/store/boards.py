@@ -74,7 +74,11 @@ class BoardsStore(StoreBase):
         return _board(row) if row is not None else None
 
     @retried
-    async def list_leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
+    async def list_leaderboards(
+        self, include_hidden: bool = False, name: str | None = None
+    ) -> list[LeaderboardSummary]:
+        """Leaderboards by name with their GPU types and numbers of submissions and runs (``name``: that
+        one only)."""
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "SELECT l.name, l.description, l.deadline, l.visibility, "
@@ -82,8 +86,10 @@ class BoardsStore(StoreBase):
                 "            WHERE g.leaderboard_id = l.id), '{}') AS gpu_types, "
                 "  (SELECT count(*) FROM submissions s WHERE s.leaderboard_id = l.id) AS submissions, "
                 "  (SELECT count(*) FROM runs r WHERE r.leaderboard_id = l.id) AS runs "
-                "FROM leaderboards l WHERE $1 OR l.visibility = 'public' ORDER BY l.name",
+                "FROM leaderboards l WHERE ($1 OR l.visibility = 'public') "
+                "AND ($2::text IS NULL OR l.name = $2) ORDER BY l.name",
                 include_hidden,
+                name,
             )
         return [
             LeaderboardSummary(

@@ -1,0 +1,89 @@
+"""What every `gateway` command shares: one console, errors as plain text, and a Gateway opened around
+the command's coroutine with gateway errors turned into a message and an exit code.
+
+Exit codes: 0 done; 1 a run failed, or the database or a site failed us; 2 bad input (the message says
+what); 3 refused by policy (banned, leaderboard closed, rate limited, the named site drained); 130
+interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from gateway.errors import GatewayError, RefusedError, StoreError, UserError
+from gateway.service import Gateway
+from gateway.settings import Settings
+
+console = Console()
+T = TypeVar("T")
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+class _NoDatabase(GatewayError):
+    """The database could not be reached when the command started."""
+
+
+def error(message: str, *, prefix: str = "error:") -> None:
+    """Print an error as written: messages quote user-chosen names, which must never be read as markup."""
+    console.print(Text.assemble((prefix, "red"), " ", message), highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    error(message)
+    raise typer.Exit(code)
+
+
+def shown_path(path: Path) -> str:
+    """A path as it can be printed: bytes that are not UTF-8 (lone surrogates in Python) as \\x escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def run_gateway(
+    body: Callable[[Gateway], Awaitable[T]],
+    *,
+    use_database: bool = True,
+    interrupted: str = "stopped",
+) -> T:
+    """Open a Gateway, run ``body`` with it, close it; turn gateway errors into a message and exit code."""
+
+    async def main() -> T:
+        # SIGTERM cancels like Ctrl-C does, so a killed `gateway submit` cancels its job and records it
+        this = asyncio.current_task()
+        assert this is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
+        try:
+            gateway = await Gateway.open(Settings(), use_database=use_database)
+        except StoreError as exc:
+            raise _NoDatabase(str(exc)) from exc
+        try:
+            return await body(gateway)
+        finally:
+            await gateway.close()
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print(Text(interrupted, style="yellow"))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except RefusedError as exc:
+        error(str(exc), prefix="refused:")
+        raise typer.Exit(EXIT_REFUSED) from None
+    except UserError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except _NoDatabase as exc:
+        hint = "start it (`make up` for the dev stack), or pass --no-db to `gateway submit` to record nothing"
+        fail(f"{exc}\n{hint}", EXIT_FAILED)
+    except GatewayError as exc:
+        fail(str(exc), EXIT_FAILED)

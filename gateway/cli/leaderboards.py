@@ -1,0 +1,232 @@
+"""`gateway leaderboard ...`: create, list, show and delete leaderboards; set rate limits and deadlines."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from gateway.cli.common import EXIT_USAGE, console, fail, run_gateway, warn
+from gateway.cli.output import plain, print_leaderboard
+from gateway.cli.tables import deadline_text, limit_text, print_board_header, print_leaderboards
+from gateway.service import Gateway, as_mode
+from gateway.tasks import load_task
+
+app = typer.Typer(
+    help="Create, list, show and delete leaderboards; set their rate limits and deadlines.",
+    no_args_is_help=True,
+)
+DEADLINE_HELP = "ISO 8601, e.g. 2026-12-31T23:59Z or '2026-12-31 23:59+02:00' (no zone: UTC)"
+UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+NAME = Annotated[str, typer.Argument(help="the leaderboard's name", show_default=False)]
+DURATION = re.compile(r"(?:\s*\d+\s*(?:s|m|min|h|d|w)?)+\s*")
+
+
+def parse_deadline(text: str) -> datetime:
+    """An ISO 8601 date or date and time; without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"{text!r} is not a date and time: {DEADLINE_HELP}")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in '90', '90s', '30min', '2h', '1h30m', '7d', '2w'."""
+    if not DURATION.fullmatch(text.lower()):
+        fail(f"{text!r}: give a duration such as 30s, 10min, 1h, 1h30m, 1d or 1w")
+    seconds = sum(
+        int(n) * UNITS[unit or "s"] for n, unit in re.findall(r"(\d+)\s*(min|s|m|h|d|w)?", text.lower())
+    )
+    if seconds <= 0:
+        fail("the window must be at least one second")
+    return seconds
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="the leaderboard's name: one line, at most 200 characters")],
+    task: Annotated[Path, typer.Option(help="task directory holding task.yml (reference-kernels format)")],
+    gpu: Annotated[
+        list[str] | None, typer.Option(help="a GPU type it ranks (repeat the option); default: every known")
+    ] = None,
+    deadline: Annotated[
+        str | None, typer.Option(help=f"when it closes to submissions: {DEADLINE_HELP}")
+    ] = None,
+    hidden: Annotated[
+        bool, typer.Option("--hidden", help="leave it out of public listings (`list --all` shows it)")
+    ] = False,
+    description: Annotated[
+        str | None, typer.Option(help="what it is about (default: the task's description)")
+    ] = None,
+) -> None:
+    """Create leaderboard NAME for the task in --task.
+
+    Refused if a leaderboard of that name exists (change it with `limit` and `deadline`)."""
+    closes = parse_deadline(deadline) if deadline is not None else None
+
+    async def body(gateway: Gateway) -> None:
+        definition = load_task(task)
+        board = await gateway.create_leaderboard(
+            name,
+            definition,
+            gpu,
+            deadline=closes,
+            visibility="hidden" if hidden else "public",
+            creator=getpass.getuser(),
+            description=description,
+            exist_ok=False,
+        )
+        console.print(
+            Text.assemble(
+                "created leaderboard ",
+                plain(board.name),
+                f" ({board.visibility}): task {definition.name}, ranked by {board.ranking_by}, GPU types ",
+                plain(", ".join(board.gpu_types)),
+                ", deadline ",
+                deadline_text(board.deadline),
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    run_gateway(body)
+
+
+@app.command("list")
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="hidden leaderboards too")] = False,
+) -> None:
+    """List leaderboards: GPU types, deadline (open or closed), submissions and runs."""
+
+    async def body(gateway: Gateway) -> None:
+        print_leaderboards(console, await gateway.leaderboards(include_hidden=all_), show_hidden=all_)
+
+    run_gateway(body)
+
+
+@app.command("show")
+def show(
+    name: NAME,
+    gpu: Annotated[str | None, typer.Option(help="only this GPU type's ranking")] = None,
+    top: Annotated[int, typer.Option(min=1, max=10_000, help="how many places per GPU type")] = 100,
+) -> None:
+    """Rank leaderboard NAME per GPU type, and list recent failed runs.
+
+    Each user's best passing score per GPU type, with its rank and when it was submitted (a leaderboard
+    run counts once its secret rerun passed too); then each user's latest failed runs."""
+
+    async def body(gateway: Gateway) -> None:
+        view = await gateway.leaderboard(name, top=top, gpu=gpu)
+        print_board_header(console, view)
+        print_leaderboard(console, view)
+
+    run_gateway(body)
+
+
+@app.command("delete")
+def delete(
+    name: NAME,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="delete its submissions and runs too")] = False,
+) -> None:
+    """Delete leaderboard NAME with all its submissions and runs.
+
+    This is for good. A leaderboard with submissions or runs is deleted only with --yes, or when you
+    confirm at the prompt (on a terminal)."""
+
+    async def count(gateway: Gateway) -> tuple[int, int, int]:
+        summary = await gateway.leaderboard_summary(name)
+        unfinished = await gateway.runs(leaderboard=name, unfinished=True, limit=10_000)
+        return summary.submissions, summary.runs, sum(1 for run in unfinished if run.job_id)
+
+    submissions, runs, on_sites = run_gateway(count)
+    if on_sites:
+        warn(
+            f"{on_sites} of its runs have a job on a site, which deleting does not cancel: "
+            "`gateway runs cancel` them first to free the GPUs"
+        )
+    if (submissions or runs) and not yes:
+        what = f"{submissions} submission(s) and {runs} run(s)"
+        if not sys.stdin.isatty():
+            fail(f"leaderboard {name!r} has {what}; give --yes to delete them with it")
+        console.print(Text.assemble("leaderboard ", plain(name), f" has {what}."), highlight=False)
+        if not typer.confirm("Delete it with all of them?", default=False):
+            console.print("nothing deleted")
+            raise typer.Exit(1)
+
+    async def body(gateway: Gateway) -> tuple[int, int]:
+        return await gateway.delete_leaderboard(name)
+
+    submissions, runs = run_gateway(body)
+    console.print(
+        Text.assemble(
+            "deleted leaderboard ", plain(name), f" with {submissions} submission(s) and {runs} run(s)"
+        ),
+        highlight=False,
+    )
+
+
+@app.command("limit")
+def limit(
+    name: NAME,
+    mode: Annotated[str, typer.Option(help="which submissions it counts: test | benchmark | leaderboard")] = (
+        "leaderboard"
+    ),
+    max_: Annotated[int | None, typer.Option("--max", min=1, help="submissions allowed per window")] = None,
+    per: Annotated[str | None, typer.Option(help="the window: 30s, 10min, 1h, 1h30m, 1d, 1w")] = None,
+    off: Annotated[bool, typer.Option("--off", help="remove the limit of this mode")] = False,
+) -> None:
+    """Limit how often each user may submit to leaderboard NAME, or show its limits.
+
+    At most --max submissions of --mode per --per window for each user; a refused submission says when
+    to try again. --off removes the mode's limit. Without options, show the limits in force."""
+    try:
+        run_mode = as_mode(mode)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--mode") from None
+    if off and (max_ is not None or per is not None):
+        fail("give either --off, or --max and --per")
+    if (max_ is None) != (per is None):
+        fail("give both --max N and --per DURATION (e.g. --max 5 --per 1h)")
+    window = parse_duration(per) if per is not None else None
+
+    async def body(gateway: Gateway) -> None:
+        if off or max_ is not None:
+            now = await gateway.set_rate_limit(name, run_mode, None if off else max_, window)
+            done = limit_text(now) if now else f"no limit on {run_mode} submissions"
+            console.print(Text.assemble(plain(name), f": {done}"), highlight=False)
+            return
+        limits = await gateway.rate_limits(name)
+        shown = "; ".join(limit_text(limit) for limit in limits) or "no rate limits"
+        console.print(Text.assemble(plain(name), f": {shown}"), highlight=False)
+
+    run_gateway(body)
+
+
+@app.command("deadline")
+def deadline(
+    name: NAME,
+    when: Annotated[str | None, typer.Argument(help=f"when it closes: {DEADLINE_HELP}")] = None,
+    none: Annotated[bool, typer.Option("--none", help="no deadline: open for good")] = False,
+) -> None:
+    """Set when leaderboard NAME closes to submissions, or --none.
+
+    A time in the past closes it at once; submissions after the deadline are refused."""
+    if (when is None) == (not none):
+        fail("give a deadline (e.g. 2026-12-31T23:59Z) or --none", EXIT_USAGE)
+    closes = parse_deadline(when) if when is not None else None
+
+    async def body(gateway: Gateway) -> None:
+        board = await gateway.set_deadline(name, closes)
+        console.print(
+            Text.assemble("leaderboard ", plain(board.name), " deadline: ", deadline_text(board.deadline)),
+            highlight=False,
+        )
+
+    run_gateway(body)

@@ -1,0 +1,374 @@
+"""The admin commands against the dev stack, as an admin types them: leaderboards (create, list, show,
+delete, rate limits, deadlines), runs (list, show, cancel), users (ban) and sites (drain, resume, health).
+
+The CLI runs as `python -m gateway.cli.main` from this checkout (PYTHONPATH), never the venv's `gateway`
+script, which runs whichever checkout the venv was installed from. The database is shared: every test uses
+names of its own and deletes what it created."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import UserError
+from gateway.service import Gateway, Mode, Submission, SubmitRequest
+from gateway.settings import REPO_ROOT, Settings
+from tests.conftest import PROBLEMS, solution
+from tests.integration.site_files import dev_site_text, write_site
+
+pytestmark = pytest.mark.integration
+CORRECT = PROBLEMS / "vectoradd" / "solutions" / "correct.py"
+
+
+def cli_env(dev_env: dict[str, str], **extra: str) -> dict[str, str]:
+    return os.environ | dev_env | {"COLUMNS": "250", "NO_COLOR": "1", "PYTHONPATH": str(REPO_ROOT)} | extra
+
+
+def cli(
+    dev_env: dict[str, str], *args: str | bytes, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`gateway ARGS` from this checkout, stdin not a terminal; stdout and stderr as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", *args],
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        env=env or cli_env(dev_env),
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+
+
+def on_a_terminal(dev_env: dict[str, str], answer: str, *args: str) -> tuple[int, str]:
+    """`gateway ARGS` with its stdin on a pseudo-terminal, answering ``answer`` to its prompt."""
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli.main", *args],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=cli_env(dev_env),
+        )
+        os.write(leader, answer.encode() + b"\n")
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    return proc.returncode, out
+
+
+def flat(text: str) -> str:
+    """Output with table borders and line wraps taken out (cells fold long values)."""
+    return " ".join(re.sub(r"[│┃┏┓┗┛┡┩└┘┌┐━─╇╈┳┻┼┬┴┣┫╋]", " ", text).split())
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def board(dev_env: dict[str, str]) -> Iterator[str]:
+    """A fresh leaderboard name, deleted (with whatever it holds) after the test."""
+    name = f"admin-{uuid.uuid4().hex[:10]}"
+    yield name
+    cli(dev_env, "leaderboard", "delete", name, "--yes")
+
+
+async def enqueued(gateway: Gateway, board: str, user: str, mode: Mode = "test") -> Submission:
+    """Queued without a worker in this process (the CLI's `submit` would also run it)."""
+    code = solution("vectoradd", "correct.py")
+    return await gateway.enqueue(SubmitRequest(code, "correct.py", user, leaderboard=board, mode=mode))
+
+
+def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> None:
+    hidden = f"{board}-hidden"
+    out = ok(
+        cli(
+            dev_env,
+            "leaderboard",
+            "create",
+            board,
+            "--task",
+            str(PROBLEMS / "vectoradd"),
+            "--gpu",
+            "local",
+            "--gpu",
+            "H100",
+            "--description",
+            "adds [b]two[/b] vectors",
+        )
+    )
+    assert f"created leaderboard {board} (public): task vectoradd" in flat(out)
+    assert "GPU types H100, local, deadline none (open)" in flat(out)
+    again = cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "softmax"))
+    assert again.returncode == 2 and "already exists (task vectoradd" in flat(again.stdout)
+    every_gpu = cli(dev_env, "leaderboard", "create", f"{board}-x", "--task", str(PROBLEMS / "vectoradd"))
+    assert "GPU types A100, H100, L4, local" in ok(every_gpu)
+    assert ok(cli(dev_env, "leaderboard", "delete", f"{board}-x")).startswith("deleted leaderboard")
+    task = str(PROBLEMS / "vectoradd")
+    bad_gpu = cli(dev_env, "leaderboard", "create", f"{board}-y", "--task", task, "--gpu", "TPU")
+    assert bad_gpu.returncode == 2 and "no site offers GPU type(s) 'TPU'" in bad_gpu.stdout
+    try:
+        ok(cli(dev_env, "leaderboard", "create", hidden, "--task", str(PROBLEMS / "vectoradd"), "--hidden"))
+        listed = flat(ok(cli(dev_env, "leaderboard", "list")))
+        assert f"{board} H100, local none (open) 0 0 adds [b]two[/b] vectors" in listed
+        assert hidden not in listed
+        assert f"{hidden} A100, H100, L4, local none (open) 0 0" in flat(
+            ok(cli(dev_env, "leaderboard", "list", "--all"))
+        )
+    finally:
+        cli(dev_env, "leaderboard", "delete", hidden, "--yes")
+
+    user = f"ada-{board}"
+    ok(cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--gpu", "local", "--user", user))
+    shown = flat(ok(cli(dev_env, "leaderboard", "show", board)))
+    assert "task vectoradd, ranked by geom, GPU types H100, local, public" in shown
+    assert "deadline: none (open) rate limits: none adds [b]two[/b] vectors" in shown
+    row = re.search(rf"local 1 {user} [\d.]+ [µnm]?s \d{{4}}-\d\d-\d\d [\d:]{{8}} correct.py local", shown)
+    assert row is not None, shown
+    assert ok(cli(dev_env, "leaderboard", "show", board, "--gpu", "H100")).count(user) == 0
+    one = cli(dev_env, "leaderboard", "show", board, "--gpu", "A100")
+    assert one.returncode == 2
+    assert f"leaderboard {board} does not rank 'A100'; it ranks H100, local" in one.stdout
+
+    refused = cli(dev_env, "leaderboard", "delete", board)  # stdin is not a terminal: no prompt
+    assert refused.returncode == 2
+    assert f"leaderboard '{board}' has 1 submission(s) and 2 run(s); give --yes" in flat(refused.stdout)
+    code, out = on_a_terminal(dev_env, "n", "leaderboard", "delete", board)
+    assert code == 1 and "Delete it with all of them?" in out and "nothing deleted" in out
+    assert board in ok(cli(dev_env, "leaderboard", "list"))
+    code, out = on_a_terminal(dev_env, "y", "leaderboard", "delete", board)
+    assert code == 0, out
+    assert f"deleted leaderboard {board} with 1 submission(s) and 2 run(s)" in flat(out)
+    gone = cli(dev_env, "leaderboard", "show", board)
+    assert gone.returncode == 2 and f"no leaderboard named '{board}'" in gone.stdout
+    assert ok(cli(dev_env, "runs", "list", "--user", user)).count("no runs match") == 1
+
+
+async def test_deleting_warns_of_jobs_it_does_not_cancel(
+    dev_env: dict[str, str], gateway: Gateway, board: str
+) -> None:
+    assert gateway.store is not None
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    submitted = (await enqueued(gateway, board, f"busy-{board}")).public_run.run_id
+    await enqueued(gateway, board, f"idle-{board}")
+    await gateway.store.mark_submitted(submitted, "4242", "PENDING")  # as a worker records an sbatch
+    out = flat(ok(cli(dev_env, "leaderboard", "delete", board, "--yes")))
+    assert "warning: 1 of its runs have a job on a site, which deleting does not cancel" in out
+    assert f"deleted leaderboard {board} with 2 submission(s) and 2 run(s)" in out
+
+
+async def test_a_rate_limit_refuses_the_next_submission(
+    dev_env: dict[str, str], gateway: Gateway, board: str
+) -> None:
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    out = ok(cli(dev_env, "leaderboard", "limit", board, "--mode", "test", "--max", "2", "--per", "1h"))
+    assert f"{board}: 2 test submission(s) per 1 h per user" in out
+    assert "2 test submission(s) per 1 h" in ok(cli(dev_env, "leaderboard", "limit", board))
+    bad = cli(dev_env, "leaderboard", "limit", board, "--max", "2", "--per", "soon")
+    assert bad.returncode == 2 and "'soon': give a duration such as" in bad.stdout
+    half = cli(dev_env, "leaderboard", "limit", board, "--max", "2")
+    assert half.returncode == 2 and "give both --max N and --per DURATION" in half.stdout
+
+    user = f"rl-{board}"
+    await enqueued(gateway, board, user)
+    await enqueued(gateway, board, user)
+    third = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user)
+    assert third.returncode == 3, third.stdout + third.stderr
+    assert re.search(
+        rf"refused: rate limited: 2 test submission\(s\) per 1 h on {board}; try again in \d+ min",
+        flat(third.stdout),
+    ), third.stdout
+    assert len(await gateway.runs(user=user)) == 2  # the refused one stored nothing
+    # other modes and other users are not counted against it
+    await enqueued(gateway, board, user, mode="leaderboard")
+    await enqueued(gateway, board, f"{user}-other")
+
+    assert "no limit on test submissions" in ok(
+        cli(dev_env, "leaderboard", "limit", board, "--off", "--mode", "test")
+    )
+    await enqueued(gateway, board, user)
+    assert len(await gateway.runs(user=user)) == 5  # two test runs, a leaderboard run and its rerun, one more
+
+
+async def test_a_deadline_in_the_past_refuses(dev_env: dict[str, str], gateway: Gateway, board: str) -> None:
+    out = ok(
+        cli(
+            dev_env,
+            "leaderboard",
+            "create",
+            board,
+            "--task",
+            str(PROBLEMS / "vectoradd"),
+            "--gpu",
+            "local",
+            "--deadline",
+            "2001-02-03T04:05Z",
+        )
+    )
+    assert "deadline 2001-02-03 04:05 UTC (closed)" in out
+    assert f"{board} local 2001-02-03 04:05 UTC (closed)" in flat(ok(cli(dev_env, "leaderboard", "list")))
+    user = f"late-{board}"
+    late = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user)
+    assert late.returncode == 3
+    assert f"refused: leaderboard {board} closed at 2001-02-03 04:05 UTC" in flat(late.stdout)
+    assert await gateway.runs(user=user) == []
+
+    reopened = ok(cli(dev_env, "leaderboard", "deadline", board, "2999-01-01T01:00+02:00"))
+    assert f"leaderboard {board} deadline: 2998-12-31 23:00 UTC (open)" in reopened
+    await enqueued(gateway, board, user)
+    ok(cli(dev_env, "leaderboard", "deadline", board, "2000-01-01"))  # no zone: UTC
+    with pytest.raises(UserError, match="closed at 2000-01-01 00:00 UTC"):
+        await enqueued(gateway, board, user)
+    assert "deadline: none (open)" in ok(cli(dev_env, "leaderboard", "deadline", board, "--none"))
+    await enqueued(gateway, board, user)
+    assert len(await gateway.runs(user=user)) == 2
+
+    garbled = cli(dev_env, "leaderboard", "deadline", board, "next friday")
+    assert garbled.returncode == 2 and "'next friday' is not a date and time" in garbled.stdout
+    neither = cli(dev_env, "leaderboard", "deadline", board)
+    assert neither.returncode == 2 and "give a deadline (e.g. 2026-12-31T23:59Z) or --none" in neither.stdout
+    missing = cli(dev_env, "leaderboard", "deadline", f"{board}-none", "--none")
+    assert missing.returncode == 2 and f"no leaderboard named '{board}-none'" in missing.stdout
+
+
+async def test_a_banned_user_is_refused_until_unbanned(
+    dev_env: dict[str, str], gateway: Gateway, board: str
+) -> None:
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    user = f"mallory-{board}"
+    unknown = cli(dev_env, "users", "unban", user)
+    assert unknown.returncode == 2 and f"no user named '{user}'" in unknown.stdout
+    assert f"user {user} is now banned from submitting" in ok(cli(dev_env, "users", "ban", user))
+    assert f"user {user} is already banned" in ok(cli(dev_env, "users", "ban", user))
+    done = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user)
+    assert done.returncode == 3 and f"refused: {user} is banned from submitting" in done.stdout
+    assert await gateway.runs(user=user) == []
+    with pytest.raises(UserError, match="is banned"):
+        await enqueued(gateway, board, user)
+    assert f"user {user} is now allowed to submit" in ok(cli(dev_env, "users", "unban", user))
+    await enqueued(gateway, board, user)
+    assert len(await gateway.runs(user=user)) == 1
+
+
+async def test_runs_list_show_and_cancel_a_queued_run(
+    dev_env: dict[str, str], gateway: Gateway, board: str
+) -> None:
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    user = f"queued-{board}"
+    submission = await enqueued(gateway, board, user)  # queued; no worker in this process takes it
+    run_id = submission.public_run.run_id
+    listed = flat(ok(cli(dev_env, "runs", "list", "--leaderboard", board, "--unfinished")))
+    assert f"{run_id[:8]}" in listed and f"{user} {board} correct.py test local (not routed)" in listed
+    assert run_id[:8] in ok(cli(dev_env, "runs", "list", "--user", user, "--limit", "1"))
+
+    shown = flat(ok(cli(dev_env, "runs", "show", run_id[:8])))
+    assert f"run {run_id}" in shown
+    for line in ("state QUEUED", f"user {user}", f"leaderboard {board}", "file correct.py", "mode test"):
+        assert line in shown, (line, shown)
+    assert re.search(r"state QUEUED queued", shown)  # its first event
+
+    cancelled = ok(cli(dev_env, "runs", "cancel", run_id[:8]))
+    # a `gateway worker` elsewhere on the shared stack may have claimed it first: then it cancels the job
+    assert f"run {run_id} was cancelled before it started" in cancelled or "cancel requested" in cancelled
+    async with asyncio.timeout(120):
+        finished = [event async for event in gateway.follow([run_id]) if event.kind == "finished"]
+    assert [(e.state, e.kind) for e in finished] == [("CANCELLED", "finished")]
+    record = await gateway.run(run_id)
+    assert record.state == "CANCELLED" and record.finished_at is not None and record.passed is False
+
+    shown = flat(ok(cli(dev_env, "runs", "show", run_id)))
+    assert "state CANCELLED" in shown and "verdict failed" in shown
+    assert re.search(r"finished CANCELLED", shown), shown
+    again = cli(dev_env, "runs", "cancel", run_id)
+    assert again.returncode == 0 and "has already finished (CANCELLED)" in again.stdout
+
+    ok(cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user))
+    done = next(r for r in await gateway.runs(user=user) if r.state == "COMPLETED")
+    too_late = cli(dev_env, "runs", "cancel", done.run_id[:12])
+    assert too_late.returncode == 1
+    assert f"run {done.run_id} has already finished (COMPLETED)" in too_late.stdout
+    shown = flat(ok(cli(dev_env, "runs", "show", done.run_id)))
+    for line in ("state COMPLETED", "verdict passed", "partition local/local", "attempt 1", "claimed 1"):
+        assert line in shown, (line, shown)
+    assert re.search(r"test seed: 4242; size: 127 pass", shown) and "routed to local/local" in shown
+
+    for wrong, message in (
+        ("ffffffff-0000", "no run with id 'ffffffff-0000'"),
+        ("%", "'%' is not a run id"),
+        ("'; DROP TABLE runs; --", "is not a run id"),
+    ):
+        refused = cli(dev_env, "runs", "show", wrong)
+        assert refused.returncode == 2 and message in refused.stdout, refused.stdout
+
+
+async def test_a_drained_site_is_skipped_by_routing_until_resumed(
+    dev_env: dict[str, str], stack_settings: Settings, tmp_path: Path
+) -> None:
+    """On a site of its own (a copy of alpha), so that no other test sees alpha drained."""
+    dev_dir = Path(dev_env["GATEWAY_DEV_DIR"])
+    name = f"drain{uuid.uuid4().hex[:8]}"
+    sites = tmp_path / "sites"
+    write_site(sites, "alpha", dev_site_text("alpha", dev_dir))
+    write_site(sites, name, dev_site_text("alpha", dev_dir).replace("name: alpha", f"name: {name}"))
+    env = cli_env(dev_env, GATEWAY_SITES_DIR=str(sites))
+    settings = stack_settings.model_copy(update={"sites_dir": sites})
+
+    out = ok(cli(dev_env, "sites", "drain", name, "--reason", "new [b]GPUs[/b]: back monday", env=env))
+    assert f"site {name} drained: new [b]GPUs[/b]: back monday" in out
+    try:
+        health = flat(ok(cli(dev_env, "sites", "health", env=env)))
+        assert f"{name} H100 drained: new [b]GPUs[/b]: back monday" in health
+        assert "alpha H100 open" in health and "local (this machine) open" in health
+        task = str(PROBLEMS / "vectoradd")
+        args = ("submit", str(CORRECT), "--task", task, "--site", name, "--mode", "test")
+        named = cli(dev_env, *args, env=env)
+        assert named.returncode == 3
+        assert f"refused: site {name} is drained by an admin (new [b]GPUs[/b]: back monday)" in named.stdout
+        gateway = await Gateway.open(settings)
+        try:
+            with pytest.raises(UserError, match=rf"site {name} is drained by an admin \(new \[b\]GPUs"):
+                await gateway.route(name, "H100")
+            for _ in range(3):
+                assert (await gateway.route(None, "H100")).site.name == "alpha"
+        finally:
+            await gateway.close()
+    finally:
+        out = ok(cli(dev_env, "sites", "resume", name, env=env))
+    assert f"site {name} open to routing again" in out
+    assert f"{name} H100 open" in flat(ok(cli(dev_env, "sites", "health", env=env)))
+    gateway = await Gateway.open(settings)
+    try:
+        assert (await gateway.route(name, "H100")).site.name == name
+    finally:
+        await gateway.close()
+
+    unknown = cli(dev_env, "sites", "drain", "nowhere", env=env)
+    assert unknown.returncode == 2 and "unknown site 'nowhere'; known sites: alpha" in unknown.stdout
+    local = cli(dev_env, "sites", "drain", "local", env=env)
+    assert local.returncode == 2 and "the built-in local site cannot be drained" in local.stdout
+
+
+def test_every_admin_command_has_help(dev_env: dict[str, str]) -> None:
+    for group, commands in {
+        "leaderboard": ("create", "list", "show", "delete", "limit", "deadline"),
+        "runs": ("list", "show", "cancel", "resume"),
+        "users": ("ban", "unban"),
+        "sites": ("drain", "resume", "health"),
+    }.items():
+        listing = ok(cli(dev_env, group, "--help"))
+        for command in commands:
+            assert command in listing
+            assert "Usage:" in ok(cli(dev_env, group, command, "--help"))
