@@ -191,7 +191,7 @@ def serve(request_fd: int, reply_fd: int) -> int:
             if problem is not None:
                 send(reply_fd, {"ok": False, "error": problem})
                 continue
-            blobs: list[bytes] = []
+            blobs: list[wire.Blob] = []
             value = encode(output, blobs) if header.get("output") else None
             send(reply_fd, {"ok": True, "ns": ns, "value": value}, blobs)
         except wire.WireError:
