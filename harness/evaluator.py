@@ -57,6 +57,8 @@ class Worker:
     def __init__(self) -> None:
         req_read, self.req_write = os.pipe()
         self.rep_read, rep_write = os.pipe()
+        wire.widen(self.req_write)
+        wire.widen(self.rep_read)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("POPCORN_", "HARNESS_"))}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harness.worker", str(req_read), str(rep_write)],
@@ -68,7 +70,7 @@ class Worker:
         os.close(rep_write)
         self.dead: str | None = None
 
-    def request(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+    def request(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytearray]]:
         if self.dead is not None:
             raise Failed(self.dead)
         try:
