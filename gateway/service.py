@@ -9,38 +9,38 @@ PostgreSQL (LISTEN/NOTIFY). Backends never touch the store; this module does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, cast, get_args
 
-from gateway.backends.base import Backend, JobRequest, JobStatus
+from gateway.backends.base import Backend, JobRequest
 from gateway.backends.local import LocalBackend
 from gateway.backends.slurm import SlurmBackend
 from gateway.bundle import build_spec
 from gateway.errors import (
-    BackendError,
-    GatewayError,
     RefusedError,
-    SubmissionError,
-    TransportError,
     UserError,
 )
-from gateway.execution import RunReport, SiteRuntime, execute
+from gateway.execution import RunReport, SiteRuntime
 from gateway.monitor import Monitor
+from gateway.processing import (
+    LOCAL_GPU_LABEL,
+    Claim,
+    EventCallback,
+    Mode,
+    RunProcessing,
+    as_mode,
+    report_of,
+)
 from gateway.render import TemplateRenderer
 from gateway.routing import Choice, Router
 from gateway.settings import Settings
 from gateway.sites import LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
-from gateway.states import JobState
 from gateway.store import (
-    ClaimedRun,
     LeaderboardRecord,
     LeaderboardSummary,
     NewRun,
@@ -55,22 +55,22 @@ from gateway.tasks import TaskDefinition
 from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
 from gateway.transport.ssh import SSHTransport
-from harness.protocol import HarnessError, RunResult
+from gateway.validation import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_REASON_CHARS,
+    RUN_ID_PREFIX,
+    VISIBILITIES,
+    check_code,
+    check_name,
+    check_text,
+    shown,
+)
 
 log = logging.getLogger(__name__)
-Mode = Literal["test", "benchmark", "leaderboard", "profile"]
-EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
-LOCAL_GPU_LABEL = "local"
-MAX_NAME_CHARS = 200  # leaderboard and user names
-MAX_DESCRIPTION_CHARS = 20_000  # a leaderboard's description (reference-kernels' longest is a few KiB)
-MAX_REASON_CHARS = 500  # an admin's reason for draining a site
-VISIBILITIES = ("public", "hidden")
-JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: format characters that names may hold
-_JOINERS = dict.fromkeys(map(ord, JOINERS))
-RUN_ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")  # a run id (a UUID) or its first characters
 
 __all__ = [  # with the store's typed rows that this API returns, so front ends never import the store
     "Claim",
+    "EventCallback",
     "Gateway",
     "LeaderboardRecord",
     "LeaderboardSummary",
@@ -86,51 +86,8 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "Submission",
     "SubmitRequest",
     "as_mode",
-    "check_name",
-    "check_text",
-    "printable",
+    "report_of",
 ]
-
-
-def as_mode(value: str) -> Mode:
-    """A mode name as the Mode literal; ValueError for anything else."""
-    for mode in get_args(Mode):
-        if value == mode:
-            return cast(Mode, mode)
-    raise ValueError(f"unknown mode {value!r}: expected one of {', '.join(get_args(Mode))}")
-
-
-def _shown(value: str, limit: int = 80) -> str:
-    """A user's string for an error message: quoted and escaped (no markup, no control characters, no
-    lone surrogates from undecodable bytes), cut to ``limit`` characters."""
-    return f"{value[:limit]!r}{'…' if len(value) > limit else ''}"
-
-
-def printable(text: str) -> bool:
-    """Printable in Python's sense (no control or format characters, no lone surrogates, no separators
-    but the space), except that zero-width joiners (emoji sequences, Persian and Indic scripts) pass."""
-    return text.translate(_JOINERS).isprintable()
-
-
-def check_name(what: str, name: str, limit: int = MAX_NAME_CHARS) -> None:
-    """A name (of a user, a leaderboard) is one line of printable characters, not blank, at most
-    ``limit`` characters: no control characters (bidi overrides included), no undecodable bytes.
-    UserError otherwise."""
-    if not name.translate(_JOINERS).strip() or len(name) > limit or not printable(name):
-        raise UserError(
-            f"{what} {_shown(name)} ({len(name)} characters) cannot be used: one line of printable "
-            f"characters, not blank, at most {limit}"
-        )
-
-
-def check_text(what: str, text: str, limit: int) -> None:
-    """Free text (a description, a reason): lines of printable characters and tabs, at most ``limit``
-    characters. UserError otherwise."""
-    if len(text) > limit:
-        raise UserError(f"{what} is {len(text)} characters long; at most {limit}")
-    bad = next((c for c in text if not printable(c) and c not in "\n\t"), None)
-    if bad is not None:
-        raise UserError(f"{what} holds the character {bad!r}: only printable text, newlines and tabs")
 
 
 @dataclass(frozen=True)
@@ -177,18 +134,7 @@ class Submission:
         return next(run for run in self.runs if not run.secret)
 
 
-@dataclass
-class Claim:
-    """A worker's hold on one run while it processes it. ``lost`` (another worker took the run over, or
-    this one is stopping) ends processing without touching the job; ``cancel_reason`` cancels the job."""
-
-    worker: str
-    lost: bool = False
-    cancel_reason: str | None = None
-    report: RunReport | None = field(default=None, repr=False)
-
-
-class Gateway:
+class Gateway(RunProcessing):
     def __init__(
         self,
         settings: Settings,
@@ -345,7 +291,7 @@ class Gateway:
             )
         if not exist_ok and (existing := await store.get_leaderboard(name)) is not None:
             raise UserError(
-                f"leaderboard {_shown(name)} already exists (task {existing.task.get('name', '?')}, GPUs "
+                f"leaderboard {shown(name)} already exists (task {existing.task.get('name', '?')}, GPUs "
                 f"{', '.join(existing.gpu_types)}); nothing changed"
             )
         return await store.create_leaderboard(
@@ -364,7 +310,7 @@ class Gateway:
         check_name("leaderboard name", name)
         board = await self._require_store().get_leaderboard(name)
         if board is None:
-            raise UserError(f"no leaderboard named {_shown(name)}")
+            raise UserError(f"no leaderboard named {shown(name)}")
         return board
 
     async def leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
@@ -375,7 +321,7 @@ class Gateway:
         check_name("leaderboard name", name)
         found = await self._require_store().list_leaderboards(include_hidden=True, name=name)
         if not found:
-            raise UserError(f"no leaderboard named {_shown(name)}")
+            raise UserError(f"no leaderboard named {shown(name)}")
         return found[0]
 
     async def delete_leaderboard(self, name: str) -> tuple[int, int]:
@@ -383,7 +329,7 @@ class Gateway:
         check_name("leaderboard name", name)
         deleted = await self._require_store().delete_leaderboard(name)
         if deleted is None:
-            raise UserError(f"no leaderboard named {_shown(name)}")
+            raise UserError(f"no leaderboard named {shown(name)}")
         return deleted
 
     async def set_deadline(self, name: str, deadline: datetime | None) -> LeaderboardRecord:
@@ -392,7 +338,7 @@ class Gateway:
             raise UserError("a deadline needs a time zone (e.g. 2026-12-31T23:59Z)")
         check_name("leaderboard name", name)
         if not await self._require_store().set_deadline(name, deadline):
-            raise UserError(f"no leaderboard named {_shown(name)}")
+            raise UserError(f"no leaderboard named {shown(name)}")
         return await self.get_leaderboard(name)
 
     async def set_rate_limit(
@@ -443,7 +389,7 @@ class Gateway:
         check_name("user name", user)
         store = self._require_store()
         if not banned and await store.get_user(user) is None:
-            raise UserError(f"no user named {_shown(user)}")
+            raise UserError(f"no user named {shown(user)}")
         return await store.set_banned(user, banned)
 
     # -- submissions --------------------------------------------------------------------------------
@@ -453,26 +399,7 @@ class Gateway:
         check_name("user name", request.user)
         if request.leaderboard is not None:
             check_name("leaderboard name", request.leaderboard)
-        self._check_code(request.code, request.file_name)
-
-    def _check_code(self, code: str, file_name: str) -> None:
-        if not file_name or len(file_name) > 255 or "/" in file_name or not file_name.isprintable():
-            raise SubmissionError(
-                f"the file name {_shown(file_name)} cannot be used: one line of printable characters "
-                "without '/', at most 255"
-            )
-        try:
-            size = len(code.encode())
-        except UnicodeEncodeError as exc:  # lone surrogates: bytes that were not UTF-8, smuggled in
-            raise SubmissionError(f"{file_name} is not UTF-8 text ({exc.reason} at {exc.start})") from None
-        if size == 0 or not code.strip():
-            raise SubmissionError(f"{file_name} is empty")
-        if size > self.settings.max_submission_bytes:
-            raise SubmissionError(
-                f"{file_name} is {size} bytes; the limit is {self.settings.max_submission_bytes} bytes"
-            )
-        if "\x00" in code:
-            raise SubmissionError(f"{file_name} contains NUL bytes: submit Python source text")
+        check_code(request.code, request.file_name, self.settings.max_submission_bytes)
 
     async def _resolve_task(self, request: SubmitRequest) -> tuple[TaskDefinition, LeaderboardRecord | None]:
         if self.store is None:
@@ -485,7 +412,7 @@ class Gateway:
         board = await self.store.get_leaderboard(name)
         if board is None:
             if request.task is None:
-                raise UserError(f"no leaderboard named {_shown(name)}; give --task to create it")
+                raise UserError(f"no leaderboard named {shown(name)}; give --task to create it")
             board = await self.create_leaderboard(name, request.task, creator=request.user)
         return TaskDefinition.from_json(board.task), board
 
@@ -606,150 +533,6 @@ class Gateway:
         where = f"{choice.site.name}/{choice.partition.name} ({report.gpu_type})"
         return await self._execute(job, report, on_event, f"routed to {where}: {choice.why}", None)
 
-    # -- processing a claimed run -------------------------------------------------------------------
-
-    async def process(
-        self, run: ClaimedRun, claim: Claim, on_event: EventCallback | None = None
-    ) -> RunReport:
-        """Run one claimed run to its recorded end: route it (first claim), or find its job again by
-        name when an earlier worker may have submitted it (a takeover), never submitting it twice."""
-        store = self._require_store()
-        report = RunReport(
-            run.run_id,
-            run.user_name,
-            run.file_name,
-            run.site or "",
-            run.partition or "",
-            run.gpu_type or LOCAL_GPU_LABEL,
-            job_id=run.job_id,
-            attempt=run.attempt,
-            leaderboard=run.leaderboard,
-        )
-        claim.report = report
-        try:
-            if run.task is None:
-                raise UserError("its task is not stored (an ad-hoc run without a leaderboard)")
-            task = TaskDefinition.from_json(run.task)
-            if run.site is None:
-                gpu = None if run.gpu_type == LOCAL_GPU_LABEL else run.gpu_type
-                choice = await self.route(run.requested_site, gpu)
-                site, partition, why = choice.site, choice.partition, choice.why
-                await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
-                first = f"routed to {site.name}/{partition.name} ({report.gpu_type}): {why}"
-            else:
-                site = self.site(run.site)
-                partition = site.partition(run.partition or "") or site.partitions[0]
-                last = f" (last seen as job {run.job_id})" if run.job_id else ""
-                first = f"taken over on {site.name}{last}"
-        except GatewayError as exc:
-            report.state, report.error = JobState.FAILED, f"cannot run: {exc}"
-            await self._record(report)
-            return report
-        report.site, report.partition = site.name, partition.name
-        seed = run.secret_seed if run.secret else None
-        job = JobRequest(
-            run.run_id,
-            site,
-            partition,
-            task,
-            run.code,
-            build_spec(run.run_id, as_mode(run.mode), task, secret_seed=seed),
-            run.result_key,
-            attempt=run.attempt,
-            # an earlier claim may have handed it to the site: the backend finds the job by its name
-            # gw-<run>[-attempt] (whether or not its id was recorded) and submits only if there is none
-            maybe_submitted=run.claims > 1 or run.job_id is not None,
-        )
-        return await self._execute(job, report, on_event, first, claim)
-
-    async def _execute(
-        self,
-        job: JobRequest,
-        report: RunReport,
-        on_event: EventCallback | None,
-        first_event: str,
-        claim: Claim | None,
-    ) -> RunReport:
-        site, partition = job.site, job.partition
-        store = self.store
-
-        async def event(message: str, *, progress: bool = False) -> None:
-            report.events.append(message)
-            if store is not None:
-                await store.add_event(
-                    job.run_id, "progress" if progress else "state", report.state.value, message
-                )
-            if on_event is not None:
-                await on_event(job.run_id, message)
-
-        async def persist(report: RunReport, status: JobStatus | None) -> None:
-            if store is None:
-                return
-            if status is None and report.job_id is not None:
-                await store.mark_submitted(report.run_id, report.job_id, report.state.value, report.attempt)
-            elif status is not None:
-                await store.update_state(
-                    report.run_id, status.state.value, started=status.state is JobState.RUNNING
-                )
-
-        await event(first_event)
-        self.router.started(site.name, partition.name)
-        try:
-            await execute(self._runtime(site), job, report, event, persist)
-            await self._site_outcome(site.name, None)
-        except asyncio.CancelledError:
-            if claim is not None and claim.lost:
-                raise  # another worker follows the job now: leave it and its row alone
-            # the caller gave up (Ctrl-C, a closed request) or an admin cancelled: cancel the job, record it
-            reason = claim.cancel_reason if claim and claim.cancel_reason else "the submitter stopped waiting"
-            await asyncio.shield(self._abandon(report, site, reason))
-            raise
-        except GatewayError as exc:
-            if isinstance(exc, TransportError | BackendError):
-                await self._site_outcome(site.name, str(exc))
-            report.error = report.error or str(exc)
-            if not report.state.is_terminal:
-                report.state = JobState.FAILED
-            log.warning("run %s failed: %s", job.run_id, exc)
-        finally:
-            self.router.finished(site.name, partition.name)
-        await self._record(report)
-        if on_event is not None:
-            await on_event(job.run_id, _verdict(report))
-        return report
-
-    async def _site_outcome(self, site: str, error: str | None) -> None:
-        self.router.record(site, error)
-        if self.store is not None:
-            try:
-                await self.store.record_site_outcome(site, error)
-            except GatewayError as exc:  # health is advisory: never fail a run over it
-                log.warning("site %s: could not record its health: %s", site, exc)
-
-    async def _record(self, report: RunReport) -> None:
-        if self.store is None:
-            return
-        result = report.result
-        await self.store.record_result(
-            report.run_id,
-            state=report.state.value,
-            passed=report.passed,
-            score=report.score,
-            result=result.to_payload() if result else None,
-            system_info=result.system if result else None,
-            error=report.error,
-            message=_verdict(report),
-        )
-
-    async def _abandon(self, report: RunReport, site: SiteConfig, reason: str) -> None:
-        report.state, report.error = JobState.CANCELLED, f"cancelled: {reason}"
-        try:
-            if report.handle is not None:
-                await self._runtime(site).backend.cancel([report.handle])
-        except GatewayError as exc:
-            log.warning("run %s: could not cancel job %s: %s", report.run_id, report.job_id, exc)
-        await self._record(report)
-
     # -- following and managing runs ----------------------------------------------------------------
 
     async def follow(self, run_ids: list[str], after_id: int = 0) -> AsyncIterator[RunEvent]:
@@ -762,12 +545,12 @@ class Gateway:
         store = self._require_store()
         wanted = run_id.strip().lower()
         if not RUN_ID_PREFIX.fullmatch(wanted):
-            raise UserError(f"{_shown(run_id)} is not a run id: give the id, or its first characters (hex)")
+            raise UserError(f"{shown(run_id)} is not a run id: give the id, or its first characters (hex)")
         matches = await store.find_runs(wanted)
         if not matches:
-            raise UserError(f"no run with id {_shown(run_id)}")
+            raise UserError(f"no run with id {shown(run_id)}")
         if len(matches) > 1 and wanted not in matches:
-            raise UserError(f"{_shown(run_id)} matches several runs: give more of the id")
+            raise UserError(f"{shown(run_id)} matches several runs: give more of the id")
         record = await store.get_run(matches[0])
         assert record is not None
         return record
@@ -821,32 +604,3 @@ class Gateway:
 
     async def site_health(self) -> dict[str, SiteHealth]:
         return await self._require_store().site_health()
-
-
-def _verdict(report: RunReport) -> str:
-    return "passed" if report.passed else f"failed: {report.error}"
-
-
-def report_of(record: RunRecord) -> RunReport:
-    """A report rebuilt from a recorded run (one another worker saw through)."""
-    result = None
-    if record.result is not None:
-        try:
-            result = RunResult.from_payload(record.result)
-        except HarnessError as exc:
-            log.warning("run %s: stored result unreadable: %s", record.run_id, exc)
-    return RunReport(
-        record.run_id,
-        record.user_name,
-        record.file_name,
-        record.site or "",
-        record.partition or "",
-        record.gpu_type or LOCAL_GPU_LABEL,
-        job_id=record.job_id,
-        attempt=record.attempt,
-        state=JobState(record.state) if record.state in JobState.__members__ else JobState.UNKNOWN,
-        result=result,
-        score=record.score,
-        error=record.error,
-        leaderboard=record.leaderboard,
-    )

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.service import LeaderboardView, RunReport, printable
+from gateway.service import LeaderboardView, RunReport
+from gateway.validation import printable
 
 
 def plain(value: object | None, empty: str = "-") -> Text:

@@ -1,0 +1,234 @@
+"""Processing one claimed run: route it (or find its job again after a takeover), execute it on its site,
+record its end once, and say so in its events. Mixed into gateway.service.Gateway, whose sites, router and
+store it uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, cast, get_args
+
+from gateway.backends.base import JobRequest, JobStatus
+from gateway.bundle import build_spec
+from gateway.errors import BackendError, GatewayError, TransportError, UserError
+from gateway.execution import RunReport, SiteRuntime, execute
+from gateway.routing import Choice, Router
+from gateway.sites import SiteConfig
+from gateway.states import JobState
+from gateway.store import ClaimedRun, RunRecord, Store
+from gateway.tasks import TaskDefinition
+from harness.protocol import HarnessError, RunResult
+
+log = logging.getLogger(__name__)
+Mode = Literal["test", "benchmark", "leaderboard", "profile"]
+EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
+LOCAL_GPU_LABEL = "local"
+
+
+def as_mode(value: str) -> Mode:
+    """A mode name as the Mode literal; ValueError for anything else."""
+    for mode in get_args(Mode):
+        if value == mode:
+            return cast(Mode, mode)
+    raise ValueError(f"unknown mode {value!r}: expected one of {', '.join(get_args(Mode))}")
+
+
+@dataclass
+class Claim:
+    """A worker's hold on one run while it processes it. ``lost`` (another worker took the run over, or
+    this one is stopping) ends processing without touching the job; ``cancel_reason`` cancels the job."""
+
+    worker: str
+    lost: bool = False
+    cancel_reason: str | None = None
+    report: RunReport | None = field(default=None, repr=False)
+
+
+class RunProcessing:
+    """The part of the service that runs a claimed run to its recorded end."""
+
+    store: Store | None
+    router: Router
+
+    if TYPE_CHECKING:  # provided by gateway.service.Gateway
+
+        def _require_store(self) -> Store: ...
+
+        def _runtime(self, site: SiteConfig) -> SiteRuntime: ...
+
+        def site(self, name: str | None) -> SiteConfig: ...
+
+        async def route(self, site_name: str | None, gpu_type: str | None) -> Choice: ...
+
+    async def process(
+        self, run: ClaimedRun, claim: Claim, on_event: EventCallback | None = None
+    ) -> RunReport:
+        """Run one claimed run to its recorded end: route it (first claim), or find its job again by
+        name when an earlier worker may have submitted it (a takeover), never submitting it twice."""
+        store = self._require_store()
+        report = RunReport(
+            run.run_id,
+            run.user_name,
+            run.file_name,
+            run.site or "",
+            run.partition or "",
+            run.gpu_type or LOCAL_GPU_LABEL,
+            job_id=run.job_id,
+            attempt=run.attempt,
+            leaderboard=run.leaderboard,
+        )
+        claim.report = report
+        try:
+            if run.task is None:
+                raise UserError("its task is not stored (an ad-hoc run without a leaderboard)")
+            task = TaskDefinition.from_json(run.task)
+            if run.site is None:
+                gpu = None if run.gpu_type == LOCAL_GPU_LABEL else run.gpu_type
+                choice = await self.route(run.requested_site, gpu)
+                site, partition, why = choice.site, choice.partition, choice.why
+                await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
+                first = f"routed to {site.name}/{partition.name} ({report.gpu_type}): {why}"
+            else:
+                site = self.site(run.site)
+                partition = site.partition(run.partition or "") or site.partitions[0]
+                last = f" (last seen as job {run.job_id})" if run.job_id else ""
+                first = f"taken over on {site.name}{last}"
+        except GatewayError as exc:
+            report.state, report.error = JobState.FAILED, f"cannot run: {exc}"
+            await self._record(report)
+            return report
+        report.site, report.partition = site.name, partition.name
+        seed = run.secret_seed if run.secret else None
+        job = JobRequest(
+            run.run_id,
+            site,
+            partition,
+            task,
+            run.code,
+            build_spec(run.run_id, as_mode(run.mode), task, secret_seed=seed),
+            run.result_key,
+            attempt=run.attempt,
+            # an earlier claim may have handed it to the site: the backend finds the job by its name
+            # gw-<run>[-attempt] (whether or not its id was recorded) and submits only if there is none
+            maybe_submitted=run.claims > 1 or run.job_id is not None,
+        )
+        return await self._execute(job, report, on_event, first, claim)
+
+    async def _execute(
+        self,
+        job: JobRequest,
+        report: RunReport,
+        on_event: EventCallback | None,
+        first_event: str,
+        claim: Claim | None,
+    ) -> RunReport:
+        site, partition = job.site, job.partition
+        store = self.store
+
+        async def event(message: str, *, progress: bool = False) -> None:
+            report.events.append(message)
+            if store is not None:
+                await store.add_event(
+                    job.run_id, "progress" if progress else "state", report.state.value, message
+                )
+            if on_event is not None:
+                await on_event(job.run_id, message)
+
+        async def persist(report: RunReport, status: JobStatus | None) -> None:
+            if store is None:
+                return
+            if status is None and report.job_id is not None:
+                await store.mark_submitted(report.run_id, report.job_id, report.state.value, report.attempt)
+            elif status is not None:
+                await store.update_state(
+                    report.run_id, status.state.value, started=status.state is JobState.RUNNING
+                )
+
+        await event(first_event)
+        self.router.started(site.name, partition.name)
+        try:
+            await execute(self._runtime(site), job, report, event, persist)
+            await self._site_outcome(site.name, None)
+        except asyncio.CancelledError:
+            if claim is not None and claim.lost:
+                raise  # another worker follows the job now: leave it and its row alone
+            # the caller gave up (Ctrl-C, a closed request) or an admin cancelled: cancel the job, record it
+            reason = claim.cancel_reason if claim and claim.cancel_reason else "the submitter stopped waiting"
+            await asyncio.shield(self._abandon(report, site, reason))
+            raise
+        except GatewayError as exc:
+            if isinstance(exc, TransportError | BackendError):
+                await self._site_outcome(site.name, str(exc))
+            report.error = report.error or str(exc)
+            if not report.state.is_terminal:
+                report.state = JobState.FAILED
+            log.warning("run %s failed: %s", job.run_id, exc)
+        finally:
+            self.router.finished(site.name, partition.name)
+        await self._record(report)
+        if on_event is not None:
+            await on_event(job.run_id, _verdict(report))
+        return report
+
+    async def _site_outcome(self, site: str, error: str | None) -> None:
+        self.router.record(site, error)
+        if self.store is not None:
+            try:
+                await self.store.record_site_outcome(site, error)
+            except GatewayError as exc:  # health is advisory: never fail a run over it
+                log.warning("site %s: could not record its health: %s", site, exc)
+
+    async def _record(self, report: RunReport) -> None:
+        if self.store is None:
+            return
+        result = report.result
+        await self.store.record_result(
+            report.run_id,
+            state=report.state.value,
+            passed=report.passed,
+            score=report.score,
+            result=result.to_payload() if result else None,
+            system_info=result.system if result else None,
+            error=report.error,
+            message=_verdict(report),
+        )
+
+    async def _abandon(self, report: RunReport, site: SiteConfig, reason: str) -> None:
+        report.state, report.error = JobState.CANCELLED, f"cancelled: {reason}"
+        try:
+            if report.handle is not None:
+                await self._runtime(site).backend.cancel([report.handle])
+        except GatewayError as exc:
+            log.warning("run %s: could not cancel job %s: %s", report.run_id, report.job_id, exc)
+        await self._record(report)
+
+
+def _verdict(report: RunReport) -> str:
+    return "passed" if report.passed else f"failed: {report.error}"
+
+
+def report_of(record: RunRecord) -> RunReport:
+    """A report rebuilt from a recorded run (one another worker saw through)."""
+    result = None
+    if record.result is not None:
+        try:
+            result = RunResult.from_payload(record.result)
+        except HarnessError as exc:
+            log.warning("run %s: stored result unreadable: %s", record.run_id, exc)
+    return RunReport(
+        record.run_id,
+        record.user_name,
+        record.file_name,
+        record.site or "",
+        record.partition or "",
+        record.gpu_type or LOCAL_GPU_LABEL,
+        job_id=record.job_id,
+        attempt=record.attempt,
+        state=JobState(record.state) if record.state in JobState.__members__ else JobState.UNKNOWN,
+        result=result,
+        score=record.score,
+        error=record.error,
+        leaderboard=record.leaderboard,
+    )

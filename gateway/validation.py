@@ -1,0 +1,68 @@
+"""Checks on what users type: names, free text and submitted code, so the store keeps them verbatim or
+the user learns at once what to change (UserError / SubmissionError, never a database error)."""
+
+from __future__ import annotations
+
+import re
+
+from gateway.errors import SubmissionError, UserError
+
+MAX_NAME_CHARS = 200  # leaderboard and user names
+MAX_DESCRIPTION_CHARS = 20_000  # a leaderboard's description (reference-kernels' longest is a few KiB)
+MAX_REASON_CHARS = 500  # an admin's reason for draining a site
+VISIBILITIES = ("public", "hidden")
+JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: format characters that names may hold
+_JOINERS = dict.fromkeys(map(ord, JOINERS))
+RUN_ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")  # a run id (a UUID) or its first characters
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A user's string for an error message: quoted and escaped (no markup, no control characters, no
+    lone surrogates from undecodable bytes), cut to ``limit`` characters."""
+    return f"{value[:limit]!r}{'…' if len(value) > limit else ''}"
+
+
+def printable(text: str) -> bool:
+    """Printable in Python's sense (no control or format characters, no lone surrogates, no separators
+    but the space), except that zero-width joiners (emoji sequences, Persian and Indic scripts) pass."""
+    return text.translate(_JOINERS).isprintable()
+
+
+def check_name(what: str, name: str, limit: int = MAX_NAME_CHARS) -> None:
+    """A name (of a user, a leaderboard) is one line of printable characters, not blank, at most
+    ``limit`` characters: no control characters (bidi overrides included), no undecodable bytes.
+    UserError otherwise."""
+    if not name.translate(_JOINERS).strip() or len(name) > limit or not printable(name):
+        raise UserError(
+            f"{what} {shown(name)} ({len(name)} characters) cannot be used: one line of printable "
+            f"characters, not blank, at most {limit}"
+        )
+
+
+def check_text(what: str, text: str, limit: int) -> None:
+    """Free text (a description, a reason): lines of printable characters and tabs, at most ``limit``
+    characters. UserError otherwise."""
+    if len(text) > limit:
+        raise UserError(f"{what} is {len(text)} characters long; at most {limit}")
+    bad = next((c for c in text if not printable(c) and c not in "\n\t"), None)
+    if bad is not None:
+        raise UserError(f"{what} holds the character {bad!r}: only printable text, newlines and tabs")
+
+
+def check_code(code: str, file_name: str, max_bytes: int) -> None:
+    """Submitted code: a usable file name, UTF-8 text, not empty, at most ``max_bytes``."""
+    if not file_name or len(file_name) > 255 or "/" in file_name or not file_name.isprintable():
+        raise SubmissionError(
+            f"the file name {shown(file_name)} cannot be used: one line of printable characters "
+            "without '/', at most 255"
+        )
+    try:
+        size = len(code.encode())
+    except UnicodeEncodeError as exc:  # lone surrogates: bytes that were not UTF-8, smuggled in
+        raise SubmissionError(f"{file_name} is not UTF-8 text ({exc.reason} at {exc.start})") from None
+    if size == 0 or not code.strip():
+        raise SubmissionError(f"{file_name} is empty")
+    if size > max_bytes:
+        raise SubmissionError(f"{file_name} is {size} bytes; the limit is {max_bytes} bytes")
+    if "\x00" in code:
+        raise SubmissionError(f"{file_name} contains NUL bytes: submit Python source text")
