@@ -206,8 +206,12 @@ class QueueStore(StoreBase):
             return set(), set()
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "UPDATE runs SET heartbeat_at = now() "
-                "WHERE worker = $1 AND id = ANY($2) AND finished_at IS NULL RETURNING id, cancel_requested",
+                # locked in id order, as record_result locks a submission's runs: two transactions that
+                # lock several runs lock them in the same order, so they never deadlock
+                "WITH mine AS (SELECT id FROM runs WHERE worker = $1 AND id = ANY($2) "
+                "  AND finished_at IS NULL ORDER BY id FOR UPDATE) "
+                "UPDATE runs r SET heartbeat_at = now() FROM mine WHERE r.id = mine.id "
+                "RETURNING r.id, r.cancel_requested",
                 worker,
                 _ids(run_ids),
             )
@@ -218,8 +222,9 @@ class QueueStore(StoreBase):
         """Give claims back (a worker stopping cleanly): another worker takes them over at once."""
         async with self._conn() as conn:
             await conn.execute(
-                "UPDATE runs SET worker = NULL, heartbeat_at = NULL "
-                "WHERE worker = $1 AND id = ANY($2) AND finished_at IS NULL",
+                "WITH mine AS (SELECT id FROM runs WHERE worker = $1 AND id = ANY($2) "
+                "  AND finished_at IS NULL ORDER BY id FOR UPDATE) "  # in id order, as heartbeat
+                "UPDATE runs r SET worker = NULL, heartbeat_at = NULL FROM mine WHERE r.id = mine.id",
                 worker,
                 _ids(run_ids),
             )
