@@ -5,6 +5,9 @@ survive 0003 with their new columns backfilled (and 0003's rollback keeps them t
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 
 from gateway.errors import StoreError
 from gateway.migrate import BASE, applied_migrations, apply_migrations, rollback_migrations
+from gateway.settings import REPO_ROOT
 from gateway.store import NewRun, Store
 from gateway.store.admin import scratch_database
 
@@ -284,3 +288,33 @@ async def test_0003_rolls_back_keeping_old_and_new_rows(scratch: str) -> None:
         assert again.run_id == queued and again.leaderboard == "b" and not again.ranked
     finally:
         await store.close()
+
+
+def _cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GATEWAY_DATABASE_URL": dsn}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "db", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
+
+
+async def test_gateway_db_rollback(scratch: str) -> None:
+    migrated = await asyncio.to_thread(_cli, scratch, "migrate")
+    assert migrated.returncode == 0 and "applied 3 migration(s)" in migrated.stdout, migrated.stderr
+    asked = await asyncio.to_thread(_cli, scratch, "rollback")  # no --yes and no one to say yes
+    assert asked.returncode == 1
+    assert await asyncio.to_thread(applied_migrations, scratch) == REVISIONS
+
+    latest = await asyncio.to_thread(_cli, scratch, "rollback", "--yes")
+    assert latest.returncode == 0 and "rolled back 1 migration(s): 0003_queue_and_ranking" in latest.stdout
+    unknown = await asyncio.to_thread(_cli, scratch, "rollback", "--to", "0009_nothing", "--yes")
+    assert unknown.returncode == 1 and "no migration '0009_nothing'" in unknown.stdout
+    to_base = await asyncio.to_thread(_cli, scratch, "rollback", "--to", BASE, "--yes")
+    assert to_base.returncode == 0, to_base.stdout + to_base.stderr
+    assert "0002_run_attempts, 0001_initial" in to_base.stdout
+    assert await asyncio.to_thread(applied_migrations, scratch) == []
