@@ -1,4 +1,5 @@
-"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` needs no dev stack."""
+"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` needs no dev stack;
+`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import sys
 
 from rich.console import Console
 
-from bench import e2e, harness_bench, result_latency, slurmctld_load, ssh_reuse, submit_latency
+from bench import (
+    e2e,
+    harness_bench,
+    ranking_bench,
+    result_latency,
+    slurmctld_load,
+    ssh_reuse,
+    submit_latency,
+)
 
 
 async def main() -> None:
@@ -20,6 +29,7 @@ async def main() -> None:
     await result_latency.main(console)
     await e2e.main(console)
     await slurmctld_load.main(console)
+    await ranking_bench.main(console)  # PostgreSQL only: a scratch database of its own
 
 
 if __name__ == "__main__":
