@@ -79,7 +79,7 @@ async def test_leaderboard_ranks_fast_before_slow_and_reports_the_wrong_one(gate
     assert correct.passed and slow.passed
     assert not wrong.passed and wrong.error and "mismatch" in wrong.error.lower()
     view = await gateway.leaderboard(board)
-    assert [(e.user_name, e.rank) for e in view.ranking] == [("ada", 1), ("bob", 2)]
+    assert [(e.user_name, e.rank) for e in view.ranking["A100"]] == [("ada", 1), ("bob", 2)]
     assert [r.user_name for r in view.recent if r.passed is False] == ["eve"]
 
 
