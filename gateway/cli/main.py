@@ -211,6 +211,8 @@ def db_rollback(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:
     """Roll back the latest migration (or those after --to) with its .rollback.sql; drops their data."""
+    from rich.markup import escape
+
     from gateway.migrate import rollback_migrations
 
     dsn = Settings().database_dsn()
@@ -221,8 +223,8 @@ def db_rollback(
         raise typer.Exit(1)
     try:
         undone = rollback_migrations(dsn, to)
-    except GatewayError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+    except GatewayError as exc:  # the message quotes --to as typed: escaped, never read as markup
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"rolled back {len(undone)} migration(s): {', '.join(undone) or 'none'}", highlight=False)
 

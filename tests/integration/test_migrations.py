@@ -314,6 +314,8 @@ async def test_gateway_db_rollback(scratch: str) -> None:
     assert latest.returncode == 0 and "rolled back 1 migration(s): 0003_queue_and_ranking" in latest.stdout
     unknown = await asyncio.to_thread(_cli, scratch, "rollback", "--to", "0009_nothing", "--yes")
     assert unknown.returncode == 1 and "no migration '0009_nothing'" in unknown.stdout
+    markup = await asyncio.to_thread(_cli, scratch, "rollback", "--to", "[/]x[bold]", "--yes")
+    assert markup.returncode == 1 and "no migration '[/]x[bold]'" in markup.stdout, markup.stderr
     to_base = await asyncio.to_thread(_cli, scratch, "rollback", "--to", BASE, "--yes")
     assert to_base.returncode == 0, to_base.stdout + to_base.stderr
     assert "0002_run_attempts, 0001_initial" in to_base.stdout
