@@ -1,4 +1,5 @@
-"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` needs no dev stack."""
+"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` needs no dev stack;
+`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bench import (
     e2e,
     harness_bench,
     queue_throughput,
+    ranking_bench,
     result_latency,
     slurmctld_load,
     ssh_reuse,
@@ -29,6 +31,7 @@ async def main() -> None:
     await e2e.main(console)
     await slurmctld_load.main(console)
     await queue_throughput.main(console)
+    await ranking_bench.main(console)  # PostgreSQL only: a scratch database of its own
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Sequence
 
 import asyncpg
 from rich.console import Console
@@ -28,6 +27,7 @@ from gateway.service import Gateway, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import SiteConfig
 from gateway.states import JobState
+from gateway.store.admin import scratch_database
 from gateway.tasks import load_task
 from harness.protocol import load_key_hex, sign_result
 
@@ -112,21 +112,6 @@ def _instant(_site: SiteConfig) -> InstantBackend:
     return InstantBackend()
 
 
-@asynccontextmanager
-async def scratch_database(dsn: str) -> AsyncIterator[str]:
-    """A database of its own with the schema applied, dropped afterwards; yields its DSN."""
-    name = f"gw_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')  # name: hex digits, made here
-        scratch = dsn.rsplit("/", 1)[0] + "/" + name
-        await asyncio.to_thread(apply_migrations, scratch)
-        yield scratch
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 async def _worker_process(dsn: str) -> None:
     """One worker process: process runs until none is left unfinished, then exit."""
     from gateway.worker import Worker
@@ -169,7 +154,8 @@ async def _queue(dsn: str) -> None:
 
 async def _throughput(base_dsn: str, workers: int) -> float:
     """Runs per second, from starting the workers to the last run recorded."""
-    async with scratch_database(base_dsn) as dsn:
+    async with scratch_database(base_dsn, "bench_queue") as dsn:
+        await asyncio.to_thread(apply_migrations, dsn)
         await _queue(dsn)
         env = os.environ | {"GATEWAY_WORKER_HEARTBEAT_S": "1", "GATEWAY_WORKER_STALE_S": "30"}
         start = time.perf_counter()

@@ -36,9 +36,10 @@ ALTER TABLE runs
     ADD COLUMN ranked          boolean NOT NULL DEFAULT false;  -- public run passed and its secret rerun too
 UPDATE runs r SET leaderboard_id = s.leaderboard_id, user_id = s.user_id, requested_site = r.site
 FROM submissions s WHERE s.id = r.submission_id;
--- Runs from before secret reruns existed count as they did before.
+-- Runs from before secret reruns existed count as they did before (those of a leaderboard: ad-hoc runs
+-- never rank, and have no secret rerun to rank with).
 UPDATE runs SET ranked = true
-WHERE passed AND score IS NOT NULL AND mode = 'leaderboard' AND NOT secret;
+WHERE passed AND score IS NOT NULL AND mode = 'leaderboard' AND NOT secret AND leaderboard_id IS NOT NULL;
 ALTER TABLE runs ALTER COLUMN user_id SET NOT NULL;
 
 DROP INDEX runs_ranked;

@@ -118,6 +118,33 @@ def db_migrate() -> None:
     console.print(f"applied {applied} migration(s)")
 
 
+@db_app.command("rollback")
+def db_rollback(
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="keep this revision, roll back every one after it ('base': all)"),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Roll back the latest migration (or those after --to) with its .rollback.sql; drops their data."""
+    from rich.markup import escape
+
+    from gateway.migrate import rollback_migrations
+
+    dsn = Settings().database_dsn()
+    if dsn is None:
+        console.print("[red]error:[/] GATEWAY_DATABASE_URL is not set")
+        raise typer.Exit(2)
+    if not yes and not typer.confirm(f"roll back {'the latest migration' if to is None else 'to ' + to}?"):
+        raise typer.Exit(1)
+    try:
+        undone = rollback_migrations(dsn, to)
+    except GatewayError as exc:  # the message quotes --to as typed: escaped, never read as markup
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"rolled back {len(undone)} migration(s): {', '.join(undone) or 'none'}", highlight=False)
+
+
 @app.command()
 def demo(
     problems_dir: Annotated[Path, typer.Option(help="folder of example problems")] = Path("problems"),

@@ -29,11 +29,15 @@ TRANSIENT = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.InterfaceError,
 )
+# A transaction PostgreSQL rolled back to break a deadlock or a serialisation conflict: running it again
+# is what the server asks for, and every retried operation is safe to repeat.
+ROLLED_BACK = (asyncpg.exceptions.TransactionRollbackError,)
 RECONNECT_FOR_S = 120.0  # how long an operation keeps retrying through a PostgreSQL restart
 
 
 class TransientStoreError(StoreError):
-    """The database could not be reached; the same call may succeed later."""
+    """The database could not be reached, or rolled the transaction back (a deadlock); the same call may
+    succeed later."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -55,7 +59,7 @@ def retried(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             except TransientStoreError as exc:
                 if time.monotonic() + delay > deadline:
                     raise
-                log.warning("database unreachable (%s); retrying %s in %.1f s", exc, method.__name__, delay)
+                log.warning("%s; retrying %s in %.1f s", exc, method.__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -67,6 +71,8 @@ def translate(exc: BaseException) -> StoreError:
     what = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, TRANSIENT):
         return TransientStoreError(f"database unreachable: {what}")
+    if isinstance(exc, ROLLED_BACK):
+        return TransientStoreError(f"transaction rolled back by the database: {what}")
     return StoreError(f"database error: {what}")
 
 

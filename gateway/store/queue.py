@@ -8,10 +8,11 @@ A run is recorded once: ``record_result`` writes only while ``finished_at IS NUL
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from typing import Any
 
-from gateway.errors import RefusedError
+from gateway.errors import RefusedError, UserError
 from gateway.store.base import StoreBase, retried
 from gateway.store.records import ClaimedRun, NewRun
 
@@ -67,7 +68,10 @@ class QueueStore(StoreBase):
                 user,
             )
             if user_row["banned"]:
-                raise RefusedError(f"{user} is banned from submitting", "banned")
+                raise RefusedError(
+                    f"{user} is banned from submitting; ask the organisers if you think this is a mistake",
+                    "banned",
+                )
             if leaderboard_id is not None:
                 await self._check_open(conn, user_row["id"], leaderboard_id, mode)
             await conn.execute(
@@ -112,9 +116,13 @@ class QueueStore(StoreBase):
         board: Any = await conn.fetchrow(
             "SELECT name, deadline, deadline <= now() AS closed FROM leaderboards WHERE id = $1", board_id
         )
+        if board is None:
+            raise UserError("that leaderboard no longer exists (it was deleted)")
         if board["closed"]:
             raise RefusedError(
-                f"leaderboard {board['name']} closed at {board['deadline']:%Y-%m-%d %H:%M %Z}", "closed"
+                f"leaderboard {board['name']} closed at {board['deadline']:%Y-%m-%d %H:%M %Z}; "
+                "it takes no more submissions",
+                "closed",
             )
         limit = await conn.fetchrow(
             "SELECT max_submissions, per_seconds FROM rate_limits WHERE leaderboard_id = $1 AND mode = $2",
@@ -123,18 +131,22 @@ class QueueStore(StoreBase):
         )
         if limit is None:
             return
+        # a slot frees when the max_submissions-th newest submission in the window leaves it (the oldest
+        # one, unless the limit was lowered while more were in the window)
         window: Any = await conn.fetchrow(
-            "SELECT count(*) AS used, min(created_at) AS oldest, "
-            "       extract(epoch FROM min(created_at) + make_interval(secs => $4) - now()) AS wait_s "
+            "SELECT count(*) AS used, extract(epoch FROM "
+            "  (array_agg(created_at ORDER BY created_at DESC))[$5] + make_interval(secs => $4) - now()) "
+            "  AS wait_s "
             "FROM submissions WHERE user_id = $1 AND leaderboard_id = $2 AND mode = $3 "
             "AND created_at > now() - make_interval(secs => $4)",
             user_id,
             board_id,
             mode,
             float(limit["per_seconds"]),
+            limit["max_submissions"],
         )
         if window["used"] >= limit["max_submissions"]:
-            wait = max(1.0, float(window["wait_s"] or 0))
+            wait = max(1.0, float(window["wait_s"]))
             raise RefusedError(
                 f"rate limited: {limit['max_submissions']} {mode} submission(s) per "
                 f"{_duration(limit['per_seconds'])} on {board['name']}; try again in {_duration(wait)}",
@@ -209,8 +221,12 @@ class QueueStore(StoreBase):
             return set(), set()
         async with self._conn() as conn:
             renewed = await conn.fetch(
-                "UPDATE runs SET heartbeat_at = now() "
-                "WHERE worker = $1 AND id = ANY($2) AND finished_at IS NULL RETURNING id, cancel_requested",
+                # locked in id order, as record_result locks a submission's runs: two transactions that
+                # lock several runs lock them in the same order, so they never deadlock
+                "WITH mine AS (SELECT id FROM runs WHERE worker = $1 AND id = ANY($2) "
+                "  AND finished_at IS NULL ORDER BY id FOR UPDATE) "
+                "UPDATE runs r SET heartbeat_at = now() FROM mine WHERE r.id = mine.id "
+                "RETURNING r.id, r.cancel_requested",
                 worker,
                 _ids(run_ids),
             )
@@ -239,8 +255,9 @@ class QueueStore(StoreBase):
         """Give claims back (a worker stopping cleanly): another worker takes them over at once."""
         async with self._conn() as conn:
             await conn.execute(
-                "UPDATE runs SET worker = NULL, heartbeat_at = NULL "
-                "WHERE worker = $1 AND id = ANY($2) AND finished_at IS NULL",
+                "WITH mine AS (SELECT id FROM runs WHERE worker = $1 AND id = ANY($2) "
+                "  AND finished_at IS NULL ORDER BY id FOR UPDATE) "  # in id order, as heartbeat
+                "UPDATE runs r SET worker = NULL, heartbeat_at = NULL FROM mine WHERE r.id = mine.id",
                 worker,
                 _ids(run_ids),
             )
@@ -361,8 +378,9 @@ class QueueStore(StoreBase):
 
 
 def _duration(seconds: float) -> str:
-    seconds = round(seconds)
+    """Whole hours, minutes or seconds, rounded up: a user told to wait that long is never early."""
+    whole = math.ceil(seconds)
     for unit, size in (("h", 3600), ("min", 60)):
-        if (seconds >= size and seconds % size == 0) or seconds >= 10 * size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds} s"
+        if (whole >= size and whole % size == 0) or whole >= 10 * size:
+            return f"{math.ceil(whole / size)} {unit}"
+    return f"{whole} s"

@@ -18,16 +18,20 @@ RUN_SELECT = (
     "LEFT JOIN leaderboards l ON l.id = r.leaderboard_id"
 )
 
-# Each user's best ranked run on one leaderboard and GPU type: answered from the partial index
-# runs_ranking alone (leaderboard, GPU, user, score, time), then ordered by score, ties by time.
+# Each user's best ranked run on one leaderboard and GPU type, from the partial index runs_ranking alone
+# (an index-only scan in (leaderboard, GPU, user, score, time) order: DISTINCT ON keeps each user's first),
+# then the top $3 by score, ties to the earlier submission (and the run id, to be total); only those few are
+# joined to their run, user and submission. Joining before the cut would look up every ranked user's rows.
 RANKING_SQL = (
-    "SELECT best.*, u.name AS user_name, s.file_name, r.site FROM ("
-    "  SELECT DISTINCT ON (user_id) user_id, score, queued_at, id FROM runs "
-    "  WHERE leaderboard_id = $1 AND gpu_type = $2 AND ranked "
-    "  ORDER BY user_id, score, queued_at) best "
-    "JOIN runs r ON r.id = best.id JOIN users u ON u.id = best.user_id "
+    "SELECT top.*, u.name AS user_name, s.file_name, r.site FROM ("
+    "  SELECT * FROM ("
+    "    SELECT DISTINCT ON (user_id) user_id, score, queued_at, id FROM runs "
+    "    WHERE leaderboard_id = $1 AND gpu_type = $2 AND ranked "
+    "    ORDER BY user_id, score, queued_at) best "
+    "  ORDER BY score, queued_at, id LIMIT $3) top "
+    "JOIN runs r ON r.id = top.id JOIN users u ON u.id = top.user_id "
     "JOIN submissions s ON s.id = r.submission_id "
-    "ORDER BY best.score, best.queued_at LIMIT $3"
+    "ORDER BY top.score, top.queued_at, top.id"
 )
 
 
