@@ -25,6 +25,7 @@ from gateway.store import CANCEL_CHANNEL, QUEUE_CHANNEL, ClaimedRun, Store
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
+FOLLOW_SLICE_S = 2.0  # how long a submitter follows runs others hold before trying to claim them again
 
 
 def worker_name() -> str:
@@ -81,19 +82,21 @@ class Worker:
         of the runs it holds are cancelled and recorded as such."""
         pending = set(run_ids)
         reports: dict[str, RunReport] = {}
+        seen = 0  # the last event of others' runs already passed on
         heartbeats = asyncio.create_task(self._heartbeats())
         try:
             while pending:
                 await self._claim(len(pending), sorted(pending - self._tasks.keys()), on_event)
                 if self._tasks:
                     await asyncio.wait(
-                        list(self._tasks.values()), timeout=self.stale_after_s, return_when="FIRST_COMPLETED"
+                        list(self._tasks.values()), timeout=FOLLOW_SLICE_S, return_when="FIRST_COMPLETED"
                     )
                     for run_id, report in self._reap().items():
                         reports[run_id] = report
                         pending.discard(run_id)
                 else:
-                    for run_id, report in (await self._follow(pending, on_event)).items():
+                    finished, seen = await self._follow(pending, on_event, seen)
+                    for run_id, report in finished.items():
                         reports[run_id] = report
                         pending.discard(run_id)
         finally:
@@ -104,12 +107,18 @@ class Worker:
             await asyncio.gather(heartbeats, return_exceptions=True)
         return reports
 
-    async def _follow(self, runs: set[str], on_event: EventCallback | None) -> dict[str, RunReport]:
-        """Follow runs other workers hold until they finish, or for a stale period (then claim again)."""
+    async def _follow(
+        self, runs: set[str], on_event: EventCallback | None, after_id: int
+    ) -> tuple[dict[str, RunReport], int]:
+        """Follow runs other workers hold for a slice of time (then the caller tries to claim them again:
+        their worker may have stopped, or a claim skipped them while a sibling's result was recorded).
+        Returns the runs that finished, and the last event seen."""
         finished: dict[str, RunReport] = {}
+        last = after_id
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.stale_after_s):
-                async for event in self.store.follow(sorted(runs)):
+            async with asyncio.timeout(FOLLOW_SLICE_S):
+                async for event in self.store.follow(sorted(runs), after_id):
+                    last = event.id
                     if event.kind != "finished":
                         if on_event is not None and event.message != "queued":
                             await on_event(event.run_id, event.message)
@@ -119,7 +128,7 @@ class Worker:
                         finished[event.run_id] = report_of(record)
                         if on_event is not None:
                             await on_event(event.run_id, event.message)
-        return finished
+        return finished, last
 
     # -- shared machinery ----------------------------------------------------------------------------
 

@@ -57,8 +57,8 @@ def retried(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             try:
                 return await method(*args, **kwargs)
             except TransientStoreError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
+                if time.monotonic() + delay > deadline or getattr(args[0], "closed", False):
+                    raise  # out of time, or the store was closed under the call: retrying cannot help
                 log.warning("%s; retrying %s in %.1f s", exc, method.__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -80,6 +80,7 @@ class StoreBase:
     def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self._pool = pool
         self._dsn = dsn
+        self.closed = False
 
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 10) -> Any:
@@ -90,6 +91,7 @@ class StoreBase:
         return cls(pool, dsn)
 
     async def close(self) -> None:
+        self.closed = True
         await self._pool.close()
 
     @asynccontextmanager
