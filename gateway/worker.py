@@ -54,10 +54,10 @@ class Worker:
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
+                self._wake.clear()  # before claiming: a run queued during the claim wakes the next round
                 free = self.concurrency - len(self._tasks)
                 if free > 0:
                     await self._claim(free, None, on_event)
-                self._wake.clear()
                 waits: set[asyncio.Future[Any]] = {stopping, asyncio.ensure_future(self._wake.wait())}
                 waits |= set(self._tasks.values())
                 # poll now and then too: stale claims of dead workers send no notification
