@@ -106,9 +106,9 @@ async def generate(conn: asyncpg.Connection) -> None:
     # A VACUUM right after the bulk load can leave the visibility map unset (the load's commit is not yet
     # old enough for it), so vacuum again until it is set.
     for _ in range(10):
-        pages, visible = await conn.fetchrow(
-            "SELECT relpages, relallvisible FROM pg_class WHERE relname = 'runs'"
-        )
+        row = await conn.fetchrow("SELECT relpages, relallvisible FROM pg_class WHERE relname = 'runs'")
+        assert row is not None
+        pages, visible = row
         if visible >= 0.99 * pages:
             return
         await asyncio.sleep(0.5)
