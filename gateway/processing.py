@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from gateway.backends.base import JobRequest, JobStatus
@@ -43,7 +43,6 @@ class Claim:
     worker: str
     lost: bool = False
     cancel_reason: str | None = None
-    report: RunReport | None = field(default=None, repr=False)
 
 
 class RunProcessing:
@@ -79,7 +78,6 @@ class RunProcessing:
             attempt=run.attempt,
             leaderboard=run.leaderboard,
         )
-        claim.report = report
         try:
             if run.task is None:
                 raise UserError("its task is not stored (an ad-hoc run without a leaderboard)")

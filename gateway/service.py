@@ -217,13 +217,7 @@ class Gateway(RunProcessing):
             site = self.site(site_name)
             if site.kind == "local":
                 return Choice(site, site.partitions[0], "the local site")
-            if gpu_type is None:
-                gpu_type = site.partitions[0].gpu_type
-            if gpu_type is None or not site.partitions_for(gpu_type):
-                offered = ", ".join(site.gpu_types()) or "none"
-                raise UserError(
-                    f"site {site.name} has no partition with GPU type {gpu_type!r}; it offers: {offered}"
-                )
+            gpu_type = self._gpu_on(site, gpu_type)
             drained = (await self._drained()).get(site.name)
             if drained is not None:
                 raise UserError(
@@ -233,13 +227,26 @@ class Gateway(RunProcessing):
         assert gpu_type is not None
         sites = [s for s in self.sites.values() if s.partitions_for(gpu_type)]
         if not sites:
-            offered = ", ".join(self.known_gpu_types())
-            raise UserError(f"no site offers GPU type {gpu_type!r}; offered: {offered}")
+            raise self._unknown_gpu(gpu_type)
         drained_sites = await self._drained()
         open_sites = [s for s in sites if s.name not in drained_sites]
         if not open_sites:
             raise UserError(f"every site offering {gpu_type} is drained by an admin: try again later")
         return await self.router.choose(gpu_type, open_sites)
+
+    @staticmethod
+    def _gpu_on(site: SiteConfig, gpu_type: str | None) -> str:
+        """The GPU type a run gets on a Slurm site (its first partition's when none is asked for)."""
+        gpu = gpu_type or site.partitions[0].gpu_type
+        if gpu is None or not site.partitions_for(gpu):
+            offered = ", ".join(site.gpu_types()) or "none"
+            raise UserError(f"site {site.name} has no partition with GPU type {gpu!r}; it offers: {offered}")
+        return gpu
+
+    def _unknown_gpu(self, gpu_type: str) -> UserError:
+        return UserError(
+            f"no site offers GPU type {gpu_type!r}; offered: {', '.join(self.known_gpu_types())}"
+        )
 
     async def _drained(self) -> dict[str, SiteHealth]:
         """Sites an admin drained (read from the store at most every few seconds)."""
@@ -421,20 +428,16 @@ class Gateway(RunProcessing):
         the worker that claims the run picks the site and partition)."""
         if request.site is not None:
             site = self.site(request.site)
-            gpu = request.gpu_type or site.partitions[0].gpu_type or LOCAL_GPU_LABEL
-            if site.kind != "local" and not site.partitions_for(gpu):
-                offered = ", ".join(site.gpu_types()) or "none"
-                raise UserError(
-                    f"site {site.name} has no partition with GPU type {gpu!r}; it offers: {offered}"
-                )
+            if site.kind == "local":
+                gpu = request.gpu_type or site.partitions[0].gpu_type or LOCAL_GPU_LABEL
+            else:
+                gpu = self._gpu_on(site, request.gpu_type)
         elif request.gpu_type is None:
             gpu = LOCAL_GPU_LABEL
         else:
             gpu = request.gpu_type
             if gpu not in self.known_gpu_types():
-                raise UserError(
-                    f"no site offers GPU type {gpu!r}; offered: {', '.join(self.known_gpu_types())}"
-                )
+                raise self._unknown_gpu(gpu)
         if board is not None and board.gpu_types and gpu not in board.gpu_types:
             raise UserError(
                 f"leaderboard {board.name} does not rank {gpu}; it ranks {', '.join(board.gpu_types)}"
