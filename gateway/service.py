@@ -14,7 +14,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.backends.base import Backend, JobRequest
@@ -26,6 +26,7 @@ from gateway.errors import (
     UserError,
 )
 from gateway.execution import RunReport, SiteRuntime
+from gateway.leaderboards import LeaderboardAdmin, LeaderboardView
 from gateway.monitor import Monitor
 from gateway.processing import (
     LOCAL_GPU_LABEL,
@@ -41,6 +42,7 @@ from gateway.routing import Choice, Router
 from gateway.settings import Settings
 from gateway.sites import LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
 from gateway.store import (
+    GatewayStats,
     LeaderboardRecord,
     LeaderboardSummary,
     NewRun,
@@ -49,6 +51,8 @@ from gateway.store import (
     RunEvent,
     RunRecord,
     SiteHealth,
+    SiteStats,
+    Standing,
     Store,
 )
 from gateway.tasks import TaskDefinition
@@ -56,10 +60,8 @@ from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
 from gateway.transport.ssh import SSHTransport
 from gateway.validation import (
-    MAX_DESCRIPTION_CHARS,
     MAX_REASON_CHARS,
     RUN_ID_PREFIX,
-    VISIBILITIES,
     check_code,
     check_name,
     check_text,
@@ -72,6 +74,7 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "Claim",
     "EventCallback",
     "Gateway",
+    "GatewayStats",
     "LeaderboardRecord",
     "LeaderboardSummary",
     "LeaderboardView",
@@ -83,6 +86,8 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "RunRecord",
     "RunReport",
     "SiteHealth",
+    "SiteStats",
+    "Standing",
     "Submission",
     "SubmitRequest",
     "as_mode",
@@ -100,14 +105,6 @@ class SubmitRequest:
     site: str | None = None  # None: routed among the sites offering gpu_type; the local site without one
     gpu_type: str | None = None
     mode: Mode = "leaderboard"
-
-
-@dataclass(frozen=True)
-class LeaderboardView:
-    board: LeaderboardRecord
-    ranking: dict[str, list[RankedEntry]]  # GPU type -> ranked entries, best first
-    recent: list[RunRecord]
-    limits: list[RateLimit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,7 @@ class Submission:
         return next(run for run in self.runs if not run.secret)
 
 
-class Gateway(RunProcessing):
+class Gateway(RunProcessing, LeaderboardAdmin):
     def __init__(
         self,
         settings: Settings,
@@ -261,143 +258,10 @@ class Gateway(RunProcessing):
     def known_gpu_types(self) -> list[str]:
         return sorted({gpu for site in self.sites.values() for gpu in site.gpu_types()} | {LOCAL_GPU_LABEL})
 
-    # -- leaderboards -------------------------------------------------------------------------------
-
     def _require_store(self) -> Store:
         if self.store is None:
             raise UserError("no database is configured: set GATEWAY_DATABASE_URL (see `gateway dev env`)")
         return self.store
-
-    async def create_leaderboard(
-        self,
-        name: str,
-        task: TaskDefinition,
-        gpu_types: list[str] | None = None,
-        *,
-        deadline: datetime | None = None,
-        visibility: str = "public",
-        creator: str | None = None,
-        description: str | None = None,
-        exist_ok: bool = True,
-    ) -> LeaderboardRecord:
-        """Create a leaderboard for a task (its description unless one is given). One that exists is
-        returned unchanged (concurrent first submitters agree on it), or with ``exist_ok=False`` refused."""
-        store = self._require_store()
-        check_name("leaderboard name", name)
-        if creator is not None:
-            check_name("user name", creator)
-        description = task.description if description is None else description
-        check_text("the description", description, MAX_DESCRIPTION_CHARS)
-        if visibility not in VISIBILITIES:
-            raise UserError(f"visibility {visibility!r}: expected one of {', '.join(VISIBILITIES)}")
-        unknown = sorted(set(gpu_types or []) - set(self.known_gpu_types()))
-        if unknown:
-            raise UserError(
-                f"no site offers GPU type(s) {', '.join(map(repr, unknown))}; "
-                f"offered: {', '.join(self.known_gpu_types())}"
-            )
-        if not exist_ok and (existing := await store.get_leaderboard(name)) is not None:
-            raise UserError(
-                f"leaderboard {shown(name)} already exists (task {existing.task.get('name', '?')}, GPUs "
-                f"{', '.join(existing.gpu_types)}); nothing changed"
-            )
-        return await store.create_leaderboard(
-            name,
-            description,
-            task.model_dump(),
-            task.ranking_by,
-            gpu_types or self.known_gpu_types(),
-            secret_seed=secrets.randbits(31),
-            deadline=deadline,
-            visibility=visibility,
-            creator=creator,
-        )
-
-    async def get_leaderboard(self, name: str) -> LeaderboardRecord:
-        check_name("leaderboard name", name)
-        board = await self._require_store().get_leaderboard(name)
-        if board is None:
-            raise UserError(f"no leaderboard named {shown(name)}")
-        return board
-
-    async def leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
-        return await self._require_store().list_leaderboards(include_hidden)
-
-    async def leaderboard_summary(self, name: str) -> LeaderboardSummary:
-        """One leaderboard (hidden or not) with its GPU types and its numbers of submissions and runs."""
-        check_name("leaderboard name", name)
-        found = await self._require_store().list_leaderboards(include_hidden=True, name=name)
-        if not found:
-            raise UserError(f"no leaderboard named {shown(name)}")
-        return found[0]
-
-    async def delete_leaderboard(self, name: str) -> tuple[int, int]:
-        """Delete a leaderboard with its submissions and runs; returns (submissions, runs) deleted."""
-        check_name("leaderboard name", name)
-        deleted = await self._require_store().delete_leaderboard(name)
-        if deleted is None:
-            raise UserError(f"no leaderboard named {shown(name)}")
-        return deleted
-
-    async def set_deadline(self, name: str, deadline: datetime | None) -> LeaderboardRecord:
-        """Close a leaderboard to submissions at ``deadline`` (timezone-aware), or never (None)."""
-        if deadline is not None and deadline.tzinfo is None:
-            raise UserError("a deadline needs a time zone (e.g. 2026-12-31T23:59Z)")
-        check_name("leaderboard name", name)
-        if not await self._require_store().set_deadline(name, deadline):
-            raise UserError(f"no leaderboard named {shown(name)}")
-        return await self.get_leaderboard(name)
-
-    async def set_rate_limit(
-        self, name: str, mode: Mode, max_submissions: int | None, per_seconds: int | None = None
-    ) -> RateLimit | None:
-        """Allow each user ``max_submissions`` submissions of ``mode`` per ``per_seconds`` on a
-        leaderboard; ``max_submissions=None`` removes the limit. Returns the limit now in force."""
-        board = await self.get_leaderboard(name)
-        limit = None
-        if max_submissions is not None:
-            if per_seconds is None:
-                raise UserError("a rate limit needs a window: how many submissions per how long")
-            if not 1 <= max_submissions <= 2**31 - 1:
-                raise UserError(f"at most {max_submissions} submissions: give a number from 1 to {2**31 - 1}")
-            if not 1 <= per_seconds <= 2**31 - 1:
-                raise UserError(f"a window of {per_seconds} s: give from 1 s to about 68 years")
-            limit = RateLimit(mode, max_submissions, per_seconds)
-        await self._require_store().set_rate_limit(board.id, limit, mode)
-        return limit
-
-    async def rate_limits(self, name: str) -> list[RateLimit]:
-        board = await self.get_leaderboard(name)
-        return await self._require_store().rate_limits(board.id)
-
-    async def leaderboard(
-        self, name: str, recent: int = 20, top: int = 100, gpu: str | None = None
-    ) -> LeaderboardView:
-        """A leaderboard's ranking per GPU type (or one GPU type), its recent runs and its rate limits."""
-        store = self._require_store()
-        board = await self.get_leaderboard(name)
-        gpus = board.gpu_types
-        if gpu is not None:
-            if gpu not in board.gpu_types:
-                raise UserError(
-                    f"leaderboard {board.name} does not rank {gpu!r}; it ranks {', '.join(board.gpu_types)}"
-                )
-            gpus = [gpu]
-        ranking = {g: await store.ranking(board.id, g, top) for g in gpus}
-        return LeaderboardView(
-            board, ranking, await store.recent_runs(board.id, recent), await store.rate_limits(board.id)
-        )
-
-    # -- users ----------------------------------------------------------------------------------------
-
-    async def set_banned(self, user: str, banned: bool) -> bool:
-        """Ban a user from submitting, or lift the ban (a user not seen yet is recorded, so a ban can
-        come before their first submission); True if this changed anything."""
-        check_name("user name", user)
-        store = self._require_store()
-        if not banned and await store.get_user(user) is None:
-            raise UserError(f"no user named {shown(user)}")
-        return await store.set_banned(user, banned)
 
     # -- submissions --------------------------------------------------------------------------------
 
@@ -543,6 +407,10 @@ class Gateway(RunProcessing):
         async for event in self._require_store().follow(run_ids, after_id):
             yield event
 
+    async def queue_position(self, run_id: str) -> int | None:
+        """A queued run's place in line for a worker (1: next); None once a worker has it."""
+        return await self._require_store().queue_position(run_id)
+
     async def run(self, run_id: str) -> RunRecord:
         """One run by its id, or by the first characters of it as tables show."""
         store = self._require_store()
@@ -607,3 +475,7 @@ class Gateway(RunProcessing):
 
     async def site_health(self) -> dict[str, SiteHealth]:
         return await self._require_store().site_health()
+
+    async def stats(self, window_s: int = 86_400) -> GatewayStats:
+        """Totals, unfinished runs by state and per-site numbers over the last ``window_s`` seconds."""
+        return await self._require_store().stats(window_s)

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         default=None, description="postgresql://user:password@host:port/db; unset means no database"
     )
     sites_dir: Path = Field(default=REPO_ROOT / "site_configs", description="folder of site YAML files")
+    tasks_dir: Path = Field(
+        default=REPO_ROOT / "problems", description="task directories admins may create leaderboards from"
+    )
     templates_dir: Path = Field(default=REPO_ROOT / "templates", description="sbatch Jinja templates")
     local_workdir: Path = Field(
         default=Path.home() / ".cache" / "kernel-gateway" / "runs",

@@ -57,6 +57,14 @@ class TaskDefinition(BaseModel):
     benchmarks: list[dict[str, Scalar]]
     ranking_by: RankingBy
     timeouts: dict[str, int]
+    # starter files by language label as task.yml's ``templates`` names them ("Python": its content);
+    # tasks stored before templates were kept have none
+    templates: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def starter(self) -> tuple[str, str] | None:
+        """The first template as (language, content), the file a competitor starts from."""
+        return next(iter(self.templates.items()), None)
 
     @field_validator("files")
     @classmethod
@@ -73,8 +81,9 @@ class TaskDefinition(BaseModel):
             raise TaskError(f"stored task definition is invalid: {exc}") from exc
 
 
-def load_task(task_dir: Path, name: str | None = None) -> TaskDefinition:
-    """Read ``task_dir/task.yml`` and inline every file it names (sources may use ``../``)."""
+def load_task(task_dir: Path, name: str | None = None, *, root: Path | None = None) -> TaskDefinition:
+    """Read ``task_dir/task.yml`` and inline every file and template it names (sources may use ``../``;
+    with ``root``, never outside it: an uploaded archive cannot reach the server's files)."""
     task_yml = task_dir / "task.yml"
     if not task_yml.is_file():
         raise TaskError(f"{task_dir}: no task.yml here; a task directory holds task.yml, reference.py, ...")
@@ -91,11 +100,7 @@ def load_task(task_dir: Path, name: str | None = None) -> TaskDefinition:
             submission_name = entry.name
             files[entry.name] = SUBMISSION_PLACEHOLDER
             continue
-        source = (task_dir / entry.source).resolve()
-        try:
-            files[entry.name] = source.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise TaskError(f"{task_yml}: files: {entry.name}: cannot read {source}: {exc.strerror}") from exc
+        files[entry.name] = _read_source(task_yml, f"files: {entry.name}", entry.source, root)
     if submission_name is None:
         raise TaskError(f"{task_yml}: files: one entry needs source {SUBMISSION_PLACEHOLDER}")
     if raw.config.main is not None and raw.config.main not in files:
@@ -109,6 +114,7 @@ def load_task(task_dir: Path, name: str | None = None) -> TaskDefinition:
             "leaderboard": raw.ranked_timeout,
         }
     )
+    templates = _templates(task_yml, raw.model_extra or {}, root)
     return TaskDefinition(
         name=name or task_dir.resolve().name,
         description=raw.description.strip(),
@@ -120,4 +126,30 @@ def load_task(task_dir: Path, name: str | None = None) -> TaskDefinition:
         benchmarks=raw.benchmarks,
         ranking_by=raw.ranking_by,
         timeouts=timeouts,
+        templates=templates,
     )
+
+
+def _read_source(task_yml: Path, field: str, source: str, root: Path | None) -> str:
+    path = (task_yml.parent / source).resolve()
+    if root is not None and not path.is_relative_to(root.resolve()):
+        raise TaskError(f"{task_yml.name}: {field}: {source!r} points outside the task's files")
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TaskError(f"{task_yml}: {field}: cannot read {source}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise TaskError(f"{task_yml}: {field}: {source} is not UTF-8 text ({exc.reason})") from exc
+
+
+def _templates(task_yml: Path, extra: dict[str, Any], root: Path | None) -> dict[str, str]:
+    """task.yml's ``templates: {Language: file}``, inlined."""
+    declared = extra.get("templates") or {}
+    if not isinstance(declared, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in declared.items()
+    ):
+        raise TaskError(f"{task_yml}: templates: expected a mapping of language to file, e.g. Python: x.py")
+    return {
+        language: _read_source(task_yml, f"templates: {language}", source, root)
+        for language, source in declared.items()
+    }

@@ -66,3 +66,37 @@ def check_code(code: str, file_name: str, max_bytes: int) -> None:
         raise SubmissionError(f"{file_name} is {size} bytes; the limit is {max_bytes} bytes")
     if "\x00" in code:
         raise SubmissionError(f"{file_name} contains NUL bytes: submit Python source text")
+
+
+# File name endings a task's language accepts (task.yml ``lang``).
+SOURCE_SUFFIXES = {"py": (".py",)}
+
+
+def check_upload_name(file_name: str, size: int, lang: str, max_bytes: int) -> None:
+    """An uploaded file's name and size, checked before it is downloaded: the task's language and the
+    size limit. SubmissionError otherwise."""
+    suffixes = SOURCE_SUFFIXES.get(lang, (f".{lang}",))
+    if not file_name.lower().endswith(suffixes):
+        raise SubmissionError(
+            f"{shown(file_name)} is not a {lang} source file: this task takes {' or '.join(suffixes)}"
+        )
+    if size > max_bytes:
+        raise SubmissionError(f"{shown(file_name)} is {size} bytes; the limit is {max_bytes} bytes")
+    if size == 0:
+        raise SubmissionError(f"{shown(file_name)} is empty")
+
+
+def decode_upload(data: bytes, file_name: str, max_bytes: int) -> str:
+    """An uploaded submission as text: UTF-8 (a BOM is dropped), within the limit, checked by
+    ``check_code``. SubmissionError otherwise."""
+    if len(data) > max_bytes:
+        raise SubmissionError(f"{shown(file_name)} is {len(data)} bytes; the limit is {max_bytes} bytes")
+    try:
+        code = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SubmissionError(
+            f"{shown(file_name)} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            "save it as UTF-8 and submit it again"
+        ) from None
+    check_code(code, file_name, max_bytes)
+    return code

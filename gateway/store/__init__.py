@@ -2,7 +2,7 @@
 
 One ``Store`` object, assembled from one module per concern: boards (users, leaderboards, rate limits,
 site health), queue (submissions, claims, records), events (run events, LISTEN/NOTIFY) and ranking
-(reading runs back)."""
+(reading runs back), stats (queue positions, standings, totals)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from gateway.store.events import CANCEL_CHANNEL, EVENTS_CHANNEL, QUEUE_CHANNEL, 
 from gateway.store.ranking import RankingStore
 from gateway.store.records import (
     ClaimedRun,
+    GatewayStats,
     LeaderboardRecord,
     LeaderboardSummary,
     NewRun,
@@ -20,11 +21,14 @@ from gateway.store.records import (
     RunEvent,
     RunRecord,
     SiteHealth,
+    SiteStats,
+    Standing,
     UserRecord,
 )
+from gateway.store.stats import StatsStore
 
 
-class Store(BoardsStore, EventsStore, RankingStore):
+class Store(BoardsStore, EventsStore, RankingStore, StatsStore):
     """Everything the service reads and writes in PostgreSQL."""
 
 
@@ -33,6 +37,7 @@ __all__ = [
     "EVENTS_CHANNEL",
     "QUEUE_CHANNEL",
     "ClaimedRun",
+    "GatewayStats",
     "LeaderboardRecord",
     "LeaderboardSummary",
     "NewRun",
@@ -41,6 +46,8 @@ __all__ = [
     "RunEvent",
     "RunRecord",
     "SiteHealth",
+    "SiteStats",
+    "Standing",
     "Store",
     "StoreBase",
     "TransientStoreError",

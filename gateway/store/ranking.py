@@ -22,12 +22,13 @@ RUN_SELECT = (
 # (an index-only scan in (leaderboard, GPU, user, score, time) order: DISTINCT ON keeps each user's first),
 # then the top $3 by score, ties to the earlier submission (and the run id, to be total); only those few are
 # joined to their run, user and submission. Joining before the cut would look up every ranked user's rows.
-RANKING_SQL = (
-    "SELECT top.*, u.name AS user_name, s.file_name, r.site FROM ("
-    "  SELECT * FROM ("
-    "    SELECT DISTINCT ON (user_id) user_id, score, queued_at, id FROM runs "
-    "    WHERE leaderboard_id = $1 AND gpu_type = $2 AND ranked "
-    "    ORDER BY user_id, score, queued_at) best "
+BEST_PER_USER_SQL = (
+    "SELECT DISTINCT ON (user_id) user_id, score, queued_at, id FROM runs "
+    "WHERE leaderboard_id = $1 AND gpu_type = $2 AND ranked ORDER BY user_id, score, queued_at"
+)
+RANKING_SQL = (  # composed of constants only
+    "SELECT top.*, u.name AS user_name, s.file_name, r.site FROM ("  # noqa: S608
+    f"  SELECT * FROM ({BEST_PER_USER_SQL}) best "
     "  ORDER BY score, queued_at, id LIMIT $3) top "
     "JOIN runs r ON r.id = top.id JOIN users u ON u.id = top.user_id "
     "JOIN submissions s ON s.id = r.submission_id "

@@ -138,3 +138,34 @@ class SiteHealth:
     last_error: str | None
     last_ok_at: datetime | None
     last_failure_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A user's place on one GPU type of a leaderboard: rank of total ranked users, with their best."""
+
+    rank: int
+    total: int
+    score: float
+    run_id: str
+
+
+@dataclass(frozen=True)
+class SiteStats:
+    site: str
+    runs: int
+    failed: int
+    median_wait_s: float | None  # queued until the job started
+    median_total_s: float | None  # queued until the result was recorded
+
+
+@dataclass(frozen=True)
+class GatewayStats:
+    users: int
+    leaderboards: int
+    submissions: int
+    runs: int
+    recent_runs: int  # queued in the last window_s seconds
+    window_s: int
+    unfinished: dict[str, int]  # state -> runs
+    sites: list[SiteStats]  # runs finished in the last window_s seconds

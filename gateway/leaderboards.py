@@ -1,0 +1,219 @@
+"""Leaderboards and users as the service manages them: create (from a task directory or an uploaded
+archive), read with rankings and standings, close with a deadline, limit, delete; ban and unban users.
+Mixed into gateway.service.Gateway, whose store and sites it uses."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from gateway.errors import TaskError, UserError
+from gateway.processing import Mode
+from gateway.settings import Settings
+from gateway.store import (
+    LeaderboardRecord,
+    LeaderboardSummary,
+    RankedEntry,
+    RateLimit,
+    RunRecord,
+    Standing,
+    Store,
+)
+from gateway.task_archive import load_task_archive
+from gateway.tasks import TaskDefinition, load_task
+from gateway.validation import MAX_DESCRIPTION_CHARS, VISIBILITIES, check_name, check_text, shown
+
+
+@dataclass(frozen=True)
+class LeaderboardView:
+    board: LeaderboardRecord
+    ranking: dict[str, list[RankedEntry]]  # GPU type -> ranked entries, best first
+    recent: list[RunRecord]
+    limits: list[RateLimit] = field(default_factory=list)
+
+
+class LeaderboardAdmin:
+    settings: Settings
+    store: Store | None
+
+    if TYPE_CHECKING:  # provided by gateway.service.Gateway
+
+        def _require_store(self) -> Store: ...
+
+        def known_gpu_types(self) -> list[str]: ...
+
+    # -- leaderboards -------------------------------------------------------------------------------
+
+    async def create_leaderboard(
+        self,
+        name: str,
+        task: TaskDefinition,
+        gpu_types: list[str] | None = None,
+        *,
+        deadline: datetime | None = None,
+        visibility: str = "public",
+        creator: str | None = None,
+        description: str | None = None,
+        exist_ok: bool = True,
+    ) -> LeaderboardRecord:
+        """Create a leaderboard for a task (its description unless one is given). One that exists is
+        returned unchanged (concurrent first submitters agree on it), or with ``exist_ok=False`` refused."""
+        store = self._require_store()
+        check_name("leaderboard name", name)
+        if creator is not None:
+            check_name("user name", creator)
+        description = task.description if description is None else description
+        check_text("the description", description, MAX_DESCRIPTION_CHARS)
+        if visibility not in VISIBILITIES:
+            raise UserError(f"visibility {visibility!r}: expected one of {', '.join(VISIBILITIES)}")
+        unknown = sorted(set(gpu_types or []) - set(self.known_gpu_types()))
+        if unknown:
+            raise UserError(
+                f"no site offers GPU type(s) {', '.join(map(repr, unknown))}; "
+                f"offered: {', '.join(self.known_gpu_types())}"
+            )
+        if not exist_ok and (existing := await store.get_leaderboard(name)) is not None:
+            raise UserError(
+                f"leaderboard {shown(name)} already exists (task {existing.task.get('name', '?')}, GPUs "
+                f"{', '.join(existing.gpu_types)}); nothing changed"
+            )
+        return await store.create_leaderboard(
+            name,
+            description,
+            task.model_dump(),
+            task.ranking_by,
+            gpu_types or self.known_gpu_types(),
+            secret_seed=secrets.randbits(31),
+            deadline=deadline,
+            visibility=visibility,
+            creator=creator,
+        )
+
+    async def get_leaderboard(self, name: str) -> LeaderboardRecord:
+        check_name("leaderboard name", name)
+        board = await self._require_store().get_leaderboard(name)
+        if board is None:
+            raise UserError(f"no leaderboard named {shown(name)}")
+        return board
+
+    async def leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
+        return await self._require_store().list_leaderboards(include_hidden)
+
+    async def leaderboard_summary(self, name: str) -> LeaderboardSummary:
+        """One leaderboard (hidden or not) with its GPU types and its numbers of submissions and runs."""
+        check_name("leaderboard name", name)
+        found = await self._require_store().list_leaderboards(include_hidden=True, name=name)
+        if not found:
+            raise UserError(f"no leaderboard named {shown(name)}")
+        return found[0]
+
+    async def delete_leaderboard(self, name: str) -> tuple[int, int]:
+        """Delete a leaderboard with its submissions and runs; returns (submissions, runs) deleted."""
+        check_name("leaderboard name", name)
+        deleted = await self._require_store().delete_leaderboard(name)
+        if deleted is None:
+            raise UserError(f"no leaderboard named {shown(name)}")
+        return deleted
+
+    async def set_deadline(self, name: str, deadline: datetime | None) -> LeaderboardRecord:
+        """Close a leaderboard to submissions at ``deadline`` (timezone-aware), or never (None)."""
+        if deadline is not None and deadline.tzinfo is None:
+            raise UserError("a deadline needs a time zone (e.g. 2026-12-31T23:59Z)")
+        check_name("leaderboard name", name)
+        if not await self._require_store().set_deadline(name, deadline):
+            raise UserError(f"no leaderboard named {shown(name)}")
+        return await self.get_leaderboard(name)
+
+    async def set_rate_limit(
+        self, name: str, mode: Mode, max_submissions: int | None, per_seconds: int | None = None
+    ) -> RateLimit | None:
+        """Allow each user ``max_submissions`` submissions of ``mode`` per ``per_seconds`` on a
+        leaderboard; ``max_submissions=None`` removes the limit. Returns the limit now in force."""
+        board = await self.get_leaderboard(name)
+        limit = None
+        if max_submissions is not None:
+            if per_seconds is None:
+                raise UserError("a rate limit needs a window: how many submissions per how long")
+            if not 1 <= max_submissions <= 2**31 - 1:
+                raise UserError(f"at most {max_submissions} submissions: give a number from 1 to {2**31 - 1}")
+            if not 1 <= per_seconds <= 2**31 - 1:
+                raise UserError(f"a window of {per_seconds} s: give from 1 s to about 68 years")
+            limit = RateLimit(mode, max_submissions, per_seconds)
+        await self._require_store().set_rate_limit(board.id, limit, mode)
+        return limit
+
+    async def rate_limits(self, name: str) -> list[RateLimit]:
+        board = await self.get_leaderboard(name)
+        return await self._require_store().rate_limits(board.id)
+
+    async def leaderboard(
+        self, name: str, recent: int = 20, top: int = 100, gpu: str | None = None
+    ) -> LeaderboardView:
+        """A leaderboard's ranking per GPU type (or one GPU type), its recent runs and its rate limits."""
+        store = self._require_store()
+        board = await self.get_leaderboard(name)
+        gpus = board.gpu_types
+        if gpu is not None:
+            if gpu not in board.gpu_types:
+                raise UserError(
+                    f"leaderboard {board.name} does not rank {gpu!r}; it ranks {', '.join(board.gpu_types)}"
+                )
+            gpus = [gpu]
+        ranking = {g: await store.ranking(board.id, g, top) for g in gpus}
+        return LeaderboardView(
+            board, ranking, await store.recent_runs(board.id, recent), await store.rate_limits(board.id)
+        )
+
+    # -- users ----------------------------------------------------------------------------------------
+
+    async def set_banned(self, user: str, banned: bool) -> bool:
+        """Ban a user from submitting, or lift the ban (a user not seen yet is recorded, so a ban can
+        come before their first submission); True if this changed anything."""
+        check_name("user name", user)
+        store = self._require_store()
+        if not banned and await store.get_user(user) is None:
+            raise UserError(f"no user named {shown(user)}")
+        return await store.set_banned(user, banned)
+
+    async def task_of(self, name: str) -> TaskDefinition:
+        """The task a leaderboard runs (its description, files and starter templates)."""
+        return TaskDefinition.from_json((await self.get_leaderboard(name)).task)
+
+    async def standing(self, name: str, gpu_type: str, user: str) -> Standing | None:
+        """A user's rank on one GPU type of a leaderboard, None while nothing of theirs is ranked."""
+        board = await self.get_leaderboard(name)
+        check_name("user name", user)
+        return await self._require_store().standing(board.id, gpu_type, user)
+
+    async def history(self, name: str, user: str, limit: int = 20) -> list[RunRecord]:
+        """A user's own runs on a leaderboard, newest first."""
+        board = await self.get_leaderboard(name)
+        check_name("user name", user)
+        return await self._require_store().history(user, board.id, limit)
+
+    def task_directories(self) -> list[str]:
+        """The task directories admins may create leaderboards from by name (below settings.tasks_dir)."""
+        root = self.settings.tasks_dir
+        if not root.is_dir():
+            return []
+        return sorted(d.name for d in root.iterdir() if (d / "task.yml").is_file())
+
+    async def load_task_directory(self, name: str) -> TaskDefinition:
+        """One of ``task_directories()`` read as a task; any other name is refused."""
+        if name not in self.task_directories():
+            offered = ", ".join(self.task_directories()) or "none"
+            raise UserError(f"no task directory named {shown(name)}; there are: {offered}")
+        return await asyncio.to_thread(load_task, self.settings.tasks_dir / name)
+
+    async def load_task_archive(self, data: bytes, file_name: str, name: str | None = None) -> TaskDefinition:
+        """A task from an uploaded archive (zip or tar), unpacked with limits; TaskError says what is
+        wrong."""
+        try:
+            return await asyncio.to_thread(load_task_archive, data, file_name, name)
+        except TaskError:
+            raise
+        except ValueError as exc:  # the task's name or files as pydantic refused them
+            raise TaskError(f"{file_name}: {exc}") from exc
