@@ -7,8 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from gateway.cli.output import format_seconds, print_leaderboard
+from gateway.cli.output import print_leaderboard
 from gateway.errors import UserError
+from gateway.formatting import format_seconds
 from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.tasks import load_task
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gateway.formatting import format_seconds
 from gateway.service import LeaderboardView, RunReport
 from gateway.validation import printable
 
@@ -21,15 +22,6 @@ def plain(value: object | None, empty: str = "-") -> Text:
         return Text(empty, style="dim")
     text = str(value)
     return Text("".join(c if printable(c) or c in "\n\t" else ascii(c)[1:-1] for c in text))
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3f} {unit}"
-    return f"{seconds / 1e-9:.1f} ns"
 
 
 def print_report(console: Console, report: RunReport) -> None:

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.cli.output import format_seconds, plain
+from gateway.cli.output import plain
+from gateway.formatting import format_seconds
 from gateway.service import (
     LeaderboardSummary,
     LeaderboardView,
