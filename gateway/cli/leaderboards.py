@@ -5,16 +5,19 @@ from __future__ import annotations
 import getpass
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.text import Text
 
+from gateway import formatting
 from gateway.cli.common import EXIT_USAGE, console, fail, run_gateway, warn
 from gateway.cli.output import plain, print_leaderboard
 from gateway.cli.tables import deadline_text, limit_text, print_board_header, print_leaderboards
+from gateway.errors import UserError
+from gateway.formatting import DEADLINE_HELP
 from gateway.service import Gateway, as_mode
 from gateway.tasks import load_task
 
@@ -22,19 +25,16 @@ app = typer.Typer(
     help="Create, list, show and delete leaderboards; set their rate limits and deadlines.",
     no_args_is_help=True,
 )
-DEADLINE_HELP = "ISO 8601, e.g. 2026-12-31T23:59Z or '2026-12-31 23:59+02:00' (no zone: UTC)"
 UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 NAME = Annotated[str, typer.Argument(help="the leaderboard's name", show_default=False)]
 DURATION = re.compile(r"(?:\s*\d+\s*(?:s|m|min|h|d|w)?)+\s*")
 
 
 def parse_deadline(text: str) -> datetime:
-    """An ISO 8601 date or date and time; without a zone it is UTC."""
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        fail(f"{text!r} is not a date and time: {DEADLINE_HELP}")
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return formatting.parse_deadline(text)
+    except UserError as exc:
+        fail(str(exc))
 
 
 def parse_duration(text: str) -> int:

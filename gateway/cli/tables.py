@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.cli.output import plain
-from gateway.formatting import format_seconds
+from gateway.formatting import duration, format_seconds
 from gateway.service import (
     LeaderboardSummary,
     LeaderboardView,
@@ -38,14 +38,6 @@ def deadline_text(deadline: datetime | None, now: datetime | None = None) -> Tex
     closed = deadline <= (now or datetime.now(UTC))
     shown = deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Text.assemble(shown, " ", ("(closed)", "red") if closed else ("(open)", "green"))
-
-
-def duration(seconds: float) -> str:
-    seconds = round(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} s"
 
 
 def limit_text(limit: RateLimit) -> str:
