@@ -32,7 +32,7 @@ demo: up
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy gateway harness bench tests
+	$(BIN)/mypy gateway harness bot bench tests
 
 unit: venv
 	$(BIN)/pytest tests/unit

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from gateway.cli.bot import bot as bot_command
 from gateway.cli.common import console, fail, shown_path
 from gateway.cli.common import run_gateway as _run
 from gateway.cli.dev import app as dev_app
@@ -39,6 +40,7 @@ app.add_typer(sites_app, name="sites")
 app.add_typer(dev_app, name="dev")
 app.command("render")(render_command)
 app.command("worker")(worker_command)
+app.command("bot")(bot_command)
 
 STOPPED_RUN = "stopped: the run was cancelled and recorded as such"
 

@@ -1,0 +1,99 @@
+"""The bot: a discord.py client whose slash commands are the cogs in bot/cogs, given the service and its
+settings at start-up (discord.py's advanced start-up pattern: no globals)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import user_message
+from bot.settings import BotSettings
+from gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+
+class GatewayTree(app_commands.CommandTree["GatewayBot"]):
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await reply(interaction, user_message(error))
+
+
+class GatewayBot(commands.Bot):
+    def __init__(self, gateway: Gateway, settings: BotSettings) -> None:
+        # slash commands need no privileged intents: not message content, not the member list
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents.default(),
+            help_command=None,
+            tree_cls=GatewayTree,
+        )
+        self.gateway = gateway
+        self.settings = settings
+        self.followers: set[asyncio.Task[Any]] = set()
+
+    async def setup_hook(self) -> None:
+        from bot.cogs.admin import AdminCog
+        from bot.cogs.leaderboard import LeaderboardCog
+
+        await self.add_cog(LeaderboardCog(self))
+        await self.add_cog(AdminCog(self))
+        if self.settings.sync_commands:
+            guild = discord.Object(self.settings.guild_id) if self.settings.guild_id else None
+            if guild is not None:
+                self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info(
+                "synced %d slash commands %s", len(synced), f"to guild {guild.id}" if guild else "globally"
+            )
+
+    def follow(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a submission's follower in the background (the command has answered already)."""
+        task = asyncio.create_task(work)
+        self.followers.add(task)
+        task.add_done_callback(self._follower_done)
+        return task
+
+    def _follower_done(self, task: asyncio.Task[Any]) -> None:
+        self.followers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a submission follower failed", exc_info=task.exception())
+
+    async def close(self) -> None:
+        # followers only edit messages: the runs go on in the workers and keep their results
+        for task in list(self.followers):
+            task.cancel()
+        await asyncio.gather(*self.followers, return_exceptions=True)
+        await super().close()
+
+
+async def reply(interaction: discord.Interaction, content: str, *, ephemeral: bool = True) -> None:
+    """Answer an interaction, whether or not it was answered (or deferred) already."""
+    try:
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=content, embed=None, attachments=[])
+        else:
+            await interaction.response.send_message(content, ephemeral=ephemeral)
+    except discord.HTTPException as exc:
+        log.warning("could not answer an interaction: %s", exc)
+
+
+async def answer_in_time(
+    interaction: discord.Interaction,
+    work: Coroutine[Any, Any, Any],
+    *,
+    ephemeral: bool,
+    within_s: float = 2.0,
+) -> Any:
+    """Await ``work``; if it takes longer than ``within_s`` defer the interaction first (Discord drops an
+    interaction not answered in 3 s), so quick answers and errors can still be ephemeral."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=within_s)
+    if not done:
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+    return await task

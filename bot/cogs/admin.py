@@ -1,0 +1,163 @@
+"""/admin: leaderboards, bans, sites, runs and stats, for members holding the configured admin role.
+
+The role check runs on every /admin command (``interaction_check``); the commands are also hidden from
+members without Manage Server by default, which a server's admins may change in its integration settings,
+never loosening the role check."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import answer_in_time
+from bot.cogs.autocomplete import leaderboard_names, site_names, task_directories
+from bot.cogs.leaderboard import user_name
+from bot.errors import NotAdminError
+from bot.render import sites_embed, stats_embed, text
+from gateway.errors import UserError
+from gateway.formatting import parse_deadline
+from gateway.tasks import TaskDefinition
+
+if TYPE_CHECKING:
+    from bot.client import GatewayBot
+
+
+def holds_role(member: discord.abc.User, role: str) -> bool:
+    """Whether a server member holds the role, named or given by id (a user outside a server never does)."""
+    roles = getattr(member, "roles", None) or []
+    return any(r.name == role or str(r.id) == role for r in roles)
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway administration"):
+    def __init__(self, bot: GatewayBot) -> None:
+        self.bot = bot
+        self.gateway = bot.gateway
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if not holds_role(interaction.user, self.bot.settings.admin_role):
+            raise NotAdminError(self.bot.settings.admin_role)
+        return True
+
+    @app_commands.command(
+        description="Create a leaderboard from a task directory or an uploaded task archive"
+    )
+    @app_commands.describe(
+        name="the new leaderboard's name",
+        task="a task directory on the gateway",
+        archive="or a task directory as .zip / .tar.gz",
+        gpus="GPU types to rank, comma-separated (default: every type a site offers)",
+        deadline="when it closes, ISO 8601 (e.g. 2026-12-31T23:59Z)",
+    )
+    @app_commands.autocomplete(task=task_directories)
+    async def create(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        task: str | None = None,
+        archive: discord.Attachment | None = None,
+        gpus: str | None = None,
+        deadline: str | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if (task is None) == (archive is None):
+            raise UserError("give either task (a task directory) or archive (an uploaded task), not both")
+        closes = parse_deadline(deadline) if deadline else None
+        definition = await self._task(task, archive)
+        gpu_types = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+        board = await self.gateway.create_leaderboard(
+            name, definition, gpu_types, deadline=closes, creator=user_name(interaction.user), exist_ok=False
+        )
+        await interaction.edit_original_response(
+            content=f"✅ leaderboard **{text(board.name)}** created: task {text(definition.name)}, "
+            f"GPUs {text(', '.join(board.gpu_types))}, {len(definition.tests)} tests, "
+            f"{len(definition.benchmarks)} benchmarks"
+        )
+
+    async def _task(self, task: str | None, archive: discord.Attachment | None) -> TaskDefinition:
+        if task is not None:
+            return await self.gateway.load_task_directory(task)
+        assert archive is not None
+        from gateway.task_archive import MAX_ARCHIVE_BYTES
+
+        if archive.size > MAX_ARCHIVE_BYTES:
+            raise UserError(
+                f"{archive.filename} is {archive.size} bytes; an archive may have at most {MAX_ARCHIVE_BYTES}"
+            )
+        return await self.gateway.load_task_archive(await archive.read(), archive.filename)
+
+    @app_commands.command(description="Delete a leaderboard with its submissions and runs")
+    @app_commands.describe(confirm="type the leaderboard's name again")
+    @app_commands.autocomplete(name=leaderboard_names)
+    async def delete(self, interaction: discord.Interaction, name: str, confirm: str) -> None:
+        if confirm != name:
+            raise UserError("nothing deleted: confirm must repeat the leaderboard's name exactly")
+        submissions, runs = await self.gateway.delete_leaderboard(name)
+        await interaction.response.send_message(
+            f"🗑️ deleted {text(name)}: {submissions} submissions, {runs} runs", ephemeral=True
+        )
+
+    @app_commands.command(description="Close a leaderboard at a time (or 'none' to keep it open)")
+    @app_commands.describe(when="ISO 8601 such as 2026-12-31T23:59Z, or none")
+    @app_commands.autocomplete(name=leaderboard_names)
+    async def deadline(self, interaction: discord.Interaction, name: str, when: str) -> None:
+        closes = None if when.strip().lower() == "none" else parse_deadline(when)
+        board = await self.gateway.set_deadline(name, closes)
+        shown = discord.utils.format_dt(board.deadline, "F") if board.deadline else "never"
+        await interaction.response.send_message(f"⏰ {text(board.name)} closes: {shown}", ephemeral=True)
+
+    @app_commands.command(description="Ban a user from submitting")
+    async def ban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        changed = await self.gateway.set_banned(user_name(user), True)
+        state = "is now banned" if changed else "was banned already"
+        await interaction.response.send_message(f"🔨 {text(user_name(user))} {state}", ephemeral=True)
+
+    @app_commands.command(description="Lift a user's ban")
+    async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        changed = await self.gateway.set_banned(user_name(user), False)
+        state = "may submit again" if changed else "was not banned"
+        await interaction.response.send_message(f"🕊️ {text(user_name(user))} {state}", ephemeral=True)
+
+    @app_commands.command(description="The Slurm sites and their health")
+    async def sites(self, interaction: discord.Interaction) -> None:
+        health = await self.gateway.site_health()
+        await interaction.response.send_message(embed=sites_embed(self.gateway.sites, health), ephemeral=True)
+
+    @app_commands.command(description="Stop routing new runs to a site (its running jobs go on)")
+    @app_commands.autocomplete(site=site_names)
+    async def drain(self, interaction: discord.Interaction, site: str, reason: str | None = None) -> None:
+        await self.gateway.set_drained(site, True, reason)
+        await interaction.response.send_message(f"🚧 {text(site)} is drained", ephemeral=True)
+
+    @app_commands.command(description="Route runs to a drained site again")
+    @app_commands.autocomplete(site=site_names)
+    async def resume(self, interaction: discord.Interaction, site: str) -> None:
+        await self.gateway.set_drained(site, False)
+        await interaction.response.send_message(f"🟢 {text(site)} takes runs again", ephemeral=True)
+
+    @app_commands.command(description="Cancel a run (its id, or its first characters)")
+    async def cancel(self, interaction: discord.Interaction, run: str) -> None:
+        outcome = await answer_in_time(interaction, self.gateway.cancel_run(run), ephemeral=True)
+        await _send(interaction, f"🛑 {text(outcome, 500)}")
+
+    @app_commands.command(description="Totals, unfinished runs and per-site numbers of the last day")
+    async def stats(self, interaction: discord.Interaction) -> None:
+        stats = await answer_in_time(interaction, self.gateway.stats(), ephemeral=True)
+        await _send(interaction, embed=stats_embed(stats))
+
+
+async def _send(
+    interaction: discord.Interaction, content: str | None = None, *, embed: discord.Embed | None = None
+) -> None:
+    """An ephemeral answer, whether or not the interaction was deferred."""
+    if interaction.response.is_done():
+        await interaction.edit_original_response(content=content, embed=embed)
+    elif embed is not None:
+        await interaction.response.send_message(content, embed=embed, ephemeral=True)
+    else:
+        await interaction.response.send_message(content, ephemeral=True)

@@ -1,0 +1,145 @@
+"""/leaderboard: submit a kernel and watch it run; list, show and read leaderboards and their tasks."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import answer_in_time
+from bot.cogs.autocomplete import gpu_types, leaderboard_names
+from bot.live import SubmissionFollower, SubmissionMessage
+from bot.progress import SubmissionStatus
+from bot.render import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
+from gateway.errors import UserError
+from gateway.service import Submission, SubmitRequest, as_mode
+from gateway.validation import check_upload_name, decode_upload
+
+if TYPE_CHECKING:
+    from bot.client import GatewayBot
+
+ModeName = Literal["test", "benchmark", "leaderboard", "profile"]
+
+
+def user_name(user: discord.abc.User) -> str:
+    """A Discord user's name in the gateway: their unique Discord username."""
+    return user.name
+
+
+class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_description="Kernel leaderboards"):
+    def __init__(self, bot: GatewayBot) -> None:
+        self.bot = bot
+        self.gateway = bot.gateway
+        super().__init__()
+
+    @app_commands.command(description="Submit a kernel: its message follows the run to its result and rank")
+    @app_commands.describe(
+        file="your submission (a source file for the task)",
+        leaderboard="the leaderboard to submit to",
+        gpu="the GPU type to run on",
+        mode="test: correctness only; benchmark: timings; leaderboard: ranked; profile: a profile",
+    )
+    @app_commands.autocomplete(leaderboard=leaderboard_names, gpu=gpu_types)
+    async def submit(
+        self,
+        interaction: discord.Interaction,
+        file: discord.Attachment,
+        leaderboard: str,
+        gpu: str,
+        mode: ModeName = "leaderboard",
+    ) -> None:
+        user = user_name(interaction.user)
+        submission = await answer_in_time(
+            interaction, self._enqueue(file, leaderboard, gpu, mode, user), ephemeral=False
+        )
+        status = SubmissionStatus.of(submission, user, file.filename, mode)
+        status.queue_position = await self.gateway.queue_position(submission.public_run.run_id)
+        embed = submission_embed(status)
+        if interaction.response.is_done():
+            await interaction.edit_original_response(content=None, embed=embed)
+        else:
+            await interaction.response.send_message(embed=embed)
+        settings = self.bot.settings
+        follower = SubmissionFollower(
+            self.gateway,
+            status,
+            SubmissionMessage(interaction),
+            edit_interval_s=settings.edit_interval_s,
+            position_interval_s=settings.position_interval_s,
+        )
+        self.bot.follow(follower.run())
+
+    async def _enqueue(
+        self, file: discord.Attachment, leaderboard: str, gpu: str, mode: str, user: str
+    ) -> Submission:
+        limit = self.gateway.settings.max_submission_bytes
+        task = await self.gateway.task_of(leaderboard)
+        check_upload_name(file.filename, file.size, task.lang, limit)  # before downloading anything
+        code = decode_upload(await file.read(), file.filename, limit)
+        return await self.gateway.enqueue(
+            SubmitRequest(
+                code=code,
+                file_name=file.filename,
+                user=user,
+                leaderboard=leaderboard,
+                gpu_type=gpu,
+                mode=as_mode(mode),
+            )
+        )
+
+    @app_commands.command(name="list", description="The open leaderboards")
+    async def list_(self, interaction: discord.Interaction) -> None:
+        boards = await self.gateway.leaderboards()
+        await interaction.response.send_message(embed=leaderboards_embed(boards))
+
+    @app_commands.command(description="A leaderboard's top entries per GPU type")
+    @app_commands.describe(leaderboard="the leaderboard", gpu="only this GPU type", top="how many entries")
+    @app_commands.autocomplete(leaderboard=leaderboard_names, gpu=gpu_types)
+    async def show(
+        self,
+        interaction: discord.Interaction,
+        leaderboard: str,
+        gpu: str | None = None,
+        top: app_commands.Range[int, 1, 25] = 10,
+    ) -> None:
+        view = await self.gateway.leaderboard(leaderboard, recent=0, top=top, gpu=gpu)
+        await interaction.response.send_message(embed=leaderboard_embed(view))
+
+    @app_commands.command(name="show-personal", description="Your own runs on a leaderboard")
+    @app_commands.autocomplete(leaderboard=leaderboard_names)
+    async def show_personal(self, interaction: discord.Interaction, leaderboard: str) -> None:
+        user = user_name(interaction.user)
+        runs = await self.gateway.history(leaderboard, user)
+        await interaction.response.send_message(embed=personal_embed(leaderboard, user, runs), ephemeral=True)
+
+    @app_commands.command(description="A leaderboard's task: its description and the starter file")
+    @app_commands.autocomplete(leaderboard=leaderboard_names)
+    async def task(self, interaction: discord.Interaction, leaderboard: str) -> None:
+        task = await self.gateway.task_of(leaderboard)
+        files = [_template_file(task.submission_name, task.starter[1])] if task.starter else []
+        await interaction.response.send_message(embed=task_embed(leaderboard, task), files=files)
+
+    @app_commands.command(description="The starter file of a leaderboard's task, to fill in and submit")
+    @app_commands.describe(language="the template's language (default: the first the task offers)")
+    @app_commands.autocomplete(leaderboard=leaderboard_names)
+    async def template(
+        self, interaction: discord.Interaction, leaderboard: str, language: str | None = None
+    ) -> None:
+        task = await self.gateway.task_of(leaderboard)
+        if not task.templates:
+            raise UserError(f"the task of {leaderboard} has no template; see /leaderboard task")
+        if language is None:
+            language = next(iter(task.templates))
+        if language not in task.templates:
+            raise UserError(f"no {language!r} template; the task offers {', '.join(task.templates)}")
+        await interaction.response.send_message(
+            f"{language} template for {discord.utils.escape_markdown(leaderboard)}:",
+            file=_template_file(task.submission_name, task.templates[language]),
+        )
+
+
+def _template_file(name: str, content: str) -> discord.File:
+    return discord.File(io.BytesIO(content.encode()), filename=name)

@@ -1,0 +1,67 @@
+"""`gateway bot`: start the Discord bot (token from GATEWAY_DISCORD_TOKEN or ./.env)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import typer
+from rich.console import Console
+
+from gateway.errors import GatewayError
+from gateway.service import Gateway
+from gateway.settings import Settings
+
+console = Console(stderr=True)
+
+
+def bot() -> None:
+    """Run the Discord bot: /leaderboard for competitors, /admin for the admin role.
+
+    It needs the database (runs are executed by `gateway worker` processes, anywhere) and a bot token:
+    GATEWAY_DISCORD_TOKEN, GATEWAY_DISCORD_ADMIN_ROLE (default 'Leaderboard Admin'), optionally
+    GATEWAY_DISCORD_GUILD_ID to sync the commands to one server at once. See docs/bot.md."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import discord
+
+        from bot.client import GatewayBot
+        from bot.settings import BotSettings
+    except ImportError as exc:
+        console.print(f"[red]error:[/] the bot needs discord.py: pip install '.[bot]' ({exc})")
+        raise typer.Exit(2) from None
+    settings = BotSettings()
+    if settings.token is None:
+        console.print(
+            "[red]error:[/] set GATEWAY_DISCORD_TOKEN (in the environment or ./.env) to the bot's token"
+        )
+        raise typer.Exit(2)
+    token = settings.token.get_secret_value()
+
+    async def main() -> int:
+        gateway = await Gateway.open(Settings())
+        if gateway.store is None:
+            console.print("[red]error:[/] the bot needs the database: set GATEWAY_DATABASE_URL")
+            await gateway.close()
+            return 2
+        client = GatewayBot(gateway, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(client.close()))
+        try:
+            async with client:
+                await client.start(token)
+        except discord.LoginFailure:
+            console.print("[red]error:[/] Discord refused the token: check GATEWAY_DISCORD_TOKEN")
+            return 2
+        finally:
+            await gateway.close()
+        return 0
+
+    try:
+        code = asyncio.run(main())
+    except GatewayError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
