@@ -116,18 +116,18 @@ class FakeDiscord:
         route = (request.method, *parts)
         match route:
             case ("GET", "users", "@me"):
-                return web.json_response(user_payload(BOT_ID, "gateway-bot", bot=True))
+                return _json(user_payload(BOT_ID, "gateway-bot", bot=True))
             case ("GET", "oauth2", "applications", "@me"):
-                return web.json_response(self._application())
+                return _json(self._application())
             case ("PUT", "applications", _, "commands") | ("PUT", "applications", _, "guilds", _, "commands"):
                 assert isinstance(body, list)
                 self.commands = [
                     dict(c, id=str(self.next_id()), application_id=str(APP_ID), version="1") for c in body
                 ]
-                return web.json_response(self.commands)
+                return _json(self.commands)
             case ("POST", "interactions", interaction_id, token, "callback"):
                 assert isinstance(body, dict)
-                return web.json_response(self._callback(int(interaction_id), token, body, files))
+                return _json(self._callback(int(interaction_id), token, body, files))
             case ("GET", "webhooks", _, token, "messages", "@original"):
                 return self._message_or_404(self.originals.get(token))
             case ("PATCH", "webhooks", _, token, "messages", "@original"):
@@ -135,14 +135,14 @@ class FakeDiscord:
                 return self._edit(self.originals.get(token), body, files)
             case ("POST", "webhooks", _, _token):
                 assert isinstance(body, dict)
-                return web.json_response(self._new_message(body, files))
+                return _json(self._new_message(body, files))
             case ("POST", "channels", _, "messages"):
                 assert isinstance(body, dict)
-                return web.json_response(self._new_message(body, files, webhook=False))
+                return _json(self._new_message(body, files, webhook=False))
             case ("PATCH", "channels", _, "messages", message_id):
                 assert isinstance(body, dict)
                 return self._edit(int(message_id), body, files)
-        return web.json_response(
+        return _json(
             {"message": f"fake Discord does not serve {request.method} {path}"}, status=404
         )
 
@@ -217,7 +217,7 @@ class FakeDiscord:
     def _edit(self, message_id: int | None, body: dict[str, Any], files: dict[str, bytes]) -> web.Response:
         message = self.messages.get(message_id) if message_id is not None else None
         if message is None:
-            return web.json_response({"message": "Unknown Message", "code": 10008}, status=404)
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
         for key in ("content", "embeds"):
             if key in body:
                 message[key] = body[key] if body[key] is not None else ("" if key == "content" else [])
@@ -226,13 +226,13 @@ class FakeDiscord:
         message["edited_timestamp"] = datetime.now(UTC).isoformat()
         message["loading"] = False
         self.history[int(message["id"])].append(dict(message))
-        return web.json_response(message)
+        return _json(message)
 
     def _message_or_404(self, message_id: int | None) -> web.Response:
         message = self.messages.get(message_id) if message_id is not None else None
         if message is None:
-            return web.json_response({"message": "Unknown Message", "code": 10008}, status=404)
-        return web.json_response(message)
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        return _json(message)
 
     # -- what tests ask -----------------------------------------------------------------------------
 
@@ -379,6 +379,11 @@ async def _read_body(request: web.Request) -> tuple[dict[str, Any] | list[Any] |
                 files[part.filename or part.name or "file"] = bytes(data)
         return body, files
     return None, {}
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # exactly Discord's content type: discord.py decodes a body as JSON only when it reads just this
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
 
 
 def _attachments(data: dict[str, Any], files: dict[str, bytes]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ QUEUE_POSITION_SQL = (
 # One user's place among every user's best ranked run (the ranking's order: score, then the earlier
 # submission, then the run id).
 STANDING_SQL = (  # composed of constants only
-    "SELECT rank, total, score, id FROM ("  # noqa: S608
+    "SELECT ranked.rank, ranked.total, ranked.score, ranked.id FROM ("  # noqa: S608
     "  SELECT user_id, score, id, row_number() OVER (ORDER BY score, queued_at, id) AS rank, "
     f"    count(*) OVER () AS total FROM ({BEST_PER_USER_SQL}) best) ranked "
     "JOIN users u ON u.id = ranked.user_id WHERE u.name = $3"

@@ -1,0 +1,83 @@
+"""A bot under test: discord.py logged in to the fake Discord API, the real service and database, and a
+worker in its own gateway (as another process would run it) that executes runs on the dev stack."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot.client import GatewayBot
+from bot.settings import BotSettings
+from gateway.service import Gateway
+from gateway.settings import Settings
+from gateway.worker import Worker
+from tests.fake_discord import ADMIN_ROLE, ADMIN_ROLE_ID, GUILD_ID, FakeDiscord, Member
+
+ALICE = Member(930_000_000_000_000_001, "alice")
+BOB = Member(930_000_000_000_000_002, "bob")
+ADMIN = Member(930_000_000_000_000_003, "root", roles=[ADMIN_ROLE_ID])
+
+
+@dataclass
+class BotUnderTest:
+    bot: GatewayBot
+    discord: FakeDiscord
+    gateway: Gateway
+
+    async def command(
+        self, member: Member, group: str, command: str, options: dict[str, Any] | None = None, **kw: Any
+    ) -> str:
+        """Deliver a slash command as Discord's gateway would; returns the interaction's token."""
+        token, payload = self.discord.interaction(member, group, command, options, **kw)
+        self.bot._connection.parse_interaction_create(payload)  # type: ignore[arg-type]
+        return token
+
+    async def answer(self, token: str, timeout: float = 15.0) -> dict[str, Any]:
+        """The interaction's response once it is more than "thinking…"."""
+        return await self.discord.wait_for(  # type: ignore[no-any-return]
+            lambda: (m := self.discord.original(token)) is not None and not m["loading"] and m, timeout
+        )
+
+    async def run(self, member: Member, group: str, command: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        return await self.answer(await self.command(member, group, command, options, **kw))
+
+    async def followers_done(self, timeout: float = 120.0) -> None:
+        await asyncio.wait_for(asyncio.gather(*list(self.bot.followers)), timeout)
+
+
+@asynccontextmanager
+async def bot_under_test(settings: Settings, monkeypatch: Any, *, worker: bool = True) -> AsyncIterator[BotUnderTest]:
+    fake = FakeDiscord()
+    base = await fake.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{base}/api/v10")
+    gateway = await Gateway.open(settings)
+    runner = await Gateway.open(settings)  # the worker's own service and pool, as in another process
+    stop = asyncio.Event()
+    work = asyncio.create_task(Worker(runner).run(stop)) if worker else None
+    bot = GatewayBot(
+        gateway,
+        BotSettings(
+            token="not-a-real-token",
+            admin_role=ADMIN_ROLE,
+            guild_id=GUILD_ID,
+            edit_interval_s=0.2,
+            position_interval_s=0.3,
+        ),
+    )
+    try:
+        await bot.login("not-a-real-token")  # GET /users/@me, the application, then setup_hook: cogs + sync
+        bot._connection.parse_guild_create(fake.guild_payload([ALICE, BOB, ADMIN]))  # type: ignore[arg-type]
+        yield BotUnderTest(bot, fake, gateway)
+    finally:
+        await bot.close()
+        stop.set()
+        if work is not None:
+            await asyncio.wait_for(work, 30)
+        await runner.close()
+        await gateway.close()
+        await fake.stop()
