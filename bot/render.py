@@ -142,6 +142,10 @@ def leaderboards_embed(boards: list[LeaderboardSummary], now: datetime | None = 
     embed = discord.Embed(title="Leaderboards", colour=BLUE)
     if not boards:
         embed.description = "No leaderboards yet."
+    now = now or datetime.now(UTC)
+    boards = sorted(
+        boards, key=lambda b: (b.deadline is not None and b.deadline <= now, b.name)
+    )  # open first
     for board in boards[:25]:
         closes = _deadline(board.deadline, now)
         embed.add_field(

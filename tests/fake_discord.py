@@ -142,9 +142,7 @@ class FakeDiscord:
             case ("PATCH", "channels", _, "messages", message_id):
                 assert isinstance(body, dict)
                 return self._edit(int(message_id), body, files)
-        return _json(
-            {"message": f"fake Discord does not serve {request.method} {path}"}, status=404
-        )
+        return _json({"message": f"fake Discord does not serve {request.method} {path}"}, status=404)
 
     def _application(self) -> dict[str, Any]:
         return {
@@ -383,7 +381,9 @@ async def _read_body(request: web.Request) -> tuple[dict[str, Any] | list[Any] |
 
 def _json(data: Any, status: int = 200) -> web.Response:
     # exactly Discord's content type: discord.py decodes a body as JSON only when it reads just this
-    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
 
 
 def _attachments(data: dict[str, Any], files: dict[str, bytes]) -> list[dict[str, Any]]:

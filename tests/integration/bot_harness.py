@@ -4,12 +4,14 @@ worker in its own gateway (as another process would run it) that executes runs o
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import discord
+from pydantic import SecretStr
 
 from bot.client import GatewayBot
 from bot.settings import BotSettings
@@ -17,10 +19,14 @@ from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.worker import Worker
 from tests.fake_discord import ADMIN_ROLE, ADMIN_ROLE_ID, GUILD_ID, FakeDiscord, Member
+from tests.integration.scratch import migrated_store
 
-ALICE = Member(930_000_000_000_000_001, "alice")
-BOB = Member(930_000_000_000_000_002, "bob")
-ADMIN = Member(930_000_000_000_000_003, "root", roles=[ADMIN_ROLE_ID])
+# names unique to this test session: bans and rate limits recorded by an earlier session stay in the dev
+# database, and must not decide this one
+SESSION = uuid.uuid4().hex[:6]
+ALICE = Member(930_000_000_000_000_001, f"alice-{SESSION}")
+BOB = Member(930_000_000_000_000_002, f"bob-{SESSION}")
+ADMIN = Member(930_000_000_000_000_003, f"root-{SESSION}", roles=[ADMIN_ROLE_ID])
 
 
 @dataclass
@@ -43,7 +49,9 @@ class BotUnderTest:
             lambda: (m := self.discord.original(token)) is not None and not m["loading"] and m, timeout
         )
 
-    async def run(self, member: Member, group: str, command: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    async def run(
+        self, member: Member, group: str, command: str, options: dict[str, Any] | None = None, **kw: Any
+    ) -> dict[str, Any]:
         return await self.answer(await self.command(member, group, command, options, **kw))
 
     async def followers_done(self, timeout: float = 120.0) -> None:
@@ -51,7 +59,20 @@ class BotUnderTest:
 
 
 @asynccontextmanager
-async def bot_under_test(settings: Settings, monkeypatch: Any, *, worker: bool = True) -> AsyncIterator[BotUnderTest]:
+async def bot_under_test(
+    settings: Settings, monkeypatch: Any, *, worker: bool = True
+) -> AsyncIterator[BotUnderTest]:
+    dsn = settings.database_dsn()
+    assert dsn is not None
+    async with migrated_store(dsn, "test_bot") as (_, scratch_dsn):
+        # a database of its own: no other test's (or engineer's) worker claims these runs
+        scratch = settings.model_copy(update={"database_url": SecretStr(scratch_dsn)})
+        async with _bot(scratch, monkeypatch, worker) as under_test:
+            yield under_test
+
+
+@asynccontextmanager
+async def _bot(settings: Settings, monkeypatch: Any, worker: bool) -> AsyncIterator[BotUnderTest]:
     fake = FakeDiscord()
     base = await fake.start()
     monkeypatch.setattr(discord.http.Route, "BASE", f"{base}/api/v10")
@@ -71,7 +92,7 @@ async def bot_under_test(settings: Settings, monkeypatch: Any, *, worker: bool =
     )
     try:
         await bot.login("not-a-real-token")  # GET /users/@me, the application, then setup_hook: cogs + sync
-        bot._connection.parse_guild_create(fake.guild_payload([ALICE, BOB, ADMIN]))  # type: ignore[arg-type]
+        bot._connection.parse_guild_create(fake.guild_payload([ALICE, BOB, ADMIN]))
         yield BotUnderTest(bot, fake, gateway)
     finally:
         await bot.close()

@@ -4,16 +4,19 @@ runs it on the dev stack's Slurm site while the bot edits its message from LISTE
 
 from __future__ import annotations
 
+import io
+import tarfile
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from gateway.service import Gateway
+from gateway.service import Gateway, SubmitRequest
 from gateway.settings import Settings
 from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
-from tests.integration.bot_harness import ALICE, BOB, BotUnderTest, bot_under_test
+from tests.integration.bot_harness import ADMIN, ALICE, BOB, BotUnderTest, bot_under_test
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +38,13 @@ async def new_board(gateway: Gateway, gpus: list[str] | None = None) -> str:
 
 
 async def submit(
-    t: BotUnderTest, member: Any, board: str, file_name: str, data: bytes, mode: str = "leaderboard", gpu: str = "H100"
+    t: BotUnderTest,
+    member: Any,
+    board: str,
+    file_name: str,
+    data: bytes,
+    mode: str = "leaderboard",
+    gpu: str = "H100",
 ) -> str:
     attachment = t.discord.attach(file_name, data)
     return await t.command(
@@ -61,4 +70,234 @@ async def test_a_submission_reaches_the_leaderboard_and_its_message_shows_result
         assert any("running" in s or "pending" in s for s in seen), seen
 
         view = await t.gateway.leaderboard(board)
-        assert [e.user_name for e in view.ranking["H100"]] == ["alice"]
+        assert [e.user_name for e in view.ranking["H100"]] == [ALICE.name]
+
+
+def ephemeral(message: dict[str, Any]) -> bool:
+    return bool(message["flags"] & 64)
+
+
+async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with bot_under_test(stack_settings, monkeypatch, worker=False) as t:
+        board = await new_board(t.gateway)
+        code = solution("vectoradd", "correct.py").encode()
+        limit = t.gateway.settings.max_submission_bytes
+        cases = [
+            ("kernel.txt", code, {}, "is not a py source file: this task takes .py"),
+            ("big.py", b"#" * (limit + 1), {}, f"the limit is {limit} bytes"),
+            ("latin1.py", b"x = '\xe9t\xe9'\n", {}, "is not UTF-8 text (byte 0xe9 at offset 5)"),
+            ("empty.py", b"   \n", {}, "is empty"),
+            ("k.py", code, {"gpu": "L4"}, f"leaderboard {board} does not rank L4; it ranks H100"),
+            ("k.py", code, {"gpu": "TPU"}, "no site offers GPU type 'TPU'"),
+            ("k.py", code, {"leaderboard": "no-such-board"}, "no leaderboard named 'no-such-board'"),
+        ]
+        for file_name, data, overrides, expected in cases:
+            options = {
+                "file": t.discord.attach(file_name, data),
+                "leaderboard": board,
+                "gpu": "H100",
+                "mode": "test",
+            }
+            answer = await t.answer(await t.command(BOB, "leaderboard", "submit", {**options, **overrides}))
+            assert expected in answer["content"] and ephemeral(answer), (file_name, answer["content"])
+            assert "Traceback" not in answer["content"]
+        assert await t.gateway.runs(user=BOB.name, leaderboard=board) == []
+
+        # refusals by policy: a rate limit, a ban, a deadline; each says what to do, nothing is stored
+        await t.gateway.set_rate_limit(board, "test", 1, 3600)
+        first = await t.answer(await submit(t, BOB, board, "k.py", code, mode="test"))
+        assert "queued" in embed_text(first)
+        limited = await t.answer(await submit(t, BOB, board, "k.py", code, mode="test"))
+        assert "rate limited: 1 test submission(s) per 1 h" in limited["content"], limited["content"]
+        assert "try again in" in limited["content"] and ephemeral(limited)
+        await t.gateway.set_banned(BOB.name, True)
+        banned = await t.answer(await submit(t, BOB, board, "k.py", code, mode="benchmark"))
+        assert "banned" in banned["content"] and ephemeral(banned), banned["content"]
+        await t.gateway.set_deadline(board, datetime(2020, 1, 1, tzinfo=UTC))
+        closed = await t.answer(await submit(t, ALICE, board, "k.py", code, mode="benchmark"))
+        assert f"leaderboard {board} closed at 2020-01-01 00:00" in closed["content"], closed["content"]
+        runs = await t.gateway.runs(leaderboard=board)
+        assert len(runs) == 1  # only the first, accepted submission
+        await t.gateway.cancel_run(runs[0].run_id)  # no worker here: leave nothing queued
+        await t.gateway.set_banned(BOB.name, False)
+        await t.followers_done(30)
+
+
+async def test_an_unexpected_error_is_logged_with_a_reference_never_shown(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with bot_under_test(stack_settings, monkeypatch, worker=False) as t:
+
+        async def broken(*_args: Any, **_kwargs: Any) -> Any:
+            raise RuntimeError("secret internals: password=hunter2")
+
+        monkeypatch.setattr(t.gateway, "leaderboards", broken)
+        answer = await t.run(ALICE, "leaderboard", "list")
+        assert "something went wrong on our side" in answer["content"] and ephemeral(answer)
+        assert "hunter2" not in answer["content"]
+        reference = answer["content"].split("reference `")[1].split("`")[0]
+        assert any(reference in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_admin_commands_need_the_admin_role(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with bot_under_test(stack_settings, monkeypatch, worker=False) as t:
+        board = await new_board(t.gateway)
+        for command, options in [
+            ("stats", {}),
+            ("ban", {"user": "alice"}),
+            ("delete", {"name": board, "confirm": board}),
+            ("drain", {"site": "alpha"}),
+        ]:
+            users = {"user": ALICE} if "user" in options else None
+            answer = await t.run(BOB, "admin", command, options, users=users)
+            assert "only members with the 'Leaderboard Admin' role may use /admin" in answer["content"], (
+                answer
+            )
+            assert ephemeral(answer)
+        assert (await t.gateway.get_leaderboard(board)).name == board  # not deleted
+        assert (
+            not (await t.gateway.site_health()).get("alpha", None)
+            or not (await t.gateway.site_health())["alpha"].drained
+        )
+
+
+async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with bot_under_test(stack_settings, monkeypatch, worker=False) as t:
+        from_dir = f"bot-{uuid.uuid4().hex[:8]}"
+        created = await t.run(
+            ADMIN, "admin", "create", {"name": from_dir, "task": "vectoradd", "gpus": "H100"}
+        )
+        assert f"leaderboard **{from_dir}** created: task vectoradd, GPUs H100, 3 tests" in created["content"]
+        assert ephemeral(created)
+
+        from_archive = f"bot-{uuid.uuid4().hex[:8]}"
+        archive = t.discord.attach("softmax.tar.gz", task_archive("softmax"))
+        created = await t.run(ADMIN, "admin", "create", {"name": from_archive, "archive": archive})
+        assert f"leaderboard **{from_archive}** created: task softmax" in created["content"], created[
+            "content"
+        ]
+        assert (await t.gateway.task_of(from_archive)).starter is not None
+
+        both = await t.run(ADMIN, "admin", "create", {"name": "x", "task": "vectoradd", "archive": archive})
+        assert "give either task" in both["content"]
+        escape = t.discord.attach("evil.tar.gz", evil_archive())
+        refused = await t.run(ADMIN, "admin", "create", {"name": "evil", "archive": escape})
+        assert "would unpack outside the archive's folder" in refused["content"], refused["content"]
+
+        deadline = await t.run(ADMIN, "admin", "deadline", {"name": from_dir, "when": "2031-01-01T00:00Z"})
+        assert "closes: <t:1924992000:F>" in deadline["content"], deadline["content"]
+        assert (await t.gateway.get_leaderboard(from_dir)).deadline == datetime(2031, 1, 1, tzinfo=UTC)
+
+        banned = await t.run(ADMIN, "admin", "ban", {"user": "bob"}, users={"user": BOB})
+        assert f"{BOB.name} is now banned" in banned["content"], banned["content"]
+        unbanned = await t.run(ADMIN, "admin", "unban", {"user": "bob"}, users={"user": BOB})
+        assert f"{BOB.name} may submit again" in unbanned["content"]
+
+        sites = await t.run(ADMIN, "admin", "sites")
+        assert "alpha" in embed_text(sites) and "beta" in embed_text(sites)
+        try:
+            drained = await t.run(ADMIN, "admin", "drain", {"site": "beta", "reason": "maintenance"})
+            assert "beta is drained" in drained["content"]
+            assert (await t.gateway.site_health())["beta"].drain_reason == "maintenance"
+        finally:
+            resumed = await t.run(ADMIN, "admin", "resume", {"site": "beta"})
+        assert "beta takes runs again" in resumed["content"]
+        assert not (await t.gateway.site_health())["beta"].drained
+
+        submission = await t.gateway.enqueue(
+            SubmitRequest(
+                solution("vectoradd", "correct.py"),
+                "k.py",
+                "alice",
+                leaderboard=from_dir,
+                gpu_type="H100",
+                mode="test",
+            )
+        )
+        cancelled = await t.run(ADMIN, "admin", "cancel", {"run": submission.public_run.run_id[:8]})
+        assert "was cancelled before it started" in cancelled["content"], cancelled["content"]
+
+        stats = embed_text(await t.run(ADMIN, "admin", "stats"))
+        assert "Gateway stats" in stats and "submissions" in stats, stats
+
+        kept = await t.run(ADMIN, "admin", "delete", {"name": from_dir, "confirm": "wrong"})
+        assert "nothing deleted" in kept["content"]
+        deleted = await t.run(ADMIN, "admin", "delete", {"name": from_dir, "confirm": from_dir})
+        assert f"deleted {from_dir}: 1 submissions, 1 runs" in deleted["content"], deleted["content"]
+        await t.gateway.delete_leaderboard(from_archive)
+
+
+async def test_competitors_list_show_read_the_task_and_get_the_template(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with bot_under_test(stack_settings, monkeypatch) as t:
+        board = await new_board(t.gateway)
+        for member, name in ((ALICE, "correct.py"), (BOB, "slow.py")):
+            await t.answer(await submit(t, member, board, name, solution("vectoradd", name).encode()))
+        await t.followers_done()
+
+        listed = embed_text(await t.run(ALICE, "leaderboard", "list"))
+        assert board in listed
+        shown = embed_text(await t.run(BOB, "leaderboard", "show", {"leaderboard": board}))
+        ranking = shown.split("H100: ")[1]
+        assert ranking.index(ALICE.name) < ranking.index(BOB.name), shown
+        personal = await t.run(BOB, "leaderboard", "show-personal", {"leaderboard": board})
+        assert "slow.py" in embed_text(personal) and "correct.py" not in embed_text(personal)
+        assert ephemeral(personal)
+
+        task = await t.run(ALICE, "leaderboard", "task", {"leaderboard": board})
+        assert "adds two float32 vectors" in embed_text(task)
+        starter = (PROBLEMS / "vectoradd" / "submission.py").read_text()
+        assert [a["content"] for a in task["attachments"]] == [starter]
+        template = await t.run(ALICE, "leaderboard", "template", {"leaderboard": board})
+        assert template["attachments"][0]["filename"] == "submission.py"
+        assert template["attachments"][0]["content"] == starter
+        other = await t.run(ALICE, "leaderboard", "template", {"leaderboard": board, "language": "CUDA"})
+        assert "no 'CUDA' template; the task offers Python" in other["content"]
+
+        token = await t.command(
+            ALICE, "leaderboard", "show", {"leaderboard": board[:8]}, autocomplete="leaderboard"
+        )
+        choices = await t.discord.wait_for(lambda: t.discord.autocompletes.get(token))
+        assert board in [c["value"] for c in choices]
+
+
+async def test_after_the_interaction_token_expires_the_bot_edits_a_message_of_its_own(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.live.TOKEN_LIFETIME_S", 0.0)
+    async with bot_under_test(stack_settings, monkeypatch) as t:
+        board = await new_board(t.gateway)
+        token = await submit(
+            t, ALICE, board, "k.py", solution("vectoradd", "correct.py").encode(), mode="test"
+        )
+        await t.answer(token)
+        await t.followers_done()
+        own = [m for m in t.discord.messages.values() if "webhook_id" not in m]
+        assert len(own) == 1 and "✅ passed" in embed_text(own[0]), [embed_text(m) for m in own]
+        assert "Tests: 3/3 passed" in embed_text(own[0])
+
+
+def task_archive(problem: str) -> bytes:
+    """A task directory as an admin would upload it: the folder and the shared utils.py beside it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(PROBLEMS / problem, arcname=problem)
+        archive.add(PROBLEMS / "utils.py", arcname="utils.py")
+    return buffer.getvalue()
+
+
+def evil_archive() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = b"pwned\n"
+        info = tarfile.TarInfo("../../outside.txt")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
