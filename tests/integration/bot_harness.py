@@ -4,11 +4,14 @@ worker in its own gateway (as another process would run it) that executes runs o
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import discord
 from pydantic import SecretStr
@@ -16,7 +19,7 @@ from pydantic import SecretStr
 from bot.client import GatewayBot
 from bot.settings import BotSettings
 from gateway.service import Gateway
-from gateway.settings import Settings
+from gateway.settings import REPO_ROOT, Settings
 from gateway.worker import Worker
 from tests.fake_discord import ADMIN_ROLE, ADMIN_ROLE_ID, GUILD_ID, FakeDiscord, Member
 from tests.integration.scratch import migrated_store
@@ -27,6 +30,26 @@ SESSION = uuid.uuid4().hex[:6]
 ALICE = Member(930_000_000_000_000_001, f"alice-{SESSION}")
 BOB = Member(930_000_000_000_000_002, f"bob-{SESSION}")
 ADMIN = Member(930_000_000_000_000_003, f"root-{SESSION}", roles=[ADMIN_ROLE_ID])
+
+
+# where runs are executed: a worker task beside the bot (its own service and pool), `gateway worker` in
+# a process of its own, or nowhere (commands that only queue)
+WorkerKind = Literal["task", "process", "none"]
+
+
+async def _worker_process(settings: Settings) -> asyncio.subprocess.Process:
+    env = dict(
+        os.environ,
+        GATEWAY_DATABASE_URL=settings.database_dsn() or "",
+        GATEWAY_SITES_DIR=str(settings.sites_dir),
+        GATEWAY_LOCAL_WORKDIR=str(settings.local_workdir),
+        GATEWAY_WORKER_HEARTBEAT_S=str(settings.worker_heartbeat_s),
+        GATEWAY_WORKER_STALE_S=str(settings.worker_stale_s),
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli.main", "worker", env=env, cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 @dataclass
@@ -60,7 +83,7 @@ class BotUnderTest:
 
 @asynccontextmanager
 async def bot_under_test(
-    settings: Settings, monkeypatch: Any, *, worker: bool = True
+    settings: Settings, monkeypatch: Any, *, worker: WorkerKind = "task"
 ) -> AsyncIterator[BotUnderTest]:
     dsn = settings.database_dsn()
     assert dsn is not None
@@ -72,14 +95,15 @@ async def bot_under_test(
 
 
 @asynccontextmanager
-async def _bot(settings: Settings, monkeypatch: Any, worker: bool) -> AsyncIterator[BotUnderTest]:
+async def _bot(settings: Settings, monkeypatch: Any, worker: WorkerKind) -> AsyncIterator[BotUnderTest]:
     fake = FakeDiscord()
     base = await fake.start()
     monkeypatch.setattr(discord.http.Route, "BASE", f"{base}/api/v10")
     gateway = await Gateway.open(settings)
     runner = await Gateway.open(settings)  # the worker's own service and pool, as in another process
     stop = asyncio.Event()
-    work = asyncio.create_task(Worker(runner).run(stop)) if worker else None
+    work = asyncio.create_task(Worker(runner).run(stop)) if worker == "task" else None
+    process = await _worker_process(settings) if worker == "process" else None
     bot = GatewayBot(
         gateway,
         BotSettings(
@@ -99,6 +123,9 @@ async def _bot(settings: Settings, monkeypatch: Any, worker: bool) -> AsyncItera
         stop.set()
         if work is not None:
             await asyncio.wait_for(work, 30)
+        if process is not None:
+            process.send_signal(signal.SIGTERM)  # a clean stop: it gives its claims back
+            assert await asyncio.wait_for(process.wait(), 30) == 0
         await runner.close()
         await gateway.close()
         await fake.stop()

@@ -55,7 +55,9 @@ async def submit(
 async def test_a_submission_reaches_the_leaderboard_and_its_message_shows_result_and_rank(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with bot_under_test(stack_settings, monkeypatch) as t:
+    # the runs are executed by `gateway worker` in a process of its own: the bot hears of them only
+    # through PostgreSQL's LISTEN/NOTIFY
+    async with bot_under_test(stack_settings, monkeypatch, worker="process") as t:
         board = await new_board(t.gateway)
         token = await submit(t, ALICE, board, "correct.py", solution("vectoradd", "correct.py").encode())
         first = await t.answer(token)
@@ -80,7 +82,7 @@ def ephemeral(message: dict[str, Any]) -> bool:
 async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with bot_under_test(stack_settings, monkeypatch, worker=False) as t:
+    async with bot_under_test(stack_settings, monkeypatch, worker="none") as t:
         board = await new_board(t.gateway)
         code = solution("vectoradd", "correct.py").encode()
         limit = t.gateway.settings.max_submission_bytes
@@ -128,7 +130,7 @@ async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
 async def test_an_unexpected_error_is_logged_with_a_reference_never_shown(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with bot_under_test(stack_settings, monkeypatch, worker=False) as t:
+    async with bot_under_test(stack_settings, monkeypatch, worker="none") as t:
 
         async def broken(*_args: Any, **_kwargs: Any) -> Any:
             raise RuntimeError("secret internals: password=hunter2")
@@ -144,7 +146,7 @@ async def test_an_unexpected_error_is_logged_with_a_reference_never_shown(
 async def test_admin_commands_need_the_admin_role(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with bot_under_test(stack_settings, monkeypatch, worker=False) as t:
+    async with bot_under_test(stack_settings, monkeypatch, worker="none") as t:
         board = await new_board(t.gateway)
         for command, options in [
             ("stats", {}),
@@ -168,7 +170,7 @@ async def test_admin_commands_need_the_admin_role(
 async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with bot_under_test(stack_settings, monkeypatch, worker=False) as t:
+    async with bot_under_test(stack_settings, monkeypatch, worker="none") as t:
         from_dir = f"bot-{uuid.uuid4().hex[:8]}"
         created = await t.run(
             ADMIN, "admin", "create", {"name": from_dir, "task": "vectoradd", "gpus": "H100"}
