@@ -1,0 +1,36 @@
+"""The bot is a front end: it calls the service, never the store, a transport, a backend or a driver."""
+
+from __future__ import annotations
+
+import ast
+
+from gateway.settings import REPO_ROOT
+
+FORBIDDEN = (
+    "gateway.store",
+    "gateway.transport",
+    "gateway.backends",
+    "gateway.worker",
+    "asyncpg",
+    "asyncssh",
+)
+
+
+def imported_modules(source: str) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+    return modules
+
+
+def test_the_bot_holds_no_database_or_ssh_logic() -> None:
+    files = sorted((REPO_ROOT / "bot").rglob("*.py"))
+    assert len(files) >= 8
+    for path in files:
+        source = path.read_text()
+        bad = {m for m in imported_modules(source) if m.startswith(FORBIDDEN)}
+        assert not bad, f"{path.relative_to(REPO_ROOT)} imports {sorted(bad)}"
+        assert "SELECT " not in source and "INSERT " not in source, path
