@@ -9,6 +9,7 @@ import sys
 from rich.console import Console
 
 from bench import (
+    bot_latency,
     e2e,
     harness_bench,
     queue_throughput,
@@ -32,6 +33,7 @@ async def main() -> None:
     await slurmctld_load.main(console)
     await queue_throughput.main(console)
     await ranking_bench.main(console)  # PostgreSQL only: a scratch database of its own
+    await bot_latency.main(console)  # PostgreSQL and the fake Discord API
 
 
 if __name__ == "__main__":

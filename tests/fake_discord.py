@@ -74,7 +74,8 @@ class FakeDiscord:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.messages: dict[int, dict[str, Any]] = {}  # message id -> message, as Discord keeps it
-        self.history: dict[int, list[dict[str, Any]]] = {}  # message id -> every version, oldest first
+        # message id -> every version, oldest first, with when it was received (time.perf_counter())
+        self.history: dict[int, list[dict[str, Any]]] = {}
         self.originals: dict[str, int] = {}  # interaction token -> its original response's id
         self.autocompletes: dict[str, list[dict[str, Any]]] = {}  # token -> choices offered
         self.files: dict[str, bytes] = {}  # attachments the "CDN" serves, by name
@@ -209,7 +210,7 @@ class FakeDiscord:
             message["webhook_id"] = str(APP_ID)
             message["application_id"] = str(APP_ID)
         self.messages[message_id] = message
-        self.history[message_id] = [dict(message)]
+        self.history[message_id] = [{**message, "received_at": time.perf_counter()}]
         return message
 
     def _edit(self, message_id: int | None, body: dict[str, Any], files: dict[str, bytes]) -> web.Response:
@@ -223,7 +224,7 @@ class FakeDiscord:
             message["attachments"] = _attachments(body, files)
         message["edited_timestamp"] = datetime.now(UTC).isoformat()
         message["loading"] = False
-        self.history[int(message["id"])].append(dict(message))
+        self.history[int(message["id"])].append({**message, "received_at": time.perf_counter()})
         return _json(message)
 
     def _message_or_404(self, message_id: int | None) -> web.Response:

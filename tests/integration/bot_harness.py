@@ -90,12 +90,14 @@ async def bot_under_test(
     async with migrated_store(dsn, "test_bot") as (_, scratch_dsn):
         # a database of its own: no other test's (or engineer's) worker claims these runs
         scratch = settings.model_copy(update={"database_url": SecretStr(scratch_dsn)})
-        async with _bot(scratch, monkeypatch, worker) as under_test:
+        async with bot_on(scratch, monkeypatch, worker) as under_test:
             yield under_test
 
 
 @asynccontextmanager
-async def _bot(settings: Settings, monkeypatch: Any, worker: WorkerKind) -> AsyncIterator[BotUnderTest]:
+async def bot_on(
+    settings: Settings, monkeypatch: Any, worker: WorkerKind, edit_interval_s: float = 0.2
+) -> AsyncIterator[BotUnderTest]:
     fake = FakeDiscord()
     base = await fake.start()
     monkeypatch.setattr(discord.http.Route, "BASE", f"{base}/api/v10")
@@ -110,7 +112,7 @@ async def _bot(settings: Settings, monkeypatch: Any, worker: WorkerKind) -> Asyn
             token="not-a-real-token",
             admin_role=ADMIN_ROLE,
             guild_id=GUILD_ID,
-            edit_interval_s=0.2,
+            edit_interval_s=edit_interval_s,
             position_interval_s=0.3,
         ),
     )
