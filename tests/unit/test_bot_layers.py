@@ -17,7 +17,7 @@ FORBIDDEN = (
 
 
 def imported_modules(source: str) -> set[str]:
-    modules = set()
+    modules: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
