@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateway.errors import ConfigError, UserError
@@ -116,6 +117,22 @@ class Rule(_Strict):
         default=None, ge=0, description="more jobs than this waiting on Slurm: try fallbacks"
     )
 
+    @field_validator("sites")
+    @classmethod
+    def _known_sites(cls, sites: list[str], info: ValidationInfo) -> list[str]:
+        known = (info.context or {}).get("sites")
+        if known is not None and (missing := [s for s in sites if s not in known]):
+            raise ValueError(f"no site named {', '.join(missing)} (sites: {', '.join(sorted(known))})")
+        return sites
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _known_backends(cls, fallbacks: list[str], info: ValidationInfo) -> list[str]:
+        known = (info.context or {}).get("backends")
+        if known is not None and (missing := [f for f in fallbacks if f not in known]):
+            raise ValueError(f"{', '.join(missing)} not defined under backends")
+        return fallbacks
+
     def matches(self, leaderboard: str | None, gpu_type: str) -> bool:
         board_ok = any(
             p == "*" if leaderboard is None else fnmatch.fnmatchcase(leaderboard, p)
@@ -142,14 +159,11 @@ class RoutingPolicy(_Strict):
         return backends
 
     @model_validator(mode="after")
-    def _known_names(self, info: ValidationInfo) -> RoutingPolicy:
-        sites = (info.context or {}).get("sites")
+    def _known_backends(self) -> RoutingPolicy:
         for i, rule in enumerate(self.rules):
             unknown = [f for f in rule.fallbacks if f not in self.backends]
             if unknown:
                 raise ValueError(f"rules[{i}].fallbacks: {', '.join(unknown)} not defined under backends")
-            if sites is not None and (missing := [s for s in rule.sites if s not in sites]):
-                raise ValueError(f"rules[{i}].sites: no site named {', '.join(missing)}")
         return self
 
     def rule_for(self, leaderboard: str | None, gpu_type: str) -> Rule | None:
@@ -180,11 +194,22 @@ def fallback_site(name: str, config: ModalConfig | GithubConfig) -> SiteConfig:
     )
 
 
+def policy_path(settings: Settings) -> Path:
+    """GATEWAY_ROUTING_POLICY_FILE, else policy/routing.yaml in the sites folder: a sites folder and its
+    policy go together (a folder without one has no fallbacks)."""
+    return settings.routing_policy_file or settings.sites_dir / "policy" / "routing.yaml"
+
+
 def load_policy(path: Path | None, site_names: Sequence[str] = ()) -> RoutingPolicy:
     """The policy in ``path`` (an empty policy when there is none); errors name file, line and field."""
     if path is None or not path.is_file():
         return RoutingPolicy()
-    return load_yaml_model(path, RoutingPolicy, context={"sites": list(site_names)})
+    try:  # the backends' names, so that a rule naming an undefined one is reported at its own line
+        backends = list((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("backends") or {})
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        backends = None  # load_yaml_model reports what is wrong with the file
+    context = {"sites": list(site_names), "backends": backends}
+    return load_yaml_model(path, RoutingPolicy, context=context)
 
 
 def make_fallback_backend(

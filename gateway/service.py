@@ -27,7 +27,7 @@ from gateway.errors import (
 )
 from gateway.execution import RunReport, SiteRuntime
 from gateway.monitor import Monitor
-from gateway.policy import RoutingPolicy, choose_route, load_policy, make_fallback_backend
+from gateway.policy import RoutingPolicy, choose_route, load_policy, make_fallback_backend, policy_path
 from gateway.processing import (
     LOCAL_GPU_LABEL,
     Claim,
@@ -161,7 +161,7 @@ class Gateway(RunProcessing):
     async def open(cls, settings: Settings, *, use_database: bool = True) -> Gateway:
         sites = load_sites(settings.sites_dir) if settings.sites_dir.is_dir() else {}
         dsn = settings.database_dsn() if use_database else None
-        policy = load_policy(settings.routing_policy_file, list(sites))
+        policy = load_policy(policy_path(settings), list(sites))
         store = await Store.connect(dsn) if dsn else None
         return cls(settings, sites, store, policy=policy)
 

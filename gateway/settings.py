@@ -46,9 +46,9 @@ class Settings(BaseSettings):
     )
 
     routing_policy_file: Path | None = Field(
-        default=REPO_ROOT / "site_configs" / "policy" / "routing.yaml",
+        default=None,
         description="the routing policy: preferred sites and fallbacks (Modal, GitHub Actions) per "
-        "leaderboard and GPU type; a missing file means no fallbacks",
+        "leaderboard and GPU type; default: policy/routing.yaml in the sites folder; none: no fallbacks",
     )
     github_tokens: SecretStr | None = Field(
         default=None,

@@ -119,8 +119,12 @@ def test_policy_errors_name_file_line_and_field(tmp_path: Path) -> None:
     text = str(raised.value)
     assert f"{tmp_path / 'routing.yaml'}:3: backends.modal: Input tag 'modl'" in text
     bad = POLICY.replace("sites: [gamma]\n    fallbacks: [github]", "sites: [delta]\n    fallbacks: [gitlab]")
-    with pytest.raises(ConfigError, match=r"routing.yaml:\d+: .*rules\[0\].fallbacks: gitlab not defined"):
+    with pytest.raises(ConfigError) as raised:
         policy(tmp_path, bad)
+    assert str(raised.value).splitlines() == [
+        f"{tmp_path / 'routing.yaml'}:12: rules[0].sites: Value error, no site named delta (sites: gamma)",
+        f"{tmp_path / 'routing.yaml'}:13: rules[0].fallbacks: Value error, gitlab not defined under backends",
+    ]
     with pytest.raises(ConfigError, match=r"routing.yaml:7: backends.github.repository: String should match"):
         policy(tmp_path, POLICY.replace("octo-org/kernel-runners", "not a repo"))
     with pytest.raises(ConfigError, match="backend name 'gamma' is already a site's name"):
