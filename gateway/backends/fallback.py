@@ -19,6 +19,7 @@ from pathlib import PurePosixPath
 
 from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad, script_context
 from gateway.bundle import BundlePaths, bundle_archive, bundle_files
+from gateway.errors import BackendError
 from gateway.policy import FALLBACK_WORKDIR, GithubConfig, ModalConfig
 from gateway.render import TemplateRenderer
 from gateway.sites import SiteConfig
@@ -79,6 +80,13 @@ class FallbackBackend:
         raise NotImplementedError
 
     # -- the Backend interface ---------------------------------------------------------------------------
+
+    def target(self, gpu_type: str | None) -> str:
+        """What runs a GPU type there (a Modal function, a runner label), as the policy's ``gpus``."""
+        for gpu, target in self.config.gpus.items():
+            if gpu_type is not None and gpu.lower() == gpu_type.lower():
+                return target
+        raise BackendError(f"{self.site.name}: nothing runs GPU type {gpu_type!r} there")
 
     def time_limit_s(self) -> int:
         return self.config.timeout_s - RUN_MARGIN_S

@@ -163,12 +163,6 @@ class GithubBackend(FallbackBackend):
         self.api = api
         self._workflow = f"{api.repo_path}/workflows/{config.workflow}"
 
-    def _runner(self, gpu_type: str | None) -> str:
-        for gpu, label in self.github.gpus.items():
-            if gpu_type is not None and gpu.lower() == gpu_type.lower():
-                return label
-        raise BackendError(f"{self.site.name}: no runner label for GPU type {gpu_type!r}")
-
     def inputs(self, request: JobRequest, archive: bytes) -> dict[str, str]:
         """The workflow's inputs; GitHub refuses inputs of more than 65,535 characters in all."""
         bundle = base64.b64encode(archive).decode()
@@ -179,7 +173,7 @@ class GithubBackend(FallbackBackend):
             )
         return {
             "job_name": request.job_name,
-            "runner": self._runner(request.partition.gpu_type),
+            "runner": self.target(request.partition.gpu_type),
             "bundle": bundle,
             "time_limit_s": str(self.time_limit_s()),
         }

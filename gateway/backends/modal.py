@@ -67,14 +67,8 @@ class ModalBackend(FallbackBackend):
         self.modal = config
         self.client = client
 
-    def _function(self, gpu_type: str | None) -> str:
-        for gpu, function in self.modal.gpus.items():
-            if gpu_type is not None and gpu.lower() == gpu_type.lower():
-                return function
-        raise BackendError(f"{self.site.name}: no Modal function for GPU type {gpu_type!r}")
-
     async def _start(self, request: JobRequest, archive: bytes) -> str:
-        function = self._function(request.partition.gpu_type)
+        function = self.target(request.partition.gpu_type)
         return await self.client.spawn(function, archive, self.time_limit_s())
 
     async def _poll(self, handles: Sequence[JobHandle]) -> dict[str, Outcome]:

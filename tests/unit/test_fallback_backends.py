@@ -25,7 +25,7 @@ from gateway.bundle import build_spec
 from gateway.errors import BackendError
 from gateway.policy import GithubConfig, ModalConfig, RoutingPolicy, fallback_site
 from gateway.render import TemplateRenderer
-from gateway.service import Gateway, SubmitRequest
+from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import SiteConfig
 from gateway.states import JobState
@@ -35,6 +35,7 @@ from tests.fake_github import FakeGithub
 from tests.fake_modal import LocalModalClient
 
 TOKENS = ["ghp_revokedTOKENaaaaaaaaaaaaaaaaaaaaaaaa", "ghp_goodTOKENbbbbbbbbbbbbbbbbbbbbbbbbbbb"]
+RENDERER = TemplateRenderer(REPO_ROOT / "templates")
 FAST: dict[str, Any] = {"poll_min_s": 0.05, "poll_max_s": 0.2, "python": sys.executable}
 
 
@@ -67,6 +68,17 @@ def gateway_with(tmp_path: Path, policy: RoutingPolicy, make: dict[str, Any]) ->
     return Gateway(settings, {}, None, backend_factory=factory, policy=policy)
 
 
+async def submit_to(
+    tmp_path: Path, name: str, backend: Backend, config: ModalConfig | GithubConfig, request: SubmitRequest
+) -> RunReport:
+    """A gateway without a database and without Slurm sites, whose policy sends every run to ``name``."""
+    gateway = gateway_with(tmp_path, policy_of(**{name: config}), {name: lambda _site: backend})
+    try:
+        return await gateway.submit(request)
+    finally:
+        await gateway.close()
+
+
 def vectoradd(gpu: str, name: str = "correct.py", mode: str = "test") -> SubmitRequest:
     return SubmitRequest(
         code=solution("vectoradd", name),
@@ -92,14 +104,9 @@ async def test_a_run_with_no_slurm_site_for_its_gpu_goes_to_modal_and_its_result
     tmp_path: Path,
 ) -> None:
     client = LocalModalClient()
-    policy = policy_of(modal=modal_config())
-    renderer = TemplateRenderer(REPO_ROOT / "templates")
-    backend = ModalBackend(policy.fallback_sites()["modal"], modal_config(), renderer, client)
-    gateway = gateway_with(tmp_path, policy, {"modal": lambda _site: backend})
-    try:
-        report = await gateway.submit(vectoradd("H100"))
-    finally:
-        await gateway.close()
+    config = modal_config()
+    backend = ModalBackend(fallback_site("modal", config), config, RENDERER, client)
+    report = await submit_to(tmp_path, "modal", backend, config, vectoradd("H100"))
     assert report.passed, report.error
     assert (report.site, report.partition) == ("modal", "H100")
     assert report.events[0].startswith("routed to modal/H100 (H100): fallback 1 of 1 (modal)")
@@ -129,16 +136,9 @@ async def test_a_modal_result_signed_with_another_key_is_refused(tmp_path: Path)
                         forged.addfile(member, data)
             return await super().spawn(function, out.getvalue(), time_limit_s)
 
-    client = ForgingClient()
-    policy = policy_of(modal=modal_config())
-    backend = ModalBackend(
-        policy.fallback_sites()["modal"], modal_config(), TemplateRenderer(REPO_ROOT / "templates"), client
-    )
-    gateway = gateway_with(tmp_path, policy, {"modal": lambda _site: backend})
-    try:
-        report = await gateway.submit(vectoradd("H100"))
-    finally:
-        await gateway.close()
+    config = modal_config()
+    backend = ModalBackend(fallback_site("modal", config), config, RENDERER, ForgingClient())
+    report = await submit_to(tmp_path, "modal", backend, config, vectoradd("H100"))
     assert not report.passed
     assert report.error is not None and "failed authentication" in report.error
 
@@ -147,7 +147,7 @@ async def test_a_modal_call_past_its_deadline_is_cancelled_and_reported_timeout(
     client = LocalModalClient()
     config = modal_config()
     site = fallback_site("modal", config)
-    backend = ModalBackend(site, config, TemplateRenderer(REPO_ROOT / "templates"), client)
+    backend = ModalBackend(site, config, RENDERER, client)
     task = load_task(PROBLEMS / "vectoradd")
     request = JobRequest(
         "r-late", site, site.partitions[0], task, "x = 1\n", build_spec("r-late", "test", task), "ab" * 32
@@ -183,21 +183,14 @@ def test_the_modal_function_body_runs_a_bundle_and_kills_it_at_its_time_limit(tm
 def github_backend(fake: FakeGithub, tokens: list[str] = TOKENS, **changes: Any) -> GithubBackend:
     config = github_config(fake.url, **changes)
     api = GithubApi(config, [SecretStr(t) for t in tokens])
-    return GithubBackend(
-        fallback_site("github", config), config, TemplateRenderer(REPO_ROOT / "templates"), api
-    )
+    return GithubBackend(fallback_site("github", config), config, RENDERER, api)
 
 
 async def test_a_run_goes_through_the_shipped_workflow_and_its_artifact_is_verified(
     tmp_path: Path, github: FakeGithub
 ) -> None:
     backend = github_backend(github)
-    policy = policy_of(github=backend.github)
-    gateway = gateway_with(tmp_path, policy, {"github": lambda _site: backend})
-    try:
-        report = await gateway.submit(vectoradd("L4"))
-    finally:
-        await gateway.close()
+    report = await submit_to(tmp_path, "github", backend, backend.github, vectoradd("L4"))
     assert report.passed, report.error
     assert (report.site, report.partition) == ("github", "L4")
     assert report.result is not None and len(report.result.tests) == 3
@@ -222,11 +215,7 @@ async def test_a_failing_submission_on_github_is_a_failed_run_with_its_result(
     tmp_path: Path, github: FakeGithub
 ) -> None:
     backend = github_backend(github)
-    gateway = gateway_with(tmp_path, policy_of(github=backend.github), {"github": lambda _site: backend})
-    try:
-        report = await gateway.submit(vectoradd("L4", "wrong.py"))
-    finally:
-        await gateway.close()
+    report = await submit_to(tmp_path, "github", backend, backend.github, vectoradd("L4", "wrong.py"))
     assert not report.passed and report.result is not None
     assert report.error is not None and "mismatch" in report.error.lower()
 
