@@ -59,7 +59,9 @@ class RunProcessing:
 
         def site(self, name: str | None) -> SiteConfig: ...
 
-        async def route(self, site_name: str | None, gpu_type: str | None) -> Choice: ...
+        async def route(
+            self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None
+        ) -> Choice: ...
 
     async def process(
         self, run: ClaimedRun, claim: Claim, on_event: EventCallback | None = None
@@ -84,8 +86,9 @@ class RunProcessing:
             task = TaskDefinition.from_json(run.task)
             if run.site is None:
                 gpu = None if run.gpu_type == LOCAL_GPU_LABEL else run.gpu_type
-                choice = await self.route(run.requested_site, gpu)
+                choice = await self.route(run.requested_site, gpu, run.leaderboard)
                 site, partition, why = choice.site, choice.partition, choice.why
+                # the backend that runs it (slurm, local, modal, github) is the site's kind
                 await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
                 first = f"routed to {site.name}/{partition.name} ({report.gpu_type}): {why}"
             else:

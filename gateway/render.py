@@ -79,6 +79,8 @@ class TemplateRenderer:
     def template_for(self, site_name: str, kind: str) -> str:
         if kind == "local":
             return "local.sh.j2"
+        if kind in ("modal", "github"):
+            return "fallback.sh.j2"
         override = f"sites/{site_name}.sbatch.j2"
         return override if (self._dir / override).is_file() else "base.sbatch.j2"
 

@@ -62,6 +62,8 @@ class Choice:
     site: SiteConfig
     partition: PartitionConfig
     why: str
+    at_cap: bool = False  # our own max_jobs are running in the partition (the routing policy may go on)
+    pending: int = 0  # jobs of anyone waiting in the partition
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Router:
             breaker.success()
         else:
             breaker.failure(error, time.monotonic())
+            self._cache.pop(site, None)  # its cached load is stale: the next choice probes it again
             if breaker.is_open:
                 log.warning("site %s: circuit open after %d failures: %s", site, breaker.failures, error)
 
@@ -131,4 +134,5 @@ class Router:
         ranked.sort(key=lambda item: item[0])
         _, site, part, load = ranked[0]
         why = f"{load.pending} pending, {load.running} running, preference {site.preference}"
-        return Choice(site, part, why)
+        at_cap = self.ours.get((site.name, part.name), 0) >= part.max_jobs
+        return Choice(site, part, why, at_cap, load.pending)

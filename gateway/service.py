@@ -28,6 +28,7 @@ from gateway.errors import (
 from gateway.execution import RunReport, SiteRuntime
 from gateway.leaderboards import LeaderboardAdmin, LeaderboardView
 from gateway.monitor import Monitor
+from gateway.policy import RoutingPolicy, choose_route, load_policy, make_fallback_backend, policy_path
 from gateway.processing import (
     LOCAL_GPU_LABEL,
     Claim,
@@ -40,7 +41,7 @@ from gateway.processing import (
 from gateway.render import TemplateRenderer
 from gateway.routing import Choice, Router
 from gateway.settings import Settings
-from gateway.sites import LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
+from gateway.sites import FALLBACK_KINDS, LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
 from gateway.store import (
     GatewayStats,
     LeaderboardRecord,
@@ -138,8 +139,12 @@ class Gateway(RunProcessing, LeaderboardAdmin):
         sites: dict[str, SiteConfig],
         store: Store | None,
         backend_factory: Callable[[SiteConfig], Backend] | None = None,
+        policy: RoutingPolicy | None = None,
     ) -> None:
         self.settings = settings
+        # fallback backends (Modal, GitHub Actions) are sites of their own kind, made from the policy
+        self.policy = policy or RoutingPolicy()
+        self.fallbacks = self.policy.fallback_sites()
         self._backend_factory = backend_factory or self._default_backend
         self.sites = sites
         self.store = store
@@ -153,8 +158,9 @@ class Gateway(RunProcessing, LeaderboardAdmin):
     async def open(cls, settings: Settings, *, use_database: bool = True) -> Gateway:
         sites = load_sites(settings.sites_dir) if settings.sites_dir.is_dir() else {}
         dsn = settings.database_dsn() if use_database else None
+        policy = load_policy(policy_path(settings), list(sites))
         store = await Store.connect(dsn) if dsn else None
-        return cls(settings, sites, store)
+        return cls(settings, sites, store, policy=policy)
 
     async def close(self) -> None:
         for runtime in self._runtimes.values():
@@ -167,14 +173,18 @@ class Gateway(RunProcessing, LeaderboardAdmin):
     def site(self, name: str | None) -> SiteConfig:
         if name is None or name == LOCAL_SITE_NAME:
             return self._local
+        if name in self.fallbacks:
+            return self.fallbacks[name]
         if name not in self.sites:
-            known = ", ".join(sorted([LOCAL_SITE_NAME, *self.sites]))
+            known = ", ".join(sorted([LOCAL_SITE_NAME, *self.sites, *self.fallbacks]))
             raise UserError(f"unknown site {name!r}; known sites: {known}")
         return self.sites[name]
 
     def _default_backend(self, site: SiteConfig) -> Backend:
         if site.kind == "local":
             return LocalBackend(self.settings.local_workdir, self.renderer)
+        if site.kind in FALLBACK_KINDS:
+            return make_fallback_backend(self.policy, site, self.settings, self.renderer)
         transport: Transport
         if site.submit_via == "ssh":
             assert site.login is not None  # the site model guarantees it
@@ -205,9 +215,12 @@ class Gateway(RunProcessing, LeaderboardAdmin):
         """The backend serving a site (made on first use); one per site, so one SSH connection."""
         return self._runtime(self.site(site_name)).backend
 
-    async def route(self, site_name: str | None, gpu_type: str | None) -> Choice:
-        """Where a job runs: the named site (its best partition for the GPU type), else the best of every
-        site offering the GPU type, else (no site, no GPU type) the built-in local site."""
+    async def route(
+        self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None
+    ) -> Choice:
+        """Where a job runs: the named site (its best partition for the GPU type), else as the routing
+        policy says for the leaderboard and GPU type (gateway/policy.py: preferred sites, then
+        fallbacks), else (no site, no GPU type) the built-in local site."""
         if site_name is None and gpu_type is None:
             return Choice(self._local, self._local.partitions[0], "no site or GPU type given")
         if site_name is not None:
@@ -223,13 +236,15 @@ class Gateway(RunProcessing, LeaderboardAdmin):
             return await self.router.choose(gpu_type, [site])
         assert gpu_type is not None
         sites = [s for s in self.sites.values() if s.partitions_for(gpu_type)]
-        if not sites:
+        rule = self.policy.rule_for(leaderboard, gpu_type)
+        if not sites and not (rule and rule.fallbacks):
             raise self._unknown_gpu(gpu_type)
         drained_sites = await self._drained()
         open_sites = [s for s in sites if s.name not in drained_sites]
-        if not open_sites:
+        if sites and not open_sites and not (rule and rule.fallbacks):
             raise UserError(f"every site offering {gpu_type} is drained by an admin: try again later")
-        return await self.router.choose(gpu_type, open_sites)
+        fallbacks = {n: f for n, f in self.fallbacks.items() if n not in drained_sites}
+        return await choose_route(self.router, self.policy, gpu_type, open_sites, fallbacks, leaderboard)
 
     @staticmethod
     def _gpu_on(site: SiteConfig, gpu_type: str | None) -> str:
@@ -256,7 +271,8 @@ class Gateway(RunProcessing, LeaderboardAdmin):
         return {name: h for name, h in health.items() if h.drained}
 
     def known_gpu_types(self) -> list[str]:
-        return sorted({gpu for site in self.sites.values() for gpu in site.gpu_types()} | {LOCAL_GPU_LABEL})
+        sites = [*self.sites.values(), *self.fallbacks.values()]
+        return sorted({gpu for site in sites for gpu in site.gpu_types()} | {LOCAL_GPU_LABEL})
 
     def _require_store(self) -> Store:
         if self.store is None:
@@ -378,7 +394,7 @@ class Gateway(RunProcessing, LeaderboardAdmin):
     async def _run_direct(self, request: SubmitRequest, on_event: EventCallback | None) -> RunReport:
         self._check_request(request)
         task, _ = await self._resolve_task(request)
-        choice = await self.route(request.site, request.gpu_type)
+        choice = await self.route(request.site, request.gpu_type, request.leaderboard)
         run_id = str(uuid.uuid4())
         report = RunReport(
             run_id,

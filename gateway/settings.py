@@ -48,5 +48,24 @@ class Settings(BaseSettings):
         "the submit timeout (30 s) so a worker killed mid-sbatch is not raced",
     )
 
+    routing_policy_file: Path | None = Field(
+        default=None,
+        description="the routing policy: preferred sites and fallbacks (Modal, GitHub Actions) per "
+        "leaderboard and GPU type; default: policy/routing.yaml in the sites folder; none: no fallbacks",
+    )
+    github_tokens: SecretStr | None = Field(
+        default=None,
+        description="GitHub tokens for the Actions fallback, comma-separated: the next is used when one "
+        "is rejected or rate limited",
+    )
+    modal_token_id: SecretStr | None = Field(
+        default=None, description="Modal token id (else Modal's own MODAL_TOKEN_ID or ~/.modal.toml)"
+    )
+    modal_token_secret: SecretStr | None = Field(default=None, description="Modal token secret")
+
+    def github_token_list(self) -> list[SecretStr]:
+        raw = self.github_tokens.get_secret_value() if self.github_tokens else ""
+        return [SecretStr(token.strip()) for token in raw.split(",") if token.strip()]
+
     def database_dsn(self) -> str | None:
         return self.database_url.get_secret_value() if self.database_url else None

@@ -18,6 +18,7 @@ from gateway.states import JobState
 from gateway.yamlconf import load_yaml_model
 
 LOCAL_SITE_NAME = "local"
+FALLBACK_KINDS = ("modal", "github")
 # Names end up in Slurm job names, paths and directives: keep them to a shell-safe alphabet.
 _NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 _TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
@@ -135,7 +136,9 @@ class RequeuePolicy(_Strict):
 class SiteConfig(_Strict):
     name: str = Field(pattern=_NAME)
     title: str = ""
-    kind: Literal["slurm", "local"] = "slurm"
+    # modal and github are fallback backends: made from the routing policy (gateway/policy.py), never
+    # from a site YAML
+    kind: Literal["slurm", "local", "modal", "github"] = "slurm"
     submit_via: Literal["ssh", "local", "pyslurm"] = Field(
         default="ssh",
         description="ssh: from anywhere over SSH; local: this machine is the login node (Slurm CLI as "
@@ -226,6 +229,10 @@ def load_site(path: Path) -> SiteConfig:
     site = load_yaml_model(path, SiteConfig)
     if site.name == LOCAL_SITE_NAME:
         raise ConfigError(f"{path}: name: '{LOCAL_SITE_NAME}' is the built-in site; choose another name")
+    if site.kind in FALLBACK_KINDS:
+        raise ConfigError(
+            f"{path}: kind: {site.kind} is a fallback backend: configure it in the routing policy file"
+        )
     if site.login is not None:
         # key files are relative to the YAML file, so a site folder can be moved as a whole
         base = path.parent

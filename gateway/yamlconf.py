@@ -14,6 +14,22 @@ from gateway.errors import ConfigError
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+def _without_tags(root: yaml.Node, loc: Sequence[int | str]) -> list[int | str]:
+    """``loc`` without the tags pydantic puts in for a discriminated union (``backends.github.github.x``
+    for the github member of a union): a key absent from a mapping whose next key is present."""
+    node, kept = root, []
+    for i, key in enumerate(loc):
+        if isinstance(node, yaml.MappingNode):
+            keys = {getattr(k, "value", None): v for k, v in node.value}
+            if key not in keys and i + 1 < len(loc) and loc[i + 1] in keys:
+                continue
+            node = keys.get(key, node)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        kept.append(key)
+    return kept
+
+
 def _node_at(node: yaml.Node, loc: Sequence[int | str]) -> yaml.Node:
     """The deepest YAML node on the path ``loc`` (a pydantic error location)."""
     for key in loc:
@@ -56,7 +72,7 @@ def load_yaml_model(path: Path, model: type[ModelT], context: dict[str, Any] | N
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            loc = [part for part in error["loc"] if isinstance(part, int | str)]
+            loc = _without_tags(root, [part for part in error["loc"] if isinstance(part, int | str)])
             line = _node_at(root, loc).start_mark.line + 1
             lines.append(f"{path}:{line}: {_field_path(loc)}: {error['msg']}")
         raise ConfigError("\n".join(lines)) from exc

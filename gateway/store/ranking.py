@@ -13,7 +13,8 @@ from gateway.store.records import RankedEntry, RunRecord
 RUN_SELECT = (
     "SELECT r.id, r.submission_id, u.name AS user_name, s.file_name, l.name AS leaderboard, r.mode, "
     "r.secret, r.gpu_type, r.site, r.partition, r.job_id, r.attempt, r.state, r.passed, r.score, r.error, "
-    "r.result, r.queued_at, r.started_at, r.finished_at, r.worker, r.claims, r.ranked "
+    "r.result, r.queued_at, r.started_at, r.finished_at, r.worker, r.claims, r.ranked, r.backend, "
+    "r.route_reason "
     "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = r.user_id "
     "LEFT JOIN leaderboards l ON l.id = r.leaderboard_id"
 )
@@ -61,6 +62,8 @@ def run_record(row: asyncpg.Record) -> RunRecord:
         row["worker"],
         row["claims"],
         row["ranked"],
+        row["backend"],
+        row["route_reason"],
     )
 
 

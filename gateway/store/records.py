@@ -93,6 +93,8 @@ class RunRecord:
     worker: str | None
     claims: int
     ranked: bool
+    backend: str | None = None  # what ran it: slurm, local, modal or github (None until routed)
+    route_reason: str | None = None  # why the router chose its site or fallback
 
 
 @dataclass(frozen=True)

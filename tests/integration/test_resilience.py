@@ -49,23 +49,24 @@ def _children(pid: int) -> list[int]:
 class PrivateSshd:
     """alpha's sshd configuration on another port, started and killed (with its sessions) at will."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, port: int = SPARE_PORT) -> None:
+        self.port = port
         conf = (DEV / "ssh" / "alpha" / "sshd_config").read_text()
-        conf = conf.replace("Port 42201", f"Port {SPARE_PORT}").replace(
+        conf = conf.replace("Port 42201", f"Port {port}").replace(
             str(DEV / "ssh" / "alpha" / "sshd.pid"), str(tmp / "sshd.pid")
         )
         self.conf = tmp / "sshd_config"
         self.conf.write_text(conf)
         pub = (DEV / "ssh" / "alpha" / "ssh_host_ed25519_key.pub").read_text().split()
         self.known_hosts = tmp / "known_hosts"
-        self.known_hosts.write_text(f"[127.0.0.1]:{SPARE_PORT} {pub[0]} {pub[1]}\n")
+        self.known_hosts.write_text(f"[127.0.0.1]:{port} {pub[0]} {pub[1]}\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(self.conf), "-E", "/dev/null"])
         deadline = time.monotonic() + 10
         while subprocess.run(
-            ["bash", "-c", f"echo > /dev/tcp/127.0.0.1/{SPARE_PORT}"], capture_output=True
+            ["bash", "-c", f"echo > /dev/tcp/127.0.0.1/{self.port}"], capture_output=True
         ).returncode:
             assert time.monotonic() < deadline, "private sshd did not start"
             time.sleep(0.05)
