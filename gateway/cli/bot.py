@@ -8,6 +8,7 @@ import signal
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from gateway.errors import GatewayError
 from gateway.service import Gateway
@@ -24,6 +25,7 @@ def bot() -> None:
     GATEWAY_DISCORD_GUILD_ID to sync the commands to one server at once. See docs/bot.md."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        import aiohttp
         import discord
 
         from bot.client import GatewayBot
@@ -55,6 +57,9 @@ def bot() -> None:
         except discord.LoginFailure:
             console.print("[red]error:[/] Discord refused the token: check GATEWAY_DISCORD_TOKEN")
             return 2
+        except (aiohttp.ClientError, OSError) as exc:  # no route to Discord: say so, no traceback
+            console.print(Text.assemble(("error:", "red"), f" cannot reach Discord: {exc}"), highlight=False)
+            return 1
         finally:
             await gateway.close()
         return 0
