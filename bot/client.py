@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 
 class GatewayTree(app_commands.CommandTree["GatewayBot"]):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        await reply(interaction, user_message(error))
+        try:
+            await reply(interaction, user_message(error))
+        except discord.HTTPException as exc:
+            log.warning("could not answer an interaction: %s", exc)
 
 
 class GatewayBot(commands.Bot):
@@ -72,15 +75,20 @@ class GatewayBot(commands.Bot):
         await super().close()
 
 
-async def reply(interaction: discord.Interaction, content: str, *, ephemeral: bool = True) -> None:
-    """Answer an interaction, whether or not it was answered (or deferred) already."""
-    try:
-        if interaction.response.is_done():
-            await interaction.edit_original_response(content=content, embed=None, attachments=[])
-        else:
-            await interaction.response.send_message(content, ephemeral=ephemeral)
-    except discord.HTTPException as exc:
-        log.warning("could not answer an interaction: %s", exc)
+async def reply(
+    interaction: discord.Interaction,
+    content: str | None = None,
+    *,
+    embed: discord.Embed | None = None,
+    ephemeral: bool = True,
+) -> None:
+    """Answer an interaction, whether or not it was answered (or deferred) already: an edit replaces
+    whatever the answer showed before (a "thinking…" placeholder, an earlier embed or file)."""
+    if interaction.response.is_done():
+        await interaction.edit_original_response(content=content, embed=embed, attachments=[])
+    else:
+        sent = embed if embed is not None else discord.utils.MISSING  # discord.py's "no embed"
+        await interaction.response.send_message(content, embed=sent, ephemeral=ephemeral)
 
 
 async def answer_in_time(

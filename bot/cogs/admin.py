@@ -12,13 +12,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import answer_in_time
+from bot.client import answer_in_time, reply
 from bot.cogs.autocomplete import leaderboard_names, site_names, task_directories
 from bot.cogs.leaderboard import user_name
 from bot.errors import NotAdminError
 from bot.render import sites_embed, stats_embed, text
 from gateway.errors import UserError
 from gateway.formatting import parse_deadline
+from gateway.task_archive import check_archive
 from gateway.tasks import TaskDefinition
 
 if TYPE_CHECKING:
@@ -83,12 +84,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
         if task is not None:
             return await self.gateway.load_task_directory(task)
         assert archive is not None
-        from gateway.task_archive import MAX_ARCHIVE_BYTES
-
-        if archive.size > MAX_ARCHIVE_BYTES:
-            raise UserError(
-                f"{archive.filename} is {archive.size} bytes; an archive may have at most {MAX_ARCHIVE_BYTES}"
-            )
+        check_archive(archive.filename, archive.size)  # before downloading it
         return await self.gateway.load_task_archive(await archive.read(), archive.filename)
 
     @app_commands.command(description="Delete a leaderboard with its submissions and runs")
@@ -143,21 +139,9 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
     @app_commands.command(description="Cancel a run (its id, or its first characters)")
     async def cancel(self, interaction: discord.Interaction, run: str) -> None:
         outcome = await answer_in_time(interaction, self.gateway.cancel_run(run), ephemeral=True)
-        await _send(interaction, f"🛑 {text(outcome, 500)}")
+        await reply(interaction, f"🛑 {text(outcome, 500)}")
 
     @app_commands.command(description="Totals, unfinished runs and per-site numbers of the last day")
     async def stats(self, interaction: discord.Interaction) -> None:
         stats = await answer_in_time(interaction, self.gateway.stats(), ephemeral=True)
-        await _send(interaction, embed=stats_embed(stats))
-
-
-async def _send(
-    interaction: discord.Interaction, content: str | None = None, *, embed: discord.Embed | None = None
-) -> None:
-    """An ephemeral answer, whether or not the interaction was deferred."""
-    if interaction.response.is_done():
-        await interaction.edit_original_response(content=content, embed=embed)
-    elif embed is not None:
-        await interaction.response.send_message(content, embed=embed, ephemeral=True)
-    else:
-        await interaction.response.send_message(content, ephemeral=True)
+        await reply(interaction, embed=stats_embed(stats))

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import answer_in_time
+from bot.client import answer_in_time, reply
 from bot.cogs.autocomplete import gpu_types, leaderboard_names
 from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
@@ -57,11 +57,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         )
         status = SubmissionStatus.of(submission, user, file.filename, mode)
         status.queue_position = await self.gateway.queue_position(submission.public_run.run_id)
-        embed = submission_embed(status)
-        if interaction.response.is_done():
-            await interaction.edit_original_response(content=None, embed=embed)
-        else:
-            await interaction.response.send_message(embed=embed)
+        await reply(interaction, embed=submission_embed(status), ephemeral=False)
         settings = self.bot.settings
         follower = SubmissionFollower(
             self.gateway,
