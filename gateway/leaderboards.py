@@ -213,7 +213,5 @@ class LeaderboardAdmin:
         wrong."""
         try:
             return await asyncio.to_thread(load_task_archive, data, file_name, name)
-        except TaskError:
-            raise
         except ValueError as exc:  # the task's name or files as pydantic refused them
             raise TaskError(f"{file_name}: {exc}") from exc

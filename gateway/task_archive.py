@@ -22,12 +22,17 @@ MAX_MEMBERS = 500
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 
-def load_task_archive(data: bytes, file_name: str, name: str | None = None) -> TaskDefinition:
-    """The task in an archive: the task.yml nearest its top (blocking: call it in a thread)."""
+def check_archive(file_name: str, size: int) -> None:
+    """An upload's name and size, checked before it is downloaded (and again once it is)."""
     if not file_name.lower().endswith(ARCHIVE_SUFFIXES):
         raise TaskError(f"{file_name}: upload the task directory as {', '.join(ARCHIVE_SUFFIXES)}")
-    if len(data) > MAX_ARCHIVE_BYTES:
-        raise TaskError(f"{file_name} is {len(data)} bytes; an archive may have at most {MAX_ARCHIVE_BYTES}")
+    if size > MAX_ARCHIVE_BYTES:
+        raise TaskError(f"{file_name} is {size} bytes; an archive may have at most {MAX_ARCHIVE_BYTES}")
+
+
+def load_task_archive(data: bytes, file_name: str, name: str | None = None) -> TaskDefinition:
+    """The task in an archive: the task.yml nearest its top (blocking: call it in a thread)."""
+    check_archive(file_name, len(data))
     with tempfile.TemporaryDirectory(prefix="gateway-task-") as tmp:
         root = Path(tmp)
         if file_name.lower().endswith(".zip"):
