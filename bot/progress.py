@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from gateway.service import RunEvent, RunRecord, Standing, Submission
+from gateway.service import RunEvent, RunRecord, Standing, Submission, where_of
 
 PROGRESS_LINES = 6
 
@@ -39,9 +39,8 @@ class RunProgress:
             return
         if event.kind == "finished":
             self.finished = True
-        elif event.message.startswith(("routed to ", "taken over on ")):
-            self.routed = True
-            self.where = event.message.removeprefix("routed to ").removeprefix("taken over on ").split(" ")[0]
+        elif (where := where_of(event.message)) is not None:
+            self.routed, self.where = True, where
         self.detail = event.message
 
 

@@ -25,6 +25,20 @@ log = logging.getLogger(__name__)
 Mode = Literal["test", "benchmark", "leaderboard", "profile"]
 EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
 LOCAL_GPU_LABEL = "local"
+# How a run's first event says where it goes; front ends read the site back with ``where_of``.
+ROUTED, TAKEN_OVER = "routed to ", "taken over on "
+
+
+def routed_message(site: str, partition: str, gpu_type: str, why: str) -> str:
+    return f"{ROUTED}{site}/{partition} ({gpu_type}): {why}"
+
+
+def where_of(message: str) -> str | None:
+    """The site (and partition) a run's routed or taken-over event names; None for other events."""
+    for prefix in (ROUTED, TAKEN_OVER):
+        if message.startswith(prefix):
+            return message.removeprefix(prefix).split(" ")[0]
+    return None
 
 
 def as_mode(value: str) -> Mode:
@@ -90,12 +104,12 @@ class RunProcessing:
                 site, partition, why = choice.site, choice.partition, choice.why
                 # the backend that runs it (slurm, local, modal, github) is the site's kind
                 await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
-                first = f"routed to {site.name}/{partition.name} ({report.gpu_type}): {why}"
+                first = routed_message(site.name, partition.name, report.gpu_type, why)
             else:
                 site = self.site(run.site)
                 partition = site.partition(run.partition or "") or site.partitions[0]
                 last = f" (last seen as job {run.job_id})" if run.job_id else ""
-                first = f"taken over on {site.name}{last}"
+                first = f"{TAKEN_OVER}{site.name}{last}"
         except GatewayError as exc:
             report.state, report.error = JobState.FAILED, f"cannot run: {exc}"
             await self._record(report)

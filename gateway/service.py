@@ -37,6 +37,8 @@ from gateway.processing import (
     RunProcessing,
     as_mode,
     report_of,
+    routed_message,
+    where_of,
 )
 from gateway.render import TemplateRenderer
 from gateway.routing import Choice, Router
@@ -93,6 +95,7 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "SubmitRequest",
     "as_mode",
     "report_of",
+    "where_of",
 ]
 
 
@@ -413,8 +416,8 @@ class Gateway(RunProcessing, LeaderboardAdmin):
             build_spec(run_id, request.mode, task),
             secrets.token_hex(32),
         )
-        where = f"{choice.site.name}/{choice.partition.name} ({report.gpu_type})"
-        return await self._execute(job, report, on_event, f"routed to {where}: {choice.why}", None)
+        first = routed_message(choice.site.name, choice.partition.name, report.gpu_type, choice.why)
+        return await self._execute(job, report, on_event, first, None)
 
     # -- following and managing runs ----------------------------------------------------------------
 
