@@ -71,7 +71,6 @@ class SubmissionFollower:
         self.message = message
         self.edit_interval_s = edit_interval_s
         self.position_interval_s = position_interval_s
-        self.edits = 0
 
     async def run(self) -> SubmissionStatus:
         """Follow every run of the submission to its end; the message's last edit holds the results."""
@@ -104,7 +103,6 @@ class SubmissionFollower:
         return self.status
 
     async def _show(self) -> None:
-        self.edits += 1
         await self.message.show(submission_embed(self.status))
 
     async def _events(self, changed: asyncio.Event) -> None:
