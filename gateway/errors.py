@@ -7,6 +7,7 @@ boundary with ``raise ... from exc``::
     ├── UserError            message may be shown to Discord, API and CLI users as it is
     │   ├── TaskError        a task directory or task.yml is malformed
     │   ├── SubmissionError  a submitted file cannot be run (wrong encoding, too large, ...)
+    │   ├── NotFoundError    no leaderboard, run or submission by that name or id
     │   └── RefusedError     the submitter may not submit now (banned, deadline passed, rate limited,
     │                        the site it names drained)
     ├── ConfigError          a site YAML or setting is invalid (names file, line and field)
@@ -36,6 +37,10 @@ class TaskError(UserError):
 
 class SubmissionError(UserError):
     """A submitted file cannot be run as it is."""
+
+
+class NotFoundError(UserError):
+    """What was asked for (a leaderboard, a run, a submission) does not exist (HTTP 404)."""
 
 
 class RefusedError(UserError):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gateway.errors import TaskError, UserError
+from gateway.errors import NotFoundError, TaskError, UserError
 from gateway.processing import Mode
 from gateway.settings import Settings
 from gateway.store import (
@@ -19,6 +19,7 @@ from gateway.store import (
     RankedEntry,
     RateLimit,
     RunRecord,
+    ScorePoint,
     Standing,
     Store,
 )
@@ -96,7 +97,7 @@ class LeaderboardAdmin:
         check_name("leaderboard name", name)
         board = await self._require_store().get_leaderboard(name)
         if board is None:
-            raise UserError(f"no leaderboard named {shown(name)}")
+            raise NotFoundError(f"no leaderboard named {shown(name)}")
         return board
 
     async def leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
@@ -107,7 +108,7 @@ class LeaderboardAdmin:
         check_name("leaderboard name", name)
         found = await self._require_store().list_leaderboards(include_hidden=True, name=name)
         if not found:
-            raise UserError(f"no leaderboard named {shown(name)}")
+            raise NotFoundError(f"no leaderboard named {shown(name)}")
         return found[0]
 
     async def delete_leaderboard(self, name: str) -> tuple[int, int]:
@@ -115,7 +116,7 @@ class LeaderboardAdmin:
         check_name("leaderboard name", name)
         deleted = await self._require_store().delete_leaderboard(name)
         if deleted is None:
-            raise UserError(f"no leaderboard named {shown(name)}")
+            raise NotFoundError(f"no leaderboard named {shown(name)}")
         return deleted
 
     async def set_deadline(self, name: str, deadline: datetime | None) -> LeaderboardRecord:
@@ -124,7 +125,7 @@ class LeaderboardAdmin:
             raise UserError("a deadline needs a time zone (e.g. 2026-12-31T23:59Z)")
         check_name("leaderboard name", name)
         if not await self._require_store().set_deadline(name, deadline):
-            raise UserError(f"no leaderboard named {shown(name)}")
+            raise NotFoundError(f"no leaderboard named {shown(name)}")
         return await self.get_leaderboard(name)
 
     async def set_rate_limit(
@@ -166,6 +167,13 @@ class LeaderboardAdmin:
         return LeaderboardView(
             board, ranking, await store.recent_runs(board.id, recent), await store.rate_limits(board.id)
         )
+
+    async def score_timeline(self, name: str, gpu_type: str, limit: int = 2000) -> list[ScorePoint]:
+        """Every ranked run on one GPU type of a leaderboard, oldest first (charts of scores over time)."""
+        board = await self.get_leaderboard(name)
+        if gpu_type not in board.gpu_types:
+            raise NotFoundError(f"leaderboard {board.name} does not rank {shown(gpu_type)}")
+        return await self._require_store().score_timeline(board.id, gpu_type, limit)
 
     # -- users ----------------------------------------------------------------------------------------
 

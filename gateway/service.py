@@ -9,6 +9,8 @@ PostgreSQL (LISTEN/NOTIFY). Backends never touch the store; this module does.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -17,11 +19,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from gateway.accounts import Accounts
 from gateway.backends.base import Backend, JobRequest
 from gateway.backends.local import LocalBackend
 from gateway.backends.slurm import SlurmBackend
 from gateway.bundle import build_spec
 from gateway.errors import (
+    NotFoundError,
     RefusedError,
     UserError,
 )
@@ -45,6 +49,7 @@ from gateway.routing import Choice, Router
 from gateway.settings import Settings
 from gateway.sites import FALLBACK_KINDS, LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
 from gateway.store import (
+    EVENTS_CHANNEL,
     GatewayStats,
     LeaderboardRecord,
     LeaderboardSummary,
@@ -53,10 +58,12 @@ from gateway.store import (
     RateLimit,
     RunEvent,
     RunRecord,
+    ScorePoint,
     SiteHealth,
     SiteStats,
     Standing,
     Store,
+    UserRecord,
 )
 from gateway.tasks import TaskDefinition
 from gateway.transport import Transport
@@ -74,6 +81,7 @@ from gateway.validation import (
 log = logging.getLogger(__name__)
 
 __all__ = [  # with the store's typed rows that this API returns, so front ends never import the store
+    "LOCAL_GPU_LABEL",
     "Claim",
     "EventCallback",
     "Gateway",
@@ -88,11 +96,13 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "RunEvent",
     "RunRecord",
     "RunReport",
+    "ScorePoint",
     "SiteHealth",
     "SiteStats",
     "Standing",
     "Submission",
     "SubmitRequest",
+    "UserRecord",
     "as_mode",
     "report_of",
     "where_of",
@@ -135,7 +145,7 @@ class Submission:
         return next(run for run in self.runs if not run.secret)
 
 
-class Gateway(RunProcessing, LeaderboardAdmin):
+class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
     def __init__(
         self,
         settings: Settings,
@@ -426,6 +436,23 @@ class Gateway(RunProcessing, LeaderboardAdmin):
         async for event in self._require_store().follow(run_ids, after_id):
             yield event
 
+    def event_notifications(self) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[tuple[str, str]]]:
+        """LISTEN for run events, for a process that fans them out to many followers (the HTTP API):
+        a queue of (channel, JSON payload naming the run, kind and state); ("", "") when the connection
+        dropped, after which followers must re-read what they follow with ``events_after``."""
+        return self._require_store().notifications(EVENTS_CHANNEL)
+
+    async def events_after(self, run_ids: list[str], after_id: int = 0) -> list[RunEvent]:
+        """The recorded events of these runs (full ids) after event ``after_id``, oldest first."""
+        return await self._require_store().events(run_ids, after_id)
+
+    async def submission_runs(self, submission_id: int) -> list[RunRecord]:
+        """A submission's runs: the public run(s) first, then the secret rerun."""
+        runs = await self._require_store().submission_runs(submission_id)
+        if not runs:
+            raise NotFoundError(f"no submission {submission_id}")
+        return runs
+
     async def queue_position(self, run_id: str) -> int | None:
         """A queued run's place in line for a worker (1: next); None once a worker has it."""
         return await self._require_store().queue_position(run_id)
@@ -438,7 +465,7 @@ class Gateway(RunProcessing, LeaderboardAdmin):
             raise UserError(f"{shown(run_id)} is not a run id: give the id, or its first characters (hex)")
         matches = await store.find_runs(wanted)
         if not matches:
-            raise UserError(f"no run with id {shown(run_id)}")
+            raise NotFoundError(f"no run with id {shown(run_id)}")
         if len(matches) > 1 and wanted not in matches:
             raise UserError(f"{shown(run_id)} matches several runs: give more of the id")
         record = await store.get_run(matches[0])
@@ -494,6 +521,14 @@ class Gateway(RunProcessing, LeaderboardAdmin):
 
     async def site_health(self) -> dict[str, SiteHealth]:
         return await self._require_store().site_health()
+
+    async def runs_by_state(self) -> dict[str, int]:
+        """Every recorded run counted by state (metrics)."""
+        return await self._require_store().runs_by_state()
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        await self._require_store().ping()
 
     async def stats(self, window_s: int = 86_400) -> GatewayStats:
         """Totals, unfinished runs by state and per-site numbers over the last ``window_s`` seconds."""

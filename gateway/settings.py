@@ -63,6 +63,22 @@ class Settings(BaseSettings):
     )
     modal_token_secret: SecretStr | None = Field(default=None, description="Modal token secret")
 
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="the HTTP API's admin token (Bearer) for /api/admin; unset: no admin endpoints",
+    )
+    api_requests_per_minute: int = Field(
+        default=600, ge=1, description="HTTP API requests one client (token or address) may make a minute"
+    )
+    api_submissions_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="submissions one user may post a minute (leaderboard limits apply too)",
+    )
+    api_max_streams: int = Field(
+        default=500, ge=1, description="event streams (SSE) the HTTP API serves at once"
+    )
+
     def github_token_list(self) -> list[SecretStr]:
         raw = self.github_tokens.get_secret_value() if self.github_tokens else ""
         return [SecretStr(token.strip()) for token in raw.split(",") if token.strip()]

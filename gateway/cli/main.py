@@ -18,6 +18,7 @@ from gateway.cli.leaderboards import app as leaderboard_app
 from gateway.cli.output import plain, print_report
 from gateway.cli.render import render as render_command
 from gateway.cli.runs import app as runs_app
+from gateway.cli.serve import serve as serve_command
 from gateway.cli.sites import app as sites_app
 from gateway.cli.users import app as users_app
 from gateway.cli.worker import worker as worker_command
@@ -41,6 +42,7 @@ app.add_typer(dev_app, name="dev")
 app.command("render")(render_command)
 app.command("worker")(worker_command)
 app.command("bot")(bot_command)
+app.command("serve")(serve_command)
 
 STOPPED_RUN = "stopped: the run was cancelled and recorded as such"
 

@@ -90,6 +90,12 @@ class StoreBase:
             raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
         return cls(pool, dsn)
 
+    @retried
+    async def ping(self) -> None:
+        """One round trip to PostgreSQL (health checks)."""
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
     async def close(self) -> None:
         self.closed = True
         await self._pool.close()

@@ -68,6 +68,32 @@ class BoardsStore(StoreBase):
         return previous is None or previous != banned
 
     @retried
+    async def set_token(self, name: str, token_sha256: str | None) -> bool:
+        """Give a user (created if unknown) an API token's hash, replacing any old one; None revokes it.
+        True if something changed (revoking from a user without a token changes nothing)."""
+        async with self._conn() as conn:
+            if token_sha256 is None:
+                status = await conn.execute(
+                    "UPDATE users SET token_sha256 = NULL WHERE name = $1 AND token_sha256 IS NOT NULL", name
+                )
+                return status != "UPDATE 0"
+            await conn.execute(
+                "INSERT INTO users (name, token_sha256) VALUES ($1, $2) "
+                "ON CONFLICT (name) DO UPDATE SET token_sha256 = EXCLUDED.token_sha256",
+                name,
+                token_sha256,
+            )
+            return True
+
+    @retried
+    async def user_by_token(self, token_sha256: str) -> UserRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, name, banned FROM users WHERE token_sha256 = $1", token_sha256
+            )
+        return UserRecord(row["id"], row["name"], row["banned"]) if row else None
+
+    @retried
     async def get_leaderboard(self, name: str) -> LeaderboardRecord | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(_BOARD_SELECT + "WHERE l.name = $1 GROUP BY l.id, u.name", name)

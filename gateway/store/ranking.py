@@ -8,7 +8,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway.store.base import StoreBase, retried
-from gateway.store.records import RankedEntry, RunRecord
+from gateway.store.records import RankedEntry, RunRecord, ScorePoint
 
 RUN_SELECT = (
     "SELECT r.id, r.submission_id, u.name AS user_name, s.file_name, l.name AS leaderboard, r.mode, "
@@ -86,6 +86,22 @@ class RankingStore(StoreBase):
             )
             for rank, row in enumerate(rows, start=1)
         ]
+
+    @retried
+    async def score_timeline(self, leaderboard_id: int, gpu_type: str, limit: int = 2000) -> list[ScorePoint]:
+        """The ranked runs on one GPU type, oldest first (the latest ``limit`` of them), from the ranking's
+        index: every user's scores over time."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM (SELECT r.queued_at, u.name AS user_name, r.score, r.id FROM runs r "
+                "  JOIN users u ON u.id = r.user_id "
+                "  WHERE r.leaderboard_id = $1 AND r.gpu_type = $2 AND r.ranked "
+                "  ORDER BY r.queued_at DESC LIMIT $3) latest ORDER BY queued_at",
+                leaderboard_id,
+                gpu_type,
+                limit,
+            )
+        return [ScorePoint(r["queued_at"], r["user_name"], r["score"], str(r["id"])) for r in rows]
 
     @retried
     async def recent_runs(self, leaderboard_id: int, limit: int = 20) -> list[RunRecord]:

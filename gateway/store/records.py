@@ -69,6 +69,16 @@ class RankedEntry:
 
 
 @dataclass(frozen=True)
+class ScorePoint:
+    """A ranked run on a leaderboard's GPU type, for charts of scores over time."""
+
+    at: datetime
+    user_name: str
+    score: float
+    run_id: str
+
+
+@dataclass(frozen=True)
 class RunRecord:
     run_id: str
     submission_id: int

@@ -52,6 +52,13 @@ class StatsStore(StoreBase):
         return Standing(row["rank"], row["total"], row["score"], str(row["id"])) if row else None
 
     @retried
+    async def runs_by_state(self) -> dict[str, int]:
+        """Every run recorded, counted by state (finished ones included), for metrics."""
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT state, count(*) AS n FROM runs GROUP BY state ORDER BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    @retried
     async def stats(self, window_s: int = 86_400) -> GatewayStats:
         """Totals, unfinished runs by state, and per-site numbers for runs finished in the last
         ``window_s`` seconds."""

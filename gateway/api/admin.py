@@ -1,0 +1,65 @@
+"""Admin endpoints, with the admin token (GATEWAY_ADMIN_TOKEN): users' API tokens, bans, sites, stats."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from gateway.api.auth import gateway_of, require_admin
+from gateway.api.schemas import ErrorOut, TokenOut
+from gateway.service import Gateway
+
+router = APIRouter(
+    prefix="/api/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+)
+Service = Annotated[Gateway, Depends(gateway_of)]
+
+
+class DrainIn(BaseModel):
+    reason: str | None = None
+
+
+@router.post("/users/{name}/token", response_model=TokenOut)
+async def create_token(name: str, gateway: Service) -> TokenOut:
+    """A new API token for user NAME (recorded if new), replacing theirs; shown once."""
+    return TokenOut(user=name, token=await gateway.create_token(name))
+
+
+@router.delete("/users/{name}/token")
+async def revoke_token(name: str, gateway: Service) -> dict[str, Any]:
+    """Revoke user NAME's API token: requests with it are refused from now on."""
+    return {"user": name, "revoked": await gateway.revoke_token(name)}
+
+
+@router.post("/users/{name}/ban")
+async def ban(name: str, gateway: Service) -> dict[str, Any]:
+    return {"user": name, "banned": True, "changed": await gateway.set_banned(name, True)}
+
+
+@router.post("/users/{name}/unban")
+async def unban(name: str, gateway: Service) -> dict[str, Any]:
+    return {"user": name, "banned": False, "changed": await gateway.set_banned(name, False)}
+
+
+@router.post("/sites/{site}/drain")
+async def drain(site: str, gateway: Service, body: DrainIn | None = None) -> dict[str, Any]:
+    """Drain a site: routing skips it; its running jobs go on."""
+    await gateway.set_drained(site, True, body.reason if body else None)
+    return {"site": site, "drained": True}
+
+
+@router.post("/sites/{site}/resume")
+async def resume(site: str, gateway: Service) -> dict[str, Any]:
+    await gateway.set_drained(site, False)
+    return {"site": site, "drained": False}
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel(run_id: str, gateway: Service) -> dict[str, str]:
+    """Cancel anyone's run."""
+    return {"run_id": run_id, "message": await gateway.cancel_run(run_id)}

@@ -1,0 +1,143 @@
+"""Reading endpoints, open to everyone: leaderboards, rankings, score timelines, GPU types, submissions and
+runs (a secret rerun shows only its verdict), health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from gateway.api.auth import IsAdmin, gateway_of
+from gateway.api.schemas import (
+    ErrorOut,
+    GpuTypeOut,
+    HealthOut,
+    LeaderboardOut,
+    RankingOut,
+    RunOut,
+    ScorePointOut,
+    SubmissionOut,
+    board_out,
+    point_out,
+    ranked_out,
+    run_out,
+    summary_out,
+)
+from gateway.errors import GatewayError, NotFoundError
+from gateway.service import LOCAL_GPU_LABEL, Gateway, LeaderboardRecord
+from gateway.validation import shown
+
+router = APIRouter(prefix="/api", responses={404: {"model": ErrorOut}, 400: {"model": ErrorOut}})
+Service = Annotated[Gateway, Depends(gateway_of)]
+
+
+async def visible_board(gateway: Gateway, name: str, admin: bool) -> LeaderboardRecord:
+    """A leaderboard as this caller may see it: a hidden one is 'not found' to all but the admin."""
+    board = await gateway.get_leaderboard(name)
+    if board.visibility == "hidden" and not admin:
+        raise NotFoundError(f"no leaderboard named {shown(name)}")
+    return board
+
+
+@router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}}, tags=["meta"])
+async def health(gateway: Service) -> HealthOut:
+    """Up, and whether the database answers (503 when it does not)."""
+    try:
+        await gateway.ping()
+    except GatewayError:
+        raise HTTPException(503, "the database does not answer") from None
+    return HealthOut(status="ok", database=True, sites=len(gateway.sites))
+
+
+@router.get("/leaderboards", response_model=list[LeaderboardOut], tags=["leaderboards"])
+async def leaderboards(gateway: Service, admin: IsAdmin) -> list[LeaderboardOut]:
+    """Every public leaderboard (hidden ones too for the admin token), by name."""
+    return [summary_out(s) for s in await gateway.leaderboards(include_hidden=admin)]
+
+
+@router.get("/leaderboards/{name}", response_model=LeaderboardOut, tags=["leaderboards"])
+async def leaderboard(name: str, gateway: Service, admin: IsAdmin) -> LeaderboardOut:
+    """One leaderboard: description, GPU types, deadline, rate limits."""
+    board = await visible_board(gateway, name, admin)
+    summary = await gateway.leaderboard_summary(board.name)
+    out = board_out(board, await gateway.rate_limits(board.name))
+    out.submissions, out.runs = summary.submissions, summary.runs
+    return out
+
+
+@router.get("/leaderboards/{name}/ranking", response_model=list[RankingOut], tags=["leaderboards"])
+async def ranking(
+    name: str,
+    gateway: Service,
+    admin: IsAdmin,
+    gpu: Annotated[str | None, Query(description="one GPU type (default: each one ranked)")] = None,
+    top: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[RankingOut]:
+    """The ranking per GPU type: each user's best score whose secret rerun also passed, best first."""
+    board = await visible_board(gateway, name, admin)
+    view = await gateway.leaderboard(board.name, recent=0, top=top, gpu=gpu)
+    return [
+        RankingOut(
+            leaderboard=board.name,
+            gpu_type=gpu_type,
+            ranking_by=board.ranking_by,
+            entries=[ranked_out(entry) for entry in entries],
+        )
+        for gpu_type, entries in view.ranking.items()
+    ]
+
+
+@router.get("/leaderboards/{name}/timeline", response_model=list[ScorePointOut], tags=["leaderboards"])
+async def timeline(
+    name: str,
+    gateway: Service,
+    admin: IsAdmin,
+    gpu: Annotated[str, Query(description="the GPU type")],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 2000,
+) -> list[ScorePointOut]:
+    """Every ranked run on one GPU type, oldest first: the data of the score-over-time charts."""
+    board = await visible_board(gateway, name, admin)
+    return [point_out(p) for p in await gateway.score_timeline(board.name, gpu, limit)]
+
+
+@router.get("/leaderboards/{name}/runs", response_model=list[RunOut], tags=["leaderboards"])
+async def recent_runs(
+    name: str, gateway: Service, admin: IsAdmin, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> list[RunOut]:
+    """The leaderboard's latest public runs, newest first, queued and running ones included."""
+    board = await visible_board(gateway, name, admin)
+    view = await gateway.leaderboard(board.name, recent=limit, top=1)
+    return [run_out(run) for run in view.recent]
+
+
+@router.get("/gpu-types", response_model=list[GpuTypeOut], tags=["leaderboards"])
+async def gpu_types(gateway: Service) -> list[GpuTypeOut]:
+    """The GPU types the configured sites offer, with the sites offering each."""
+    sites = [gateway.site(None), *gateway.sites.values(), *gateway.fallbacks.values()]
+    return [
+        GpuTypeOut(
+            gpu_type=gpu, sites=sorted(s.name for s in sites if gpu in (s.gpu_types() or [LOCAL_GPU_LABEL]))
+        )
+        for gpu in gateway.known_gpu_types()
+    ]
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionOut, tags=["runs"])
+async def submission(submission_id: int, gateway: Service) -> SubmissionOut:
+    """A submission and each of its runs."""
+    runs = await gateway.submission_runs(submission_id)
+    first = runs[0]
+    return SubmissionOut(
+        submission_id=submission_id,
+        leaderboard=first.leaderboard,
+        user=first.user_name,
+        file_name=first.file_name,
+        finished=all(r.finished_at is not None for r in runs),
+        runs=[run_out(r) for r in runs],
+    )
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])
+async def run(run_id: str, gateway: Service) -> RunOut:
+    """One run by its id (or the first characters of it): state, where it ran, tests, timings, score."""
+    return run_out(await gateway.run(run_id))

@@ -1,0 +1,274 @@
+"""What the HTTP API returns: pydantic models (they are the OpenAPI description), built from the
+service's records. A secret rerun shows only its verdict: its tests, timings, errors and progress would
+tell the hidden inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gateway.formatting import format_seconds
+from gateway.service import (
+    LeaderboardRecord,
+    LeaderboardSummary,
+    RankedEntry,
+    RateLimit,
+    RunEvent,
+    RunRecord,
+    ScorePoint,
+    report_of,
+)
+
+HIDDEN_ERROR = "(hidden: a secret rerun shows only whether it passed)"
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="what went wrong and what to change")
+
+
+class TestOut(BaseModel):
+    spec: str
+    passed: bool
+    error: str | None = None
+
+
+class BenchmarkOut(BaseModel):
+    spec: str
+    passed: bool
+    error: str | None = None
+    runs: int = 0
+    mean_s: float | None = None
+    best_s: float | None = None
+    worst_s: float | None = None
+    std_s: float | None = None
+
+
+class RunOut(BaseModel):
+    run_id: str
+    submission_id: int
+    user: str
+    file_name: str
+    leaderboard: str | None
+    mode: str
+    secret: bool
+    gpu_type: str | None
+    site: str | None
+    partition: str | None
+    backend: str | None
+    job_id: str | None
+    attempt: int
+    state: str
+    finished: bool
+    passed: bool | None
+    score: float | None = Field(description="seconds (the ranking's measure); lower is better")
+    score_text: str | None = Field(description="the score as people read it, e.g. 41.3 µs")
+    error: str | None
+    ranked: bool
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    tests: list[TestOut] = []
+    benchmarks: list[BenchmarkOut] = []
+    system: dict[str, Any] = {}
+
+
+class QueuedRunOut(BaseModel):
+    run_id: str
+    gpu_type: str
+    secret: bool
+
+
+class SubmittedOut(BaseModel):
+    submission_id: int
+    leaderboard: str | None
+    public_run_id: str
+    runs: list[QueuedRunOut]
+    queue_position: int | None = Field(description="the public run's place in line for a worker (1: next)")
+    events_url: str = Field(description="server-sent events of every run of the submission")
+    page_url: str = Field(description="the submission's web page")
+
+
+class SubmissionOut(BaseModel):
+    submission_id: int
+    leaderboard: str | None
+    user: str
+    file_name: str
+    finished: bool
+    runs: list[RunOut]
+
+
+class EventOut(BaseModel):
+    id: int
+    run_id: str
+    at: datetime
+    kind: str = Field(description="state | progress | finished")
+    state: str
+    message: str
+
+
+class RateLimitOut(BaseModel):
+    mode: str
+    max_submissions: int
+    per_seconds: int
+
+
+class LeaderboardOut(BaseModel):
+    name: str
+    description: str
+    gpu_types: list[str]
+    deadline: datetime | None
+    visibility: str
+    submissions: int | None = None
+    runs: int | None = None
+    ranking_by: str | None = None
+    rate_limits: list[RateLimitOut] = []
+
+
+class RankedOut(BaseModel):
+    rank: int
+    user: str
+    score: float
+    score_text: str
+    run_id: str
+    file_name: str
+    site: str
+    submitted_at: datetime
+
+
+class RankingOut(BaseModel):
+    leaderboard: str
+    gpu_type: str
+    ranking_by: str
+    entries: list[RankedOut]
+
+
+class ScorePointOut(BaseModel):
+    at: datetime
+    user: str
+    score: float
+    run_id: str
+
+
+class GpuTypeOut(BaseModel):
+    gpu_type: str
+    sites: list[str]
+
+
+class UserOut(BaseModel):
+    user: str
+    banned: bool
+
+
+class TokenOut(BaseModel):
+    user: str
+    token: str = Field(description="shown once: the gateway keeps only its hash")
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: bool
+    sites: int
+
+
+def run_out(record: RunRecord) -> RunOut:
+    report = report_of(record)
+    hide = record.secret
+    tests: list[TestOut] = []
+    benchmarks: list[BenchmarkOut] = []
+    system: dict[str, Any] = {}
+    if report.result is not None and not hide:
+        tests = [TestOut(spec=t.spec, passed=t.passed, error=t.error) for t in report.result.tests]
+        benchmarks = [
+            BenchmarkOut(
+                spec=b.spec,
+                passed=b.passed,
+                error=b.error,
+                runs=b.runs,
+                mean_s=b.mean_ns * 1e-9 if b.passed else None,
+                best_s=b.best_ns * 1e-9 if b.passed else None,
+                worst_s=b.worst_ns * 1e-9 if b.passed else None,
+                std_s=b.std_ns * 1e-9 if b.passed else None,
+            )
+            for b in report.result.benchmarks
+        ]
+        system = report.result.system
+    return RunOut(
+        run_id=record.run_id,
+        submission_id=record.submission_id,
+        user=record.user_name,
+        file_name=record.file_name,
+        leaderboard=record.leaderboard,
+        mode=record.mode,
+        secret=record.secret,
+        gpu_type=record.gpu_type,
+        site=record.site,
+        partition=record.partition,
+        backend=record.backend,
+        job_id=record.job_id,
+        attempt=record.attempt,
+        state=record.state,
+        finished=record.finished_at is not None,
+        passed=record.passed,
+        score=None if hide else record.score,
+        score_text=None if hide or record.score is None else format_seconds(record.score),
+        error=HIDDEN_ERROR if hide and record.error else record.error,
+        ranked=record.ranked,
+        queued_at=record.queued_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        tests=tests,
+        benchmarks=benchmarks,
+        system=system,
+    )
+
+
+def event_out(event: RunEvent, secret: bool) -> EventOut:
+    message = event.message
+    if secret and event.kind == "finished":
+        message = f"secret rerun finished: {event.state}"
+    return EventOut(
+        id=event.id, run_id=event.run_id, at=event.at, kind=event.kind, state=event.state, message=message
+    )
+
+
+def summary_out(summary: LeaderboardSummary) -> LeaderboardOut:
+    return LeaderboardOut(
+        name=summary.name,
+        description=summary.description,
+        gpu_types=summary.gpu_types,
+        deadline=summary.deadline,
+        visibility=summary.visibility,
+        submissions=summary.submissions,
+        runs=summary.runs,
+    )
+
+
+def board_out(board: LeaderboardRecord, limits: list[RateLimit]) -> LeaderboardOut:
+    return LeaderboardOut(
+        name=board.name,
+        description=board.description,
+        gpu_types=board.gpu_types,
+        deadline=board.deadline,
+        visibility=board.visibility,
+        ranking_by=board.ranking_by,
+        rate_limits=[RateLimitOut(**vars(limit)) for limit in limits],
+    )
+
+
+def ranked_out(entry: RankedEntry) -> RankedOut:
+    return RankedOut(
+        rank=entry.rank,
+        user=entry.user_name,
+        score=entry.score,
+        score_text=format_seconds(entry.score),
+        run_id=entry.run_id,
+        file_name=entry.file_name,
+        site=entry.site,
+        submitted_at=entry.submitted_at,
+    )
+
+
+def point_out(point: ScorePoint) -> ScorePointOut:
+    return ScorePointOut(at=point.at, user=point.user_name, score=point.score, run_id=point.run_id)

@@ -1,0 +1,103 @@
+"""Server-sent events: a run's or a submission's events as they are recorded, and a leaderboard's
+"something changed" pings for its web page.
+
+Each event's SSE id is its id in run_events, so a client that reconnects with Last-Event-ID (browsers
+do by themselves) gets exactly what it missed. A stream ends with an ``end`` event once every run it
+follows has finished: EventSource would otherwise reconnect to a stream that has nothing more to say."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from gateway.api.auth import IsAdmin, gateway_of, settings_of
+from gateway.api.hub import EventHub
+from gateway.api.read import visible_board
+from gateway.api.schemas import ErrorOut, event_out
+from gateway.service import Gateway, LeaderboardRecord, RunRecord
+
+router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": ErrorOut}})
+Service = Annotated[Gateway, Depends(gateway_of)]
+BOARD_PING_MIN_INTERVAL_S = 1.0
+
+
+def hub_of(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.hub
+    if hub.streams >= settings_of(request).api_max_streams:
+        raise HTTPException(503, "too many event streams are open: try again shortly", {"Retry-After": "5"})
+    return hub
+
+
+Hub = Annotated[EventHub, Depends(hub_of)]
+
+
+def resume_from(
+    after: Annotated[int, Query(ge=0, description="send only events after this event id")] = 0,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> int:
+    """Where a stream starts: after Last-Event-ID (a reconnecting EventSource), else after ``after``."""
+    if last_event_id is not None and last_event_id.isdigit():
+        return max(after, int(last_event_id))
+    return after
+
+
+After = Annotated[int, Depends(resume_from)]
+
+
+async def _run_of(run_id: str, gateway: Service) -> list[RunRecord]:
+    return [await gateway.run(run_id)]
+
+
+async def _submission_of(submission_id: int, gateway: Service) -> list[RunRecord]:
+    return await gateway.submission_runs(submission_id)
+
+
+async def _events(hub: EventHub, runs: list[RunRecord], after: int) -> AsyncIterator[ServerSentEvent]:
+    secret = {r.run_id: r.secret for r in runs}
+    async for event in hub.follow(list(secret), after):
+        if secret[event.run_id] and event.kind == "progress":
+            continue  # a secret rerun's progress would tell its hidden inputs
+        out = event_out(event, secret[event.run_id])
+        yield ServerSentEvent(data=out.model_dump(mode="json"), event=event.kind, id=str(event.id))
+    yield ServerSentEvent(data={"runs": list(secret)}, event="end")
+
+
+@router.get("/runs/{run_id}/events", response_class=EventSourceResponse)
+async def run_events(
+    runs: Annotated[list[RunRecord], Depends(_run_of)], hub: Hub, after: After
+) -> AsyncIterator[ServerSentEvent]:
+    """The run's events (``state``, ``progress``, ``finished``), each `data` an event as JSON, then
+    ``end``."""
+    async for message in _events(hub, runs, after):
+        yield message
+
+
+@router.get(
+    "/submissions/{submission_id}/events", response_class=EventSourceResponse, name="submission_events"
+)
+async def submission_events(
+    runs: Annotated[list[RunRecord], Depends(_submission_of)], hub: Hub, after: After
+) -> AsyncIterator[ServerSentEvent]:
+    """The events of every run of a submission (the secret rerun's without its progress), then ``end``."""
+    async for message in _events(hub, runs, after):
+        yield message
+
+
+async def _board_of(name: str, gateway: Service, admin: IsAdmin) -> LeaderboardRecord:
+    return await visible_board(gateway, name, admin)
+
+
+@router.get("/leaderboards/{name}/events", response_class=EventSourceResponse)
+async def leaderboard_events(
+    board: Annotated[LeaderboardRecord, Depends(_board_of)], hub: Hub
+) -> AsyncIterator[ServerSentEvent]:
+    """A ``changed`` event whenever a run of the leaderboard moves (queued, running, finished): at most
+    one a second. Pages re-read the ranking and recent runs when it comes."""
+    async for changed in hub.board_changes(board.name):
+        if changed:
+            yield ServerSentEvent(data={"leaderboard": board.name}, event="changed")
+            await asyncio.sleep(BOARD_PING_MIN_INTERVAL_S)

@@ -1,0 +1,114 @@
+"""Submitting and managing one's own runs, with a user's API token: who am I, submit a file, cancel a run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from gateway.api.auth import User, gateway_of, settings_of
+from gateway.api.limits import retry_after
+from gateway.api.schemas import ErrorOut, QueuedRunOut, SubmittedOut, UserOut
+from gateway.service import Gateway, SubmitRequest, as_mode
+from gateway.validation import decode_upload
+
+router = APIRouter(
+    prefix="/api",
+    responses={
+        401: {"model": ErrorOut, "description": "no valid API token"},
+        400: {"model": ErrorOut, "description": "bad input: the message says what to change"},
+    },
+)
+Service = Annotated[Gateway, Depends(gateway_of)]
+
+
+@router.get("/me", response_model=UserOut, tags=["users"])
+async def me(user: User) -> UserOut:
+    """The user the token belongs to (what `gateway login` checks)."""
+    return UserOut(user=user.name, banned=user.banned)
+
+
+@router.post(
+    "/submissions",
+    status_code=202,
+    response_model=SubmittedOut,
+    tags=["runs"],
+    responses={
+        403: {"model": ErrorOut, "description": "banned, or the leaderboard is closed"},
+        409: {"model": ErrorOut, "description": "the site named is drained"},
+        413: {"model": ErrorOut, "description": "the file is too large"},
+        429: {"model": ErrorOut, "description": "rate limited; see Retry-After"},
+    },
+)
+async def submit(
+    request: Request,
+    user: User,
+    gateway: Service,
+    file: Annotated[UploadFile, File(description="the submission: Python source, UTF-8")],
+    leaderboard: Annotated[str, Form(description="the leaderboard to submit to")],
+    gpu_type: Annotated[str | None, Form(description="GPU type (default: the board's only one)")] = None,
+    mode: Annotated[str, Form(description="test | benchmark | leaderboard | profile")] = "leaderboard",
+    site: Annotated[str | None, Form(description="a site by name (default: routed)")] = None,
+) -> SubmittedOut | JSONResponse:
+    """Queue a file for a leaderboard and GPU type; answers at once with the submission and its runs.
+
+    Follow them with `GET /api/submissions/{id}/events` (server-sent events); a leaderboard submission
+    has a public run and a secret rerun, and ranks when both pass."""
+    limiter = request.app.state.submit_limiter
+    wait = limiter.take(f"user:{user.id}")
+    if wait:
+        return JSONResponse(
+            {"error": f"too many submissions from {user.name}: try again in {retry_after(wait)} s"},
+            429,
+            {"Retry-After": retry_after(wait)},
+        )
+    try:
+        run_mode = as_mode(mode)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    max_bytes = settings_of(request).max_submission_bytes
+    name = file.filename or "submission.py"
+    data = await file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        size = f"{file.size} bytes" if file.size is not None else f"over {max_bytes} bytes"
+        raise HTTPException(413, f"{name} is {size}; a submission may be at most {max_bytes} bytes")
+    code = decode_upload(data, name, max_bytes)
+    board = await gateway.get_leaderboard(leaderboard)
+    gpu = gpu_type
+    if gpu is None and len(board.gpu_types) == 1:
+        gpu = board.gpu_types[0]
+    elif gpu is None and board.gpu_types:
+        raise HTTPException(
+            400, f"give gpu_type: leaderboard {board.name} ranks {', '.join(board.gpu_types)}"
+        )
+    submission = await gateway.enqueue(
+        SubmitRequest(
+            code=code,
+            file_name=name,
+            user=user.name,
+            leaderboard=board.name,
+            site=site,
+            gpu_type=gpu,
+            mode=run_mode,
+        )
+    )
+    public = submission.public_run
+    return SubmittedOut(
+        submission_id=submission.id,
+        leaderboard=submission.leaderboard,
+        public_run_id=public.run_id,
+        runs=[QueuedRunOut(run_id=r.run_id, gpu_type=r.gpu_type, secret=r.secret) for r in submission.runs],
+        queue_position=await gateway.queue_position(public.run_id),
+        events_url=str(request.url_for("submission_events", submission_id=submission.id).path),
+        page_url=f"/submissions/{submission.id}",
+    )
+
+
+@router.post("/runs/{run_id}/cancel", tags=["runs"], responses={403: {"model": ErrorOut}})
+async def cancel(run_id: str, user: User, gateway: Service) -> dict[str, str]:
+    """Cancel one of your runs: at once if no worker started it, else its worker cancels the job."""
+    record = await gateway.run(run_id)
+    if record.user_name != user.name:
+        raise HTTPException(403, "you can cancel only your own runs")
+    return {"run_id": record.run_id, "message": await gateway.cancel_run(record.run_id)}

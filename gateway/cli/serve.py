@@ -1,0 +1,78 @@
+"""`gateway serve`: the HTTP API and web pages (FastAPI under uvicorn), optionally with a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Annotated
+
+import typer
+
+from gateway.cli.common import console, error, fail, warn
+from gateway.errors import GatewayError
+from gateway.service import Gateway
+from gateway.settings import Settings
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8080,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker", help="also process queued runs in this process")
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(help="proxies whose X-Forwarded-For is trusted (rate limits count the real client)"),
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the HTTP API (/api, OpenAPI at /docs), the web leaderboard (/) and Prometheus metrics
+    (/metrics), until Ctrl-C or SIGTERM.
+
+    Submitting needs a user's API token (`gateway users token NAME`); admin endpoints need
+    GATEWAY_ADMIN_TOKEN. Runs are processed by `gateway worker` processes, or by this one with
+    --with-worker."""
+    import uvicorn
+
+    from gateway.api import create_app
+    from gateway.worker import Worker
+
+    logging.getLogger("gateway").setLevel(logging.INFO)
+    settings = Settings()
+    if settings.database_dsn() is None:
+        fail("the HTTP API needs the database: set GATEWAY_DATABASE_URL (see `gateway dev env`)")
+    if settings.admin_token is None:
+        warn("GATEWAY_ADMIN_TOKEN is not set: the admin endpoints refuse every request")
+
+    async def main() -> None:
+        gateway = await Gateway.open(settings)
+        config = uvicorn.Config(
+            create_app(gateway, settings),
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
+        server = uvicorn.Server(config)
+        stop = asyncio.Event()
+        worker_task = None
+        if with_worker:
+            worker_task = asyncio.create_task(Worker(gateway).run(stop))
+        console.print(f"serving on http://{host}:{port}/ (API docs at /docs)", highlight=False)
+        try:
+            await server.serve()
+        finally:
+            stop.set()
+            if worker_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            await gateway.close()
+
+    try:
+        asyncio.run(main())
+    except GatewayError as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
