@@ -12,7 +12,6 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from gateway.api import admin, read, streams, submit
 from gateway.api.hub import EventHub
-from gateway.api.limits import MULTIPART_OVERHEAD, TokenBucket, retry_after
+from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimit, TokenBucket, retry_after
 from gateway.api.metrics import Metrics
 from gateway.errors import GatewayError, NotFoundError, RefusedError, StoreError, UserError
 from gateway.service import Gateway
@@ -49,7 +48,6 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
         summary="Submit GPU kernels to donated Slurm sites and follow them onto the leaderboard.",
         version="1",
         lifespan=lifespan,
-        max_body_size=settings.max_submission_bytes + MULTIPART_OVERHEAD,
     )
     app.state.gateway = gateway
     app.state.settings = settings
@@ -80,8 +78,13 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
                 )
         return await call_next(request)
 
-    app.middleware("http")(metrics.middleware)  # outermost: counts the rate limiter's 429s too
-    _add_error_handlers(app, settings)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_submission_bytes + MULTIPART_OVERHEAD,
+        file_limit=settings.max_submission_bytes,
+    )
+    app.middleware("http")(metrics.middleware)  # outermost: counts the limits' 413s and 429s too
+    _add_error_handlers(app)
     return app
 
 
@@ -89,7 +92,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status, headers)
 
 
-def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RefusedError)
     async def refused(_: Request, exc: RefusedError) -> JSONResponse:
         headers = {"Retry-After": retry_after(exc.retry_after_s)} if exc.retry_after_s else None
@@ -116,11 +119,7 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        message = str(exc.detail)
-        if exc.status_code == 413 and message == HTTPStatus(413).phrase:  # the body limit's own words
-            limit = settings.max_submission_bytes
-            message = f"the request is too large: a submission file may be at most {limit} bytes"
-        return _error(exc.status_code, message, dict(exc.headers or {}))
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,10 +1,15 @@
-"""Token-bucket rate limits per client: the API's flood guard. (The body size limit is FastAPI's
-``max_body_size``; the leaderboards' own rate limits, per user, leaderboard and mode, are the service's.)"""
+"""Limits that keep one client from taking the gateway down: the size of a request body, and token-bucket
+rate limits per client (the leaderboards' own rate limits, per user, leaderboard and mode, are the
+service's: these are the API's flood guard in front of them)."""
 
 from __future__ import annotations
 
 import math
 import time
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the file
 
@@ -40,3 +45,36 @@ class TokenBucket:
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is refused with 413 and a message saying the
+    limit: by its Content-Length before anything is read, or, sent without one, as soon as it passes."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, file_limit: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.message = (
+            f"the request is over {max_bytes} bytes: a submission file may be at most {file_limit} bytes"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse({"error": self.message}, 413)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self.message)  # answered by the app's handlers, as JSON
+            return message
+
+        await self.app(scope, counted, send)

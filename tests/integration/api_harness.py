@@ -1,0 +1,86 @@
+"""The HTTP API under test: `gateway serve`'s app under a real uvicorn on a free loopback port, the real
+service on a scratch database of its own, and (optionally) a worker with its own service and pool, as
+another process would run it, executing runs on the dev stack's Slurm sites."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from pydantic import SecretStr
+
+from gateway.api import create_app
+from gateway.service import Gateway
+from gateway.settings import Settings
+from gateway.worker import Worker
+from tests.integration.scratch import migrated_store
+
+ADMIN_TOKEN = f"admin-{uuid.uuid4().hex}"
+
+
+@dataclass
+class ApiUnderTest:
+    url: str  # http://127.0.0.1:PORT
+    gateway: Gateway  # the server's own service
+    settings: Settings
+
+    async def user_token(self, name: str) -> str:
+        return await self.gateway.create_token(name)
+
+    async def board(self, gpus: tuple[str, ...] = ("H100",), problem: str = "vectoradd") -> str:
+        """A new leaderboard for one of problems/ on these GPU types; returns its name."""
+        name = f"{problem}-{uuid.uuid4().hex[:8]}"
+        task = await self.gateway.load_task_directory(problem)
+        await self.gateway.create_leaderboard(name, task, list(gpus))
+        return name
+
+
+@asynccontextmanager
+async def api_server(
+    settings: Settings, *, worker: bool = True, **overrides: object
+) -> AsyncIterator[ApiUnderTest]:
+    """Serve the API on a scratch database; ``overrides`` are Settings fields (limits, for instance)."""
+    dsn = settings.database_dsn()
+    assert dsn is not None
+    async with migrated_store(dsn, "test_api") as (_, scratch_dsn):
+        scratch = settings.model_copy(
+            update={
+                "database_url": SecretStr(scratch_dsn),
+                "admin_token": SecretStr(ADMIN_TOKEN),
+                **overrides,
+            }
+        )
+        async with api_on(scratch, worker=worker) as under_test:
+            yield under_test
+
+
+@asynccontextmanager
+async def api_on(settings: Settings, *, worker: bool = True) -> AsyncIterator[ApiUnderTest]:
+    gateway = await Gateway.open(settings)
+    runner = await Gateway.open(settings) if worker else None
+    stop = asyncio.Event()
+    work = asyncio.create_task(Worker(runner).run(stop)) if runner is not None else None
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(gateway, settings), host="127.0.0.1", port=0, log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()  # raises why it could not start
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield ApiUnderTest(f"http://127.0.0.1:{port}", gateway, settings)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 30)
+        stop.set()
+        if work is not None:
+            await asyncio.wait_for(work, 30)
+        if runner is not None:
+            await runner.close()
+        await gateway.close()
