@@ -14,7 +14,7 @@ from bot.cogs.autocomplete import gpu_types, leaderboard_names
 from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
 from bot.render import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
-from gateway.errors import UserError
+from gateway.errors import NotFoundError, UserError
 from gateway.service import Submission, SubmitRequest, as_mode
 from gateway.validation import check_upload_name, decode_upload
 
@@ -110,6 +110,29 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         user = user_name(interaction.user)
         runs = await self.gateway.history(leaderboard, user)
         await interaction.response.send_message(embed=personal_embed(leaderboard, user, runs), ephemeral=True)
+
+    @app_commands.command(
+        description="Your API token for the web API and `gateway login` (replaces the old one)"
+    )
+    async def token(self, interaction: discord.Interaction) -> None:
+        made = await self.gateway.create_token(user_name(interaction.user))
+        await interaction.response.send_message(
+            "Your API token, shown once and only to you (it replaces any earlier one; "
+            "`/leaderboard revoke-token` revokes it):\n"
+            f"```\n{made}\n```\n"
+            "Use it with `gateway login <gateway URL>`, or send it as `Authorization: Bearer <token>`.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="revoke-token", description="Revoke your API token")
+    async def revoke_token(self, interaction: discord.Interaction) -> None:
+        try:
+            revoked = await self.gateway.revoke_token(user_name(interaction.user))
+        except NotFoundError:  # never submitted nor made a token
+            revoked = False
+        await interaction.response.send_message(
+            "Your API token is revoked." if revoked else "You have no API token.", ephemeral=True
+        )
 
     @app_commands.command(description="A leaderboard's task: its description and the starter file")
     @app_commands.autocomplete(leaderboard=leaderboard_names)

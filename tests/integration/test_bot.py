@@ -235,7 +235,7 @@ async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
         await t.gateway.delete_leaderboard(from_archive)
 
 
-async def test_competitors_list_show_read_the_task_and_get_the_template(
+async def test_competitors_list_show_read_the_task_get_the_template_and_an_api_token(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with bot_under_test(stack_settings, monkeypatch) as t:
@@ -262,6 +262,16 @@ async def test_competitors_list_show_read_the_task_and_get_the_template(
         assert template["attachments"][0]["content"] == starter
         other = await t.run(ALICE, "leaderboard", "template", {"leaderboard": board, "language": "CUDA"})
         assert "no 'CUDA' template; the task offers Python" in other["content"]
+
+        made = await t.run(ALICE, "leaderboard", "token")
+        assert ephemeral(made) and "shown once and only to you" in made["content"]
+        api_token = made["content"].split("```")[1].strip()
+        assert (await t.gateway.user_for_token(api_token)).name == ALICE.name  # type: ignore[union-attr]
+        revoked = await t.run(ALICE, "leaderboard", "revoke-token")
+        assert ephemeral(revoked) and "revoked" in revoked["content"]
+        assert await t.gateway.user_for_token(api_token) is None
+        again = await t.run(ALICE, "leaderboard", "revoke-token")
+        assert "You have no API token" in again["content"]
 
         token = await t.command(
             ALICE, "leaderboard", "show", {"leaderboard": board[:8]}, autocomplete="leaderboard"
