@@ -15,13 +15,13 @@ MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the file
 
 
 class TokenBucket:
-    """``per_minute`` requests a minute per key, in bursts of up to ``burst``."""
+    """``per_minute`` requests a minute per key: a minute's worth at once, then one every 60/per_minute s."""
 
     MAX_KEYS = 50_000
 
-    def __init__(self, per_minute: int, burst: int | None = None) -> None:
+    def __init__(self, per_minute: int) -> None:
         self.rate = per_minute / 60.0
-        self.capacity = float(burst if burst is not None else max(1, per_minute // 6))
+        self.capacity = float(per_minute)
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
 
     def take(self, key: str) -> float:

@@ -31,11 +31,13 @@ class ApiUnderTest:
     async def user_token(self, name: str) -> str:
         return await self.gateway.create_token(name)
 
-    async def board(self, gpus: tuple[str, ...] = ("H100",), problem: str = "vectoradd") -> str:
+    async def board(
+        self, gpus: tuple[str, ...] = ("H100",), problem: str = "vectoradd", visibility: str = "public"
+    ) -> str:
         """A new leaderboard for one of problems/ on these GPU types; returns its name."""
         name = f"{problem}-{uuid.uuid4().hex[:8]}"
         task = await self.gateway.load_task_directory(problem)
-        await self.gateway.create_leaderboard(name, task, list(gpus))
+        await self.gateway.create_leaderboard(name, task, list(gpus), visibility=visibility)
         return name
 
 

@@ -130,3 +130,122 @@ async def test_oversized_and_non_utf8_files_are_refused_with_clear_messages(api:
     assert "not UTF-8" in latin1.json()["error"] and "0xe9" in latin1.json()["error"]
     assert unknown.status_code == 404 and "no leaderboard named" in unknown.json()["error"]
     assert await api.gateway.runs(leaderboard=board) == []
+
+
+@pytest.fixture
+async def queue_only(stack_settings: Settings) -> AsyncIterator[ApiUnderTest]:
+    """The API with no worker (runs stay queued) and a submission limit of 2 a minute per user."""
+    async with api_server(stack_settings, worker=False, api_submissions_per_minute=2) as under_test:
+        yield under_test
+
+
+async def test_limits_bans_deadlines_and_admin_endpoints(queue_only: ApiUnderTest) -> None:
+    api = queue_only
+    board = await api.board(("H100",))
+    alice, bob, carol = [await api.user_token(name) for name in ("alice", "bob", "carol")]
+    files = {"file": ("k.py", solution("vectoradd", "correct.py"))}
+    admin = bearer(ADMIN_TOKEN)
+    async with httpx.AsyncClient(base_url=api.url) as client:
+
+        async def post(token: str) -> httpx.Response:
+            return await client.post(
+                "/api/submissions", headers=bearer(token), files=files, data={"leaderboard": board}
+            )
+
+        first, second, third = [await post(alice) for _ in range(3)]
+        assert first.status_code == second.status_code == 202  # gpu_type defaults to the board's only one
+        assert first.json()["runs"][0]["gpu_type"] == "H100"
+        assert third.status_code == 429 and int(third.headers["Retry-After"]) >= 1
+        assert "too many submissions from alice" in third.json()["error"]
+
+        # the leaderboard's own limit is the service's, answered as 429 too
+        await api.gateway.set_rate_limit(board, "leaderboard", 1, 3600)
+        limited = await post(bob)
+        assert limited.status_code == 202
+        limited = await post(bob)
+        assert limited.status_code == 429 and "Retry-After" in limited.headers, limited.text
+
+        banned = await client.post("/api/admin/users/carol/ban", headers=admin)
+        assert banned.json() == {"user": "carol", "banned": True, "changed": True}
+        refused = await post(carol)
+        assert refused.status_code == 403 and "banned" in refused.json()["error"]
+        assert (await client.post("/api/admin/users/carol/unban", headers=admin)).json()["changed"] is True
+
+        # cancelling: one's own runs only, anyone's with the admin token
+        run_id = first.json()["public_run_id"]
+        assert (await client.post(f"/api/runs/{run_id}/cancel", headers=bearer(bob))).status_code == 403
+        cancelled = await client.post(f"/api/runs/{run_id}/cancel", headers=bearer(alice))
+        assert "cancelled before it started" in cancelled.json()["message"]
+        assert (await client.get(f"/api/runs/{run_id}")).json()["state"] == "CANCELLED"
+
+        drained = await client.post(
+            "/api/admin/sites/alpha/drain", headers=admin, json={"reason": "maintenance"}
+        )
+        assert drained.json() == {"site": "alpha", "drained": True}
+        assert (await api.gateway.site_health())["alpha"].drain_reason == "maintenance"
+        assert (await client.post("/api/admin/sites/alpha/resume", headers=admin)).status_code == 200
+        unknown_site = await client.post("/api/admin/sites/nowhere/drain", headers=admin)
+        assert unknown_site.status_code == 400 and "unknown site 'nowhere'" in unknown_site.json()["error"]
+
+        revoked = await client.delete("/api/admin/users/alice/token", headers=admin)
+        assert revoked.json() == {"user": "alice", "revoked": True}
+        assert (await client.get("/api/me", headers=bearer(alice))).status_code == 401
+
+
+async def test_hidden_boards_events_resume_metrics_health_and_openapi(queue_only: ApiUnderTest) -> None:
+    api = queue_only
+    board = await api.board(("H100",))
+    hidden = await api.board(("H100",), visibility="hidden")
+    token = await api.user_token("frank")
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        names = [b["name"] for b in (await client.get("/api/leaderboards")).json()]
+        assert board in names
+        assert hidden not in names
+        assert (await client.get(f"/api/leaderboards/{hidden}/ranking")).status_code == 404
+        assert (
+            await client.get(f"/api/leaderboards/{hidden}", headers=bearer(ADMIN_TOKEN))
+        ).status_code == 200
+        as_admin = await client.get("/api/leaderboards", headers=bearer(ADMIN_TOKEN))
+        assert hidden in [b["name"] for b in as_admin.json()]
+
+        submitted = (
+            await client.post(
+                "/api/submissions",
+                headers=bearer(token),
+                files={"file": ("k.py", solution("vectoradd", "correct.py"))},
+                data={"leaderboard": board, "mode": "test"},
+            )
+        ).json()
+        run_id = submitted["public_run_id"]
+        assert [r["secret"] for r in submitted["runs"]] == [False]  # test mode: no secret rerun
+        assert submitted["queue_position"] == 1
+        # a follower that reconnects with Last-Event-ID gets only what it missed
+        await api.gateway.store.add_event(run_id, "progress", "RUNNING", "test 1/3 passed")  # type: ignore[union-attr]
+        await api.gateway.store.add_event(run_id, "finished", "COMPLETED", "done")  # type: ignore[union-attr]
+        everything = await follow(client, f"/api/runs/{run_id}/events")
+        assert [kind for kind, _ in everything] == ["state", "progress", "finished", "end"]
+        first_id = everything[0][1]["id"]
+        client.headers["Last-Event-ID"] = str(first_id)
+        resumed = await follow(client, f"/api/runs/{run_id}/events")
+        del client.headers["Last-Event-ID"]
+        assert [data.get("message") for _, data in resumed[:2]] == ["test 1/3 passed", "done"]
+
+        metrics = (await client.get("/metrics")).text
+        assert "gateway_queue_depth " in metrics and 'gateway_runs{state="QUEUED"}' in metrics
+        assert (
+            'gateway_http_requests_total{method="POST",route="/api/submissions",status="202"} 1.0' in metrics
+        )
+        assert "gateway_site_drained" in metrics
+        assert (await client.get("/api/health")).json() == {"status": "ok", "database": True, "sites": 2}
+        gpus = {g["gpu_type"]: g["sites"] for g in (await client.get("/api/gpu-types")).json()}
+        assert "H100" in gpus and "alpha" in gpus["H100"]
+
+        spec = (await client.get("/openapi.json")).json()
+        assert {"/api/submissions", "/api/runs/{run_id}/events", "/api/leaderboards/{name}/ranking"} <= set(
+            spec["paths"]
+        )
+        assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+        malformed = await client.get(f"/api/leaderboards/{board}/ranking", params={"top": "lots"})
+        assert malformed.status_code == 422 and "top" in malformed.json()["error"]
+        assert (await client.get("/api/runs/zzz")).status_code == 400
+        assert (await client.get("/api/submissions/999999")).status_code == 404
