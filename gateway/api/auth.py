@@ -52,7 +52,6 @@ async def current_user(request: Request, credentials: Credentials) -> UserRecord
             f"the API token is unknown or was revoked: {HOW_TO_AUTHENTICATE}",
             {"WWW-Authenticate": "Bearer"},
         )
-    request.state.client_key = f"user:{user.id}"
     return user
 
 
@@ -69,7 +68,6 @@ async def require_admin(request: Request, credentials: Credentials) -> None:
         raise HTTPException(403, "no admin token is configured on this gateway (GATEWAY_ADMIN_TOKEN)")
     if not is_admin_token(settings, credentials.credentials):
         raise HTTPException(403, "this endpoint needs the admin token, not a user's token")
-    request.state.client_key = "admin"
 
 
 User = Annotated[UserRecord, Depends(current_user)]
