@@ -17,7 +17,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from gateway.api.auth import IsAdmin, gateway_of, settings_of
 from gateway.api.hub import EventHub
 from gateway.api.read import visible_board
-from gateway.api.schemas import ErrorOut, event_out
+from gateway.api.schemas import ErrorOut, event_out, run_out
 from gateway.service import Gateway, LeaderboardRecord, RunRecord
 
 router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": ErrorOut}})
@@ -61,8 +61,10 @@ async def _events(hub: EventHub, runs: list[RunRecord], after: int) -> AsyncIter
     async for event in hub.follow(list(secret), after):
         if secret[event.run_id] and event.kind == "progress":
             continue  # a secret rerun's progress would tell its hidden inputs
-        out = event_out(event, secret[event.run_id])
-        yield ServerSentEvent(data=out.model_dump(mode="json"), event=event.kind, id=str(event.id))
+        data = event_out(event, secret[event.run_id]).model_dump(mode="json")
+        if event.kind == "finished":  # the result itself, as GET /api/runs/{id} has it
+            data["run"] = run_out(await hub.gateway.run(event.run_id)).model_dump(mode="json")
+        yield ServerSentEvent(data=data, event=event.kind, id=str(event.id))
     yield ServerSentEvent(data={"runs": list(secret)}, event="end")
 
 
@@ -70,8 +72,8 @@ async def _events(hub: EventHub, runs: list[RunRecord], after: int) -> AsyncIter
 async def run_events(
     runs: Annotated[list[RunRecord], Depends(_run_of)], hub: Hub, after: After
 ) -> AsyncIterator[ServerSentEvent]:
-    """The run's events (``state``, ``progress``, ``finished``), each `data` an event as JSON, then
-    ``end``."""
+    """The run's events (``state``, ``progress``, ``finished``: its data has the run's result as ``run``),
+    each `data` an event as JSON, then ``end``."""
     async for message in _events(hub, runs, after):
         yield message
 
