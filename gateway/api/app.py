@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from gateway.api import admin, read, streams, submit
 from gateway.api.hub import EventHub
-from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimit, TokenBucket, retry_after
+from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimit, TokenBucket, retry_after, too_many
 from gateway.api.metrics import Metrics
 from gateway.errors import GatewayError, NotFoundError, RefusedError, StoreError, UserError
 from gateway.service import Gateway
@@ -71,11 +71,7 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
             client = request.client.host if request.client else "unknown"
             wait = requests_limiter.take(f"address:{client}")
             if wait:
-                return JSONResponse(
-                    {"error": f"too many requests from {client}: try again in {retry_after(wait)} s"},
-                    429,
-                    {"Retry-After": retry_after(wait)},
-                )
+                return too_many(f"requests from {client}", wait)
         return await call_next(request)
 
     app.add_middleware(

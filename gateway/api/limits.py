@@ -47,6 +47,15 @@ def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
+def too_many(what: str, wait: float) -> JSONResponse:
+    """429 for ``what`` ("requests from 10.1.2.3"), with when to try again."""
+    return JSONResponse(
+        {"error": f"too many {what}: try again in {retry_after(wait)} s"},
+        429,
+        {"Retry-After": retry_after(wait)},
+    )
+
+
 class BodyLimit:
     """ASGI middleware: a request body over ``max_bytes`` is refused with 413 and a message saying the
     limit: by its Content-Length before anything is read, or, sent without one, as soon as it passes."""

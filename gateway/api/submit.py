@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import JSONResponse
 
 from gateway.api.auth import User, gateway_of, settings_of
-from gateway.api.limits import retry_after
+from gateway.api.limits import too_many
 from gateway.api.schemas import ErrorOut, QueuedRunOut, SubmittedOut, UserOut
 from gateway.service import Gateway, SubmitRequest, as_mode
 from gateway.validation import decode_upload
@@ -55,14 +55,9 @@ async def submit(
 
     Follow them with `GET /api/submissions/{id}/events` (server-sent events); a leaderboard submission
     has a public run and a secret rerun, and ranks when both pass."""
-    limiter = request.app.state.submit_limiter
-    wait = limiter.take(f"user:{user.id}")
+    wait = request.app.state.submit_limiter.take(f"user:{user.id}")
     if wait:
-        return JSONResponse(
-            {"error": f"too many submissions from {user.name}: try again in {retry_after(wait)} s"},
-            429,
-            {"Retry-After": retry_after(wait)},
-        )
+        return too_many(f"submissions from {user.name}", wait)
     try:
         run_mode = as_mode(mode)
     except ValueError as exc:
