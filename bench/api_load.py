@@ -24,6 +24,7 @@ import cProfile
 import importlib.util
 import io
 import json
+import math
 import os
 import pstats
 import statistics
@@ -143,11 +144,11 @@ async def sequential_ms(action: Callable[[int], Awaitable[object]], calls: int, 
 
 
 def p50(samples: list[float]) -> float:
-    return statistics.median(samples)
+    return statistics.median(samples) if samples else math.nan
 
 
 def p99(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=100)[-1]
+    return statistics.quantiles(samples, n=100)[-1] if len(samples) > 1 else math.nan
 
 
 @asynccontextmanager
@@ -279,10 +280,11 @@ async def main(console: Console) -> None:
 
     ranking_1, ranking_n = results["ranking-1"], results["ranking-n"]
     submit_1, submit_n = results["submit-1"], results["submit-n"]
-    shown_top = [entry["run_id"] for entry in json.loads(ranking_1["first_body"])[0]["entries"]]
+    first = json.loads(ranking_1["first_body"]) if ranking_1["first_body"] else [{"entries": []}]
+    shown_top = [entry["run_id"] for entry in first[0]["entries"]]
 
     def rate(phase: dict[str, Any]) -> float:
-        return float(len(phase["latencies_ms"]) / phase["elapsed_s"])
+        return float(len(phase["latencies_ms"]) / phase["elapsed_s"]) or math.nan
 
     q50, e50 = p50(query_ms), p50(enqueue_ms)
     rows = [
@@ -334,14 +336,17 @@ async def main(console: Console) -> None:
         console,
     )
 
-    sent = sum(phase["sent"] for phase in results.values())
-    good = sum(len(phase["latencies_ms"]) for phase in results.values())
+    warmups = sum(spec.get("warmup", 0) for spec in PHASES)
+    sent = sum(phase["sent"] for phase in results.values()) + warmups
+    good = sum(len(phase["latencies_ms"]) for phase in results.values()) + warmups
+    good -= sum(phase["warmup_failed"] for phase in results.values())
     bad = {
         f"{name}: {status}": count
         for name, phase in results.items()
         for status, count in phase["statuses"].items()
         if status not in ("200", "202")
     } | {f"{name}: wrong body": phase["wrong"] for name, phase in results.items() if phase["wrong"]}
+    bad |= {f"{n}: warm-up": p["warmup_failed"] for n, p in results.items() if p["warmup_failed"]}
     stored_ok = [row["id"] for row in stored if row["queued"] == 2]
     r1, rn, s1 = (p50(phase["latencies_ms"]) for phase in (ranking_1, ranking_n, submit_1))
     counted = ", ".join(
