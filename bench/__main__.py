@@ -1,5 +1,6 @@
 """`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` needs no dev stack;
-`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only)."""
+`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only), `python -m bench.api_load`
+the HTTP API under load (PostgreSQL only; `--profile` adds where the server spent its time)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from rich.console import Console
 
 from bench import (
+    api_load,
     bot_latency,
     e2e,
     harness_bench,
@@ -33,6 +35,7 @@ async def main() -> None:
     await slurmctld_load.main(console)
     await queue_throughput.main(console)
     await ranking_bench.main(console)  # PostgreSQL only: a scratch database of its own
+    await api_load.main(console)  # PostgreSQL only: the HTTP API loaded from a second process
     await bot_latency.main(console)  # PostgreSQL and the fake Discord API
 
 

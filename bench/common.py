@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import time
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import asyncpg
 from rich.console import Console
 from rich.table import Table
 
@@ -39,6 +41,22 @@ async def median_ms(action: Callable[[], Awaitable[object]], repeats: int) -> fl
         await action()
         samples.append((time.perf_counter() - start) * 1000)
     return statistics.median(samples)
+
+
+async def vacuum_until_all_visible(conn: asyncpg.Connection, table: str = "runs") -> None:
+    """VACUUM ``table`` until its visibility map is set, as autovacuum leaves a live table: every page
+    all-visible, so an index-only scan needs no heap (without it the planner may not choose one at all).
+    A VACUUM right after a bulk load can leave the map unset (the load's commit is not yet old enough for
+    it), so vacuum again until it is set."""
+    for _ in range(10):
+        row = await conn.fetchrow("SELECT relpages, relallvisible FROM pg_class WHERE relname = $1", table)
+        assert row is not None
+        pages, visible = row
+        if visible >= 0.99 * pages:
+            return
+        await asyncio.sleep(0.5)
+        await conn.execute(f'VACUUM "{table}"')
+    raise RuntimeError(f"{table}: only {visible} of {pages} pages all-visible after VACUUM")
 
 
 def report(title: str, rows: list[Row], console: Console) -> None:

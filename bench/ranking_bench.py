@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 from rich.console import Console
 
-from bench.common import Row, report
+from bench.common import Row, report, vacuum_until_all_visible
 from gateway.migrate import apply_migrations
 from gateway.settings import Settings
 from gateway.store import RankedEntry, Store
@@ -102,18 +102,7 @@ async def generate(conn: asyncpg.Connection) -> None:
     for statement in STATEMENTS:
         await conn.execute(statement)
     await conn.execute("VACUUM (ANALYZE) users, leaderboards, submissions, runs")
-    # as autovacuum leaves a live table: every page all-visible, so an index-only scan needs no heap.
-    # A VACUUM right after the bulk load can leave the visibility map unset (the load's commit is not yet
-    # old enough for it), so vacuum again until it is set.
-    for _ in range(10):
-        row = await conn.fetchrow("SELECT relpages, relallvisible FROM pg_class WHERE relname = 'runs'")
-        assert row is not None
-        pages, visible = row
-        if visible >= 0.99 * pages:
-            return
-        await asyncio.sleep(0.5)
-        await conn.execute("VACUUM runs")
-    raise RuntimeError(f"runs: only {visible} of {pages} pages all-visible after VACUUM")
+    await vacuum_until_all_visible(conn)
 
 
 async def timed(store: Store, board: int, gpu: str) -> tuple[list[float], list[RankedEntry]]:
