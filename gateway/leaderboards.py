@@ -156,6 +156,17 @@ class LeaderboardAdmin:
         """A leaderboard's ranking per GPU type (or one GPU type), its recent runs and its rate limits."""
         store = self._require_store()
         board = await self.get_leaderboard(name)
+        return LeaderboardView(
+            board,
+            await self.rankings(board, gpu, top),
+            await self.recent_runs(board, recent),
+            await store.rate_limits(board.id),
+        )
+
+    async def rankings(
+        self, board: LeaderboardRecord, gpu: str | None = None, top: int = 100
+    ) -> dict[str, list[RankedEntry]]:
+        """The ranking of a leaderboard already read, per GPU type (or of one GPU type): one query each."""
         gpus = board.gpu_types
         if gpu is not None:
             if gpu not in board.gpu_types:
@@ -163,10 +174,12 @@ class LeaderboardAdmin:
                     f"leaderboard {board.name} does not rank {gpu!r}; it ranks {', '.join(board.gpu_types)}"
                 )
             gpus = [gpu]
-        ranking = {g: await store.ranking(board.id, g, top) for g in gpus}
-        return LeaderboardView(
-            board, ranking, await store.recent_runs(board.id, recent), await store.rate_limits(board.id)
-        )
+        store = self._require_store()
+        return {g: await store.ranking(board.id, g, top) for g in gpus}
+
+    async def recent_runs(self, board: LeaderboardRecord, limit: int = 20) -> list[RunRecord]:
+        """A leaderboard's latest public runs, newest first (none for a limit of 0)."""
+        return await self._require_store().recent_runs(board.id, limit) if limit > 0 else []
 
     async def score_timeline(self, name: str, gpu_type: str, limit: int = 2000) -> list[ScorePoint]:
         """Every ranked run on one GPU type of a leaderboard, oldest first (charts of scores over time)."""

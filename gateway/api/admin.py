@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from gateway.api.auth import gateway_of, require_admin
+from gateway.api.auth import Service, require_admin
 from gateway.api.schemas import ErrorOut, TokenOut
-from gateway.service import Gateway
 
 router = APIRouter(
     prefix="/api/admin",
@@ -17,7 +16,6 @@ router = APIRouter(
     dependencies=[Depends(require_admin)],
     responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
 )
-Service = Annotated[Gateway, Depends(gateway_of)]
 
 
 class DrainIn(BaseModel):

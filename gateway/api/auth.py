@@ -29,6 +29,11 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
+async def _service(request: Request) -> Gateway:
+    """The service, as a dependency (async: FastAPI runs a plain function in its thread pool)."""
+    return gateway_of(request)
+
+
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -70,5 +75,6 @@ async def require_admin(request: Request, credentials: Credentials) -> None:
         raise HTTPException(403, "this endpoint needs the admin token, not a user's token")
 
 
+Service = Annotated[Gateway, Depends(_service)]
 User = Annotated[UserRecord, Depends(current_user)]
 IsAdmin = Annotated[bool, Depends(optional_admin)]

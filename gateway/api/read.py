@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 
-from gateway.api.auth import IsAdmin, gateway_of
+from gateway.api.auth import IsAdmin, Service
 from gateway.api.schemas import (
     ErrorOut,
     GpuTypeOut,
@@ -28,7 +28,6 @@ from gateway.service import LOCAL_GPU_LABEL, Gateway, LeaderboardRecord
 from gateway.validation import shown
 
 router = APIRouter(prefix="/api", responses={404: {"model": ErrorOut}, 400: {"model": ErrorOut}})
-Service = Annotated[Gateway, Depends(gateway_of)]
 
 
 async def visible_board(gateway: Gateway, name: str, admin: bool) -> LeaderboardRecord:
@@ -75,7 +74,6 @@ async def ranking(
 ) -> list[RankingOut]:
     """The ranking per GPU type: each user's best score whose secret rerun also passed, best first."""
     board = await visible_board(gateway, name, admin)
-    view = await gateway.leaderboard(board.name, recent=0, top=top, gpu=gpu)
     return [
         RankingOut(
             leaderboard=board.name,
@@ -83,7 +81,7 @@ async def ranking(
             ranking_by=board.ranking_by,
             entries=[ranked_out(entry) for entry in entries],
         )
-        for gpu_type, entries in view.ranking.items()
+        for gpu_type, entries in (await gateway.rankings(board, gpu, top)).items()
     ]
 
 
@@ -106,8 +104,7 @@ async def recent_runs(
 ) -> list[RunOut]:
     """The leaderboard's latest public runs, newest first, queued and running ones included."""
     board = await visible_board(gateway, name, admin)
-    view = await gateway.leaderboard(board.name, recent=limit, top=1)
-    return [run_out(run) for run in view.recent]
+    return [run_out(run) for run in await gateway.recent_runs(board, limit)]
 
 
 @router.get("/gpu-types", response_model=list[GpuTypeOut], tags=["leaderboards"])

@@ -14,18 +14,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from gateway.api.auth import IsAdmin, gateway_of, settings_of
+from gateway.api.auth import IsAdmin, Service, settings_of
 from gateway.api.hub import EventHub
 from gateway.api.read import visible_board
 from gateway.api.schemas import ErrorOut, event_out, run_out
-from gateway.service import Gateway, LeaderboardRecord, RunRecord
+from gateway.service import LeaderboardRecord, RunRecord
 
 router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": ErrorOut}})
-Service = Annotated[Gateway, Depends(gateway_of)]
 BOARD_PING_MIN_INTERVAL_S = 1.0
 
 
-def hub_of(request: Request) -> EventHub:
+async def hub_of(request: Request) -> EventHub:
     hub: EventHub = request.app.state.hub
     if hub.streams >= settings_of(request).api_max_streams:
         raise HTTPException(503, "too many event streams are open: try again shortly", {"Retry-After": "5"})
@@ -35,7 +34,7 @@ def hub_of(request: Request) -> EventHub:
 Hub = Annotated[EventHub, Depends(hub_of)]
 
 
-def resume_from(
+async def resume_from(
     after: Annotated[int, Query(ge=0, description="send only events after this event id")] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from gateway.api.auth import User, gateway_of, settings_of
+from gateway.api.auth import Service, User, settings_of
 from gateway.api.limits import too_many
 from gateway.api.schemas import ErrorOut, QueuedRunOut, SubmittedOut, UserOut
-from gateway.service import Gateway, SubmitRequest, as_mode
+from gateway.service import SubmitRequest, as_mode
 from gateway.validation import decode_upload
 
 router = APIRouter(
@@ -20,7 +20,6 @@ router = APIRouter(
         400: {"model": ErrorOut, "description": "bad input: the message says what to change"},
     },
 )
-Service = Annotated[Gateway, Depends(gateway_of)]
 
 
 @router.get("/me", response_model=UserOut, tags=["users"])
