@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from gateway import web
 from gateway.api import admin, read, streams, submit
 from gateway.api.hub import EventHub
 from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimit, TokenBucket, retry_after, too_many
@@ -81,6 +82,7 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     )
     app.middleware("http")(metrics.middleware)  # outermost: counts the limits' 413s and 429s too
     _add_error_handlers(app)
+    web.install(app)  # the web pages and /static, after the error handlers: /api keeps its JSON 404
     return app
 
 
