@@ -1,4 +1,4 @@
-"""Install the Debian packages the stack needs, only when one of their binaries is missing."""
+"""Install the Debian packages the stack (and its tests) need, only when one of their binaries is missing."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ REQUIRED: dict[str, str] = {
     "/usr/sbin/sshd": "openssh-server",
     "/usr/bin/ssh-keygen": "openssh-client",
     str(PG_BIN / "postgres"): "postgresql",
+    # the web pages' tests drive it (fonts come with it: fontconfig depends on fonts-dejavu-core)
+    "/usr/bin/chromium": "chromium",
 }
 
 _NO_LISTS = ("Unable to locate package", "has no installation candidate", "Failed to fetch")
