@@ -85,7 +85,9 @@ source.addEventListener("open", () => {
 });
 source.addEventListener("error", () => {
   lost = true;
-  setLive("lost", "reconnecting…");
+  // a refused stream (an error status) is not retried by the browser; a dropped one is
+  const closed = source.readyState === EventSource.CLOSED;
+  setLive("lost", closed ? "not live: reload the page" : "reconnecting…");
 });
 source.addEventListener("changed", scheduleRefresh);
 window.addEventListener("pagehide", () => source.close());
