@@ -11,22 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 import jinja2
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from gateway.api.auth import gateway_of
+from gateway.api.auth import Service
 from gateway.api.read import visible_board
 from gateway.api.schemas import RunOut, ranked_out, run_out
 from gateway.errors import NotFoundError, StoreError, UserError
 from gateway.formatting import format_seconds
-from gateway.service import Gateway
 from gateway.validation import shown
 
 CSP = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -43,8 +42,6 @@ RANKED_BY = {
     "mean": "the mean of the benchmarks",
     "geom": "the geometric mean of the benchmarks",
 }
-
-Service = Annotated[Gateway, Depends(gateway_of)]
 
 
 @dataclass(frozen=True)
@@ -153,14 +150,14 @@ async def leaderboard(request: Request, name: str, gateway: Service, gpu: str | 
     gpu = gpu or (board.gpu_types[0] if board.gpu_types else None)
     if gpu is not None and gpu not in board.gpu_types:
         raise NotFoundError(f"leaderboard {shown(board.name)} does not rank {shown(gpu)}")
-    view = await gateway.leaderboard(board.name, recent=RECENT_RUNS, top=TOP, gpu=gpu)
+    ranking = (await gateway.rankings(board, gpu, TOP)).get(gpu or "", [])
     return render(
         request,
         "leaderboard.html",
         board=board,
         gpu=gpu or "",
-        ranking=[ranked_out(entry) for entry in view.ranking.get(gpu or "", [])],
-        recent=[run_out(run) for run in view.recent],
+        ranking=[ranked_out(entry) for entry in ranking],
+        recent=[run_out(run) for run in await gateway.recent_runs(board, RECENT_RUNS)],
     )
 
 
