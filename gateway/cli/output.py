@@ -6,6 +6,10 @@ as escapes, so it cannot restyle or rewrite the terminal."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -24,10 +28,130 @@ def plain(value: object | None, empty: str = "-") -> Text:
     return Text("".join(c if printable(c) or c in "\n\t" else ascii(c)[1:-1] for c in text))
 
 
-def print_report(console: Console, report: RunReport) -> None:
+@dataclass(frozen=True)
+class CaseRow:
+    """One test or benchmark as the result table shows it (timings in seconds)."""
+
+    spec: str
+    passed: bool
+    error: str | None = None
+    mean_s: float | None = None
+    best_s: float | None = None
+    runs: int | None = None
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the result table shows of a run, from a local report (``view_of_report``) or from the HTTP
+    API's run JSON (``view_of_run``): one table for `gateway submit` and `gateway submit --remote`."""
+
+    run_id: str
+    user: str
+    file_name: str
+    site: str
+    partition: str
+    gpu_type: str
+    job_id: str | None
+    state: str
+    passed: bool
+    score: float | None
+    error: str | None
+    has_result: bool
+    tests: list[CaseRow] = field(default_factory=list)
+    benchmarks: list[CaseRow] = field(default_factory=list)
+    system: Mapping[str, Any] = field(default_factory=dict)
+    secret_passed: bool | None = None
+    output_tail: str = ""
+
+
+def view_of_report(report: RunReport) -> RunView:
+    result = report.result
+    return RunView(
+        run_id=report.run_id,
+        user=report.user,
+        file_name=report.file_name,
+        site=report.site,
+        partition=report.partition,
+        gpu_type=report.gpu_type,
+        job_id=report.job_id,
+        state=report.state.value,
+        passed=report.passed,
+        score=report.score,
+        error=report.error,
+        has_result=result is not None,
+        tests=[CaseRow(t.spec, t.passed, t.error) for t in result.tests] if result else [],
+        benchmarks=[
+            CaseRow(
+                b.spec,
+                b.passed,
+                b.error,
+                b.mean_ns * 1e-9 if b.passed else None,
+                b.best_ns * 1e-9 if b.passed else None,
+                b.runs if b.passed else None,
+            )
+            for b in (result.benchmarks if result else [])
+        ],
+        system=result.system if result else {},
+        secret_passed=report.secret_passed,
+        output_tail=report.output_tail,
+    )
+
+
+def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> RunView:
+    """A run as the HTTP API sends it (gateway/api/schemas.py ``RunOut``), read leniently: a field a
+    server leaves out shows as missing rather than failing the command."""
+
+    def text(key: str) -> str:
+        value = run.get(key)
+        return "" if value is None else str(value)
+
+    def number(value: object) -> float | None:
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    def rows(key: str) -> list[CaseRow]:
+        items = run.get(key)
+        return [
+            CaseRow(
+                str(item.get("spec", "")),
+                item.get("passed") is True,
+                None if item.get("error") is None else str(item.get("error")),
+                number(item.get("mean_s")),
+                number(item.get("best_s")),
+                item["runs"] if isinstance(item.get("runs"), int) and number(item.get("mean_s")) else None,
+            )
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, Mapping)
+        ]
+
+    tests, benchmarks = rows("tests"), rows("benchmarks")
+    system = run.get("system")
+    return RunView(
+        run_id=text("run_id"),
+        user=text("user"),
+        file_name=text("file_name"),
+        site=text("site"),
+        partition=text("partition"),
+        gpu_type=text("gpu_type"),
+        job_id=text("job_id") or None,
+        state=text("state") or "UNKNOWN",
+        passed=run.get("passed") is True,
+        score=number(run.get("score")),
+        error=text("error") or None,
+        has_result=bool(tests or benchmarks or system),
+        tests=tests,
+        benchmarks=benchmarks,
+        system=system if isinstance(system, Mapping) else {},
+        secret_passed=secret_passed,
+    )
+
+
+def print_report(console: Console, report: RunReport | RunView) -> None:
+    """A run's result table: each test and benchmark, where it ran, the secret rerun's verdict, the
+    verdict with the score (or the error, and the job's last output lines when there is no result)."""
+    view = view_of_report(report) if isinstance(report, RunReport) else report
     title = (
-        f"{report.file_name} by {report.user} on {report.site}/{report.partition} ({report.gpu_type}), "
-        f"job {report.job_id or '-'}, run {report.run_id}"
+        f"{view.file_name} by {view.user} on {view.site}/{view.partition} ({view.gpu_type}), "
+        f"job {view.job_id or '-'}, run {view.run_id}"
     )
     table = Table(title=plain(title), title_justify="left")  # names are the users': never markup
     table.add_column("kind")
@@ -37,43 +161,39 @@ def print_report(console: Console, report: RunReport) -> None:
     table.add_column("best", justify="right")
     table.add_column("runs", justify="right")
     table.add_column("error", overflow="fold")
-    result = report.result
-    if result is not None:
-        for test in result.tests:
-            status = "[green]pass[/]" if test.passed else "[red]fail[/]"
-            table.add_row("test", plain(test.spec), status, "", "", "", plain(test.error, ""))
-        for bench in result.benchmarks:
-            status = "[green]pass[/]" if bench.passed else "[red]fail[/]"
-            table.add_row(
-                "benchmark",
-                plain(bench.spec),
-                status,
-                format_seconds(bench.mean_ns * 1e-9) if bench.passed else "-",
-                format_seconds(bench.best_ns * 1e-9) if bench.passed else "-",
-                str(bench.runs) if bench.passed else "-",
-                plain(bench.error, ""),
-            )
-    console.print(table)
-    if result is not None and result.system:
-        system = result.system
-        device = system.get("gpu") or system.get("cpu") or system.get("device", "?")
-        console.print(
-            f"[dim]ran on {system.get('hostname', '?')}: {device}, torch {system.get('torch') or '?'}[/]",
-            highlight=False,
+    for test in view.tests:
+        status = "[green]pass[/]" if test.passed else "[red]fail[/]"
+        table.add_row("test", plain(test.spec), status, "", "", "", plain(test.error, ""))
+    for bench in view.benchmarks:
+        status = "[green]pass[/]" if bench.passed else "[red]fail[/]"
+        table.add_row(
+            "benchmark",
+            plain(bench.spec),
+            status,
+            format_seconds(bench.mean_s) if bench.mean_s is not None else "-",
+            format_seconds(bench.best_s) if bench.best_s is not None else "-",
+            str(bench.runs) if bench.runs is not None else "-",
+            plain(bench.error, ""),
         )
-    if report.secret_passed is not None:
-        verdict = "[green]passed[/]" if report.secret_passed else "[red]failed[/] (the run is not ranked)"
+    console.print(table)
+    if view.system:
+        system = view.system
+        device = system.get("gpu") or system.get("cpu") or system.get("device", "?")
+        line = plain(f"ran on {system.get('hostname', '?')}: {device}, torch {system.get('torch') or '?'}")
+        line.stylize("dim")
+        console.print(line, highlight=False)
+    if view.secret_passed is not None:
+        verdict = "[green]passed[/]" if view.secret_passed else "[red]failed[/] (the run is not ranked)"
         console.print(f"secret rerun (hidden inputs): {verdict}")
-    if report.passed:
-        timed = report.score is not None
-        score = f"score {format_seconds(report.score)}" if timed else "no timings in this mode"
-        console.print(f"[bold green]passed[/]  {score}  (state {report.state})")
+    if view.passed:
+        score = f"score {format_seconds(view.score)}" if view.score is not None else "no timings in this mode"
+        console.print(f"[bold green]passed[/]  {score}  (state {view.state})")
     else:
-        state = f"  (state {report.state})"
-        console.print(Text.assemble(("failed", "bold red"), "  ", plain(report.error), state))
-        if result is None and report.output_tail.strip():
+        state = f"  (state {view.state})"
+        console.print(Text.assemble(("failed", "bold red"), "  ", plain(view.error), state))
+        if not view.has_result and view.output_tail.strip():
             console.print("[dim]last lines of the job's output:[/]")
-            console.print(plain(report.output_tail.strip()[-1500:]), highlight=False)
+            console.print(plain(view.output_tail.strip()[-1500:]), highlight=False)
 
 
 def print_leaderboard(console: Console, view: LeaderboardView) -> None:
