@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,25 +23,29 @@ from gateway.service import Gateway
 from gateway.settings import Settings
 
 console = Console()
+err_console = Console(stderr=True)  # errors of a command whose stdout is for a program (--json)
 T = TypeVar("T")
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 3, 130
+NO_DATABASE_HINT = (
+    "start it (`make up` for the dev stack), or pass --no-db to `gateway submit` to record nothing"
+)
 
 
 class _NoDatabase(GatewayError):
     """The database could not be reached when the command started."""
 
 
-def error(message: str, *, prefix: str = "error:") -> None:
+def error(message: str, *, prefix: str = "error:", to: Console | None = None) -> None:
     """Print an error as written: messages quote user-chosen names, which must never be read as markup."""
-    console.print(Text.assemble((prefix, "red"), " ", message), highlight=False, soft_wrap=True)
+    (to or console).print(Text.assemble((prefix, "red"), " ", message), highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     console.print(Text.assemble(("warning:", "yellow"), " ", message), highlight=False, soft_wrap=True)
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    error(message)
+def fail(message: str, code: int = EXIT_USAGE, *, to: Console | None = None) -> NoReturn:
+    error(message, to=to)
     raise typer.Exit(code)
 
 
@@ -50,40 +54,55 @@ def shown_path(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def run_async(
+    main: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    interrupted: str | Callable[[], str] = "stopped",
+    to: Console | None = None,
+) -> T:
+    """Run ``main`` in an event loop (SIGTERM cancels it like Ctrl-C does); turn gateway errors into a
+    message (on ``to``, default the console) and an exit code; ``interrupted`` is what an interrupted
+    command says (a callable: worked out when it happens)."""
+
+    async def cancellable() -> T:
+        this = asyncio.current_task()
+        assert this is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
+        return await main()
+
+    try:
+        return asyncio.run(cancellable())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        said = interrupted if isinstance(interrupted, str) else interrupted()
+        (to or console).print(Text(said, style="yellow"), highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except RefusedError as exc:
+        error(str(exc), prefix="refused:", to=to)
+        raise typer.Exit(EXIT_REFUSED) from None
+    except UserError as exc:
+        fail(str(exc), EXIT_USAGE, to=to)
+    except GatewayError as exc:
+        fail(str(exc), EXIT_FAILED, to=to)
+
+
 def run_gateway(
     body: Callable[[Gateway], Awaitable[T]],
     *,
     use_database: bool = True,
     interrupted: str = "stopped",
+    to: Console | None = None,
 ) -> T:
-    """Open a Gateway, run ``body`` with it, close it; turn gateway errors into a message and exit code."""
+    """Open a Gateway, run ``body`` with it, close it; turn gateway errors into a message and exit code.
+    SIGTERM cancels like Ctrl-C does, so a killed `gateway submit` cancels its job and records it."""
 
     async def main() -> T:
-        # SIGTERM cancels like Ctrl-C does, so a killed `gateway submit` cancels its job and records it
-        this = asyncio.current_task()
-        assert this is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
         try:
             gateway = await Gateway.open(Settings(), use_database=use_database)
         except StoreError as exc:
-            raise _NoDatabase(str(exc)) from exc
+            raise _NoDatabase(f"{exc}\n{NO_DATABASE_HINT}") from exc
         try:
             return await body(gateway)
         finally:
             await gateway.close()
 
-    try:
-        return asyncio.run(main())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        console.print(Text(interrupted, style="yellow"))
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except RefusedError as exc:
-        error(str(exc), prefix="refused:")
-        raise typer.Exit(EXIT_REFUSED) from None
-    except UserError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except _NoDatabase as exc:
-        hint = "start it (`make up` for the dev stack), or pass --no-db to `gateway submit` to record nothing"
-        fail(f"{exc}\n{hint}", EXIT_FAILED)
-    except GatewayError as exc:
-        fail(str(exc), EXIT_FAILED)
+    return run_async(main, interrupted=interrupted, to=to)
