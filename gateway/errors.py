@@ -15,7 +15,8 @@ boundary with ``raise ... from exc``::
     ├── TransportError       a connection could not be made or broke (SSH, SFTP, local files)
     ├── BackendError         a backend could not submit, follow or fetch a job
     │   └── ResultError      a job's result is missing, unauthenticated or malformed
-    └── StoreError           the database refused or lost a request
+    ├── StoreError           the database refused or lost a request
+    └── RemoteError          a gateway's HTTP API could not be reached, or failed (the remote CLI)
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ class ResultError(BackendError):
 
 class StoreError(GatewayError):
     """The database refused or lost a request."""
+
+
+class RemoteError(GatewayError):
+    """A gateway's HTTP API could not be reached, broke the connection, or failed (5xx); the message
+    names its URL."""
 
 
 def _tail(text: str, limit: int = 2000) -> str:
