@@ -159,6 +159,8 @@ class RemoteGateway:
         reconnect_delay_s: float = RECONNECT_DELAY_S,
     ) -> None:
         self.url = api_url(url)
+        if token is not None and not _token_shaped(token):
+            raise UserError(f"{provenance} is not an API token (one word of printable ASCII): check it")
         self.provenance = provenance
         self.reconnect_delay_s = reconnect_delay_s
         headers = {"Accept": "application/json", "User-Agent": "kernel-gateway-cli"}
@@ -280,6 +282,10 @@ class RemoteGateway:
             delay = wait if wait is not None else self.reconnect_delay_s * 2 ** (tries - 1)
             log.info("event stream of submission %s: %s; reopening after event %s", submission_id, why, last)
             await asyncio.sleep(min(delay, RECONNECT_DELAY_MAX_S))
+
+
+def _token_shaped(token: str) -> bool:
+    return bool(token) and token.isascii() and token.isprintable() and " " not in token
 
 
 def _segment(run_id: str) -> str:

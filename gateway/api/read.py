@@ -21,6 +21,7 @@ from gateway.api.schemas import (
     point_out,
     ranked_out,
     run_out,
+    submission_out,
     summary_out,
 )
 from gateway.errors import GatewayError, NotFoundError
@@ -122,16 +123,7 @@ async def gpu_types(gateway: Service) -> list[GpuTypeOut]:
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut, tags=["runs"])
 async def submission(submission_id: int, gateway: Service) -> SubmissionOut:
     """A submission and each of its runs."""
-    runs = await gateway.submission_runs(submission_id)
-    first = runs[0]
-    return SubmissionOut(
-        submission_id=submission_id,
-        leaderboard=first.leaderboard,
-        user=first.user_name,
-        file_name=first.file_name,
-        finished=all(r.finished_at is not None for r in runs),
-        runs=[run_out(r) for r in runs],
-    )
+    return submission_out(await gateway.submission_runs(submission_id))
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])

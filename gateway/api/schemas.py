@@ -224,6 +224,19 @@ def run_out(record: RunRecord) -> RunOut:
     )
 
 
+def submission_out(runs: list[RunRecord]) -> SubmissionOut:
+    """A submission from its runs (the public run(s) first, as the service lists them)."""
+    first = runs[0]
+    return SubmissionOut(
+        submission_id=first.submission_id,
+        leaderboard=first.leaderboard,
+        user=first.user_name,
+        file_name=first.file_name,
+        finished=all(r.finished_at is not None for r in runs),
+        runs=[run_out(r) for r in runs],
+    )
+
+
 def event_out(event: RunEvent, secret: bool) -> EventOut:
     message = event.message
     if secret and event.kind == "finished":

@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.text import Text
 
 from gateway.cli.bot import bot as bot_command
-from gateway.cli.common import console, fail, shown_path
+from gateway.cli.common import console, err_console, fail, shown_path
 from gateway.cli.common import run_gateway as _run
 from gateway.cli.dev import app as dev_app
 from gateway.cli.leaderboards import app as leaderboard_app
 from gateway.cli.output import plain, print_report
+from gateway.cli.remote import login as login_command
 from gateway.cli.render import render as render_command
 from gateway.cli.runs import app as runs_app
 from gateway.cli.serve import serve as serve_command
@@ -43,6 +45,7 @@ app.command("render")(render_command)
 app.command("worker")(worker_command)
 app.command("bot")(bot_command)
 app.command("serve")(serve_command)
+app.command("login")(login_command)
 
 STOPPED_RUN = "stopped: the run was cancelled and recorded as such"
 
@@ -68,22 +71,50 @@ def submit(
     mode: Annotated[str, typer.Option(help="test | benchmark | leaderboard")] = "leaderboard",
     user: Annotated[str | None, typer.Option(help="who submits (default: your login name)")] = None,
     no_db: Annotated[bool, typer.Option("--no-db", help="do not record anything in the database")] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option(help="a gateway's URL: submit over its HTTP API as the user `gateway login URL` saved"),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="no live lines: print the finished submission as the API's JSON"),
+    ] = False,
 ) -> None:
-    """Run FILE against a task on a site, print each test and benchmark, and record the run."""
+    """Run FILE against a task on a site, print each test and benchmark, and record the run.
+
+    With --remote URL the file goes to that gateway's HTTP API (with --leaderboard, and --gpu when the
+    leaderboard ranks several GPU types); its runs are followed live and shown the same way. Ctrl-C
+    cancels the run (on the remote gateway too) and says so. Exit code 0 only when every run passed,
+    the secret rerun included."""
     try:
         run_mode = as_mode(mode)
     except ValueError:
         raise typer.BadParameter("expected test, benchmark or leaderboard", param_hint="--mode") from None
-    try:
-        code = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        fail(f"{shown_path(file)} is not UTF-8 text (byte {exc.start}): submit Python source; nothing stored")
-    except OSError as exc:
-        fail(f"cannot read {shown_path(file)}: {exc.strerror}")
+    out = err_console if as_json else console
+    if remote is not None:
+        given = {"--task": task is not None, "--no-db": no_db, "--user": user is not None}
+        if wrong := [option for option, used in given.items() if used]:
+            fail(
+                f"{' and '.join(wrong)} cannot be used with --remote: the remote gateway has the task and "
+                "the database, and your token says who you are",
+                to=out,
+            )
+        if leaderboard is None:
+            fail("--remote needs --leaderboard NAME (see the gateway's /api/leaderboards)", to=out)
+        from gateway.cli.remote import submit_remote
+
+        code = read_source(file, out)
+        submit_remote(
+            remote, file.name, code, leaderboard, gpu=gpu, mode=run_mode, site=site, as_json=as_json
+        )
+        return
+    if as_json and no_db:
+        fail("--json prints the submission as the database recorded it: it cannot go with --no-db", to=out)
+    code = read_source(file, out)
     try:
         definition = load_task(task) if task is not None else None
     except UserError as exc:
-        fail(str(exc))
+        fail(str(exc), to=out)
     request = SubmitRequest(
         code=code,
         file_name=file.name,
@@ -99,12 +130,41 @@ def submit(
         async def show(run_id: str, message: str) -> None:
             console.print(Text.assemble((run_id[:8], "dim"), " ", plain(message)), highlight=False)
 
-        report = await gateway.submit(request, on_event=show)
-        print_report(console, report)
-        return report.passed
+        if as_json and gateway.store is None:
+            raise UserError(
+                "--json prints the submission as the database recorded it: set GATEWAY_DATABASE_URL"
+            )
+        report = await gateway.submit(request, on_event=None if as_json else show)
+        if as_json:
+            await print_submission_json(gateway, report.run_id)
+        else:
+            print_report(console, report)
+        return report.passed and report.secret_passed is not False
 
-    if not _run(body, use_database=not no_db, interrupted=STOPPED_RUN):
+    if not _run(body, use_database=not no_db, interrupted=STOPPED_RUN, to=out):
         raise typer.Exit(1)
+
+
+def read_source(file: Path, out: Console) -> str:
+    """A submission's text: UTF-8, readable; exit 2 with a message naming the file otherwise."""
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        fail(
+            f"{shown_path(file)} is not UTF-8 text (byte {exc.start}): submit Python source; nothing stored",
+            to=out,
+        )
+    except OSError as exc:
+        fail(f"cannot read {shown_path(file)}: {exc.strerror}", to=out)
+
+
+async def print_submission_json(gateway: Gateway, run_id: str) -> None:
+    """The submission of a run as `GET /api/submissions/{id}` answers it (gateway/api/schemas.py)."""
+    from gateway.api.schemas import submission_out
+
+    record = await gateway.run(run_id)
+    runs = await gateway.submission_runs(record.submission_id)
+    print(submission_out(runs).model_dump_json(indent=2))
 
 
 @db_app.command("migrate")

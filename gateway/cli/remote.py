@@ -1,0 +1,176 @@
+"""The remote CLI: `gateway login URL` saves an API token for a gateway, and `gateway submit FILE --remote
+URL` submits over its HTTP API with the same live lines and result table as a local `gateway submit`.
+
+Ctrl-C (or SIGTERM) during a remote submit cancels the submission's runs on the server, as it cancels
+the run of a local submit, and says so with the server's answer for each run; when the cancel cannot
+be sent, it says the runs go on there. With ``--json`` stdout holds only the JSON document; messages
+and errors go to stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from gateway.cli.common import EXIT_FAILED, console, err_console, fail, run_async, warn
+from gateway.cli.output import plain, print_report, view_of_run
+from gateway.credentials import credentials_path, save, token_for
+from gateway.errors import GatewayError, RemoteError, UserError
+from gateway.remote import RemoteGateway, api_url, clean
+
+CANCEL_TIMEOUT_S = 10.0
+
+
+def login(
+    url: Annotated[str, typer.Argument(help="the gateway's URL, e.g. https://gateway.example.org")],
+    token_stdin: Annotated[
+        bool, typer.Option("--token-stdin", help="read the token from standard input (for scripts)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='print {"url": ..., "user": ...}')] = False,
+) -> None:
+    """Check an API token with the gateway (GET /api/me) and save it for `gateway submit --remote URL`.
+
+    Get a token with `/leaderboard token` in Discord or from an admin (`gateway users token NAME`). It is
+    saved in $XDG_CONFIG_HOME/kernel-gateway/credentials.json (~/.config/...), readable by you only;
+    GATEWAY_TOKEN, when set, is used instead of the saved token."""
+    out = err_console if as_json else console
+    try:
+        base = api_url(url)
+    except UserError as exc:
+        fail(str(exc), to=out)
+    if token_stdin:
+        token = sys.stdin.readline().strip()
+    else:
+        token = typer.prompt(f"API token for {base}", hide_input=True, err=as_json).strip()
+    if not token:
+        fail("no token given: nothing saved", to=out)
+
+    async def check() -> dict[str, Any]:
+        async with RemoteGateway(base, token, provenance="this token") as gateway:
+            try:
+                return await gateway.me()
+            except UserError as exc:
+                raise UserError(f"{exc}; nothing was saved") from exc
+
+    me = run_async(check, interrupted="stopped: nothing saved", to=out)
+    user = str(me.get("user", ""))
+    path = credentials_path()
+    try:
+        save(path, base, token)
+    except UserError as exc:
+        fail(str(exc), to=out)
+    except OSError as exc:
+        fail(f"cannot save the token in {path}: {exc.strerror or exc}", EXIT_FAILED, to=out)
+    if as_json:
+        print(json.dumps({"url": base, "user": user}))
+    else:
+        console.print(
+            Text.assemble("logged in to ", base, " as ", plain(user), f"; the token is saved in {path}"),
+            highlight=False,
+        )
+    if me.get("banned") is True:
+        banned = Text.assemble(("warning:", "yellow"), " ", plain(user), " is banned: submitting is refused")
+        out.print(banned, highlight=False)
+
+
+def submit_remote(
+    url: str,
+    file_name: str,
+    code: str,
+    leaderboard: str,
+    *,
+    gpu: str | None,
+    mode: str,
+    site: str | None,
+    as_json: bool,
+) -> None:
+    """Submit over a gateway's HTTP API, follow the runs to their end, print the live lines and the
+    result table (or, with ``as_json``, only the submission's JSON); exit 1 unless every run passed."""
+    out = err_console if as_json else console
+    try:
+        base = api_url(url)
+        token = token_for(base, credentials_path())
+    except UserError as exc:
+        fail(str(exc), to=out)
+    interrupted = ["stopped before the gateway acknowledged the submission: if it got there, it runs"]
+
+    async def body() -> bool:
+        async with RemoteGateway(base, token.value, provenance=token.source) as gateway:
+            submitted = await gateway.submit(file_name, code.encode("utf-8"), leaderboard, gpu, mode, site)
+            submission_id, run_ids = _submitted(base, submitted)
+            if not as_json:
+                _print_submitted(base, submitted, submission_id)
+            try:
+                async for event in gateway.follow(submission_id):
+                    if not as_json:
+                        line = Text.assemble((event.run_id[:8], "dim"), " ", plain(event.message))
+                        console.print(line, highlight=False)
+                submission = await gateway.submission(submission_id)
+            except asyncio.CancelledError:
+                interrupted[0] = await _cancel(gateway, submission_id, run_ids)
+                raise
+        runs = [run for run in submission.get("runs") or [] if isinstance(run, dict)]
+        if as_json:
+            print(json.dumps(submission, indent=2, ensure_ascii=False))
+        else:
+            _print_runs(console, runs)
+        return bool(runs) and all(run.get("passed") is True for run in runs)
+
+    if not run_async(body, interrupted=lambda: interrupted[0], to=out):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _submitted(base: str, submitted: dict[str, Any]) -> tuple[int, list[str]]:
+    submission_id = submitted.get("submission_id")
+    runs = submitted.get("runs")
+    if not isinstance(submission_id, int) or not isinstance(runs, list):
+        raise RemoteError(f"{base} answered the submission without its id or runs: is it a gateway?")
+    return submission_id, [str(run.get("run_id")) for run in runs if isinstance(run, dict)]
+
+
+def _print_submitted(base: str, submitted: dict[str, Any], submission_id: int) -> None:
+    place = submitted.get("queue_position")
+    line = Text.assemble(
+        ("submission ", "dim"),
+        str(submission_id),
+        (" at ", "dim"),
+        base,
+        (" (leaderboard ", "dim"),
+        plain(submitted.get("leaderboard")),
+        (f"; place {place} in line)" if isinstance(place, int) else ")", "dim"),
+    )
+    console.print(line, highlight=False)
+
+
+def _print_runs(out: Console, runs: list[dict[str, Any]]) -> None:
+    """The result table of each public run, with the verdict of its secret rerun (same GPU type)."""
+    secret = {run.get("gpu_type"): run for run in runs if run.get("secret")}
+    for run in runs:
+        if run.get("secret"):
+            continue
+        rerun = secret.get(run.get("gpu_type"))
+        print_report(out, view_of_run(run, None if rerun is None else rerun.get("passed") is True))
+    if not any(not run.get("secret") for run in runs):
+        warn("the gateway shows no public run of this submission")
+
+
+async def _cancel(gateway: RemoteGateway, submission_id: int, run_ids: list[str]) -> str:
+    """Cancel the submission's runs on the server (Ctrl-C, SIGTERM); what to tell the user."""
+    said = []
+    try:
+        async with asyncio.timeout(CANCEL_TIMEOUT_S):
+            for run_id in run_ids:
+                answer = await gateway.cancel(run_id)
+                said.append(clean(str(answer.get("message", f"run {run_id}: cancel sent")), 300))
+    except (GatewayError, TimeoutError) as exc:
+        why = str(exc) or "no answer in time"
+        return (
+            f"stopped following submission {submission_id}, but could not cancel it ({why}): its runs go "
+            f"on at {gateway.url}; cancel them with POST {gateway.url}/api/runs/RUN/cancel"
+        )
+    return f"stopped: submission {submission_id} cancelled at {gateway.url}\n" + "\n".join(said)
