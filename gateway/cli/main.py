@@ -110,6 +110,11 @@ def submit(
         return
     if as_json and no_db:
         fail("--json prints the submission as the database recorded it: it cannot go with --no-db", to=out)
+    if as_json:
+        try:
+            import gateway.api.schemas  # noqa: F401  (the API's document; the api extra brings FastAPI)
+        except ImportError:
+            fail("a local --json needs the api extra: pip install 'kernel-gateway[api]'", to=out)
     code = read_source(file, out)
     try:
         definition = load_task(task) if task is not None else None
