@@ -50,6 +50,7 @@ class RemoteEvent:
     state: str
     message: str
     at: str
+    run: dict[str, Any] | None = None  # a finished event's run with its result (the API's RunOut)
 
 
 def api_url(url: str) -> str:
@@ -311,4 +312,5 @@ def _event(kind: str, data: str) -> RemoteEvent | None:
         state=str(body.get("state", "")),
         message=str(body.get("message", "")),
         at=str(body.get("at", "")),
+        run=body["run"] if isinstance(body.get("run"), dict) else None,
     )

@@ -127,6 +127,8 @@ def sse(*events: tuple[str, int | None, dict[str, Any]]) -> bytes:
 
 def event(event_id: int, message: str, kind: str = "state") -> tuple[str, int, dict[str, Any]]:
     data = {"id": event_id, "run_id": "r-1", "at": "2026-01-01T00:00:00Z", "kind": kind, "state": "RUNNING"}
+    if kind == "finished":
+        data["run"] = {"run_id": "r-1", "passed": True}
     return kind, event_id, data | {"message": message}
 
 
@@ -157,10 +159,13 @@ async def test_a_broken_event_stream_is_reopened_after_the_last_event_seen() -> 
         return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, stream=streams.pop(0))
 
     async with remote(handle) as gateway:
-        got = [(e.id, e.kind, e.message) async for e in gateway.follow(7)]
+        events = [e async for e in gateway.follow(7)]
+    got = [(e.id, e.kind, e.message) for e in events]
+    finished = events[-1]
     assert got == [(1, "state", "queued"), (2, "state", "RUNNING"), (3, "progress", "phase test started"),
                    (4, "finished", "passed")]  # fmt: skip
     assert asked == [None, "2", "3"]
+    assert finished.run == {"run_id": "r-1", "passed": True}
 
 
 async def test_a_stream_that_never_comes_back_is_given_up_with_the_url() -> None:
