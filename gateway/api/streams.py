@@ -22,6 +22,10 @@ from gateway.service import LeaderboardRecord, RunRecord
 
 router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": ErrorOut}})
 BOARD_PING_MIN_INTERVAL_S = 1.0
+SECRET_VERDICT = {
+    True: "secret rerun passed",
+    False: "secret rerun did not pass: the submission is not ranked",
+}
 
 
 async def hub_of(request: Request) -> EventHub:
@@ -62,7 +66,10 @@ async def _events(hub: EventHub, runs: list[RunRecord], after: int) -> AsyncIter
             continue  # a secret rerun's progress would tell its hidden inputs
         data = event_out(event, secret[event.run_id]).model_dump(mode="json")
         if event.kind == "finished":  # the result itself, as GET /api/runs/{id} has it
-            data["run"] = run_out(await hub.gateway.run(event.run_id)).model_dump(mode="json")
+            record = await hub.gateway.run(event.run_id)
+            data["run"] = run_out(record).model_dump(mode="json")
+            if record.secret:
+                data["message"] = SECRET_VERDICT[bool(record.passed)]
         yield ServerSentEvent(data=data, event=event.kind, id=str(event.id))
     yield ServerSentEvent(data={"runs": list(secret)}, event="end")
 

@@ -65,6 +65,8 @@ async def test_a_submission_over_http_is_followed_to_its_result_and_ranked(api: 
         assert any(k == "finished" and r == secret for k, r, _ in kinds)
         assert events[-1][0] == "end"
         finished = next(data for kind, data in events if kind == "finished" and data["run_id"] == public)
+        verdict = next(data for kind, data in events if kind == "finished" and data["run_id"] == secret)
+        assert verdict["message"] == "secret rerun passed"
         assert finished["run"]["passed"] is True and finished["run"]["score"] > 0  # the result, in the stream
         # the secret rerun's progress never leaves the gateway
         assert not any(kind == "progress" and data["run_id"] == secret for kind, data in events)
