@@ -30,17 +30,16 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 
 from bench.common import Row, report, vacuum_until_all_visible
 from gateway.api import create_app
+from gateway.api.server import serving
 from gateway.migrate import apply_migrations
 from gateway.service import Gateway, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
@@ -151,24 +150,6 @@ def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100)[-1] if len(samples) > 1 else math.nan
 
 
-@asynccontextmanager
-async def serving(gateway: Gateway, settings: Settings) -> AsyncIterator[str]:
-    """The app under uvicorn on a free loopback port (no access log, as behind a proxy that keeps one)."""
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(gateway, settings), host="127.0.0.1", port=0, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()  # raises why it could not start
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
 async def load(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Run the client process on ``plan``; its results by phase name."""
     client = await asyncio.create_subprocess_exec(
@@ -243,7 +224,7 @@ async def main(console: Console) -> None:
             enqueue_ms = await sequential_ms(enqueue, DIRECT_SUBMISSIONS, 3)
             expected_top = [entry.run_id for entry in await store.ranking(board.id, GPU, TOP)]
 
-            async with serving(gateway, settings) as url:
+            async with serving(create_app(gateway, settings)) as url:
                 plan = {
                     "url": url,
                     "ranking_path": f"/api/leaderboards/{BOARD}/ranking",

@@ -21,6 +21,10 @@ from gateway.service import (
     report_of,
 )
 
+SECRET_VERDICT = {
+    True: "secret rerun passed",
+    False: "secret rerun did not pass: the submission is not ranked",
+}
 HIDDEN_ERROR = "(hidden: a secret rerun shows only whether it passed)"
 
 
@@ -106,6 +110,7 @@ class EventOut(BaseModel):
     kind: str = Field(description="state | progress | finished")
     state: str
     message: str
+    run: RunOut | None = Field(default=None, description="finished events: the run with its result")
 
 
 class RateLimitOut(BaseModel):
@@ -237,12 +242,24 @@ def submission_out(runs: list[RunRecord]) -> SubmissionOut:
     )
 
 
-def event_out(event: RunEvent, secret: bool) -> EventOut:
+def event_out(event: RunEvent, secret: bool, finished_run: RunRecord | None = None) -> EventOut:
+    """An event as followers get it; a finished one carries its run (``finished_run``, with the result),
+    and a secret rerun's says only whether it passed."""
     message = event.message
     if secret and event.kind == "finished":
-        message = f"secret rerun finished: {event.state}"
+        message = (
+            f"secret rerun finished: {event.state}"
+            if finished_run is None
+            else SECRET_VERDICT[bool(finished_run.passed)]
+        )
     return EventOut(
-        id=event.id, run_id=event.run_id, at=event.at, kind=event.kind, state=event.state, message=message
+        id=event.id,
+        run_id=event.run_id,
+        at=event.at,
+        kind=event.kind,
+        state=event.state,
+        message=message,
+        run=run_out(finished_run) if finished_run is not None else None,
     )
 
 

@@ -17,15 +17,11 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from gateway.api.auth import IsAdmin, Service, settings_of
 from gateway.api.hub import EventHub
 from gateway.api.read import visible_board
-from gateway.api.schemas import ErrorOut, event_out, run_out
+from gateway.api.schemas import ErrorOut, event_out
 from gateway.service import LeaderboardRecord, RunRecord
 
 router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": ErrorOut}})
 BOARD_PING_MIN_INTERVAL_S = 1.0
-SECRET_VERDICT = {
-    True: "secret rerun passed",
-    False: "secret rerun did not pass: the submission is not ranked",
-}
 
 
 async def hub_of(request: Request) -> EventHub:
@@ -64,12 +60,9 @@ async def _events(hub: EventHub, runs: list[RunRecord], after: int) -> AsyncIter
     async for event in hub.follow(list(secret), after):
         if secret[event.run_id] and event.kind == "progress":
             continue  # a secret rerun's progress would tell its hidden inputs
-        data = event_out(event, secret[event.run_id]).model_dump(mode="json")
-        if event.kind == "finished":  # the result itself, as GET /api/runs/{id} has it
-            record = await hub.gateway.run(event.run_id)
-            data["run"] = run_out(record).model_dump(mode="json")
-            if record.secret:
-                data["message"] = SECRET_VERDICT[bool(record.passed)]
+        finished = await hub.gateway.run(event.run_id) if event.kind == "finished" else None
+        out = event_out(event, secret[event.run_id], finished)
+        data = out.model_dump(mode="json", exclude=None if finished else {"run"})
         yield ServerSentEvent(data=data, event=event.kind, id=str(event.id))
     yield ServerSentEvent(data={"runs": list(secret)}, event="end")
 

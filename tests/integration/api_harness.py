@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import uvicorn
 from pydantic import SecretStr
 
 from gateway.api import create_app
+from gateway.api.server import serving
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.worker import Worker
@@ -66,20 +66,10 @@ async def api_on(settings: Settings, *, worker: bool = True) -> AsyncIterator[Ap
     runner = await Gateway.open(settings) if worker else None
     stop = asyncio.Event()
     work = asyncio.create_task(Worker(runner).run(stop)) if runner is not None else None
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(gateway, settings), host="127.0.0.1", port=0, log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            if serving.done():
-                serving.result()  # raises why it could not start
-            await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield ApiUnderTest(f"http://127.0.0.1:{port}", gateway, settings)
+        async with serving(create_app(gateway, settings)) as url:
+            yield ApiUnderTest(url, gateway, settings)
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 30)
         stop.set()
         if work is not None:
             await asyncio.wait_for(work, 30)
