@@ -41,7 +41,7 @@ from bench.common import Row, report, vacuum_until_all_visible
 from gateway.api import create_app
 from gateway.api.server import serving
 from gateway.migrate import apply_migrations
-from gateway.service import Gateway, SubmitRequest
+from gateway.service import OPERATOR, Gateway, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
 from gateway.store.admin import scratch_database
 
@@ -189,9 +189,9 @@ async def main(console: Console) -> None:
         conn = await asyncpg.connect(dsn)
         try:
             task = await gateway.load_task_directory("vectoradd")
-            board = await gateway.create_leaderboard(BOARD, task, [GPU, "A100"])
+            board = await gateway.create_leaderboard(BOARD, task, [GPU, "A100"], caller=OPERATOR)
             await seed(conn, board.id)
-            tokens = [await gateway.create_token(f"user-{i}") for i in range(1, TOKENS + 1)]
+            tokens = [await gateway.create_token(f"user-{i}", caller=OPERATOR) for i in range(1, TOKENS + 1)]
             ranked = await conn.fetchval(
                 "SELECT count(*) FROM runs WHERE ranked AND gpu_type = $1 AND leaderboard_id = $2",
                 GPU,
@@ -206,7 +206,7 @@ async def main(console: Console) -> None:
                 return await store.ranking(board.id, GPU, TOP)
 
             async def service_call(_: int) -> object:
-                return await gateway.leaderboard(BOARD, recent=0, top=TOP, gpu=GPU)
+                return await gateway.leaderboard(BOARD, recent=0, top=TOP, gpu=GPU, caller=OPERATOR)
 
             async def enqueue(number: int) -> object:
                 request = SubmitRequest(

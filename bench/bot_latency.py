@@ -18,7 +18,7 @@ from rich.console import Console
 
 from bench.common import Row, report
 from gateway.migrate import apply_migrations
-from gateway.service import Gateway
+from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings
 from gateway.store.admin import scratch_database
 from gateway.tasks import load_task
@@ -33,12 +33,12 @@ GAP_S = 0.23  # between events: not a multiple of the edit interval, and fewer p
 async def _latencies(t: BotUnderTest, gateway: Gateway) -> tuple[list[float], list[float]]:
     """(follow latencies, edit latencies) in ms for EVENTS progress events of one queued run."""
     board = "bench-bot"
-    await gateway.create_leaderboard(board, load_task(PROBLEMS / "vectoradd"), ["H100"])
+    await gateway.create_leaderboard(board, load_task(PROBLEMS / "vectoradd"), ["H100"], caller=OPERATOR)
     options = {"file": t.discord.attach("k.py", solution("vectoradd", "correct.py").encode()),
                "leaderboard": board, "gpu": "H100", "mode": "test"}  # fmt: skip
     token = await t.command(ALICE, "leaderboard", "submit", options)
     message = await t.answer(token)
-    [run] = await gateway.runs(leaderboard=board)
+    [run] = await gateway.runs(leaderboard=board, caller=OPERATOR)
     store = gateway.store
     assert store is not None
     heard: dict[str, float] = {}
@@ -63,7 +63,7 @@ async def _latencies(t: BotUnderTest, gateway: Gateway) -> tuple[list[float], li
         (next(v["received_at"] for v in history if tick in str(v["embeds"])) - start) * 1000
         for tick, start in sent.items()
     ]
-    await gateway.cancel_run(run.run_id)
+    await gateway.cancel_run(run.run_id, caller=OPERATOR)
     await t.followers_done(30)
     follower.cancel()
     return follows, edits

@@ -91,4 +91,5 @@ def vectoradd_test_run(task: TaskDefinition, code: str) -> SubmitRequest:
         site="alpha",
         gpu_type="H100",
         mode="test",
+        admin=True,
     )

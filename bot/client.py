@@ -4,6 +4,7 @@ settings at start-up (discord.py's advanced start-up pattern: no globals)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -13,6 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import user_message
+from bot.identity import served_guild
 from bot.settings import BotSettings
 from gateway.service import Gateway
 
@@ -20,6 +22,17 @@ log = logging.getLogger(__name__)
 
 
 class GatewayTree(app_commands.CommandTree["GatewayBot"]):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Every command and autocomplete: only from the servers the bot serves (a server someone else
+        invited it to, or a DM, gets nothing; commands are not synced there either)."""
+        if served_guild(interaction, self.client.settings):
+            return True
+        log.warning("refused an interaction from guild %s (not configured)", interaction.guild_id)
+        if interaction.type == discord.InteractionType.application_command:
+            with contextlib.suppress(discord.HTTPException):
+                await reply(interaction, "⛔ this bot serves only the servers its operators configured")
+        return False
+
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         try:
             await reply(interaction, user_message(error))
@@ -46,14 +59,17 @@ class GatewayBot(commands.Bot):
 
         await self.add_cog(LeaderboardCog(self))
         await self.add_cog(AdminCog(self))
+        if not self.settings.guild_ids:
+            log.warning("no GATEWAY_DISCORD_GUILD_IDS: the bot serves no server and answers nothing")
         if self.settings.sync_commands:
-            guild = discord.Object(self.settings.guild_id) if self.settings.guild_id else None
-            if guild is not None:
+            # to the configured servers only: never globally, where any server the bot joins gets them
+            for guild_id in self.settings.guild_ids:
+                guild = discord.Object(guild_id)
                 self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
-            log.info(
-                "synced %d slash commands %s", len(synced), f"to guild {guild.id}" if guild else "globally"
-            )
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d slash commands to guild %s", len(synced), guild_id)
+            self.tree.clear_commands(guild=None)  # and none globally (an older version synced there)
+            await self.tree.sync()
 
     def follow(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a submission's follower in the background (the command has answered already)."""

@@ -26,8 +26,8 @@ class BotError(Exception):
 
 
 class NotAdminError(BotError, app_commands.CheckFailure):
-    def __init__(self, role: str) -> None:
-        super().__init__(f"only members with the {role!r} role may use /admin")
+    def __init__(self) -> None:
+        super().__init__("only the gateway's admins (a configured role of this server) may use /admin")
 
 
 def user_message(error: BaseException) -> str:

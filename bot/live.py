@@ -19,7 +19,7 @@ import discord
 from bot.progress import SubmissionStatus
 from bot.render import submission_embed
 from gateway.errors import GatewayError
-from gateway.service import Gateway
+from gateway.service import Caller, Gateway
 
 log = logging.getLogger(__name__)
 TOKEN_LIFETIME_S = 14 * 60  # Discord's interaction tokens last 15 minutes; keep a minute in hand
@@ -63,10 +63,12 @@ class SubmissionFollower:
         status: SubmissionStatus,
         message: SubmissionMessage,
         *,
+        caller: Caller,
         edit_interval_s: float = 1.0,
         position_interval_s: float = 3.0,
     ) -> None:
         self.gateway = gateway
+        self.caller = caller  # who submitted: the runs are read back as they may see them
         self.status = status
         self.message = message
         self.edit_interval_s = edit_interval_s
@@ -122,7 +124,7 @@ class SubmissionFollower:
     async def _complete(self) -> None:
         """Read the finished runs back (results, score) and the user's new standing."""
         for run in self.status.runs.values():
-            run.record = await self.gateway.run(run.run_id)
+            run.record = await self.gateway.run(run.run_id, caller=self.caller)
         public = self.status.public
         if (
             self.status.mode == "leaderboard"
@@ -131,5 +133,5 @@ class SubmissionFollower:
             and public.record.ranked
         ):
             self.status.standing = await self.gateway.standing(
-                self.status.leaderboard, public.gpu_type, self.status.user
+                self.status.leaderboard, public.gpu_type, public.record.account, caller=self.caller
             )

@@ -1,6 +1,7 @@
-"""API tokens for the HTTP API and the remote CLI: made for a user, shown once, kept only as a SHA-256
-hash (users.token_sha256), so a copy of the database holds no usable token. A user has at most one;
-making a new one replaces it, and revoking removes it. Mixed into gateway.service.Gateway."""
+"""Accounts: who a Discord user is (their account, keyed by their Discord user id), which accounts hold
+an admin's rights, and API tokens for the HTTP API and the remote CLI: made for a user, shown once, kept
+only as a SHA-256 hash (users.token_sha256), so a copy of the database holds no usable token. A user has
+at most one; making a new one replaces it, and revoking removes it. Mixed into gateway.service.Gateway."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import hashlib
 import secrets
 from typing import TYPE_CHECKING
 
-from gateway.errors import NotFoundError
+from gateway.authority import Caller, require_admin
+from gateway.errors import NotFoundError, UserError
 from gateway.store import Store, UserRecord
-from gateway.validation import check_name, shown
+from gateway.validation import MAX_NAME_CHARS, check_account, shown
 
 TOKEN_PREFIX = "gwt_"  # noqa: S105 (a prefix, not a secret): recognisable in a leaked-secret scan, and in a user's shell history
 _TOKEN_BYTES = 32
@@ -26,17 +28,19 @@ class Accounts:
 
         def _require_store(self) -> Store: ...
 
-    async def create_token(self, user: str) -> str:
+    async def create_token(self, user: str, *, caller: Caller) -> str:
         """A new API token for ``user`` (recorded if not seen yet), replacing the one they had; the
-        token itself is returned once and never stored."""
-        check_name("user name", user)
+        token itself is returned once and never stored. Users make their own; admins anyone's."""
+        _require_self_or_admin(caller, user, "making another user's token")
+        check_account(user)
         token = TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
         await self._require_store().set_token(user, token_hash(token))
         return token
 
-    async def revoke_token(self, user: str) -> bool:
+    async def revoke_token(self, user: str, *, caller: Caller) -> bool:
         """Revoke ``user``'s API token; False if they had none."""
-        check_name("user name", user)
+        _require_self_or_admin(caller, user, "revoking another user's token")
+        check_account(user)
         store = self._require_store()
         if await store.get_user(user) is None:
             raise NotFoundError(f"no user named {shown(user)}")
@@ -47,3 +51,47 @@ class Accounts:
         if not token.startswith(TOKEN_PREFIX) or len(token) > MAX_TOKEN_CHARS:
             return None
         return await self._require_store().user_by_token(token_hash(token))
+
+    async def discord_user(self, discord_id: int, display_name: str) -> UserRecord:
+        """The account of a Discord user, by their user id (made on first sight): a rename keeps its
+        history, ban and token, and a newcomer taking a freed name gets none of them. ``display_name``
+        is only shown."""
+        if not 0 < discord_id < 2**64:
+            raise UserError(f"{discord_id} is not a Discord user id")
+        shown_name = "".join(c for c in display_name if c.isprintable())[:MAX_NAME_CHARS].strip()
+        return await self._require_store().discord_user(str(discord_id), shown_name or str(discord_id))
+
+    async def link_discord(self, name: str, discord_id: int, *, caller: Caller) -> str:
+        """Make an account from before Discord ids were kept (named by a Discord username then) the
+        account of Discord user ``discord_id``; says what was done."""
+        require_admin(caller, "linking accounts is for the gateway's admins")
+        check_account(name)
+        if not 0 < discord_id < 2**64:
+            raise UserError(f"{discord_id} is not a Discord user id")
+        outcome = await self._require_store().link_discord(name, str(discord_id))
+        if outcome == "missing":
+            raise NotFoundError(f"no account named {shown(name)} without a Discord id")
+        target = f"discord:{discord_id}"
+        return {
+            "renamed": f"{name} is now {target}: its history, ban and token are Discord user {discord_id}'s",
+            "merged": f"{name}'s history went into {target}, which already existed; {name} is gone",
+        }[outcome]
+
+    async def set_admin(self, name: str, admin: bool, *, caller: Caller) -> bool:
+        """Give an account (made if unknown) an admin's rights, or take them away; True if it changed.
+        Its API token then carries them (naming a site, hidden boards, the admin endpoints)."""
+        require_admin(caller, "making admins is for the gateway's admins")
+        check_account(name)
+        return await self._require_store().set_admin(name, admin)
+
+    async def user(self, name: str) -> UserRecord:
+        check_account(name)
+        found = await self._require_store().get_user(name)
+        if found is None:
+            raise NotFoundError(f"no user named {shown(name)}")
+        return found
+
+
+def _require_self_or_admin(caller: Caller, account: str, action: str) -> None:
+    if not caller.may_act_for(account):
+        require_admin(caller, f"{action} is for the gateway's admins")

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from gateway.authority import Caller, require_admin
 from gateway.errors import NotFoundError, TaskError, UserError
-from gateway.processing import Mode
+from gateway.processing import LOCAL_GPU_LABEL, Mode
 from gateway.settings import Settings
 from gateway.store import (
     LeaderboardRecord,
@@ -25,7 +26,14 @@ from gateway.store import (
 )
 from gateway.task_archive import load_task_archive
 from gateway.tasks import TaskDefinition, load_task
-from gateway.validation import MAX_DESCRIPTION_CHARS, VISIBILITIES, check_name, check_text, shown
+from gateway.validation import (
+    MAX_DESCRIPTION_CHARS,
+    VISIBILITIES,
+    check_account,
+    check_name,
+    check_text,
+    shown,
+)
 
 
 @dataclass(frozen=True)
@@ -59,17 +67,25 @@ class LeaderboardAdmin:
         creator: str | None = None,
         description: str | None = None,
         exist_ok: bool = True,
+        caller: Caller,
     ) -> LeaderboardRecord:
-        """Create a leaderboard for a task (its description unless one is given). One that exists is
+        """Create a leaderboard for a task (its description unless one is given), ranking ``gpu_types``
+        (default: every type a site offers; never 'local', the gateway's own machine). One that exists is
         returned unchanged (concurrent first submitters agree on it), or with ``exist_ok=False`` refused."""
+        require_admin(caller, "making a leaderboard is for the gateway's admins")
         store = self._require_store()
         check_name("leaderboard name", name)
         if creator is not None:
-            check_name("user name", creator)
+            check_account(creator)
         description = task.description if description is None else description
         check_text("the description", description, MAX_DESCRIPTION_CHARS)
         if visibility not in VISIBILITIES:
             raise UserError(f"visibility {visibility!r}: expected one of {', '.join(VISIBILITIES)}")
+        if LOCAL_GPU_LABEL in (gpu_types or []):
+            raise UserError(
+                f"{LOCAL_GPU_LABEL!r} (the gateway's own machine) cannot be a leaderboard's GPU type; "
+                f"offered: {', '.join(self._board_gpu_types()) or 'none: add a site'}"
+            )
         unknown = sorted(set(gpu_types or []) - set(self.known_gpu_types()))
         if unknown:
             raise UserError(
@@ -86,54 +102,72 @@ class LeaderboardAdmin:
             description,
             task.model_dump(),
             task.ranking_by,
-            gpu_types or self.known_gpu_types(),
+            gpu_types or self._board_gpu_types(),
             secret_seed=secrets.randbits(31),
             deadline=deadline,
             visibility=visibility,
             creator=creator,
         )
 
-    async def get_leaderboard(self, name: str) -> LeaderboardRecord:
+    def _board_gpu_types(self) -> list[str]:
+        """The GPU types a leaderboard may rank: every type a site offers, never the local machine."""
+        return [gpu for gpu in self.known_gpu_types() if gpu != LOCAL_GPU_LABEL]
+
+    async def get_leaderboard(self, name: str, *, caller: Caller) -> LeaderboardRecord:
+        """A leaderboard as ``caller`` may see it: a hidden one is 'not found' to all but admins, with the
+        very message of a board that does not exist."""
         check_name("leaderboard name", name)
         board = await self._require_store().get_leaderboard(name)
-        if board is None:
+        if board is None or (board.visibility == "hidden" and not caller.admin):
             raise NotFoundError(f"no leaderboard named {shown(name)}")
         return board
 
-    async def leaderboards(self, include_hidden: bool = False) -> list[LeaderboardSummary]:
-        return await self._require_store().list_leaderboards(include_hidden)
+    async def leaderboards(self, *, caller: Caller) -> list[LeaderboardSummary]:
+        """Every leaderboard the caller may see (hidden ones only for admins), by name."""
+        return await self._require_store().list_leaderboards(include_hidden=caller.admin)
 
-    async def leaderboard_summary(self, name: str) -> LeaderboardSummary:
-        """One leaderboard (hidden or not) with its GPU types and its numbers of submissions and runs."""
-        check_name("leaderboard name", name)
-        found = await self._require_store().list_leaderboards(include_hidden=True, name=name)
+    async def leaderboard_summary(self, name: str, *, caller: Caller) -> LeaderboardSummary:
+        """One leaderboard with its GPU types and its numbers of submissions and runs."""
+        board = await self.get_leaderboard(name, caller=caller)
+        found = await self._require_store().list_leaderboards(include_hidden=True, name=board.name)
         if not found:
             raise NotFoundError(f"no leaderboard named {shown(name)}")
         return found[0]
 
-    async def delete_leaderboard(self, name: str) -> tuple[int, int]:
+    async def delete_leaderboard(self, name: str, *, caller: Caller) -> tuple[int, int]:
         """Delete a leaderboard with its submissions and runs; returns (submissions, runs) deleted."""
+        require_admin(caller, "deleting a leaderboard is for the gateway's admins")
         check_name("leaderboard name", name)
         deleted = await self._require_store().delete_leaderboard(name)
         if deleted is None:
             raise NotFoundError(f"no leaderboard named {shown(name)}")
         return deleted
 
-    async def set_deadline(self, name: str, deadline: datetime | None) -> LeaderboardRecord:
+    async def set_deadline(
+        self, name: str, deadline: datetime | None, *, caller: Caller
+    ) -> LeaderboardRecord:
         """Close a leaderboard to submissions at ``deadline`` (timezone-aware), or never (None)."""
+        require_admin(caller, "setting a deadline is for the gateway's admins")
         if deadline is not None and deadline.tzinfo is None:
             raise UserError("a deadline needs a time zone (e.g. 2026-12-31T23:59Z)")
         check_name("leaderboard name", name)
         if not await self._require_store().set_deadline(name, deadline):
             raise NotFoundError(f"no leaderboard named {shown(name)}")
-        return await self.get_leaderboard(name)
+        return await self.get_leaderboard(name, caller=caller)
 
     async def set_rate_limit(
-        self, name: str, mode: Mode, max_submissions: int | None, per_seconds: int | None = None
+        self,
+        name: str,
+        mode: Mode,
+        max_submissions: int | None,
+        per_seconds: int | None = None,
+        *,
+        caller: Caller,
     ) -> RateLimit | None:
         """Allow each user ``max_submissions`` submissions of ``mode`` per ``per_seconds`` on a
         leaderboard; ``max_submissions=None`` removes the limit. Returns the limit now in force."""
-        board = await self.get_leaderboard(name)
+        require_admin(caller, "setting rate limits is for the gateway's admins")
+        board = await self.get_leaderboard(name, caller=caller)
         limit = None
         if max_submissions is not None:
             if per_seconds is None:
@@ -146,16 +180,16 @@ class LeaderboardAdmin:
         await self._require_store().set_rate_limit(board.id, limit, mode)
         return limit
 
-    async def rate_limits(self, name: str) -> list[RateLimit]:
-        board = await self.get_leaderboard(name)
+    async def rate_limits(self, name: str, *, caller: Caller) -> list[RateLimit]:
+        board = await self.get_leaderboard(name, caller=caller)
         return await self._require_store().rate_limits(board.id)
 
     async def leaderboard(
-        self, name: str, recent: int = 20, top: int = 100, gpu: str | None = None
+        self, name: str, recent: int = 20, top: int = 100, gpu: str | None = None, *, caller: Caller
     ) -> LeaderboardView:
         """A leaderboard's ranking per GPU type (or one GPU type), its recent runs and its rate limits."""
         store = self._require_store()
-        board = await self.get_leaderboard(name)
+        board = await self.get_leaderboard(name, caller=caller)
         return LeaderboardView(
             board,
             await self.rankings(board, gpu, top),
@@ -181,38 +215,42 @@ class LeaderboardAdmin:
         """A leaderboard's latest public runs, newest first (none for a limit of 0)."""
         return await self._require_store().recent_runs(board.id, limit) if limit > 0 else []
 
-    async def score_timeline(self, name: str, gpu_type: str, limit: int = 2000) -> list[ScorePoint]:
+    async def score_timeline(
+        self, name: str, gpu_type: str, limit: int = 2000, *, caller: Caller
+    ) -> list[ScorePoint]:
         """Every ranked run on one GPU type of a leaderboard, oldest first (charts of scores over time)."""
-        board = await self.get_leaderboard(name)
+        board = await self.get_leaderboard(name, caller=caller)
         if gpu_type not in board.gpu_types:
             raise NotFoundError(f"leaderboard {board.name} does not rank {shown(gpu_type)}")
         return await self._require_store().score_timeline(board.id, gpu_type, limit)
 
     # -- users ----------------------------------------------------------------------------------------
 
-    async def set_banned(self, user: str, banned: bool) -> bool:
-        """Ban a user from submitting, or lift the ban (a user not seen yet is recorded, so a ban can
-        come before their first submission); True if this changed anything."""
-        check_name("user name", user)
+    async def set_banned(self, user: str, banned: bool, *, caller: Caller) -> bool:
+        """Ban a user (an account: 'discord:<id>' for a Discord user) from submitting, or lift the ban (a
+        user not seen yet is recorded, so a ban can come before their first submission); True if this
+        changed anything."""
+        require_admin(caller, "banning users is for the gateway's admins")
+        check_account(user)
         store = self._require_store()
         if not banned and await store.get_user(user) is None:
             raise UserError(f"no user named {shown(user)}")
         return await store.set_banned(user, banned)
 
-    async def task_of(self, name: str) -> TaskDefinition:
+    async def task_of(self, name: str, *, caller: Caller) -> TaskDefinition:
         """The task a leaderboard runs (its description, files and starter templates)."""
-        return TaskDefinition.from_json((await self.get_leaderboard(name)).task)
+        return TaskDefinition.from_json((await self.get_leaderboard(name, caller=caller)).task)
 
-    async def standing(self, name: str, gpu_type: str, user: str) -> Standing | None:
+    async def standing(self, name: str, gpu_type: str, user: str, *, caller: Caller) -> Standing | None:
         """A user's rank on one GPU type of a leaderboard, None while nothing of theirs is ranked."""
-        board = await self.get_leaderboard(name)
-        check_name("user name", user)
+        board = await self.get_leaderboard(name, caller=caller)
+        check_account(user)
         return await self._require_store().standing(board.id, gpu_type, user)
 
-    async def history(self, name: str, user: str, limit: int = 20) -> list[RunRecord]:
+    async def history(self, name: str, user: str, limit: int = 20, *, caller: Caller) -> list[RunRecord]:
         """A user's own runs on a leaderboard, newest first."""
-        board = await self.get_leaderboard(name)
-        check_name("user name", user)
+        board = await self.get_leaderboard(name, caller=caller)
+        check_account(user)
         return await self._require_store().history(user, board.id, limit)
 
     def task_directories(self) -> list[str]:

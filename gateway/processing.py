@@ -15,6 +15,7 @@ from gateway.bundle import build_spec
 from gateway.errors import BackendError, GatewayError, TransportError, UserError
 from gateway.execution import RunReport, SiteRuntime, execute
 from gateway.routing import Choice, Router
+from gateway.settings import Settings
 from gateway.sites import SiteConfig
 from gateway.states import JobState
 from gateway.store import ClaimedRun, RunRecord, Store
@@ -64,6 +65,7 @@ class RunProcessing:
 
     store: Store | None
     router: Router
+    settings: Settings
 
     if TYPE_CHECKING:  # provided by gateway.service.Gateway
 
@@ -102,6 +104,11 @@ class RunProcessing:
                 gpu = None if run.gpu_type == LOCAL_GPU_LABEL else run.gpu_type
                 choice = await self.route(run.requested_site, gpu, run.leaderboard)
                 site, partition, why = choice.site, choice.partition, choice.why
+                if site.kind == "local" and not self.settings.worker_runs_local:
+                    raise UserError(
+                        "this gateway's workers do not run submissions on their own machine "
+                        "(its operator has not set GATEWAY_WORKER_RUNS_LOCAL)"
+                    )
                 # the backend that runs it (slurm, local, modal, github) is the site's kind
                 await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
                 first = routed_message(site.name, partition.name, report.gpu_type, why)

@@ -228,7 +228,7 @@ class RemoteGateway:
             form["site"] = site
         return await self._object("POST", "/api/submissions", files={"file": (file_name, code)}, data=form)
 
-    async def submission(self, submission_id: int) -> dict[str, Any]:
+    async def submission(self, submission_id: str) -> dict[str, Any]:
         """A submission and each of its runs (the API's SubmissionOut)."""
         return await self._object("GET", f"/api/submissions/{submission_id}")
 
@@ -242,7 +242,7 @@ class RemoteGateway:
 
     # -- events --------------------------------------------------------------------------------------
 
-    async def follow(self, submission_id: int, after: int = 0) -> AsyncIterator[RemoteEvent]:
+    async def follow(self, submission_id: str, after: int = 0) -> AsyncIterator[RemoteEvent]:
         """Every event of the submission's runs after event ``after``, until the stream's ``end`` (every
         run finished). A broken or closed stream is reopened with Last-Event-ID, so no event is lost or
         repeated; RemoteError after RECONNECTS tries in a row that bring nothing."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.accounts import Accounts
+from gateway.authority import ANONYMOUS, FORBIDDEN, OPERATOR, Caller, require_admin
 from gateway.backends.base import Backend, JobRequest
 from gateway.backends.local import LocalBackend
 from gateway.backends.slurm import SlurmBackend
@@ -70,18 +71,24 @@ from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
 from gateway.transport.ssh import SSHTransport
 from gateway.validation import (
+    FULL_RUN_ID,
     MAX_REASON_CHARS,
     RUN_ID_PREFIX,
+    check_account,
     check_code,
     check_name,
     check_text,
+    public_submission_key,
     shown,
 )
 
 log = logging.getLogger(__name__)
 
 __all__ = [  # with the store's typed rows that this API returns, so front ends never import the store
+    "ANONYMOUS",
     "LOCAL_GPU_LABEL",
+    "OPERATOR",
+    "Caller",
     "Claim",
     "EventCallback",
     "Gateway",
@@ -119,6 +126,18 @@ class SubmitRequest:
     site: str | None = None  # None: routed among the sites offering gpu_type; the local site without one
     gpu_type: str | None = None
     mode: Mode = "leaderboard"
+    # the submitter holds an admin's rights, as its front end established (gateway.authority): naming a
+    # site, a hidden leaderboard, making a leaderboard from a task
+    admin: bool = False
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.user, self.admin)
+
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether it runs on the gateway's own machine (the built-in local site)."""
+        return self.site in (None, LOCAL_SITE_NAME) and self.gpu_type in (None, LOCAL_GPU_LABEL)
 
 
 @dataclass(frozen=True)
@@ -135,6 +154,7 @@ class Submission:
     id: int
     leaderboard: str | None
     runs: list[QueuedRun]
+    public_id: str = ""  # what users see and ask for (ids are not guessable from one another)
 
     @property
     def run_ids(self) -> list[str]:
@@ -295,11 +315,23 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
     # -- submissions --------------------------------------------------------------------------------
 
     def _check_request(self, request: SubmitRequest) -> None:
-        """Names and code as the store can keep them verbatim, or a UserError saying what is wrong."""
-        check_name("user name", request.user)
+        """Names and code as the store can keep them verbatim, or a UserError saying what is wrong; and
+        the one authority check of a submission: naming a site (the local one included) is an admin's."""
+        check_account(request.user)
         if request.leaderboard is not None:
             check_name("leaderboard name", request.leaderboard)
         check_code(request.code, request.file_name, self.settings.max_submission_bytes)
+        if request.site is not None:
+            require_admin(
+                request.caller,
+                "naming a site is for the gateway's admins: leave the site out, and the gateway routes "
+                "the run to a site with the GPU type",
+            )
+        if request.gpu_type == LOCAL_GPU_LABEL or (request.site is None and request.gpu_type is None):
+            require_admin(
+                request.caller,
+                "runs on the gateway's own machine are for its admins: give a GPU type the leaderboard ranks",
+            )
 
     async def _resolve_task(self, request: SubmitRequest) -> tuple[TaskDefinition, LeaderboardRecord | None]:
         if self.store is None:
@@ -310,10 +342,15 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
         if name is None:
             raise UserError("give --task or --leaderboard")
         board = await self.store.get_leaderboard(name)
+        if board is not None and board.visibility == "hidden" and not request.admin:
+            board = None  # answered as a board that does not exist
         if board is None:
-            if request.task is None:
-                raise UserError(f"no leaderboard named {shown(name)}; give --task to create it")
-            board = await self.create_leaderboard(name, request.task, creator=request.user)
+            if request.task is None or not request.admin:
+                hint = "; give --task to create it" if request.admin else ""
+                raise NotFoundError(f"no leaderboard named {shown(name)}{hint}")
+            board = await self.create_leaderboard(
+                name, request.task, creator=request.user, caller=request.caller
+            )
         return TaskDefinition.from_json(board.task), board
 
     def _gpu_type(self, request: SubmitRequest, board: LeaderboardRecord | None) -> str:
@@ -331,10 +368,9 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
             gpu = request.gpu_type
             if gpu not in self.known_gpu_types():
                 raise self._unknown_gpu(gpu)
-        if board is not None and board.gpu_types and gpu not in board.gpu_types:
-            raise UserError(
-                f"leaderboard {board.name} does not rank {gpu}; it ranks {', '.join(board.gpu_types)}"
-            )
+        if board is not None and gpu not in board.gpu_types:
+            ranks = ", ".join(board.gpu_types) or "no GPU type (an admin gives it some)"
+            raise UserError(f"leaderboard {board.name} does not rank {shown(gpu)}; it ranks {ranks}")
         return gpu
 
     async def enqueue(self, request: SubmitRequest) -> Submission:
@@ -357,6 +393,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
             NewRun(str(uuid.uuid4()), request.mode, gpu, secrets.token_hex(32), secret, request.site)
             for secret in ([False, True] if secret_too else [False])
         ]
+        public_id = secrets.token_hex(16)
         submission_id = await store.create_submission(
             request.user,
             board.id if board else None,
@@ -365,18 +402,21 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
             request.code,
             request.mode,
             runs,
+            public_id=public_id,
         )
         return Submission(
             submission_id,
             board.name if board else None,
             [QueuedRun(r.run_id, gpu, r.secret) for r in runs],
+            public_id,
         )
 
     async def submit(self, request: SubmitRequest, on_event: EventCallback | None = None) -> RunReport:
         """Enqueue a submission and see it through in this process (as a worker for its own runs; a
         worker elsewhere may take some, and they are followed); return the public run's report with the
         secret rerun's verdict. Without a database the run goes straight to its site."""
-        if self.store is None:
+        if self.store is None or (request.admin and request.on_this_machine):
+            # a run on this machine is never a leaderboard's (no GPU type of one): it is not recorded
             return await self._run_direct(request, on_event)
         from gateway.worker import Worker  # the worker drives this service: imported late, not circularly
 
@@ -397,7 +437,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
 
         store = self._require_store()
         if run_ids:
-            wanted = [(await self.run(run_id)) for run_id in run_ids]
+            wanted = [(await self.run(run_id, caller=OPERATOR)) for run_id in run_ids]
         else:
             wanted = await store.list_runs(unfinished=True, site=site, limit=10_000)
         pending = [r.run_id for r in wanted if r.finished_at is None and (site is None or r.site == site)]
@@ -406,7 +446,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
 
     async def _run_direct(self, request: SubmitRequest, on_event: EventCallback | None) -> RunReport:
         self._check_request(request)
-        task, _ = await self._resolve_task(request)
+        task = request.task if request.task is not None else (await self._resolve_task(request))[0]
         choice = await self.route(request.site, request.gpu_type, request.leaderboard)
         run_id = str(uuid.uuid4())
         report = RunReport(
@@ -446,31 +486,44 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
         """The recorded events of these runs (full ids) after event ``after_id``, oldest first."""
         return await self._require_store().events(run_ids, after_id)
 
-    async def submission_runs(self, submission_id: int) -> list[RunRecord]:
-        """A submission's runs: the public run(s) first, then the secret rerun."""
-        runs = await self._require_store().submission_runs(submission_id)
-        if not runs:
-            raise NotFoundError(f"no submission {submission_id}")
+    async def submission_runs(self, submission: str | int, *, caller: Caller) -> list[RunRecord]:
+        """A submission's runs, the public run(s) first, then the secret rerun: by its public id, or (for
+        admins) its number. Anything else, or a hidden board's to a non-admin, is 'not found'."""
+        key = public_submission_key(submission, caller.admin)
+        runs = await self._require_store().submission_runs(key) if key is not None else []
+        if not runs or (runs[0].hidden and not caller.admin):
+            raise NotFoundError(f"no submission {shown(str(submission))}")
         return runs
 
     async def queue_position(self, run_id: str) -> int | None:
         """A queued run's place in line for a worker (1: next); None once a worker has it."""
         return await self._require_store().queue_position(run_id)
 
-    async def run(self, run_id: str) -> RunRecord:
-        """One run by its id, or by the first characters of it as tables show."""
+    async def run(self, run_id: str, *, caller: Caller) -> RunRecord:
+        """One run by its id; admins may give the first characters of it, as tables show (others must
+        give the whole id: prefixes would let anyone walk the runs). A hidden board's run is 'not found'
+        to all but admins."""
         store = self._require_store()
         wanted = run_id.strip().lower()
+        missing = NotFoundError(f"no run with id {shown(run_id)}")
+        if not caller.admin:
+            if not FULL_RUN_ID.fullmatch(wanted):
+                raise missing
+            record = await store.get_run(wanted)
+            if record is None or record.hidden:
+                raise missing
+            return record
         if not RUN_ID_PREFIX.fullmatch(wanted):
             raise UserError(f"{shown(run_id)} is not a run id: give the id, or its first characters (hex)")
         matches = await store.find_runs(wanted)
         if not matches:
-            raise NotFoundError(f"no run with id {shown(run_id)}")
+            raise missing
         if len(matches) > 1 and wanted not in matches:
             raise UserError(f"{shown(run_id)} matches several runs: give more of the id")
-        record = await store.get_run(matches[0])
-        assert record is not None
-        return record
+        found = await store.get_run(matches[0])
+        if found is None:
+            raise missing
+        return found
 
     async def runs(
         self,
@@ -481,9 +534,11 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
         site: str | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        caller: Caller,
     ) -> list[RunRecord]:
         """Runs, newest first: of a leaderboard, a user, a site, unfinished ones, queued since; at most
-        ``limit``."""
+        ``limit``. Listing every user's runs is an admin's."""
+        require_admin(caller, "listing runs is for the gateway's admins")
         for what, value in (("leaderboard name", leaderboard), ("user name", user), ("site name", site)):
             if value is not None:
                 check_name(what, value)
@@ -493,14 +548,17 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
             leaderboard=leaderboard, user=user, unfinished=unfinished, site=site, since=since, limit=limit
         )
 
-    async def run_events(self, run_id: str) -> list[RunEvent]:
-        """Every recorded event of one run (by id or prefix), oldest first."""
-        record = await self.run(run_id)
+    async def run_events(self, run_id: str, *, caller: Caller) -> list[RunEvent]:
+        """Every recorded event of one run (by id, or prefix for admins), oldest first."""
+        record = await self.run(run_id, caller=caller)
         return await self._require_store().events([record.run_id])
 
-    async def cancel_run(self, run_id: str) -> str:
-        """Cancel a run: at once if no worker started it, else its worker cancels the job; says which."""
-        record = await self.run(run_id)
+    async def cancel_run(self, run_id: str, *, caller: Caller) -> str:
+        """Cancel a run (one's own; admins any): at once if no worker started it, else its worker
+        cancels the job; says which."""
+        record = await self.run(run_id, caller=caller)
+        if not caller.may_act_for(record.account):
+            raise RefusedError("you can cancel only your own runs", FORBIDDEN)
         outcome = await self._require_store().request_cancel(record.run_id)
         return {
             "queued": f"run {record.run_id} was cancelled before it started",
@@ -510,8 +568,11 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
             "unknown": f"no run with id {record.run_id}",
         }[outcome]
 
-    async def set_drained(self, site: str, drained: bool, reason: str | None = None) -> None:
+    async def set_drained(
+        self, site: str, drained: bool, reason: str | None = None, *, caller: Caller
+    ) -> None:
         """Drain a site (routing skips it; its running jobs go on) or open it again."""
+        require_admin(caller, "draining sites is for the gateway's admins")
         if self.site(site).kind == "local":
             raise UserError("the built-in local site cannot be drained")
         if reason is not None:

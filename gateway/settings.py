@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         description="a claim not renewed for this long is taken over by another worker; keep it above "
         "the submit timeout (30 s) so a worker killed mid-sbatch is not raced",
     )
+    worker_runs_local: bool = Field(
+        default=False,
+        description="let this gateway's workers run queued submissions on their own machine (the "
+        "built-in local site), which holds the database URL and every site's keys; off: such runs fail "
+        "with a message saying so (`gateway submit` on this machine still runs its own local runs)",
+    )
 
     routing_policy_file: Path | None = Field(
         default=None,

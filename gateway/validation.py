@@ -14,6 +14,21 @@ VISIBILITIES = ("public", "hidden")
 JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: format characters that names may hold
 _JOINERS = dict.fromkeys(map(ord, JOINERS))
 RUN_ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")  # a run id (a UUID) or its first characters
+FULL_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+PUBLIC_SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")  # submissions.public_id: 128 random bits, hex
+MAX_BIGINT = 2**63 - 1
+
+
+def public_submission_key(submission: str | int, by_number: bool) -> str | int | None:
+    """What a submission is looked up by: its public id (32 hex digits), or, where ``by_number`` (admins),
+    its number too. None for anything else (it names no submission: 'not found', never an error of the
+    database)."""
+    text = str(submission).strip().lower()
+    if PUBLIC_SUBMISSION_ID.fullmatch(text):
+        return text
+    if by_number and text.isascii() and text.isdigit() and 0 < int(text) <= MAX_BIGINT:
+        return int(text)
+    return None
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -37,6 +52,17 @@ def check_name(what: str, name: str, limit: int = MAX_NAME_CHARS) -> None:
             f"{what} {shown(name)} ({len(name)} characters) cannot be used: one line of printable "
             f"characters, not blank, at most {limit}"
         )
+
+
+DISCORD_ACCOUNT = re.compile(r"discord:[0-9]{1,20}")
+
+
+def check_account(name: str) -> None:
+    """An account name (users.name): a name (``check_name``); one in Discord's namespace is exactly
+    'discord:<user id>', the account of that Discord user."""
+    check_name("user name", name)
+    if name.startswith("discord:") and not DISCORD_ACCOUNT.fullmatch(name):
+        raise UserError(f"user name {shown(name)}: names starting 'discord:' are 'discord:<Discord user id>'")
 
 
 def check_text(what: str, text: str, limit: int) -> None:

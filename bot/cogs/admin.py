@@ -1,8 +1,10 @@
-"""/admin: leaderboards, bans, sites, runs and stats, for members holding the configured admin role.
+"""/admin: leaderboards, bans, sites, runs and stats, for members of a configured guild holding a
+configured admin role id (bot.identity).
 
-The role check runs on every /admin command (``interaction_check``); the commands are also hidden from
-members without Manage Server by default, which a server's admins may change in its integration settings,
-never loosening the role check."""
+The check runs on every /admin command (``interaction_check``), the service checks the caller again, and
+the autocompletes offer nothing to others; the commands are also hidden from members without Manage
+Server by default, which a server's admins may change in its integration settings, never loosening the
+check."""
 
 from __future__ import annotations
 
@@ -14,22 +16,17 @@ from discord.ext import commands
 
 from bot.client import answer_in_time, reply
 from bot.cogs.autocomplete import leaderboard_names, site_names, task_directories
-from bot.cogs.leaderboard import user_name
 from bot.errors import NotAdminError
+from bot.identity import caller_of, is_admin
 from bot.render import sites_embed, stats_embed, text
 from gateway.errors import UserError
 from gateway.formatting import parse_deadline
+from gateway.service import Caller
 from gateway.task_archive import check_archive
 from gateway.tasks import TaskDefinition
 
 if TYPE_CHECKING:
     from bot.client import GatewayBot
-
-
-def holds_role(member: discord.abc.User, role: str) -> bool:
-    """Whether a server member holds the role, named or given by id (a user outside a server never does)."""
-    roles = getattr(member, "roles", None) or []
-    return any(r.name == role or str(r.id) == role for r in roles)
 
 
 @app_commands.guild_only()
@@ -41,9 +38,12 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if not holds_role(interaction.user, self.bot.settings.admin_role):
-            raise NotAdminError(self.bot.settings.admin_role)
+        if not is_admin(interaction, self.bot.settings):
+            raise NotAdminError()
         return True
+
+    async def _caller(self, interaction: discord.Interaction) -> Caller:
+        return await caller_of(interaction, self.gateway, self.bot.settings)
 
     @app_commands.command(
         description="Create a leaderboard from a task directory or an uploaded task archive"
@@ -71,8 +71,15 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
         closes = parse_deadline(deadline) if deadline else None
         definition = await self._task(task, archive)
         gpu_types = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+        caller = await self._caller(interaction)
         board = await self.gateway.create_leaderboard(
-            name, definition, gpu_types, deadline=closes, creator=user_name(interaction.user), exist_ok=False
+            name,
+            definition,
+            gpu_types,
+            deadline=closes,
+            creator=caller.account,
+            exist_ok=False,
+            caller=caller,
         )
         await interaction.edit_original_response(
             content=f"✅ leaderboard **{text(board.name)}** created: task {text(definition.name)}, "
@@ -93,7 +100,9 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
     async def delete(self, interaction: discord.Interaction, name: str, confirm: str) -> None:
         if confirm != name:
             raise UserError("nothing deleted: confirm must repeat the leaderboard's name exactly")
-        submissions, runs = await self.gateway.delete_leaderboard(name)
+        submissions, runs = await self.gateway.delete_leaderboard(
+            name, caller=await self._caller(interaction)
+        )
         await interaction.response.send_message(
             f"🗑️ deleted {text(name)}: {submissions} submissions, {runs} runs", ephemeral=True
         )
@@ -103,21 +112,23 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
     @app_commands.autocomplete(name=leaderboard_names)
     async def deadline(self, interaction: discord.Interaction, name: str, when: str) -> None:
         closes = None if when.strip().lower() == "none" else parse_deadline(when)
-        board = await self.gateway.set_deadline(name, closes)
+        board = await self.gateway.set_deadline(name, closes, caller=await self._caller(interaction))
         shown = discord.utils.format_dt(board.deadline, "F") if board.deadline else "never"
         await interaction.response.send_message(f"⏰ {text(board.name)} closes: {shown}", ephemeral=True)
 
     @app_commands.command(description="Ban a user from submitting")
     async def ban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        changed = await self.gateway.set_banned(user_name(user), True)
+        account = await self.gateway.discord_user(user.id, user.name)  # by id: a rename keeps the ban
+        changed = await self.gateway.set_banned(account.name, True, caller=await self._caller(interaction))
         state = "is now banned" if changed else "was banned already"
-        await interaction.response.send_message(f"🔨 {text(user_name(user))} {state}", ephemeral=True)
+        await interaction.response.send_message(f"🔨 {text(user.name)} {state}", ephemeral=True)
 
     @app_commands.command(description="Lift a user's ban")
     async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        changed = await self.gateway.set_banned(user_name(user), False)
+        account = await self.gateway.discord_user(user.id, user.name)
+        changed = await self.gateway.set_banned(account.name, False, caller=await self._caller(interaction))
         state = "may submit again" if changed else "was not banned"
-        await interaction.response.send_message(f"🕊️ {text(user_name(user))} {state}", ephemeral=True)
+        await interaction.response.send_message(f"🕊️ {text(user.name)} {state}", ephemeral=True)
 
     @app_commands.command(description="The Slurm sites and their health")
     async def sites(self, interaction: discord.Interaction) -> None:
@@ -127,18 +138,21 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
     @app_commands.command(description="Stop routing new runs to a site (its running jobs go on)")
     @app_commands.autocomplete(site=site_names)
     async def drain(self, interaction: discord.Interaction, site: str, reason: str | None = None) -> None:
-        await self.gateway.set_drained(site, True, reason)
+        await self.gateway.set_drained(site, True, reason, caller=await self._caller(interaction))
         await interaction.response.send_message(f"🚧 {text(site)} is drained", ephemeral=True)
 
     @app_commands.command(description="Route runs to a drained site again")
     @app_commands.autocomplete(site=site_names)
     async def resume(self, interaction: discord.Interaction, site: str) -> None:
-        await self.gateway.set_drained(site, False)
+        await self.gateway.set_drained(site, False, caller=await self._caller(interaction))
         await interaction.response.send_message(f"🟢 {text(site)} takes runs again", ephemeral=True)
 
     @app_commands.command(description="Cancel a run (its id, or its first characters)")
     async def cancel(self, interaction: discord.Interaction, run: str) -> None:
-        outcome = await answer_in_time(interaction, self.gateway.cancel_run(run), ephemeral=True)
+        caller = await self._caller(interaction)
+        outcome = await answer_in_time(
+            interaction, self.gateway.cancel_run(run, caller=caller), ephemeral=True
+        )
         await reply(interaction, f"🛑 {text(outcome, 500)}")
 
     @app_commands.command(description="Totals, unfinished runs and per-site numbers of the last day")

@@ -1,4 +1,7 @@
-"""Autocompletion shared by the cogs: leaderboard names, a leaderboard's GPU types, task directories."""
+"""Autocompletion shared by the cogs: leaderboard names, a leaderboard's GPU types, task directories, sites.
+
+Each offers only what the caller may see: hidden boards, sites and task directories only to admins (an
+autocomplete runs no command check of its own)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ import logging
 import discord
 from discord import app_commands
 
+from bot.identity import reader_of
+from bot.settings import BotSettings
 from gateway.errors import GatewayError
-from gateway.service import Gateway
+from gateway.service import LOCAL_GPU_LABEL, Caller, Gateway
 
 log = logging.getLogger(__name__)
 MAX_CHOICES = 25  # Discord shows at most 25
@@ -25,9 +30,14 @@ def _gateway(interaction: discord.Interaction) -> Gateway:
     return gateway
 
 
+def _reader(interaction: discord.Interaction) -> Caller:
+    settings: BotSettings = interaction.client.settings  # type: ignore[attr-defined]
+    return reader_of(interaction, settings)
+
+
 async def leaderboard_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     try:
-        boards = await _gateway(interaction).leaderboards()
+        boards = await _gateway(interaction).leaderboards(caller=_reader(interaction))
     except GatewayError as exc:  # an autocomplete that fails shows nothing; the command still works
         log.warning("leaderboard autocomplete: %s", exc)
         return []
@@ -38,18 +48,22 @@ async def gpu_types(interaction: discord.Interaction, current: str) -> list[app_
     """The GPU types of the leaderboard already chosen in the command, else every type a site offers."""
     gateway = _gateway(interaction)
     board = getattr(interaction.namespace, "leaderboard", None)
-    offered = gateway.known_gpu_types()
+    offered = [gpu for gpu in gateway.known_gpu_types() if gpu != LOCAL_GPU_LABEL]
     if isinstance(board, str) and board:
         try:
-            offered = (await gateway.get_leaderboard(board)).gpu_types or offered
+            offered = (await gateway.get_leaderboard(board, caller=_reader(interaction))).gpu_types
         except GatewayError:
             pass
     return _choices(offered, current)
 
 
 async def task_directories(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    if not _reader(interaction).admin:
+        return []
     return _choices(_gateway(interaction).task_directories(), current)
 
 
 async def site_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    if not _reader(interaction).admin:
+        return []
     return _choices(sorted(_gateway(interaction).sites), current)

@@ -10,23 +10,19 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import answer_in_time, reply
-from bot.cogs.autocomplete import gpu_types, leaderboard_names
+from bot.cogs.autocomplete import gpu_types, leaderboard_names, site_names
+from bot.identity import caller_of, reader_of
 from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
 from bot.render import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
 from gateway.errors import NotFoundError, UserError
-from gateway.service import Submission, SubmitRequest, as_mode
+from gateway.service import Caller, Submission, SubmitRequest, as_mode
 from gateway.validation import check_upload_name, decode_upload
 
 if TYPE_CHECKING:
     from bot.client import GatewayBot
 
 ModeName = Literal["test", "benchmark", "leaderboard", "profile"]
-
-
-def user_name(user: discord.abc.User) -> str:
-    """A Discord user's name in the gateway: their unique Discord username."""
-    return user.name
 
 
 class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_description="Kernel leaderboards"):
@@ -41,8 +37,9 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         leaderboard="the leaderboard to submit to",
         gpu="the GPU type to run on",
         mode="test: correctness only; benchmark: timings; leaderboard: ranked; profile: a profile",
+        site="a site by name (admins only; default: routed by the GPU type)",
     )
-    @app_commands.autocomplete(leaderboard=leaderboard_names, gpu=gpu_types)
+    @app_commands.autocomplete(leaderboard=leaderboard_names, gpu=gpu_types, site=site_names)
     async def submit(
         self,
         interaction: discord.Interaction,
@@ -50,12 +47,13 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         leaderboard: str,
         gpu: str,
         mode: ModeName = "leaderboard",
+        site: str | None = None,
     ) -> None:
-        user = user_name(interaction.user)
+        caller = await caller_of(interaction, self.gateway, self.bot.settings)
         submission = await answer_in_time(
-            interaction, self._enqueue(file, leaderboard, gpu, mode, user), ephemeral=False
+            interaction, self._enqueue(file, leaderboard, gpu, mode, site, caller), ephemeral=False
         )
-        status = SubmissionStatus.of(submission, user, file.filename, mode)
+        status = SubmissionStatus.of(submission, interaction.user.name, file.filename, mode)
         status.queue_position = await self.gateway.queue_position(submission.public_run.run_id)
         await reply(interaction, embed=submission_embed(status), ephemeral=False)
         settings = self.bot.settings
@@ -63,32 +61,41 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
             self.gateway,
             status,
             SubmissionMessage(interaction),
+            caller=caller,
             edit_interval_s=settings.edit_interval_s,
             position_interval_s=settings.position_interval_s,
         )
         self.bot.follow(follower.run())
 
     async def _enqueue(
-        self, file: discord.Attachment, leaderboard: str, gpu: str, mode: str, user: str
+        self,
+        file: discord.Attachment,
+        leaderboard: str,
+        gpu: str,
+        mode: str,
+        site: str | None,
+        caller: Caller,
     ) -> Submission:
         limit = self.gateway.settings.max_submission_bytes
-        task = await self.gateway.task_of(leaderboard)
+        task = await self.gateway.task_of(leaderboard, caller=caller)
         check_upload_name(file.filename, file.size, task.lang, limit)  # before downloading anything
         code = decode_upload(await file.read(), file.filename, limit)
         return await self.gateway.enqueue(
             SubmitRequest(
                 code=code,
                 file_name=file.filename,
-                user=user,
+                user=caller.account or "",
                 leaderboard=leaderboard,
+                site=site,
                 gpu_type=gpu,
                 mode=as_mode(mode),
+                admin=caller.admin,
             )
         )
 
     @app_commands.command(name="list", description="The open leaderboards")
     async def list_(self, interaction: discord.Interaction) -> None:
-        boards = await self.gateway.leaderboards()
+        boards = await self.gateway.leaderboards(caller=reader_of(interaction, self.bot.settings))
         await interaction.response.send_message(embed=leaderboards_embed(boards))
 
     @app_commands.command(description="A leaderboard's top entries per GPU type")
@@ -101,21 +108,24 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         gpu: str | None = None,
         top: app_commands.Range[int, 1, 25] = 10,
     ) -> None:
-        view = await self.gateway.leaderboard(leaderboard, recent=0, top=top, gpu=gpu)
+        reader = reader_of(interaction, self.bot.settings)
+        view = await self.gateway.leaderboard(leaderboard, recent=0, top=top, gpu=gpu, caller=reader)
         await interaction.response.send_message(embed=leaderboard_embed(view))
 
     @app_commands.command(name="show-personal", description="Your own runs on a leaderboard")
     @app_commands.autocomplete(leaderboard=leaderboard_names)
     async def show_personal(self, interaction: discord.Interaction, leaderboard: str) -> None:
-        user = user_name(interaction.user)
-        runs = await self.gateway.history(leaderboard, user)
-        await interaction.response.send_message(embed=personal_embed(leaderboard, user, runs), ephemeral=True)
+        caller = await caller_of(interaction, self.gateway, self.bot.settings)
+        runs = await self.gateway.history(leaderboard, caller.account or "", caller=caller)
+        embed = personal_embed(leaderboard, interaction.user.name, runs)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(
         description="Your API token for the web API and `gateway login` (replaces the old one)"
     )
     async def token(self, interaction: discord.Interaction) -> None:
-        made = await self.gateway.create_token(user_name(interaction.user))
+        caller = await caller_of(interaction, self.gateway, self.bot.settings)
+        made = await self.gateway.create_token(caller.account or "", caller=caller)
         await interaction.response.send_message(
             "Your API token, shown once and only to you (it replaces any earlier one; "
             "`/leaderboard revoke-token` revokes it):\n"
@@ -126,8 +136,9 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
 
     @app_commands.command(name="revoke-token", description="Revoke your API token")
     async def revoke_token(self, interaction: discord.Interaction) -> None:
+        caller = await caller_of(interaction, self.gateway, self.bot.settings)
         try:
-            revoked = await self.gateway.revoke_token(user_name(interaction.user))
+            revoked = await self.gateway.revoke_token(caller.account or "", caller=caller)
         except NotFoundError:  # never submitted nor made a token
             revoked = False
         await interaction.response.send_message(
@@ -137,7 +148,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
     @app_commands.command(description="A leaderboard's task: its description and the starter file")
     @app_commands.autocomplete(leaderboard=leaderboard_names)
     async def task(self, interaction: discord.Interaction, leaderboard: str) -> None:
-        task = await self.gateway.task_of(leaderboard)
+        task = await self.gateway.task_of(leaderboard, caller=reader_of(interaction, self.bot.settings))
         files = [_template_file(task.submission_name, task.starter[1])] if task.starter else []
         await interaction.response.send_message(embed=task_embed(leaderboard, task), files=files)
 
@@ -147,7 +158,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
     async def template(
         self, interaction: discord.Interaction, leaderboard: str, language: str | None = None
     ) -> None:
-        task = await self.gateway.task_of(leaderboard)
+        task = await self.gateway.task_of(leaderboard, caller=reader_of(interaction, self.bot.settings))
         if not task.templates:
             raise UserError(f"the task of {leaderboard} has no template; see /leaderboard task")
         if language is None:

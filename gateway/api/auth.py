@@ -1,7 +1,10 @@
-"""Who is asking: a user's API token, or the admin token, as `Authorization: Bearer <token>`.
+"""Who is asking: a user's API token, or the admin token, as `Authorization: Bearer <token>`, turned into
+the service's ``Caller`` (gateway.authority), which the service checks.
 
 User tokens are looked up by their SHA-256 hash (gateway.accounts); the admin token is compared in
-constant time. A missing, unknown or revoked token is 401 with a message saying how to get one; a user
+constant time. A user token carries an admin's rights when its account is an admin's (`gateway users
+admin NAME`). Reading needs no token (anonymous: public boards only); a token that is sent must be
+valid. A missing, unknown or revoked token is 401 with a message saying how to get one; a non-admin
 token on an admin endpoint is 403."""
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.service import Gateway, UserRecord
+from gateway.service import ANONYMOUS, Caller, Gateway, UserRecord
 from gateway.settings import Settings
 
 bearer = HTTPBearer(auto_error=False, description="a user's API token, or the admin token")
@@ -60,21 +63,30 @@ async def current_user(request: Request, credentials: Credentials) -> UserRecord
     return user
 
 
-async def optional_admin(request: Request, credentials: Credentials) -> bool:
-    """True when the request carries the admin token (hidden leaderboards are shown to it)."""
-    return credentials is not None and is_admin_token(settings_of(request), credentials.credentials)
-
-
-async def require_admin(request: Request, credentials: Credentials) -> None:
-    settings = settings_of(request)
+async def optional_caller(request: Request, credentials: Credentials) -> Caller:
+    """Who reads: anonymous without a token; the admin token's or a user token's caller with one."""
     if credentials is None:
-        raise HTTPException(401, "admin endpoints need the admin token as a Bearer token")
-    if settings.admin_token is None:
-        raise HTTPException(403, "no admin token is configured on this gateway (GATEWAY_ADMIN_TOKEN)")
-    if not is_admin_token(settings, credentials.credentials):
-        raise HTTPException(403, "this endpoint needs the admin token, not a user's token")
+        return ANONYMOUS
+    if is_admin_token(settings_of(request), credentials.credentials):
+        return Caller(None, admin=True)
+    user = await current_user(request, credentials)
+    return Caller(user.name, user.admin)
+
+
+async def require_admin(request: Request, credentials: Credentials) -> Caller:
+    """The admin token, or an admin account's token; 401 without a token, 403 with another one."""
+    if credentials is None:
+        raise HTTPException(
+            401, "admin endpoints need the admin token (or an admin's token) as a Bearer token"
+        )
+    caller = await optional_caller(request, credentials)
+    if not caller.admin:
+        configured = "" if settings_of(request).admin_token else " (and no GATEWAY_ADMIN_TOKEN is configured)"
+        raise HTTPException(403, f"this endpoint is for the gateway's admins{configured}")
+    return caller
 
 
 Service = Annotated[Gateway, Depends(_service)]
 User = Annotated[UserRecord, Depends(current_user)]
-IsAdmin = Annotated[bool, Depends(optional_admin)]
+Viewer = Annotated[Caller, Depends(optional_caller)]
+Admin = Annotated[Caller, Depends(require_admin)]

@@ -16,7 +16,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Iterator
 
 from gateway.errors import GatewayError
-from gateway.service import Gateway, RunEvent
+from gateway.service import OPERATOR, Gateway, RunEvent
 
 log = logging.getLogger(__name__)
 SAFETY_REREAD_S = 5.0
@@ -78,7 +78,7 @@ class EventHub:
             self._board_of.move_to_end(run_id)
             return self._board_of[run_id]
         try:
-            board = (await self.gateway.run(run_id)).leaderboard
+            board = (await self.gateway.run(run_id, caller=OPERATOR)).leaderboard
         except GatewayError:
             return None
         self._board_of[run_id] = board

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from gateway.api.auth import IsAdmin, Service
+from gateway.api.auth import Service, Viewer
 from gateway.api.schemas import (
     ErrorOut,
     GpuTypeOut,
@@ -24,19 +24,10 @@ from gateway.api.schemas import (
     submission_out,
     summary_out,
 )
-from gateway.errors import GatewayError, NotFoundError
-from gateway.service import LOCAL_GPU_LABEL, Gateway, LeaderboardRecord
-from gateway.validation import shown
+from gateway.errors import GatewayError
+from gateway.service import LOCAL_GPU_LABEL
 
 router = APIRouter(prefix="/api", responses={404: {"model": ErrorOut}, 400: {"model": ErrorOut}})
-
-
-async def visible_board(gateway: Gateway, name: str, admin: bool) -> LeaderboardRecord:
-    """A leaderboard as this caller may see it: a hidden one is 'not found' to all but the admin."""
-    board = await gateway.get_leaderboard(name)
-    if board.visibility == "hidden" and not admin:
-        raise NotFoundError(f"no leaderboard named {shown(name)}")
-    return board
 
 
 @router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut}}, tags=["meta"])
@@ -50,17 +41,17 @@ async def health(gateway: Service) -> HealthOut:
 
 
 @router.get("/leaderboards", response_model=list[LeaderboardOut], tags=["leaderboards"])
-async def leaderboards(gateway: Service, admin: IsAdmin) -> list[LeaderboardOut]:
+async def leaderboards(gateway: Service, viewer: Viewer) -> list[LeaderboardOut]:
     """Every public leaderboard (hidden ones too for the admin token), by name."""
-    return [summary_out(s) for s in await gateway.leaderboards(include_hidden=admin)]
+    return [summary_out(s) for s in await gateway.leaderboards(caller=viewer)]
 
 
 @router.get("/leaderboards/{name}", response_model=LeaderboardOut, tags=["leaderboards"])
-async def leaderboard(name: str, gateway: Service, admin: IsAdmin) -> LeaderboardOut:
+async def leaderboard(name: str, gateway: Service, viewer: Viewer) -> LeaderboardOut:
     """One leaderboard: description, GPU types, deadline, rate limits."""
-    board = await visible_board(gateway, name, admin)
-    summary = await gateway.leaderboard_summary(board.name)
-    out = board_out(board, await gateway.rate_limits(board.name))
+    board = await gateway.get_leaderboard(name, caller=viewer)
+    summary = await gateway.leaderboard_summary(board.name, caller=viewer)
+    out = board_out(board, await gateway.rate_limits(board.name, caller=viewer))
     out.submissions, out.runs = summary.submissions, summary.runs
     return out
 
@@ -69,12 +60,12 @@ async def leaderboard(name: str, gateway: Service, admin: IsAdmin) -> Leaderboar
 async def ranking(
     name: str,
     gateway: Service,
-    admin: IsAdmin,
+    viewer: Viewer,
     gpu: Annotated[str | None, Query(description="one GPU type (default: each one ranked)")] = None,
     top: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RankingOut]:
     """The ranking per GPU type: each user's best score whose secret rerun also passed, best first."""
-    board = await visible_board(gateway, name, admin)
+    board = await gateway.get_leaderboard(name, caller=viewer)
     return [
         RankingOut(
             leaderboard=board.name,
@@ -90,21 +81,21 @@ async def ranking(
 async def timeline(
     name: str,
     gateway: Service,
-    admin: IsAdmin,
+    viewer: Viewer,
     gpu: Annotated[str, Query(description="the GPU type")],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 2000,
 ) -> list[ScorePointOut]:
     """Every ranked run on one GPU type, oldest first: the data of the score-over-time charts."""
-    board = await visible_board(gateway, name, admin)
-    return [point_out(p) for p in await gateway.score_timeline(board.name, gpu, limit)]
+    board = await gateway.get_leaderboard(name, caller=viewer)
+    return [point_out(p) for p in await gateway.score_timeline(board.name, gpu, limit, caller=viewer)]
 
 
 @router.get("/leaderboards/{name}/runs", response_model=list[RunOut], tags=["leaderboards"])
 async def recent_runs(
-    name: str, gateway: Service, admin: IsAdmin, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    name: str, gateway: Service, viewer: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20
 ) -> list[RunOut]:
     """The leaderboard's latest public runs, newest first, queued and running ones included."""
-    board = await visible_board(gateway, name, admin)
+    board = await gateway.get_leaderboard(name, caller=viewer)
     return [run_out(run) for run in await gateway.recent_runs(board, limit)]
 
 
@@ -121,12 +112,13 @@ async def gpu_types(gateway: Service) -> list[GpuTypeOut]:
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut, tags=["runs"])
-async def submission(submission_id: int, gateway: Service) -> SubmissionOut:
-    """A submission and each of its runs."""
-    return submission_out(await gateway.submission_runs(submission_id))
+async def submission(submission_id: str, gateway: Service, viewer: Viewer) -> SubmissionOut:
+    """A submission and each of its runs, by its public id (admins: its number too)."""
+    return submission_out(await gateway.submission_runs(submission_id, caller=viewer))
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])
-async def run(run_id: str, gateway: Service) -> RunOut:
-    """One run by its id (or the first characters of it): state, where it ran, tests, timings, score."""
-    return run_out(await gateway.run(run_id))
+async def run(run_id: str, gateway: Service, viewer: Viewer) -> RunOut:
+    """One run by its id (admins: the first characters of it): state, where it ran, tests, timings,
+    score."""
+    return run_out(await gateway.run(run_id, caller=viewer))

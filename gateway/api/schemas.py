@@ -51,7 +51,7 @@ class BenchmarkOut(BaseModel):
 
 class RunOut(BaseModel):
     run_id: str
-    submission_id: int
+    submission_id: str  # the public id (not guessable from another)
     user: str
     file_name: str
     leaderboard: str | None
@@ -85,7 +85,7 @@ class QueuedRunOut(BaseModel):
 
 
 class SubmittedOut(BaseModel):
-    submission_id: int
+    submission_id: str  # the public id (not guessable from another)
     leaderboard: str | None
     public_run_id: str
     runs: list[QueuedRunOut]
@@ -95,7 +95,7 @@ class SubmittedOut(BaseModel):
 
 
 class SubmissionOut(BaseModel):
-    submission_id: int
+    submission_id: str  # the public id (not guessable from another)
     leaderboard: str | None
     user: str
     file_name: str
@@ -162,8 +162,10 @@ class GpuTypeOut(BaseModel):
 
 
 class UserOut(BaseModel):
-    user: str
+    user: str  # the account ('discord:<id>' for a Discord user)
     banned: bool
+    display_name: str | None = None
+    admin: bool = False
 
 
 class TokenOut(BaseModel):
@@ -201,7 +203,7 @@ def run_out(record: RunRecord) -> RunOut:
         system = report.result.system
     return RunOut(
         run_id=record.run_id,
-        submission_id=record.submission_id,
+        submission_id=record.public_id,
         user=record.user_name,
         file_name=record.file_name,
         leaderboard=record.leaderboard,
@@ -233,7 +235,7 @@ def submission_out(runs: list[RunRecord]) -> SubmissionOut:
     """A submission from its runs (the public run(s) first, as the service lists them)."""
     first = runs[0]
     return SubmissionOut(
-        submission_id=first.submission_id,
+        submission_id=first.public_id,
         leaderboard=first.leaderboard,
         user=first.user_name,
         file_name=first.file_name,

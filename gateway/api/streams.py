@@ -14,11 +14,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from gateway.api.auth import IsAdmin, Service, settings_of
+from gateway.api.auth import Service, Viewer, settings_of
 from gateway.api.hub import EventHub
-from gateway.api.read import visible_board
 from gateway.api.schemas import ErrorOut, event_out
-from gateway.service import LeaderboardRecord, RunRecord
+from gateway.service import OPERATOR, LeaderboardRecord, RunRecord
 
 router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": ErrorOut}})
 BOARD_PING_MIN_INTERVAL_S = 1.0
@@ -47,12 +46,12 @@ async def resume_from(
 After = Annotated[int, Depends(resume_from)]
 
 
-async def _run_of(run_id: str, gateway: Service) -> list[RunRecord]:
-    return [await gateway.run(run_id)]
+async def _run_of(run_id: str, gateway: Service, viewer: Viewer) -> list[RunRecord]:
+    return [await gateway.run(run_id, caller=viewer)]
 
 
-async def _submission_of(submission_id: int, gateway: Service) -> list[RunRecord]:
-    return await gateway.submission_runs(submission_id)
+async def _submission_of(submission_id: str, gateway: Service, viewer: Viewer) -> list[RunRecord]:
+    return await gateway.submission_runs(submission_id, caller=viewer)
 
 
 async def _events(hub: EventHub, runs: list[RunRecord], after: int) -> AsyncIterator[ServerSentEvent]:
@@ -60,7 +59,7 @@ async def _events(hub: EventHub, runs: list[RunRecord], after: int) -> AsyncIter
     async for event in hub.follow(list(secret), after):
         if secret[event.run_id] and event.kind == "progress":
             continue  # a secret rerun's progress would tell its hidden inputs
-        finished = await hub.gateway.run(event.run_id) if event.kind == "finished" else None
+        finished = await hub.gateway.run(event.run_id, caller=OPERATOR) if event.kind == "finished" else None
         out = event_out(event, secret[event.run_id], finished)
         data = out.model_dump(mode="json", exclude=None if finished else {"run"})
         yield ServerSentEvent(data=data, event=event.kind, id=str(event.id))
@@ -88,8 +87,8 @@ async def submission_events(
         yield message
 
 
-async def _board_of(name: str, gateway: Service, admin: IsAdmin) -> LeaderboardRecord:
-    return await visible_board(gateway, name, admin)
+async def _board_of(name: str, gateway: Service, viewer: Viewer) -> LeaderboardRecord:
+    return await gateway.get_leaderboard(name, caller=viewer)
 
 
 @router.get("/leaderboards/{name}/events", response_class=EventSourceResponse)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from gateway.api.auth import Service, User, settings_of
 from gateway.api.limits import too_many
 from gateway.api.schemas import ErrorOut, QueuedRunOut, SubmittedOut, UserOut
-from gateway.service import SubmitRequest, as_mode
+from gateway.service import Caller, SubmitRequest, as_mode
 from gateway.validation import decode_upload
 
 router = APIRouter(
@@ -25,7 +25,7 @@ router = APIRouter(
 @router.get("/me", response_model=UserOut, tags=["users"])
 async def me(user: User) -> UserOut:
     """The user the token belongs to (what `gateway login` checks)."""
-    return UserOut(user=user.name, banned=user.banned)
+    return UserOut(user=user.name, banned=user.banned, display_name=user.shown_name, admin=user.admin)
 
 
 @router.post(
@@ -48,7 +48,7 @@ async def submit(
     leaderboard: Annotated[str, Form(description="the leaderboard to submit to")],
     gpu_type: Annotated[str | None, Form(description="GPU type (default: the board's only one)")] = None,
     mode: Annotated[str, Form(description="test | benchmark | leaderboard | profile")] = "leaderboard",
-    site: Annotated[str | None, Form(description="a site by name (default: routed)")] = None,
+    site: Annotated[str | None, Form(description="a site by name, for admins (default: routed)")] = None,
 ) -> SubmittedOut | JSONResponse:
     """Queue a file for a leaderboard and GPU type; answers at once with the submission and its runs.
 
@@ -68,7 +68,7 @@ async def submit(
         size = f"{file.size} bytes" if file.size is not None else f"over {max_bytes} bytes"
         raise HTTPException(413, f"{name} is {size}; a submission may be at most {max_bytes} bytes")
     code = decode_upload(data, name, max_bytes)
-    board = await gateway.get_leaderboard(leaderboard)
+    board = await gateway.get_leaderboard(leaderboard, caller=Caller(user.name, user.admin))
     gpu = gpu_type
     if gpu is None and len(board.gpu_types) == 1:
         gpu = board.gpu_types[0]
@@ -85,24 +85,23 @@ async def submit(
             site=site,
             gpu_type=gpu,
             mode=run_mode,
+            admin=user.admin,
         )
     )
     public = submission.public_run
     return SubmittedOut(
-        submission_id=submission.id,
+        submission_id=submission.public_id,
         leaderboard=submission.leaderboard,
         public_run_id=public.run_id,
         runs=[QueuedRunOut(run_id=r.run_id, gpu_type=r.gpu_type, secret=r.secret) for r in submission.runs],
         queue_position=await gateway.queue_position(public.run_id),
-        events_url=str(request.url_for("submission_events", submission_id=submission.id).path),
-        page_url=f"/submissions/{submission.id}",
+        events_url=str(request.url_for("submission_events", submission_id=submission.public_id).path),
+        page_url=f"/submissions/{submission.public_id}",
     )
 
 
 @router.post("/runs/{run_id}/cancel", tags=["runs"], responses={403: {"model": ErrorOut}})
 async def cancel(run_id: str, user: User, gateway: Service) -> dict[str, str]:
     """Cancel one of your runs: at once if no worker started it, else its worker cancels the job."""
-    record = await gateway.run(run_id)
-    if record.user_name != user.name:
-        raise HTTPException(403, "you can cancel only your own runs")
-    return {"run_id": record.run_id, "message": await gateway.cancel_run(record.run_id)}
+    caller = Caller(user.name, user.admin)
+    return {"run_id": run_id, "message": await gateway.cancel_run(run_id, caller=caller)}

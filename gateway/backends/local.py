@@ -25,6 +25,19 @@ from gateway.render import TemplateRenderer
 from gateway.states import JobState
 from gateway.transport.local import LocalTransport
 
+# What a local job inherits of the worker's environment: never its database URL, tokens or SSH agent.
+# (The sandbox of each run is docs/security.md's next row; this keeps the worker's secrets out meanwhile.)
+JOB_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+JOB_ENVIRONMENT_PREFIXES = ("CUDA_", "NVIDIA_", "HIP_", "ROCR_")
+
+
+def job_environment() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in JOB_ENVIRONMENT or name.startswith(JOB_ENVIRONMENT_PREFIXES)
+    }
+
 
 class LocalBackend:
     name = "local"
@@ -56,6 +69,7 @@ class LocalBackend:
                     stdout=output_fd,
                     stderr=asyncio.subprocess.STDOUT,
                     cwd=str(paths.root),
+                    env=job_environment(),
                     start_new_session=True,
                 )
             finally:

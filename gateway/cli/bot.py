@@ -7,6 +7,8 @@ import logging
 import signal
 
 import typer
+from pydantic import ValidationError
+from rich.markup import escape
 from rich.console import Console
 from rich.text import Text
 
@@ -18,11 +20,11 @@ console = Console(stderr=True)
 
 
 def bot() -> None:
-    """Run the Discord bot: /leaderboard for competitors, /admin for the admin role.
+    """Run the Discord bot: /leaderboard for competitors, /admin for admins.
 
-    It needs the database (runs are executed by `gateway worker` processes, anywhere) and a bot token:
-    GATEWAY_DISCORD_TOKEN, GATEWAY_DISCORD_ADMIN_ROLE (default 'Leaderboard Admin'), optionally
-    GATEWAY_DISCORD_GUILD_ID to sync the commands to one server at once. See docs/bot.md."""
+    It needs the database (runs are executed by `gateway worker` processes, anywhere), a bot token
+    (GATEWAY_DISCORD_TOKEN), the servers it serves (GATEWAY_DISCORD_GUILD_IDS: its commands are synced
+    there only) and the role ids of admins there (GATEWAY_DISCORD_ADMIN_ROLE_IDS). See docs/bot.md."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import aiohttp
@@ -33,13 +35,24 @@ def bot() -> None:
     except ImportError as exc:
         console.print(f"[red]error:[/] the bot needs discord.py: pip install '.[bot]' ({exc})")
         raise typer.Exit(2) from None
-    settings = BotSettings()
+    try:
+        settings = BotSettings()
+    except ValidationError as exc:
+        for problem in exc.errors():
+            console.print(f"[red]error:[/] {escape(str(problem.get('msg', problem)))}")
+        raise typer.Exit(2) from None
     if settings.token is None:
         console.print(
             "[red]error:[/] set GATEWAY_DISCORD_TOKEN (in the environment or ./.env) to the bot's token"
         )
         raise typer.Exit(2)
     token = settings.token.get_secret_value()
+    if not settings.guild_ids:
+        console.print(
+            "[red]error:[/] set GATEWAY_DISCORD_GUILD_IDS to the id of each server the bot serves "
+            "(Server Settings > Widget > Server ID): its commands are synced there only"
+        )
+        raise typer.Exit(2)
 
     async def main() -> int:
         gateway = await Gateway.open(Settings())

@@ -18,7 +18,7 @@ from gateway.cli.output import plain, print_leaderboard
 from gateway.cli.tables import deadline_text, limit_text, print_board_header, print_leaderboards
 from gateway.errors import UserError
 from gateway.formatting import DEADLINE_HELP
-from gateway.service import Gateway, as_mode
+from gateway.service import OPERATOR, Gateway, as_mode
 from gateway.tasks import load_task
 
 app = typer.Typer(
@@ -82,6 +82,7 @@ def create(
             creator=getpass.getuser(),
             description=description,
             exist_ok=False,
+            caller=OPERATOR,
         )
         console.print(
             Text.assemble(
@@ -106,7 +107,9 @@ def list_(
     """List leaderboards: GPU types, deadline (open or closed), submissions and runs."""
 
     async def body(gateway: Gateway) -> None:
-        print_leaderboards(console, await gateway.leaderboards(include_hidden=all_), show_hidden=all_)
+        boards = await gateway.leaderboards(caller=OPERATOR)
+        shown = [board for board in boards if all_ or board.visibility == "public"]
+        print_leaderboards(console, shown, show_hidden=all_)
 
     run_gateway(body)
 
@@ -123,7 +126,7 @@ def show(
     run counts once its secret rerun passed too); then each user's latest failed runs."""
 
     async def body(gateway: Gateway) -> None:
-        view = await gateway.leaderboard(name, top=top, gpu=gpu)
+        view = await gateway.leaderboard(name, top=top, gpu=gpu, caller=OPERATOR)
         print_board_header(console, view)
         print_leaderboard(console, view)
 
@@ -141,8 +144,8 @@ def delete(
     confirm at the prompt (on a terminal)."""
 
     async def count(gateway: Gateway) -> tuple[int, int, int]:
-        summary = await gateway.leaderboard_summary(name)
-        unfinished = await gateway.runs(leaderboard=name, unfinished=True, limit=10_000)
+        summary = await gateway.leaderboard_summary(name, caller=OPERATOR)
+        unfinished = await gateway.runs(leaderboard=name, unfinished=True, limit=10_000, caller=OPERATOR)
         return summary.submissions, summary.runs, sum(1 for run in unfinished if run.job_id)
 
     submissions, runs, on_sites = run_gateway(count)
@@ -161,7 +164,7 @@ def delete(
             raise typer.Exit(1)
 
     async def body(gateway: Gateway) -> tuple[int, int]:
-        return await gateway.delete_leaderboard(name)
+        return await gateway.delete_leaderboard(name, caller=OPERATOR)
 
     submissions, runs = run_gateway(body)
     console.print(
@@ -198,11 +201,11 @@ def limit(
 
     async def body(gateway: Gateway) -> None:
         if off or max_ is not None:
-            now = await gateway.set_rate_limit(name, run_mode, None if off else max_, window)
+            now = await gateway.set_rate_limit(name, run_mode, None if off else max_, window, caller=OPERATOR)
             done = limit_text(now) if now else f"no limit on {run_mode} submissions"
             console.print(Text.assemble(plain(name), f": {done}"), highlight=False)
             return
-        limits = await gateway.rate_limits(name)
+        limits = await gateway.rate_limits(name, caller=OPERATOR)
         shown = "; ".join(limit_text(limit) for limit in limits) or "no rate limits"
         console.print(Text.assemble(plain(name), f": {shown}"), highlight=False)
 
@@ -223,7 +226,7 @@ def deadline(
     closes = parse_deadline(when) if when is not None else None
 
     async def body(gateway: Gateway) -> None:
-        board = await gateway.set_deadline(name, closes)
+        board = await gateway.set_deadline(name, closes, caller=OPERATOR)
         console.print(
             Text.assemble("leaderboard ", plain(board.name), " deadline: ", deadline_text(board.deadline)),
             highlight=False,

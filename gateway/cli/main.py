@@ -25,7 +25,7 @@ from gateway.cli.sites import app as sites_app
 from gateway.cli.users import app as users_app
 from gateway.cli.worker import worker as worker_command
 from gateway.errors import GatewayError, UserError
-from gateway.service import Gateway, SubmitRequest, as_mode
+from gateway.service import OPERATOR, Gateway, SubmitRequest, as_mode
 from gateway.settings import Settings
 from gateway.tasks import load_task
 
@@ -129,6 +129,7 @@ def submit(
         site=site,
         gpu_type=gpu,
         mode=run_mode,
+        admin=True,  # the operator: this machine holds the database's credentials
     )
 
     async def body(gateway: Gateway) -> bool:
@@ -167,8 +168,8 @@ async def print_submission_json(gateway: Gateway, run_id: str) -> None:
     """The submission of a run as `GET /api/submissions/{id}` answers it (gateway/api/schemas.py)."""
     from gateway.api.schemas import submission_out
 
-    record = await gateway.run(run_id)
-    runs = await gateway.submission_runs(record.submission_id)
+    record = await gateway.run(run_id, caller=OPERATOR)
+    runs = await gateway.submission_runs(record.submission_id, caller=OPERATOR)
     print(submission_out(runs).model_dump_json(indent=2))
 
 

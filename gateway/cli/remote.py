@@ -125,15 +125,15 @@ def submit_remote(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _submitted(base: str, submitted: dict[str, Any]) -> tuple[int, list[str]]:
+def _submitted(base: str, submitted: dict[str, Any]) -> tuple[str, list[str]]:
     submission_id = submitted.get("submission_id")
     runs = submitted.get("runs")
-    if not isinstance(submission_id, int) or not isinstance(runs, list):
+    if not isinstance(submission_id, str) or not isinstance(runs, list):
         raise RemoteError(f"{base} answered the submission without its id or runs: is it a gateway?")
     return submission_id, [str(run.get("run_id")) for run in runs if isinstance(run, dict)]
 
 
-def _print_submitted(base: str, submitted: dict[str, Any], submission_id: int) -> None:
+def _print_submitted(base: str, submitted: dict[str, Any], submission_id: str) -> None:
     place = submitted.get("queue_position")
     line = Text.assemble(
         ("submission ", "dim"),
@@ -159,7 +159,7 @@ def _print_runs(out: Console, runs: list[dict[str, Any]]) -> None:
         warn("the gateway shows no public run of this submission")
 
 
-async def _cancel(gateway: RemoteGateway, submission_id: int, run_ids: list[str]) -> str:
+async def _cancel(gateway: RemoteGateway, submission_id: str, run_ids: list[str]) -> str:
     """Cancel the submission's runs on the server (Ctrl-C, SIGTERM); what to tell the user."""
     said = []
     try:

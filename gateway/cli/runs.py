@@ -10,7 +10,7 @@ from rich.text import Text
 from gateway.cli.common import EXIT_FAILED, console, run_gateway
 from gateway.cli.output import plain, print_report
 from gateway.cli.tables import print_run, print_runs
-from gateway.service import Gateway, report_of
+from gateway.service import OPERATOR, Gateway, report_of
 
 app = typer.Typer(help="Runs recorded in the database: list, show, cancel, resume.", no_args_is_help=True)
 RUN_ARG = typer.Argument(help="a run id, or its first characters as tables show them (e.g. 3f2a9c1e)")
@@ -32,7 +32,7 @@ def list_(
 
     async def body(gateway: Gateway) -> None:
         runs = await gateway.runs(
-            leaderboard=leaderboard, user=user, unfinished=unfinished, site=site, limit=limit
+            leaderboard=leaderboard, user=user, unfinished=unfinished, site=site, limit=limit, caller=OPERATOR
         )
         print_runs(console, runs, f"runs (newest first, at most {limit})")
 
@@ -47,8 +47,10 @@ def show(run_id: Annotated[str, RUN_ARG]) -> None:
     and benchmark, and every event recorded for it."""
 
     async def body(gateway: Gateway) -> None:
-        record = await gateway.run(run_id)
-        print_run(console, record, report_of(record), await gateway.run_events(record.run_id))
+        record = await gateway.run(run_id, caller=OPERATOR)
+        print_run(
+            console, record, report_of(record), await gateway.run_events(record.run_id, caller=OPERATOR)
+        )
 
     run_gateway(body)
 
@@ -61,8 +63,8 @@ def cancel(run_id: Annotated[str, RUN_ARG]) -> None:
     holds it, which cancels its Slurm job. Exit code 1 if it had already finished otherwise."""
 
     async def body(gateway: Gateway) -> bool:
-        console.print(plain(await gateway.cancel_run(run_id)), highlight=False)
-        after = await gateway.run(run_id)
+        console.print(plain(await gateway.cancel_run(run_id, caller=OPERATOR)), highlight=False)
+        after = await gateway.run(run_id, caller=OPERATOR)
         return after.finished_at is None or after.state == "CANCELLED"  # pending, or done
 
     if not run_gateway(body):

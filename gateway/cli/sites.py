@@ -15,7 +15,7 @@ from gateway.cli.common import run_gateway
 from gateway.cli.output import plain
 from gateway.cli.tables import print_site_health
 from gateway.errors import ConfigError
-from gateway.service import Gateway
+from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings
 from gateway.sitecheck import DEFAULT_PROBE_TIMEOUT_S, SiteCheck, Step
 from gateway.sites import LOCAL_SITE_NAME, load_sites
@@ -115,7 +115,7 @@ def drain(
     A submission naming the site is refused with the reason; runs already on it go on."""
 
     async def body(gateway: Gateway) -> None:
-        await gateway.set_drained(name, True, reason)
+        await gateway.set_drained(name, True, reason, caller=OPERATOR)
 
     run_gateway(body)
     console.print(
@@ -129,7 +129,7 @@ def resume(name: Annotated[str, typer.Argument(help="the site's name")]) -> None
     """Open site NAME to routing again after `gateway sites drain`."""
 
     async def body(gateway: Gateway) -> None:
-        await gateway.set_drained(name, False)
+        await gateway.set_drained(name, False, caller=OPERATOR)
 
     run_gateway(body)
     console.print(Text.assemble("site ", plain(name), " open to routing again"), highlight=False)

@@ -1,5 +1,6 @@
-"""`gateway users ban|unban|token|revoke`: stop a user from submitting or let them again; give them an
-API token for the HTTP API and remote CLI, or revoke it."""
+"""`gateway users ban|unban|token|revoke|admin|link`: stop a user from submitting or let them again; give
+them an API token for the HTTP API and remote CLI, or revoke it; give an account an admin's rights; link
+an account from before Discord ids were kept to its Discord user."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from rich.text import Text
 
 from gateway.cli.common import console, run_gateway
 from gateway.cli.output import plain
-from gateway.service import Gateway
+from gateway.service import OPERATOR, Gateway
 
 app = typer.Typer(help="Users: ban and unban submitters; make and revoke API tokens.", no_args_is_help=True)
-NAME_ARG = typer.Argument(help="the user's name as their submissions record it (--user, Discord name)")
+NAME_ARG = typer.Argument(
+    help="the account: the name a CLI user submits as (--user), or discord:<user id> for a Discord user"
+)
 
 
 def _set(name: str, banned: bool) -> None:
     async def body(gateway: Gateway) -> bool:
-        return await gateway.set_banned(name, banned)
+        return await gateway.set_banned(name, banned, caller=OPERATOR)
 
     changed = run_gateway(body)
     state = "banned from submitting" if banned else "allowed to submit"
@@ -50,7 +53,7 @@ def token(name: Annotated[str, NAME_ARG]) -> None:
     who runs `gateway login URL` with it."""
 
     async def body(gateway: Gateway) -> str:
-        return await gateway.create_token(name)
+        return await gateway.create_token(name, caller=OPERATOR)
 
     made = run_gateway(body)
     console.print(Text.assemble("API token for ", plain(name), " (shown once; it replaces any old one):"))
@@ -62,8 +65,44 @@ def revoke(name: Annotated[str, NAME_ARG]) -> None:
     """Revoke user NAME's API token: the API refuses it from now on."""
 
     async def body(gateway: Gateway) -> bool:
-        return await gateway.revoke_token(name)
+        return await gateway.revoke_token(name, caller=OPERATOR)
 
     revoked = run_gateway(body)
     what = "revoked" if revoked else "had no API token"
     console.print(Text.assemble("user ", plain(name), f" {what}"), highlight=False)
+
+
+@app.command("admin")
+def admin(
+    name: Annotated[str, NAME_ARG],
+    revoke: Annotated[bool, typer.Option("--revoke", help="take the admin's rights away")] = False,
+) -> None:
+    """Give account NAME an admin's rights (or take them away with --revoke).
+
+    Its API token then may name a site, see hidden leaderboards and use the admin endpoints. Discord
+    admins are configured in the bot's settings instead (guild ids and role ids)."""
+
+    async def body(gateway: Gateway) -> bool:
+        return await gateway.set_admin(name, not revoke, caller=OPERATOR)
+
+    changed = run_gateway(body)
+    state = "not an admin" if revoke else "an admin"
+    console.print(
+        Text.assemble("user ", plain(name), f" is {'now' if changed else 'already'} {state}"), highlight=False
+    )
+
+
+@app.command("link")
+def link(
+    name: Annotated[str, typer.Argument(help="an account from before Discord ids were kept")],
+    discord_id: Annotated[int, typer.Argument(help="the Discord user id it belongs to (Copy User ID)")],
+) -> None:
+    """Make account NAME, recorded by a Discord username before the gateway kept Discord ids, the
+    account of Discord user DISCORD_ID: its history, ban and token become theirs.
+
+    The gateway cannot tell which Discord user an old name meant (names are reused), so an admin says."""
+
+    async def body(gateway: Gateway) -> str:
+        return await gateway.link_discord(name, discord_id, caller=OPERATOR)
+
+    console.print(plain(run_gateway(body)), highlight=False)

@@ -20,6 +20,14 @@ _BOARD_SELECT = (
     "LEFT JOIN users u ON u.id = l.creator_id "
 )
 
+_USER_SELECT = "SELECT id, name, banned, admin, display_name, discord_id FROM users"
+
+
+def _user(row: asyncpg.Record) -> UserRecord:
+    return UserRecord(
+        row["id"], row["name"], row["banned"], row["admin"], row["display_name"], row["discord_id"]
+    )
+
 
 def _board(row: asyncpg.Record) -> LeaderboardRecord:
     return LeaderboardRecord(
@@ -50,8 +58,80 @@ class BoardsStore(StoreBase):
     @retried
     async def get_user(self, name: str) -> UserRecord | None:
         async with self._conn() as conn:
-            row = await conn.fetchrow("SELECT id, name, banned FROM users WHERE name = $1", name)
-        return UserRecord(row["id"], row["name"], row["banned"]) if row else None
+            row = await conn.fetchrow(f"{_USER_SELECT} WHERE name = $1", name)
+        return _user(row) if row else None
+
+    @retried
+    async def discord_user(self, discord_id: str, display_name: str) -> UserRecord:
+        """The account of a Discord user (made on first sight), keyed by their id and named
+        'discord:<id>'; its display name is refreshed when it changed."""
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO users (name, discord_id, display_name) VALUES ('discord:' || $1, $1, $2) "
+                "ON CONFLICT (name) DO UPDATE SET display_name = EXCLUDED.display_name, "
+                "discord_id = EXCLUDED.discord_id "
+                "WHERE users.display_name IS DISTINCT FROM EXCLUDED.display_name "
+                "OR users.discord_id IS DISTINCT FROM EXCLUDED.discord_id "
+                "RETURNING id, name, banned, admin, display_name, discord_id",
+                discord_id,
+                display_name,
+            )
+            if row is None:  # nothing changed: read it
+                row = await conn.fetchrow(f"{_USER_SELECT} WHERE name = 'discord:' || $1", discord_id)
+        if row is None:
+            raise StoreError(f"the account of Discord user {discord_id} vanished while it was read")
+        return _user(row)
+
+    @retried
+    async def link_discord(self, name: str, discord_id: str) -> str:
+        """Make an account from before Discord ids were kept the account of Discord user ``discord_id``:
+        renamed 'discord:<id>', or, when that user has an account already, merged into it (submissions,
+        runs and created boards move; a ban on either stays). Returns 'renamed', 'merged' or 'missing'."""
+        target = f"discord:{discord_id}"
+        async with self._conn() as conn, conn.transaction():
+            old = await conn.fetchrow(
+                "SELECT id, banned FROM users WHERE name = $1 AND discord_id IS NULL FOR UPDATE", name
+            )
+            if old is None:
+                return "missing"
+            new_id = await conn.fetchval("SELECT id FROM users WHERE name = $1 FOR UPDATE", target)
+            if new_id is None:
+                await conn.execute(
+                    "UPDATE users SET name = $2, discord_id = $3, display_name = COALESCE(display_name, $1) "
+                    "WHERE id = $4",
+                    name,
+                    target,
+                    discord_id,
+                    old["id"],
+                )
+                return "renamed"
+            for table, column in (
+                ("submissions", "user_id"),
+                ("runs", "user_id"),
+                ("leaderboards", "creator_id"),
+            ):
+                await conn.execute(
+                    f"UPDATE {table} SET {column} = $1 WHERE {column} = $2",  # noqa: S608 (constants)
+                    new_id,
+                    old["id"],
+                )
+            await conn.execute("UPDATE users SET banned = banned OR $2 WHERE id = $1", new_id, old["banned"])
+            await conn.execute("DELETE FROM users WHERE id = $1", old["id"])
+            return "merged"
+
+    @retried
+    async def set_admin(self, name: str, admin: bool) -> bool:
+        """Give an account an admin's rights or take them away (made if unknown); True if it changed."""
+        async with self._conn() as conn:
+            previous = await conn.fetchval(
+                "WITH old AS (SELECT admin FROM users WHERE name = $1) "
+                "INSERT INTO users (name, admin) VALUES ($1, $2) "
+                "ON CONFLICT (name) DO UPDATE SET admin = EXCLUDED.admin "
+                "RETURNING (SELECT admin FROM old)",
+                name,
+                admin,
+            )
+        return previous is None or previous != admin
 
     @retried
     async def set_banned(self, name: str, banned: bool) -> bool:
@@ -88,10 +168,8 @@ class BoardsStore(StoreBase):
     @retried
     async def user_by_token(self, token_sha256: str) -> UserRecord | None:
         async with self._conn() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, name, banned FROM users WHERE token_sha256 = $1", token_sha256
-            )
-        return UserRecord(row["id"], row["name"], row["banned"]) if row else None
+            row = await conn.fetchrow(f"{_USER_SELECT} WHERE token_sha256 = $1", token_sha256)
+        return _user(row) if row else None
 
     @retried
     async def get_leaderboard(self, name: str) -> LeaderboardRecord | None:

@@ -47,6 +47,8 @@ class QueueStore(StoreBase):
         code: str,
         mode: str,
         runs: list[NewRun],
+        *,
+        public_id: str | None = None,
     ) -> int:
         """Store the code (deduplicated by sha256), the submission and its queued runs in one transaction,
         after checking that the user is not banned, the leaderboard is open and its rate limit allows it.
@@ -80,14 +82,16 @@ class QueueStore(StoreBase):
                 code,
             )
             submission_id: int = await conn.fetchval(
-                "INSERT INTO submissions (user_id, leaderboard_id, task_name, file_name, code_sha256, mode) "
-                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO submissions (user_id, leaderboard_id, task_name, file_name, code_sha256, mode, "
+                "public_id) VALUES ($1, $2, $3, $4, $5, $6, "
+                "COALESCE($7, replace(gen_random_uuid()::text, '-', ''))) RETURNING id",
                 user_row["id"],
                 leaderboard_id,
                 task_name,
                 file_name,
                 digest,
                 mode,
+                public_id,
             )
             await conn.executemany(
                 "INSERT INTO runs (id, submission_id, leaderboard_id, user_id, mode, secret, gpu_type, "

@@ -11,10 +11,11 @@ from gateway.store.base import StoreBase, retried
 from gateway.store.records import RankedEntry, RunRecord, ScorePoint
 
 RUN_SELECT = (
-    "SELECT r.id, r.submission_id, u.name AS user_name, s.file_name, l.name AS leaderboard, r.mode, "
+    "SELECT r.id, r.submission_id, COALESCE(u.display_name, u.name) AS user_name, s.file_name, "
+    "l.name AS leaderboard, r.mode, "
     "r.secret, r.gpu_type, r.site, r.partition, r.job_id, r.attempt, r.state, r.passed, r.score, r.error, "
     "r.result, r.queued_at, r.started_at, r.finished_at, r.worker, r.claims, r.ranked, r.backend, "
-    "r.route_reason "
+    "r.route_reason, u.name AS account, s.public_id, COALESCE(l.visibility = 'hidden', false) AS hidden "
     "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = r.user_id "
     "LEFT JOIN leaderboards l ON l.id = r.leaderboard_id"
 )
@@ -28,7 +29,7 @@ BEST_PER_USER_SQL = (
     "WHERE leaderboard_id = $1 AND gpu_type = $2 AND ranked ORDER BY user_id, score, queued_at"
 )
 RANKING_SQL = (  # composed of constants only
-    "SELECT top.*, u.name AS user_name, s.file_name, r.site FROM ("  # noqa: S608
+    "SELECT top.*, COALESCE(u.display_name, u.name) AS user_name, s.file_name, r.site FROM ("  # noqa: S608
     f"  SELECT * FROM ({BEST_PER_USER_SQL}) best "
     "  ORDER BY score, queued_at, id LIMIT $3) top "
     "JOIN runs r ON r.id = top.id JOIN users u ON u.id = top.user_id "
@@ -64,6 +65,9 @@ def run_record(row: asyncpg.Record) -> RunRecord:
         row["ranked"],
         row["backend"],
         row["route_reason"],
+        row["account"],
+        row["public_id"],
+        row["hidden"],
     )
 
 
@@ -93,7 +97,8 @@ class RankingStore(StoreBase):
         index: every user's scores over time."""
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM (SELECT r.queued_at, u.name AS user_name, r.score, r.id FROM runs r "
+                "SELECT * FROM (SELECT r.queued_at, COALESCE(u.display_name, u.name) AS user_name, "
+                "  r.score, r.id FROM runs r "
                 "  JOIN users u ON u.id = r.user_id "
                 "  WHERE r.leaderboard_id = $1 AND r.gpu_type = $2 AND r.ranked "
                 "  ORDER BY r.queued_at DESC LIMIT $3) latest ORDER BY queued_at",
@@ -170,9 +175,12 @@ class RankingStore(StoreBase):
         return [run_record(row) for row in rows]
 
     @retried
-    async def submission_runs(self, submission_id: int) -> list[RunRecord]:
+    async def submission_runs(self, submission: int | str) -> list[RunRecord]:
+        """A submission's runs, by its id (a number) or its public id (a string)."""
+        where = "r.submission_id = $1" if isinstance(submission, int) else "s.public_id = $1"
         async with self._conn() as conn:
             rows = await conn.fetch(
-                f"{RUN_SELECT} WHERE r.submission_id = $1 ORDER BY r.secret, r.gpu_type", submission_id
+                f"{RUN_SELECT} WHERE {where} ORDER BY r.secret, r.gpu_type",
+                submission,
             )
         return [run_record(row) for row in rows]

@@ -35,8 +35,15 @@ class LeaderboardSummary:
 @dataclass(frozen=True)
 class UserRecord:
     id: int
-    name: str
+    name: str  # the account: unique, 'discord:<id>' for a Discord user
     banned: bool
+    admin: bool = False  # holds an admin's rights (naming a site, hidden boards, admin endpoints)
+    display_name: str | None = None  # what is shown (a Discord user's name, refreshed as they act)
+    discord_id: str | None = None
+
+    @property
+    def shown_name(self) -> str:
+        return self.display_name or self.name
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,10 @@ class RunRecord:
     ranked: bool
     backend: str | None = None  # what ran it: slurm, local, modal or github (None until routed)
     route_reason: str | None = None  # why the router chose its site or fallback
+    account: str = ""  # the submitter's account (users.name: 'discord:<id>' for Discord users); user_name
+    # is what is shown (their display name)
+    public_id: str = ""  # the submission's public id (unguessable; its number is for admins)
+    hidden: bool = False  # its leaderboard is hidden
 
 
 @dataclass(frozen=True)

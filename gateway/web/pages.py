@@ -22,10 +22,10 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from gateway.api.auth import Service
-from gateway.api.read import visible_board
 from gateway.api.schemas import RunOut, ranked_out, run_out
 from gateway.errors import NotFoundError, StoreError, UserError
 from gateway.formatting import format_seconds
+from gateway.service import ANONYMOUS
 from gateway.validation import shown
 
 CSP = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -140,13 +140,13 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 @router.get("/")
 async def index(request: Request, gateway: Service) -> Response:
     """Every public leaderboard."""
-    return render(request, "index.html", boards=await gateway.leaderboards())
+    return render(request, "index.html", boards=await gateway.leaderboards(caller=ANONYMOUS))
 
 
 @router.get("/leaderboards/{name:path}")
 async def leaderboard(request: Request, name: str, gateway: Service, gpu: str | None = None) -> Response:
     """One leaderboard on one GPU type (the first by default): ranking, score chart, recent runs."""
-    board = await visible_board(gateway, name, admin=False)
+    board = await gateway.get_leaderboard(name, caller=ANONYMOUS)
     gpu = gpu or (board.gpu_types[0] if board.gpu_types else None)
     if gpu is not None and gpu not in board.gpu_types:
         raise NotFoundError(f"leaderboard {shown(board.name)} does not rank {shown(gpu)}")
@@ -162,13 +162,12 @@ async def leaderboard(request: Request, name: str, gateway: Service, gpu: str | 
 
 
 @router.get("/submissions/{submission_id}")
-async def submission(request: Request, submission_id: int, gateway: Service) -> Response:
-    """A submission's runs (the secret rerun shows only its verdict), followed live until they end."""
-    runs = [run_out(run) for run in await gateway.submission_runs(submission_id)]
+async def submission(request: Request, submission_id: str, gateway: Service) -> Response:
+    """A submission's runs (the secret rerun shows only its verdict), followed live until they end: by
+    its public id; a hidden board's is 'not found' (the pages are anonymous)."""
+    runs = [run_out(run) for run in await gateway.submission_runs(submission_id, caller=ANONYMOUS)]
     first = runs[0]
-    board_shown = False
-    if first.leaderboard is not None:
-        board_shown = (await gateway.get_leaderboard(first.leaderboard)).visibility != "hidden"
+    board_shown = first.leaderboard is not None
     return render(
         request,
         "submission.html",
@@ -183,5 +182,5 @@ async def submission(request: Request, submission_id: int, gateway: Service) -> 
 @router.get("/runs/{run_id}")
 async def run(run_id: str, gateway: Service) -> Response:
     """A run's page is its submission's page."""
-    record = await gateway.run(run_id)
-    return RedirectResponse(f"/submissions/{record.submission_id}#run-{record.run_id}", 303)
+    record = await gateway.run(run_id, caller=ANONYMOUS)
+    return RedirectResponse(f"/submissions/{record.public_id}#run-{record.run_id}", 303)

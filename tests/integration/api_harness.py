@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from gateway.api import create_app
 from gateway.api.server import serving
-from gateway.service import Gateway
+from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings
 from gateway.worker import Worker
 from tests.integration.scratch import migrated_store
@@ -29,7 +29,7 @@ class ApiUnderTest:
     settings: Settings
 
     async def user_token(self, name: str) -> str:
-        return await self.gateway.create_token(name)
+        return await self.gateway.create_token(name, caller=OPERATOR)
 
     async def board(
         self, gpus: tuple[str, ...] = ("H100",), problem: str = "vectoradd", visibility: str = "public"
@@ -37,7 +37,7 @@ class ApiUnderTest:
         """A new leaderboard for one of problems/ on these GPU types; returns its name."""
         name = f"{problem}-{uuid.uuid4().hex[:8]}"
         task = await self.gateway.load_task_directory(problem)
-        await self.gateway.create_leaderboard(name, task, list(gpus), visibility=visibility)
+        await self.gateway.create_leaderboard(name, task, list(gpus), visibility=visibility, caller=OPERATOR)
         return name
 
 

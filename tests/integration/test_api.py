@@ -12,6 +12,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
+from gateway.service import OPERATOR
 from gateway.settings import Settings
 from tests.conftest import solution
 from tests.integration.api_harness import ADMIN_TOKEN, ApiUnderTest, api_server
@@ -93,7 +94,7 @@ async def test_requests_without_a_valid_token_are_refused(api: ApiUnderTest) -> 
             "/api/submissions", headers=bearer("gwt_not-a-token"), files=files, data={"leaderboard": board}
         )
         token = await api.user_token("carol")
-        assert await api.gateway.revoke_token("carol")
+        assert await api.gateway.revoke_token("carol", caller=OPERATOR)
         revoked = await client.post(
             "/api/submissions", headers=bearer(token), files=files, data={"leaderboard": board}
         )
@@ -105,7 +106,7 @@ async def test_requests_without_a_valid_token_are_refused(api: ApiUnderTest) -> 
     assert user_on_admin.status_code in (401, 403)
     assert admin.status_code == 200 and admin.json()["token"].startswith("gwt_")
     assert (await api.gateway.user_for_token(admin.json()["token"])).name == "dave"  # type: ignore[union-attr]
-    assert await api.gateway.runs(leaderboard=board) == []  # nothing was stored
+    assert await api.gateway.runs(leaderboard=board, caller=OPERATOR) == []  # nothing was stored
 
 
 async def test_oversized_and_non_utf8_files_are_refused_with_clear_messages(api: ApiUnderTest) -> None:
@@ -133,7 +134,7 @@ async def test_oversized_and_non_utf8_files_are_refused_with_clear_messages(api:
     assert latin1.status_code == 400
     assert "not UTF-8" in latin1.json()["error"] and "0xe9" in latin1.json()["error"]
     assert unknown.status_code == 404 and "no leaderboard named" in unknown.json()["error"]
-    assert await api.gateway.runs(leaderboard=board) == []
+    assert await api.gateway.runs(leaderboard=board, caller=OPERATOR) == []
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ async def test_limits_bans_deadlines_and_admin_endpoints(queue_only: ApiUnderTes
         assert "too many submissions from alice" in third.json()["error"]
 
         # the leaderboard's own limit is the service's, answered as 429 too
-        await api.gateway.set_rate_limit(board, "leaderboard", 1, 3600)
+        await api.gateway.set_rate_limit(board, "leaderboard", 1, 3600, caller=OPERATOR)
         limited = await post(bob)
         assert limited.status_code == 202
         limited = await post(bob)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.service import Gateway, SubmitRequest
+from gateway.service import OPERATOR, Gateway, SubmitRequest
 from gateway.settings import Settings
 from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
@@ -33,7 +33,9 @@ def embed_text(message: dict[str, Any]) -> str:
 
 async def new_board(gateway: Gateway, gpus: list[str] | None = None) -> str:
     name = f"bot-{uuid.uuid4().hex[:8]}"
-    await gateway.create_leaderboard(name, load_task(PROBLEMS / "vectoradd"), gpus or ["H100"])
+    await gateway.create_leaderboard(
+        name, load_task(PROBLEMS / "vectoradd"), gpus or ["H100"], caller=OPERATOR
+    )
     return name
 
 
@@ -71,7 +73,7 @@ async def test_a_submission_reaches_the_leaderboard_and_its_message_shows_result
         seen = [embed_text(version) for version in t.discord.history[int(message["id"])]]
         assert any("running" in s or "pending" in s for s in seen), seen
 
-        view = await t.gateway.leaderboard(board)
+        view = await t.gateway.leaderboard(board, caller=OPERATOR)
         assert [e.user_name for e in view.ranking["H100"]] == [ALICE.name]
 
 
@@ -105,25 +107,25 @@ async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
             answer = await t.answer(await t.command(BOB, "leaderboard", "submit", {**options, **overrides}))
             assert expected in answer["content"] and ephemeral(answer), (file_name, answer["content"])
             assert "Traceback" not in answer["content"]
-        assert await t.gateway.runs(user=BOB.name, leaderboard=board) == []
+        assert await t.gateway.runs(user=BOB.name, leaderboard=board, caller=OPERATOR) == []
 
         # refusals by policy: a rate limit, a ban, a deadline; each says what to do, nothing is stored
-        await t.gateway.set_rate_limit(board, "test", 1, 3600)
+        await t.gateway.set_rate_limit(board, "test", 1, 3600, caller=OPERATOR)
         first = await t.answer(await submit(t, BOB, board, "k.py", code, mode="test"))
         assert "queued" in embed_text(first)
         limited = await t.answer(await submit(t, BOB, board, "k.py", code, mode="test"))
         assert "rate limited: 1 test submission(s) per 1 h" in limited["content"], limited["content"]
         assert "try again in" in limited["content"] and ephemeral(limited)
-        await t.gateway.set_banned(BOB.name, True)
+        await t.gateway.set_banned(BOB.name, True, caller=OPERATOR)
         banned = await t.answer(await submit(t, BOB, board, "k.py", code, mode="benchmark"))
         assert "banned" in banned["content"] and ephemeral(banned), banned["content"]
-        await t.gateway.set_deadline(board, datetime(2020, 1, 1, tzinfo=UTC))
+        await t.gateway.set_deadline(board, datetime(2020, 1, 1, tzinfo=UTC), caller=OPERATOR)
         closed = await t.answer(await submit(t, ALICE, board, "k.py", code, mode="benchmark"))
         assert f"leaderboard {board} closed at 2020-01-01 00:00" in closed["content"], closed["content"]
-        runs = await t.gateway.runs(leaderboard=board)
+        runs = await t.gateway.runs(leaderboard=board, caller=OPERATOR)
         assert len(runs) == 1  # only the first, accepted submission
-        await t.gateway.cancel_run(runs[0].run_id)  # no worker here: leave nothing queued
-        await t.gateway.set_banned(BOB.name, False)
+        await t.gateway.cancel_run(runs[0].run_id, caller=OPERATOR)  # no worker here: leave nothing queued
+        await t.gateway.set_banned(BOB.name, False, caller=OPERATOR)
         await t.followers_done(30)
 
 
@@ -160,7 +162,7 @@ async def test_admin_commands_need_the_admin_role(
                 answer
             )
             assert ephemeral(answer)
-        assert (await t.gateway.get_leaderboard(board)).name == board  # not deleted
+        assert (await t.gateway.get_leaderboard(board, caller=OPERATOR)).name == board  # not deleted
         assert (
             not (await t.gateway.site_health()).get("alpha", None)
             or not (await t.gateway.site_health())["alpha"].drained
@@ -184,7 +186,7 @@ async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
         assert f"leaderboard **{from_archive}** created: task softmax" in created["content"], created[
             "content"
         ]
-        assert (await t.gateway.task_of(from_archive)).starter is not None
+        assert (await t.gateway.task_of(from_archive, caller=OPERATOR)).starter is not None
 
         both = await t.run(ADMIN, "admin", "create", {"name": "x", "task": "vectoradd", "archive": archive})
         assert "give either task" in both["content"]
@@ -194,7 +196,9 @@ async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
 
         deadline = await t.run(ADMIN, "admin", "deadline", {"name": from_dir, "when": "2031-01-01T00:00Z"})
         assert "closes: <t:1924992000:F>" in deadline["content"], deadline["content"]
-        assert (await t.gateway.get_leaderboard(from_dir)).deadline == datetime(2031, 1, 1, tzinfo=UTC)
+        assert (await t.gateway.get_leaderboard(from_dir, caller=OPERATOR)).deadline == datetime(
+            2031, 1, 1, tzinfo=UTC
+        )
 
         banned = await t.run(ADMIN, "admin", "ban", {"user": "bob"}, users={"user": BOB})
         assert f"{BOB.name} is now banned" in banned["content"], banned["content"]
@@ -232,7 +236,7 @@ async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
         assert "nothing deleted" in kept["content"]
         deleted = await t.run(ADMIN, "admin", "delete", {"name": from_dir, "confirm": from_dir})
         assert f"deleted {from_dir}: 1 submissions, 1 runs" in deleted["content"], deleted["content"]
-        await t.gateway.delete_leaderboard(from_archive)
+        await t.gateway.delete_leaderboard(from_archive, caller=OPERATOR)
 
 
 async def test_competitors_list_show_read_the_task_get_the_template_and_an_api_token(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import UserError
-from gateway.service import Gateway, Mode, Submission, SubmitRequest
+from gateway.service import OPERATOR, Gateway, Mode, Submission, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
 from tests.conftest import PROBLEMS, solution
 from tests.integration.site_files import dev_site_text, write_site
@@ -89,7 +89,9 @@ def board(dev_env: dict[str, str]) -> Iterator[str]:
 async def enqueued(gateway: Gateway, board: str, user: str, mode: Mode = "test") -> Submission:
     """Queued without a worker in this process (the CLI's `submit` would also run it)."""
     code = solution("vectoradd", "correct.py")
-    return await gateway.enqueue(SubmitRequest(code, "correct.py", user, leaderboard=board, mode=mode))
+    return await gateway.enqueue(
+        SubmitRequest(code, "correct.py", user, leaderboard=board, mode=mode, admin=True)
+    )
 
 
 def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> None:
@@ -191,7 +193,7 @@ async def test_a_rate_limit_refuses_the_next_submission(
         rf"refused: rate limited: 2 test submission\(s\) per 1 h on {board}; try again in (\d+ min|1 h)",
         flat(third.stdout),
     ), third.stdout
-    assert len(await gateway.runs(user=user)) == 2  # the refused one stored nothing
+    assert len(await gateway.runs(user=user, caller=OPERATOR)) == 2  # the refused one stored nothing
     # other modes and other users are not counted against it
     await enqueued(gateway, board, user, mode="leaderboard")
     await enqueued(gateway, board, f"{user}-other")
@@ -200,7 +202,8 @@ async def test_a_rate_limit_refuses_the_next_submission(
         cli(dev_env, "leaderboard", "limit", board, "--off", "--mode", "test")
     )
     await enqueued(gateway, board, user)
-    assert len(await gateway.runs(user=user)) == 5  # two test runs, a leaderboard run and its rerun, one more
+    # two test runs, a leaderboard run and its rerun, one more
+    assert len(await gateway.runs(user=user, caller=OPERATOR)) == 5
 
 
 async def test_a_deadline_in_the_past_refuses(dev_env: dict[str, str], gateway: Gateway, board: str) -> None:
@@ -224,7 +227,7 @@ async def test_a_deadline_in_the_past_refuses(dev_env: dict[str, str], gateway: 
     late = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user)
     assert late.returncode == 3
     assert f"refused: leaderboard {board} closed at 2001-02-03 04:05 UTC" in flat(late.stdout)
-    assert await gateway.runs(user=user) == []
+    assert await gateway.runs(user=user, caller=OPERATOR) == []
 
     reopened = ok(cli(dev_env, "leaderboard", "deadline", board, "2999-01-01T01:00+02:00"))
     assert f"leaderboard {board} deadline: 2998-12-31 23:00 UTC (open)" in reopened
@@ -234,7 +237,7 @@ async def test_a_deadline_in_the_past_refuses(dev_env: dict[str, str], gateway: 
         await enqueued(gateway, board, user)
     assert "deadline: none (open)" in ok(cli(dev_env, "leaderboard", "deadline", board, "--none"))
     await enqueued(gateway, board, user)
-    assert len(await gateway.runs(user=user)) == 2
+    assert len(await gateway.runs(user=user, caller=OPERATOR)) == 2
 
     garbled = cli(dev_env, "leaderboard", "deadline", board, "next friday")
     assert garbled.returncode == 2 and "'next friday' is not a date and time" in garbled.stdout
@@ -255,12 +258,12 @@ async def test_a_banned_user_is_refused_until_unbanned(
     assert f"user {user} is already banned" in ok(cli(dev_env, "users", "ban", user))
     done = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user)
     assert done.returncode == 3 and f"refused: {user} is banned from submitting" in done.stdout
-    assert await gateway.runs(user=user) == []
+    assert await gateway.runs(user=user, caller=OPERATOR) == []
     with pytest.raises(UserError, match="is banned"):
         await enqueued(gateway, board, user)
     assert f"user {user} is now allowed to submit" in ok(cli(dev_env, "users", "unban", user))
     await enqueued(gateway, board, user)
-    assert len(await gateway.runs(user=user)) == 1
+    assert len(await gateway.runs(user=user, caller=OPERATOR)) == 1
 
 
 async def test_runs_list_show_and_cancel_a_queued_run(
@@ -286,7 +289,7 @@ async def test_runs_list_show_and_cancel_a_queued_run(
     async with asyncio.timeout(120):
         finished = [event async for event in gateway.follow([run_id]) if event.kind == "finished"]
     assert [(e.state, e.kind) for e in finished] == [("CANCELLED", "finished")]
-    record = await gateway.run(run_id)
+    record = await gateway.run(run_id, caller=OPERATOR)
     assert record.state == "CANCELLED" and record.finished_at is not None and record.passed is False
 
     shown = flat(ok(cli(dev_env, "runs", "show", run_id)))
@@ -296,7 +299,7 @@ async def test_runs_list_show_and_cancel_a_queued_run(
     assert again.returncode == 0 and "has already finished (CANCELLED)" in again.stdout
 
     ok(cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user))
-    done = next(r for r in await gateway.runs(user=user) if r.state == "COMPLETED")
+    done = next(r for r in await gateway.runs(user=user, caller=OPERATOR) if r.state == "COMPLETED")
     too_late = cli(dev_env, "runs", "cancel", done.run_id[:12])
     assert too_late.returncode == 1
     assert f"run {done.run_id} has already finished (COMPLETED)" in too_late.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SubmissionError, UserError
-from gateway.service import Gateway, Submission, SubmitRequest
+from gateway.service import OPERATOR, Gateway, Submission, SubmitRequest
 from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
 from tests.integration.test_cli_admin import cli, flat, ok
@@ -58,38 +58,40 @@ def tag() -> str:
 @pytest.fixture
 async def board(gateway: Gateway) -> AsyncIterator[str]:
     name = f"hostile-{tag()}"
-    await gateway.create_leaderboard(name, TASK, ["local"])
+    await gateway.create_leaderboard(name, TASK, ["local"], caller=OPERATOR)
     yield name
-    await gateway.delete_leaderboard(name)
+    await gateway.delete_leaderboard(name, caller=OPERATOR)
 
 
 async def enqueue(
     gateway: Gateway, board: str, *, user: str = "hostile-tester", file_name: str = "k.py", code: str = CODE
 ) -> Submission:
-    return await gateway.enqueue(SubmitRequest(code, file_name, user, leaderboard=board, mode="test"))
+    return await gateway.enqueue(
+        SubmitRequest(code, file_name, user, leaderboard=board, mode="test", admin=True)
+    )
 
 
 async def submissions(gateway: Gateway, board: str) -> int:
-    return (await gateway.leaderboard_summary(board)).submissions
+    return (await gateway.leaderboard_summary(board, caller=OPERATOR)).submissions
 
 
 @pytest.mark.parametrize("kind", NAMES)
 async def test_user_names_are_stored_verbatim(gateway: Gateway, board: str, kind: str) -> None:
     user = f"{NAMES[kind]} {tag()}"
     run_id = (await enqueue(gateway, board, user=user)).public_run.run_id
-    assert (await gateway.run(run_id)).user_name == user
-    [listed] = await gateway.runs(user=user)
+    assert (await gateway.run(run_id, caller=OPERATOR)).user_name == user
+    [listed] = await gateway.runs(user=user, caller=OPERATOR)
     assert listed.run_id == run_id and listed.user_name == user
-    assert await gateway.set_banned(user, True) is True
+    assert await gateway.set_banned(user, True, caller=OPERATOR) is True
     with pytest.raises(UserError, match="is banned from submitting"):
         await enqueue(gateway, board, user=user)
-    assert await gateway.set_banned(user, False) is True
+    assert await gateway.set_banned(user, False, caller=OPERATOR) is True
 
 
 async def test_the_longest_user_name_is_stored_verbatim(gateway: Gateway, board: str) -> None:
     user = tag() + "ü" * 192  # 200 characters, 392 bytes
     run_id = (await enqueue(gateway, board, user=user)).public_run.run_id
-    assert (await gateway.run(run_id)).user_name == user
+    assert (await gateway.run(run_id, caller=OPERATOR)).user_name == user
 
 
 @pytest.mark.parametrize("kind", BAD_NAMES)
@@ -99,9 +101,9 @@ async def test_bad_user_names_are_refused(gateway: Gateway, board: str, kind: st
         await enqueue(gateway, board, user=user)
     assert message in str(refused.value) and len(str(refused.value)) < 300  # a 10,000-character name is cut
     with pytest.raises(UserError, match="user name"):
-        await gateway.set_banned(user, True)
+        await gateway.set_banned(user, True, caller=OPERATOR)
     with pytest.raises(UserError, match="user name"):
-        await gateway.runs(user=user)
+        await gateway.runs(user=user, caller=OPERATOR)
     assert await submissions(gateway, board) == 0
 
 
@@ -109,47 +111,51 @@ async def test_bad_user_names_are_refused(gateway: Gateway, board: str, kind: st
 async def test_leaderboard_names_are_stored_verbatim(gateway: Gateway, kind: str) -> None:
     name = f"{NAMES[kind]} {tag()}"
     canary = f"canary-{tag()}"
-    await gateway.create_leaderboard(canary, TASK, ["local"])
+    await gateway.create_leaderboard(canary, TASK, ["local"], caller=OPERATOR)
     canary_run = (await enqueue(gateway, canary)).public_run.run_id
     try:
-        created = await gateway.create_leaderboard(name, TASK, ["local"], description=f"about {name}")
+        created = await gateway.create_leaderboard(
+            name, TASK, ["local"], description=f"about {name}", caller=OPERATOR
+        )
         assert created.name == name and created.description == f"about {name}"
-        assert (await gateway.get_leaderboard(name)).name == name
-        assert name in [b.name for b in await gateway.leaderboards()]
-        await gateway.set_rate_limit(name, "test", 5, 60)
-        assert (await gateway.leaderboard(name)).limits[0].max_submissions == 5
+        assert (await gateway.get_leaderboard(name, caller=OPERATOR)).name == name
+        assert name in [b.name for b in await gateway.leaderboards(caller=OPERATOR)]
+        await gateway.set_rate_limit(name, "test", 5, 60, caller=OPERATOR)
+        assert (await gateway.leaderboard(name, caller=OPERATOR)).limits[0].max_submissions == 5
         run_id = (await enqueue(gateway, name)).public_run.run_id
-        record = await gateway.run(run_id)
+        record = await gateway.run(run_id, caller=OPERATOR)
         assert record.leaderboard == name
-        assert [r.run_id for r in await gateway.runs(leaderboard=name)] == [run_id]
-        assert (await gateway.leaderboard_summary(name)).submissions == 1
-        assert await gateway.delete_leaderboard(name) == (1, 1)
+        assert [r.run_id for r in await gateway.runs(leaderboard=name, caller=OPERATOR)] == [run_id]
+        assert (await gateway.leaderboard_summary(name, caller=OPERATOR)).submissions == 1
+        assert await gateway.delete_leaderboard(name, caller=OPERATOR) == (1, 1)
         with pytest.raises(UserError, match="no leaderboard named"):
-            await gateway.get_leaderboard(name)
+            await gateway.get_leaderboard(name, caller=OPERATOR)
         # no table was harmed: the canary board and its run are as they were
-        assert (await gateway.leaderboard_summary(canary)).runs == 1
-        assert (await gateway.run(canary_run)).state == "QUEUED"
+        assert (await gateway.leaderboard_summary(canary, caller=OPERATOR)).runs == 1
+        assert (await gateway.run(canary_run, caller=OPERATOR)).state == "QUEUED"
     finally:
-        await gateway.delete_leaderboard(canary)
+        await gateway.delete_leaderboard(canary, caller=OPERATOR)
 
 
 async def test_the_longest_leaderboard_name_is_stored_verbatim(gateway: Gateway) -> None:
     name = tag() + "x" * 192
-    assert (await gateway.create_leaderboard(name, TASK, ["local"])).name == name
-    assert await gateway.delete_leaderboard(name) == (0, 0)
+    assert (await gateway.create_leaderboard(name, TASK, ["local"], caller=OPERATOR)).name == name
+    assert await gateway.delete_leaderboard(name, caller=OPERATOR) == (0, 0)
 
 
 @pytest.mark.parametrize("kind", BAD_NAMES)
 async def test_bad_leaderboard_names_are_refused(gateway: Gateway, kind: str) -> None:
     name, message = BAD_NAMES[kind]
     with pytest.raises(UserError, match="leaderboard name") as refused:
-        await gateway.create_leaderboard(name, TASK, ["local"])
+        await gateway.create_leaderboard(name, TASK, ["local"], caller=OPERATOR)
     assert message in str(refused.value)
     for lookup in (gateway.get_leaderboard, gateway.delete_leaderboard, gateway.leaderboard_summary):
         with pytest.raises(UserError, match="leaderboard name"):
-            await lookup(name)
+            await lookup(name, caller=OPERATOR)
     with pytest.raises(UserError, match="leaderboard name"):
-        await gateway.enqueue(SubmitRequest(CODE, "k.py", "someone", TASK, leaderboard=name, mode="test"))
+        await gateway.enqueue(
+            SubmitRequest(CODE, "k.py", "someone", TASK, leaderboard=name, mode="test", admin=True)
+        )
 
 
 @pytest.mark.parametrize(
@@ -166,7 +172,7 @@ async def test_bad_leaderboard_names_are_refused(gateway: Gateway, kind: str) ->
 )
 async def test_file_names_are_stored_verbatim(gateway: Gateway, board: str, file_name: str) -> None:
     run_id = (await enqueue(gateway, board, file_name=file_name)).public_run.run_id
-    assert (await gateway.run(run_id)).file_name == file_name
+    assert (await gateway.run(run_id, caller=OPERATOR)).file_name == file_name
 
 
 BAD_FILE_NAMES = ["x" * 253 + ".py", "a/b.py", "../k.py", "a\nb.py", "a\rb.py", "\x1b[2Jk.py", "k\x00.py"]
@@ -190,12 +196,14 @@ async def test_bad_file_names_are_refused(gateway: Gateway, board: str, file_nam
 )
 async def test_descriptions_are_stored_verbatim(gateway: Gateway, description: str) -> None:
     name = f"described-{tag()}"
-    assert (await gateway.create_leaderboard(name, TASK, description=description)).description == description
+    assert (
+        await gateway.create_leaderboard(name, TASK, description=description, caller=OPERATOR)
+    ).description == description
     try:
-        assert (await gateway.get_leaderboard(name)).description == description
-        assert (await gateway.leaderboard_summary(name)).description == description
+        assert (await gateway.get_leaderboard(name, caller=OPERATOR)).description == description
+        assert (await gateway.leaderboard_summary(name, caller=OPERATOR)).description == description
     finally:
-        await gateway.delete_leaderboard(name)
+        await gateway.delete_leaderboard(name, caller=OPERATOR)
 
 
 @pytest.mark.parametrize(
@@ -212,9 +220,9 @@ async def test_descriptions_are_stored_verbatim(gateway: Gateway, description: s
 async def test_bad_descriptions_are_refused(gateway: Gateway, description: str, message: str) -> None:
     name = f"described-{tag()}"
     with pytest.raises(UserError) as refused:
-        await gateway.create_leaderboard(name, TASK, description=description)
+        await gateway.create_leaderboard(name, TASK, description=description, caller=OPERATOR)
     assert message in str(refused.value)
-    assert name not in [b.name for b in await gateway.leaderboards(include_hidden=True)]
+    assert name not in [b.name for b in await gateway.leaderboards(caller=OPERATOR)]
 
 
 @pytest.mark.parametrize(
@@ -235,7 +243,7 @@ async def test_code_is_stored_verbatim(gateway: Gateway, board: str, code: str) 
     [claimed] = await gateway.store.claim(worker, 1, 60.0, [run_id])
     await gateway.store.release(worker, [run_id])
     assert claimed.code == code
-    assert "cancelled before it started" in await gateway.cancel_run(run_id)
+    assert "cancelled before it started" in await gateway.cancel_run(run_id, caller=OPERATOR)
 
 
 @pytest.mark.parametrize(

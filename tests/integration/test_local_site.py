@@ -77,6 +77,7 @@ async def test_service_local_run_verifies_the_signed_result(tmp_path: Path) -> N
                 user="me",
                 task=load_task(PROBLEMS / "vectoradd"),
                 mode="benchmark",
+                admin=True,
             )
         )
     finally:

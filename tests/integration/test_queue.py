@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.service import Gateway, SubmitRequest, as_mode
+from gateway.service import OPERATOR, Gateway, SubmitRequest, as_mode
 from gateway.settings import Settings
 from gateway.store import NewRun
 from gateway.tasks import load_task
@@ -31,6 +31,7 @@ def vectoradd(board: str, mode: str = "test", user: str = "queue") -> SubmitRequ
         site="alpha",
         gpu_type="H100",
         mode=as_mode(mode),
+        admin=True,
     )
 
 
@@ -38,7 +39,7 @@ async def test_concurrent_claims_never_take_the_same_run(gateway: Gateway) -> No
     store = gateway.store
     assert store is not None
     task = load_task(PROBLEMS / "vectoradd")
-    board = await gateway.create_leaderboard(f"q-{uuid.uuid4().hex[:8]}", task)
+    board = await gateway.create_leaderboard(f"q-{uuid.uuid4().hex[:8]}", task, caller=OPERATOR)
     run_ids = [str(uuid.uuid4()) for _ in range(60)]
     await store.create_submission(
         "claims",
@@ -97,7 +98,7 @@ async def test_cancel_reaches_the_worker_running_the_job(stack_settings: Setting
         while (record := await store.get_run(run_id)) is None or record.job_id is None:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
-        message = await gateway.cancel_run(run_id[:8])
+        message = await gateway.cancel_run(run_id[:8], caller=OPERATOR)
         assert "cancel requested" in message
         while (record := await store.get_run(run_id)) is None or record.finished_at is None:
             assert time.monotonic() < deadline

@@ -81,6 +81,7 @@ async def test_a_site_added_as_yaml_alone_validates_checks_and_runs(
                 site="gamma",
                 gpu_type="L4",
                 mode="test",
+                admin=True,
             )
         )
     finally:

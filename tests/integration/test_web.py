@@ -28,6 +28,7 @@ from playwright.async_api import (
     expect,
 )
 
+from gateway.service import OPERATOR
 from gateway.settings import REPO_ROOT, Settings
 from tests.conftest import solution
 from tests.integration.api_harness import ApiUnderTest, api_server
@@ -220,7 +221,7 @@ async def test_hidden_leaderboards_and_unknown_pages_are_404_pages(web: Web) -> 
     public = await web.api.board(("H100",))
     hidden = f"hidden-{uuid.uuid4().hex[:8]}"
     task = await web.api.gateway.load_task_directory("vectoradd")
-    await web.api.gateway.create_leaderboard(hidden, task, ["H100"], visibility="hidden")
+    await web.api.gateway.create_leaderboard(hidden, task, ["H100"], visibility="hidden", caller=OPERATOR)
     page = await web.page()
 
     await page.goto("/")

@@ -70,6 +70,7 @@ async def enqueue_runs(gateway: Gateway, board: str, count: int) -> list[str]:
                 site="alpha",
                 gpu_type="H100",
                 mode="test",
+                admin=True,
             )
         )
         run_ids += submission.run_ids

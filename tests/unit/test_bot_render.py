@@ -103,6 +103,6 @@ def test_user_messages_say_what_to_fix_and_hide_the_rest() -> None:
     assert user_message(RefusedError("rate limited: try again in 5 min", "rate_limited")).startswith(
         "⛔ rate limited"
     )
-    assert "Leaderboard Admin" in user_message(NotAdminError("Leaderboard Admin"))
+    assert "admins" in user_message(NotAdminError())
     hidden = user_message(KeyError("db password=hunter2"))
     assert "hunter2" not in hidden and "reference `" in hidden

@@ -16,7 +16,9 @@ from tests.unit.fakes import tiny_task
 
 async def test_a_file_name_with_a_newline_is_refused(tmp_path: Path) -> None:
     gateway = Gateway(Settings(sites_dir=tmp_path, local_workdir=tmp_path / "runs"), {}, None)
-    request = SubmitRequest("def custom_kernel(d):\n    return d\n", "a\nb.py", "u", tiny_task(), mode="test")
+    request = SubmitRequest(
+        "def custom_kernel(d):\n    return d\n", "a\nb.py", "u", tiny_task(), mode="test", admin=True
+    )
     with pytest.raises(SubmissionError, match="file name"):
         await gateway.submit(request)
     await gateway.close()

@@ -23,6 +23,7 @@ from gateway.remote import RECONNECTS, RemoteGateway, api_url
 
 URL = "https://gw.example.org"
 TOKEN = "gwt_s3cret-value"
+PUBLIC_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"  # a submission's public id
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -101,7 +102,7 @@ async def test_the_token_goes_in_the_authorization_header_only() -> None:
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(202, json={"submission_id": 1, "runs": []})
+        return httpx.Response(202, json={"submission_id": PUBLIC_ID, "runs": []})
 
     async with remote(handle) as gateway:
         await gateway.submit("k.py", b"pass\n", "board", gpu_type="H100", mode="test")
@@ -159,7 +160,7 @@ async def test_a_broken_event_stream_is_reopened_after_the_last_event_seen() -> 
         return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, stream=streams.pop(0))
 
     async with remote(handle) as gateway:
-        events = [e async for e in gateway.follow(7)]
+        events = [e async for e in gateway.follow(PUBLIC_ID)]
     got = [(e.id, e.kind, e.message) for e in events]
     finished = events[-1]
     assert got == [(1, "state", "queued"), (2, "state", "RUNNING"), (3, "progress", "phase test started"),
@@ -178,7 +179,7 @@ async def test_a_stream_that_never_comes_back_is_given_up_with_the_url() -> None
 
     async with remote(handle) as gateway:
         with pytest.raises(RemoteError, match=f"cannot reach {URL}"):
-            async for _ in gateway.follow(7):
+            async for _ in gateway.follow(PUBLIC_ID):
                 pass
     assert calls == RECONNECTS + 1
 
@@ -186,7 +187,7 @@ async def test_a_stream_that_never_comes_back_is_given_up_with_the_url() -> None
 async def test_an_event_stream_refused_is_the_apis_error() -> None:
     async with remote(answer(404, {"error": "no submission 7"})) as gateway:
         with pytest.raises(NotFoundError, match="no submission 7"):
-            async for _ in gateway.follow(7):
+            async for _ in gateway.follow(PUBLIC_ID):
                 pass
 
 

@@ -117,7 +117,9 @@ async def submit(
     )
     try:
         return await gateway.submit(
-            SubmitRequest(code=code, file_name="k.py", user="u", task=TASK, site="gamma", gpu_type="H100")
+            SubmitRequest(
+                code=code, file_name="k.py", user="u", task=TASK, site="gamma", gpu_type="H100", admin=True
+            )
         )
     finally:
         await gateway.close()
@@ -173,11 +175,13 @@ async def test_bad_input_is_refused_before_anything_runs(tmp_path: Path) -> None
     gateway = Gateway(settings, {"gamma": SITE}, None, backend_factory=lambda _s: ScriptedBackend(never))
     with pytest.raises(UserError, match="unknown site 'nowhere'"):
         await gateway.submit(
-            SubmitRequest(code="x=1\n", file_name="k.py", user="u", task=TASK, site="nowhere")
+            SubmitRequest(code="x=1\n", file_name="k.py", user="u", task=TASK, site="nowhere", admin=True)
         )
     with pytest.raises(UserError, match="offers: H100"):
         await gateway.submit(
-            SubmitRequest(code="x=1\n", file_name="k.py", user="u", task=TASK, site="gamma", gpu_type="B200")
+            SubmitRequest(
+                code="x=1\n", file_name="k.py", user="u", task=TASK, site="gamma", gpu_type="B200", admin=True
+            )
         )
 
 
@@ -185,7 +189,7 @@ async def test_a_submitter_that_stops_waiting_cancels_the_job(tmp_path: Path) ->
     backend = ScriptedBackend(lambda r: (JobState.RUNNING, None))
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path)
     gateway = Gateway(settings, {"gamma": SITE}, None, backend_factory=lambda _s: backend)
-    request = SubmitRequest(code="x = 1\n", file_name="k.py", user="u", task=TASK, site="gamma")
+    request = SubmitRequest(code="x = 1\n", file_name="k.py", user="u", task=TASK, site="gamma", admin=True)
     waiting = asyncio.create_task(gateway.submit(request))
     await asyncio.sleep(0.5)
     waiting.cancel()
@@ -201,7 +205,9 @@ async def gateway_with(backend: ScriptedBackend, tmp_path: Path, site: SiteConfi
 
 
 def request_to(site: str = "gamma") -> SubmitRequest:
-    return SubmitRequest(code="x = 1\n", file_name="k.py", user="u", task=TASK, site=site, gpu_type="H100")
+    return SubmitRequest(
+        code="x = 1\n", file_name="k.py", user="u", task=TASK, site=site, gpu_type="H100", admin=True
+    )
 
 
 async def test_the_result_is_pushed_by_the_output_stream_before_slurm_says_done(tmp_path: Path) -> None:
