@@ -415,8 +415,9 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
         """Enqueue a submission and see it through in this process (as a worker for its own runs; a
         worker elsewhere may take some, and they are followed); return the public run's report with the
         secret rerun's verdict. Without a database the run goes straight to its site."""
-        if self.store is None or (request.admin and request.on_this_machine):
-            # a run on this machine is never a leaderboard's (no GPU type of one): it is not recorded
+        if self.store is None or (request.admin and request.on_this_machine and request.leaderboard is None):
+            # a run on this machine is never a leaderboard's ('local' is no board's GPU type): it is not
+            # recorded (one naming a leaderboard is refused by enqueue, saying what the board ranks)
             return await self._run_direct(request, on_event)
         from gateway.worker import Worker  # the worker drives this service: imported late, not circularly
 
@@ -513,8 +514,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
             if record is None or record.hidden:
                 raise missing
             return record
-        if not RUN_ID_PREFIX.fullmatch(wanted):
-            raise UserError(f"{shown(run_id)} is not a run id: give the id, or its first characters (hex)")
+        if not RUN_ID_PREFIX.fullmatch(wanted):  # names no run: not found, whatever it is
+            raise NotFoundError(f"no run with id {shown(run_id)}: give the id, or its first characters (hex)")
         matches = await store.find_runs(wanted)
         if not matches:
             raise missing

@@ -29,6 +29,11 @@ GUILD_ID = 910_000_000_000_000_003
 CHANNEL_ID = 910_000_000_000_000_004
 ADMIN_ROLE_ID = 910_000_000_000_000_005
 ADMIN_ROLE = "Leaderboard Admin"
+# attackers' roles: one named like the admin role in the served guild, and the bot invited to a guild of
+# an attacker's own with a role of that name too
+IMPOSTOR_ROLE_ID = 910_000_000_000_000_006
+OTHER_GUILD_ID = 910_000_000_000_000_007
+OTHER_ADMIN_ROLE_ID = 910_000_000_000_000_008
 # Discord's option types (Application Command Option Type)
 SUB_COMMAND, STRING, INTEGER, BOOLEAN, USER, ATTACHMENT = 1, 3, 4, 5, 6, 11
 
@@ -266,15 +271,21 @@ class FakeDiscord:
             "content_type": "text/x-python; charset=utf-8",
         }
 
-    def guild_payload(self, members: list[Member]) -> dict[str, Any]:
+    def guild_payload(self, members: list[Member], guild_id: int = GUILD_ID) -> dict[str, Any]:
+        """The served guild (its admin role, and an impostor's role of the same name), or with
+        ``guild_id=OTHER_GUILD_ID`` an attacker's guild with a role named like the admin role."""
         role = {"color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
+        named_admin = [ADMIN_ROLE_ID, IMPOSTOR_ROLE_ID] if guild_id == GUILD_ID else [OTHER_ADMIN_ROLE_ID]
         return {
-            "id": str(GUILD_ID),
-            "name": "Kernel Contest",
+            "id": str(guild_id),
+            "name": "Kernel Contest" if guild_id == GUILD_ID else "Totally Legit",
             "owner_id": str(BOT_ID + 100),
             "roles": [
-                {**role, "id": str(GUILD_ID), "name": "@everyone", "permissions": "0", "position": 0},
-                {**role, "id": str(ADMIN_ROLE_ID), "name": ADMIN_ROLE, "permissions": "0", "position": 1},
+                {**role, "id": str(guild_id), "name": "@everyone", "permissions": "0", "position": 0},
+                *(
+                    {**role, "id": str(rid), "name": ADMIN_ROLE, "permissions": "0", "position": n + 1}
+                    for n, rid in enumerate(named_admin)
+                ),
             ],
             "channels": [
                 {
@@ -306,6 +317,7 @@ class FakeDiscord:
         *,
         autocomplete: str | None = None,
         users: dict[str, Member] | None = None,
+        guild_id: int = GUILD_ID,
     ) -> tuple[str, dict[str, Any]]:
         """A slash command (or, with ``autocomplete`` naming the focused option, an autocomplete request)
         as Discord's gateway delivers it; returns its token and payload."""
@@ -334,7 +346,7 @@ class FakeDiscord:
             "name": group,
             "type": 1,
             "options": [{"name": command, "type": SUB_COMMAND, "options": built}],
-            "guild_id": str(GUILD_ID),
+            "guild_id": str(guild_id),
         }
         if resolved:
             data["resolved"] = resolved
@@ -343,9 +355,9 @@ class FakeDiscord:
             "application_id": str(APP_ID),
             "type": 4 if autocomplete else 2,
             "data": data,
-            "guild_id": str(GUILD_ID),
+            "guild_id": str(guild_id),
             "channel_id": str(CHANNEL_ID),
-            "channel": {"id": str(CHANNEL_ID), "type": 0, "name": "submissions", "guild_id": str(GUILD_ID)},
+            "channel": {"id": str(CHANNEL_ID), "type": 0, "name": "submissions", "guild_id": str(guild_id)},
             "member": member.payload(),
             "token": token,
             "version": 1,

@@ -21,7 +21,15 @@ from bot.settings import BotSettings
 from gateway.service import Gateway
 from gateway.settings import REPO_ROOT, Settings
 from gateway.worker import Worker
-from tests.fake_discord import ADMIN_ROLE, ADMIN_ROLE_ID, GUILD_ID, FakeDiscord, Member
+from tests.fake_discord import (
+    ADMIN_ROLE_ID,
+    GUILD_ID,
+    IMPOSTOR_ROLE_ID,
+    OTHER_ADMIN_ROLE_ID,
+    OTHER_GUILD_ID,
+    FakeDiscord,
+    Member,
+)
 from tests.integration.scratch import migrated_store
 
 # names unique to this test session: bans and rate limits recorded by an earlier session stay in the dev
@@ -30,6 +38,14 @@ SESSION = uuid.uuid4().hex[:6]
 ALICE = Member(930_000_000_000_000_001, f"alice-{SESSION}")
 BOB = Member(930_000_000_000_000_002, f"bob-{SESSION}")
 ADMIN = Member(930_000_000_000_000_003, f"root-{SESSION}", roles=[ADMIN_ROLE_ID])
+# a role named like the admin role, with another id (in the served guild, and in an attacker's own)
+IMPOSTOR = Member(930_000_000_000_000_004, f"mallory-{SESSION}", roles=[IMPOSTOR_ROLE_ID])
+OUTSIDER = Member(930_000_000_000_000_005, f"eve-{SESSION}", roles=[OTHER_ADMIN_ROLE_ID])
+
+
+def account(member: Member) -> str:
+    """A Discord member's account in the gateway: keyed by their user id, never their name."""
+    return f"discord:{member.id}"
 
 
 # where runs are executed: a worker task beside the bot (its own service and pool), `gateway worker` in
@@ -110,15 +126,16 @@ async def bot_on(
         gateway,
         BotSettings(
             token="not-a-real-token",
-            admin_role=ADMIN_ROLE,
-            guild_id=GUILD_ID,
+            guild_ids=[GUILD_ID],
+            admin_role_ids=[ADMIN_ROLE_ID],
             edit_interval_s=edit_interval_s,
             position_interval_s=0.3,
         ),
     )
     try:
         await bot.login("not-a-real-token")  # GET /users/@me, the application, then setup_hook: cogs + sync
-        bot._connection.parse_guild_create(fake.guild_payload([ALICE, BOB, ADMIN]))
+        bot._connection.parse_guild_create(fake.guild_payload([ALICE, BOB, ADMIN, IMPOSTOR]))
+        bot._connection.parse_guild_create(fake.guild_payload([OUTSIDER, ADMIN], OTHER_GUILD_ID))
         yield BotUnderTest(bot, fake, gateway)
     finally:
         await bot.close()

@@ -252,5 +252,5 @@ async def test_hidden_boards_events_resume_metrics_health_and_openapi(queue_only
         assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
         malformed = await client.get(f"/api/leaderboards/{board}/ranking", params={"top": "lots"})
         assert malformed.status_code == 422 and "top" in malformed.json()["error"]
-        assert (await client.get("/api/runs/zzz")).status_code == 400
+        assert (await client.get("/api/runs/zzz")).status_code == 404  # not a run id: names no run
         assert (await client.get("/api/submissions/999999")).status_code == 404

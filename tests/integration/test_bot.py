@@ -16,7 +16,17 @@ from gateway.service import OPERATOR, Gateway, SubmitRequest
 from gateway.settings import Settings
 from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
-from tests.integration.bot_harness import ADMIN, ALICE, BOB, BotUnderTest, bot_under_test
+from tests.fake_discord import OTHER_GUILD_ID
+from tests.integration.bot_harness import (
+    ADMIN,
+    ALICE,
+    BOB,
+    IMPOSTOR,
+    OUTSIDER,
+    BotUnderTest,
+    account,
+    bot_under_test,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +103,7 @@ async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
             ("big.py", b"#" * (limit + 1), {}, f"the limit is {limit} bytes"),
             ("latin1.py", b"x = '\xe9t\xe9'\n", {}, "is not UTF-8 text (byte 0xe9 at offset 5)"),
             ("empty.py", b"   \n", {}, "is empty"),
-            ("k.py", code, {"gpu": "L4"}, f"leaderboard {board} does not rank L4; it ranks H100"),
+            ("k.py", code, {"gpu": "L4"}, f"leaderboard {board} does not rank 'L4'; it ranks H100"),
             ("k.py", code, {"gpu": "TPU"}, "no site offers GPU type 'TPU'"),
             ("k.py", code, {"leaderboard": "no-such-board"}, "no leaderboard named 'no-such-board'"),
         ]
@@ -107,7 +117,7 @@ async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
             answer = await t.answer(await t.command(BOB, "leaderboard", "submit", {**options, **overrides}))
             assert expected in answer["content"] and ephemeral(answer), (file_name, answer["content"])
             assert "Traceback" not in answer["content"]
-        assert await t.gateway.runs(user=BOB.name, leaderboard=board, caller=OPERATOR) == []
+        assert await t.gateway.runs(user=account(BOB), leaderboard=board, caller=OPERATOR) == []
 
         # refusals by policy: a rate limit, a ban, a deadline; each says what to do, nothing is stored
         await t.gateway.set_rate_limit(board, "test", 1, 3600, caller=OPERATOR)
@@ -116,7 +126,7 @@ async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
         limited = await t.answer(await submit(t, BOB, board, "k.py", code, mode="test"))
         assert "rate limited: 1 test submission(s) per 1 h" in limited["content"], limited["content"]
         assert "try again in" in limited["content"] and ephemeral(limited)
-        await t.gateway.set_banned(BOB.name, True, caller=OPERATOR)
+        await t.gateway.set_banned(account(BOB), True, caller=OPERATOR)
         banned = await t.answer(await submit(t, BOB, board, "k.py", code, mode="benchmark"))
         assert "banned" in banned["content"] and ephemeral(banned), banned["content"]
         await t.gateway.set_deadline(board, datetime(2020, 1, 1, tzinfo=UTC), caller=OPERATOR)
@@ -125,7 +135,7 @@ async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
         runs = await t.gateway.runs(leaderboard=board, caller=OPERATOR)
         assert len(runs) == 1  # only the first, accepted submission
         await t.gateway.cancel_run(runs[0].run_id, caller=OPERATOR)  # no worker here: leave nothing queued
-        await t.gateway.set_banned(BOB.name, False, caller=OPERATOR)
+        await t.gateway.set_banned(account(BOB), False, caller=OPERATOR)
         await t.followers_done(30)
 
 
@@ -145,9 +155,12 @@ async def test_an_unexpected_error_is_logged_with_a_reference_never_shown(
         assert any(reference in r.getMessage() and r.exc_info for r in caplog.records)
 
 
-async def test_admin_commands_need_the_admin_role(
+async def test_admin_commands_need_the_admin_role_by_id_in_a_served_guild(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A member without the role, a member with a role of the admin role's name but another id, and a
+    member of another guild (the bot invited there, a role named like the admin role made there) are all
+    refused, /admin and its autocompletes alike; nothing changes."""
     async with bot_under_test(stack_settings, monkeypatch, worker="none") as t:
         board = await new_board(t.gateway)
         for command, options in [
@@ -157,16 +170,30 @@ async def test_admin_commands_need_the_admin_role(
             ("drain", {"site": "alpha"}),
         ]:
             users = {"user": ALICE} if "user" in options else None
-            answer = await t.run(BOB, "admin", command, options, users=users)
-            assert "only members with the 'Leaderboard Admin' role may use /admin" in answer["content"], (
-                answer
-            )
-            assert ephemeral(answer)
+            for member in (BOB, IMPOSTOR):
+                answer = await t.run(member, "admin", command, options, users=users)
+                assert "only the gateway's admins" in answer["content"], answer
+                assert ephemeral(answer)
+            answer = await t.run(OUTSIDER, "admin", command, options, users=users, guild_id=OTHER_GUILD_ID)
+            assert "serves only the servers its operators configured" in answer["content"], answer
+            # the admin's own role id, from a guild the bot does not serve, counts for nothing either
+            answer = await t.run(ADMIN, "admin", command, options, users=users, guild_id=OTHER_GUILD_ID)
+            assert "serves only the servers its operators configured" in answer["content"], answer
         assert (await t.gateway.get_leaderboard(board, caller=OPERATOR)).name == board  # not deleted
         assert (
             not (await t.gateway.site_health()).get("alpha", None)
             or not (await t.gateway.site_health())["alpha"].drained
         )
+        assert not (await t.gateway.discord_user(ALICE.id, ALICE.name)).banned
+        # autocompletes of admin options offer nothing to non-admins: no site names, no task directories
+        for member, option in [(BOB, "site"), (IMPOSTOR, "site"), (BOB, "task")]:
+            command = "drain" if option == "site" else "create"
+            token = await t.command(member, "admin", command, {option: ""}, autocomplete=option)
+            await t.discord.wait_for(lambda tok=token: tok in t.discord.autocompletes)  # type: ignore[misc]
+            assert t.discord.autocompletes[token] == [], (member, option)
+        token = await t.command(ADMIN, "admin", "drain", {"site": ""}, autocomplete="site")
+        offered = await t.discord.wait_for(lambda: t.discord.autocompletes.get(token))
+        assert "alpha" in [c["value"] for c in offered]
 
 
 async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
@@ -270,7 +297,7 @@ async def test_competitors_list_show_read_the_task_get_the_template_and_an_api_t
         made = await t.run(ALICE, "leaderboard", "token")
         assert ephemeral(made) and "shown once and only to you" in made["content"]
         api_token = made["content"].split("```")[1].strip()
-        assert (await t.gateway.user_for_token(api_token)).name == ALICE.name  # type: ignore[union-attr]
+        assert (await t.gateway.user_for_token(api_token)).name == account(ALICE)  # type: ignore[union-attr]
         revoked = await t.run(ALICE, "leaderboard", "revoke-token")
         assert ephemeral(revoked) and "revoked" in revoked["content"]
         assert await t.gateway.user_for_token(api_token) is None

@@ -90,7 +90,7 @@ async def enqueued(gateway: Gateway, board: str, user: str, mode: Mode = "test")
     """Queued without a worker in this process (the CLI's `submit` would also run it)."""
     code = solution("vectoradd", "correct.py")
     return await gateway.enqueue(
-        SubmitRequest(code, "correct.py", user, leaderboard=board, mode=mode, admin=True)
+        SubmitRequest(code, "correct.py", user, leaderboard=board, gpu_type="H100", mode=mode)
     )
 
 
@@ -105,7 +105,7 @@ def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> Non
             "--task",
             str(PROBLEMS / "vectoradd"),
             "--gpu",
-            "local",
+            "L4",
             "--gpu",
             "H100",
             "--description",
@@ -113,11 +113,11 @@ def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> Non
         )
     )
     assert f"created leaderboard {board} (public): task vectoradd" in flat(out)
-    assert "GPU types H100, local, deadline none (open)" in flat(out)
+    assert "GPU types H100, L4, deadline none (open)" in flat(out)
     again = cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "softmax"))
     assert again.returncode == 2 and "already exists (task vectoradd" in flat(again.stdout)
     every_gpu = cli(dev_env, "leaderboard", "create", f"{board}-x", "--task", str(PROBLEMS / "vectoradd"))
-    assert "GPU types A100, H100, L4, local" in ok(every_gpu)
+    assert "GPU types A100, H100, L4, deadline" in ok(every_gpu)
     assert ok(cli(dev_env, "leaderboard", "delete", f"{board}-x")).startswith("deleted leaderboard")
     task = str(PROBLEMS / "vectoradd")
     bad_gpu = cli(dev_env, "leaderboard", "create", f"{board}-y", "--task", task, "--gpu", "TPU")
@@ -125,25 +125,25 @@ def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> Non
     try:
         ok(cli(dev_env, "leaderboard", "create", hidden, "--task", str(PROBLEMS / "vectoradd"), "--hidden"))
         listed = flat(ok(cli(dev_env, "leaderboard", "list")))
-        assert f"{board} H100, local none (open) 0 0 adds [b]two[/b] vectors" in listed
+        assert f"{board} H100, L4 none (open) 0 0 adds [b]two[/b] vectors" in listed
         assert hidden not in listed
-        assert f"{hidden} A100, H100, L4, local none (open) 0 0" in flat(
+        assert f"{hidden} A100, H100, L4 none (open) 0 0" in flat(
             ok(cli(dev_env, "leaderboard", "list", "--all"))
         )
     finally:
         cli(dev_env, "leaderboard", "delete", hidden, "--yes")
 
     user = f"ada-{board}"
-    ok(cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--gpu", "local", "--user", user))
+    ok(cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--gpu", "L4", "--user", user))
     shown = flat(ok(cli(dev_env, "leaderboard", "show", board)))
-    assert "task vectoradd, ranked by geom, GPU types H100, local, public" in shown
+    assert "task vectoradd, ranked by geom, GPU types H100, L4, public" in shown
     assert "deadline: none (open) rate limits: none adds [b]two[/b] vectors" in shown
-    row = re.search(rf"local 1 {user} [\d.]+ [µnm]?s \d{{4}}-\d\d-\d\d [\d:]{{8}} correct.py local", shown)
+    row = re.search(rf"L4 1 {user} [\d.]+ [µnm]?s \d{{4}}-\d\d-\d\d [\d:]{{8}} correct.py beta", shown)
     assert row is not None, shown
     assert ok(cli(dev_env, "leaderboard", "show", board, "--gpu", "H100")).count(user) == 0
     one = cli(dev_env, "leaderboard", "show", board, "--gpu", "A100")
     assert one.returncode == 2
-    assert f"leaderboard {board} does not rank 'A100'; it ranks H100, local" in one.stdout
+    assert f"leaderboard {board} does not rank 'A100'; it ranks H100, L4" in one.stdout
 
     refused = cli(dev_env, "leaderboard", "delete", board)  # stdin is not a terminal: no prompt
     assert refused.returncode == 2
@@ -163,7 +163,7 @@ async def test_deleting_warns_of_jobs_it_does_not_cancel(
     dev_env: dict[str, str], gateway: Gateway, board: str
 ) -> None:
     assert gateway.store is not None
-    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "H100"))
     submitted = (await enqueued(gateway, board, f"busy-{board}")).public_run.run_id
     await enqueued(gateway, board, f"idle-{board}")
     await gateway.store.mark_submitted(submitted, "4242", "PENDING")  # as a worker records an sbatch
@@ -175,7 +175,7 @@ async def test_deleting_warns_of_jobs_it_does_not_cancel(
 async def test_a_rate_limit_refuses_the_next_submission(
     dev_env: dict[str, str], gateway: Gateway, board: str
 ) -> None:
-    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "H100"))
     out = ok(cli(dev_env, "leaderboard", "limit", board, "--mode", "test", "--max", "2", "--per", "1h"))
     assert f"{board}: 2 test submission(s) per 1 h per user" in out
     assert "2 test submission(s) per 1 h" in ok(cli(dev_env, "leaderboard", "limit", board))
@@ -187,7 +187,19 @@ async def test_a_rate_limit_refuses_the_next_submission(
     user = f"rl-{board}"
     await enqueued(gateway, board, user)
     await enqueued(gateway, board, user)
-    third = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user)
+    third = cli(
+        dev_env,
+        "submit",
+        str(CORRECT),
+        "--leaderboard",
+        board,
+        "--gpu",
+        "H100",
+        "--mode",
+        "test",
+        "--user",
+        user,
+    )
     assert third.returncode == 3, third.stdout + third.stderr
     assert re.search(
         rf"refused: rate limited: 2 test submission\(s\) per 1 h on {board}; try again in (\d+ min|1 h)",
@@ -216,15 +228,27 @@ async def test_a_deadline_in_the_past_refuses(dev_env: dict[str, str], gateway: 
             "--task",
             str(PROBLEMS / "vectoradd"),
             "--gpu",
-            "local",
+            "H100",
             "--deadline",
             "2001-02-03T04:05Z",
         )
     )
     assert "deadline 2001-02-03 04:05 UTC (closed)" in out
-    assert f"{board} local 2001-02-03 04:05 UTC (closed)" in flat(ok(cli(dev_env, "leaderboard", "list")))
+    assert f"{board} H100 2001-02-03 04:05 UTC (closed)" in flat(ok(cli(dev_env, "leaderboard", "list")))
     user = f"late-{board}"
-    late = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user)
+    late = cli(
+        dev_env,
+        "submit",
+        str(CORRECT),
+        "--leaderboard",
+        board,
+        "--gpu",
+        "H100",
+        "--mode",
+        "test",
+        "--user",
+        user,
+    )
     assert late.returncode == 3
     assert f"refused: leaderboard {board} closed at 2001-02-03 04:05 UTC" in flat(late.stdout)
     assert await gateway.runs(user=user, caller=OPERATOR) == []
@@ -250,13 +274,25 @@ async def test_a_deadline_in_the_past_refuses(dev_env: dict[str, str], gateway: 
 async def test_a_banned_user_is_refused_until_unbanned(
     dev_env: dict[str, str], gateway: Gateway, board: str
 ) -> None:
-    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "H100"))
     user = f"mallory-{board}"
     unknown = cli(dev_env, "users", "unban", user)
     assert unknown.returncode == 2 and f"no user named '{user}'" in unknown.stdout
     assert f"user {user} is now banned from submitting" in ok(cli(dev_env, "users", "ban", user))
     assert f"user {user} is already banned" in ok(cli(dev_env, "users", "ban", user))
-    done = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user)
+    done = cli(
+        dev_env,
+        "submit",
+        str(CORRECT),
+        "--leaderboard",
+        board,
+        "--gpu",
+        "H100",
+        "--mode",
+        "test",
+        "--user",
+        user,
+    )
     assert done.returncode == 3 and f"refused: {user} is banned from submitting" in done.stdout
     assert await gateway.runs(user=user, caller=OPERATOR) == []
     with pytest.raises(UserError, match="is banned"):
@@ -269,12 +305,12 @@ async def test_a_banned_user_is_refused_until_unbanned(
 async def test_runs_list_show_and_cancel_a_queued_run(
     dev_env: dict[str, str], gateway: Gateway, board: str
 ) -> None:
-    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "H100"))
     user = f"queued-{board}"
     submission = await enqueued(gateway, board, user)  # queued; no worker in this process takes it
     run_id = submission.public_run.run_id
     listed = flat(ok(cli(dev_env, "runs", "list", "--leaderboard", board, "--unfinished")))
-    assert f"{run_id[:8]}" in listed and f"{user} {board} correct.py test local (not routed)" in listed
+    assert f"{run_id[:8]}" in listed and f"{user} {board} correct.py test H100 (not routed)" in listed
     assert run_id[:8] in ok(cli(dev_env, "runs", "list", "--user", user, "--limit", "1"))
 
     shown = flat(ok(cli(dev_env, "runs", "show", run_id[:8])))
@@ -298,20 +334,34 @@ async def test_runs_list_show_and_cancel_a_queued_run(
     again = cli(dev_env, "runs", "cancel", run_id)
     assert again.returncode == 0 and "has already finished (CANCELLED)" in again.stdout
 
-    ok(cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--mode", "test", "--user", user))
+    ok(
+        cli(
+            dev_env,
+            "submit",
+            str(CORRECT),
+            "--leaderboard",
+            board,
+            "--gpu",
+            "H100",
+            "--mode",
+            "test",
+            "--user",
+            user,
+        )
+    )
     done = next(r for r in await gateway.runs(user=user, caller=OPERATOR) if r.state == "COMPLETED")
     too_late = cli(dev_env, "runs", "cancel", done.run_id[:12])
     assert too_late.returncode == 1
     assert f"run {done.run_id} has already finished (COMPLETED)" in too_late.stdout
     shown = flat(ok(cli(dev_env, "runs", "show", done.run_id)))
-    for line in ("state COMPLETED", "verdict passed", "partition local/local", "attempt 1", "claimed 1"):
+    for line in ("state COMPLETED", "verdict passed", "partition alpha/h100", "attempt 1", "claimed 1"):
         assert line in shown, (line, shown)
-    assert re.search(r"test seed: 4242; size: 127 pass", shown) and "routed to local/local" in shown
+    assert re.search(r"test seed: 4242; size: 127 pass", shown) and "routed to alpha/h100" in shown
 
     for wrong, message in (
         ("ffffffff-0000", "no run with id 'ffffffff-0000'"),
-        ("%", "'%' is not a run id"),
-        ("'; DROP TABLE runs; --", "is not a run id"),
+        ("%", "no run with id '%': give the id, or its first characters"),
+        ("'; DROP TABLE runs; --", "give the id, or its first characters"),
     ):
         refused = cli(dev_env, "runs", "show", wrong)
         assert refused.returncode == 2 and message in refused.stdout, refused.stdout

@@ -55,7 +55,7 @@ def test_submit_to_beta_then_leaderboard_show_ranks_it(dev_env: dict[str, str]) 
         "--gpu",
         "A100",
     )
-    assert refused.returncode == 2 and "does not rank A100" in refused.stdout
+    assert refused.returncode == 2 and "does not rank 'A100'" in refused.stdout
 
 
 def test_sites_validate_names_file_line_and_field(dev_env: dict[str, str], tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def tag() -> str:
 @pytest.fixture
 async def board(gateway: Gateway) -> AsyncIterator[str]:
     name = f"hostile-{tag()}"
-    await gateway.create_leaderboard(name, TASK, ["local"], caller=OPERATOR)
+    await gateway.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)
     yield name
     await gateway.delete_leaderboard(name, caller=OPERATOR)
 
@@ -67,7 +67,7 @@ async def enqueue(
     gateway: Gateway, board: str, *, user: str = "hostile-tester", file_name: str = "k.py", code: str = CODE
 ) -> Submission:
     return await gateway.enqueue(
-        SubmitRequest(code, file_name, user, leaderboard=board, mode="test", admin=True)
+        SubmitRequest(code, file_name, user, leaderboard=board, gpu_type="H100", mode="test")
     )
 
 
@@ -111,11 +111,11 @@ async def test_bad_user_names_are_refused(gateway: Gateway, board: str, kind: st
 async def test_leaderboard_names_are_stored_verbatim(gateway: Gateway, kind: str) -> None:
     name = f"{NAMES[kind]} {tag()}"
     canary = f"canary-{tag()}"
-    await gateway.create_leaderboard(canary, TASK, ["local"], caller=OPERATOR)
+    await gateway.create_leaderboard(canary, TASK, ["H100"], caller=OPERATOR)
     canary_run = (await enqueue(gateway, canary)).public_run.run_id
     try:
         created = await gateway.create_leaderboard(
-            name, TASK, ["local"], description=f"about {name}", caller=OPERATOR
+            name, TASK, ["H100"], description=f"about {name}", caller=OPERATOR
         )
         assert created.name == name and created.description == f"about {name}"
         assert (await gateway.get_leaderboard(name, caller=OPERATOR)).name == name
@@ -139,7 +139,7 @@ async def test_leaderboard_names_are_stored_verbatim(gateway: Gateway, kind: str
 
 async def test_the_longest_leaderboard_name_is_stored_verbatim(gateway: Gateway) -> None:
     name = tag() + "x" * 192
-    assert (await gateway.create_leaderboard(name, TASK, ["local"], caller=OPERATOR)).name == name
+    assert (await gateway.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)).name == name
     assert await gateway.delete_leaderboard(name, caller=OPERATOR) == (0, 0)
 
 
@@ -147,7 +147,7 @@ async def test_the_longest_leaderboard_name_is_stored_verbatim(gateway: Gateway)
 async def test_bad_leaderboard_names_are_refused(gateway: Gateway, kind: str) -> None:
     name, message = BAD_NAMES[kind]
     with pytest.raises(UserError, match="leaderboard name") as refused:
-        await gateway.create_leaderboard(name, TASK, ["local"], caller=OPERATOR)
+        await gateway.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)
     assert message in str(refused.value)
     for lookup in (gateway.get_leaderboard, gateway.delete_leaderboard, gateway.leaderboard_summary):
         with pytest.raises(UserError, match="leaderboard name"):
@@ -267,7 +267,7 @@ def test_the_cli_refuses_files_it_cannot_store(dev_env: dict[str, str], tmp_path
     """Through `gateway submit`: a file that is not UTF-8, a file name that is not, a user name from
     bytes that are not; each refused naming what is wrong, exit code 2, nothing stored."""
     board, user = f"hostile-cli-{tag()}", f"cli-{tag()}"
-    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "local"))
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "H100"))
     try:
         latin1 = tmp_path / "latin1 kernel.py"
         latin1.write_bytes(CODE.encode() + b"# caf\xe9 \xff\xfe\n")
@@ -289,7 +289,7 @@ def test_the_cli_refuses_files_it_cannot_store(dev_env: dict[str, str], tmp_path
         assert done.returncode == 2 and "user name 'bob\\udcff' (4 characters) cannot be used" in done.stdout
 
         listed = flat(ok(cli(dev_env, "leaderboard", "list")))
-        assert f"{board} local none (open) 0 0" in listed  # nothing stored
+        assert f"{board} H100 none (open) 0 0" in listed  # nothing stored
     finally:
         ok(cli(dev_env, "leaderboard", "delete", board, "--yes"))
 
@@ -297,10 +297,10 @@ def test_the_cli_refuses_files_it_cannot_store(dev_env: dict[str, str], tmp_path
 def test_the_cli_shows_hostile_names_as_written(dev_env: dict[str, str]) -> None:
     name = f"[/] [bold]'; DROP TABLE runs; --[/bold] {tag()}"
     task = str(PROBLEMS / "vectoradd")
-    created = cli(dev_env, "leaderboard", "create", name, "--task", task, "--gpu", "local")
+    created = cli(dev_env, "leaderboard", "create", name, "--task", task, "--gpu", "H100")
     try:
         assert f"created leaderboard {name} (public)" in ok(created)
-        assert f"{name} local none (open)" in flat(ok(cli(dev_env, "leaderboard", "list")))
+        assert f"{name} H100 none (open)" in flat(ok(cli(dev_env, "leaderboard", "list")))
         assert f"{name} (ranked by geom" in flat(ok(cli(dev_env, "leaderboard", "show", name)))
         # the error names it: rich used to read the [/] in it as markup and crash
         missing = cli(dev_env, "leaderboard", "show", f"{name}-missing")

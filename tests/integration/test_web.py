@@ -233,7 +233,7 @@ async def test_hidden_leaderboards_and_unknown_pages_are_404_pages(web: Web) -> 
         (f"/leaderboards/{hidden}", f"no leaderboard named '{hidden}'"),
         ("/leaderboards/no-such-board", "no leaderboard named 'no-such-board'"),
         (f"/leaderboards/{public}?gpu=B200", "does not rank 'B200'"),
-        ("/submissions/987654321", "no submission 987654321"),
+        ("/submissions/987654321", "no submission '987654321'"),
         ("/no/such/page", "There is no page at this address."),
     ):
         response = await page.goto(path)
