@@ -8,8 +8,8 @@ import signal
 
 import typer
 from pydantic import ValidationError
-from rich.markup import escape
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from gateway.errors import GatewayError
