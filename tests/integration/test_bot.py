@@ -16,7 +16,7 @@ from gateway.service import OPERATOR, Gateway, SubmitRequest
 from gateway.settings import Settings
 from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
-from tests.fake_discord import OTHER_GUILD_ID
+from tests.fake_discord import OTHER_GUILD_ID, Member
 from tests.integration.bot_harness import (
     ADMIN,
     ALICE,
@@ -344,3 +344,99 @@ def evil_archive() -> bytes:
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+async def test_members_cannot_name_sites_or_see_hidden_boards_and_renames_keep_bans(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tried as an attacker would through the bot: naming a site or the gateway's machine is refused and
+    stores nothing; a hidden board is answered exactly as one that does not exist, by every command and
+    autocomplete; a ban follows the Discord user id through a rename, and a newcomer who takes the freed
+    name gets none of that account (history, ban, token)."""
+    async with bot_under_test(stack_settings, monkeypatch, worker="none") as t:
+        board = await new_board(t.gateway)
+        code = solution("vectoradd", "correct.py").encode()
+        for overrides, message in [
+            ({"site": "alpha"}, "naming a site is for the gateway's admins"),
+            ({"site": "local"}, "naming a site is for the gateway's admins"),
+            ({"gpu": "local"}, "runs on the gateway's own machine are for its admins"),
+        ]:
+            options = {
+                "file": t.discord.attach("k.py", code),
+                "leaderboard": board,
+                "gpu": "H100",
+                "mode": "test",
+            }
+            for member in (BOB, IMPOSTOR):
+                answer = await t.answer(
+                    await t.command(member, "leaderboard", "submit", {**options, **overrides})
+                )
+                assert message in answer["content"] and ephemeral(answer), (overrides, answer["content"])
+        assert await t.gateway.runs(leaderboard=board, caller=OPERATOR) == []
+        named = await t.answer(
+            await t.command(
+                ADMIN,
+                "leaderboard",
+                "submit",
+                {"file": t.discord.attach("k.py", code), "leaderboard": board, "gpu": "H100", "mode": "test",
+                 "site": "alpha"},
+            )
+        )  # fmt: skip
+        assert "queued" in embed_text(named), named
+        [queued] = await t.gateway.runs(leaderboard=board, caller=OPERATOR)
+        await t.gateway.cancel_run(queued.run_id, caller=OPERATOR)
+
+        hidden, missing = f"bot-{uuid.uuid4().hex[:8]}", f"bot-{uuid.uuid4().hex[:8]}"
+        task = load_task(PROBLEMS / "vectoradd")
+        await t.gateway.create_leaderboard(hidden, task, ["H100"], visibility="hidden", caller=OPERATOR)
+        commands: list[tuple[str, dict[str, Any]]] = [
+            ("show", {}),
+            ("task", {}),
+            ("template", {}),
+            ("show-personal", {}),
+            ("submit", {"file": "k.py", "gpu": "H100", "mode": "test"}),
+        ]
+        for command, options in commands:
+            said = []
+            for name in (hidden, missing):
+                given: dict[str, Any] = {"leaderboard": name, **options}
+                if "file" in given:
+                    given["file"] = t.discord.attach("k.py", code)
+                said.append(
+                    (await t.run(BOB, "leaderboard", command, given))["content"].replace(name, "NAME")
+                )
+            assert said[0] == said[1] and "no leaderboard named 'NAME'" in said[0], (command, said)
+        for member, sees in ((BOB, False), (ADMIN, True)):
+            token = await t.command(
+                member, "leaderboard", "show", {"leaderboard": hidden}, autocomplete="leaderboard"
+            )
+            await t.discord.wait_for(lambda tok=token: tok in t.discord.autocompletes)  # type: ignore[misc]
+            assert (hidden in [c["value"] for c in t.discord.autocompletes[token]]) == sees, member
+        assert hidden not in embed_text(await t.run(BOB, "leaderboard", "list"))
+        assert hidden in embed_text(await t.run(ADMIN, "leaderboard", "list"))
+
+        # a ban and a history follow the user id through a rename; a newcomer with the freed name is new
+        first = await t.answer(await submit(t, ALICE, board, "mine.py", code, mode="test"))
+        assert "queued" in embed_text(first)
+        [mine] = await t.gateway.runs(user=account(ALICE), caller=OPERATOR)
+        await t.gateway.cancel_run(mine.run_id, caller=OPERATOR)
+        old_token = (await t.run(ALICE, "leaderboard", "token"))["content"].split("```")[1].strip()
+        banned = await t.run(ADMIN, "admin", "ban", {"user": "alice"}, users={"user": ALICE})
+        assert "is now banned" in banned["content"], banned
+        renamed = Member(ALICE.id, f"{ALICE.name}-renamed")
+        refused = await t.answer(await submit(t, renamed, board, "k.py", code, mode="test"))
+        assert "is banned from submitting" in refused["content"], refused["content"]
+        kept = embed_text(await t.run(renamed, "leaderboard", "show-personal", {"leaderboard": board}))
+        assert "mine.py" in kept, kept
+        newcomer = Member(930_000_000_000_000_099, ALICE.name)  # took the freed name
+        fresh = await t.answer(await submit(t, newcomer, board, "theirs.py", code, mode="test"))
+        assert "queued" in embed_text(fresh), fresh
+        theirs = embed_text(await t.run(newcomer, "leaderboard", "show-personal", {"leaderboard": board}))
+        assert "mine.py" not in theirs and "theirs.py" in theirs, theirs
+        made = (await t.run(newcomer, "leaderboard", "token"))["content"].split("```")[1].strip()
+        owner = await t.gateway.user_for_token(made)
+        assert owner is not None and owner.name == account(newcomer) != account(ALICE)
+        assert (await t.gateway.user_for_token(old_token)).name == account(ALICE)  # type: ignore[union-attr]
+        for run in await t.gateway.runs(user=account(newcomer), caller=OPERATOR):
+            await t.gateway.cancel_run(run.run_id, caller=OPERATOR)
+        await t.followers_done(30)
