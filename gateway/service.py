@@ -365,6 +365,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
             request.code,
             request.mode,
             runs,
+            max_unfinished=self.settings.max_unfinished_runs_per_user or None,
+            per_minute=self.settings.submissions_per_minute or None,
         )
         return Submission(
             submission_id,
