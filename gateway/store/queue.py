@@ -51,6 +51,22 @@ async def insert_event(conn: Any, run_id: uuid.UUID, kind: str, state: str, mess
     )
 
 
+# The claim: lock up to $3 runs no live worker holds, in claim order, and mark them this worker's ($1); a
+# stale claim ($2 seconds without a heartbeat) is taken over, never by the worker that holds it; $4: only
+# these runs (a submitter draining its own), or NULL. bench/claim_fairness.py times it against
+# oldest-first (ORDER BY queued_at, id).
+CLAIM_SQL = (
+    "WITH picked AS ("
+    "  SELECT id FROM runs WHERE finished_at IS NULL "
+    "  AND (worker IS NULL "
+    "       OR (heartbeat_at < now() - make_interval(secs => $2) AND worker <> $1)) "
+    "  AND ($4::uuid[] IS NULL OR id = ANY($4)) "
+    "  ORDER BY turn, user_place, queued_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
+    "UPDATE runs r SET worker = $1, heartbeat_at = now(), claims = r.claims + 1 "
+    "FROM picked WHERE r.id = picked.id RETURNING r.id"
+)
+
+
 class QueueStore(StoreBase):
     @retried
     async def create_submission(
@@ -215,20 +231,7 @@ class QueueStore(StoreBase):
         Not retried on its own: a claim whose acknowledgement was lost is left to go stale (its
         heartbeat is never sent) and is taken over, so no run is held by a worker that does not know it."""
         async with self._conn() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "WITH picked AS ("
-                "  SELECT id FROM runs WHERE finished_at IS NULL "
-                "  AND (worker IS NULL "
-                "       OR (heartbeat_at < now() - make_interval(secs => $2) AND worker <> $1)) "
-                "  AND ($4::uuid[] IS NULL OR id = ANY($4)) "
-                "  ORDER BY turn, user_place, queued_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
-                "UPDATE runs r SET worker = $1, heartbeat_at = now(), claims = r.claims + 1 "
-                "FROM picked WHERE r.id = picked.id RETURNING r.id",
-                worker,
-                stale_after_s,
-                limit,
-                _ids(run_ids),
-            )
+            rows = await conn.fetch(CLAIM_SQL, worker, stale_after_s, limit, _ids(run_ids))
             if not rows:
                 return []
             details = await conn.fetch(
