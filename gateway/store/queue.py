@@ -25,12 +25,21 @@ from gateway.store.records import ClaimedRun, NewRun
 EVENTS_PER_RUN = 500  # state and progress events kept per run (the finished event always goes in)
 PER_MINUTE_S = 60.0
 
-# The turn workers are serving: the lowest turn still waiting for a worker; with none waiting, the highest
-# turn running (so turns keep rising); with nothing unfinished, 0.
-HEAD_TURN_SQL = (
-    "SELECT COALESCE("
+# What a user's submission is checked and queued against, in one round trip ($1: the user, $2: the window of
+# the per-minute limit in seconds, $3: that limit): the user's unfinished runs and the last one's turn; the
+# turn workers are serving (the lowest turn still waiting for a worker; with none waiting, the highest turn
+# running, so turns keep rising; with nothing unfinished, 0); the user's submissions in the window and when
+# the $3-th newest leaves it (as a leaderboard's limit: the oldest, unless the limit was lowered).
+USER_QUEUE_SQL = (
+    "SELECT mine.unfinished, mine.last_turn, recent.used, recent.wait_s, COALESCE("
     "  (SELECT turn FROM runs WHERE finished_at IS NULL AND worker IS NULL ORDER BY turn LIMIT 1), "
-    "  (SELECT max(turn) FROM runs WHERE finished_at IS NULL), 0)"
+    "  (SELECT max(turn) FROM runs WHERE finished_at IS NULL), 0) AS head "
+    "FROM (SELECT count(*) AS unfinished, max(turn) AS last_turn FROM runs "
+    "      WHERE user_id = $1 AND finished_at IS NULL) mine, "
+    "     (SELECT count(*) AS used, extract(epoch FROM "
+    "        (array_agg(created_at ORDER BY created_at DESC))[$3] + make_interval(secs => $2) - now()) "
+    "        AS wait_s "
+    "      FROM submissions WHERE user_id = $1 AND created_at > now() - make_interval(secs => $2)) recent"
 )
 
 
@@ -114,13 +123,15 @@ class QueueStore(StoreBase):
                 board_name, board_cap = await self._check_open(conn, user_row["id"], leaderboard_id, mode)
                 if board_cap is not None:
                     cap, where = board_cap, f" on {board_name}"
-            if per_minute is not None:
-                await _check_per_minute(conn, user_row["id"], per_minute)
-            mine: Any = await conn.fetchrow(
-                "SELECT count(*) AS unfinished, max(turn) AS last_turn FROM runs "
-                "WHERE user_id = $1 AND finished_at IS NULL",
-                user_row["id"],
-            )
+            mine: Any = await conn.fetchrow(USER_QUEUE_SQL, user_row["id"], PER_MINUTE_S, per_minute or 1)
+            if per_minute is not None and mine["used"] >= per_minute:
+                wait = max(1.0, float(mine["wait_s"]))
+                raise RefusedError(
+                    f"rate limited: {per_minute} submission(s) per minute across all leaderboards; "
+                    f"try again in {_duration(wait)}",
+                    "rate_limited",
+                    retry_after_s=wait,
+                )
             if cap is not None and mine["unfinished"] + len(runs) > cap:
                 raise RefusedError(
                     f"too many unfinished runs: you have {mine['unfinished']} queued or running and this "
@@ -129,9 +140,9 @@ class QueueStore(StoreBase):
                     "too_many_unfinished",
                 )
             # users take turns: the first run goes one after the user's last unfinished run, and never
-            # before the turn workers are serving (read outside the user's lock: another user's submission
-            # at the same moment may get the same turn; the tie goes to the lower place, then the older)
-            head: int = await conn.fetchval(HEAD_TURN_SQL)
+            # before the turn workers are serving (not under any lock: another user's submission at the
+            # same moment may get the same turn; the tie goes to the lower place, then the older)
+            head: int = mine["head"]
             turn = head if mine["last_turn"] is None else max(head, mine["last_turn"] + 1)
             await conn.execute(
                 "INSERT INTO code_blobs (sha256, code) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
@@ -430,28 +441,6 @@ class QueueStore(StoreBase):
             await conn.execute("UPDATE runs SET cancel_requested = true WHERE id = $1", rid)
             await conn.execute("SELECT pg_notify('gateway_cancel', $1)", run_id)
             return "requested"
-
-
-async def _check_per_minute(conn: Any, user_id: int, per_minute: int) -> None:
-    """Refuse a user's submission over ``per_minute`` in the last minute, whatever the leaderboard."""
-    # as a leaderboard's limit: a slot frees when the per_minute-th newest submission leaves the window
-    window: Any = await conn.fetchrow(
-        "SELECT count(*) AS used, extract(epoch FROM "
-        "  (array_agg(created_at ORDER BY created_at DESC))[$3] + make_interval(secs => $2) - now()) "
-        "  AS wait_s "
-        "FROM submissions WHERE user_id = $1 AND created_at > now() - make_interval(secs => $2)",
-        user_id,
-        PER_MINUTE_S,
-        per_minute,
-    )
-    if window["used"] >= per_minute:
-        wait = max(1.0, float(window["wait_s"]))
-        raise RefusedError(
-            f"rate limited: {per_minute} submission(s) per minute across all leaderboards; "
-            f"try again in {_duration(wait)}",
-            "rate_limited",
-            retry_after_s=wait,
-        )
 
 
 def _duration(seconds: float) -> str:
