@@ -1,6 +1,7 @@
 """`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` needs no dev stack;
-`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only), `python -m bench.api_load`
-the HTTP API under load (PostgreSQL only; `--profile` adds where the server spent its time)."""
+`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only), `python -m
+bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.api_load` the HTTP API under load
+(PostgreSQL only; `--profile` adds where the server spent its time)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from bench import (
     api_load,
     bot_latency,
+    claim_fairness,
     e2e,
     harness_bench,
     queue_throughput,
@@ -34,6 +36,7 @@ async def main() -> None:
     await e2e.main(console)
     await slurmctld_load.main(console)
     await queue_throughput.main(console)
+    await claim_fairness.main(console)  # PostgreSQL only: scratch databases of its own
     await ranking_bench.main(console)  # PostgreSQL only: a scratch database of its own
     await api_load.main(console)  # PostgreSQL only: the HTTP API loaded from a second process
     await bot_latency.main(console)  # PostgreSQL and the fake Discord API

@@ -9,7 +9,7 @@ boundary with ``raise ... from exc``::
     │   ├── SubmissionError  a submitted file cannot be run (wrong encoding, too large, ...)
     │   ├── NotFoundError    no leaderboard, run or submission by that name or id
     │   └── RefusedError     the submitter may not submit now (banned, deadline passed, rate limited,
-    │                        the site it names drained)
+    │                        too many unfinished runs, the site it names drained)
     ├── ConfigError          a site YAML or setting is invalid (names file, line and field)
     ├── CommandError         a command through the runner seam failed (argv, exit code, stdout, stderr)
     ├── TransportError       a connection could not be made or broke (SSH, SFTP, local files)
@@ -45,8 +45,9 @@ class NotFoundError(UserError):
 
 
 class RefusedError(UserError):
-    """A submission refused by policy; ``reason`` is banned | closed | rate_limited | drained (the site it
-    names) for API status codes."""
+    """A request refused by policy; ``reason`` is banned | closed | rate_limited | too_many_unfinished
+    (the user's unfinished runs at their cap) | drained (the site it names) | forbidden (an admin's right:
+    gateway.authority) for API status codes."""
 
     def __init__(self, message: str, reason: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)

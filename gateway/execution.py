@@ -4,8 +4,11 @@ submission's fault.
 
 The result is pushed: the job's output is tailed over the open connection, and the moment the trusted
 runner prints that result.json is written, the gateway fetches and verifies it. The monitor's one squeue
-per site per round is the safety net for a stream that broke or never got a channel. A forged "result
-written" line only makes the gateway look early: an unauthenticated result is ignored.
+per site per round is the safety net for a stream that broke or never got a channel.
+
+User code can print the "result written" line too. Only the first one makes the gateway look (one fetch,
+verified off the event loop); when that is not the result, every later one is only counted, and the
+result is read when the job ends. A run that printed such lines says how many in one event at its end.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class RunReport:
     leaderboard: str | None = None
     secret_passed: bool | None = None  # the secret rerun's verdict (leaderboard mode), once it finished
     pushed: bool = False  # the result arrived over the output stream, before Slurm reported the end
+    forged_markers: int = 0  # "result written" lines in the output that did not come with the result
     result_at: float | None = None  # time.time() when the verified result was in hand
     events: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=EVENTS_KEEP))
     output: collections.deque[str] = field(default_factory=collections.deque)
@@ -97,6 +101,29 @@ async def execute(
 ) -> None:
     """Run ``job`` until it has a verified result or a final error, starting it again while the site's
     requeue policy allows. A job marked maybe_submitted is found on the site, not submitted twice."""
+    try:
+        await _attempts(runtime, job, report, event, persist)
+    finally:
+        if report.forged_markers:
+            log.warning(
+                'run %s: ignored %d "result written" line(s) that did not come with its result',
+                job.run_id,
+                report.forged_markers,
+            )
+    if report.forged_markers:
+        await event(
+            f'ignored {report.forged_markers} "result written" line(s) in the job\'s output that came '
+            "without its result (printed by the submission?); its result, if any, was read when the job ended"
+        )
+
+
+async def _attempts(
+    runtime: SiteRuntime,
+    job: JobRequest,
+    report: RunReport,
+    event: Event,
+    persist: Persist,
+) -> None:
     policy = job.site.requeue
     while True:
         handle = (await runtime.backend.submit([job]))[0]
@@ -169,7 +196,7 @@ async def _follow(
         report.error = TERMINAL_MESSAGES.get(final.state, f"the job ended {final.state.value}")
         return final
     try:
-        result = verified_result(raw, job.key_hex, job.run_id)
+        result = await _verified(raw, job)
     except ResultError as exc:
         report.error = str(exc)
         return None
@@ -184,12 +211,23 @@ def _take_result(report: RunReport, result: RunResult, job: JobRequest) -> None:
         report.error = result.failure_message or "the submission failed"
 
 
+async def _verified(raw: bytes | None, job: JobRequest) -> RunResult:
+    """The verified result, parsed and authenticated in a thread: up to 4 MiB of JSON and its HMAC take
+    tens of milliseconds, which would hold up every other run this process follows."""
+    return await asyncio.to_thread(verified_result, raw, job.key_hex, job.run_id)
+
+
 async def _stream(
     backend: Backend, handle: JobHandle, job: JobRequest, report: RunReport, event: Event
 ) -> RunResult | None:
     """Tail the job's output; return the verified result as soon as the runner says it is written.
-    A broken stream is reopened (skipping the lines already seen) until the monitor ends the job."""
+    A broken stream is reopened (skipping the lines already seen) until the monitor ends the job.
+
+    Only the first "result written" line is acted on (one fetch); the runner prints it once, as its last
+    line, so when it brought no valid result the line was the submission's, and later ones are counted in
+    ``report.forged_markers`` and ignored: the monitor's safety net reads the result at the job's end."""
     seen = 0
+    looked = False  # the first "result written" line was acted on
     while True:
         index = 0
         try:
@@ -202,15 +240,24 @@ async def _stream(
                         continue
                     seen = index
                     report.keep_output(line)
+                    marker = line.startswith(RESULT_WRITTEN_MARKER)
+                    if marker and looked:
+                        report.forged_markers += 1  # O(1): no event, no fetch
+                        continue
                     if line.startswith(PROGRESS_PREFIX):
                         await event(line[len(PROGRESS_PREFIX) :], progress=True)
-                    if line.startswith(RESULT_WRITTEN_MARKER):
+                    if marker:
+                        looked = True
                         raw = await backend.fetch_result(handle)
                         try:
-                            return verified_result(raw, job.key_hex, job.run_id)
+                            return await _verified(raw, job)
                         except ResultError as exc:
+                            report.forged_markers += 1
                             log.warning(
-                                "run %s: %s (after a result line); waiting for Slurm", job.run_id, exc
+                                "run %s: %s (after a result line); later such lines are ignored and the "
+                                "result is read when the job ends",
+                                job.run_id,
+                                exc,
                             )
             return None  # the stream ended without a result (the tail bound): the monitor decides
         except TransportError as exc:

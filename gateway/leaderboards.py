@@ -184,6 +184,20 @@ class LeaderboardAdmin:
         board = await self.get_leaderboard(name, caller=caller)
         return await self._require_store().rate_limits(board.id)
 
+    async def set_unfinished_cap(self, name: str, cap: int | None, *, caller: Caller) -> LeaderboardRecord:
+        """Cap how many unfinished runs (queued or running, on every leaderboard together) a user may have
+        when submitting to this leaderboard; None: the gateway's default (max_unfinished_runs_per_user)."""
+        require_admin(caller, "setting a leaderboard's caps is for the gateway's admins")
+        check_name("leaderboard name", name)
+        if cap is not None and not 2 <= cap <= 2**31 - 1:
+            raise UserError(
+                f"a cap of {cap} unfinished runs: give from 2 (a leaderboard submission queues a public run "
+                f"and its secret rerun) to {2**31 - 1}"
+            )
+        if not await self._require_store().set_unfinished_cap(name, cap):
+            raise NotFoundError(f"no leaderboard named {shown(name)}")
+        return await self.get_leaderboard(name, caller=caller)
+
     async def leaderboard(
         self, name: str, recent: int = 20, top: int = 100, gpu: str | None = None, *, caller: Caller
     ) -> LeaderboardView:

@@ -403,6 +403,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
             request.mode,
             runs,
             public_id=public_id,
+            max_unfinished=self.settings.max_unfinished_runs_per_user or None,
+            per_minute=self.settings.submissions_per_minute or None,
         )
         return Submission(
             submission_id,

@@ -54,6 +54,20 @@ class Settings(BaseSettings):
         "with a message saying so (`gateway submit` on this machine still runs its own local runs)",
     )
 
+    max_unfinished_runs_per_user: int = Field(
+        default=20,
+        ge=0,
+        description="runs (queued or running) one user may have unfinished at once, every leaderboard "
+        "together; a leaderboard may set its own (`gateway leaderboard limit NAME --unfinished N`); "
+        "0: no cap",
+    )
+    submissions_per_minute: int = Field(
+        default=20,
+        ge=0,
+        description="submissions one user may make a minute through any front end, every leaderboard "
+        "together (each leaderboard's own limits apply too); 0: no limit",
+    )
+
     routing_policy_file: Path | None = Field(
         default=None,
         description="the routing policy: preferred sites and fallbacks (Modal, GitHub Actions) per "

@@ -41,6 +41,10 @@ def stack_settings(dev_env: dict[str, str], tmp_path: Path) -> Settings:
         # claims go stale in seconds, so tests see takeovers without waiting the production 45 s
         worker_heartbeat_s=0.5,
         worker_stale_s=3.0,
+        # the shared dev database keeps what earlier sessions left unfinished under the tests' fixed user
+        # names; the defaults themselves are tested in scratch databases (test_refusals.py)
+        max_unfinished_runs_per_user=10_000,
+        submissions_per_minute=10_000,
     )
 
 

@@ -28,7 +28,14 @@ from gateway.service import Gateway
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
-REFUSED_STATUS = {"banned": 403, "closed": 403, "rate_limited": 429, "drained": 409}
+REFUSED_STATUS = {
+    "banned": 403,
+    "closed": 403,
+    "forbidden": 403,
+    "rate_limited": 429,
+    "too_many_unfinished": 429,
+    "drained": 409,
+}
 UNLIMITED_PATHS = ("/api/health", "/metrics")  # probes and scrapers are not rate limited
 
 

@@ -15,7 +15,13 @@ from rich.text import Text
 from gateway import formatting
 from gateway.cli.common import EXIT_USAGE, console, fail, run_gateway, warn
 from gateway.cli.output import plain, print_leaderboard
-from gateway.cli.tables import deadline_text, limit_text, print_board_header, print_leaderboards
+from gateway.cli.tables import (
+    deadline_text,
+    limit_text,
+    print_board_header,
+    print_leaderboards,
+    unfinished_text,
+)
 from gateway.errors import UserError
 from gateway.formatting import DEADLINE_HELP
 from gateway.service import OPERATOR, Gateway, as_mode
@@ -127,7 +133,7 @@ def show(
 
     async def body(gateway: Gateway) -> None:
         view = await gateway.leaderboard(name, top=top, gpu=gpu, caller=OPERATOR)
-        print_board_header(console, view)
+        print_board_header(console, view, gateway.settings.max_unfinished_runs_per_user)
         print_leaderboard(console, view)
 
     run_gateway(body)
@@ -184,11 +190,21 @@ def limit(
     max_: Annotated[int | None, typer.Option("--max", min=1, help="submissions allowed per window")] = None,
     per: Annotated[str | None, typer.Option(help="the window: 30s, 10min, 1h, 1h30m, 1d, 1w")] = None,
     off: Annotated[bool, typer.Option("--off", help="remove the limit of this mode")] = False,
+    unfinished: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N|default",
+            help="cap each user's unfinished runs (queued or running, every leaderboard together) when they "
+            "submit here: a number from 2, or 'default' for the gateway's setting",
+        ),
+    ] = None,
 ) -> None:
     """Limit how often each user may submit to leaderboard NAME, or show its limits.
 
     At most --max submissions of --mode per --per window for each user; a refused submission says when
-    to try again. --off removes the mode's limit. Without options, show the limits in force."""
+    to try again. --off removes the mode's limit. --unfinished N refuses a submission that would leave
+    the user more than N unfinished runs (--unfinished default: the gateway's
+    GATEWAY_MAX_UNFINISHED_RUNS_PER_USER). Without options, show the limits in force."""
     try:
         run_mode = as_mode(mode)
     except ValueError as exc:
@@ -198,15 +214,29 @@ def limit(
     if (max_ is None) != (per is None):
         fail("give both --max N and --per DURATION (e.g. --max 5 --per 1h)")
     window = parse_duration(per) if per is not None else None
+    cap: int | None = None
+    if unfinished is not None and unfinished.strip().lower() != "default":
+        try:
+            cap = int(unfinished)
+        except ValueError:
+            fail(f"--unfinished {unfinished!r}: give a number of runs (e.g. 10) or 'default'")
 
     async def body(gateway: Gateway) -> None:
+        default_cap = gateway.settings.max_unfinished_runs_per_user
+        if unfinished is not None:
+            board = await gateway.set_unfinished_cap(name, cap, caller=OPERATOR)
+            done = unfinished_text(board.max_unfinished_per_user, default_cap)
+            console.print(Text.assemble(plain(name), f": {done}"), highlight=False)
         if off or max_ is not None:
             now = await gateway.set_rate_limit(name, run_mode, None if off else max_, window, caller=OPERATOR)
             done = limit_text(now) if now else f"no limit on {run_mode} submissions"
             console.print(Text.assemble(plain(name), f": {done}"), highlight=False)
+        if unfinished is not None or off or max_ is not None:
             return
         limits = await gateway.rate_limits(name, caller=OPERATOR)
         shown = "; ".join(limit_text(limit) for limit in limits) or "no rate limits"
+        board = await gateway.get_leaderboard(name, caller=OPERATOR)
+        shown += "; " + unfinished_text(board.max_unfinished_per_user, default_cap)
         console.print(Text.assemble(plain(name), f": {shown}"), highlight=False)
 
     run_gateway(body)

@@ -44,6 +44,15 @@ def limit_text(limit: RateLimit) -> str:
     return f"{limit.max_submissions} {limit.mode} submission(s) per {duration(limit.per_seconds)} per user"
 
 
+def unfinished_text(cap: int | None, default: int) -> str:
+    """A leaderboard's cap on each user's unfinished runs (None: the gateway's default, 0: none)."""
+    if cap is not None:
+        return f"at most {cap} unfinished runs per user (this leaderboard's cap)"
+    if default:
+        return f"at most {default} unfinished runs per user (the gateway's default)"
+    return "no cap on unfinished runs (the gateway's default)"
+
+
 def print_leaderboards(console: Console, boards: list[LeaderboardSummary], show_hidden: bool) -> None:
     table = Table(title="leaderboards", title_justify="left")
     for column in ("name", "GPU types", "deadline", "submissions", "runs"):
@@ -69,7 +78,7 @@ def print_leaderboards(console: Console, boards: list[LeaderboardSummary], show_
     console.print(table)
 
 
-def print_board_header(console: Console, view: LeaderboardView) -> None:
+def print_board_header(console: Console, view: LeaderboardView, default_unfinished_cap: int = 0) -> None:
     board = view.board
     lines = [
         Text.assemble(
@@ -81,6 +90,7 @@ def print_board_header(console: Console, view: LeaderboardView) -> None:
         ),
         Text.assemble("deadline: ", deadline_text(board.deadline)),
         Text("rate limits: " + ("; ".join(limit_text(limit) for limit in view.limits) or "none")),
+        Text(unfinished_text(board.max_unfinished_per_user, default_unfinished_cap)),
     ]
     if board.description.strip():
         lines.append(plain(board.description.strip()))

@@ -13,7 +13,7 @@ from gateway.store.records import LeaderboardRecord, LeaderboardSummary, RateLim
 
 _BOARD_SELECT = (
     "SELECT l.id, l.name, l.description, l.task, l.ranking_by, l.deadline, l.visibility, l.created_at, "
-    "u.name AS creator, "
+    "l.max_unfinished_per_user, u.name AS creator, "
     "COALESCE(array_agg(g.gpu_type ORDER BY g.gpu_type) FILTER (WHERE g.gpu_type IS NOT NULL), '{}') "
     "AS gpu_types "
     "FROM leaderboards l LEFT JOIN leaderboard_gpus g ON g.leaderboard_id = l.id "
@@ -41,6 +41,7 @@ def _board(row: asyncpg.Record) -> LeaderboardRecord:
         row["visibility"],
         row["creator"],
         row["created_at"],
+        row["max_unfinished_per_user"],
     )
 
 
@@ -258,6 +259,16 @@ class BoardsStore(StoreBase):
     async def set_deadline(self, name: str, deadline: datetime | None) -> bool:
         async with self._conn() as conn:
             done = await conn.execute("UPDATE leaderboards SET deadline = $2 WHERE name = $1", name, deadline)
+        return done.endswith(" 1")
+
+    @retried
+    async def set_unfinished_cap(self, name: str, cap: int | None) -> bool:
+        """Cap each user's unfinished runs when they submit to this leaderboard (None: the gateway's
+        default); False if there is no such leaderboard."""
+        async with self._conn() as conn:
+            done = await conn.execute(
+                "UPDATE leaderboards SET max_unfinished_per_user = $2 WHERE name = $1", name, cap
+            )
         return done.endswith(" 1")
 
     @retried

@@ -3,6 +3,12 @@
 A run is claimed with ``FOR UPDATE SKIP LOCKED`` by one worker at a time; its claim lives while the
 worker's heartbeat is fresh, and a run whose heartbeat went stale may be claimed again (taken over).
 A run is recorded once: ``record_result`` writes only while ``finished_at IS NULL``.
+
+Claims take turns across users. A run's ``turn`` is fixed when it is queued: one after its user's last
+unfinished run, and never before the turn workers are serving (the lowest turn still waiting, else the
+highest one running); ``user_place`` is its place among its user's unfinished runs then. Workers claim by
+(turn, user_place, queued_at, id), so one user's 500 queued runs and another's one alternate, and a user
+with nothing queued goes next; the order is read from one index, as cheap as oldest-first.
 """
 
 from __future__ import annotations
@@ -17,6 +23,24 @@ from gateway.store.base import StoreBase, retried
 from gateway.store.records import ClaimedRun, NewRun
 
 EVENTS_PER_RUN = 500  # state and progress events kept per run (the finished event always goes in)
+PER_MINUTE_S = 60.0
+
+# What a user's submission is checked and queued against, in one round trip ($1: the user, $2: the window of
+# the per-minute limit in seconds, $3: that limit): the user's unfinished runs and the last one's turn; the
+# turn workers are serving (the lowest turn still waiting for a worker; with none waiting, the highest turn
+# running, so turns keep rising; with nothing unfinished, 0); the user's submissions in the window and when
+# the $3-th newest leaves it (as a leaderboard's limit: the oldest, unless the limit was lowered).
+USER_QUEUE_SQL = (
+    "SELECT mine.unfinished, mine.last_turn, recent.used, recent.wait_s, COALESCE("
+    "  (SELECT turn FROM runs WHERE finished_at IS NULL AND worker IS NULL ORDER BY turn LIMIT 1), "
+    "  (SELECT max(turn) FROM runs WHERE finished_at IS NULL), 0) AS head "
+    "FROM (SELECT count(*) AS unfinished, max(turn) AS last_turn FROM runs "
+    "      WHERE user_id = $1 AND finished_at IS NULL) mine, "
+    "     (SELECT count(*) AS used, extract(epoch FROM "
+    "        (array_agg(created_at ORDER BY created_at DESC))[$3] + make_interval(secs => $2) - now()) "
+    "        AS wait_s "
+    "      FROM submissions WHERE user_id = $1 AND created_at > now() - make_interval(secs => $2)) recent"
+)
 
 
 def _ids(run_ids: list[str] | None) -> list[uuid.UUID] | None:
@@ -36,6 +60,22 @@ async def insert_event(conn: Any, run_id: uuid.UUID, kind: str, state: str, mess
     )
 
 
+# The claim: lock up to $3 runs no live worker holds, in claim order, and mark them this worker's ($1); a
+# stale claim ($2 seconds without a heartbeat) is taken over, never by the worker that holds it; $4: only
+# these runs (a submitter draining its own), or NULL. bench/claim_fairness.py times it against
+# oldest-first (ORDER BY queued_at, id).
+CLAIM_SQL = (
+    "WITH picked AS ("
+    "  SELECT id FROM runs WHERE finished_at IS NULL "
+    "  AND (worker IS NULL "
+    "       OR (heartbeat_at < now() - make_interval(secs => $2) AND worker <> $1)) "
+    "  AND ($4::uuid[] IS NULL OR id = ANY($4)) "
+    "  ORDER BY turn, user_place, queued_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
+    "UPDATE runs r SET worker = $1, heartbeat_at = now(), claims = r.claims + 1 "
+    "FROM picked WHERE r.id = picked.id RETURNING r.id"
+)
+
+
 class QueueStore(StoreBase):
     @retried
     async def create_submission(
@@ -49,9 +89,14 @@ class QueueStore(StoreBase):
         runs: list[NewRun],
         *,
         public_id: str | None = None,
+        max_unfinished: int | None = None,
+        per_minute: int | None = None,
     ) -> int:
         """Store the code (deduplicated by sha256), the submission and its queued runs in one transaction,
-        after checking that the user is not banned, the leaderboard is open and its rate limit allows it.
+        after checking that the user is not banned, the leaderboard is open and its rate limit allows it,
+        that the user made fewer than ``per_minute`` submissions in the last minute (every leaderboard and
+        ad-hoc runs together; None: no such limit), and that the user's unfinished runs with these stay
+        within the leaderboard's cap, else ``max_unfinished`` (None: no cap).
 
         Safe to retry: the run ids are chosen by the caller, so a retry after a commit whose
         acknowledgement was lost finds the submission instead of adding a second one."""
@@ -74,8 +119,32 @@ class QueueStore(StoreBase):
                     f"{user} is banned from submitting; ask the organisers if you think this is a mistake",
                     "banned",
                 )
+            cap, where = max_unfinished, ""
             if leaderboard_id is not None:
-                await self._check_open(conn, user_row["id"], leaderboard_id, mode)
+                board_name, board_cap = await self._check_open(conn, user_row["id"], leaderboard_id, mode)
+                if board_cap is not None:
+                    cap, where = board_cap, f" on {board_name}"
+            mine: Any = await conn.fetchrow(USER_QUEUE_SQL, user_row["id"], PER_MINUTE_S, per_minute or 1)
+            if per_minute is not None and mine["used"] >= per_minute:
+                wait = max(1.0, float(mine["wait_s"]))
+                raise RefusedError(
+                    f"rate limited: {per_minute} submission(s) per minute across all leaderboards; "
+                    f"try again in {_duration(wait)}",
+                    "rate_limited",
+                    retry_after_s=wait,
+                )
+            if cap is not None and mine["unfinished"] + len(runs) > cap:
+                raise RefusedError(
+                    f"too many unfinished runs: you have {mine['unfinished']} queued or running and this "
+                    f"submission adds {len(runs)}, but at most {cap} may be unfinished at once{where}; "
+                    "wait for some to finish, or cancel some you no longer need",
+                    "too_many_unfinished",
+                )
+            # users take turns: the first run goes one after the user's last unfinished run, and never
+            # before the turn workers are serving (not under any lock: another user's submission at the
+            # same moment may get the same turn; the tie goes to the lower place, then the older)
+            head: int = mine["head"]
+            turn = head if mine["last_turn"] is None else max(head, mine["last_turn"] + 1)
             await conn.execute(
                 "INSERT INTO code_blobs (sha256, code) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
                 digest,
@@ -95,8 +164,8 @@ class QueueStore(StoreBase):
             )
             await conn.executemany(
                 "INSERT INTO runs (id, submission_id, leaderboard_id, user_id, mode, secret, gpu_type, "
-                "requested_site, state, result_key) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9)",
+                "requested_site, state, result_key, turn, user_place) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, $10, $11)",
                 [
                     (
                         uuid.UUID(r.run_id),
@@ -108,17 +177,23 @@ class QueueStore(StoreBase):
                         r.gpu_type,
                         r.requested_site,
                         r.result_key,
+                        turn + n,
+                        mine["unfinished"] + 1 + n,
                     )
-                    for r in runs
+                    for n, r in enumerate(runs)
                 ],
             )
             for r in runs:
                 await insert_event(conn, uuid.UUID(r.run_id), "state", "QUEUED", "queued")
             return submission_id
 
-    async def _check_open(self, conn: Any, user_id: int, board_id: int, mode: str) -> None:
+    async def _check_open(self, conn: Any, user_id: int, board_id: int, mode: str) -> tuple[str, int | None]:
+        """Refuse a submission to a closed leaderboard or over its rate limit; return the leaderboard's name
+        and its cap on each user's unfinished runs (None: the gateway's default)."""
         board: Any = await conn.fetchrow(
-            "SELECT name, deadline, deadline <= now() AS closed FROM leaderboards WHERE id = $1", board_id
+            "SELECT name, deadline, deadline <= now() AS closed, max_unfinished_per_user "
+            "FROM leaderboards WHERE id = $1",
+            board_id,
         )
         if board is None:
             raise UserError("that leaderboard no longer exists (it was deleted)")
@@ -134,7 +209,7 @@ class QueueStore(StoreBase):
             mode,
         )
         if limit is None:
-            return
+            return board["name"], board["max_unfinished_per_user"]
         # a slot frees when the max_submissions-th newest submission in the window leaves it (the oldest
         # one, unless the limit was lowered while more were in the window)
         window: Any = await conn.fetchrow(
@@ -157,30 +232,20 @@ class QueueStore(StoreBase):
                 "rate_limited",
                 retry_after_s=wait,
             )
+        return board["name"], board["max_unfinished_per_user"]
 
     async def claim(
         self, worker: str, limit: int, stale_after_s: float, run_ids: list[str] | None = None
     ) -> list[ClaimedRun]:
-        """Claim up to ``limit`` unfinished runs, oldest first, that no live worker holds (a worker's own
-        stale claims are not claimed again by it: it is still following them; its heartbeat renews them).
+        """Claim up to ``limit`` unfinished runs that no live worker holds, in turns across users (the
+        lowest turn first; in a turn, the run with fewer of its user's runs ahead, then the older). A
+        worker's own stale claims are not claimed again by it: it is still following them; its heartbeat
+        renews them.
 
         Not retried on its own: a claim whose acknowledgement was lost is left to go stale (its
         heartbeat is never sent) and is taken over, so no run is held by a worker that does not know it."""
         async with self._conn() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "WITH picked AS ("
-                "  SELECT id FROM runs WHERE finished_at IS NULL "
-                "  AND (worker IS NULL "
-                "       OR (heartbeat_at < now() - make_interval(secs => $2) AND worker <> $1)) "
-                "  AND ($4::uuid[] IS NULL OR id = ANY($4)) "
-                "  ORDER BY queued_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
-                "UPDATE runs r SET worker = $1, heartbeat_at = now(), claims = r.claims + 1 "
-                "FROM picked WHERE r.id = picked.id RETURNING r.id",
-                worker,
-                stale_after_s,
-                limit,
-                _ids(run_ids),
-            )
+            rows = await conn.fetch(CLAIM_SQL, worker, stale_after_s, limit, _ids(run_ids))
             if not rows:
                 return []
             details = await conn.fetch(
@@ -190,7 +255,7 @@ class QueueStore(StoreBase):
                 "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = s.user_id "
                 "JOIN code_blobs c ON c.sha256 = s.code_sha256 "
                 "LEFT JOIN leaderboards l ON l.id = s.leaderboard_id "
-                "WHERE r.id = ANY($1) ORDER BY r.queued_at, r.id",
+                "WHERE r.id = ANY($1) ORDER BY r.turn, r.user_place, r.queued_at, r.id",
                 [row["id"] for row in rows],
             )
         return [

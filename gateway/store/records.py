@@ -19,6 +19,7 @@ class LeaderboardRecord:
     visibility: str = "public"
     creator: str | None = None
     created_at: datetime | None = None
+    max_unfinished_per_user: int | None = None  # its cap on each user's unfinished runs (None: the default)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ from gateway.store.base import StoreBase, retried
 from gateway.store.ranking import BEST_PER_USER_SQL
 from gateway.store.records import GatewayStats, SiteStats, Standing
 
-# A run waiting for a worker (unfinished, unclaimed) is behind every such run queued before it, in the
-# order workers claim them (queued_at, id); the partial index runs_queue holds exactly these rows.
+# A run waiting for a worker (unfinished, unclaimed) is behind every such run before it in the order workers
+# claim them (turn, user_place, queued_at, id: gateway/store/queue.py), read from the partial index
+# runs_turns. A run queued later may go ahead of it (a user with fewer runs takes an earlier turn).
 QUEUE_POSITION_SQL = (
     "SELECT 1 + (SELECT count(*) FROM runs o WHERE o.finished_at IS NULL AND o.worker IS NULL "
-    "  AND (o.queued_at, o.id) < (r.queued_at, r.id)) AS position "
+    "  AND (o.turn, o.user_place, o.queued_at, o.id) < (r.turn, r.user_place, r.queued_at, r.id)) "
+    "  AS position "
     "FROM runs r WHERE r.id = $1 AND r.finished_at IS NULL AND r.worker IS NULL"
 )
 

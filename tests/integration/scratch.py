@@ -58,8 +58,11 @@ async def submit(
     mode: str = "leaderboard",
     secret: bool = True,
     code: str | None = None,
+    max_unfinished: int | None = None,
+    per_minute: int | None = None,
 ) -> Sub:
-    """One submission as Gateway.enqueue makes it: a public run, and a secret rerun when ``secret``."""
+    """One submission as Gateway.enqueue makes it: a public run, and a secret rerun when ``secret``
+    (``max_unfinished`` and ``per_minute``: the gateway's defaults it passes; None: none)."""
     public = NewRun(str(uuid.uuid4()), mode, gpu, "ab" * 32)
     rerun = NewRun(str(uuid.uuid4()), mode, gpu, "cd" * 32, secret=True) if secret else None
     file_name = f"{user}-{public.run_id[:8]}.py"
@@ -71,6 +74,8 @@ async def submit(
         code if code is not None else f"# {uuid.uuid4()}\n",
         mode,
         [public, rerun] if rerun else [public],
+        max_unfinished=max_unfinished,
+        per_minute=per_minute,
     )
     return Sub(submission_id, public.run_id, rerun.run_id if rerun else None, file_name)
 

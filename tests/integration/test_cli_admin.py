@@ -137,7 +137,10 @@ def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> Non
     ok(cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--gpu", "L4", "--user", user))
     shown = flat(ok(cli(dev_env, "leaderboard", "show", board)))
     assert "task vectoradd, ranked by geom, GPU types H100, L4, public" in shown
-    assert "deadline: none (open) rate limits: none adds [b]two[/b] vectors" in shown
+    assert (
+        "deadline: none (open) rate limits: none at most 20 unfinished runs per user (the gateway's "
+        "default) adds [b]two[/b] vectors" in shown
+    )
     row = re.search(rf"L4 1 {user} [\d.]+ [µnm]?s \d{{4}}-\d\d-\d\d [\d:]{{8}} correct.py beta", shown)
     assert row is not None, shown
     assert ok(cli(dev_env, "leaderboard", "show", board, "--gpu", "H100")).count(user) == 0
@@ -216,6 +219,37 @@ async def test_a_rate_limit_refuses_the_next_submission(
     await enqueued(gateway, board, user)
     # two test runs, a leaderboard run and its rerun, one more
     assert len(await gateway.runs(user=user, caller=OPERATOR)) == 5
+
+
+async def test_a_leaderboards_cap_on_unfinished_runs(
+    dev_env: dict[str, str], gateway: Gateway, board: str
+) -> None:
+    ok(cli(dev_env, "leaderboard", "create", board, "--task", str(PROBLEMS / "vectoradd"), "--gpu", "H100"))
+    assert "at most 20 unfinished runs per user (the gateway's default)" in ok(
+        cli(dev_env, "leaderboard", "limit", board)
+    )
+    out = ok(cli(dev_env, "leaderboard", "limit", board, "--unfinished", "3"))
+    assert f"{board}: at most 3 unfinished runs per user (this leaderboard's cap)" in out
+    assert "at most 3 unfinished runs per user (this leaderboard's cap)" in flat(
+        ok(cli(dev_env, "leaderboard", "show", board))
+    )
+    for bad, words in (("1", "give from 2"), ("many", "give a number of runs")):
+        refused = cli(dev_env, "leaderboard", "limit", board, "--unfinished", bad)
+        assert refused.returncode == 2 and words in flat(refused.stdout), refused.stdout + refused.stderr
+
+    user = f"cap-{board}"
+    await enqueued(gateway, board, user, mode="leaderboard")  # a public run and its secret rerun: 2 of 3
+    third = cli(dev_env, "submit", str(CORRECT), "--leaderboard", board, "--gpu", "H100", "--user", user)
+    assert third.returncode == 3, third.stdout + third.stderr
+    assert (
+        "refused: too many unfinished runs: you have 2 queued or running and this submission adds 2, but at "
+        f"most 3 may be unfinished at once on {board}; wait for some to finish, or cancel some you no longer "
+        "need"
+    ) in flat(third.stdout)
+    assert len(await gateway.runs(user=user, caller=OPERATOR)) == 2  # the refused one stored nothing
+
+    out = ok(cli(dev_env, "leaderboard", "limit", board, "--unfinished", "default"))
+    assert f"{board}: at most 20 unfinished runs per user (the gateway's default)" in out
 
 
 async def test_a_deadline_in_the_past_refuses(dev_env: dict[str, str], gateway: Gateway, board: str) -> None:

@@ -1,6 +1,7 @@
 """Migrations against the real PostgreSQL, each test in a scratch database of its own: every migration
 applies, rolls back to exactly the schema before it, and applies again; rows made under 0002's schema
-survive 0003 with their new columns backfilled (and 0003's rollback keeps them too)."""
+survive 0003 with their new columns backfilled (and 0003's rollback keeps them too); queued runs get their
+turns from 0005."""
 
 from __future__ import annotations
 
@@ -244,6 +245,51 @@ async def test_rows_made_under_0002_survive_0003_backfilled(scratch: str) -> Non
             [NewRun(run_id, "leaderboard", "H100", "k")],
         )
         assert [r.run_id for r in await store.history("bob", ids["board"], limit=1)] == [run_id]
+    finally:
+        await store.close()
+
+
+async def test_queued_runs_get_their_turns_from_0005(scratch: str) -> None:
+    """Runs queued before 0005 take turns as if each user's had been queued into an empty queue; a finished
+    run keeps the defaults (it is never claimed again)."""
+    await asyncio.to_thread(apply_migrations, scratch, upto="0004_identity_and_authority")
+    conn = await asyncpg.connect(scratch)
+    try:
+        users = {n: await conn.fetchval("INSERT INTO users (name) VALUES ($1) RETURNING id", n) for n in "ab"}
+        await conn.execute("INSERT INTO code_blobs (sha256, code) VALUES ('c0de', 'print(1)')")
+        sub = {
+            n: await conn.fetchval(
+                "INSERT INTO submissions (user_id, task_name, file_name, code_sha256, mode) "
+                "VALUES ($1, 't', 'k.py', 'c0de', 'test') RETURNING id",
+                uid,
+            )
+            for n, uid in users.items()
+        }
+        order = ["a", "a", "a", "b", "a"]  # queued in this order; ann's last one has finished
+        runs = [uuid.uuid4() for _ in order]
+        for n, (who, run_id) in enumerate(zip(order, runs, strict=True)):
+            await conn.execute(
+                "INSERT INTO runs (id, submission_id, user_id, mode, result_key, state, queued_at, "
+                "finished_at) VALUES ($1, $2, $3, 'test', '00', 'QUEUED', now() + make_interval(secs => $4), "
+                "CASE WHEN $5 THEN now() END)",
+                run_id,
+                sub[who],
+                users[who],
+                n,
+                n == 4,
+            )
+        await asyncio.to_thread(apply_migrations, scratch)
+        turns = {
+            r["id"]: (r["turn"], r["user_place"])
+            for r in await conn.fetch("SELECT id, turn, user_place FROM runs")
+        }
+        assert [turns[r] for r in runs] == [(0, 1), (1, 2), (2, 3), (0, 1), (0, 1)]
+    finally:
+        await conn.close()
+    store: Store = await Store.connect(scratch)
+    try:
+        claimed = [c.run_id for c in await store.claim("w", 10, 60.0)]
+        assert claimed == [str(r) for r in (runs[0], runs[3], runs[1], runs[2])]
     finally:
         await store.close()
 

@@ -1,6 +1,7 @@
-"""Bans, deadlines and rate limits against the real PostgreSQL (QueueStore.create_submission): a refusal
-says why, what to do and when to retry, and stores nothing; concurrent submissions of one user are
-serialised on the user's row, so a limit of k admits exactly k of them."""
+"""Bans, deadlines, rate limits and the cap on unfinished runs against the real PostgreSQL
+(QueueStore.create_submission): a refusal says why, what to do and when to retry, and stores nothing;
+concurrent submissions of one user are serialised on the user's row, so a limit of k admits exactly k of
+them, and a cap holds across any number of store connections (API processes, bots)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from gateway.errors import RefusedError, UserError
 from gateway.store import LeaderboardRecord, RateLimit, Store
-from tests.integration.scratch import Sub, migrated_store, new_board, submit
+from tests.integration.scratch import Sub, finish, migrated_store, new_board, submit
 
 pytestmark = pytest.mark.integration
 
@@ -228,3 +229,148 @@ async def test_a_users_submissions_wait_for_the_lock_on_their_row(
         others = await submit(store, board, user())  # other users are not held back
         assert others.submission_id
     await asyncio.wait_for(pending, 10)
+
+
+# -- the gateway's default per-minute limit ---------------------------------------------------------
+
+
+async def test_the_default_per_minute_limit_counts_every_leaderboard_together(
+    store: Store, raw: asyncpg.Connection
+) -> None:
+    one, two, who = await new_board(store), await new_board(store), user()
+    await submit(store, one, who, per_minute=3)
+    await asyncio.sleep(1.0)
+    await submit(store, two, who, per_minute=3, mode="test", secret=False)
+    await submit(store, None, who, per_minute=3, mode="test", secret=False)  # ad-hoc runs count too
+    before = await counts(raw)
+    for board in (one, two, None):
+        error = await refused(store, board, who, per_minute=3, mode="test", secret=False)
+        assert error.reason == "rate_limited"
+        assert error.retry_after_s is not None and 57.0 < error.retry_after_s <= 59.1  # the first one leaves
+        assert (
+            str(error)
+            == "rate limited: 3 submission(s) per minute across all leaderboards; try again in 59 s"
+        )
+    assert await counts(raw) == before
+    await submit(store, one, user(), per_minute=3)  # other users are not held back
+    await submit(store, one, who)  # without the default (None), only the leaderboard's limits apply
+
+
+async def test_the_default_per_minute_limit_comes_on_top_of_a_leaderboards_own(store: Store) -> None:
+    board, who = await new_board(store), user()
+    await limit(store, board, 5, 3600)
+    await submit(store, board, who, per_minute=1)
+    assert (await refused(store, board, who, per_minute=1)).reason == "rate_limited"
+    await limit(store, board, 1, 3600)  # the leaderboard's own refusal is told first
+    assert f"per 1 h on {board.name}" in str(await refused(store, board, who, per_minute=1))
+
+
+# -- the cap on each user's unfinished runs ---------------------------------------------------------
+
+
+async def test_a_submission_that_would_pass_the_cap_is_refused_and_stores_nothing(
+    store: Store, raw: asyncpg.Connection
+) -> None:
+    board, who = await new_board(store), user()
+    first = await submit(store, board, who, max_unfinished=5)
+    await submit(store, board, who, max_unfinished=5)  # 4 unfinished runs: 2 public runs, 2 secret reruns
+    before = await counts(raw)
+    error = await refused(store, board, who, max_unfinished=5)
+    assert error.reason == "too_many_unfinished" and error.retry_after_s is None
+    assert str(error) == (
+        "too many unfinished runs: you have 4 queued or running and this submission adds 2, but at most 5 "
+        "may be unfinished at once; wait for some to finish, or cancel some you no longer need"
+    )
+    assert await counts(raw) == before
+    await submit(store, board, who, mode="test", secret=False, max_unfinished=5)  # one run still fits: 5
+    # every leaderboard and ad-hoc runs count together
+    elsewhere = await new_board(store)
+    for target in (board, elsewhere, None):
+        error = await refused(store, target, who, mode="test", secret=False, max_unfinished=5)
+        assert error.reason == "too_many_unfinished" and "you have 5 queued or running" in str(error)
+    # a finished run frees its slot, and so does a queued run cancelled
+    assert first.secret is not None
+    await finish(store, first.public, True, 1.0)
+    await submit(store, elsewhere, who, mode="test", secret=False, max_unfinished=5)
+    assert (await refused(store, None, who, mode="test", secret=False, max_unfinished=5)).reason == (
+        "too_many_unfinished"
+    )
+    assert await store.request_cancel(first.secret) == "queued"
+    await submit(store, None, who, mode="test", secret=False, max_unfinished=5)
+    assert await unfinished(raw, who) == 5
+    await submit(store, board, who)  # without the default (None) and no cap of the board's: no cap
+
+
+async def test_a_leaderboards_own_cap_overrides_the_default(store: Store) -> None:
+    strict, roomy, who = await new_board(store), await new_board(store), user()
+    assert await store.set_unfinished_cap(strict.name, 2)
+    assert await store.set_unfinished_cap(roomy.name, 8)
+    assert (await store.get_leaderboard(strict.name)).max_unfinished_per_user == 2  # type: ignore[union-attr]
+    await submit(store, strict, who, max_unfinished=4)  # 2 runs: the strict board's cap, below the default
+    error = await refused(store, strict, who, mode="test", secret=False, max_unfinished=4)
+    assert "you have 2 queued or running and this submission adds 1, but at most 2 may be unfinished at " in (
+        str(error)
+    )
+    assert str(error).endswith(
+        f"at once on {strict.name}; wait for some to finish, or cancel some you no longer need"
+    )
+    await submit(store, None, who, max_unfinished=4, mode="test", secret=False)  # elsewhere: the default
+    await submit(store, None, who, max_unfinished=4, mode="test", secret=False)
+    assert (await refused(store, None, who, mode="test", secret=False, max_unfinished=4)).reason == (
+        "too_many_unfinished"
+    )
+    for _ in range(2):  # the roomy board lets the same user have more (all of their runs counted)
+        await submit(store, roomy, who, max_unfinished=4)
+    assert "at most 8 may be unfinished at once on " in str(
+        await refused(store, roomy, who, max_unfinished=4)
+    )
+    assert await store.set_unfinished_cap(roomy.name, None)  # back to the default
+    assert (await store.get_leaderboard(roomy.name)).max_unfinished_per_user is None  # type: ignore[union-attr]
+    assert "may be unfinished at once; wait" in str(await refused(store, roomy, who, max_unfinished=4))
+    assert not await store.set_unfinished_cap(f"no-such-{who}", 3)
+
+
+@pytest.mark.parametrize(("mode", "cap", "admitted"), [("test", 1, 1), ("test", 5, 5), ("leaderboard", 5, 2)])
+async def test_concurrent_submitters_of_one_user_never_pass_the_cap(
+    db: tuple[Store, str], raw: asyncpg.Connection, mode: str, cap: int, admitted: int
+) -> None:
+    """Two stores (two API processes, or the bot beside the API) and three targets at once: the user's row
+    lock counts one submission after another, so exactly as many as fit are admitted."""
+    store, dsn = db
+    other: Store = await Store.connect(dsn, max_size=10)
+    try:
+        targets = [
+            await new_board(store),
+            await new_board(store),
+            None if mode == "test" else await new_board(store),
+        ]
+        who, n = user(), 18
+        outcomes = await asyncio.gather(
+            *(
+                submit(
+                    (store, other)[i % 2],
+                    targets[i % 3],
+                    who,
+                    mode=mode,
+                    secret=mode == "leaderboard",
+                    max_unfinished=cap,
+                )
+                for i in range(n)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await other.close()
+    refusals = [o for o in outcomes if isinstance(o, RefusedError)]
+    assert all(r.reason == "too_many_unfinished" for r in refusals), outcomes
+    assert n - len(refusals) == admitted
+    assert await unfinished(raw, who) == admitted * (2 if mode == "leaderboard" else 1)
+
+
+async def unfinished(raw: asyncpg.Connection, who: str) -> int:
+    count: int = await raw.fetchval(
+        "SELECT count(*) FROM runs r JOIN users u ON u.id = r.user_id "
+        "WHERE u.name = $1 AND r.finished_at IS NULL",
+        who,
+    )
+    return count

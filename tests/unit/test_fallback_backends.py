@@ -86,7 +86,8 @@ def vectoradd(gpu: str, name: str = "correct.py", mode: str = "test") -> SubmitR
         user="fallback",
         task=load_task(PROBLEMS / "vectoradd"),
         gpu_type=gpu,
-        mode=mode,  # type: ignore[arg-type], admin=True
+        mode=mode,  # type: ignore[arg-type]
+        admin=True,
     )
 
 
