@@ -108,7 +108,13 @@ async def test_ten_thousand_forged_markers_cost_one_fetch_and_the_honest_result_
         events.append(message)
 
     request = SubmitRequest(
-        code="x = 1\n", file_name="k.py", user="u", task=tiny_task(), site=SITE.name, gpu_type="H100"
+        code="x = 1\n",
+        file_name="k.py",
+        user="u",
+        task=tiny_task(),
+        site=SITE.name,
+        gpu_type="H100",
+        admin=True,
     )
     with caplog.at_level(logging.WARNING, logger="gateway.execution"):
         try:
@@ -140,7 +146,13 @@ async def test_an_honest_first_marker_is_still_pushed_and_counts_nothing(tmp_pat
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
     gateway = Gateway(settings, {SITE.name: SITE}, None, backend_factory=lambda _site: backend)
     request = SubmitRequest(
-        code="x = 1\n", file_name="k.py", user="u", task=tiny_task(), site=SITE.name, gpu_type="H100"
+        code="x = 1\n",
+        file_name="k.py",
+        user="u",
+        task=tiny_task(),
+        site=SITE.name,
+        gpu_type="H100",
+        admin=True,
     )
     try:
         report = await asyncio.wait_for(gateway.submit(request), 30)
