@@ -307,7 +307,9 @@ def _cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def test_gateway_db_rollback(scratch: str) -> None:
     migrated = await asyncio.to_thread(_cli, scratch, "migrate")
-    assert migrated.returncode == 0 and f"applied {len(REVISIONS)} migration(s)" in migrated.stdout, migrated.stderr
+    assert migrated.returncode == 0 and f"applied {len(REVISIONS)} migration(s)" in migrated.stdout, (
+        migrated.stderr
+    )
     asked = await asyncio.to_thread(_cli, scratch, "rollback")  # no --yes and no one to say yes
     assert asked.returncode == 1
     assert await asyncio.to_thread(applied_migrations, scratch) == REVISIONS
