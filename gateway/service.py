@@ -31,6 +31,7 @@ from gateway.errors import (
 )
 from gateway.execution import RunReport, SiteRuntime
 from gateway.leaderboards import LeaderboardAdmin, LeaderboardView
+from gateway.limits import SharedLimits
 from gateway.monitor import Monitor
 from gateway.policy import RoutingPolicy, choose_route, load_policy, make_fallback_backend, policy_path
 from gateway.processing import (
@@ -145,7 +146,7 @@ class Submission:
         return next(run for run in self.runs if not run.secret)
 
 
-class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
+class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
     def __init__(
         self,
         settings: Settings,
