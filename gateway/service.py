@@ -71,9 +71,11 @@ from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
 from gateway.transport.ssh import SSHTransport
 from gateway.validation import (
+    BIGINT_MAX,
     MAX_REASON_CHARS,
     RUN_ID_PREFIX,
     check_code,
+    check_id,
     check_name,
     check_text,
     shown,
@@ -445,11 +447,13 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
 
     async def events_after(self, run_ids: list[str], after_id: int = 0) -> list[RunEvent]:
         """The recorded events of these runs (full ids) after event ``after_id``, oldest first."""
+        if after_id >= BIGINT_MAX:
+            return []  # no event id is past bigint's last
         return await self._require_store().events(run_ids, after_id)
 
     async def submission_runs(self, submission_id: int) -> list[RunRecord]:
         """A submission's runs: the public run(s) first, then the secret rerun."""
-        runs = await self._require_store().submission_runs(submission_id)
+        runs = await self._require_store().submission_runs(check_id("submission", submission_id))
         if not runs:
             raise NotFoundError(f"no submission {submission_id}")
         return runs

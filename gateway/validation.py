@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.errors import SubmissionError, UserError
+from gateway.errors import NotFoundError, SubmissionError, UserError
 
 MAX_NAME_CHARS = 200  # leaderboard and user names
 MAX_DESCRIPTION_CHARS = 20_000  # a leaderboard's description (reference-kernels' longest is a few KiB)
@@ -100,3 +100,14 @@ def decode_upload(data: bytes, file_name: str, max_bytes: int) -> str:
         ) from None
     check_code(code, file_name, max_bytes)
     return code
+
+
+BIGINT_MAX = 2**63 - 1  # PostgreSQL's bigint: the range of every numeric id the store keeps
+
+
+def check_id(what: str, value: int) -> int:
+    """A numeric id from outside (a URL, a command line) as the store can look it up: one outside
+    bigint's positive range names nothing, so NotFoundError, never an overflow in the database."""
+    if not 0 < value <= BIGINT_MAX:
+        raise NotFoundError(f"no {what} {shown(str(value), 24)}")
+    return value

@@ -19,6 +19,7 @@ from gateway.api.hub import EventHub
 from gateway.api.read import visible_board
 from gateway.api.schemas import ErrorOut, event_out
 from gateway.service import LeaderboardRecord, RunRecord
+from gateway.validation import BIGINT_MAX
 
 router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": ErrorOut}})
 BOARD_PING_MIN_INTERVAL_S = 1.0
@@ -35,12 +36,13 @@ Hub = Annotated[EventHub, Depends(hub_of)]
 
 
 async def resume_from(
-    after: Annotated[int, Query(ge=0, description="send only events after this event id")] = 0,
+    after: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="send only events after this event id")] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> int:
     """Where a stream starts: after Last-Event-ID (a reconnecting EventSource), else after ``after``."""
-    if last_event_id is not None and last_event_id.isdigit():
-        return max(after, int(last_event_id))
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
+        digits = last_event_id.lstrip("0") or "0"
+        return max(after, BIGINT_MAX if len(digits) > 19 else min(int(digits), BIGINT_MAX))
     return after
 
 
