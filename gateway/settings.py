@@ -76,7 +76,15 @@ class Settings(BaseSettings):
         description="submissions one user may post a minute (leaderboard limits apply too)",
     )
     api_max_streams: int = Field(
-        default=500, ge=1, description="event streams (SSE) the HTTP API serves at once"
+        default=500,
+        ge=1,
+        description="event streams (SSE) the HTTP API serves at once, all processes together",
+    )
+    api_max_streams_per_client: int = Field(
+        default=8,
+        ge=1,
+        description="event streams one client (the user of its token, else its address) may hold open at "
+        "once, all API processes together",
     )
 
     def github_token_list(self) -> list[SecretStr]:

@@ -3,8 +3,8 @@
 The app is given an open Gateway (the service) and its settings; it calls the service only. Errors
 come back as ``{"error": "..."}`` with a status that says what kind: 400 bad input, 401 no valid token,
 403 refused (banned, closed, not yours), 404 not found, 409 the site named is drained, 413 too large,
-422 a malformed request, 429 rate limited (with Retry-After), 503 the database is away; anything else is
-500 with a reference that the log has the detail of."""
+422 a malformed request, 429 rate limited (with Retry-After), 503 the database is away or too many
+event streams are open; anything else is 500 with a reference that the log has the detail of."""
 
 from __future__ import annotations
 
@@ -21,27 +21,30 @@ from starlette.exceptions import HTTPException
 from gateway import web
 from gateway.api import admin, read, streams, submit
 from gateway.api.hub import EventHub
-from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimit, TokenBucket, retry_after, too_many
+from gateway.api.limits import MULTIPART_OVERHEAD, ApiLimits, BodyLimit, retry_after, too_many
 from gateway.api.metrics import Metrics
 from gateway.errors import GatewayError, NotFoundError, RefusedError, StoreError, UserError
 from gateway.service import Gateway
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
-REFUSED_STATUS = {"banned": 403, "closed": 403, "rate_limited": 429, "drained": 409}
+REFUSED_STATUS = {"banned": 403, "closed": 403, "rate_limited": 429, "drained": 409, "busy": 503}
 UNLIMITED_PATHS = ("/api/health", "/metrics")  # probes and scrapers are not rate limited
 
 
 def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     hub = EventHub(gateway)
     metrics = Metrics()
+    limits = ApiLimits(gateway, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        await limits.start()
         try:
             yield
         finally:
+            await limits.stop()
             await hub.stop()
 
     app = FastAPI(
@@ -54,8 +57,8 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.hub = hub
     app.state.metrics = metrics
-    app.state.submit_limiter = TokenBucket(settings.api_submissions_per_minute)
-    requests_limiter = TokenBucket(settings.api_requests_per_minute)
+    app.state.limits = limits
+    app.state.submit_limiter = limits.submissions
 
     for router in (read.router, submit.router, streams.router, admin.router):
         app.include_router(router)
@@ -70,7 +73,7 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if request.url.path not in UNLIMITED_PATHS:
             client = request.client.host if request.client else "unknown"
-            wait = requests_limiter.take(f"address:{client}")
+            wait = await limits.requests.take(f"address:{client}")
             if wait:
                 return too_many(f"requests from {client}", wait)
         return await call_next(request)

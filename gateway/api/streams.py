@@ -11,11 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from gateway.api.auth import IsAdmin, Service, settings_of
+from gateway.api.auth import Credentials, IsAdmin, Service
 from gateway.api.hub import EventHub
+from gateway.api.limits import StreamLeases, stream_client
 from gateway.api.read import visible_board
 from gateway.api.schemas import ErrorOut, event_out
 from gateway.service import LeaderboardRecord, RunRecord
@@ -25,11 +26,15 @@ router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": Err
 BOARD_PING_MIN_INTERVAL_S = 1.0
 
 
-async def hub_of(request: Request) -> EventHub:
-    hub: EventHub = request.app.state.hub
-    if hub.streams >= settings_of(request).api_max_streams:
-        raise HTTPException(503, "too many event streams are open: try again shortly", {"Retry-After": "5"})
-    return hub
+async def hub_of(request: Request, gateway: Service, credentials: Credentials) -> AsyncIterator[EventHub]:
+    """The event hub, with a lease on one stream held until the stream ends: past the client's cap 429,
+    past the total 503 (both counted over every API process)."""
+    leases: StreamLeases = request.app.state.limits.streams
+    lease = await leases.take(*await stream_client(request, gateway, credentials))
+    try:
+        yield request.app.state.hub
+    finally:
+        await leases.give_back(lease)
 
 
 Hub = Annotated[EventHub, Depends(hub_of)]
