@@ -531,6 +531,10 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         """Every recorded run counted by state (metrics)."""
         return await self._require_store().runs_by_state()
 
+    async def unfinished_by_state(self) -> dict[str, int]:
+        """Unfinished runs counted by state, at a cost that follows the queue, not the history."""
+        return await self._require_store().unfinished_by_state()
+
     async def ping(self) -> None:
         """Raise StoreError unless the database answers."""
         await self._require_store().ping()

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         description="event streams one client (the user of its token, else its address) may hold open at "
         "once, all API processes together",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="if set, /metrics needs it as a Bearer token (else 401)"
+    )
 
     def github_token_list(self) -> list[SecretStr]:
         raw = self.github_tokens.get_secret_value() if self.github_tokens else ""

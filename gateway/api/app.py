@@ -22,7 +22,7 @@ from gateway import web
 from gateway.api import admin, read, streams, submit
 from gateway.api.hub import EventHub
 from gateway.api.limits import MULTIPART_OVERHEAD, ApiLimits, BodyLimit, retry_after, too_many
-from gateway.api.metrics import Metrics
+from gateway.api.metrics import Metrics, metrics_authorized
 from gateway.errors import GatewayError, NotFoundError, RefusedError, StoreError, UserError
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -64,8 +64,13 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
         app.include_router(router)
 
     @app.get("/metrics", tags=["meta"], response_class=Response)
-    async def prometheus() -> Response:
-        """Prometheus metrics: queue depth, runs by state, per-site latency and failures, HTTP requests."""
+    async def prometheus(request: Request) -> Response:
+        """Prometheus metrics: queue depth, runs by state, per-site latency and failures, HTTP requests.
+        With GATEWAY_METRICS_TOKEN set, only for `Authorization: Bearer <it>`."""
+        if not metrics_authorized(settings, request.headers.get("authorization")):
+            return _error(
+                401, "/metrics needs the metrics token as a Bearer token", {"WWW-Authenticate": "Bearer"}
+            )
         body = await metrics.render(gateway, hub.streams)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -1,7 +1,8 @@
 """The HTTP API's limits hold across API processes: two apps (each with its own service, pool and memory, as
 two `gateway serve` processes have) on one scratch database. Token buckets in PostgreSQL (the statement's
 maths against the database's clock, pruning), submissions and requests refused past the limit whichever
-process is asked, event streams capped per client and in all, and a crashed process's leases expiring."""
+process is asked, event streams capped per client and in all, a crashed process's leases expiring, and
+/metrics behind its token without leaderboard names."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from gateway.settings import Settings
 from tests.conftest import solution
-from tests.integration.api_harness import ApiUnderTest, api_on, api_server
+from tests.integration.api_harness import ADMIN_TOKEN, ApiUnderTest, api_on, api_server
 
 pytestmark = pytest.mark.integration
 
@@ -134,6 +136,8 @@ async def test_event_streams_are_capped_per_client_and_in_all_across_processes(
                 await refused.aread()
                 assert refused.status_code == 503 and "at most 4" in refused.json()["error"]
                 assert await a.gateway.open_streams() == 4
+                metrics = (await client.get(f"{b.url}/metrics")).text
+                assert "gateway_event_streams_all 4.0" in metrics
             await _wait_for_streams(a, 0)  # closed streams give their leases back
             async with AsyncExitStack() as stack:
                 assert (await _open(stack, client, b.url + path, carol)).status_code == 200
@@ -168,3 +172,25 @@ async def test_a_crashed_process_leases_expire_and_a_live_one_renews_them(stack_
         assert await gateway.prune_streams() >= 1
         await gateway.renew_streams("live-process", {}, ttl_s=30.0)  # a process keeps only what it serves
         assert await gateway.open_streams() == 0
+
+
+async def test_metrics_need_their_token_and_never_name_a_leaderboard(stack_settings: Settings) -> None:
+    secret = "metrics-secret-token"
+    async with api_server(stack_settings, worker=False, metrics_token=SecretStr(secret)) as api:
+        hidden = await api.board(("H100",), visibility="hidden")
+        public = await api.board(("H100",))
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+            for board in (hidden, public):
+                await client.get(f"/api/leaderboards/{board}/ranking")
+                await client.get(f"/leaderboards/{board}")
+                await client.get(f"/api/leaderboards/{board}", headers=bearer(ADMIN_TOKEN))
+            nothing = await client.get("/metrics")
+            wrong = await client.get("/metrics", headers=bearer("not-it"))
+            admin = await client.get("/metrics", headers=bearer(ADMIN_TOKEN))
+            scraped = await client.get("/metrics", headers=bearer(secret))
+        assert nothing.status_code == wrong.status_code == admin.status_code == 401
+        assert nothing.headers["WWW-Authenticate"] == "Bearer" and "metrics token" in nothing.json()["error"]
+        assert scraped.status_code == 200 and "gateway_queue_depth 0.0" in scraped.text
+        assert 'route="/api/leaderboards/{name}/ranking"' in scraped.text
+        assert hidden not in scraped.text and public not in scraped.text
+        assert hidden.split("-")[1] not in scraped.text  # not even the name's random part
