@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         description="event streams one client (the user of its token, else its address) may hold open at "
         "once, all API processes together",
     )
+    api_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request's headers must arrive within this after it starts"
+    )
+    api_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request's body must arrive whole within this (else 408)"
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="if set, /metrics needs it as a Bearer token (else 401)"
     )

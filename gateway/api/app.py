@@ -3,8 +3,9 @@
 The app is given an open Gateway (the service) and its settings; it calls the service only. Errors
 come back as ``{"error": "..."}`` with a status that says what kind: 400 bad input, 401 no valid token,
 403 refused (banned, closed, not yours), 404 not found, 409 the site named is drained, 413 too large,
-422 a malformed request, 429 rate limited (with Retry-After), 503 the database is away or too many
-event streams are open; anything else is 500 with a reference that the log has the detail of."""
+408 a body too slow to arrive, 422 a malformed request, 429 rate limited (with Retry-After), 503 the
+database is away or too many event streams are open; anything else is 500 with a reference that the log
+has the detail of."""
 
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
         BodyLimit,
         max_bytes=settings.max_submission_bytes + MULTIPART_OVERHEAD,
         file_limit=settings.max_submission_bytes,
+        timeout_s=settings.api_body_timeout_s,
     )
     app.middleware("http")(metrics.middleware)  # outermost: counts the limits' 413s and 429s too
     _add_error_handlers(app)

@@ -1,6 +1,6 @@
 """Limits that keep one client from taking the gateway down, holding across every API process: token-bucket
 rate limits per client and a cap on event streams per client and in all (both kept in PostgreSQL by the
-service), and the size of a request body. The leaderboards' own rate limits, per
+service), and the size of a request body and the time to send it. The leaderboards' own rate limits, per
 user, leaderboard and mode, are the service's: these are the API's flood guard in front of them."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import uuid
 
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -216,11 +215,17 @@ def too_many(what: str, wait: float) -> JSONResponse:
 
 class BodyLimit:
     """ASGI middleware: a request body over ``max_bytes`` is refused with 413 and a message saying the
-    limit: by its Content-Length before anything is read, or, sent without one, as soon as it passes."""
+    limit: by its Content-Length before anything is read, or, sent without one, as soon as it passes. A
+    body that has not arrived whole ``timeout_s`` after the request began is refused with 408, and the
+    connection closed (a client trickling its body holds a connection and a task).
 
-    def __init__(self, app: ASGIApp, max_bytes: int, file_limit: int) -> None:
+    The middleware answers these itself (while the app has not begun its own answer) and tells the app
+    that the client went away, so what the app answers then goes nowhere."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, file_limit: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
         self.message = (
             f"the request is over {max_bytes} bytes: a submission file may be at most {file_limit} bytes"
         )
@@ -235,13 +240,39 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         seen = 0
+        whole = started = refused = False
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+
+        async def refuse(status: int, message: str, headers: dict[str, str] | None = None) -> Message:
+            nonlocal refused
+            if not started:
+                await JSONResponse({"error": message}, status, headers)(scope, receive, send)
+            refused = True
+            return {"type": "http.disconnect"}
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, whole
+            if refused:
+                return {"type": "http.disconnect"}
+            if whole:
+                return await receive()  # the body is in: what comes now is the disconnect
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                late = f"the request's body did not arrive in {self.timeout_s:g} s"
+                return await refuse(408, late, {"Connection": "close"})
             seen += len(message.get("body", b""))
+            whole = message["type"] != "http.request" or not message.get("more_body", False)
             if seen > self.max_bytes:
-                raise HTTPException(413, self.message)  # answered by the app's handlers, as JSON
+                return await refuse(413, self.message)
             return message
 
-        await self.app(scope, counted, send)
+        async def answer(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # answered already
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, answer)

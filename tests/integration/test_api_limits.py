@@ -28,7 +28,7 @@ async def two_apis(
 ) -> AsyncIterator[tuple[ApiUnderTest, ApiUnderTest]]:
     """Two API servers on one scratch database, no worker (runs stay queued)."""
     async with (
-        api_server(settings, worker=False, **overrides) as first,
+        api_server(settings, worker=False, **overrides) as first,  # type: ignore[arg-type]
         api_on(first.settings, worker=False) as second,
     ):
         yield first, second
