@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,7 +22,7 @@ from tests.integration.api_harness import api_server
 pytestmark = pytest.mark.integration
 HEADER_S = 1.5
 BODY_S = 2.0
-SLACK_S = 1.5  # the event loop is shared with the server, PostgreSQL and the other tests' machines
+SLACK_S = 2.5  # the event loop is shared with the server, PostgreSQL and the other tests' machines
 DRIP_S = 0.1
 
 
@@ -110,7 +111,7 @@ async def test_slow_headers_and_bodies_are_cut_off_while_others_are_served(
         results = await asyncio.gather(*(c.run() for c in clients.values()), ordinary())
         outcome = dict(zip(clients, results[: len(clients)], strict=True))
 
-    assert len(served) == 15 and max(served) < 1.0  # served at once throughout
+    assert len(served) == 15 and max(served) < 1.5  # served at once throughout (a loaded machine: 1.5 s)
     for name in ("idle", "headers", "keep-alive headers"):
         closed_after, answer = outcome[name]  # type: ignore[misc]
         assert HEADER_S - 0.1 <= closed_after <= HEADER_S + SLACK_S, (name, closed_after)
@@ -134,3 +135,32 @@ async def test_oversized_headers_are_refused(stack_settings: Settings) -> None:
         assert answer.startswith(b"HTTP/1.1 431") and closed_after < 5
         async with httpx.AsyncClient(base_url=api.url) as client:  # a 10 KB URL is still fine
             assert (await client.get("/api/leaderboards", params={"x": "y" * 10_000})).status_code == 200
+
+
+async def test_a_body_without_content_length_is_refused_413_as_it_passes_the_limit(
+    stack_settings: Settings,
+) -> None:
+    async with api_server(stack_settings, worker=False) as api:
+        board = await api.board(("H100",))
+        token = await api.user_token("chunky")
+        limit = api.settings.max_submission_bytes
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"--b\r\nContent-Disposition: form-data; name=file; filename=k.py\r\n\r\n"
+            for _ in range(limit // 8192 + 20):
+                yield b"#" * 8192
+            yield b"\r\n--b--\r\n"
+
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+            answer = await client.post(
+                "/api/submissions",
+                params={"leaderboard": board},
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "multipart/form-data; boundary=b",
+                },
+                content=chunks(),
+            )
+            assert answer.status_code == 413, answer.text
+            assert f"at most {api.settings.max_submission_bytes} bytes" in answer.json()["error"]
+            assert (await client.get("/api/leaderboards")).status_code == 200
