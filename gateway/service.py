@@ -32,6 +32,7 @@ from gateway.errors import (
 )
 from gateway.execution import RunReport, SiteRuntime
 from gateway.leaderboards import LeaderboardAdmin, LeaderboardView
+from gateway.limits import SharedLimits
 from gateway.monitor import Monitor
 from gateway.policy import RoutingPolicy, choose_route, load_policy, make_fallback_backend, policy_path
 from gateway.processing import (
@@ -71,6 +72,7 @@ from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
 from gateway.transport.ssh import SSHTransport
 from gateway.validation import (
+    BIGINT_MAX,
     FULL_RUN_ID,
     MAX_REASON_CHARS,
     RUN_ID_PREFIX,
@@ -165,7 +167,7 @@ class Submission:
         return next(run for run in self.runs if not run.secret)
 
 
-class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
+class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
     def __init__(
         self,
         settings: Settings,
@@ -487,6 +489,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
 
     async def events_after(self, run_ids: list[str], after_id: int = 0) -> list[RunEvent]:
         """The recorded events of these runs (full ids) after event ``after_id``, oldest first."""
+        if after_id >= BIGINT_MAX:
+            return []  # no event id is past bigint's last
         return await self._require_store().events(run_ids, after_id)
 
     async def submission_runs(self, submission: str | int, *, caller: Caller) -> list[RunRecord]:
@@ -589,6 +593,10 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts):
     async def runs_by_state(self) -> dict[str, int]:
         """Every recorded run counted by state (metrics)."""
         return await self._require_store().runs_by_state()
+
+    async def unfinished_by_state(self) -> dict[str, int]:
+        """Unfinished runs counted by state, at a cost that follows the queue, not the history."""
+        return await self._require_store().unfinished_by_state()
 
     async def ping(self) -> None:
         """Raise StoreError unless the database answers."""

@@ -96,7 +96,24 @@ class Settings(BaseSettings):
         description="submissions one user may post a minute (leaderboard limits apply too)",
     )
     api_max_streams: int = Field(
-        default=500, ge=1, description="event streams (SSE) the HTTP API serves at once"
+        default=500,
+        ge=1,
+        description="event streams (SSE) the HTTP API serves at once, all processes together",
+    )
+    api_max_streams_per_client: int = Field(
+        default=8,
+        ge=1,
+        description="event streams one client (the user of its token, else its address) may hold open at "
+        "once, all API processes together",
+    )
+    api_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request's headers must arrive within this after it starts"
+    )
+    api_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request's body must arrive whole within this (else 408)"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="if set, /metrics needs it as a Bearer token (else 401)"
     )
 
     def github_token_list(self) -> list[SecretStr]:

@@ -3,8 +3,9 @@
 The app is given an open Gateway (the service) and its settings; it calls the service only. Errors
 come back as ``{"error": "..."}`` with a status that says what kind: 400 bad input, 401 no valid token,
 403 refused (banned, closed, not yours), 404 not found, 409 the site named is drained, 413 too large,
-422 a malformed request, 429 rate limited (with Retry-After), 503 the database is away; anything else is
-500 with a reference that the log has the detail of."""
+408 a body too slow to arrive, 422 a malformed request, 429 rate limited (with Retry-After), 503 the
+database is away or too many event streams are open; anything else is 500 with a reference that the log
+has the detail of."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from starlette.exceptions import HTTPException
 from gateway import web
 from gateway.api import admin, read, streams, submit
 from gateway.api.hub import EventHub
-from gateway.api.limits import MULTIPART_OVERHEAD, BodyLimit, TokenBucket, retry_after, too_many
-from gateway.api.metrics import Metrics
+from gateway.api.limits import MULTIPART_OVERHEAD, ApiLimits, BodyLimit, retry_after, too_many
+from gateway.api.metrics import Metrics, metrics_authorized
 from gateway.errors import GatewayError, NotFoundError, RefusedError, StoreError, UserError
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -35,6 +36,7 @@ REFUSED_STATUS = {
     "rate_limited": 429,
     "too_many_unfinished": 429,
     "drained": 409,
+    "busy": 503,
 }
 UNLIMITED_PATHS = ("/api/health", "/metrics")  # probes and scrapers are not rate limited
 
@@ -42,13 +44,16 @@ UNLIMITED_PATHS = ("/api/health", "/metrics")  # probes and scrapers are not rat
 def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     hub = EventHub(gateway)
     metrics = Metrics()
+    limits = ApiLimits(gateway, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        await limits.start()
         try:
             yield
         finally:
+            await limits.stop()
             await hub.stop()
 
     app = FastAPI(
@@ -61,15 +66,20 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.hub = hub
     app.state.metrics = metrics
-    app.state.submit_limiter = TokenBucket(settings.api_submissions_per_minute)
-    requests_limiter = TokenBucket(settings.api_requests_per_minute)
+    app.state.limits = limits
+    app.state.submit_limiter = limits.submissions
 
     for router in (read.router, submit.router, streams.router, admin.router):
         app.include_router(router)
 
     @app.get("/metrics", tags=["meta"], response_class=Response)
-    async def prometheus() -> Response:
-        """Prometheus metrics: queue depth, runs by state, per-site latency and failures, HTTP requests."""
+    async def prometheus(request: Request) -> Response:
+        """Prometheus metrics: queue depth, runs by state, per-site latency and failures, HTTP requests.
+        With GATEWAY_METRICS_TOKEN set, only for `Authorization: Bearer <it>`."""
+        if not metrics_authorized(settings, request.headers.get("authorization")):
+            return _error(
+                401, "/metrics needs the metrics token as a Bearer token", {"WWW-Authenticate": "Bearer"}
+            )
         body = await metrics.render(gateway, hub.streams)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -77,7 +87,7 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if request.url.path not in UNLIMITED_PATHS:
             client = request.client.host if request.client else "unknown"
-            wait = requests_limiter.take(f"address:{client}")
+            wait = await limits.requests.take(f"address:{client}")
             if wait:
                 return too_many(f"requests from {client}", wait)
         return await call_next(request)
@@ -86,6 +96,7 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
         BodyLimit,
         max_bytes=settings.max_submission_bytes + MULTIPART_OVERHEAD,
         file_limit=settings.max_submission_bytes,
+        timeout_s=settings.api_body_timeout_s,
     )
     app.middleware("http")(metrics.middleware)  # outermost: counts the limits' 413s and 429s too
     _add_error_handlers(app)

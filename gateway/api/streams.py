@@ -11,35 +11,42 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from gateway.api.auth import Service, Viewer, settings_of
+from gateway.api.auth import Credentials, Service, Viewer
 from gateway.api.hub import EventHub
+from gateway.api.limits import StreamLeases, stream_client
 from gateway.api.schemas import ErrorOut, event_out
 from gateway.service import OPERATOR, LeaderboardRecord, RunRecord
+from gateway.validation import BIGINT_MAX
 
 router = APIRouter(prefix="/api", tags=["events"], responses={404: {"model": ErrorOut}})
 BOARD_PING_MIN_INTERVAL_S = 1.0
 
 
-async def hub_of(request: Request) -> EventHub:
-    hub: EventHub = request.app.state.hub
-    if hub.streams >= settings_of(request).api_max_streams:
-        raise HTTPException(503, "too many event streams are open: try again shortly", {"Retry-After": "5"})
-    return hub
+async def hub_of(request: Request, gateway: Service, credentials: Credentials) -> AsyncIterator[EventHub]:
+    """The event hub, with a lease on one stream held until the stream ends: past the client's cap 429,
+    past the total 503 (both counted over every API process)."""
+    leases: StreamLeases = request.app.state.limits.streams
+    lease = await leases.take(*await stream_client(request, gateway, credentials))
+    try:
+        yield request.app.state.hub
+    finally:
+        await leases.give_back(lease)
 
 
 Hub = Annotated[EventHub, Depends(hub_of)]
 
 
 async def resume_from(
-    after: Annotated[int, Query(ge=0, description="send only events after this event id")] = 0,
+    after: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="send only events after this event id")] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> int:
     """Where a stream starts: after Last-Event-ID (a reconnecting EventSource), else after ``after``."""
-    if last_event_id is not None and last_event_id.isdigit():
-        return max(after, int(last_event_id))
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
+        digits = last_event_id.lstrip("0") or "0"
+        return max(after, BIGINT_MAX if len(digits) > 19 else min(int(digits), BIGINT_MAX))
     return after
 
 

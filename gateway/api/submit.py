@@ -54,7 +54,7 @@ async def submit(
 
     Follow them with `GET /api/submissions/{id}/events` (server-sent events); a leaderboard submission
     has a public run and a secret rerun, and ranks when both pass."""
-    wait = request.app.state.submit_limiter.take(f"user:{user.id}")
+    wait = await request.app.state.submit_limiter.take(f"user:{user.id}")
     if wait:
         return too_many(f"submissions from {user.name}", wait)
     try:

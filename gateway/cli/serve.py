@@ -35,6 +35,7 @@ def serve(
     import uvicorn
 
     from gateway.api import create_app
+    from gateway.api.server import server_config
     from gateway.worker import Worker
 
     logging.getLogger("gateway").setLevel(logging.INFO)
@@ -46,8 +47,9 @@ def serve(
 
     async def main() -> None:
         gateway = await Gateway.open(settings)
-        config = uvicorn.Config(
+        config = server_config(
             create_app(gateway, settings),
+            settings,
             host=host,
             port=port,
             log_level="info",

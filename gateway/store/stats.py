@@ -61,6 +61,17 @@ class StatsStore(StoreBase):
         return {row["state"]: row["n"] for row in rows}
 
     @retried
+    async def unfinished_by_state(self) -> dict[str, int]:
+        """Unfinished runs counted by state: read through the partial index on unfinished runs, so its
+        cost follows the queue, not the history (metrics read it at every scrape)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT state, count(*) AS n FROM runs WHERE finished_at IS NULL "
+                "GROUP BY state ORDER BY state"
+            )
+        return {row["state"]: row["n"] for row in rows}
+
+    @retried
     async def stats(self, window_s: int = 86_400) -> GatewayStats:
         """Totals, unfinished runs by state, and per-site numbers for runs finished in the last
         ``window_s`` seconds."""

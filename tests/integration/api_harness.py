@@ -43,9 +43,10 @@ class ApiUnderTest:
 
 @asynccontextmanager
 async def api_server(
-    settings: Settings, *, worker: bool = True, **overrides: object
+    settings: Settings, *, worker: bool = True, http: str = "auto", **overrides: object
 ) -> AsyncIterator[ApiUnderTest]:
-    """Serve the API on a scratch database; ``overrides`` are Settings fields (limits, for instance)."""
+    """Serve the API on a scratch database; ``overrides`` are Settings fields (limits, for instance);
+    ``http`` is uvicorn's HTTP implementation (auto, httptools, h11)."""
     dsn = settings.database_dsn()
     assert dsn is not None
     async with migrated_store(dsn, "test_api") as (_, scratch_dsn):
@@ -56,18 +57,20 @@ async def api_server(
                 **overrides,
             }
         )
-        async with api_on(scratch, worker=worker) as under_test:
+        async with api_on(scratch, worker=worker, http=http) as under_test:
             yield under_test
 
 
 @asynccontextmanager
-async def api_on(settings: Settings, *, worker: bool = True) -> AsyncIterator[ApiUnderTest]:
+async def api_on(
+    settings: Settings, *, worker: bool = True, http: str = "auto"
+) -> AsyncIterator[ApiUnderTest]:
     gateway = await Gateway.open(settings)
     runner = await Gateway.open(settings) if worker else None
     stop = asyncio.Event()
     work = asyncio.create_task(Worker(runner).run(stop)) if runner is not None else None
     try:
-        async with serving(create_app(gateway, settings)) as url:
+        async with serving(create_app(gateway, settings), http=http) as url:
             yield ApiUnderTest(url, gateway, settings)
     finally:
         stop.set()

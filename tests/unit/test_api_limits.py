@@ -1,11 +1,26 @@
-"""The API's flood guard and token format, without a server."""
+"""The API's flood guard and token format, without a server: the token-bucket maths and its mirror of the
+shared buckets, the metrics token, ids out of range, resume points, the body deadline, the server's
+protocol."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
+from pydantic import SecretStr
+from starlette.types import Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gateway.accounts import TOKEN_PREFIX, token_hash
-from gateway.api.limits import TokenBucket, retry_after
+from gateway.api.limits import BodyLimit, SharedBucket, TokenBucket, retry_after
+from gateway.api.metrics import metrics_authorized
+from gateway.api.server import guarded_protocol
+from gateway.api.streams import resume_from
+from gateway.errors import NotFoundError, StoreError
+from gateway.limits import TokenTake
+from gateway.settings import Settings
+from gateway.validation import BIGINT_MAX, check_id
 
 
 def test_a_bucket_allows_a_minutes_worth_then_one_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,3 +55,121 @@ def test_tokens_are_kept_as_sha256_hashes() -> None:
     assert token_hash(TOKEN_PREFIX + "x") == token_hash("gwt_x")
     assert len(token_hash("gwt_x")) == 64 and token_hash("gwt_x") != token_hash("gwt_y")
     assert token_hash("\udcff") != ""  # undecodable input still hashes, never raises
+
+
+def test_the_mirror_waits_without_taking_and_records_what_the_database_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [50.0]
+    monkeypatch.setattr("gateway.api.limits.time.monotonic", lambda: now[0])
+    mirror = TokenBucket(per_minute=6)  # one every 10 s
+    assert mirror.wait("k") == 0.0 and mirror.wait("k") == 0.0  # a new key is full; waiting takes nothing
+    mirror.record("k", 0.25, 50.0)
+    assert mirror.wait("k") == pytest.approx(7.5)
+    now[0] += 7.5
+    assert mirror.wait("k") == 0.0
+
+
+class FakeLimits:
+    """The service's take_token: scripted answers, or the database away."""
+
+    def __init__(self, answers: list[TokenTake] | None) -> None:
+        self.answers = answers
+        self.asked = 0
+
+    async def take_token(self, key: str, per_minute: float) -> TokenTake:
+        self.asked += 1
+        if self.answers is None:
+            raise StoreError("database unreachable")
+        return self.answers.pop(0)
+
+
+async def test_a_key_seen_empty_is_refused_without_asking_the_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr("gateway.api.limits.time.monotonic", lambda: now[0])
+    fake = FakeLimits([TokenTake(True, 0.5, 0.0), TokenTake(False, 0.9, 1.0)])
+    bucket = SharedBucket(fake, per_minute=6)  # type: ignore[arg-type]
+    assert await bucket.take("k") == 0.0  # the database gave one; half a token left there
+    assert await bucket.take("k") == pytest.approx(5.0)  # the mirror knows: not asked
+    assert fake.asked == 1
+    now[0] += 5.0
+    assert await bucket.take("k") == pytest.approx(1.0)  # asked again: another process took it meanwhile
+    assert fake.asked == 2
+
+
+async def test_requests_are_let_through_while_the_database_is_away() -> None:
+    bucket = SharedBucket(FakeLimits(None), per_minute=1)  # type: ignore[arg-type]
+    assert [await bucket.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_the_metrics_token_is_checked_only_when_set() -> None:
+    open_ = Settings(database_url=None)
+    closed = Settings(database_url=None, metrics_token=SecretStr("s3cret"))
+    assert metrics_authorized(open_, None) and metrics_authorized(open_, "Bearer whatever")
+    assert metrics_authorized(closed, "Bearer s3cret") and metrics_authorized(closed, "bearer s3cret")
+    for wrong in (None, "", "Bearer", "Bearer s3cre", "Basic s3cret", "Bearer s3cret2", "Bearer \udcff"):
+        assert not metrics_authorized(closed, wrong), wrong
+
+
+def test_numeric_ids_out_of_bigint_range_name_nothing() -> None:
+    assert check_id("submission", 1) == 1 and check_id("submission", BIGINT_MAX) == BIGINT_MAX
+    for bad in (0, -1, BIGINT_MAX + 1, 10**30):
+        with pytest.raises(NotFoundError, match="no submission"):
+            check_id("submission", bad)
+
+
+@pytest.mark.parametrize(
+    ("header", "after", "expected"),
+    [
+        (None, 5, 5),
+        ("7", 5, 7),
+        ("3", 5, 5),
+        ("²", 0, 0),  # a digit to isdigit(), not to int()
+        ("١٢٣", 0, 0),  # int() would take these
+        ("9" * 5000, 0, BIGINT_MAX),  # past int()'s digit limit
+        ("0" * 30 + "12", 0, 12),
+        ("-3", 4, 4),
+    ],
+)
+async def test_a_resume_point_is_read_safely(header: str | None, after: int, expected: int) -> None:
+    assert await resume_from(after, header) == expected
+
+
+async def test_a_body_too_slow_to_arrive_is_answered_408_and_the_app_sees_a_disconnect() -> None:
+    seen: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(await receive())
+        seen.append(await receive())  # the deadline passes here
+        await send({"type": "http.response.start", "status": 400, "headers": []})  # goes nowhere
+        await send({"type": "http.response.body", "body": b"late"})
+
+    chunks: list[Message] = [{"type": "http.request", "body": b"ab", "more_body": True}]
+
+    async def receive() -> Message:
+        if chunks:
+            return chunks.pop()
+        await asyncio.sleep(10)
+        raise AssertionError("not reached")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"content-length", b"10")], "method": "POST", "path": "/"}
+    await BodyLimit(app, max_bytes=100, file_limit=50, timeout_s=0.05)(scope, receive, send)
+    assert [m["type"] for m in seen] == ["http.request", "http.disconnect"]
+    assert sent[0]["status"] == 408 and (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"error": "the request's body did not arrive in 0.05 s"}
+    assert len(sent) == 2
+
+
+def test_the_server_protocol_carries_the_settings_time_limits() -> None:
+    settings = Settings(database_url=None, api_header_timeout_s=3.0, api_body_timeout_s=7.0)
+    for http in ("auto", "h11", "httptools"):
+        protocol = guarded_protocol(settings, http)
+        assert protocol.header_timeout_s == 3.0 and protocol.body_timeout_s == 7.0  # type: ignore[attr-defined]
+    assert issubclass(guarded_protocol(settings, "h11"), H11Protocol)

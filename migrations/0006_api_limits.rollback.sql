@@ -1,0 +1,2 @@
+DROP TABLE api_stream_leases;
+DROP TABLE api_buckets;
