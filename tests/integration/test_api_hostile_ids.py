@@ -104,4 +104,6 @@ async def test_out_of_range_submission_ids_are_not_found(stack_settings: Setting
             assert answer.status_code == 404 and "no submission" in answer.json()["error"], answer.text
             assert (await client.get(f"/api/submissions/{value}/events")).status_code == 404
             assert (await client.get(f"/submissions/{value}")).status_code == 404  # the page
-        assert (await client.get("/api/submissions/abc")).status_code == 422
+        assert (
+            await client.get("/api/submissions/abc")
+        ).status_code == 404  # a public id names no submission
