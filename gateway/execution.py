@@ -31,6 +31,9 @@ from harness.protocol import PROGRESS_PREFIX, RunResult
 
 log = logging.getLogger(__name__)
 OUTPUT_KEEP_BYTES = 64 * 1024  # job output kept per run (the last this many bytes of lines)
+# Progress lines (anything printed with the harness's prefix, submissions included) that become run events;
+# under the store's cap of events per run, so state changes and the end still fit
+MAX_PROGRESS_EVENTS = 400
 EVENTS_KEEP = 500
 STREAM_RETRY_S = 1.0
 
@@ -62,6 +65,7 @@ class RunReport:
     secret_passed: bool | None = None  # the secret rerun's verdict (leaderboard mode), once it finished
     pushed: bool = False  # the result arrived over the output stream, before Slurm reported the end
     forged_markers: int = 0  # "result written" lines in the output that did not come with the result
+    progress_lines: int = 0  # progress lines the job printed (only the first MAX_PROGRESS_EVENTS are events)
     result_at: float | None = None  # time.time() when the verified result was in hand
     events: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=EVENTS_KEEP))
     output: collections.deque[str] = field(default_factory=collections.deque)
@@ -114,6 +118,11 @@ async def execute(
         await event(
             f'ignored {report.forged_markers} "result written" line(s) in the job\'s output that came '
             "without its result (printed by the submission?); its result, if any, was read when the job ended"
+        )
+    if report.progress_lines > MAX_PROGRESS_EVENTS:
+        await event(
+            f"{report.progress_lines - MAX_PROGRESS_EVENTS} progress line(s) after the first "
+            f"{MAX_PROGRESS_EVENTS} were not recorded (the job printed {report.progress_lines})"
         )
 
 
@@ -245,7 +254,10 @@ async def _stream(
                         report.forged_markers += 1  # O(1): no event, no fetch
                         continue
                     if line.startswith(PROGRESS_PREFIX):
-                        await event(line[len(PROGRESS_PREFIX) :], progress=True)
+                        report.progress_lines += 1
+                        # a flood costs O(1) a line past the budget: no event, no database round trip
+                        if report.progress_lines <= MAX_PROGRESS_EVENTS:
+                            await event(line[len(PROGRESS_PREFIX) :], progress=True)
                     if marker:
                         looked = True
                         raw = await backend.fetch_result(handle)

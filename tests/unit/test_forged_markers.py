@@ -161,3 +161,53 @@ async def test_an_honest_first_marker_is_still_pushed_and_counts_nothing(tmp_pat
     assert report.passed and report.pushed and report.forged_markers == 0
     assert backend.fetches == [True]
     assert not any(e.startswith("ignored") for e in report.events)
+
+
+class ChattyBackend(FloodingBackend):
+    """A job whose submission prints ``lines`` progress lines (the harness's prefix) before the runner's
+    result: each past the budget must cost nothing but a count."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__(0, slurm_ends=False)
+        self.lines = lines
+
+    async def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
+        for n in range(self.lines):
+            yield f"[harness] look at me {n}"
+        self.written = True
+        yield RESULT_WRITTEN_MARKER
+
+
+async def test_a_flood_of_progress_lines_makes_a_bounded_number_of_events(tmp_path: Path) -> None:
+    from gateway.execution import MAX_PROGRESS_EVENTS
+
+    backend = ChattyBackend(FORGED)
+    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
+    gateway = Gateway(settings, {SITE.name: SITE}, None, backend_factory=lambda _site: backend)
+    events: list[str] = []
+
+    async def on_event(_run: str, message: str) -> None:
+        events.append(message)
+
+    request = SubmitRequest(
+        code="x = 1\n",
+        file_name="k.py",
+        user="u",
+        task=tiny_task(),
+        site=SITE.name,
+        gpu_type="H100",
+        admin=True,
+    )
+    try:
+        report = await asyncio.wait_for(gateway.submit(request, on_event), 30)
+    finally:
+        await gateway.close()
+    assert report.passed and report.pushed  # the honest result still comes at once
+    assert report.progress_lines == FORGED + 1  # the runner's own line is a progress line too
+    flood = [e for e in events if e.startswith("look at me")]
+    assert len(flood) == MAX_PROGRESS_EVENTS and flood[-1] == f"look at me {MAX_PROGRESS_EVENTS - 1}"
+    told = [e for e in events if "were not recorded" in e]
+    assert told == [
+        f"{FORGED + 1 - MAX_PROGRESS_EVENTS} progress line(s) after the first {MAX_PROGRESS_EVENTS} were not "
+        f"recorded (the job printed {FORGED + 1})"
+    ]
