@@ -60,7 +60,13 @@ class Monitor:
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name=f"monitor-{self._backend.name}")
-        return await entry.done
+        try:
+            return await entry.done
+        finally:
+            # a waiter that leaves (cancelled: the run was abandoned, or its result was pushed) is followed
+            # no more: a later round must not call its on_change, which would rewrite a run being recorded
+            if self._tracked.get(handle.job_id) is entry:
+                del self._tracked[handle.job_id]
 
     async def _loop(self) -> None:
         interval = self._min

@@ -218,12 +218,13 @@ class RunProcessing:
         )
 
     async def _abandon(self, report: RunReport, site: SiteConfig, reason: str) -> None:
-        report.state, report.error = JobState.CANCELLED, f"cancelled: {reason}"
         try:
             if report.handle is not None:
                 await self._runtime(site).backend.cancel([report.handle])
         except GatewayError as exc:
             log.warning("run %s: could not cancel job %s: %s", report.run_id, report.job_id, exc)
+        # set last: nothing that followed the job may write its state over this one any more
+        report.state, report.error = JobState.CANCELLED, f"cancelled: {reason}"
         await self._record(report)
 
 
