@@ -56,8 +56,7 @@ class Accounts:
         """The account of a Discord user, by their user id (made on first sight): a rename keeps its
         history, ban and token, and a newcomer taking a freed name gets none of them. ``display_name``
         is only shown."""
-        if not 0 < discord_id < 2**64:
-            raise UserError(f"{discord_id} is not a Discord user id")
+        _check_discord_id(discord_id)
         shown_name = "".join(c for c in display_name if c.isprintable())[:MAX_NAME_CHARS].strip()
         return await self._require_store().discord_user(str(discord_id), shown_name or str(discord_id))
 
@@ -66,8 +65,7 @@ class Accounts:
         account of Discord user ``discord_id``; says what was done."""
         require_admin(caller, "linking accounts is for the gateway's admins")
         check_account(name)
-        if not 0 < discord_id < 2**64:
-            raise UserError(f"{discord_id} is not a Discord user id")
+        _check_discord_id(discord_id)
         outcome = await self._require_store().link_discord(name, str(discord_id))
         if outcome == "missing":
             raise NotFoundError(f"no account named {shown(name)} without a Discord id")
@@ -84,12 +82,10 @@ class Accounts:
         check_account(name)
         return await self._require_store().set_admin(name, admin)
 
-    async def user(self, name: str) -> UserRecord:
-        check_account(name)
-        found = await self._require_store().get_user(name)
-        if found is None:
-            raise NotFoundError(f"no user named {shown(name)}")
-        return found
+
+def _check_discord_id(discord_id: int) -> None:
+    if not 0 < discord_id < 2**64:  # Discord's ids are unsigned 64-bit snowflakes
+        raise UserError(f"{discord_id} is not a Discord user id")
 
 
 def _require_self_or_admin(caller: Caller, account: str, action: str) -> None:

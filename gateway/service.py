@@ -329,7 +329,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 "naming a site is for the gateway's admins: leave the site out, and the gateway routes "
                 "the run to a site with the GPU type",
             )
-        if request.gpu_type == LOCAL_GPU_LABEL or (request.site is None and request.gpu_type is None):
+        if request.gpu_type == LOCAL_GPU_LABEL or request.on_this_machine:
             require_admin(
                 request.caller,
                 "runs on the gateway's own machine are for its admins: give a GPU type the leaderboard ranks",

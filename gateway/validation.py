@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.errors import NotFoundError, SubmissionError, UserError
+from gateway.errors import SubmissionError, UserError
 
 MAX_NAME_CHARS = 200  # leaderboard and user names
 MAX_DESCRIPTION_CHARS = 20_000  # a leaderboard's description (reference-kernels' longest is a few KiB)
@@ -16,6 +16,7 @@ _JOINERS = dict.fromkeys(map(ord, JOINERS))
 RUN_ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")  # a run id (a UUID) or its first characters
 FULL_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PUBLIC_SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")  # submissions.public_id: 128 random bits, hex
+BIGINT_MAX = 2**63 - 1  # PostgreSQL's bigint: the range of every numeric id the store keeps
 
 
 def public_submission_key(submission: str | int, by_number: bool) -> str | int | None:
@@ -125,14 +126,3 @@ def decode_upload(data: bytes, file_name: str, max_bytes: int) -> str:
         ) from None
     check_code(code, file_name, max_bytes)
     return code
-
-
-BIGINT_MAX = 2**63 - 1  # PostgreSQL's bigint: the range of every numeric id the store keeps
-
-
-def check_id(what: str, value: int) -> int:
-    """A numeric id from outside (a URL, a command line) as the store can look it up: one outside
-    bigint's positive range names nothing, so NotFoundError, never an overflow in the database."""
-    if not 0 < value <= BIGINT_MAX:
-        raise NotFoundError(f"no {what} {shown(str(value), 24)}")
-    return value

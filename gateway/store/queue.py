@@ -126,12 +126,8 @@ class QueueStore(StoreBase):
                     cap, where = board_cap, f" on {board_name}"
             mine: Any = await conn.fetchrow(USER_QUEUE_SQL, user_row["id"], PER_MINUTE_S, per_minute or 1)
             if per_minute is not None and mine["used"] >= per_minute:
-                wait = max(1.0, float(mine["wait_s"]))
-                raise RefusedError(
-                    f"rate limited: {per_minute} submission(s) per minute across all leaderboards; "
-                    f"try again in {_duration(wait)}",
-                    "rate_limited",
-                    retry_after_s=wait,
+                raise _rate_limited(
+                    f"{per_minute} submission(s) per minute across all leaderboards", mine["wait_s"]
                 )
             if cap is not None and mine["unfinished"] + len(runs) > cap:
                 raise RefusedError(
@@ -225,12 +221,10 @@ class QueueStore(StoreBase):
             limit["max_submissions"],
         )
         if window["used"] >= limit["max_submissions"]:
-            wait = max(1.0, float(window["wait_s"]))
-            raise RefusedError(
-                f"rate limited: {limit['max_submissions']} {mode} submission(s) per "
-                f"{_duration(limit['per_seconds'])} on {board['name']}; try again in {_duration(wait)}",
-                "rate_limited",
-                retry_after_s=wait,
+            raise _rate_limited(
+                f"{limit['max_submissions']} {mode} submission(s) per {_duration(limit['per_seconds'])} "
+                f"on {board['name']}",
+                window["wait_s"],
             )
         return board["name"], board["max_unfinished_per_user"]
 
@@ -444,6 +438,15 @@ class QueueStore(StoreBase):
             await conn.execute("UPDATE runs SET cancel_requested = true WHERE id = $1", rid)
             await conn.execute("SELECT pg_notify('gateway_cancel', $1)", run_id)
             return "requested"
+
+
+def _rate_limited(limit: str, wait_s: Any) -> RefusedError:
+    """The refusal of a submission over ``limit`` ("5 test submission(s) per 1 h on b"), saying when a
+    slot frees (at least a second from now)."""
+    wait = max(1.0, float(wait_s))
+    return RefusedError(
+        f"rate limited: {limit}; try again in {_duration(wait)}", "rate_limited", retry_after_s=wait
+    )
 
 
 def _duration(seconds: float) -> str:

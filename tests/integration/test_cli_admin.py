@@ -48,6 +48,23 @@ def cli(
     )
 
 
+def submit_test(dev_env: dict[str, str], board: str, user: str) -> subprocess.CompletedProcess[str]:
+    """`gateway submit` of the correct vectoradd kernel to ``board`` on H100, test mode, as ``user``."""
+    return cli(
+        dev_env,
+        "submit",
+        str(CORRECT),
+        "--leaderboard",
+        board,
+        "--gpu",
+        "H100",
+        "--mode",
+        "test",
+        "--user",
+        user,
+    )
+
+
 def on_a_terminal(dev_env: dict[str, str], answer: str, *args: str) -> tuple[int, str]:
     """`gateway ARGS` with its stdin on a pseudo-terminal, answering ``answer`` to its prompt."""
     leader, follower = pty.openpty()
@@ -190,19 +207,7 @@ async def test_a_rate_limit_refuses_the_next_submission(
     user = f"rl-{board}"
     await enqueued(gateway, board, user)
     await enqueued(gateway, board, user)
-    third = cli(
-        dev_env,
-        "submit",
-        str(CORRECT),
-        "--leaderboard",
-        board,
-        "--gpu",
-        "H100",
-        "--mode",
-        "test",
-        "--user",
-        user,
-    )
+    third = submit_test(dev_env, board, user)
     assert third.returncode == 3, third.stdout + third.stderr
     assert re.search(
         rf"refused: rate limited: 2 test submission\(s\) per 1 h on {board}; try again in (\d+ min|1 h)",
@@ -270,19 +275,7 @@ async def test_a_deadline_in_the_past_refuses(dev_env: dict[str, str], gateway: 
     assert "deadline 2001-02-03 04:05 UTC (closed)" in out
     assert f"{board} H100 2001-02-03 04:05 UTC (closed)" in flat(ok(cli(dev_env, "leaderboard", "list")))
     user = f"late-{board}"
-    late = cli(
-        dev_env,
-        "submit",
-        str(CORRECT),
-        "--leaderboard",
-        board,
-        "--gpu",
-        "H100",
-        "--mode",
-        "test",
-        "--user",
-        user,
-    )
+    late = submit_test(dev_env, board, user)
     assert late.returncode == 3
     assert f"refused: leaderboard {board} closed at 2001-02-03 04:05 UTC" in flat(late.stdout)
     assert await gateway.runs(user=user, caller=OPERATOR) == []
@@ -314,19 +307,7 @@ async def test_a_banned_user_is_refused_until_unbanned(
     assert unknown.returncode == 2 and f"no user named '{user}'" in unknown.stdout
     assert f"user {user} is now banned from submitting" in ok(cli(dev_env, "users", "ban", user))
     assert f"user {user} is already banned" in ok(cli(dev_env, "users", "ban", user))
-    done = cli(
-        dev_env,
-        "submit",
-        str(CORRECT),
-        "--leaderboard",
-        board,
-        "--gpu",
-        "H100",
-        "--mode",
-        "test",
-        "--user",
-        user,
-    )
+    done = submit_test(dev_env, board, user)
     assert done.returncode == 3 and f"refused: {user} is banned from submitting" in done.stdout
     assert await gateway.runs(user=user, caller=OPERATOR) == []
     with pytest.raises(UserError, match="is banned"):
@@ -368,21 +349,7 @@ async def test_runs_list_show_and_cancel_a_queued_run(
     again = cli(dev_env, "runs", "cancel", run_id)
     assert again.returncode == 0 and "has already finished (CANCELLED)" in again.stdout
 
-    ok(
-        cli(
-            dev_env,
-            "submit",
-            str(CORRECT),
-            "--leaderboard",
-            board,
-            "--gpu",
-            "H100",
-            "--mode",
-            "test",
-            "--user",
-            user,
-        )
-    )
+    ok(submit_test(dev_env, board, user))
     done = next(r for r in await gateway.runs(user=user, caller=OPERATOR) if r.state == "COMPLETED")
     too_late = cli(dev_env, "runs", "cancel", done.run_id[:12])
     assert too_late.returncode == 1

@@ -16,7 +16,7 @@ import pytest
 from gateway.backends.base import RESULT_WRITTEN_MARKER, JobHandle, JobRequest, JobStatus, PartitionLoad
 from gateway.bundle import BundlePaths
 from gateway.results import verified_result as verify
-from gateway.service import Gateway, SubmitRequest
+from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
 from gateway.states import JobState
 from harness.protocol import RunResult, load_key_hex, sign_result
@@ -89,17 +89,9 @@ class FloodingBackend:
         return None
 
 
-async def test_ten_thousand_forged_markers_cost_one_fetch_and_the_honest_result_is_taken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    verified_in: list[str] = []
-
-    def verified_result(raw: bytes | None, key_hex: str, run_id: str) -> RunResult:
-        verified_in.append(threading.current_thread().name)
-        return verify(raw, key_hex, run_id)
-
-    monkeypatch.setattr("gateway.execution.verified_result", verified_result)
-    backend = FloodingBackend(FORGED)
+async def submitted(backend: FloodingBackend, tmp_path: Path) -> tuple[RunReport, list[str]]:
+    """A test-mode submission run on ``backend`` (as the operator, on the gamma site): its report and
+    the events it told."""
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
     gateway = Gateway(settings, {SITE.name: SITE}, None, backend_factory=lambda _site: backend)
     events: list[str] = []
@@ -116,11 +108,25 @@ async def test_ten_thousand_forged_markers_cost_one_fetch_and_the_honest_result_
         gpu_type="H100",
         admin=True,
     )
+    try:
+        return await asyncio.wait_for(gateway.submit(request, on_event), 30), events
+    finally:
+        await gateway.close()
+
+
+async def test_ten_thousand_forged_markers_cost_one_fetch_and_the_honest_result_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    verified_in: list[str] = []
+
+    def verified_result(raw: bytes | None, key_hex: str, run_id: str) -> RunResult:
+        verified_in.append(threading.current_thread().name)
+        return verify(raw, key_hex, run_id)
+
+    monkeypatch.setattr("gateway.execution.verified_result", verified_result)
+    backend = FloodingBackend(FORGED)
     with caplog.at_level(logging.WARNING, logger="gateway.execution"):
-        try:
-            report = await asyncio.wait_for(gateway.submit(request, on_event), 30)
-        finally:
-            await gateway.close()
+        report, events = await submitted(backend, tmp_path)
 
     # one fetch for the first marker (nothing written yet), none for the 10,000 after it, and one by the
     # safety net when the job ended: that one brought the honest result
@@ -143,21 +149,7 @@ async def test_ten_thousand_forged_markers_cost_one_fetch_and_the_honest_result_
 
 async def test_an_honest_first_marker_is_still_pushed_and_counts_nothing(tmp_path: Path) -> None:
     backend = FloodingBackend(0, slurm_ends=False)  # no forgery: the runner's line is the only one
-    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
-    gateway = Gateway(settings, {SITE.name: SITE}, None, backend_factory=lambda _site: backend)
-    request = SubmitRequest(
-        code="x = 1\n",
-        file_name="k.py",
-        user="u",
-        task=tiny_task(),
-        site=SITE.name,
-        gpu_type="H100",
-        admin=True,
-    )
-    try:
-        report = await asyncio.wait_for(gateway.submit(request), 30)
-    finally:
-        await gateway.close()
+    report, _ = await submitted(backend, tmp_path)
     assert report.passed and report.pushed and report.forged_markers == 0
     assert backend.fetches == [True]
     assert not any(e.startswith("ignored") for e in report.events)
@@ -182,26 +174,7 @@ async def test_a_flood_of_progress_lines_makes_a_bounded_number_of_events(tmp_pa
     from gateway.execution import MAX_PROGRESS_EVENTS
 
     backend = ChattyBackend(FORGED)
-    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
-    gateway = Gateway(settings, {SITE.name: SITE}, None, backend_factory=lambda _site: backend)
-    events: list[str] = []
-
-    async def on_event(_run: str, message: str) -> None:
-        events.append(message)
-
-    request = SubmitRequest(
-        code="x = 1\n",
-        file_name="k.py",
-        user="u",
-        task=tiny_task(),
-        site=SITE.name,
-        gpu_type="H100",
-        admin=True,
-    )
-    try:
-        report = await asyncio.wait_for(gateway.submit(request, on_event), 30)
-    finally:
-        await gateway.close()
+    report, events = await submitted(backend, tmp_path)
     assert report.passed and report.pushed  # the honest result still comes at once
     assert report.progress_lines == FORGED + 1  # the runner's own line is a progress line too
     flood = [e for e in events if e.startswith("look at me")]
