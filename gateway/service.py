@@ -343,13 +343,13 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         name = request.leaderboard or (request.task.name if request.task else None)
         if name is None:
             raise UserError("give --task or --leaderboard")
-        board = await self.store.get_leaderboard(name)
-        if board is not None and board.visibility == "hidden" and not request.admin:
-            board = None  # answered as a board that does not exist
-        if board is None:
-            if request.task is None or not request.admin:
-                hint = "; give --task to create it" if request.admin else ""
-                raise NotFoundError(f"no leaderboard named {shown(name)}{hint}")
+        try:
+            board = await self.get_leaderboard(name, caller=request.caller)  # hidden: not found to users
+        except NotFoundError as missing:
+            if not request.admin:
+                raise
+            if request.task is None:
+                raise NotFoundError(f"{missing}; give --task to create it") from None
             board = await self.create_leaderboard(
                 name, request.task, creator=request.user, caller=request.caller
             )
