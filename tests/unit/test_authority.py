@@ -3,11 +3,15 @@ names an account or a submission, the bot's settings of identity."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.authority import ANONYMOUS, OPERATOR, Caller, require_admin
 from gateway.backends.local import job_environment
 from gateway.errors import RefusedError, UserError
+from gateway.service import Gateway
+from gateway.settings import Settings
 from gateway.validation import check_account, public_submission_key
 
 
@@ -49,3 +53,34 @@ def test_account_names_in_discords_namespace_are_exactly_a_user_id() -> None:
     for bad in ["discord:alice", "discord:", "discord:1 ", "discord:12345678901234567890123"]:
         with pytest.raises(UserError, match="discord"):
             check_account(bad)
+
+
+async def test_hostile_discord_ids_and_account_names_are_refused_before_the_database(tmp_path: Path) -> None:
+    """`gateway users link` and the bot's accounts take a Discord id and a name: out-of-range ids and
+    names outside the 'discord:<digits>' form are refused before anything is stored (no store here)."""
+    gateway = Gateway(Settings(sites_dir=tmp_path, local_workdir=tmp_path), {}, None)
+    for bad_id in (0, -1, 2**64, 10**30):
+        with pytest.raises(UserError, match="is not a Discord user id"):
+            await gateway.link_discord("old-name", bad_id, caller=OPERATOR)
+        with pytest.raises(UserError, match="is not a Discord user id"):
+            await gateway.discord_user(bad_id, "mallory")
+    with pytest.raises(UserError, match="discord"):
+        await gateway.link_discord("discord:../../x", 1, caller=OPERATOR)
+    with pytest.raises(RefusedError, match="for the gateway's admins"):
+        await gateway.link_discord("old-name", 1, caller=Caller("discord:1"))
+
+
+@pytest.mark.parametrize("garbage", ["1; DROP TABLE users", "12abc", "1e3", "0x10"])
+def test_guild_and_role_ids_that_are_not_numbers_stop_the_bot(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, garbage: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GATEWAY_DISCORD_TOKEN", "MTIz.secret-token-value")
+    monkeypatch.setenv("GATEWAY_DISCORD_GUILD_IDS", f"1,{garbage}")
+    monkeypatch.setenv("GATEWAY_DISCORD_ADMIN_ROLE_IDS", garbage)
+    result = CliRunner().invoke(app, ["bot"])
+    assert result.exit_code == 2 and "secret-token-value" not in result.output, result.output
