@@ -35,6 +35,11 @@ class BundlePaths:
         return self.root / "harness"
 
     @property
+    def runner(self) -> PurePosixPath:
+        """The script the job starts (``python -I <runner> run <bundle>``)."""
+        return self.harness / "__main__.py"
+
+    @property
     def task(self) -> PurePosixPath:
         return self.root / "task"
 

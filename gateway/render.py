@@ -40,6 +40,7 @@ class ScriptContext:
     run_id: str
     job_name: str
     bundle_dir: str
+    runner: str  # the harness's __main__.py in the bundle
     output_file: str
     python: str
     partition: str | None = None
@@ -52,10 +53,12 @@ class ScriptContext:
     directives: tuple[str, ...] = ()
     setup: tuple[str, ...] = ()
     container: str | None = None
+    isolation_args: tuple[str, ...] = ()
 
     def as_template_vars(self) -> dict[str, Any]:
         fields = dict(self.__dict__)
         fields["directives"] = list(self.directives)
+        fields["isolation_args"] = list(self.isolation_args)
         fields["setup"] = [Trusted(line) for line in self.setup]
         fields["container"] = Trusted(self.container) if self.container else None
         return fields

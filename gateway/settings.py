@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     local_workdir: Path = Field(
         default=Path.home() / ".cache" / "kernel-gateway" / "runs",
         description="where the built-in local site keeps its job bundles",
+    )
+    local_isolation: Literal["bubblewrap", "none"] = Field(
+        default="bubblewrap",
+        description="the sandbox around submitted code on the built-in local site; `none` runs it "
+        "unconfined as you (fine for your own code on your own machine, never for others')",
     )
     max_submission_bytes: int = Field(default=256 * 1024, description="largest submission file accepted")
     worker_concurrency: int = Field(default=16, ge=1, description="runs one worker follows at once")

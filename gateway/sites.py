@@ -7,6 +7,7 @@ the GPU partitions with their gres, limits and extra directives. Adding a site n
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -133,6 +134,76 @@ class RequeuePolicy(_Strict):
         return state in self.on and attempt < self.max_attempts
 
 
+ISOLATION_KINDS = ("bubblewrap", "apptainer", "none")
+RUN_MODES = ("test", "benchmark", "profile", "leaderboard")
+_PATH = r"^/[A-Za-z0-9_./+@-]*$"
+
+
+class IsolationConfig(_Strict):
+    """The sandbox around submitted code on this site's nodes (harness/sandbox.py). ``bubblewrap`` needs
+    unprivileged user namespaces and the bwrap binary on the nodes; ``apptainer`` an image with python
+    and torch; ``none`` runs submitted code unconfined as the site's account, and then the site takes
+    only the modes its admin lists in ``unconfined_modes`` (never leaderboard runs)."""
+
+    kind: Literal["bubblewrap", "apptainer", "none"] = "bubblewrap"
+    command: str | None = Field(
+        default=None, pattern=_PATH, description="the bwrap or apptainer binary (default: found on PATH)"
+    )
+    image: str | None = Field(default=None, pattern=_PATH, description="apptainer: the image (.sif)")
+    python: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_./+-]+$", description="apptainer: python inside the image"
+    )
+    bind: list[str] = Field(
+        default_factory=list,
+        description="more folders the sandbox may read (a CUDA toolkit, a conda tree outside the venv)",
+    )
+    unconfined_modes: list[Literal["test", "benchmark", "profile"]] = Field(
+        default_factory=list,
+        description="kind none only: the run modes the admin lets run unconfined (leaderboard never)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+    @field_validator("bind")
+    @classmethod
+    def _absolute(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(_PATH, value) or value in ("/", "/home", "/root") or ".." in value.split("/"):
+                raise ValueError(f"{value!r}: bind names absolute folders such as /opt/cuda (not / or homes)")
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IsolationConfig:
+        if self.kind == "apptainer" and not self.image:
+            raise ValueError("isolation kind apptainer needs image: the .sif holding python and torch")
+        if self.kind != "none" and self.unconfined_modes:
+            raise ValueError("unconfined_modes is for kind: none only")
+        return self
+
+    def runner_args(self) -> tuple[str, ...]:
+        """The runner's options in the job script (harness.runner.parse_args reads them)."""
+        args = ["--isolation", self.kind]
+        for option, value in (("--isolation-command", self.command), ("--image", self.image)):
+            if value:
+                args += [option, value]
+        if self.python:
+            args += ["--python", self.python]
+        for path in self.bind:
+            args += ["--bind", path]
+        return tuple(args)
+
+    def takes(self, mode: str) -> bool:
+        """Whether this site's isolation lets it run ``mode`` at all (verification aside)."""
+        return self.kind != "none" or mode in self.unconfined_modes
+
+    def digest(self) -> str:
+        """What a verification proved: the same sandbox settings (a changed YAML needs a new check)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
 class SiteConfig(_Strict):
     name: str = Field(pattern=_NAME)
     title: str = ""
@@ -158,6 +229,7 @@ class SiteConfig(_Strict):
         default=None,
         description="a wrapper the harness runs under, e.g. `apptainer exec --nv /images/torch.sif`",
     )
+    isolation: IsolationConfig = Field(default_factory=IsolationConfig)
     account: str | None = Field(default=None, pattern=_NAME)
     qos: str | None = Field(default=None, pattern=_NAME)
     slurm: SlurmCommands = Field(default_factory=SlurmCommands)
@@ -209,14 +281,17 @@ class SiteConfig(_Strict):
         return sorted({p.gpu_type for p in self.partitions if p.gpu_type})
 
 
-def local_site(workdir: Path) -> SiteConfig:
-    """The embedded default: runs the job script as a subprocess here, with no Slurm and no SSH."""
+def local_site(workdir: Path, isolation: str = "bubblewrap") -> SiteConfig:
+    """The embedded default: runs the job script as a subprocess here, with no Slurm and no SSH. It is
+    never a leaderboard's GPU type; unconfined (``none``) it takes every other mode."""
+    unconfined = ["test", "benchmark", "profile"] if isolation == "none" else []
     return SiteConfig(
         name=LOCAL_SITE_NAME,
         title="this machine (job script as a subprocess)",
         kind="local",
         submit_via="local",
         workdir=str(workdir),
+        isolation=IsolationConfig(kind=isolation, unconfined_modes=unconfined),  # type: ignore[arg-type]
         partitions=[PartitionConfig(name="local", gpu_type=None, max_jobs=4)],
     )
 

@@ -1,6 +1,11 @@
-"""``python -m harness run <bundle>``: the trusted runner (see harness.runner)."""
+"""The trusted runner (see harness.runner): ``python -m harness run <bundle>``, or as the job script starts
+it, ``python -I <bundle>/harness/__main__.py run <bundle> [--isolation ...]``."""
 
+import os
 import sys
+
+if not __package__:  # run as a file under -I: import the harness this file belongs to, nothing else
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from harness.runner import main
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import ctypes
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,8 @@ from typing import IO, Any
 
 from harness import timing, wire
 from harness.protocol import EXIT_BAD_TEST_SPEC, EXIT_VALIDATION_FAILED, ProtocolError, parse_test_spec
+from harness.sandbox import ENV_VAR as ISOLATION_ENV
+from harness.sandbox import Isolation, SandboxError, interpreter, module_command, wrap
 
 MODES = ("test", "benchmark", "leaderboard", "profile")
 BENCHMARK_CHECK_EVERY = 4  # benchmark mode checks a random quarter of the timed outputs; leaderboard all
@@ -54,15 +58,25 @@ class Failed(Exception):
 class Worker:
     """The submission's process, reached over two private pipes (it never sees the result descriptor)."""
 
-    def __init__(self) -> None:
+    def __init__(self, isolation: Isolation) -> None:
         req_read, self.req_write = os.pipe()
         self.rep_read, rep_write = os.pipe()
         wire.widen(self.req_write)
         wire.widen(self.rep_read)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("POPCORN_", "HARNESS_"))}
+        task_dir, harness_dir = os.getcwd(), str(Path(__file__).resolve().parent)
+        bundle = str(Path(harness_dir).parent)
+        # unconfined, the worker still gets a private scratch folder of its own for HOME and caches
+        self.scratch = tempfile.mkdtemp(prefix="harness-worker-") if not isolation.confined else None
+        command = module_command(
+            interpreter(isolation), bundle, "harness.worker", [str(req_read), str(rep_write)], isolated=False
+        )
+        argv, env = wrap(
+            isolation, command, readable=[harness_dir, task_dir], cwd=task_dir, env={}, scratch=self.scratch
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker", str(req_read), str(rep_write)],
+            argv,
             env=env,
+            cwd=task_dir,
             stdin=subprocess.DEVNULL,
             pass_fds=(req_read, rep_write),
         )
@@ -99,6 +113,8 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class Judge:
@@ -243,6 +259,7 @@ def read_cases(path: str) -> Cases:
 
 def main(argv: list[str]) -> int:
     phase_fds = os.environ.pop("HARNESS_PHASE_FDS", None) or os.environ["POPCORN_FD"]
+    isolation = os.environ.pop(ISOLATION_ENV, None)
     os.environ.pop("POPCORN_FD", None)
     fds = [int(fd) for fd in phase_fds.split(",")]
     for fd in fds:
@@ -266,7 +283,11 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, ProtocolError) as exc:
         print(f"bad tests file or seed: {exc}", file=sys.stderr)
         return EXIT_BAD_TEST_SPEC
-    worker = Worker()  # loads torch while this process does
+    try:
+        worker = Worker(Isolation.from_env(isolation))  # loads torch while this process does
+    except (SandboxError, OSError) as exc:
+        print(f"cannot start the submission's sandbox: {exc}", file=sys.stderr)
+        return 2
     # this process only checks while the worker's calls are timed: its OpenMP threads must not spin on
     # the cores the timed call needs
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

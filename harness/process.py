@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.protocol import EXIT_VALIDATION_FAILED, PROGRESS_PREFIX, HarnessError, PhaseResult, parse_kv
+from harness.sandbox import ENV_VAR as ISOLATION_ENV
+from harness.sandbox import Isolation, interpreter, module_command, sandboxed_env, wrap
 
 TAIL_BYTES = 8 * 1024
 RESULT_PIPE_LIMIT = 1024 * 1024
@@ -61,31 +63,50 @@ def kill_group(pgid: int) -> None:
 class EvaluatorProcess:
     """One evaluator process serving ``phases`` in order, each under its own time limit."""
 
-    def __init__(self, bundle: Path, spec: dict[str, Any], phases: list[str], files: list[Path]) -> None:
+    def __init__(
+        self, bundle: Path, spec: dict[str, Any], phases: list[str], files: list[Path], isolation: Isolation
+    ) -> None:
         self.phases = phases
         self.timeouts = [float(spec["timeouts"].get(name, DEFAULT_TIMEOUT_S)) for name in phases]
-        main = spec.get("main")
-        if main:
-            argv = [sys.executable, main, phases[0], str(files[0])]
-        else:
-            argv = [sys.executable, "-m", "harness.evaluator", "+".join(phases), *map(str, files)]
         pipes = [os.pipe() for _ in phases]
         write_fds = [w for _, w in pipes]
-        env = dict(os.environ)
-        env["POPCORN_FD"] = str(write_fds[0])
-        env["HARNESS_PHASE_FDS"] = ",".join(map(str, write_fds))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(bundle), env.get("PYTHONPATH")]))
-        # no user site-packages, and no .pyc files written that a later phase would load
-        env["PYTHONNOUSERSITE"] = "1"
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        task = str(bundle / "task")
+        main = spec.get("main")
+        # the result channel (POPCORN_FD) and, for a secret rerun, GPU MODE's POPCORN_SEED
+        protocol_env = {"POPCORN_FD": str(write_fds[0])}
         if spec.get("seed") is not None:
-            env["POPCORN_SEED"] = str(spec["seed"])
+            protocol_env["POPCORN_SEED"] = str(spec["seed"])
         if spec.get("max_time_s") is not None:
-            env["HARNESS_MAX_TIME_S"] = str(spec["max_time_s"])
+            protocol_env["HARNESS_MAX_TIME_S"] = str(spec["max_time_s"])
+        if main:
+            # a task's own evaluator imports the submission itself: all of it runs in the sandbox, reading
+            # its task, the harness and its tests file
+            # (its own environment is made whole here, so PYTHONPATH may name the harness for it)
+            protocol_env["PYTHONPATH"] = str(bundle)
+            argv = [interpreter(isolation), "-B", "-s", main, phases[0], str(files[0])]
+            argv, env = wrap(
+                isolation,
+                argv,
+                readable=[str(bundle / "harness"), task, str(files[0].parent)],
+                cwd=task,
+                env=protocol_env,
+                scratch=str(files[0].parent),
+            )
+        else:
+            # the built-in evaluator is trusted and stays outside: it puts the submission's own process,
+            # harness/worker.py, in the sandbox
+            argv = module_command(
+                sys.executable, str(bundle), "harness.evaluator", ["+".join(phases), *map(str, files)],
+                isolated=True,
+            )  # fmt: skip
+            env = sandboxed_env(protocol_env, scratch=str(files[0].parent)) | {
+                "HARNESS_PHASE_FDS": ",".join(map(str, write_fds)),
+                ISOLATION_ENV: isolation.to_env(),
+            }
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
-            cwd=bundle / "task",
+            cwd=task,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

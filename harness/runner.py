@@ -8,6 +8,7 @@ progress lines for the gateway to show; results are never taken from there.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import hashlib
 import json
@@ -30,6 +31,7 @@ from harness.protocol import (
     load_key_hex,
     sign_result,
 )
+from harness.sandbox import Isolation, SandboxError
 from harness.sysinfo import system_info
 
 PHASES = {
@@ -152,19 +154,21 @@ def _case_files(spec: dict[str, Any], names: list[str], tmp: Path) -> list[Path]
     return files
 
 
-def run_phases(bundle: Path, spec: dict[str, Any], tmp: Path) -> tuple[list[PhaseResult], str | None]:
+def run_phases(
+    bundle: Path, spec: dict[str, Any], tmp: Path, isolation: Isolation
+) -> tuple[list[PhaseResult], str | None]:
     names = PHASES[spec["mode"]]
     files = _case_files(spec, names, tmp)
     before = snapshot(bundle)
     results: list[PhaseResult] = []
     # the built-in evaluator serves all phases from one process; a task's own runs once per phase
-    shared = None if spec.get("main") else EvaluatorProcess(bundle, spec, names, files)
+    shared = None if spec.get("main") else EvaluatorProcess(bundle, spec, names, files, isolation)
     for i, name in enumerate(names):
         progress(f"phase {name} started")
         if shared is not None:
             result = shared.finish_phase(i)
         else:
-            result = EvaluatorProcess(bundle, spec, [name], [files[i]]).finish_phase(0)
+            result = EvaluatorProcess(bundle, spec, [name], [files[i]], isolation).finish_phase(0)
         results.append(result)
         progress(f"phase {name} finished in {result.duration_s:.1f} s: {_summary(result)}")
         after = snapshot(bundle)
@@ -181,7 +185,7 @@ def run_phases(bundle: Path, spec: dict[str, Any], tmp: Path) -> tuple[list[Phas
     return results, None
 
 
-def run_bundle(bundle: Path) -> int:
+def run_bundle(bundle: Path, isolation: Isolation) -> int:
     payload: dict[str, Any] = {
         "version": RESULT_VERSION,
         "run_id": "",
@@ -203,28 +207,55 @@ def run_bundle(bundle: Path) -> int:
         return 2
     make_non_dumpable()
     if spec is not None:
+        try:
+            if isolation.confined:
+                isolation.tool()  # say now, in the result, when the node lacks the sandbox's tool
+        except SandboxError as exc:
+            payload["error"] = f"the sandbox cannot start on {socket.gethostname()}: {exc}"
+            spec = None
+    if spec is not None:
         # read before any user code runs: the submission could rewrite itself
         submission = bundle / "task" / Path(str(spec.get("submission") or "submission.py")).name
         payload["warnings"] = scan_submission(submission)
         for warning in payload["warnings"]:
             progress(f"pre-check: {warning}")
-        progress(f"run {spec['run_id']}: {spec['mode']} on {socket.gethostname()}")
+        progress(
+            f"run {spec['run_id']}: {spec['mode']} on {socket.gethostname()}, isolation {isolation.kind}"
+        )
         with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
             try:
-                phases, payload["error"] = run_phases(bundle, spec, Path(tmp))
+                phases, payload["error"] = run_phases(bundle, spec, Path(tmp), isolation)
             except OSError as exc:  # the bundle itself is broken (no task/, unwritable temp dir, ...)
                 phases, payload["error"] = [], f"the runner failed: {type(exc).__name__}: {exc}"
         payload["phases"] = [asdict(p) for p in phases]
     else:
         progress(payload["error"])
-    payload["system"] = system_info()
+    payload["system"] = system_info() | {"isolation": isolation.kind}
     write_result(bundle, payload, key)
     progress("result written" + (f" with error: {payload['error']}" if payload["error"] else ""))
     return 0
 
 
+def parse_args(argv: list[str]) -> tuple[Path, Isolation]:
+    """``run <bundle> [--isolation KIND] [--isolation-command PATH] [--image IMAGE] [--python PYTHON]
+    [--bind PATH]...``, as the job script passes them from the site's YAML."""
+    parser = argparse.ArgumentParser(prog="python -m harness", exit_on_error=False)
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("bundle")
+    parser.add_argument("--isolation", default="bubblewrap")
+    parser.add_argument("--isolation-command")
+    parser.add_argument("--image")
+    parser.add_argument("--python")
+    parser.add_argument("--bind", action="append", default=[])
+    args = parser.parse_args(argv)
+    isolation = Isolation(args.isolation, args.isolation_command, args.image, args.python, tuple(args.bind))
+    return Path(args.bundle).resolve(), isolation
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "run":
-        print("usage: python -m harness run <bundle-dir>", file=sys.stderr)
+    try:
+        bundle, isolation = parse_args(argv)
+    except (argparse.ArgumentError, SandboxError) as exc:
+        print(f"usage: python -m harness run <bundle-dir> [--isolation KIND ...]: {exc}", file=sys.stderr)
         return 2
-    return run_bundle(Path(argv[1]).resolve())
+    return run_bundle(bundle, isolation)

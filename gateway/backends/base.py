@@ -83,6 +83,7 @@ def script_context(request: JobRequest, paths: BundlePaths, python: str) -> Scri
         run_id=request.run_id,
         job_name=request.job_name,
         bundle_dir=str(paths.root),
+        runner=str(paths.runner),
         output_file=str(paths.output),
         python=python,
         partition=part.name if slurm else None,
@@ -95,6 +96,7 @@ def script_context(request: JobRequest, paths: BundlePaths, python: str) -> Scri
         directives=tuple(part.directives) if slurm else (),
         setup=tuple(site.setup),
         container=site.container,
+        isolation_args=site.isolation.runner_args(),
     )
 
 

@@ -53,7 +53,7 @@ def render_script(
 
 def _site(settings: Settings, name: str) -> SiteConfig:
     if name == LOCAL_SITE_NAME:
-        return local_site(settings.local_workdir)
+        return local_site(settings.local_workdir, settings.local_isolation)
     sites = load_sites(settings.sites_dir)
     if name not in sites:
         known = ", ".join(sorted([LOCAL_SITE_NAME, *sites]))

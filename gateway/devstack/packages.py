@@ -25,6 +25,8 @@ REQUIRED: dict[str, str] = {
     str(PG_BIN / "postgres"): "postgresql",
     # the web pages' tests drive it (fonts come with it: fontconfig depends on fonts-dejavu-core)
     "/usr/bin/chromium": "chromium",
+    # the sandbox around submitted code (the sites' isolation: bubblewrap)
+    "/usr/bin/bwrap": "bubblewrap",
 }
 
 _NO_LISTS = ("Unable to locate package", "has no installation candidate", "Failed to fetch")

@@ -65,9 +65,9 @@ def make_bundle(
     return bundle, key_hex
 
 
-def run_runner(bundle: Path) -> subprocess.CompletedProcess[str]:
+def run_runner(bundle: Path, isolation: str = "bubblewrap") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(bundle)],
+        [sys.executable, "-m", "harness", "run", str(bundle), "--isolation", isolation],
         cwd=bundle,
         capture_output=True,
         text=True,
@@ -75,9 +75,11 @@ def run_runner(bundle: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_bundle(tmp_path: Path, code: str, mode: str = "test", **spec: Any) -> RunResult:
+def run_bundle(
+    tmp_path: Path, code: str, mode: str = "test", isolation: str = "bubblewrap", **spec: Any
+) -> RunResult:
     bundle, key_hex = make_bundle(tmp_path, code, mode, **spec)  # problem=, extra_files= pass through
-    done = run_runner(bundle)
+    done = run_runner(bundle, isolation)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout and all(line.startswith("[harness] ") for line in done.stdout.splitlines())
     assert not (bundle / "key").exists()
@@ -111,37 +113,46 @@ def test_wrong_submission_fails_with_the_mismatch_and_skips_timing(tmp_path: Pat
 
 
 SLEEPER = """
-import os, subprocess, time
+import subprocess, time
 from task import input_t, output_t
 
 def custom_kernel(data: input_t) -> output_t:
     a, b = data
     if a.numel() >= 16384:  # benchmark sizes only: the test phase passes
-        child = subprocess.Popen(["sleep", "1000"])
-        with open(os.environ["SLEEPER_PID_FILE"], "w") as f:
-            f.write(str(child.pid))
+        subprocess.Popen(["sleep", "SLEEP_SECONDS"])  # found by its argument from outside the sandbox
         while True:
             time.sleep(1)
     return a + b
 """
 
 
-def test_a_phase_timeout_kills_the_whole_process_group_quickly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pid_file = tmp_path / "sleeper.pid"
-    monkeypatch.setenv("SLEEPER_PID_FILE", str(pid_file))
+def sleepers(seconds: str) -> list[int]:
+    """Live processes (zombies aside) running ``sleep <seconds>``, seen from this machine."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            cmdline = (status.parent / "cmdline").read_bytes().split(b"\0")
+            alive = "State:\tZ" not in status.read_text()
+        except OSError:
+            continue
+        if cmdline[:2] == [b"sleep", seconds.encode()] and alive:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_a_phase_timeout_kills_the_whole_process_group_quickly(tmp_path: Path) -> None:
+    seconds = f"{1000 + secrets.randbelow(10**6)}"
     began = time.monotonic()
-    result = run_bundle(tmp_path, SLEEPER, "benchmark", timeouts={"test": 60, "benchmark": 2})
+    code = SLEEPER.replace("SLEEP_SECONDS", seconds)
+    result = run_bundle(tmp_path, code, "benchmark", timeouts={"test": 60, "benchmark": 2})
     elapsed = time.monotonic() - began
     test, bench = result.phases
     assert test.passed
     assert bench.timed_out and bench.exit_code is None and 2 <= bench.duration_s < 4
     assert not result.passed and "timed out after 2 s" in (result.failure_message or "")
     assert elapsed < 15
-    child = int(pid_file.read_text())
     for _ in range(50):  # the killed child may need a moment to be reaped by init
-        if not Path(f"/proc/{child}").exists() or "State:\tZ" in Path(f"/proc/{child}/status").read_text():
+        if not sleepers(seconds):
             break
         time.sleep(0.1)
     else:
@@ -213,8 +224,17 @@ def custom_kernel(data: input_t) -> output_t:
 """
 
 
-def test_a_submission_that_rewrites_the_task_fails_the_run(tmp_path: Path) -> None:
+def test_a_submission_cannot_rewrite_its_task_in_the_sandbox(tmp_path: Path) -> None:
     result = run_bundle(tmp_path, TAMPERER, "benchmark")
+    assert [p.name for p in result.phases] == ["test"]
+    assert "Read-only file system" in (result.failure_message or "")
+    assert "tampered" not in (tmp_path / "bundle" / "task" / "reference.py").read_text()
+    assert not result.passed and result.score("geom") is None
+
+
+def test_a_submission_that_rewrites_the_task_unconfined_fails_the_run(tmp_path: Path) -> None:
+    """On a site without isolation the rewrite happens, and the runner's digest of the bundle sees it."""
+    result = run_bundle(tmp_path, TAMPERER, "benchmark", isolation="none")
     assert [p.name for p in result.phases] == ["test"]
     assert result.error is not None and "task/reference.py" in result.error
     assert not result.passed and result.score("geom") is None

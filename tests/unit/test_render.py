@@ -57,11 +57,13 @@ def test_hostile_values_reach_the_shell_as_plain_words(tmp_path: Path) -> None:
     """A path with quotes, $() and spaces is one word to bash: nothing is executed."""
     marker = tmp_path / "pwned"
     hostile = f"/tmp/x'; touch {marker}; echo '$(touch {marker})"
-    ctx = ScriptContext(run_id="r", job_name="gw-r", bundle_dir=hostile, output_file=hostile, python="echo")
+    ctx = ScriptContext(
+        run_id="r", job_name="gw-r", bundle_dir=hostile, runner=hostile, output_file=hostile, python="echo"
+    )
     script = TemplateRenderer(REPO_ROOT / "templates").render("local.sh.j2", ctx)
-    # run only the last line ("exec echo -m harness run <dir>") so it prints instead of running python
+    # run only the last line ("exec echo -u -I <runner> run <dir>") so it prints instead of running python
     done = subprocess.run(["bash", "-c", script.strip().splitlines()[-1]], capture_output=True, text=True)
-    assert done.stdout.strip() == f"-u -m harness run {hostile}"
+    assert done.stdout.strip() == f"-u -B -I {hostile} run {hostile}"
     assert not marker.exists()
 
 
@@ -69,7 +71,9 @@ def test_strict_undefined_refuses_a_missing_variable(tmp_path: Path) -> None:
     from gateway.errors import ConfigError
 
     (tmp_path / "t.j2").write_text("{{ nope }}")
-    ctx = ScriptContext(run_id="r", job_name="j", bundle_dir="/b", output_file="/o", python="p")
+    ctx = ScriptContext(
+        run_id="r", job_name="j", bundle_dir="/b", runner="/b/h", output_file="/o", python="p"
+    )
     with pytest.raises(ConfigError, match="nope"):
         TemplateRenderer(tmp_path).render("t.j2", ctx)
 
@@ -78,7 +82,9 @@ def test_sandbox_refuses_attribute_escapes(tmp_path: Path) -> None:
     from gateway.errors import ConfigError
 
     (tmp_path / "t.j2").write_text("{{ run_id.__class__.__mro__[1].__subclasses__() }}")
-    ctx = ScriptContext(run_id="r", job_name="j", bundle_dir="/b", output_file="/o", python="p")
+    ctx = ScriptContext(
+        run_id="r", job_name="j", bundle_dir="/b", runner="/b/h", output_file="/o", python="p"
+    )
     with pytest.raises(ConfigError):
         TemplateRenderer(tmp_path).render("t.j2", ctx)
 
@@ -92,5 +98,7 @@ def test_site_override_template_is_preferred(tmp_path: Path) -> None:
     renderer = TemplateRenderer(tmp_path)
     assert renderer.template_for("gamma", "slurm") == "sites/gamma.sbatch.j2"
     assert renderer.template_for("delta", "slurm") == "base.sbatch.j2"
-    ctx = ScriptContext(run_id="r", job_name="j", bundle_dir="/b", output_file="/o", python="py 3")
+    ctx = ScriptContext(
+        run_id="r", job_name="j", bundle_dir="/b", runner="/b/h", output_file="/o", python="py 3"
+    )
     assert renderer.render("sites/gamma.sbatch.j2", ctx) == "apptainer exec img 'py 3'"
