@@ -85,7 +85,8 @@ def test_a_cache_keyed_on_content_never_hits(tmp_path: Path) -> None:
     assert result.passed, result.failure_message
     # only the untimed warm-up repeats an input (one per benchmark shape); every timed call gets a fresh,
     # unpredictable one, so nothing timed can be replayed
-    hits = {line for phase in result.phases for line in phase.stderr_tail.splitlines() if line.startswith("hit")}
+    lines = [line for phase in result.phases for line in phase.stderr_tail.splitlines()]
+    hits = {line for line in lines if line.startswith("hit")}
     assert len(hits) <= len(result.benchmarks)
 
 
