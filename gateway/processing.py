@@ -76,7 +76,7 @@ class RunProcessing:
         def site(self, name: str | None) -> SiteConfig: ...
 
         async def route(
-            self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None
+            self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None, *, mode: str
         ) -> Choice: ...
 
     async def process(
@@ -102,7 +102,7 @@ class RunProcessing:
             task = TaskDefinition.from_json(run.task)
             if run.site is None:
                 gpu = None if run.gpu_type == LOCAL_GPU_LABEL else run.gpu_type
-                choice = await self.route(run.requested_site, gpu, run.leaderboard)
+                choice = await self.route(run.requested_site, gpu, run.leaderboard, mode=run.mode)
                 site, partition, why = choice.site, choice.partition, choice.why
                 if site.kind == "local" and not self.settings.worker_runs_local:
                     raise UserError(

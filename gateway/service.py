@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -31,6 +32,7 @@ from gateway.errors import (
     UserError,
 )
 from gateway.execution import RunReport, SiteRuntime
+from gateway.isolation import IsolationGate, Verifier
 from gateway.leaderboards import LeaderboardAdmin, LeaderboardView
 from gateway.limits import SharedLimits
 from gateway.monitor import Monitor
@@ -175,6 +177,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         store: Store | None,
         backend_factory: Callable[[SiteConfig], Backend] | None = None,
         policy: RoutingPolicy | None = None,
+        verify_isolation: Verifier | None = None,
     ) -> None:
         self.settings = settings
         # fallback backends (Modal, GitHub Actions) are sites of their own kind, made from the policy
@@ -188,6 +191,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         self._runtimes: dict[str, SiteRuntime] = {}
         self.router = Router(lambda site: self._runtime(site).backend.load())
         self._health: tuple[float, dict[str, SiteHealth]] = (0.0, {})
+        # which runs a site may take by how it confines submitted code; verify_isolation runs the probe
+        self.isolation = IsolationGate(store, verify_isolation)
 
     @classmethod
     async def open(cls, settings: Settings, *, use_database: bool = True) -> Gateway:
@@ -195,7 +200,11 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         dsn = settings.database_dsn() if use_database else None
         policy = load_policy(policy_path(settings), list(sites))
         store = await Store.connect(dsn) if dsn else None
-        return cls(settings, sites, store, policy=policy)
+        # the probe submits through a Gateway of its own: imported here, where no cycle can form
+        from gateway.sitecheck.isolation import verify_isolation
+
+        verifier = functools.partial(verify_isolation, settings)
+        return cls(settings, sites, store, policy=policy, verify_isolation=verifier)
 
     async def close(self) -> None:
         for runtime in self._runtimes.values():
@@ -251,15 +260,18 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         return self._runtime(self.site(site_name)).backend
 
     async def route(
-        self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None
+        self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None, *, mode: str
     ) -> Choice:
         """Where a job runs: the named site (its best partition for the GPU type), else as the routing
         policy says for the leaderboard and GPU type (gateway/policy.py: preferred sites, then
-        fallbacks), else (no site, no GPU type) the built-in local site."""
+        fallbacks), else (no site, no GPU type) the built-in local site. A site takes only the modes its
+        isolation allows (gateway/isolation.py): leaderboard runs only where it is verified."""
         if site_name is None and gpu_type is None:
+            await self._admit(self._local, mode)
             return Choice(self._local, self._local.partitions[0], "no site or GPU type given")
         if site_name is not None:
             site = self.site(site_name)
+            await self._admit(site, mode)
             if site.kind == "local":
                 return Choice(site, site.partitions[0], "the local site")
             gpu_type = self._gpu_on(site, gpu_type)
@@ -278,8 +290,21 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         open_sites = [s for s in sites if s.name not in drained_sites]
         if sites and not open_sites and not (rule and rule.fallbacks):
             raise UserError(f"every site offering {gpu_type} is drained by an admin: try again later")
+        refusals = {s.name: await self.isolation.refusal(s, mode) for s in open_sites}
+        admitted = [s for s in open_sites if refusals[s.name] is None]
         fallbacks = {n: f for n, f in self.fallbacks.items() if n not in drained_sites}
-        return await choose_route(self.router, self.policy, gpu_type, open_sites, fallbacks, leaderboard)
+        try:
+            return await choose_route(self.router, self.policy, gpu_type, admitted, fallbacks, leaderboard)
+        except UserError as exc:
+            refused = "; ".join(r for r in refusals.values() if r is not None)
+            if refused:
+                raise UserError(f"{exc}; {refused}") from exc
+            raise
+
+    async def _admit(self, site: SiteConfig, mode: str) -> None:
+        refusal = await self.isolation.refusal(site, mode)
+        if refusal is not None:
+            raise UserError(refusal)
 
     @staticmethod
     def _gpu_on(site: SiteConfig, gpu_type: str | None) -> str:
@@ -452,7 +477,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
     async def _run_direct(self, request: SubmitRequest, on_event: EventCallback | None) -> RunReport:
         self._check_request(request)
         task = request.task if request.task is not None else (await self._resolve_task(request))[0]
-        choice = await self.route(request.site, request.gpu_type, request.leaderboard)
+        choice = await self.route(request.site, request.gpu_type, request.leaderboard, mode=request.mode)
         run_id = str(uuid.uuid4())
         report = RunReport(
             run_id,

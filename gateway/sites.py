@@ -195,6 +195,10 @@ class IsolationConfig(_Strict):
             args += ["--bind", path]
         return tuple(args)
 
+    @property
+    def confined(self) -> bool:
+        return self.kind != "none"
+
     def takes(self, mode: str) -> bool:
         """Whether this site's isolation lets it run ``mode`` at all (verification aside)."""
         return self.kind != "none" or mode in self.unconfined_modes

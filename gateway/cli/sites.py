@@ -4,6 +4,7 @@ drain a site (routing skips it), open it again, and see every site's health."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -69,19 +70,36 @@ def check(
     ] = DEFAULT_PROBE_TIMEOUT_S,
 ) -> None:
     """Walk site NAME step by step (YAML, host key, login, Slurm, partitions, account/QOS, workdir, a
-    probe job per GPU type) and say PASS, FAIL with what to fix, or SKIP. Exit code 0 only if none failed."""
+    probe job per GPU type, the isolation of submitted code) and say PASS, FAIL with what to fix, or
+    SKIP. Exit code 0 only if none failed. With a database, the isolation verdict is recorded: leaderboard
+    runs go only to a site whose isolation passed."""
     settings = Settings(sites_dir=sites_dir) if sites_dir is not None else Settings()
 
     async def progress(message: str) -> None:
         console.print(Text(f"      … {message}", style="dim"), highlight=False, soft_wrap=True)
 
     async def main() -> SiteCheck:
+        # with a database, the isolation verdict is kept for every gateway process (a folder that does not
+        # load is the YAML step's to report: then nothing is recorded)
+        gateway = None
+        if settings.database_url:
+            with contextlib.suppress(ConfigError):
+                gateway = await Gateway.open(settings)
         site_check = SiteCheck(
-            settings, name, probe=probe, probe_timeout_s=probe_timeout, on_progress=progress
+            settings,
+            name,
+            probe=probe,
+            probe_timeout_s=probe_timeout,
+            on_progress=progress,
+            record_isolation=gateway.isolation.record if gateway is not None else None,
         )
         console.print(f"checking site {name} (site files in {settings.sites_dir})", highlight=False)
-        async for step in site_check.steps():
-            print_step(step)
+        try:
+            async for step in site_check.steps():
+                print_step(step)
+        finally:
+            if gateway is not None:
+                await gateway.close()
         return site_check
 
     try:

@@ -9,6 +9,9 @@ PASS, FAIL (with what to fix) or SKIP (with why). A step is skipped when a step 
   account    account and QOS, when set, are associated with the login user on this cluster
   workdir    the bundle folder can be created, written and cleaned
   probe      one per GPU type: a real test-mode run of a tiny task through Gateway.submit (no database)
+  isolation  a real run whose submission tries to reach a sibling bundle, the home, the network and the
+             runner, and must fail each time (gateway/sitecheck/isolation.py); with a database, the
+             verdict is recorded: leaderboard runs go only to a site whose isolation passed
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ from pathlib import Path, PurePosixPath
 import asyncssh
 
 from gateway.errors import CommandError, ConfigError, GatewayError, TransportError
+from gateway.isolation import Verdict
 from gateway.settings import Settings
+from gateway.sitecheck.isolation import KEY as ISOLATION_KEY
+from gateway.sitecheck.isolation import TITLE as ISOLATION_TITLE
+from gateway.sitecheck.isolation import run_isolation_probe
 from gateway.sitecheck.probe import DEFAULT_PROBE_TIMEOUT_S, Progress, probe_key, run_probe
 from gateway.sitecheck.slurm import ClusterFacts, check_account, check_commands, check_partition
 from gateway.sitecheck.step import Status, Step
@@ -59,6 +66,7 @@ class SiteCheck:
         probe: bool = True,
         probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
         on_progress: Progress | None = None,
+        record_isolation: Callable[[SiteConfig, Verdict], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._name = name
@@ -66,6 +74,7 @@ class SiteCheck:
         self._probe = probe
         self._probe_timeout_s = probe_timeout_s
         self._on_progress = on_progress
+        self._record_isolation = record_isolation
         self._blocked: dict[str, str] = {}  # key -> title of steps that failed or could not run
         self._transport: Transport | None = None
         self._facts = ClusterFacts()
@@ -102,6 +111,11 @@ class SiteCheck:
                 needs += [f"partition:{p.name}" for p in site.partitions_for(gpu_type)]
                 probe = functools.partial(self._run_probe, gpu_type=gpu_type)
                 yield await self._guarded(key, needs, probe, site, title)
+            if not self._probe:
+                yield self._record(Step(ISOLATION_KEY, ISOLATION_TITLE, "SKIP", "not asked for (--no-probe)"))
+            else:
+                needs = ["connect", "slurm", "account", "workdir", *(probe_key(g)[0] for g in gpu_types)]
+                yield await self._guarded(ISOLATION_KEY, needs, self._run_isolation, site, ISOLATION_TITLE)
         finally:
             if self._transport is not None:
                 await self._transport.close()
@@ -284,6 +298,12 @@ class SiteCheck:
 
     async def _run_probe(self, site: SiteConfig, gpu_type: str | None) -> Step:
         return await run_probe(self._settings, site, gpu_type, self._probe_timeout_s, self._on_progress)
+
+    async def _run_isolation(self, site: SiteConfig) -> Step:
+        step = await run_isolation_probe(self._settings, site, self._probe_timeout_s, self._on_progress)
+        if self._record_isolation is not None and step.status in ("PASS", "FAIL"):
+            await self._record_isolation(site, Verdict(step.status == "PASS", step.detail))
+        return step
 
     def _need_transport(self) -> Transport:
         if self._transport is None:

@@ -15,6 +15,7 @@ from gateway.store.ranking import RankingStore
 from gateway.store.records import (
     ClaimedRun,
     GatewayStats,
+    IsolationCheck,
     LeaderboardRecord,
     LeaderboardSummary,
     NewRun,
@@ -41,6 +42,7 @@ __all__ = [
     "QUEUE_CHANNEL",
     "ClaimedRun",
     "GatewayStats",
+    "IsolationCheck",
     "LeaderboardRecord",
     "LeaderboardSummary",
     "NewRun",

@@ -9,7 +9,14 @@ import asyncpg
 
 from gateway.errors import StoreError
 from gateway.store.base import StoreBase, retried
-from gateway.store.records import LeaderboardRecord, LeaderboardSummary, RateLimit, SiteHealth, UserRecord
+from gateway.store.records import (
+    IsolationCheck,
+    LeaderboardRecord,
+    LeaderboardSummary,
+    RateLimit,
+    SiteHealth,
+    UserRecord,
+)
 
 _BOARD_SELECT = (
     "SELECT l.id, l.name, l.description, l.task, l.ranking_by, l.deadline, l.visibility, l.created_at, "
@@ -354,3 +361,29 @@ class BoardsStore(StoreBase):
                 "last_failure_at FROM site_health ORDER BY site"
             )
         return {r["site"]: SiteHealth(*r.values()) for r in rows}
+
+    # -- site isolation -------------------------------------------------------------------------------
+
+    @retried
+    async def record_isolation_check(
+        self, site: str, digest: str, kind: str, passed: bool, detail: str
+    ) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO site_isolation (site, digest, kind, passed, detail) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (site) DO UPDATE SET digest = $2, kind = $3, passed = $4, detail = $5, "
+                "checked_at = now()",
+                site,
+                digest,
+                kind,
+                passed,
+                detail[:2000],
+            )
+
+    @retried
+    async def isolation_checks(self) -> dict[str, IsolationCheck]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT site, digest, kind, passed, detail, checked_at FROM site_isolation ORDER BY site"
+            )
+        return {r["site"]: IsolationCheck(*r.values()) for r in rows}

@@ -165,6 +165,18 @@ class SiteHealth:
 
 
 @dataclass(frozen=True)
+class IsolationCheck:
+    """The last check of a site's sandbox: passed for the isolation settings whose digest it names."""
+
+    site: str
+    digest: str
+    kind: str
+    passed: bool
+    detail: str
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
 class Standing:
     """A user's place on one GPU type of a leaderboard: rank of total ranked users, with their best."""
 

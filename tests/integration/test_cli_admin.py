@@ -394,9 +394,9 @@ async def test_a_drained_site_is_skipped_by_routing_until_resumed(
         gateway = await Gateway.open(settings)
         try:
             with pytest.raises(UserError, match=rf"site {name} is drained by an admin \(new \[b\]GPUs"):
-                await gateway.route(name, "H100")
+                await gateway.route(name, "H100", mode="test")
             for _ in range(3):
-                assert (await gateway.route(None, "H100")).site.name == "alpha"
+                assert (await gateway.route(None, "H100", mode="test")).site.name == "alpha"
         finally:
             await gateway.close()
     finally:
@@ -405,7 +405,7 @@ async def test_a_drained_site_is_skipped_by_routing_until_resumed(
     assert f"{name} H100 open" in flat(ok(cli(dev_env, "sites", "health", env=env)))
     gateway = await Gateway.open(settings)
     try:
-        assert (await gateway.route(name, "H100")).site.name == name
+        assert (await gateway.route(name, "H100", mode="test")).site.name == name
     finally:
         await gateway.close()
 

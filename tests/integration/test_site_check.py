@@ -39,6 +39,7 @@ def test_alpha_passes_every_step_including_a_probe_job(dev_env: dict[str, str]) 
         "partition debug",
         "workdir writable",
         "probe job (H100)",
+        "isolation of submitted code",
     ):
         assert any(line.startswith("PASS") and title in line for line in lines), title
     assert "neither account nor qos is set" in done.stdout  # the one skip: alpha charges no account

@@ -75,9 +75,9 @@ def run_runner(bundle: Path, isolation: str = "bubblewrap") -> subprocess.Comple
     )
 
 
-def run_bundle(
-    tmp_path: Path, code: str, mode: str = "test", isolation: str = "bubblewrap", **spec: Any
-) -> RunResult:
+def run_bundle(tmp_path: Path, code: str, mode: str = "test", **spec: Any) -> RunResult:
+    """One run of the runner on a fresh bundle (``isolation=`` its option, bubblewrap by default)."""
+    isolation = str(spec.pop("isolation", "bubblewrap"))
     bundle, key_hex = make_bundle(tmp_path, code, mode, **spec)  # problem=, extra_files= pass through
     done = run_runner(bundle, isolation)
     assert done.returncode == 0, done.stdout + done.stderr

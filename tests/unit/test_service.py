@@ -284,15 +284,15 @@ async def test_without_a_site_the_gpu_type_routes_to_the_best_partition(tmp_path
 
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
     gateway = Gateway(settings, {"gamma": busy, "delta": idle}, None, backend_factory=Loaded)
-    choice = await gateway.route(None, "H100")
+    choice = await gateway.route(None, "H100", mode="test")
     assert choice.site.name == "delta"  # it can start now; gamma has a queue, whatever the preference
     loads["delta"] = PartitionLoad("h100", False, 0, 0, "drain")
     gateway.router._cache.clear()
-    assert (await gateway.route(None, "h100")).site.name == "gamma"
+    assert (await gateway.route(None, "h100", mode="test")).site.name == "gamma"
     loads["gamma"] = PartitionLoad("h100", False, 0, 0, "down")
     gateway.router._cache.clear()
     with pytest.raises(
         UserError, match=r"gamma/h100: down.*delta/h100: drain|delta/h100: drain.*gamma/h100: down"
     ):
-        await gateway.route(None, "H100")
+        await gateway.route(None, "H100", mode="test")
     await gateway.close()
