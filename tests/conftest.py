@@ -4,6 +4,7 @@ and, when it started it, stops it at the end and checks that no daemon is left b
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,15 @@ import pytest
 from gateway.settings import REPO_ROOT, Settings
 
 PROBLEMS = REPO_ROOT / "problems"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Every run of the harness confines submitted code with bubblewrap, unit tests' runs too: install it
+    (with the dev stack's other Debian packages) when this machine lacks it."""
+    if shutil.which("bwrap") is None:
+        from gateway.devstack.packages import ensure_packages
+
+        ensure_packages()
 
 
 def solution(problem: str, name: str) -> str:

@@ -25,8 +25,8 @@ from gateway.render import TemplateRenderer
 from gateway.states import JobState
 from gateway.transport.local import LocalTransport
 
-# What a local job inherits of the worker's environment: never its database URL, tokens or SSH agent.
-# (The sandbox of each run is docs/security.md's next row; this keeps the worker's secrets out meanwhile.)
+# What a local job inherits of the worker's environment: never its database URL, tokens or SSH agent (the
+# runner's own; the submission's sandbox gets less still, harness/sandbox.py).
 JOB_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 JOB_ENVIRONMENT_PREFIXES = ("CUDA_", "NVIDIA_", "HIP_", "ROCR_")
 
@@ -54,6 +54,13 @@ class LocalBackend:
         return [await self._start(request) for request in requests]
 
     async def _start(self, request: JobRequest) -> JobHandle:
+        isolation = request.site.isolation
+        if isolation.kind == "bubblewrap" and shutil.which(isolation.command or "bwrap") is None:
+            raise BackendError(
+                "the local site confines submitted code with bubblewrap, which is not installed here: "
+                "install it (apt install bubblewrap), or set GATEWAY_LOCAL_ISOLATION=none to run your own "
+                "code unconfined"
+            )
         paths = BundlePaths.under(str(self._workdir), request.run_id)
         script = self._renderer.render(
             self._renderer.template_for(request.site.name, "local"),

@@ -59,11 +59,6 @@ except Exception as exc:
     print(json.dumps({"ok": False, "error": type(exc).__name__ + ": " + str(exc)}))
 """
 
-pytestmark = pytest.mark.skipif(
-    not any(Path(d, "bwrap").exists() for d in os.environ.get("PATH", "").split(":")),
-    reason="bubblewrap is not installed (the dev stack installs it: make up)",
-)
-
 
 @pytest.fixture
 def task(tmp_path: Path) -> Path:
