@@ -1,4 +1,5 @@
-"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` needs no dev stack;
+"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` (the harness and the
+sandbox's cost) needs no dev stack;
 `python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only), `python -m
 bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.api_load` the HTTP API under load
 (PostgreSQL only; `--profile` adds where the server spent its time)."""
@@ -19,6 +20,7 @@ from bench import (
     queue_throughput,
     ranking_bench,
     result_latency,
+    sandbox_cost,
     slurmctld_load,
     ssh_reuse,
     submit_latency,
@@ -28,6 +30,7 @@ from bench import (
 async def main() -> None:
     console = Console(width=150)
     await harness_bench.main(console)
+    await sandbox_cost.main(console)  # needs bubblewrap, no dev stack
     if "--harness-only" in sys.argv:  # needs no dev stack
         return
     await ssh_reuse.main(console)

@@ -47,15 +47,15 @@ def _bundle(root: Path) -> Path:
     return bundle
 
 
-def harness_run() -> tuple[float, float]:
+def harness_run(isolation: str = "bubblewrap") -> tuple[float, float]:
     """(seconds from start to the first timed call, the benchmark's mean in ns)."""
     with tempfile.TemporaryDirectory() as tmp:
         bundle = _bundle(Path(tmp))
         mark = Path(tmp) / "first"
         began = time.time_ns()
         env = dict(os.environ, HARNESS_MARK_FILE=str(mark))
-        subprocess.run([sys.executable, "-m", "harness", "run", str(bundle)], env=env, check=True,
-                       capture_output=True, cwd=bundle)  # fmt: skip
+        subprocess.run([sys.executable, "-m", "harness", "run", str(bundle), "--isolation", isolation],
+                       env=env, check=True, capture_output=True, cwd=bundle)  # fmt: skip
         payload = json.loads((bundle / "result.json").read_text())["payload"]
         mean = float(payload["phases"][1]["kv"]["benchmark.0.mean"])
         return (int(mark.read_text()) - began) / 1e9, mean

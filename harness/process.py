@@ -103,6 +103,8 @@ class EvaluatorProcess:
                 "HARNESS_PHASE_FDS": ",".join(map(str, write_fds)),
                 ISOLATION_ENV: isolation.to_env(),
             }
+            if "HARNESS_MARK_FILE" in os.environ:  # benchmarks: when the first timed call starts
+                env["HARNESS_MARK_FILE"] = os.environ["HARNESS_MARK_FILE"]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv,
