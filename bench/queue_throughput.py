@@ -25,7 +25,7 @@ from gateway.bundle import BundlePaths
 from gateway.migrate import apply_migrations
 from gateway.service import OPERATOR, Gateway, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import SiteConfig
+from gateway.sites import KeepBundles, SiteConfig
 from gateway.states import JobState
 from gateway.store.admin import scratch_database
 from gateway.tasks import load_task
@@ -86,6 +86,12 @@ class InstantBackend:
 
     async def cancel(self, handles: Sequence[JobHandle]) -> None:
         return None
+
+    async def remove(self, run_ids: Sequence[str], keep: KeepBundles = "none") -> None:
+        return None
+
+    async def bundles(self) -> dict[str, float]:
+        return {}
 
     async def find(self, requests: Sequence[JobRequest]) -> dict[str, JobHandle]:
         return {}

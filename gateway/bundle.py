@@ -6,6 +6,7 @@ import functools
 import io
 import json
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -14,6 +15,19 @@ from typing import Any
 from gateway.tasks import SUBMISSION_PLACEHOLDER, TaskDefinition
 
 HARNESS_SOURCE = Path(__file__).resolve().parent.parent / "harness"
+# What `keep_bundles: logs` leaves of a bundle once its run ended; everything else (code, key, spec, harness,
+# job script, whatever the job wrote there) is removed.
+LOG_NAMES = ("output.log", "result.json")
+# A run id is one path component under the workdir (the gateway's are UUIDs): never a separator, never
+# "." or "..", never a leading "-"; so a bundle's folder is always a child of the workdir.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# A folder in a workdir that may be a gateway bundle: named by a run id as the store makes them (a UUID).
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def is_run_folder(name: str) -> bool:
+    """Whether a workdir folder is named as the gateway names a bundle (a sweep touches no other)."""
+    return bool(_UUID.match(name))
 
 
 @dataclass(frozen=True)
@@ -24,6 +38,8 @@ class BundlePaths:
 
     @classmethod
     def under(cls, workdir: str | PurePosixPath, run_id: str) -> BundlePaths:
+        if not _RUN_ID.match(run_id):
+            raise ValueError(f"not a run id that can name a bundle folder: {run_id!r}")
         return cls(PurePosixPath(workdir) / run_id)
 
     @property

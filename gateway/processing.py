@@ -5,11 +5,14 @@ store it uses."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, cast, get_args
 
+from gateway.authority import Caller, require_admin
 from gateway.backends.base import JobRequest, JobStatus
 from gateway.bundle import build_spec
 from gateway.errors import BackendError, GatewayError, TransportError, UserError
@@ -48,6 +51,21 @@ def as_mode(value: str) -> Mode:
         if value == mode:
             return cast(Mode, mode)
     raise ValueError(f"unknown mode {value!r}: expected one of {', '.join(get_args(Mode))}")
+
+
+# A sweep leaves a run folder alone while it changed in the last this many seconds (a run submitted by a
+# gateway with another database, or without one, is unknown here but may still be running).
+DEFAULT_SWEEP_GRACE_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep of one site's work folder did."""
+
+    site: str
+    removed: list[str] = field(default_factory=list)  # run folders removed: finished or unknown runs
+    unfinished: int = 0  # folders kept: their runs are queued or running
+    recent: int = 0  # folders kept: changed within the grace period
 
 
 @dataclass
@@ -99,6 +117,9 @@ class RunProcessing:
         try:
             if run.task is None:
                 raise UserError("its task is not stored (an ad-hoc run without a leaderboard)")
+            key = run.result_key
+            if key is None:  # dropped when a run is recorded: it never runs again
+                raise UserError("its key is gone: the run has already ended")
             task = TaskDefinition.from_json(run.task)
             if run.site is None:
                 gpu = None if run.gpu_type == LOCAL_GPU_LABEL else run.gpu_type
@@ -120,6 +141,9 @@ class RunProcessing:
         except GatewayError as exc:
             report.state, report.error = JobState.FAILED, f"cannot run: {exc}"
             await self._record(report)
+            if run.site is not None:  # taken over: an earlier attempt's bundle may be on its site
+                with contextlib.suppress(UserError):  # a site no longer configured
+                    await self._remove_bundle(self.site(run.site), run.run_id)
             return report
         report.site, report.partition = site.name, partition.name
         seed = run.secret_seed if run.secret else None
@@ -130,7 +154,7 @@ class RunProcessing:
             task,
             run.code,
             build_spec(run.run_id, as_mode(run.mode), task, secret_seed=seed),
-            run.result_key,
+            key,
             attempt=run.attempt,
             # an earlier claim may have handed it to the site: the backend finds the job by its name
             # gw-<run>[-attempt] (whether or not its id was recorded) and submits only if there is none
@@ -190,6 +214,9 @@ class RunProcessing:
         finally:
             self.router.finished(site.name, partition.name)
         await self._record(report)
+        # recorded: nothing on the site is needed any more (its output and result were read above, and a
+        # run that could not be recorded keeps its bundle for the worker that takes it over)
+        await self._remove_bundle(site, job.run_id)
         if on_event is not None:
             await on_event(job.run_id, _verdict(report))
         return report
@@ -226,6 +253,39 @@ class RunProcessing:
         # set last: nothing that followed the job may write its state over this one any more
         report.state, report.error = JobState.CANCELLED, f"cancelled: {reason}"
         await self._record(report)
+        await self._remove_bundle(site, report.run_id)
+
+    async def clean_site(
+        self, name: str, older_than_s: float = DEFAULT_SWEEP_GRACE_S, *, caller: Caller
+    ) -> Sweep:
+        """Remove the leftovers in site ``name``'s work folder: the bundles of runs that are finished or
+        unknown to the database and have not changed for ``older_than_s`` (a worker that died after
+        recording a run, a removal that failed, a run from before bundles were removed). A folder of a run
+        still queued or running is never touched; a site's keep_bundles applies as at a run's end."""
+        require_admin(caller, "cleaning a site's work folder is for the gateway's admins")
+        if older_than_s < 0:
+            raise UserError("the grace period cannot be negative")
+        store = self._require_store()
+        site = self.site(name)
+        backend = self._runtime(site).backend
+        folders = await backend.bundles()
+        cutoff = time.time() - older_than_s
+        old = sorted(run_id for run_id, changed in folders.items() if changed <= cutoff)
+        unfinished = await store.unfinished_among(old) if old else set()
+        removed = [run_id for run_id in old if run_id not in unfinished]
+        if removed:
+            await backend.remove(removed, site.keep_bundles)
+        log.info("site %s: swept %d leftover bundle(s)", site.name, len(removed))
+        return Sweep(site.name, removed, len(unfinished), len(folders) - len(old))
+
+    async def _remove_bundle(self, site: SiteConfig, run_id: str) -> None:
+        """Remove an ended, recorded run's bundle from its site (keeping its logs where the site's
+        keep_bundles says so): its code, key and spec do not stay there. A failure is logged: the run's
+        end is recorded already, and `gateway sites clean` sweeps what is left."""
+        try:
+            await self._runtime(site).backend.remove([run_id], site.keep_bundles)
+        except (GatewayError, OSError) as exc:
+            log.warning("run %s: could not remove its bundle from site %s: %s", run_id, site.name, exc)
 
 
 def _verdict(report: RunReport) -> str:

@@ -187,7 +187,9 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         self.sites = sites
         self.store = store
         self.renderer = TemplateRenderer(settings.templates_dir)
-        self._local = local_site(settings.local_workdir, settings.local_isolation)
+        self._local = local_site(
+            settings.local_workdir, settings.local_isolation, settings.local_keep_bundles
+        )
         self._runtimes: dict[str, SiteRuntime] = {}
         self.router = Router(lambda site: self._runtime(site).backend.load())
         self._health: tuple[float, dict[str, SiteHealth]] = (0.0, {})

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.sites import KeepBundles, check_keep_bundles
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +44,11 @@ class Settings(BaseSettings):
         default="bubblewrap",
         description="the sandbox around submitted code on the built-in local site; `none` runs it "
         "unconfined as you (fine for your own code on your own machine, never for others')",
+    )
+    local_keep_bundles: KeepBundles = Field(
+        default="none",
+        description="what of a local run's bundle stays after it ended: none, or logs (output.log and "
+        "result.json only); as a site's keep_bundles",
     )
     max_submission_bytes: int = Field(default=256 * 1024, description="largest submission file accepted")
     worker_concurrency: int = Field(default=16, ge=1, description="runs one worker follows at once")
@@ -120,6 +127,11 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="if set, /metrics needs it as a Bearer token (else 401)"
     )
+
+    @field_validator("local_keep_bundles", mode="before")
+    @classmethod
+    def _keep_bundles(cls, value: Any) -> Any:
+        return check_keep_bundles(value)
 
     def github_token_list(self) -> list[SecretStr]:
         raw = self.github_tokens.get_secret_value() if self.github_tokens else ""

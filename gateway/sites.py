@@ -28,6 +28,11 @@ _DIRECTIVE = r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_:,.@%/+=|&!*-]+)?$"
 _SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "sinfo", "sacctmgr")
 # A job that ended in one of these did not fail because of the submission: run it again (once by default).
 DEFAULT_REQUEUE_ON = (JobState.NODE_FAIL, JobState.PREEMPTED, JobState.BOOT_FAIL)
+# What of a run's bundle stays on the site once the run has ended: nothing (the default), or its logs only
+# (output.log and result.json). Code, key, spec, harness and job script never stay: there is no setting
+# that keeps a key.
+KeepBundles = Literal["none", "logs"]
+KEEP_BUNDLES: tuple[KeepBundles, ...] = ("none", "logs")
 
 
 class _Strict(BaseModel):
@@ -238,6 +243,11 @@ class SiteConfig(_Strict):
     qos: str | None = Field(default=None, pattern=_NAME)
     slurm: SlurmCommands = Field(default_factory=SlurmCommands)
     requeue: RequeuePolicy = Field(default_factory=RequeuePolicy)
+    keep_bundles: KeepBundles = Field(
+        default="none",
+        description="what of a run's bundle stays on the site after the run ended: none (default), or "
+        "logs (output.log and result.json only; code, key, spec, harness and job.sh are always removed)",
+    )
     partitions: list[PartitionConfig] = Field(min_length=1)
 
     @field_validator("setup")
@@ -247,6 +257,11 @@ class SiteConfig(_Strict):
             if "\n" in value or "\r" in value:
                 raise ValueError("each setup entry is one line; list several lines as several entries")
         return values
+
+    @field_validator("keep_bundles", mode="before")
+    @classmethod
+    def _keep_bundles(cls, value: Any) -> Any:
+        return check_keep_bundles(value)
 
     @field_validator("container")
     @classmethod
@@ -285,7 +300,20 @@ class SiteConfig(_Strict):
         return sorted({p.gpu_type for p in self.partitions if p.gpu_type})
 
 
-def local_site(workdir: Path, isolation: str = "bubblewrap") -> SiteConfig:
+def check_keep_bundles(value: Any) -> Any:
+    """A ``keep_bundles`` value as one of KEEP_BUNDLES, else a ValueError that says what may be kept."""
+    if value not in KEEP_BUNDLES:
+        raise ValueError(
+            f"keep_bundles must be one of {', '.join(KEEP_BUNDLES)}, not {value!r}: none removes a run's "
+            "whole bundle once it ended; logs keeps output.log and result.json only (a run's code, key and "
+            "spec are never kept)"
+        )
+    return value
+
+
+def local_site(
+    workdir: Path, isolation: str = "bubblewrap", keep_bundles: KeepBundles = "none"
+) -> SiteConfig:
     """The embedded default: runs the job script as a subprocess here, with no Slurm and no SSH. It is
     never a leaderboard's GPU type; unconfined (``none``) it takes every other mode."""
     unconfined = ["test", "benchmark", "profile"] if isolation == "none" else []
@@ -296,6 +324,7 @@ def local_site(workdir: Path, isolation: str = "bubblewrap") -> SiteConfig:
         submit_via="local",
         workdir=str(workdir),
         isolation=IsolationConfig(kind=isolation, unconfined_modes=unconfined),  # type: ignore[arg-type]
+        keep_bundles=keep_bundles,
         partitions=[PartitionConfig(name="local", gpu_type=None, max_jobs=4)],
     )
 

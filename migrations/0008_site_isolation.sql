@@ -2,7 +2,7 @@
 -- whether submitted code on that site failed to reach a sibling bundle, the login home, the network and
 -- the runner's process. Leaderboard runs go only to a site whose check passed for its current isolation
 -- settings (digest: a changed `isolation:` in the YAML needs a new check).
--- depends: 0006_api_limits
+-- depends: 0007_drop_verified_keys
 
 CREATE TABLE site_isolation (
     site text PRIMARY KEY,

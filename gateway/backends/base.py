@@ -1,6 +1,6 @@
 """The small, list-oriented backend interface every backend implements.
 
-submit, status, cancel and find take lists (one query to the site for all of them); fetch_result,
+submit, status, cancel, find and remove take lists (one query to the site for all of them); fetch_result,
 fetch_output and stream_output serve one job. Backends never touch the store.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from gateway.bundle import BundlePaths
 from gateway.render import ScriptContext
-from gateway.sites import PartitionConfig, SiteConfig
+from gateway.sites import KeepBundles, PartitionConfig, SiteConfig
 from gateway.states import JobState
 from gateway.tasks import TaskDefinition
 from harness.protocol import PROGRESS_PREFIX
@@ -127,6 +127,17 @@ class Backend(Protocol):
 
     def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
         """The job's output lines as they are written (from the start of the file), until closed."""
+        ...
+
+    async def remove(self, run_ids: Sequence[str], keep: KeepBundles = "none") -> None:
+        """Remove these runs' bundles from the site, all in ONE command: the whole folder, or with
+        keep="logs" everything but output.log and result.json. A bundle that is not there is no error.
+        Called once a run has ended and is recorded: nothing is read from its bundle afterwards."""
+        ...
+
+    async def bundles(self) -> dict[str, float]:
+        """The run folders in the site's workdir (named as run ids), with the time of their last change
+        (epoch seconds): what a sweep for leftovers looks at."""
         ...
 
     async def close(self) -> None: ...

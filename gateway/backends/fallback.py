@@ -22,7 +22,7 @@ from gateway.bundle import BundlePaths, bundle_archive, bundle_files
 from gateway.errors import BackendError
 from gateway.policy import FALLBACK_WORKDIR, GithubConfig, ModalConfig
 from gateway.render import TemplateRenderer
-from gateway.sites import SiteConfig
+from gateway.sites import KeepBundles, SiteConfig
 from gateway.states import JobState
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,16 @@ class FallbackBackend:
         """No live output: the run's output comes with its result (the service then keeps its tail)."""
         return
         yield  # an async generator that ends at once
+
+    async def remove(self, run_ids: Sequence[str], keep: KeepBundles = "none") -> None:
+        """Nothing to remove: the bundle was unpacked on the service's own machine (a Modal container, a
+        GitHub-hosted runner), which is gone with the run; no work folder of ours outlives it. (What
+        GitHub keeps of a workflow run, its dispatch inputs and its artifact, follows the repository's
+        retention, not this call.)"""
+        return None
+
+    async def bundles(self) -> dict[str, float]:
+        return {}  # no work folder of ours outlives a run there
 
     async def close(self) -> None:
         return None

@@ -19,9 +19,10 @@ from gateway.backends.base import (
     PartitionLoad,
     script_context,
 )
-from gateway.bundle import BundlePaths, bundle_files, stage_bundle
+from gateway.bundle import LOG_NAMES, BundlePaths, bundle_files, is_run_folder, stage_bundle
 from gateway.errors import BackendError
 from gateway.render import TemplateRenderer
+from gateway.sites import KeepBundles
 from gateway.states import JobState
 from gateway.transport.local import LocalTransport
 
@@ -150,9 +151,45 @@ class LocalBackend:
         data = await asyncio.to_thread(_read_capped, Path(handle.bundle.output), max_bytes)
         return (data or b"").decode(errors="replace")
 
+    async def remove(self, run_ids: Sequence[str], keep: KeepBundles = "none") -> None:
+        roots = [Path(BundlePaths.under(str(self._workdir), run_id).root) for run_id in run_ids]
+        try:
+            await asyncio.to_thread(_remove_bundles, roots, keep)
+        except OSError as exc:
+            raise BackendError(f"local site: cannot remove bundles: {exc}") from exc
+
+    async def bundles(self) -> dict[str, float]:
+        return await asyncio.to_thread(_list_bundles, self._workdir)
+
     async def close(self) -> None:
         for job_id in self._procs:
             self._kill(job_id)
+
+
+def _remove_bundles(roots: list[Path], keep: KeepBundles) -> None:
+    for root in roots:
+        if not root.is_dir():
+            continue
+        if keep == "none":
+            shutil.rmtree(root)
+            continue
+        for child in root.iterdir():
+            if child.name in LOG_NAMES:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+def _list_bundles(workdir: Path) -> dict[str, float]:
+    if not workdir.is_dir():
+        return {}
+    return {
+        child.name: child.lstat().st_mtime
+        for child in workdir.iterdir()
+        if is_run_folder(child.name) and child.is_dir() and not child.is_symlink()
+    }
 
 
 def _read_capped(path: Path, max_bytes: int) -> bytes | None:

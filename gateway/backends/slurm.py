@@ -18,10 +18,10 @@ from gateway.backends.base import (
     PartitionLoad,
     script_context,
 )
-from gateway.bundle import BundlePaths, bundle_archive, bundle_files
+from gateway.bundle import LOG_NAMES, BundlePaths, bundle_archive, bundle_files, is_run_folder
 from gateway.errors import BackendError, CommandError, TransportError
 from gateway.render import TemplateRenderer
-from gateway.sites import SiteConfig
+from gateway.sites import KeepBundles, SiteConfig
 from gateway.states import JobState, parse_slurm_state
 from gateway.transport import Transport
 
@@ -36,6 +36,18 @@ LOOKBACK_S = 7 * 24 * 3600
 # the old result, so it is not mistaken for the new one. Arguments: work folder, run id, sbatch to use.
 SUBMIT_SCRIPT = 'tar -xf - -C "$1" && exec "$3" --parsable "$1/$2/job.sh"'
 RESUBMIT_SCRIPT = 'rm -f -- "$1/$2/result.json" && ' + SUBMIT_SCRIPT
+# Remove runs' bundles but their logs (keep_bundles: logs), in ONE command: each argument is a bundle folder
+# derived by BundlePaths; the names kept are constants. A folder that is not there is skipped.
+KEEP_LOGS_SCRIPT = (
+    'status=0; for d in "$@"; do [ -d "$d" ] || continue; find "$d" -mindepth 1 -maxdepth 1 '
+    + " ".join(f"! -name {name}" for name in LOG_NAMES)
+    + " -exec rm -rf -- {} + || status=1; done; exit $status"
+)
+# The folders in the work folder with their last change (epoch seconds), one `name|mtime` a line; nothing
+# when the work folder does not exist yet. Argument: the work folder.
+LIST_SCRIPT = '[ -d "$1" ] || exit 0; exec find "$1" -mindepth 1 -maxdepth 1 -type d -printf "%f|%T@\\n"'
+# Bundles removed per command (a sweep may find thousands: stay far below the login node's ARG_MAX).
+REMOVE_BATCH = 500
 # Follow a job's output from its first line; bounded, so a stream whose channel is dropped without a
 # signal cannot outlive the job by more than a day on the login node.
 TAIL_BOUND = "86400"
@@ -80,6 +92,19 @@ def parse_named_jobs(stdout: str) -> dict[str, list[tuple[str, JobState]]]:
             found.setdefault(parts[1], []).append((parts[0], parse_slurm_state(parts[2])))
     for jobs in found.values():
         jobs.sort(key=lambda job: int(job[0]))
+    return found
+
+
+def parse_bundle_list(stdout: str) -> dict[str, float]:
+    """Lines of `name|mtime` (find's `%f|%T@`): the folders named as run ids, with their last change."""
+    found: dict[str, float] = {}
+    for line in stdout.splitlines():
+        name, _, when = line.strip().rpartition("|")
+        if is_run_folder(name):
+            try:
+                found[name] = float(when)
+            except ValueError:
+                log.warning("unreadable line in a work folder's listing: %r", line[:200])
     return found
 
 
@@ -320,6 +345,26 @@ class SlurmBackend:
             await self._transport.run(
                 [self._bin("scancel"), *[h.job_id for h in handles]], timeout=QUERY_TIMEOUT_S
             )
+
+    async def remove(self, run_ids: Sequence[str], keep: KeepBundles = "none") -> None:
+        """`rm -rf -- <bundle folders>` (keep="logs": all but the logs), one command for many bundles;
+        the paths come from BundlePaths alone (a run id is one safe path component)."""
+        workdir = await self.workdir()
+        roots = [str(BundlePaths.under(workdir, run_id).root) for run_id in run_ids]
+        for start in range(0, len(roots), REMOVE_BATCH):
+            batch = roots[start : start + REMOVE_BATCH]
+            if keep == "none":
+                argv = ["rm", "-rf", "--", *batch]
+            else:
+                argv = ["sh", "-c", KEEP_LOGS_SCRIPT, "gw-remove", *batch]
+            await self._transport.run(argv, timeout=QUERY_TIMEOUT_S)
+
+    async def bundles(self) -> dict[str, float]:
+        workdir = await self.workdir()
+        done = await self._transport.run(
+            ["sh", "-c", LIST_SCRIPT, "gw-list", str(workdir)], timeout=QUERY_TIMEOUT_S
+        )
+        return parse_bundle_list(done.stdout)
 
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
         return await self._transport.read_file(str(handle.bundle.result), MAX_RESULT_BYTES)

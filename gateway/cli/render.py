@@ -53,7 +53,11 @@ def render_script(
 
 def _site(settings: Settings, name: str) -> SiteConfig:
     if name == LOCAL_SITE_NAME:
-        return local_site(settings.local_workdir, settings.local_isolation)
+        return local_site(
+            settings.local_workdir,
+            isolation=settings.local_isolation,
+            keep_bundles=settings.local_keep_bundles,
+        )
     sites = load_sites(settings.sites_dir)
     if name not in sites:
         known = ", ".join(sorted([LOCAL_SITE_NAME, *sites]))

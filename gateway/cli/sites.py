@@ -1,5 +1,5 @@
 """`gateway sites ...`: site admins check a site's YAML, then the site itself, step by step; gateway admins
-drain a site (routing skips it), open it again, and see every site's health."""
+drain a site (routing skips it), open it again, see every site's health, and sweep a site's work folder."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from gateway.cli.common import run_gateway
 from gateway.cli.output import plain
 from gateway.cli.tables import print_site_health
 from gateway.errors import ConfigError
+from gateway.processing import DEFAULT_SWEEP_GRACE_S
 from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings
 from gateway.sitecheck import DEFAULT_PROBE_TIMEOUT_S, SiteCheck, Step
 from gateway.sites import LOCAL_SITE_NAME, load_sites
 
 app = typer.Typer(
-    help="Sites: validate the YAML, check a site end to end, drain and resume it, see their health.",
+    help="Sites: validate the YAML, check a site end to end, drain and resume it, see their health, "
+    "sweep leftover bundles.",
     no_args_is_help=True,
 )
 console = Console()
@@ -162,5 +164,34 @@ def health() -> None:
     async def body(gateway: Gateway) -> None:
         sites = {LOCAL_SITE_NAME: gateway.site(LOCAL_SITE_NAME), **gateway.sites}
         print_site_health(console, sites, await gateway.site_health())
+
+    run_gateway(body)
+
+
+@app.command("clean")
+def clean(
+    name: Annotated[str, typer.Argument(help="the site's name")],
+    older_than_hours: Annotated[
+        float, typer.Option(min=0, help="leave folders that changed within this many hours")
+    ] = DEFAULT_SWEEP_GRACE_S / 3600,
+) -> None:
+    """Remove leftover bundles from site NAME's work folder: those of runs that are finished or unknown to
+    the database and unchanged for --older-than-hours.
+
+    A folder of a run still queued or running is never touched; the site's keep_bundles applies (logs:
+    output.log and result.json stay). Runs remove their own bundles when they end: this sweeps what a
+    stopped worker or a failed removal left."""
+
+    async def body(gateway: Gateway) -> None:
+        sweep = await gateway.clean_site(name, older_than_hours * 3600, caller=OPERATOR)
+        console.print(
+            Text.assemble(
+                "site ",
+                plain(sweep.site),
+                f": removed {len(sweep.removed)} leftover bundle(s); kept {sweep.unfinished} of runs "
+                f"still queued or running and {sweep.recent} changed in the last {older_than_hours:g} h",
+            ),
+            highlight=False,
+        )
 
     run_gateway(body)

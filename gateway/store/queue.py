@@ -389,8 +389,10 @@ class QueueStore(StoreBase):
                 "SELECT 1 FROM runs WHERE submission_id = $1 ORDER BY id FOR UPDATE", submission_id
             )
             done = await conn.execute(
+                # the key goes with the run's end: a finished run never runs again, and its result is
+                # verified (or never will be) by now
                 "UPDATE runs SET state = $2, passed = $3, score = $4, result = $5, system_info = $6, "
-                "error = $7, finished_at = now(), worker = NULL, heartbeat_at = NULL "
+                "error = $7, finished_at = now(), worker = NULL, heartbeat_at = NULL, result_key = NULL "
                 "WHERE id = $1 AND finished_at IS NULL",
                 rid,
                 state,
@@ -413,6 +415,25 @@ class QueueStore(StoreBase):
             return True
 
     @retried
+    async def unfinished_among(self, run_ids: list[str]) -> set[str]:
+        """Those of ``run_ids`` that are queued or running (a sweep of a site's work folder keeps their
+        bundles; every other one is finished or unknown here)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT id FROM runs WHERE id = ANY($1) AND finished_at IS NULL", _ids(run_ids)
+            )
+        return {str(r["id"]) for r in rows}
+
+    @retried
+    async def keys_held(self, run_ids: list[str]) -> set[str]:
+        """Those of ``run_ids`` whose result key is still stored (only unfinished runs hold one)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT id FROM runs WHERE id = ANY($1) AND result_key IS NOT NULL", _ids(run_ids)
+            )
+        return {str(r["id"]) for r in rows}
+
+    @retried
     async def request_cancel(self, run_id: str) -> str:
         """Ask for a run to be cancelled: 'queued' (no worker held it: recorded cancelled now), 'requested'
         (its worker cancels the job), 'finished' (too late), or 'unknown'."""
@@ -430,7 +451,7 @@ class QueueStore(StoreBase):
             if row["idle"]:
                 await conn.execute(
                     "UPDATE runs SET state = 'CANCELLED', passed = false, error = 'cancelled before it "
-                    "started', finished_at = now() WHERE id = $1",
+                    "started', finished_at = now(), result_key = NULL WHERE id = $1",
                     rid,
                 )
                 await insert_event(conn, rid, "finished", "CANCELLED", "cancelled before it started")

@@ -134,7 +134,7 @@ class ClaimedRun:
     job_id: str | None
     attempt: int
     claims: int  # 1: first claim; more: taken over from a worker that stopped
-    result_key: str
+    result_key: str | None  # an unfinished run's key; NULL once a run is recorded (migration 0007)
     user_name: str
     file_name: str
     code: str

@@ -18,6 +18,7 @@ from gateway.bundle import BundlePaths
 from gateway.results import verified_result as verify
 from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
+from gateway.sites import KeepBundles
 from gateway.states import JobState
 from harness.protocol import RunResult, load_key_hex, sign_result
 from tests.unit.fakes import gamma_site, tiny_task
@@ -78,6 +79,12 @@ class FloodingBackend:
 
     async def cancel(self, handles: Sequence[JobHandle]) -> None:
         return None
+
+    async def remove(self, run_ids: Sequence[str], keep: KeepBundles = "none") -> None:
+        return None
+
+    async def bundles(self) -> dict[str, float]:
+        return {}
 
     async def find(self, requests: Sequence[JobRequest]) -> dict[str, JobHandle]:
         return {}

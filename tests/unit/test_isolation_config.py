@@ -96,4 +96,4 @@ async def test_the_local_site_without_bubblewrap_says_how_to_go_on(
     backend = LocalBackend(tmp_path / "runs", TemplateRenderer(REPO_ROOT / "templates"))
     with pytest.raises(BackendError, match="GATEWAY_LOCAL_ISOLATION=none"):
         await backend.submit([request])
-    assert local_site(tmp_path, "none").isolation.takes("benchmark")
+    assert local_site(tmp_path, isolation="none").isolation.takes("benchmark")

@@ -14,7 +14,7 @@ from gateway.bundle import BundlePaths
 from gateway.errors import SubmissionError, UserError
 from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import SiteConfig
+from gateway.sites import KeepBundles, SiteConfig
 from gateway.states import JobState
 from harness.protocol import load_key_hex, sign_result
 from tests.unit.fakes import gamma_site, tiny_task
@@ -68,6 +68,7 @@ class ScriptedBackend:
         self.outcomes: dict[str, tuple[JobState, bytes | None]] = {}
         self.cancelled: list[str] = []
         self.lines: list[str] = []  # what the job's output stream shows
+        self.removed: list[tuple[str, KeepBundles]] = []  # (run id, what was kept), in order
 
     async def submit(self, requests: Sequence[JobRequest]) -> list[JobHandle]:
         handles = []
@@ -83,11 +84,23 @@ class ScriptedBackend:
     async def cancel(self, handles: Sequence[JobHandle]) -> None:
         self.cancelled.extend(h.job_id for h in handles)
 
+    def _not_removed(self, handle: JobHandle) -> None:
+        # nothing of a run is read from its bundle after the bundle was removed
+        assert handle.run_id not in {run_id for run_id, _ in self.removed}, "read after removal"
+
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
+        self._not_removed(handle)
         return self.outcomes[handle.job_id][1]
 
     async def fetch_output(self, handle: JobHandle, max_bytes: int = 65536) -> str:
+        self._not_removed(handle)
         return "[harness] output\n"
+
+    async def remove(self, run_ids: Sequence[str], keep: KeepBundles = "none") -> None:
+        self.removed.extend((run_id, keep) for run_id in run_ids)
+
+    async def bundles(self) -> dict[str, float]:
+        return {}
 
     async def find(self, requests: Sequence[JobRequest]) -> dict[str, JobHandle]:
         return {}
