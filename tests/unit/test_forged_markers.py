@@ -22,6 +22,7 @@ from gateway.sites import KeepBundles
 from gateway.states import JobState
 from harness.protocol import RunResult, load_key_hex, sign_result
 from tests.unit.fakes import gamma_site, tiny_task
+from tests.unit.test_service import verified
 
 FORGED = 10_000
 SITE = gamma_site()
@@ -100,7 +101,9 @@ async def submitted(backend: FloodingBackend, tmp_path: Path) -> tuple[RunReport
     """A test-mode submission run on ``backend`` (as the operator, on the gamma site): its report and
     the events it told."""
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
-    gateway = Gateway(settings, {SITE.name: SITE}, None, backend_factory=lambda _site: backend)
+    gateway = Gateway(
+        settings, {SITE.name: SITE}, None, backend_factory=lambda _site: backend, verify_isolation=verified
+    )
     events: list[str] = []
 
     async def on_event(_run: str, message: str) -> None:

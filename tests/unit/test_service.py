@@ -12,6 +12,7 @@ import pytest
 from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
 from gateway.bundle import BundlePaths
 from gateway.errors import SubmissionError, UserError
+from gateway.isolation import Verdict
 from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import KeepBundles, SiteConfig
@@ -20,6 +21,14 @@ from harness.protocol import load_key_hex, sign_result
 from tests.unit.fakes import gamma_site, tiny_task
 
 TASK = tiny_task(benchmarks=[{"size": 2}])
+
+
+async def verified(_site: SiteConfig) -> Verdict:
+    """The fake site's isolation counts as verified: the probe itself runs on the dev stack
+    (tests/integration/test_isolation.py)."""
+    return Verdict(True, "a fake site")
+
+
 SITE = gamma_site(name="big", gres="gpu:1")
 PASSING_KV = {
     "check": "pass",
@@ -126,7 +135,11 @@ async def submit(
 ) -> RunReport:
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
     gateway = Gateway(
-        settings, {"gamma": SITE}, None, backend_factory=lambda _site: ScriptedBackend(scenario)
+        settings,
+        {"gamma": SITE},
+        None,
+        backend_factory=lambda _site: ScriptedBackend(scenario),
+        verify_isolation=verified,
     )
     try:
         return await gateway.submit(
@@ -185,7 +198,13 @@ async def test_bad_input_is_refused_before_anything_runs(tmp_path: Path) -> None
     with pytest.raises(SubmissionError, match="limit"):
         await submit(never, tmp_path, code="x = 1\n" * 100_000)
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path)
-    gateway = Gateway(settings, {"gamma": SITE}, None, backend_factory=lambda _s: ScriptedBackend(never))
+    gateway = Gateway(
+        settings,
+        {"gamma": SITE},
+        None,
+        backend_factory=lambda _s: ScriptedBackend(never),
+        verify_isolation=verified,
+    )
     with pytest.raises(UserError, match="unknown site 'nowhere'"):
         await gateway.submit(
             SubmitRequest(code="x=1\n", file_name="k.py", user="u", task=TASK, site="nowhere", admin=True)
@@ -201,7 +220,9 @@ async def test_bad_input_is_refused_before_anything_runs(tmp_path: Path) -> None
 async def test_a_submitter_that_stops_waiting_cancels_the_job(tmp_path: Path) -> None:
     backend = ScriptedBackend(lambda r: (JobState.RUNNING, None))
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path)
-    gateway = Gateway(settings, {"gamma": SITE}, None, backend_factory=lambda _s: backend)
+    gateway = Gateway(
+        settings, {"gamma": SITE}, None, backend_factory=lambda _s: backend, verify_isolation=verified
+    )
     request = SubmitRequest(code="x = 1\n", file_name="k.py", user="u", task=TASK, site="gamma", admin=True)
     waiting = asyncio.create_task(gateway.submit(request))
     await asyncio.sleep(0.5)
@@ -214,7 +235,9 @@ async def test_a_submitter_that_stops_waiting_cancels_the_job(tmp_path: Path) ->
 
 async def gateway_with(backend: ScriptedBackend, tmp_path: Path, site: SiteConfig = SITE) -> Gateway:
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
-    return Gateway(settings, {site.name: site}, None, backend_factory=lambda _s: backend)
+    return Gateway(
+        settings, {site.name: site}, None, backend_factory=lambda _s: backend, verify_isolation=verified
+    )
 
 
 def request_to(site: str = "gamma") -> SubmitRequest:
@@ -296,7 +319,9 @@ async def test_without_a_site_the_gpu_type_routes_to_the_best_partition(tmp_path
             return {"h100": loads[self.site.name]}
 
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
-    gateway = Gateway(settings, {"gamma": busy, "delta": idle}, None, backend_factory=Loaded)
+    gateway = Gateway(
+        settings, {"gamma": busy, "delta": idle}, None, backend_factory=Loaded, verify_isolation=verified
+    )
     choice = await gateway.route(None, "H100", mode="test")
     assert choice.site.name == "delta"  # it can start now; gamma has a queue, whatever the preference
     loads["delta"] = PartitionLoad("h100", False, 0, 0, "drain")
