@@ -14,12 +14,14 @@ Standard library only: this runs on the compute node.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
 import re
 import shutil
 import site
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -179,7 +181,10 @@ def wrap(
     full_env = sandboxed_env(env)
     tool = isolation.tool()
     if isolation.kind == "bubblewrap":
-        return [tool, *bubblewrap_args(isolation, readable, cwd, full_env), "--", *argv], {}
+        # no user namespaces of its own inside (bubblewrap >= 0.8): the kernel's namespace code, the
+        # usual ground of local privilege escalations, stays out of its reach
+        nested = ["--disable-userns"] if _supports(tool, "--disable-userns") else []
+        return [tool, *nested, *bubblewrap_args(isolation, readable, cwd, full_env), "--", *argv], {}
     return [tool, *apptainer_args(isolation, readable, cwd, full_env), *argv], {"PATH": SYSTEM_PATH}
 
 
@@ -247,6 +252,15 @@ def interpreter(isolation: Isolation) -> str:
     if isolation.kind == "apptainer":
         return isolation.python or "python3"
     return sys.executable
+
+
+@functools.cache
+def _supports(tool: str, option: str) -> bool:
+    try:
+        done = subprocess.run([tool, "--help"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return option in done.stdout
 
 
 def _under(path: str, roots: tuple[str, ...]) -> bool:

@@ -49,6 +49,9 @@ def outcome():
         import subprocess
         subprocess.Popen(["sleep", arg], start_new_session=True)
         return "spawned"
+    if attempt == "userns":
+        import subprocess
+        return subprocess.run(["unshare", "-r", "id"], check=True, capture_output=True).stdout.decode()
     if attempt == "fd":
         os.write(int(arg), b"through the channel")
         return "written"
@@ -164,6 +167,11 @@ def test_a_child_process_dies_with_the_sandbox(task: Path) -> None:
             return
         time.sleep(0.1)
     pytest.fail("a process the sandboxed code started outlived it")
+
+
+def test_no_user_namespace_of_its_own_inside(task: Path) -> None:
+    nested = confined(task, "userns", "-")
+    assert not nested["ok"] and "CalledProcessError" in str(nested["error"])
 
 
 def test_descriptors_passed_in_reach_the_sandbox(task: Path) -> None:
