@@ -55,6 +55,7 @@ from gateway.sites import FALLBACK_KINDS, LOCAL_SITE_NAME, SiteConfig, load_site
 from gateway.store import (
     EVENTS_CHANNEL,
     GatewayStats,
+    IsolationCheck,
     LeaderboardRecord,
     LeaderboardSummary,
     NewRun,
@@ -616,6 +617,10 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
 
     async def site_health(self) -> dict[str, SiteHealth]:
         return await self._require_store().site_health()
+
+    async def isolation_checks(self) -> dict[str, IsolationCheck]:
+        """The last isolation probe of each site (gateway/isolation.py), as `sites check` recorded it."""
+        return await self._require_store().isolation_checks()
 
     async def runs_by_state(self) -> dict[str, int]:
         """Every recorded run counted by state (metrics)."""

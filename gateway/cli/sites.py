@@ -157,13 +157,14 @@ def resume(name: Annotated[str, typer.Argument(help="the site's name")]) -> None
 
 @app.command("health")
 def health() -> None:
-    """Show every site's health: drained or open, failures in a row, last success and failure.
+    """Show every site's health: drained or open, its isolation and whether its probe passed, failures in
+    a row, last success and failure.
 
     As the workers recorded them, with the last error and the reason a site was drained."""
 
     async def body(gateway: Gateway) -> None:
         sites = {LOCAL_SITE_NAME: gateway.site(LOCAL_SITE_NAME), **gateway.sites}
-        print_site_health(console, sites, await gateway.site_health())
+        print_site_health(console, sites, await gateway.site_health(), await gateway.isolation_checks())
 
     run_gateway(body)
 

@@ -14,6 +14,7 @@ from rich.text import Text
 from gateway.cli.output import plain
 from gateway.formatting import duration, format_seconds
 from gateway.service import (
+    IsolationCheck,
     LeaderboardSummary,
     LeaderboardView,
     RateLimit,
@@ -207,10 +208,16 @@ def pass_fail(passed: bool) -> Text:
     return Text("pass", style="green") if passed else Text("fail", style="red")
 
 
-def print_site_health(console: Console, sites: dict[str, SiteConfig], health: dict[str, SiteHealth]) -> None:
+def print_site_health(
+    console: Console,
+    sites: dict[str, SiteConfig],
+    health: dict[str, SiteHealth],
+    isolation: dict[str, IsolationCheck],
+) -> None:
     """The configured sites (health recorded for sites no longer configured here is left out)."""
     table = Table(title="sites", title_justify="left")
-    columns = ("site", "GPU types", "routing", "failures in a row", "last ok", "last failure", "last error")
+    columns = ("site", "GPU types", "routing", "isolation", "failures in a row", "last ok", "last failure",
+               "last error")  # fmt: skip
     for column in columns:
         table.add_column(column, overflow="fold")
     for name, site in sorted(sites.items()):
@@ -223,9 +230,29 @@ def print_site_health(console: Console, sites: dict[str, SiteConfig], health: di
             plain(name),
             plain(", ".join(site.gpu_types()), "(this machine)"),
             routing,
+            isolation_state(site, isolation.get(name)),
             str(seen.consecutive_failures) if seen else "0",
             when(seen.last_ok_at) if seen else "-",
             when(seen.last_failure_at) if seen else "-",
             plain(seen.last_error if seen else None),
         )
     console.print(table)
+
+
+def isolation_state(site: SiteConfig, check: IsolationCheck | None) -> Text:
+    """The sandbox a site puts around submitted code, and whether its probe passed (leaderboard runs)."""
+    kind = site.isolation.kind
+    if not site.isolation.confined:
+        modes = ", ".join(site.isolation.unconfined_modes) or "nothing"
+        return Text.assemble(("none", "bold red"), f": unconfined, takes {modes}")
+    if site.kind != "slurm":
+        return Text(kind)
+    if check is None:
+        return Text.assemble(kind, ", ", ("not verified", "yellow"))
+    if check.digest != site.isolation.digest():
+        return Text.assemble(kind, ", ", ("changed since its check", "yellow"))
+    if check.passed:
+        return Text.assemble(kind, ", ", ("verified", "green"), f" {when(check.checked_at)}")
+    return Text.assemble(
+        kind, ", ", ("probe failed", "bold red"), f" {when(check.checked_at)}: ", check.detail
+    )
