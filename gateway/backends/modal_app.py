@@ -9,10 +9,11 @@ Timeouts are explicit: Modal's default of 300 s silently killed KernelBot's long
 timeout (GATEWAY_MODAL_TIMEOUT_S at deploy time, 1800 s by default) must be at least the policy's
 ``timeout_s`` for this backend; the job inside gets 30 s less, so it still returns its output.
 
-A container serves one run: Modal tears it down after one input (``single_use_containers=True``; Modal
-clients before it took ``max_inputs=1``), so nothing of one run (a process it
-left, a file in /tmp, the GPU's state) meets the next. remote_job.run_bundle also kills what the job
-started and removes its folders itself, before the container goes.
+A container serves one run: Modal tears it down after one input (``single_use_containers=True``; older
+Modal clients took ``max_inputs=1``), so nothing of one run (a process it left, a file in /tmp, the
+GPU's state) meets the next. remote_job.run_bundle also kills what the job started and removes its
+folders itself, before the container goes. The supervisor it starts is remote_job.py run as a script
+(its ``__file__``, which the image's copy of the gateway package provides).
 """
 
 from __future__ import annotations
