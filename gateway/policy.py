@@ -17,6 +17,8 @@ The reason of the choice names what was skipped and why; the service records it 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import re
 from collections.abc import Sequence
@@ -99,6 +101,32 @@ class GithubConfig(_FallbackConfig):
     artifact: str = Field(default="result", pattern=_NAME)
     # GitHub refuses a dispatch whose inputs pass 65,535 characters
     max_bundle_chars: int = Field(default=60_000, ge=1000, le=65_000)
+    # the bundle is sealed for this key (X25519, base64): the workflow holds its private key as the
+    # repository secret GATEWAY_BUNDLE_KEY; `gateway fallback github-keys` makes the pair
+    bundle_public_key: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("bundle_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str:
+        if value is None or not value.strip():
+            raise ValueError(
+                "missing: the bundle (code, spec, run key) is sealed for this public key before it becomes "
+                "a workflow input; make a key pair with `gateway fallback github-keys` (docs/fallbacks.md)"
+            )
+        try:
+            raw = base64.b64decode(value.strip(), validate=True)
+        except binascii.Error:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                "not a public key: expected 32 bytes in base64 (44 characters), as "
+                "`gateway fallback github-keys` prints it"
+            )
+        return value.strip()
+
+    def public_key_bytes(self) -> bytes:
+        assert self.bundle_public_key is not None  # the validator refuses None
+        return base64.b64decode(self.bundle_public_key)
 
 
 FallbackConfig = Annotated[ModalConfig | GithubConfig, Field(discriminator="kind")]

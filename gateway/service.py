@@ -98,6 +98,7 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "EventCallback",
     "Gateway",
     "GatewayStats",
+    "IsolationCheck",
     "LeaderboardRecord",
     "LeaderboardSummary",
     "LeaderboardView",

@@ -16,12 +16,14 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 def _without_tags(root: yaml.Node, loc: Sequence[int | str]) -> list[int | str]:
     """``loc`` without the tags pydantic puts in for a discriminated union (``backends.github.github.x``
-    for the github member of a union): a key absent from a mapping whose next key is present."""
+    for the github member of a union): a key absent from a mapping whose next key is present, or (the
+    next key being a missing field) one that is the value of the mapping's discriminator (``kind``)."""
     node, kept = root, []
     for i, key in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
             keys = {getattr(k, "value", None): v for k, v in node.value}
-            if key not in keys and i + 1 < len(loc) and loc[i + 1] in keys:
+            tags = {getattr(v, "value", None) for k, v in node.value if getattr(k, "value", None) == "kind"}
+            if key not in keys and i + 1 < len(loc) and (loc[i + 1] in keys or key in tags):
                 continue
             node = keys.get(key, node)
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):

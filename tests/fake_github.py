@@ -2,7 +2,13 @@
 like GitHub's documented ones (https://docs.github.com/rest/actions: workflow runs, artifacts), and a
 runner that executes the shipped workflow file's own steps (.github/workflows/gateway-run.yml): its
 shell steps with bash, upload-artifact as a zip. So the harness really runs, from the bundle the
-gateway dispatched, and the artifact holds the result.json it authenticated."""
+gateway dispatched, and the artifact holds the result.json it authenticated.
+
+As on GitHub, the dispatch's inputs are kept as given (``dispatches``: the raw request bodies, which is
+what anyone who can read the repository's Actions sees), the repository's secrets (``secrets``) and
+variables (``variables``) reach a step only through ``${{ secrets.X }}`` / ``${{ vars.X }}`` in the
+workflow, and each run has a log (``logs``): per step, its environment as GitHub prints it (secrets as
+***) and everything the step wrote, unmasked (stricter than GitHub, which masks secrets there too)."""
 
 from __future__ import annotations
 
@@ -42,6 +48,10 @@ class FakeGithub:
         self.repository = repository
         self.runs: dict[int, dict[str, Any]] = {}
         self.inputs: dict[int, dict[str, str]] = {}
+        self.dispatches: list[bytes] = []  # the dispatch requests' bodies, as sent
+        self.secrets: dict[str, str] = {}  # the repository's Actions secrets
+        self.variables: dict[str, str] = {}  # the repository's Actions variables
+        self.logs: dict[int, str] = {}  # a run's log
         self.artifacts: dict[int, tuple[dict[str, Any], bytes]] = {}
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, token used)
         self.storage_auth: list[str | None] = []  # Authorization headers the storage URL received
@@ -115,8 +125,10 @@ class FakeGithub:
             )
             return
         prefix = f"/repos/{self.repository}/actions"
-        body = json.loads(req.rfile.read(int(req.headers.get("Content-Length") or 0)) or b"{}")
+        raw = req.rfile.read(int(req.headers.get("Content-Length") or 0))
+        body = json.loads(raw or b"{}")
         if method == "POST" and (m := re.fullmatch(prefix + r"/workflows/([^/]+)/dispatches", path)):
+            self.dispatches.append(raw)
             self._dispatch(m.group(1), body)
             req._send(204)
         elif method == "GET" and re.fullmatch(prefix + r"/workflows/([^/]+)/runs", path):
@@ -199,9 +211,28 @@ class FakeGithub:
         event = temp / "event.json"
         event.write_text(json.dumps({"inputs": inputs}))
 
-        def expand(text: str) -> str:
-            text = re.sub(r"\$\{\{\s*inputs\.(\w+)\s*\}\}", lambda m: inputs.get(m.group(1), ""), text)
-            return re.sub(r"\$\{\{\s*runner\.temp\s*\}\}", str(temp), text)
+        contexts = {
+            "inputs": inputs,
+            "secrets": self.secrets,
+            "vars": self.variables,
+            "runner": {"temp": str(temp)},
+        }
+
+        def value(operand: str) -> str:
+            """One operand of an expression: a quoted literal, or context.name (missing: empty)."""
+            if operand.startswith("'") and operand.endswith("'"):
+                return operand[1:-1].replace("''", "'")
+            context, _, name = operand.partition(".")
+            return str(contexts[context].get(name, ""))
+
+        def expand(text: str) -> str:  # ${{ a.b }} and ${{ a.b || 'default' }}, as GitHub evaluates them
+            return re.sub(
+                r"\$\{\{\s*(.*?)\s*\}\}",
+                lambda m: next((v for o in m.group(1).split("||") if (v := value(o.strip()))), ""),
+                text,
+            )
+
+        log: list[str] = []
 
         steps = yaml.safe_load(WORKFLOW_FILE.read_text())["jobs"]["run"]["steps"]
         failed = False
@@ -209,23 +240,36 @@ class FakeGithub:
             if (failed or run_id in self._cancelled) and step.get("if") != "always()":
                 continue
             if "run" in step:
-                env = os.environ | {"RUNNER_TEMP": str(temp), "GITHUB_EVENT_PATH": str(event)}
-                env |= {key: expand(str(value)) for key, value in (step.get("env") or {}).items()}
-                proc = subprocess.Popen(
-                    ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-                self._procs[run_id] = proc
-                failed = proc.wait() != 0 or failed
-                if step["name"] == "Unpack the bundle":
+                step_env = {key: expand(str(value)) for key, value in (step.get("env") or {}).items()}
+                env = os.environ | {"RUNNER_TEMP": str(temp), "GITHUB_EVENT_PATH": str(event)} | step_env
+                log.append(f"##[group]Run {step['name']}\n{step['run']}")
+                log.extend(f"  {key}: {self._masked(value)}" for key, value in step_env.items())
+                with tempfile.TemporaryFile() as output:
+                    proc = subprocess.Popen(
+                        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                    self._procs[run_id] = proc
+                    failed = proc.wait() != 0 or failed
+                    output.seek(0)
+                    log.append(output.read().decode(errors="replace"))
+                if step is steps[0]:  # the step that opens and unpacks the bundle
                     self.event_after_unpack.append(event.read_text())
             elif str(step.get("uses", "")).startswith("actions/upload-artifact@"):
                 self._upload(run_id, step["with"]["name"], Path(expand(step["with"]["path"])))
+        self.logs[run_id] = "\n".join(log)
         conclusion = "cancelled" if run_id in self._cancelled else "failure" if failed else "success"
         run.update(status="completed", conclusion=conclusion, updated_at=_now())
+
+    def _masked(self, value: str) -> str:
+        for secret in self.secrets.values():
+            if secret:
+                value = value.replace(secret, "***")
+        return value
 
     def _upload(self, run_id: int, name: str, folder: Path) -> None:
         buffer = io.BytesIO()

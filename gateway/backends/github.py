@@ -2,6 +2,12 @@
 an input, find the run by the name the workflow gives it (the Slurm job name, gw-<run>[-attempt]),
 follow it with backoff, download its result artifact, cancel it past its deadline.
 
+Workflow inputs are readable by anyone who can read the repository's Actions (the UI and the API show
+them), so the bundle (submitted code, spec.json with a secret rerun's seed, the per-run key) never goes
+there in clear: it is sealed (PyNaCl ``SealedBox``: X25519 + XSalsa20-Poly1305, a fresh ephemeral key
+per dispatch) for the policy's ``bundle_public_key``, and only the workflow, holding the private key as
+the repository secret GATEWAY_BUNDLE_KEY, opens it. The gateway holds no private key.
+
 Only the few REST calls below are used (https://docs.github.com/rest/actions): dispatch, list the
 workflow's runs, get a run, list its artifacts, download one, cancel. httpx.AsyncClient serves them, so
 nothing blocks the event loop. Tokens rotate: one that GitHub rejects (401) or that is rate limited is
@@ -21,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from nacl.public import PublicKey, SealedBox
 from pydantic import SecretStr
 
 from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
@@ -162,14 +169,17 @@ class GithubBackend(FallbackBackend):
         self.github = config
         self.api = api
         self._workflow = f"{api.repo_path}/workflows/{config.workflow}"
+        self._seal = SealedBox(PublicKey(config.public_key_bytes()))
 
     def inputs(self, request: JobRequest, archive: bytes) -> dict[str, str]:
-        """The workflow's inputs; GitHub refuses inputs of more than 65,535 characters in all."""
-        bundle = base64.b64encode(archive).decode()
+        """The workflow's inputs: the bundle sealed for the workflow's key, in base64 (48 bytes more than
+        the gzip'd tar); GitHub refuses inputs of more than 65,535 characters in all."""
+        bundle = base64.b64encode(self._seal.encrypt(archive)).decode()
         if len(bundle) > self.github.max_bundle_chars:
             raise BackendError(
-                f"run {request.run_id}: the bundle is {len(bundle)} characters compressed, over the "
-                f"{self.github.max_bundle_chars} a workflow dispatch can carry: make the task's files smaller"
+                f"run {request.run_id}: the bundle is {len(bundle)} characters compressed and sealed, over "
+                f"the {self.github.max_bundle_chars} a workflow dispatch can carry: make the task's files "
+                "smaller"
             )
         return {
             "job_name": request.job_name,
@@ -258,6 +268,8 @@ class GithubBackend(FallbackBackend):
             )
             return Outcome(end, files.get("result.json"), output)
         reason = None if state is JobState.COMPLETED else f"the workflow run ended {conclusion}"
+        if reason is not None and (said := files.get("error", b"").decode(errors="replace").strip()):
+            reason = f"{reason}: {said[:500]}"  # the workflow's own words (e.g. the bundle did not open)
         return Outcome(JobStatus(state, reason), files.get("result.json"), output)
 
     async def _artifact(self, handle: JobHandle) -> dict[str, bytes]:
@@ -294,8 +306,9 @@ class GithubBackend(FallbackBackend):
 
 
 def _unzip(data: bytes) -> dict[str, bytes]:
-    """result.json (refused when over 4 MiB), the tail of output.log and the job's exit code."""
-    wanted = {"result.json": 4 * 1024 * 1024, "output.log": 64 * 1024 * 1024, "exit_code": 64}
+    """result.json (refused when over 4 MiB), the tail of output.log, the job's exit code and the
+    workflow's error when it could not run the job."""
+    wanted = {"result.json": 4 * 1024 * 1024, "output.log": 64 * 1024 * 1024, "exit_code": 64, "error": 4096}
     files = {}
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:

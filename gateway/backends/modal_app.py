@@ -8,11 +8,19 @@ result.json and the output's tail (gateway/backends/remote_job.py). Deploy it wi
 Timeouts are explicit: Modal's default of 300 s silently killed KernelBot's longer runs. The function's
 timeout (GATEWAY_MODAL_TIMEOUT_S at deploy time, 1800 s by default) must be at least the policy's
 ``timeout_s`` for this backend; the job inside gets 30 s less, so it still returns its output.
+
+A container serves one run: Modal tears it down after one input (``single_use_containers=True``; older
+Modal clients took ``max_inputs=1``), so nothing of one run (a process it left, a file in /tmp, the
+GPU's state) meets the next. remote_job.run_bundle also kills what the job started and removes its
+folders itself, before the container goes. The supervisor it starts is remote_job.py run as a script
+(its ``__file__``, which the image's copy of the gateway package provides).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+from typing import Any
 
 import modal
 
@@ -39,15 +47,26 @@ image = (
 )
 app = modal.App(APP_NAME, image=image)
 
-FUNCTIONS = {
-    gpu_type: app.function(
-        gpu=modal_gpu,
-        name=function_name,
-        serialized=True,  # one body, several functions (one per GPU)
-        timeout=TIMEOUT_S,
-        startup_timeout=STARTUP_TIMEOUT_S,
-        retries=0,  # the gateway decides what runs again
-        max_containers=int(os.environ.get("GATEWAY_MODAL_MAX_CONTAINERS", "8")),
-    )(remote_job.run_bundle)
+# one input per container, under the name this Modal client knows
+ONE_RUN_PER_CONTAINER: dict[str, Any] = (
+    {"single_use_containers": True}
+    if "single_use_containers" in inspect.signature(modal.App.function).parameters
+    else {"max_inputs": 1}
+)
+# the options of each GPU type's function, as given to app.function (tests read them here)
+OPTIONS: dict[str, dict[str, Any]] = {
+    gpu_type: {
+        "gpu": modal_gpu,
+        "name": function_name,
+        "serialized": True,  # one body, several functions (one per GPU)
+        "timeout": TIMEOUT_S,
+        "startup_timeout": STARTUP_TIMEOUT_S,
+        "retries": 0,  # the gateway decides what runs again
+        "max_containers": int(os.environ.get("GATEWAY_MODAL_MAX_CONTAINERS", "8")),
+        **ONE_RUN_PER_CONTAINER,
+    }
     for gpu_type, (modal_gpu, function_name) in GPUS.items()
+}
+FUNCTIONS = {
+    gpu_type: app.function(**options)(remote_job.run_bundle) for gpu_type, options in OPTIONS.items()
 }

@@ -15,6 +15,7 @@ from gateway.cli.bot import bot as bot_command
 from gateway.cli.common import console, err_console, fail, shown_path
 from gateway.cli.common import run_gateway as _run
 from gateway.cli.dev import app as dev_app
+from gateway.cli.fallback import app as fallback_app
 from gateway.cli.leaderboards import app as leaderboard_app
 from gateway.cli.output import plain, print_report
 from gateway.cli.remote import login as login_command
@@ -41,6 +42,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.add_typer(sites_app, name="sites")
 app.add_typer(dev_app, name="dev")
+app.add_typer(fallback_app, name="fallback")
 app.command("render")(render_command)
 app.command("worker")(worker_command)
 app.command("bot")(bot_command)

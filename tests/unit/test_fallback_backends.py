@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl.public import PrivateKey, SealedBox
 from pydantic import SecretStr
 
 from gateway.backends.base import Backend, JobRequest
 from gateway.backends.github import GithubApi, GithubBackend
 from gateway.backends.modal import ModalBackend
 from gateway.bundle import build_spec
+from gateway.cli.fallback import make_key_pair
 from gateway.errors import BackendError
 from gateway.policy import GithubConfig, ModalConfig, RoutingPolicy, fallback_site
 from gateway.render import TemplateRenderer
@@ -35,6 +37,7 @@ from tests.fake_github import FakeGithub
 from tests.fake_modal import LocalModalClient
 
 TOKENS = ["ghp_revokedTOKENaaaaaaaaaaaaaaaaaaaaaaaa", "ghp_goodTOKENbbbbbbbbbbbbbbbbbbbbbbbbbbb"]
+PUBLIC_KEY, PRIVATE_KEY = make_key_pair()  # the policy's bundle_public_key, the GATEWAY_BUNDLE_KEY secret
 RENDERER = TemplateRenderer(REPO_ROOT / "templates")
 FAST: dict[str, Any] = {"poll_min_s": 0.05, "poll_max_s": 0.2, "python": sys.executable}
 
@@ -49,6 +52,7 @@ def github_config(url: str, **changes: Any) -> GithubConfig:
         "repository": "octo-org/kernel-runners",
         "api_url": url,
         "gpus": {"L4": "gpu-l4"},
+        "bundle_public_key": PUBLIC_KEY,
     }
     return GithubConfig.model_validate(fields | FAST | changes)
 
@@ -93,7 +97,11 @@ def vectoradd(gpu: str, name: str = "correct.py", mode: str = "test") -> SubmitR
 
 @pytest.fixture
 def github() -> Iterator[FakeGithub]:
+    """The repository as set up by docs/fallbacks.md: the private key as its secret, a Python with
+    PyNaCl as its variable GATEWAY_PYTHON."""
     fake = FakeGithub({TOKENS[1]})
+    fake.secrets["GATEWAY_BUNDLE_KEY"] = PRIVATE_KEY
+    fake.variables["GATEWAY_PYTHON"] = sys.executable
     yield fake
     fake.close()
 
@@ -199,9 +207,12 @@ async def test_a_run_goes_through_the_shipped_workflow_and_its_artifact_is_verif
     assert str(run["id"]) == report.job_id and run["display_title"] == f"gw-{report.run_id}"
     inputs = github.inputs[run["id"]]
     assert inputs["runner"] == "gpu-l4" and inputs["time_limit_s"] == "1770"
-    assert tarfile.open(fileobj=io.BytesIO(base64.b64decode(inputs["bundle"]))).getmember(
-        f"{report.run_id}/key"
-    )
+    # the bundle input is sealed: only the workflow's private key opens it (test_fallback_secrets.py)
+    sealed = base64.b64decode(inputs["bundle"])
+    with pytest.raises(tarfile.ReadError):
+        tarfile.open(fileobj=io.BytesIO(sealed))
+    opened = SealedBox(PrivateKey(base64.b64decode(PRIVATE_KEY))).decrypt(sealed)
+    assert tarfile.open(fileobj=io.BytesIO(opened)).getmember(f"{report.run_id}/key")
     # the event payload (which holds the key) was emptied before the job script ran
     assert github.event_after_unpack == ["{}\n"]
     # token rotation: the revoked first token was tried once, the second served every later call

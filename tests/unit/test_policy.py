@@ -25,6 +25,7 @@ backends:
     kind: github
     repository: octo-org/kernel-runners
     gpus: {H100: gpu-h100, L4: gpu-l4}
+    bundle_public_key: x4H2vLkRkKq+fx5Y3y0M8s8B2c6G8nQ9fJm1W4n7Yhk=
 rules:
   - leaderboards: [grayscale-*]
     gpu_types: [h100]
@@ -122,8 +123,8 @@ def test_policy_errors_name_file_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         policy(tmp_path, bad)
     assert str(raised.value).splitlines() == [
-        f"{tmp_path / 'routing.yaml'}:12: rules[0].sites: Value error, no site named delta (sites: gamma)",
-        f"{tmp_path / 'routing.yaml'}:13: rules[0].fallbacks: Value error, gitlab not defined under backends",
+        f"{tmp_path / 'routing.yaml'}:13: rules[0].sites: Value error, no site named delta (sites: gamma)",
+        f"{tmp_path / 'routing.yaml'}:14: rules[0].fallbacks: Value error, gitlab not defined under backends",
     ]
     with pytest.raises(ConfigError, match=r"routing.yaml:7: backends.github.repository: String should match"):
         policy(tmp_path, POLICY.replace("octo-org/kernel-runners", "not a repo"))
