@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from gateway.errors import ConfigError, UserError
 from gateway.routing import Choice, Router
-from gateway.sites import PartitionConfig, SiteConfig
+from gateway.sites import IsolationConfig, PartitionConfig, SiteConfig
 from gateway.yamlconf import load_yaml_model
 
 if TYPE_CHECKING:
@@ -60,6 +60,11 @@ class _FallbackConfig(_Strict):
     preference: int = 1000
     python: str = Field(default="python3", pattern=r"^[A-Za-z0-9_./+-]+$")
     setup: list[str] = Field(default_factory=list, description="shell lines before the harness")
+    isolation: IsolationConfig = Field(
+        default_factory=IsolationConfig,
+        description="the sandbox around submitted code on the fallback's machine, as a site's; the "
+        "machine serves one run, and the sandbox keeps the submission from that run's spec and key",
+    )
     poll_min_s: float = Field(default=2.0, gt=0, description="first status check after a change")
     poll_max_s: float = Field(default=30.0, gt=0, description="backoff limit between status checks")
 
@@ -215,6 +220,7 @@ def fallback_site(name: str, config: ModalConfig | GithubConfig) -> SiteConfig:
         workdir=FALLBACK_WORKDIR,
         python=config.python,
         setup=list(config.setup),
+        isolation=config.isolation,
         partitions=[
             PartitionConfig(name=gpu, gpu_type=gpu, max_jobs=config.max_jobs, time_limit=limit)
             for gpu in config.gpus

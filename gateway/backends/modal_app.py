@@ -38,10 +38,11 @@ GPUS = {
     "B200": ("B200", "run_b200"),
 }
 
-# The bundle brings the harness; the image brings what the harness and tasks import. torch's default
-# Linux wheel carries CUDA.
+# The bundle brings the harness; the image brings what the harness and tasks import, and bubblewrap for the
+# sandbox the job script asks for (the policy's `isolation:`). torch's default Linux wheel carries CUDA.
 image = (
     modal.Image.debian_slim(python_version="3.12")
+    .apt_install("bubblewrap")  # the sandbox around submitted code (harness/sandbox.py)
     .pip_install("torch", "numpy")
     .add_local_python_source("gateway", copy=False)
 )
