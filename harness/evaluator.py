@@ -71,7 +71,13 @@ class Worker:
             interpreter(isolation), bundle, "harness.worker", [str(req_read), str(rep_write)], isolated=False
         )
         argv, env = wrap(
-            isolation, command, readable=[harness_dir, task_dir], cwd=task_dir, env={}, scratch=self.scratch
+            isolation,
+            command,
+            readable=[harness_dir, task_dir],
+            cwd=task_dir,
+            env={},
+            scratch=self.scratch,
+            protected=(str(Path(bundle).parent),),  # the work folder: every run's bundle
         )
         self.proc = subprocess.Popen(
             argv,

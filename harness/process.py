@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.protocol import EXIT_VALIDATION_FAILED, PROGRESS_PREFIX, HarnessError, PhaseResult, parse_kv
 from harness.sandbox import ENV_VAR as ISOLATION_ENV
-from harness.sandbox import Isolation, interpreter, module_command, sandboxed_env, wrap
+from harness.sandbox import Isolation, interpreter, module_command, wrap
 
 TAIL_BYTES = 8 * 1024
 RESULT_PIPE_LIMIT = 1024 * 1024
@@ -91,6 +91,7 @@ class EvaluatorProcess:
                 cwd=task,
                 env=protocol_env,
                 scratch=str(files[0].parent),
+                protected=(str(bundle.parent),),  # the work folder: every run's bundle
             )
         else:
             # the built-in evaluator is trusted and stays outside: it puts the submission's own process,
@@ -99,12 +100,10 @@ class EvaluatorProcess:
                 sys.executable, str(bundle), "harness.evaluator", ["+".join(phases), *map(str, files)],
                 isolated=True,
             )  # fmt: skip
-            env = sandboxed_env(protocol_env, scratch=str(files[0].parent)) | {
-                "HARNESS_PHASE_FDS": ",".join(map(str, write_fds)),
-                ISOLATION_ENV: isolation.to_env(),
-            }
-            if "HARNESS_MARK_FILE" in os.environ:  # benchmarks: when the first timed call starts
-                env["HARNESS_MARK_FILE"] = os.environ["HARNESS_MARK_FILE"]
+            # (the job's own environment: its modules' library paths and toolkits; -I ignores PYTHON*)
+            env = dict(os.environ) | protocol_env
+            env["HARNESS_PHASE_FDS"] = ",".join(map(str, write_fds))
+            env[ISOLATION_ENV] = isolation.to_env()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv,

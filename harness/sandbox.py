@@ -18,6 +18,7 @@ import functools
 import glob
 import json
 import os
+import pwd
 import re
 import shutil
 import site
@@ -42,6 +43,10 @@ PASSED_ENV = (
     "LANG",
     "TZ",
 )
+# What an environment module or a toolkit puts in the job's environment for libraries and compilers: passed
+# in, and its folders bound read-only (unless they hold the account's home or the work folder).
+SEARCH_PATH_ENV = ("LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH")
+TOOLKIT_ENV = ("CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "HIP_PATH")
 SANDBOX_TMP = "/tmp"  # noqa: S108 (a private tmpfs inside the sandbox)
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Caches of compilers a kernel may use (torch inline extensions, Triton, nvcc's JIT): inside the private tmp.
@@ -130,13 +135,44 @@ class Isolation:
         )
 
 
-def sandboxed_env(extra: dict[str, str], scratch: str = SANDBOX_TMP) -> dict[str, str]:
-    """The whole environment of the sandboxed process; ``scratch`` is its private writable folder."""
+def sandboxed_env(
+    extra: dict[str, str], scratch: str = SANDBOX_TMP, protected: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The whole environment of the sandboxed process; ``scratch`` is its private writable folder. The
+    job's search paths keep only the folders the sandbox binds (``toolchain_paths``)."""
     env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
     env.setdefault("LANG", "C.UTF-8")
-    env["PATH"] = f"{Path(sys.executable).parent}:{SYSTEM_PATH}"
+    allowed = set(toolchain_paths(protected))
+    for name in SEARCH_PATH_ENV:
+        kept = [d for d in os.environ.get(name, "").split(":") if d in allowed]
+        if kept:
+            env[name] = ":".join(kept)
+    for name in TOOLKIT_ENV:
+        if os.environ.get(name) in allowed:
+            env[name] = os.environ[name]
+    job_path = [d for d in os.environ.get("PATH", "").split(":") if d in allowed]
+    env["PATH"] = ":".join([str(Path(sys.executable).parent), *job_path, SYSTEM_PATH])
     own = {name: value.replace(SANDBOX_TMP, scratch, 1) for name, value in SANDBOX_ENV.items()}
     return env | own | extra
+
+
+def toolchain_paths(protected: tuple[str, ...] = ()) -> list[str]:
+    """Folders the job's environment names for libraries and compilers (an environment module's CUDA or
+    compiler, a conda tree), outside the system paths, that neither hold nor lie in the account's home,
+    the work folder or ``protected``."""
+    guarded = (_home(), *protected)
+    named = [d for name in (*SEARCH_PATH_ENV, "PATH") for d in os.environ.get(name, "").split(":")]
+    named += [os.environ.get(name, "") for name in TOOLKIT_ENV]
+    return sorted(
+        {
+            d
+            for d in named
+            if os.path.isabs(d)
+            and os.path.isdir(d)
+            and not _under(d, SYSTEM_PATHS)
+            and not any(_under(d, (g,)) or _under(g, (d,)) for g in guarded if g)
+        }
+    )
 
 
 def python_paths() -> list[str]:
@@ -169,26 +205,30 @@ def wrap(
     cwd: str,
     env: dict[str, str],
     scratch: str | None = None,
+    protected: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) that run ``argv`` confined: ``readable`` are the folders it may read (its task
-    and the harness), ``cwd`` its working folder, ``env`` what it needs beyond the sandbox's own. Without
-    a sandbox (``none``) the process gets ``scratch`` (a private folder the caller made) as its HOME and
-    temporary folder instead of a private /tmp."""
+    and the harness), ``cwd`` its working folder, ``env`` what it needs beyond the sandbox's own,
+    ``protected`` folders no bind may hold or lie in (the work folder of every bundle). Without a sandbox
+    (``none``) the process gets ``scratch`` (a private folder the caller made) as its HOME and temporary
+    folder instead of a private /tmp."""
     if isolation.kind == "none":
         if scratch is None:
             raise SandboxError("an unconfined process needs a private scratch folder")
-        return argv, sandboxed_env(env, scratch)
-    full_env = sandboxed_env(env)
+        return argv, sandboxed_env(env, scratch, protected)
+    full_env = sandboxed_env(env, protected=protected)
+    binds = [*toolchain_paths(protected), *isolation.binds]
     tool = isolation.tool()
     if isolation.kind == "bubblewrap":
         # no user namespaces of its own inside (bubblewrap >= 0.8): the kernel's namespace code, the
         # usual ground of local privilege escalations, stays out of its reach
         nested = ["--disable-userns"] if _supports(tool, "--disable-userns") else []
-        return [tool, *nested, *bubblewrap_args(isolation, readable, cwd, full_env), "--", *argv], {}
-    return [tool, *apptainer_args(isolation, readable, cwd, full_env), *argv], {"PATH": SYSTEM_PATH}
+        args = bubblewrap_args(binds, readable, cwd, full_env)
+        return [tool, *nested, *args, "--", *argv], {}
+    return [tool, *apptainer_args(isolation, binds, readable, cwd, full_env), *argv], {"PATH": SYSTEM_PATH}
 
 
-def bubblewrap_args(isolation: Isolation, readable: list[str], cwd: str, env: dict[str, str]) -> list[str]:
+def bubblewrap_args(binds: list[str], readable: list[str], cwd: str, env: dict[str, str]) -> list[str]:
     args = [
         "--unshare-user",
         "--unshare-pid",
@@ -201,17 +241,19 @@ def bubblewrap_args(isolation: Isolation, readable: list[str], cwd: str, env: di
         "--hostname",
         "sandbox",
     ]
+    # the private /tmp first: what is bound later (an interpreter or a task in a temporary folder) stays
+    # visible on top of it
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", SANDBOX_TMP, "--tmpfs", "/dev/shm"]  # noqa: S108
     for path in SYSTEM_PATHS:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    for path in [*ETC_FILES, *python_paths(), *isolation.binds]:
+    for path in [*ETC_FILES, *python_paths(), *binds]:
         args += ["--ro-bind-try", path, path]
-    args += ["--ro-bind-try", "/sys", "/sys", "--proc", "/proc", "--dev", "/dev"]
+    args += ["--ro-bind-try", "/sys", "/sys"]
     for node in gpu_device_nodes():
         args += ["--dev-bind", node, node]
-    args += ["--tmpfs", SANDBOX_TMP, "--tmpfs", "/dev/shm"]  # noqa: S108 (private to the sandbox)
     for path in readable:
         args += ["--ro-bind", path, path]
     args += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
@@ -220,7 +262,9 @@ def bubblewrap_args(isolation: Isolation, readable: list[str], cwd: str, env: di
     return args
 
 
-def apptainer_args(isolation: Isolation, readable: list[str], cwd: str, env: dict[str, str]) -> list[str]:
+def apptainer_args(
+    isolation: Isolation, binds: list[str], readable: list[str], cwd: str, env: dict[str, str]
+) -> list[str]:
     """``apptainer exec`` with the same boundary: contained file system, no home, clean environment, its
     own pid/ipc/network namespaces with no network, the GPU libraries and nodes of --nv/--rocm."""
     args = ["exec", "--containall", "--cleanenv", "--no-home", "--net", "--network", "none"]
@@ -229,7 +273,7 @@ def apptainer_args(isolation: Isolation, readable: list[str], cwd: str, env: dic
         args.append("--nv")
     if os.path.exists("/dev/kfd"):
         args.append("--rocm")
-    for path in [*readable, *isolation.binds]:
+    for path in [*readable, *binds]:
         args += ["--bind", f"{path}:{path}:ro"]
     for name, value in sorted(env.items()):
         if name != "PATH":
@@ -263,8 +307,16 @@ def _supports(tool: str, option: str) -> bool:
     return option in done.stdout
 
 
+def _home() -> str:
+    """The account's home as the system knows it (HOME itself may already point at a scratch folder)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return os.path.expanduser("~")
+
+
 def _under(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == root or path.startswith(root + "/") for root in roots)
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def _opens(path: str) -> bool:

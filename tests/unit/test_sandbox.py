@@ -196,7 +196,8 @@ def test_a_missing_tool_says_what_to_install() -> None:
 def test_apptainer_gets_the_equivalent_flags(tmp_path: Path) -> None:
     """Apptainer is not installable here (not in Debian 12): its command line is checked, not run."""
     args = apptainer_args(
-        Isolation("apptainer", image="/images/torch.sif", binds=("/opt/cuda",)),
+        Isolation("apptainer", image="/images/torch.sif"),
+        ["/opt/cuda"],
         [str(tmp_path)],
         str(tmp_path),
         {"HOME": "/tmp", "PATH": "/usr/bin"},
@@ -207,6 +208,35 @@ def test_apptainer_gets_the_equivalent_flags(tmp_path: Path) -> None:
     assert args[args.index("--network") + 1] == "none"
     assert f"{tmp_path}:{tmp_path}:ro" in args and "/opt/cuda:/opt/cuda:ro" in args
     assert "HOME=/tmp" in args and not any(a.startswith("PATH=") for a in args)
+
+
+def test_an_environment_modules_toolkit_is_bound_but_never_the_home_or_the_workdir(
+    task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A site's `module load cuda` puts a toolkit outside the system paths into LD_LIBRARY_PATH and PATH:
+    the sandbox binds it and keeps it in the search paths; a folder in the account's home, or one holding
+    the work folder, it leaves out of both."""
+    toolkit = tmp_path / "sw" / "cuda" / "lib64"
+    toolkit.mkdir(parents=True)
+    (toolkit / "libfake.so").write_text("a library")
+    home_lib = Path.home() / f".sandbox-test-{secrets.token_hex(4)}"
+    home_lib.mkdir()
+    try:
+        workdir_parent = str(task.parent.parent.parent)  # holds the work folder: never bound
+        monkeypatch.setenv("LD_LIBRARY_PATH", f"{toolkit}:{home_lib}:{workdir_parent}")
+        monkeypatch.setenv("CUDA_HOME", str(toolkit.parent))
+        workdir = (str(task.parent.parent),)
+        argv = [sys.executable, "-B", "-s", "-E", str(task / "probe.py"), "env", "LD_LIBRARY_PATH"]
+        argv, env = wrap(BWRAP, argv, readable=[str(task)], cwd=str(task), env={}, protected=workdir)
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=True)
+        assert json.loads(done.stdout) == {"ok": True, "value": str(toolkit)}
+        argv = [sys.executable, "-B", "-s", "-E", str(task / "probe.py"), "read", str(toolkit / "libfake.so")]
+        argv, env = wrap(BWRAP, argv, readable=[str(task)], cwd=str(task), env={}, protected=workdir)
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=True)
+        assert json.loads(done.stdout) == {"ok": True, "value": "a library"}
+        assert str(home_lib) not in argv and workdir_parent not in argv
+    finally:
+        home_lib.rmdir()
 
 
 def test_unconfined_still_gets_a_private_scratch_and_a_clean_environment(
