@@ -14,6 +14,7 @@ Exit codes: 0 ok, 112 validation failed, 113 bad test spec.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import secrets
 import shutil
@@ -36,9 +37,11 @@ _perf_ns = time.perf_counter_ns
 Cases = list[tuple[str, dict[str, Any]]]  # (the line as given, the parsed case)
 
 
-def cantor(a: int, b: int) -> int:
-    """Combine a public seed with the secret one so neither alone predicts the input."""
-    return (a + b) * (a + b + 1) // 2 + b
+def mix(public: int, secret: int) -> int:
+    """A 48-bit seed from a public one and the secret one: neither alone predicts it, and it is one-way,
+    so the worker, which sees only the result, cannot recover the secret (Cantor pairing, GPU MODE's
+    way of combining them, is invertible). A task's own eval.py gets POPCORN_SEED itself."""
+    return int.from_bytes(hashlib.sha256(f"{secret}:{public}".encode()).digest()[:6], "big")
 
 
 def _check(check_implementation: Callable[..., Any], data: Any, output: Any) -> tuple[bool, str]:
@@ -124,13 +127,16 @@ class Worker:
 
 
 class Judge:
-    def __init__(self, worker: Worker, secret: int | None, max_time_s: float | None) -> None:
+    def __init__(
+        self, worker: Worker, twin: Worker | None, secret: int | None, max_time_s: float | None
+    ) -> None:
         import torch
         from reference import check_implementation, generate_input
 
         self.torch = torch
         torch.set_num_threads(1)
         self.worker = worker
+        self.twin = twin  # never loads the submission: the fixed cost of a request, by this clock
         self.secret = secret
         self.max_time_s = max_time_s
         self.generate_input, self.check_implementation = generate_input, check_implementation
@@ -145,11 +151,30 @@ class Judge:
     def seeded(self, case: dict[str, Any]) -> dict[str, Any]:
         case = dict(case)
         if "seed" in case and self.secret is not None:
-            case["seed"] = cantor(int(case["seed"]), self.secret)
+            case["seed"] = mix(int(case["seed"]), self.secret)
         return case
 
-    def call(self, case: dict[str, Any], timed: bool, check: bool) -> float:
-        """One call of custom_kernel in the worker; its output, when asked for, checked here."""
+    def twin_request(self, case: dict[str, Any], check: bool, output_bytes: int, spin_ns: float) -> float:
+        """The fixed cost of one request of ``case``, by this process's clock, from the twin: a process
+        that never imports the submission, running the harness's no-op kernel busy for ``spin_ns`` and
+        returning ``output_bytes`` of output when checked. The request's wall time less its no-op's time."""
+        if self.twin is None:
+            raise Failed("no twin worker: this phase does not time")
+        began = _perf_ns()
+        reply, _ = self.twin.request({"op": "calibrate", "case": self.fresh(case), "output": check,
+                                      "output_bytes": output_bytes, "spin_ns": spin_ns})  # fmt: skip
+        return float(_perf_ns() - began) - float(reply["ns"])
+
+    @staticmethod
+    def fresh(case: dict[str, Any]) -> dict[str, Any]:
+        fresh = dict(case)
+        if "seed" in fresh:  # unpredictable inputs every call: no output cache can hit
+            fresh["seed"] = secrets.randbits(48)
+        return fresh
+
+    def call(self, case: dict[str, Any], timed: bool, check: bool) -> tuple[float, float, int]:
+        """One call of custom_kernel in the worker; its output, when asked for, checked here. Returns the
+        worker's time of the call, this process's time of the whole request and the output's bytes."""
         if self.load_error is not None:
             raise Failed(self.load_error)
         began = _perf_ns()
@@ -158,6 +183,7 @@ class Judge:
         ns = reply.get("ns")
         if not isinstance(ns, int | float) or not 0 <= ns <= wall_ns:
             raise Failed(f"the submission's process reported {ns!r} ns for a call that took {wall_ns} ns")
+        output_bytes = sum(len(blob) for blob in blobs)
         if check:
             try:
                 output = wire.decode(reply.get("value"), blobs, self.device)
@@ -171,7 +197,7 @@ class Judge:
                              "type and shape?") from None  # fmt: skip
             if not ok:
                 raise Failed(message or "the output does not match the reference")
-        return float(ns)
+        return float(ns), float(wall_ns), output_bytes
 
     def test(self, out: IO[str], cases: Cases) -> bool:
         emit(out, "test-count", len(cases))
@@ -192,15 +218,15 @@ class Judge:
         ok_all = True
         for i, (spec, case) in enumerate(cases):
             emit(out, f"benchmark.{i}.spec", spec)
-            case = dict(case)
-            floor = float(case.pop("floor_ns", timing.DEFAULT_FLOOR_NS[self.device.type]))
+            floor = float(case.get("floor_ns", timing.DEFAULT_FLOOR_NS[self.device.type]))
+            case = _without_floor(case)
             try:
                 if mode == "profile":
                     self.call(self.seeded(case), timed=False, check=True)
                     reply, _ = self.worker.request({"op": "profile", "case": self.seeded(case)})
                     emit(out, f"benchmark.{i}.report", one_line(str(reply.get("report", ""))))
                     continue
-                stats = self.time_case(mode, self.seeded(case))
+                stats, verdict = self.time_case(mode, self.seeded(case))
                 problem = timing.below_floor(stats, floor)
                 if problem is not None:
                     raise Failed(problem)
@@ -211,30 +237,45 @@ class Judge:
                 continue
             for key, value in stats.items():
                 emit(out, f"benchmark.{i}.{key}", value)
+            emit(out, f"benchmark.{i}.clock", verdict.clock)
+            emit(out, f"benchmark.{i}.bound", verdict.describe())
         return ok_all
 
-    def time_case(self, mode: str, case: dict[str, Any]) -> timing.Stats:
-        self.call(case, timed=False, check=True)  # correct first; also compiles and warms caches
+    def time_case(self, mode: str, case: dict[str, Any]) -> tuple[timing.Stats, timing.Verdict]:
+        """The statistics of a case's timed calls and whose clock they are (``worker``, or ``evaluator``
+        where the worker's figures fell below the evaluator's bounds beyond the tolerance)."""
+        # correct first; also compiles and warms caches, and tells the size of an output
+        _, _, output_bytes = self.call(case, timed=False, check=True)
         self.worker.request(
             {"op": "warmup", "case": case, "seconds": timing.WARMUP_S, "min_calls": timing.WARMUP_MIN_CALLS}
         )
+        for _ in range(timing.TWIN_WARMUP):
+            self.twin_request(case, True, output_bytes, 0.0)
         max_time = self.max_time_s or timing.MAX_TIME_S[mode]
         samples: list[float] = []
+        walls: list[float] = []
+        fixed: list[float] = []  # each timed request's fixed cost, from the twin request after it
         began = _perf_ns()
         while True:
-            fresh = dict(case)
-            if "seed" in fresh:  # unpredictable inputs every call: no output cache can hit
-                fresh["seed"] = secrets.randbits(48)
+            fresh = self.fresh(case)
             check = mode == "leaderboard" or not samples or secrets.randbelow(BENCHMARK_CHECK_EVERY) == 0
             if self.first_timed_mark:
                 Path(self.first_timed_mark).write_text(str(time.time_ns()))
                 self.first_timed_mark = None
             try:
-                samples.append(self.call(fresh, timed=True, check=check))
+                ns, wall_ns, output_bytes = self.call(fresh, timed=True, check=check)
             except Failed as exc:
                 raise Failed(f"timed run {len(samples)}: {exc}") from None
+            samples.append(ns)
+            walls.append(wall_ns)
+            fixed.append(self.twin_request(case, check, output_bytes, ns))
             if timing.should_stop(samples, (_perf_ns() - began) / 1e9, max_time):
-                return timing.summarise(samples)
+                ranked, verdict = timing.reconcile(samples, walls, fixed)
+                return timing.summarise(ranked), verdict
+
+
+def _without_floor(case: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in case.items() if k != "floor_ns"}
 
 
 def _how(code: int) -> str:
@@ -289,8 +330,13 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, ProtocolError) as exc:
         print(f"bad tests file or seed: {exc}", file=sys.stderr)
         return EXIT_BAD_TEST_SPEC
+    sandbox = Isolation.from_env(isolation)
     try:
-        worker = Worker(Isolation.from_env(isolation))  # loads torch while this process does
+        worker = Worker(sandbox)  # loads torch while this process does
+        # the same, in a sandbox of its own and never given the submission: the fixed cost of each timed
+        # request (only phases that time need it)
+        timed = any(mode in ("benchmark", "leaderboard") for mode in modes)
+        twin = Worker(sandbox) if timed else None
     except (SandboxError, OSError) as exc:
         print(f"cannot start the submission's sandbox: {exc}", file=sys.stderr)
         return 2
@@ -298,7 +344,7 @@ def main(argv: list[str]) -> int:
     # the cores the timed call needs
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     sys.path.insert(0, os.getcwd())
-    judge = Judge(worker, secret, max_time_s)
+    judge = Judge(worker, twin, secret, max_time_s)
     ok = True
     try:
         for mode, cases, fd in zip(modes, phases, fds, strict=True):
@@ -310,6 +356,8 @@ def main(argv: list[str]) -> int:
                 emit(out, "check", "pass" if ok else "fail")
     finally:
         worker.close()
+        if twin is not None:
+            twin.close()
     return 0 if ok else EXIT_VALIDATION_FAILED
 
 

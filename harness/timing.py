@@ -76,3 +76,68 @@ def below_floor(stats: Stats, floor_ns: float) -> str | None:
             "physically implausible, rejected"
         )
     return None
+
+
+# -- the evaluator's bound on each timed call ----------------------------------------------------------
+# The worker's own figure for a call (perf counter, CUDA events) is precise but lives in the submission's
+# process, where user code can rewrite it. The evaluator's clock around the whole request cannot be
+# touched. Each timed request is paired with one request of the same case, output path and output size to
+# a twin worker that never imports the submission and runs the harness's no-op kernel: its wall time is
+# the request's fixed cost (input generation, copies, pipes, L2 flush) under the same load, a moment apart.
+# The timed request's wall time less its twin's bounds what the call itself took.
+TWIN_WARMUP = 2  # twin requests per case before its pairs are kept: first calls fault pages in
+TOL_ABS_NS = 20_000.0  # per call: what a patched worker may shave unnoticed, plus TOL_REL of its mean
+TOL_REL = 0.02
+TOL_Z = 4.0  # standard errors of the pairs' noise (from the twin's own spread) the mean may add
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whose clock ranks a case, and the figures that decided it (ns per call)."""
+
+    clock: str  # "worker" or "evaluator"
+    median_excess: float  # median of (bound - worker's figure)
+    mean_excess: float  # mean of the same, each clipped to +-cap
+    tolerance: float  # for the median; the mean's adds the pairs' noise
+    fixed: float  # median fixed cost of one request
+
+    def describe(self) -> str:
+        return (
+            f"excess median {self.median_excess:.0f} ns, mean {self.mean_excess:.0f} ns; tolerance "
+            f"{self.tolerance:.0f} ns; fixed cost {self.fixed:.0f} ns"
+        )
+
+
+def reconcile(reported: list[float], walls: list[float], fixed: list[float]) -> tuple[list[float], Verdict]:
+    """The samples that rank: the worker's own where they agree with the evaluator's bounds (the wall
+    time of each request less its fixed cost, from the twin request after it) within the tolerance;
+    otherwise each is at least its bound.
+
+    Agreement is judged twice. The median excess, robust to stalls however loaded the machine, must be
+    within TOL_ABS_NS + TOL_REL of the mean: a worker that shortens most of its calls is caught at once.
+    The mean excess, each call's clipped to +-cap (the fixed cost plus the typical bound, so that a call
+    whose time is hidden entirely counts in full but one stall cannot count more), must be within the
+    same plus TOL_Z standard errors of the pairs' noise, taken from the twin's spread (no user code
+    runs there to widen it): this catches a worker that hides all of a few calls' time."""
+    n = len(reported)
+    bounds = [w - f for w, f in zip(walls, fixed, strict=True)]
+    excess = [b - r for r, b in zip(reported, bounds, strict=True)]
+    typical = _median(fixed)
+    cap = typical + max(0.0, _median(bounds))
+    clipped = math.fsum(min(cap, max(-cap, e)) for e in excess) / n
+    spread = 1.4826 * _median([abs(f - typical) for f in fixed])  # a robust standard deviation
+    tol = TOL_ABS_NS + TOL_REL * max(0.0, math.fsum(reported) / n)
+    noise = TOL_Z * math.sqrt(2.0) * spread / math.sqrt(n)
+    verdict = Verdict("worker", _median(excess), clipped, tol, typical)
+    if verdict.median_excess <= tol and clipped <= tol + noise:
+        return reported, verdict
+    # a twin request that stalled would lower its pair's bound: no fixed cost above the typical one counts
+    bounded = [max(r, w - min(f, typical)) for r, w, f in zip(reported, walls, fixed, strict=True)]
+    return bounded, Verdict("evaluator", verdict.median_excess, clipped, tol, typical)

@@ -3,7 +3,11 @@
 This is the only process that imports the submission. It generates an input for each request, calls
 custom_kernel once and sends back the raw time of that call and, when asked, the output; it decides
 nothing. Everything it uses to time is bound in ``serve``'s locals before the submission is imported, so
-patching ``time``, ``torch.cuda.Event`` or this module afterwards changes nothing it measures.
+patching ``time``, ``torch.cuda.Event`` or this module afterwards changes nothing it measures; user code
+that rewrites those locals' closure cells can, and is then outvoted by the evaluator's own clock.
+
+The evaluator also runs a twin of this process that is never sent ``load``: it answers ``calibrate``
+requests (the same path, the harness's no-op kernel) whose wall time is a timed request's fixed cost.
 """
 
 from __future__ import annotations
@@ -130,20 +134,7 @@ def serve(request_fd: int, reply_fd: int) -> int:
         return max(event_ns, host_ns - overhead_ns), output
 
     baseline_threads = {t.ident for t in enumerate_threads()}
-    header, _ = receive(request_fd)  # "load": sent once the evaluator is ready, so no user code runs early
-    try:
-        import reference
-
-        generate_input = reference.generate_input
-        import submission
-
-        kernel = getattr(submission, "custom_kernel", None)
-        if not callable(kernel):
-            raise AttributeError("submission.py defines no function custom_kernel(data)")
-    except BaseException as exc:
-        send(reply_fd, {"ok": False, "error": f"loading the submission failed: {user_error(exc, task_dir)}"})
-        return 0
-    send(reply_fd, {"ok": True})
+    generate_input: Any = None
 
     def check_threads() -> str | None:
         stray = [
@@ -158,6 +149,59 @@ def serve(request_fd: int, reply_fd: int) -> int:
             )
         return None
 
+    def answer(kernel: Any, case: dict[str, Any], want_output: bool) -> None:
+        """One timed call of ``kernel`` on a fresh input and its reply: the path whose fixed cost the
+        evaluator calibrates (with ``calibrate``) before the submission exists."""
+        data = generate_input(**case)
+        arg = _clone(data)  # the submission gets its own copy; the evaluator has its own pristine input
+        ns, output = timed_call(kernel, arg)
+        problem = check_threads()
+        if problem is None:
+            inputs = {t.untyped_storage().data_ptr() for t in _tensors(arg) + _tensors(data)}
+            if any(t.untyped_storage().data_ptr() in inputs for t in _tensors(output)):
+                problem = "custom_kernel returned its input (or a view of it): return a new tensor"
+        if problem is not None:
+            send(reply_fd, {"ok": False, "error": problem})
+            return
+        blobs: list[wire.Blob] = []
+        value = encode(output, blobs) if want_output else None
+        send(reply_fd, {"ok": True, "ns": ns, "value": value}, blobs)
+
+    # before "load", only "calibrate" (the harness's own no-op kernel on the evaluator's cases) and "exit"
+    header = _next(request_fd)
+    while header.get("op") == "calibrate":
+        try:
+            if generate_input is None:
+                import reference  # the task's own code, trusted: the evaluator imports it too
+
+                generate_input = reference.generate_input
+            size = int(header.get("output_bytes") or 0)
+            # the output is made outside the timed region, on the device a kernel's output would be on
+            made = torch.empty(size, dtype=torch.uint8, device="cuda" if cuda else "cpu")
+            spin_ns = min(float(header.get("spin_ns") or 0.0), 10e9)
+            answer(_no_op(perf_ns, spin_ns, made), dict(header.get("case") or {}), bool(header.get("output")))
+        except wire.WireError:
+            return 0
+        except Exception as exc:
+            send(reply_fd, {"ok": False, "error": f"calibration failed: {user_error(exc, task_dir)}"})
+        header = _next(request_fd)
+    if header.get("op") != "load":  # "exit" (or a channel closed) before the submission was loaded
+        return 0
+    try:
+        if generate_input is None:
+            import reference
+
+            generate_input = reference.generate_input
+        import submission
+
+        kernel = getattr(submission, "custom_kernel", None)
+        if not callable(kernel):
+            raise AttributeError("submission.py defines no function custom_kernel(data)")
+    except BaseException as exc:
+        send(reply_fd, {"ok": False, "error": f"loading the submission failed: {user_error(exc, task_dir)}"})
+        return 0
+    send(reply_fd, {"ok": True})
+
     while True:
         try:
             header, _ = receive(request_fd)
@@ -168,8 +212,8 @@ def serve(request_fd: int, reply_fd: int) -> int:
             return 0
         case = dict(header.get("case") or {})
         try:
-            data = generate_input(**case)
             if op == "warmup":
+                data = generate_input(**case)
                 began = perf_ns()
                 calls = 0
                 while calls < int(header["min_calls"]) or perf_ns() - began < float(header["seconds"]) * 1e9:
@@ -177,27 +221,35 @@ def serve(request_fd: int, reply_fd: int) -> int:
                     sync()
                     calls += 1
                 send(reply_fd, {"ok": True, "calls": calls})
-                continue
-            if op == "profile":
-                send(reply_fd, {"ok": True, "report": _profile(kernel, data, _clone, sync)})
-                continue
-            arg = _clone(data)  # the submission gets its own copy; the evaluator has its own pristine input
-            ns, output = timed_call(kernel, arg)
-            problem = check_threads()
-            if problem is None:
-                inputs = {t.untyped_storage().data_ptr() for t in _tensors(arg) + _tensors(data)}
-                if any(t.untyped_storage().data_ptr() in inputs for t in _tensors(output)):
-                    problem = "custom_kernel returned its input (or a view of it): return a new tensor"
-            if problem is not None:
-                send(reply_fd, {"ok": False, "error": problem})
-                continue
-            blobs: list[wire.Blob] = []
-            value = encode(output, blobs) if header.get("output") else None
-            send(reply_fd, {"ok": True, "ns": ns, "value": value}, blobs)
+            elif op == "profile":
+                send(reply_fd, {"ok": True, "report": _profile(kernel, generate_input(**case), _clone, sync)})
+            else:
+                answer(kernel, case, bool(header.get("output")))
         except wire.WireError:
             return 0
         except Exception as exc:
             send(reply_fd, {"ok": False, "error": user_error(exc, task_dir)})
+
+
+def _no_op(perf_ns: Any, spin_ns: float, made: Any) -> Any:
+    """The harness's kernel for a twin request: busy for as long as the paired timed call took (the same
+    burst on the CPU, so that the same load stretches the rest of both requests alike), then ``made``."""
+
+    def no_op(_data: Any) -> Any:
+        until = perf_ns() + spin_ns
+        while perf_ns() < until:
+            pass
+        return made
+
+    return no_op
+
+
+def _next(fd: int) -> dict[str, Any]:
+    """The next request; ``exit`` when the evaluator closed the channel."""
+    try:
+        return wire.receive(fd)[0]
+    except wire.WireError:
+        return {"op": "exit"}
 
 
 def _library_thread(thread: threading.Thread) -> bool:

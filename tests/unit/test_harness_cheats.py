@@ -209,3 +209,102 @@ def test_flooding_stdout_is_capped(tmp_path: Path) -> None:
     result = run_bundle(tmp_path, code)
     assert result.passed, result.failure_message
     assert len(result.phases[0].stdout_tail) <= 8 * 1024
+
+
+# -- the evaluator's clock bounds what ranks (issue 17, item 3) --------------------------------------------
+HONEST_SLEEP = HEADER + "import time\ndef custom_kernel(data: input_t) -> output_t:\n" + SLOW
+# finds the worker's timer in the closure cells of its own functions and swaps in a clock at 1/20 speed
+CLOCK_CELL = HEADER + (
+    "import gc, time, types\n"
+    "REAL = time.perf_counter_ns\n"
+    "def slow_clock():\n"
+    "    return REAL() // 20\n"
+    "for fn in gc.get_objects():\n"
+    "    if isinstance(fn, types.FunctionType) and fn.__code__.co_filename.endswith('worker.py'):\n"
+    "        for cell in fn.__closure__ or ():\n"
+    "            try:\n"
+    "                if cell.cell_contents is REAL:\n"
+    "                    cell.cell_contents = slow_clock\n"
+    "            except ValueError:\n"
+    "                pass\n"
+    "import time\n"
+    "def custom_kernel(data: input_t) -> output_t:\n" + SLOW
+)
+# swaps the worker's captured generate_input for one that also does the kernel's work (untimed by the
+# worker): custom_kernel then only hands back what was computed during generation
+IN_GENERATION = HEADER + (
+    "import gc, time, types, reference\n"
+    "ORIGINAL = reference.generate_input\n"
+    "DONE = []\n"
+    "def generate_and_compute(**case):\n"
+    "    data = ORIGINAL(**case)\n"
+    "    time.sleep(0.002)\n"
+    "    DONE[:] = [data[0] + data[1]]\n"
+    "    return data\n"
+    "for fn in gc.get_objects():\n"
+    "    if isinstance(fn, types.FunctionType) and fn.__code__.co_filename.endswith('worker.py'):\n"
+    "        for cell in fn.__closure__ or ():\n"
+    "            try:\n"
+    "                if cell.cell_contents is ORIGINAL:\n"
+    "                    cell.cell_contents = generate_and_compute\n"
+    "            except (ValueError, NameError):\n"
+    "                pass\n"
+    "def custom_kernel(data: input_t) -> output_t:\n"
+    "    return DONE[0].clone()\n"
+)
+ONE_SHAPE = [{"size": 1024, "seed": 3}]
+
+
+def timed(tmp_path: Path, code: str) -> tuple[float, str]:
+    result = run_bundle(tmp_path, code, "leaderboard", benchmarks=ONE_SHAPE)
+    assert result.passed, result.failure_message
+    [bench] = result.benchmarks
+    return bench.mean_ns, result.phases[-1].kv["benchmark.0.clock"]
+
+
+@pytest.mark.parametrize("attack", [CLOCK_CELL, IN_GENERATION], ids=["clock-cell", "work-in-generation"])
+def test_hiding_time_from_the_workers_clock_gains_at_most_5_percent(tmp_path: Path, attack: str) -> None:
+    honest_mean, honest_clock = timed(tmp_path / "honest", HONEST_SLEEP)
+    attack_mean, attack_clock = timed(tmp_path / "attack", attack)
+    print(f"attack/honest = {attack_mean / honest_mean:.3f} ({attack_mean:.0f} / {honest_mean:.0f} ns)")
+    assert honest_clock == "worker" and attack_clock == "evaluator"
+    assert attack_mean >= 0.95 * honest_mean
+
+
+def test_honest_kernels_keep_the_workers_clock(tmp_path: Path) -> None:
+    for name in ("correct", "slow"):
+        result = run_bundle(tmp_path / name, (Path(__file__).parents[2] / "problems/vectoradd/solutions"
+                            / f"{name}.py").read_text(), "leaderboard")  # fmt: skip
+        assert result.passed, result.failure_message
+        kv = result.phases[-1].kv
+        clocks = [kv[f"benchmark.{i}.clock"] for i in range(len(result.benchmarks))]
+        assert clocks == ["worker", "worker"], (name, [kv[f"benchmark.{i}.bound"] for i in range(2)])
+
+
+def test_the_fixed_cost_is_measured_where_the_submission_never_is(tmp_path: Path) -> None:
+    # the submission, at import, notes its own process and its sibling worker processes (children of the
+    # same evaluator); the twin that measures each timed request's fixed cost must never have imported it
+    seen = tmp_path / "seen"
+    code = HEADER + (
+        "import os\n"
+        "workers = []\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        parent = int(open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+        "        cmdline = open(f'/proc/{pid}/cmdline', 'rb').read()\n"
+        "        if parent == os.getppid() and b'harness.worker' in cmdline:\n"
+        "            workers.append(int(pid))\n"
+        "    except OSError:\n"
+        "        pass\n"
+        f"open({str(seen)!r}, 'a').write(f'{{os.getpid()}} {{sorted(workers)}}\\n')\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    a, b = data\n"
+        "    return a + b\n"
+    )
+    result = run_bundle(tmp_path, code, "leaderboard", benchmarks=ONE_SHAPE)
+    assert result.passed, result.failure_message
+    [line] = seen.read_text().splitlines()  # imported once, by one process
+    me, workers = line.split(" ", 1)
+    others = [pid for pid in eval(workers) if pid != int(me)]
+    assert len(others) == 1, line  # the twin was running, and never imported it
+    assert result.phases[-1].kv["benchmark.0.clock"] == "worker"

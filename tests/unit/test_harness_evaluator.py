@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import math
 import os
 import shutil
 import subprocess
@@ -88,8 +90,9 @@ def test_a_bad_tests_file_exits_113(tmp_path: Path) -> None:
     assert code == EXIT_BAD_TEST_SPEC and kv == {}
 
 
-def test_the_secret_seed_is_combined_by_cantor_pairing(tmp_path: Path) -> None:
-    assert [evaluator.cantor(a, b) for a, b in [(0, 0), (1, 0), (0, 1), (2, 3)]] == [0, 1, 2, 18]
+def test_the_secret_seed_is_mixed_in_one_way(tmp_path: Path) -> None:
+    assert evaluator.mix(5, 7) == evaluator.mix(5, 7) != evaluator.mix(5, 8) != evaluator.mix(6, 7)
+    assert all(0 <= evaluator.mix(p, 7) < 2**48 for p in range(100))
     # a submission that is right only on the public inputs passes the public run, fails the hidden one
     public_only = """
 import torch
@@ -104,3 +107,32 @@ def custom_kernel(data):
     assert run_evaluator(task, "test", "size: 8; seed: 5\n")[1]["check"] == "pass"
     code, kv = run_evaluator(task, "test", "size: 8; seed: 5\n", seed=7)
     assert code == EXIT_VALIDATION_FAILED and "mismatch found" in kv["test.0.error"]
+
+
+def _uncantor(z: int) -> tuple[int, int]:
+    w = (math.isqrt(8 * z + 1) - 1) // 2
+    b = z - w * (w + 1) // 2
+    return w - b, b
+
+
+def test_the_worker_never_sees_a_value_from_which_the_secret_follows(tmp_path: Path) -> None:
+    # the submission reads every request the worker gets (the case, from the frames above its call)
+    seen = tmp_path / "seen"
+    spy = f"""
+import sys
+def custom_kernel(data):
+    frame = sys._getframe(1)
+    while frame is not None and "case" not in frame.f_locals:
+        frame = frame.f_back
+    open({str(seen)!r}, "a").write(repr(frame.f_locals["case"]) + "\\n")
+    a, b = data
+    return a + b
+"""
+    secret = 987654321
+    code, kv = run_evaluator(make_task(tmp_path, spy), "benchmark", "size: 8; seed: 5\n", seed=secret)
+    assert code == 0, kv
+    requests = [ast.literal_eval(line) for line in seen.read_text().splitlines()]
+    assert requests and all(str(secret) not in repr(r) for r in requests)
+    for request in requests:
+        assert request["seed"] != 5  # the secret changed the input
+        assert secret not in _uncantor(request["seed"])  # no Cantor pair of (public, secret)
