@@ -175,6 +175,16 @@ class Judge:
     def call(self, case: dict[str, Any], timed: bool, check: bool) -> tuple[float, float, int]:
         """One call of custom_kernel in the worker; its output, when asked for, checked here. Returns the
         worker's time of the call, this process's time of the whole request and the output's bytes."""
+        ns, wall_ns, reply, blobs = self.request(case, timed, check)
+        if check:
+            self.verify(case, reply, blobs)
+        return ns, wall_ns, sum(len(blob) for blob in blobs)
+
+    def request(
+        self, case: dict[str, Any], timed: bool, check: bool
+    ) -> tuple[float, float, dict[str, Any], list[bytearray]]:
+        """One call of custom_kernel: the worker's time of it, this process's time of the whole request,
+        and the reply with the output's bytes when ``check``."""
         if self.load_error is not None:
             raise Failed(self.load_error)
         began = _perf_ns()
@@ -183,21 +193,22 @@ class Judge:
         ns = reply.get("ns")
         if not isinstance(ns, int | float) or not 0 <= ns <= wall_ns:
             raise Failed(f"the submission's process reported {ns!r} ns for a call that took {wall_ns} ns")
-        output_bytes = sum(len(blob) for blob in blobs)
-        if check:
-            try:
-                output = wire.decode(reply.get("value"), blobs, self.device)
-            except wire.WireError as exc:
-                raise Failed(f"the output could not be read: {exc}") from None
-            data = self.generate_input(**case)
-            try:
-                ok, message = _check(self.check_implementation, data, output)
-            except Exception as exc:
-                raise Failed(f"checking the output failed ({type(exc).__name__}: {exc}); is it the right "
-                             "type and shape?") from None  # fmt: skip
-            if not ok:
-                raise Failed(message or "the output does not match the reference")
-        return float(ns), float(wall_ns), output_bytes
+        return float(ns), float(wall_ns), reply, blobs
+
+    def verify(self, case: dict[str, Any], reply: dict[str, Any], blobs: list[bytearray]) -> None:
+        """The output in ``reply`` against the reference's check of the input of ``case``."""
+        try:
+            output = wire.decode(reply.get("value"), blobs, self.device)
+        except wire.WireError as exc:
+            raise Failed(f"the output could not be read: {exc}") from None
+        data = self.generate_input(**case)
+        try:
+            ok, message = _check(self.check_implementation, data, output)
+        except Exception as exc:
+            raise Failed(f"checking the output failed ({type(exc).__name__}: {exc}); is it the right "
+                         "type and shape?") from None  # fmt: skip
+        if not ok:
+            raise Failed(message or "the output does not match the reference")
 
     def test(self, out: IO[str], cases: Cases) -> bool:
         emit(out, "test-count", len(cases))
@@ -254,7 +265,7 @@ class Judge:
         max_time = self.max_time_s or timing.MAX_TIME_S[mode]
         samples: list[float] = []
         walls: list[float] = []
-        fixed: list[float] = []  # each timed request's fixed cost, from the twin request after it
+        fixed: list[float] = []  # each timed request's fixed cost, from the twin request paired with it
         began = _perf_ns()
         while True:
             fresh = self.fresh(case)
@@ -262,13 +273,21 @@ class Judge:
             if self.first_timed_mark:
                 Path(self.first_timed_mark).write_text(str(time.time_ns()))
                 self.first_timed_mark = None
+            # the pair in a random order, the output checked after both: whichever request follows this
+            # process's own work (a check, the last pair) meets colder caches, and neither may always be it
+            twin_first = bool(samples) and secrets.randbelow(2) == 0  # (busy as long as the last call)
             try:
-                ns, wall_ns, output_bytes = self.call(fresh, timed=True, check=check)
+                before = self.twin_request(case, check, output_bytes, samples[-1]) if twin_first else None
+                ns, wall_ns, reply, blobs = self.request(fresh, timed=True, check=check)
+                output_bytes = sum(len(blob) for blob in blobs) if check else output_bytes
+                after = before if before is not None else self.twin_request(case, check, output_bytes, ns)
+                if check:
+                    self.verify(fresh, reply, blobs)
             except Failed as exc:
                 raise Failed(f"timed run {len(samples)}: {exc}") from None
             samples.append(ns)
             walls.append(wall_ns)
-            fixed.append(self.twin_request(case, check, output_bytes, ns))
+            fixed.append(after)
             if timing.should_stop(samples, (_perf_ns() - began) / 1e9, max_time):
                 ranked, verdict = timing.reconcile(samples, walls, fixed)
                 return timing.summarise(ranked), verdict

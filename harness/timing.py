@@ -88,6 +88,9 @@ def below_floor(stats: Stats, floor_ns: float) -> str | None:
 TWIN_WARMUP = 2  # twin requests per case before its pairs are kept: first calls fault pages in
 TOL_ABS_NS = 20_000.0  # per call: what a patched worker may shave unnoticed, plus TOL_REL of its mean
 TOL_REL = 0.02
+# Two processes' requests of the same case differ by a few percent of its fixed cost even when honest (the
+# allocator's and the caches' states are their own): what a worker may shave also grows with that cost.
+TOL_FIXED = 0.05
 TOL_Z = 4.0  # standard errors of the pairs' noise (from the twin's own spread) the mean may add
 
 
@@ -121,7 +124,8 @@ def reconcile(reported: list[float], walls: list[float], fixed: list[float]) -> 
     otherwise each is at least its bound.
 
     Agreement is judged twice. The median excess, robust to stalls however loaded the machine, must be
-    within TOL_ABS_NS + TOL_REL of the mean: a worker that shortens most of its calls is caught at once.
+    within TOL_ABS_NS + TOL_REL of the mean + TOL_FIXED of the fixed cost: a worker that shortens most of
+    its calls is caught at once.
     The mean excess, each call's clipped to +-cap (the fixed cost plus the typical bound, so that a call
     whose time is hidden entirely counts in full but one stall cannot count more), must be within the
     same plus TOL_Z standard errors of the pairs' noise, taken from the twin's spread (no user code
@@ -133,7 +137,7 @@ def reconcile(reported: list[float], walls: list[float], fixed: list[float]) -> 
     cap = typical + max(0.0, _median(bounds))
     clipped = math.fsum(min(cap, max(-cap, e)) for e in excess) / n
     spread = 1.4826 * _median([abs(f - typical) for f in fixed])  # a robust standard deviation
-    tol = TOL_ABS_NS + TOL_REL * max(0.0, math.fsum(reported) / n)
+    tol = TOL_ABS_NS + TOL_REL * max(0.0, math.fsum(reported) / n) + TOL_FIXED * max(0.0, typical)
     noise = TOL_Z * math.sqrt(2.0) * spread / math.sqrt(n)
     verdict = Verdict("worker", _median(excess), clipped, tol, typical)
     if verdict.median_excess <= tol and clipped <= tol + noise:

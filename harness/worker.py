@@ -176,10 +176,9 @@ def serve(request_fd: int, reply_fd: int) -> int:
 
                 generate_input = reference.generate_input
             size = int(header.get("output_bytes") or 0)
-            # the output is made outside the timed region, on the device a kernel's output would be on
-            made = torch.empty(size, dtype=torch.uint8, device="cuda" if cuda else "cpu")
             spin_ns = min(float(header.get("spin_ns") or 0.0), 10e9)
-            answer(_no_op(perf_ns, spin_ns, made), dict(header.get("case") or {}), bool(header.get("output")))
+            no_op = _no_op(perf_ns, spin_ns, size, "cuda" if cuda else "cpu")
+            answer(no_op, dict(header.get("case") or {}), bool(header.get("output")))
         except wire.WireError:
             return 0
         except Exception as exc:
@@ -231,15 +230,18 @@ def serve(request_fd: int, reply_fd: int) -> int:
             send(reply_fd, {"ok": False, "error": user_error(exc, task_dir)})
 
 
-def _no_op(perf_ns: Any, spin_ns: float, made: Any) -> Any:
+def _no_op(perf_ns: Any, spin_ns: float, size: int, device: str) -> Any:
     """The harness's kernel for a twin request: busy for as long as the paired timed call took (the same
-    burst on the CPU, so that the same load stretches the rest of both requests alike), then ``made``."""
+    burst on the CPU, so that the same load stretches the rest of both requests alike), then a new output
+    of ``size`` bytes written in full, as a kernel makes its own: its making is inside the timed region and
+    its freeing after it, as for the kernel's."""
+    import torch
 
     def no_op(_data: Any) -> Any:
         until = perf_ns() + spin_ns
         while perf_ns() < until:
             pass
-        return made
+        return torch.ones(size, dtype=torch.uint8, device=device)
 
     return no_op
 
