@@ -67,7 +67,8 @@ async def test_a_good_site_passes_every_step(tmp_path: Path) -> None:
     write_site(tmp_path)
     transport = login_node()
     site_check, steps = await check(tmp_path, transport)
-    assert [s.status for s in steps.values()] == ["PASS"] * 7 + ["SKIP"], steps
+    assert [s.status for s in steps.values()] == ["PASS"] * 7 + ["SKIP", "SKIP"], steps
+    assert steps["isolation"].detail == "not asked for (--no-probe)"  # both probes are real runs
     assert site_check.passed
     assert "slurm 22.05.8, cluster beta" in steps["slurm"].detail
     assert "gwrun may use account research, qos short on cluster beta" in steps["account"].detail
