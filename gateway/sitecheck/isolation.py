@@ -30,6 +30,10 @@ from gateway.tasks import load_task
 
 KEY, TITLE = "isolation", "isolation of submitted code"
 DECOY_PREFIX = ".isolation-decoy-"
+FIX_LEAK = (
+    "submitted code is not confined: check the site's isolation settings (and that the job script passes "
+    "them: a site template must keep the runner's options)"
+)
 # Plant a decoy bundle with a key as a queued run's would be (mode 0700/0600, the site account's own).
 PLANT_SCRIPT = 'umask 077 && mkdir -p -- "$1" && printf "%s\\n" "$2" > "$1/key"'
 PROBE_CODE = '''"""The site check's isolation probe: every attempt below must fail in the sandbox."""
@@ -60,7 +64,11 @@ except OSError:
     _files = []
 if _files:
     REACHED.append("see files in the login home ({home}): " + ", ".join(sorted(_files)[:5]))
-attempt("write into ~/.local", lambda: open({local!r}, "w").write("planted"))
+try:  # whether it landed is checked from outside: a home under /tmp would take it in the sandbox's own /tmp
+    os.makedirs(os.path.dirname({local!r}), exist_ok=True)
+    open({local!r}, "w").write("planted")
+except OSError:
+    pass
 attempt(
     "open a TCP connection to {host}:{port}",
     lambda: socket.create_connection(({host!r}, {port}), timeout=3).close(),
@@ -123,10 +131,17 @@ async def run_isolation_probe(
         decoy = workdir / f"{DECOY_PREFIX}{token}"
         home = await backend.transport.home_dir()
         await backend.transport.run(["sh", "-c", PLANT_SCRIPT, "gw-plant", str(decoy), token], timeout=30)
+        planted = f"{home}/.local/gateway-isolation-{token}"
         try:
-            return await _probe(gateway, site, decoy, home, token, timeout_s, on_progress, started)
+            step = await _probe(gateway, site, decoy, home, token, timeout_s, on_progress, started)
+            landed = await backend.transport.run(["test", "-e", planted], timeout=30, check=False)
+            if landed.exit_code != 0:
+                return step
+            wrote = f"the probe wrote {planted} into the account's home"
+            detail = f"{step.detail}; {wrote}" if step.status == "FAIL" else wrote
+            return Step(KEY, TITLE, "FAIL", detail, FIX_LEAK)
         finally:
-            await backend.transport.run(["rm", "-rf", "--", str(decoy)], timeout=30, check=False)
+            await backend.transport.run(["rm", "-rf", "--", str(decoy), planted], timeout=30, check=False)
     except GatewayError as exc:
         return Step(KEY, TITLE, "FAIL", str(exc), "see the error above; the probe job step tells more")
     finally:
@@ -167,10 +182,7 @@ async def _probe(
         )
     error = report.error or "the probe failed"
     if "isolation probe reached" in error:
-        fix = (
-            "submitted code is not confined: check the site's isolation settings (and that the job script "
-            "passes them: a site template must keep the runner's options)"
-        )
+        fix = FIX_LEAK
     else:
         fix = "the sandbox did not start: read the error (is bubblewrap installed, are user namespaces on?)"
     return Step(KEY, TITLE, "FAIL", f"{where}: {error}", fix)
