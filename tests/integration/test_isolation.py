@@ -70,6 +70,7 @@ async def findings(gateway: Gateway, attempts: str) -> dict[str, str]:
         "escape.py",
         "escape-artist",
         load_task(PROBLEMS / "vectoradd"),
+        leaderboard=f"iso-{uuid.uuid4().hex[:8]}",  # a board of its own: never the demo's vectoradd
         site="alpha",
         gpu_type="H100",
         mode="test",
