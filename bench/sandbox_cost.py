@@ -23,7 +23,7 @@ from bench.harness_bench import harness_run
 from harness.sandbox import Isolation, wrap
 
 STARTS = 30
-RUNS = 5
+RUNS = 10
 
 
 def start_ms(isolation: Isolation, task: Path, scratch: Path) -> float:
