@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib.metadata
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -52,9 +53,19 @@ app.command("login")(login_command)
 STOPPED_RUN = "stopped: the run was cancelled and recorded as such"
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"gateway {importlib.metadata.version('kernel-gateway')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug detail")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
