@@ -135,14 +135,12 @@ class Isolation:
         )
 
 
-def sandboxed_env(
-    extra: dict[str, str], scratch: str = SANDBOX_TMP, protected: tuple[str, ...] = ()
-) -> dict[str, str]:
+def sandboxed_env(extra: dict[str, str], toolchain: list[str], scratch: str = SANDBOX_TMP) -> dict[str, str]:
     """The whole environment of the sandboxed process; ``scratch`` is its private writable folder. The
-    job's search paths keep only the folders the sandbox binds (``toolchain_paths``)."""
+    job's search paths keep only the ``toolchain`` folders the sandbox binds (``toolchain_paths``)."""
     env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
     env.setdefault("LANG", "C.UTF-8")
-    allowed = set(toolchain_paths(protected))
+    allowed = set(toolchain)
     for name in SEARCH_PATH_ENV:
         kept = [d for d in os.environ.get(name, "").split(":") if d in allowed]
         if kept:
@@ -212,12 +210,13 @@ def wrap(
     ``protected`` folders no bind may hold or lie in (the work folder of every bundle). Without a sandbox
     (``none``) the process gets ``scratch`` (a private folder the caller made) as its HOME and temporary
     folder instead of a private /tmp."""
+    toolchain = toolchain_paths(protected)
     if isolation.kind == "none":
         if scratch is None:
             raise SandboxError("an unconfined process needs a private scratch folder")
-        return argv, sandboxed_env(env, scratch, protected)
-    full_env = sandboxed_env(env, protected=protected)
-    binds = [*toolchain_paths(protected), *isolation.binds]
+        return argv, sandboxed_env(env, toolchain, scratch)
+    full_env = sandboxed_env(env, toolchain)
+    binds = [*toolchain, *isolation.binds]
     tool = isolation.tool()
     if isolation.kind == "bubblewrap":
         # no user namespaces of its own inside (bubblewrap >= 0.8): the kernel's namespace code, the

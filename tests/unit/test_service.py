@@ -133,14 +133,7 @@ def signed(request: JobRequest, key_hex: str | None = None, **changes: object) -
 async def submit(
     scenario: Scenario, tmp_path: Path, code: str = "def custom_kernel(d):\n    return d\n"
 ) -> RunReport:
-    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
-    gateway = Gateway(
-        settings,
-        {"gamma": SITE},
-        None,
-        backend_factory=lambda _site: ScriptedBackend(scenario),
-        verify_isolation=verified,
-    )
+    gateway = await gateway_with(ScriptedBackend(scenario), tmp_path)
     try:
         return await gateway.submit(
             SubmitRequest(
@@ -197,14 +190,7 @@ async def test_bad_input_is_refused_before_anything_runs(tmp_path: Path) -> None
         await submit(never, tmp_path, code="   \n")
     with pytest.raises(SubmissionError, match="limit"):
         await submit(never, tmp_path, code="x = 1\n" * 100_000)
-    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path)
-    gateway = Gateway(
-        settings,
-        {"gamma": SITE},
-        None,
-        backend_factory=lambda _s: ScriptedBackend(never),
-        verify_isolation=verified,
-    )
+    gateway = await gateway_with(ScriptedBackend(never), tmp_path)
     with pytest.raises(UserError, match="unknown site 'nowhere'"):
         await gateway.submit(
             SubmitRequest(code="x=1\n", file_name="k.py", user="u", task=TASK, site="nowhere", admin=True)
