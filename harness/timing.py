@@ -121,7 +121,7 @@ class Verdict:
 
 def reconcile(reported: list[float], walls: list[float], fixed: list[float]) -> tuple[list[float], Verdict]:
     """The samples that rank: the worker's own where they agree with the evaluator's bounds (the wall
-    time of each request less its fixed cost, from the twin request after it) within the tolerance;
+    time of each request less its fixed cost, from the twin request paired with it) within the tolerance;
     otherwise each is at least its bound.
 
     Agreement is judged twice. The median excess, robust to stalls however loaded the machine, must be
