@@ -81,6 +81,7 @@ from gateway.validation import (
     RUN_ID_PREFIX,
     check_account,
     check_code,
+    check_source,
     check_name,
     check_text,
     public_submission_key,
@@ -352,6 +353,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         if request.leaderboard is not None:
             check_name("leaderboard name", request.leaderboard)
         check_code(request.code, request.file_name, self.settings.max_submission_bytes)
+        if request.task is not None:  # before a leaderboard is made of it; else once its board is found
+            check_source(request.code, request.file_name, request.task.lang)
         if request.site is not None:
             require_admin(
                 request.caller,
@@ -363,6 +366,14 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 request.caller,
                 "runs on the gateway's own machine are for its admins: give a GPU type the leaderboard ranks",
             )
+
+    @staticmethod
+    def _check_source_for(request: SubmitRequest, task: TaskDefinition) -> None:
+        """The code against the task it runs as (the leaderboard's, where the request named none): the
+        file name and the syntax of the task's language, so that a file that cannot run is refused with
+        its own name and line before anything is stored, queued or counted against a rate limit."""
+        if request.task is None or request.task.lang != task.lang:  # else _check_request checked it
+            check_source(request.code, request.file_name, task.lang)
 
     async def _resolve_task(self, request: SubmitRequest) -> tuple[TaskDefinition, LeaderboardRecord | None]:
         if self.store is None:
@@ -418,6 +429,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 "drained",
             )
         task, board = await self._resolve_task(request)
+        self._check_source_for(request, task)
         gpu = self._gpu_type(request, board)
         secret_too = request.mode == "leaderboard" and board is not None
         runs = [
@@ -481,6 +493,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
     async def _run_direct(self, request: SubmitRequest, on_event: EventCallback | None) -> RunReport:
         self._check_request(request)
         task = request.task if request.task is not None else (await self._resolve_task(request))[0]
+        self._check_source_for(request, task)
         choice = await self.route(request.site, request.gpu_type, request.leaderboard, mode=request.mode)
         run_id = str(uuid.uuid4())
         report = RunReport(

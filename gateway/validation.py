@@ -4,6 +4,7 @@ the user learns at once what to change (UserError / SubmissionError, never a dat
 from __future__ import annotations
 
 import re
+import warnings
 
 from gateway.errors import SubmissionError, UserError
 
@@ -96,16 +97,64 @@ def check_code(code: str, file_name: str, max_bytes: int) -> None:
 
 # File name endings a task's language accepts (task.yml ``lang``).
 SOURCE_SUFFIXES = {"py": (".py",)}
+LANGUAGE_NAMES = {"py": "Python"}
+NOT_QUEUED = "fix it and submit again; nothing was queued"
+MAX_SHOWN_LINE = 100  # characters of an offending source line quoted in an error
+
+
+def source_suffixes(lang: str) -> tuple[str, ...]:
+    """The file name endings a task in ``lang`` takes."""
+    return SOURCE_SUFFIXES.get(lang, (f".{lang}",))
+
+
+def check_source_name(file_name: str, lang: str) -> None:
+    """A submission's file name ends as the task's language wants (a Python task takes a .py file), so
+    the file is what the task runs; SubmissionError saying what to rename it to otherwise."""
+    suffixes = source_suffixes(lang)
+    if file_name.lower().endswith(suffixes):
+        return
+    stem = file_name.rsplit(".", 1)[0] if "." in file_name.lstrip(".") else file_name
+    renamed = stem if stem.lower().endswith(suffixes) else stem + suffixes[0]  # kernel.py.txt: kernel.py
+    language = LANGUAGE_NAMES.get(lang, lang)
+    raise SubmissionError(
+        f"{shown(file_name)} is not a {language} file: this task takes a {' or '.join(suffixes)} file; "
+        f"if it holds {language} source, rename it to {shown(renamed)} — nothing was queued"
+    )
+
+
+def _quoted_line(text: str | None) -> str:
+    """The offending source line for an error: one line of printable characters, cut short."""
+    line = "".join(c if printable(c) else " " for c in (text or "").strip())
+    line = line.replace("`", "'")  # it is shown between backticks
+    return f"`{line[:MAX_SHOWN_LINE]}{'…' if len(line) > MAX_SHOWN_LINE else ''}`" if line else ""
+
+
+def check_source(code: str, file_name: str, lang: str) -> None:
+    """A submission its task can run: the file name fits the task's language, and Python source compiles
+    (``compile`` parses and builds bytecode; it runs nothing). One SubmissionError naming the user's
+    file and line otherwise, before anything is stored or queued."""
+    check_source_name(file_name, lang)
+    if lang != "py":
+        return
+    try:
+        with warnings.catch_warnings():  # SyntaxWarnings (invalid escapes, `is` with a literal) are not errors
+            warnings.simplefilter("ignore")
+            compile(code, file_name, "exec", dont_inherit=True)
+    except SyntaxError as exc:  # IndentationError and TabError included; null bytes too
+        where = f"{file_name}, line {exc.lineno}" if exc.lineno else file_name
+        kind = "" if type(exc) is SyntaxError else f"{type(exc).__name__}: "
+        line = _quoted_line(exc.text)
+        raise SubmissionError(f"{where}: {kind}{exc.msg}{': ' + line if line else ''} — {NOT_QUEUED}") from None
+    except (MemoryError, RecursionError):  # the parser's own stack: expressions nested thousands deep
+        raise SubmissionError(f"{file_name} is nested too deeply for Python's compiler — {NOT_QUEUED}") from None
+    except ValueError as exc:  # older Pythons: null bytes
+        raise SubmissionError(f"{file_name}: {exc} — {NOT_QUEUED}") from None
 
 
 def check_upload_name(file_name: str, size: int, lang: str, max_bytes: int) -> None:
     """An uploaded file's name and size, checked before it is downloaded: the task's language and the
     size limit. SubmissionError otherwise."""
-    suffixes = SOURCE_SUFFIXES.get(lang, (f".{lang}",))
-    if not file_name.lower().endswith(suffixes):
-        raise SubmissionError(
-            f"{shown(file_name)} is not a {lang} source file: this task takes {' or '.join(suffixes)}"
-        )
+    check_source_name(file_name, lang)
     if size > max_bytes:
         raise SubmissionError(f"{shown(file_name)} is {size} bytes; the limit is {max_bytes} bytes")
     if size == 0:

@@ -99,7 +99,7 @@ async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
         code = solution("vectoradd", "correct.py").encode()
         limit = t.gateway.settings.max_submission_bytes
         cases = [
-            ("kernel.txt", code, {}, "is not a py source file: this task takes .py"),
+            ("kernel.txt", code, {}, "is not a Python file: this task takes a .py file"),
             ("big.py", b"#" * (limit + 1), {}, f"the limit is {limit} bytes"),
             ("latin1.py", b"x = '\xe9t\xe9'\n", {}, "is not UTF-8 text (byte 0xe9 at offset 5)"),
             ("empty.py", b"   \n", {}, "is empty"),

@@ -18,7 +18,7 @@ from tests.conftest import PROBLEMS
 def test_a_submission_file_is_checked_before_and_after_download() -> None:
     check_upload_name("kernel.py", 10, "py", 100)
     for name, size, message in [
-        ("kernel.cu", 10, "is not a py source file: this task takes .py"),
+        ("kernel.cu", 10, "is not a Python file: this task takes a .py file"),
         ("kernel.py", 101, "is 101 bytes; the limit is 100 bytes"),
         ("kernel.py", 0, "is empty"),
     ]:
