@@ -137,16 +137,17 @@ def check_source(code: str, file_name: str, lang: str) -> None:
     if lang != "py":
         return
     try:
-        with warnings.catch_warnings():  # SyntaxWarnings (invalid escapes, `is` with a literal) are not errors
+        with warnings.catch_warnings():  # SyntaxWarnings (invalid escapes, `is` with a literal): no error
             warnings.simplefilter("ignore")
             compile(code, file_name, "exec", dont_inherit=True)
     except SyntaxError as exc:  # IndentationError and TabError included; null bytes too
         where = f"{file_name}, line {exc.lineno}" if exc.lineno else file_name
         kind = "" if type(exc) is SyntaxError else f"{type(exc).__name__}: "
         line = _quoted_line(exc.text)
-        raise SubmissionError(f"{where}: {kind}{exc.msg}{': ' + line if line else ''} — {NOT_QUEUED}") from None
+        shown_line = f": {line}" if line else ""
+        raise SubmissionError(f"{where}: {kind}{exc.msg}{shown_line} — {NOT_QUEUED}") from None
     except (MemoryError, RecursionError):  # the parser's own stack: expressions nested thousands deep
-        raise SubmissionError(f"{file_name} is nested too deeply for Python's compiler — {NOT_QUEUED}") from None
+        raise SubmissionError(f"{file_name} nests too deeply for Python's compiler — {NOT_QUEUED}") from None
     except ValueError as exc:  # older Pythons: null bytes
         raise SubmissionError(f"{file_name}: {exc} — {NOT_QUEUED}") from None
 

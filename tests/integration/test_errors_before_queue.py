@@ -22,7 +22,9 @@ from tests.integration.test_remote_cli import Cli
 
 pytestmark = pytest.mark.integration
 BROKEN = "import torch\n\n\ndef custom_kernel(data:\n    return data\n"
-SYNTAX_ERROR = "line 4: '(' was never closed: `def custom_kernel(data:` — fix it and submit again; nothing was queued"
+SYNTAX_ERROR = (
+    "line 4: '(' was never closed: `def custom_kernel(data:` — fix it and submit again; nothing was queued"
+)
 
 
 def unique(suffix: str = ".py") -> str:

@@ -45,7 +45,7 @@ def test_source_is_compiled_never_run() -> None:
 
 def test_a_line_too_deep_for_the_parser_is_refused_not_a_crash() -> None:
     assert refused("x = " + "-" * 200_000 + "1\n") == (
-        "kernel.py is nested too deeply for Python's compiler — fix it and submit again; nothing was queued"
+        "kernel.py nests too deeply for Python's compiler — fix it and submit again; nothing was queued"
     )
 
 
@@ -71,7 +71,7 @@ def test_the_quoted_line_cannot_carry_control_characters_or_break_its_backticks(
 
 
 def test_empty_binary_and_nul_files_are_refused_before_compiling() -> None:
-    with pytest.raises(SubmissionError, match="kernel.py is empty"):
+    with pytest.raises(SubmissionError, match=r"kernel\.py is empty"):
         check_code("  \n# \n"[:3], "kernel.py", 1000)
     with pytest.raises(SubmissionError, match="contains NUL bytes"):
         check_code("x = 1\x00\n", "kernel.py", 1000)
