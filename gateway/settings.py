@@ -128,6 +128,27 @@ class Settings(BaseSettings):
         default=None, description="if set, /metrics needs it as a Bearer token (else 401)"
     )
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="level of the logs of `gateway worker`, `serve` and `bot` (DEBUG, INFO, WARNING, ERROR; "
+        "-v: DEBUG); other libraries log warnings only, unless DEBUG",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="their format on stderr: text (ISO timestamp, level, logger, message) or json (one "
+        "object a line: ts, level, logger, message, exc_info); --log-format wins",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("local_keep_bundles", mode="before")
     @classmethod
     def _keep_bundles(cls, value: Any) -> Any:

@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from gateway.errors import GatewayError
-from gateway.service import Gateway
-from gateway.settings import Settings
+from gateway.cli.logopts import LogFormatOption, service_settings
 
 console = Console(stderr=True)
 
 
-def bot() -> None:
+def bot(log_format: LogFormatOption = None) -> None:
     """Run the Discord bot: /leaderboard for competitors, /admin for admins.
 
     It needs the database (runs are executed by `gateway worker` processes, anywhere), a bot token
     (GATEWAY_DISCORD_TOKEN), the servers it serves (GATEWAY_DISCORD_GUILD_IDS: its commands are synced
-    there only) and the role ids of admins there (GATEWAY_DISCORD_ADMIN_ROLE_IDS). See docs/bot.md."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    there only) and the role ids of admins there (GATEWAY_DISCORD_ADMIN_ROLE_IDS). See docs/bot.md.
+    Its log (discord.py's included) goes to stderr at GATEWAY_LOG_LEVEL, as --log-format says."""
+    from pydantic import ValidationError
+
+    from gateway.errors import GatewayError
+    from gateway.service import Gateway
+
+    gateway_settings = service_settings(log_format)
     try:
         import aiohttp
         import discord
@@ -55,7 +57,7 @@ def bot() -> None:
         raise typer.Exit(2)
 
     async def main() -> int:
-        gateway = await Gateway.open(Settings())
+        gateway = await Gateway.open(gateway_settings)
         if gateway.store is None:
             console.print("[red]error:[/] the bot needs the database: set GATEWAY_DATABASE_URL")
             await gateway.close()

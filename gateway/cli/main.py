@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import importlib.metadata
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from gateway import logs
 from gateway.cli.bot import bot as bot_command
 from gateway.cli.common import console, err_console, fail, shown_path
 from gateway.cli.common import run_gateway as _run
@@ -67,9 +67,7 @@ def _configure(
         typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
     ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    logs.configure(verbose)  # worker, serve and bot configure again with their settings and --log-format
 
 
 @app.command()

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import console, error, fail, warn
-from gateway.errors import GatewayError
-from gateway.service import Gateway
-from gateway.settings import Settings
+from gateway.cli.common import error, fail
+from gateway.cli.logopts import LogFormatOption, service_settings
+
+log = logging.getLogger("gateway.serve")
 
 
 def serve(
@@ -25,25 +25,27 @@ def serve(
         str,
         typer.Option(help="proxies whose X-Forwarded-For is trusted (rate limits count the real client)"),
     ] = "127.0.0.1",
+    log_format: LogFormatOption = None,
 ) -> None:
     """Serve the HTTP API (/api, OpenAPI at /docs), the web leaderboard (/) and Prometheus metrics
     (/metrics), until Ctrl-C or SIGTERM.
 
     Submitting needs a user's API token (`gateway users token NAME`); admin endpoints need
     GATEWAY_ADMIN_TOKEN. Runs are processed by `gateway worker` processes, or by this one with
-    --with-worker."""
+    --with-worker. Its log (uvicorn's requests included) goes to stderr, as --log-format says."""
     import uvicorn
 
     from gateway.api import create_app
     from gateway.api.server import server_config
+    from gateway.errors import GatewayError
+    from gateway.service import Gateway
     from gateway.worker import Worker
 
-    logging.getLogger("gateway").setLevel(logging.INFO)
-    settings = Settings()
+    settings = service_settings(log_format)
     if settings.database_dsn() is None:
         fail("the HTTP API needs the database: set GATEWAY_DATABASE_URL (see `gateway dev env`)")
     if settings.admin_token is None:
-        warn("GATEWAY_ADMIN_TOKEN is not set: the admin endpoints refuse every request")
+        log.warning("GATEWAY_ADMIN_TOKEN is not set: the admin endpoints refuse every request")
 
     async def main() -> None:
         gateway = await Gateway.open(settings)
@@ -52,7 +54,7 @@ def serve(
             settings,
             host=host,
             port=port,
-            log_level="info",
+            log_config=None,  # uvicorn's loggers propagate to gateway.logs' handler, at its levels
             proxy_headers=True,
             forwarded_allow_ips=forwarded_allow_ips,
         )
@@ -61,7 +63,7 @@ def serve(
         worker_task = None
         if with_worker:
             worker_task = asyncio.create_task(Worker(gateway).run(stop))
-        console.print(f"serving on http://{host}:{port}/ (API docs at /docs)", highlight=False)
+        log.info("serving on http://%s:%d/ (API docs at /docs)", host, port)
         try:
             await server.serve()
         finally:

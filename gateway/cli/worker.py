@@ -11,12 +11,10 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.errors import GatewayError
-from gateway.service import Gateway
-from gateway.settings import Settings
-from gateway.worker import Worker
+from gateway.cli.logopts import LogFormatOption, service_settings
 
-console = Console()
+console = Console(stderr=True)
+log = logging.getLogger("gateway.worker")
 
 
 def worker(
@@ -26,17 +24,24 @@ def worker(
     name: Annotated[
         str | None, typer.Option(help="worker name in the runs table (default: host:pid:random)")
     ] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Process queued runs: claim them (any number of workers share the queue), submit, follow, record.
 
     SIGTERM or Ctrl-C stops it cleanly: its claims are given back and another worker re-attaches to the
-    jobs, which keep running. A worker killed outright is taken over once its heartbeat goes stale."""
-    logging.getLogger("gateway").setLevel(logging.INFO)
+    jobs, which keep running. A worker killed outright is taken over once its heartbeat goes stale.
+    Its log (each run's events included) goes to stderr, as --log-format says."""
+    from gateway.errors import GatewayError
+    from gateway.service import Gateway
+    from gateway.worker import Worker
+
+    settings = service_settings(log_format)
 
     async def main() -> int:
-        gateway = await Gateway.open(Settings())
+        gateway = await Gateway.open(settings)
         if gateway.store is None:
             console.print("[red]error:[/] a worker needs the database: set GATEWAY_DATABASE_URL")
+            await gateway.close()
             return 2
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -45,21 +50,19 @@ def worker(
         the_worker = Worker(gateway, name=name, concurrency=concurrency)
 
         async def show(run_id: str, message: str) -> None:
-            console.print(Text.assemble((run_id[:8], "dim"), " ", message), highlight=False)
+            log.info("run %s: %s", run_id, message)
 
-        console.print(
-            f"worker {the_worker.name}: up to {the_worker.concurrency} runs at once", highlight=False
-        )
+        log.info("worker %s: up to %d runs at once", the_worker.name, the_worker.concurrency)
         try:
             await the_worker.run(stop, on_event=show)
         finally:
             await gateway.close()
-        console.print(f"worker {the_worker.name}: stopped after {the_worker.processed} runs", highlight=False)
+        log.info("worker %s: stopped after %d runs", the_worker.name, the_worker.processed)
         return 0
 
     try:
         code = asyncio.run(main())
     except GatewayError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
