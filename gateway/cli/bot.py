@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 import typer
@@ -13,6 +14,7 @@ from rich.text import Text
 from gateway.cli.logopts import LogFormatOption, service_settings
 
 console = Console(stderr=True)
+log = logging.getLogger("bot")
 
 
 def bot(log_format: LogFormatOption = None) -> None:
@@ -81,7 +83,7 @@ def bot(log_format: LogFormatOption = None) -> None:
 
     try:
         code = asyncio.run(main())
-    except GatewayError as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except GatewayError as exc:  # the log says it, as it says the rest
+        log.error("bot stopped: %s", exc)
         raise typer.Exit(1) from None
     raise typer.Exit(code)

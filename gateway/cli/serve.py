@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import error, fail
+from gateway.cli.common import fail
 from gateway.cli.logopts import LogFormatOption, service_settings
 
 log = logging.getLogger("gateway.serve")
@@ -75,8 +75,8 @@ def serve(
 
     try:
         asyncio.run(main())
-    except GatewayError as exc:
-        error(str(exc))
+    except GatewayError as exc:  # the log says it, as it says the rest
+        log.error("serve stopped: %s", exc)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from gateway.cli.logopts import LogFormatOption, service_settings
 
@@ -62,7 +61,7 @@ def worker(
 
     try:
         code = asyncio.run(main())
-    except GatewayError as exc:
-        console.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False)
+    except GatewayError as exc:  # the database or a site failed for good: the log says so, as the rest
+        log.error("worker stopped: %s", exc)
         raise typer.Exit(1) from None
     raise typer.Exit(code)

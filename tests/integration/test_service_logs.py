@@ -121,3 +121,16 @@ async def test_serve_logs_uvicorn_and_its_own_lines_through_one_format(
     for line in text:
         matched = TEXT_LINE.match(line)
         assert matched and datetime.fromisoformat(matched["ts"]).tzinfo is not None, line
+
+
+async def test_a_worker_that_cannot_reach_its_database_logs_why_without_the_password(
+    dev_env: dict[str, str],
+) -> None:
+    unreachable = "postgresql://gateway:not-the-real-password@127.0.0.1:1/gateway"
+    async with command(dev_env, unreachable, "worker", "--log-format", "json") as worker:
+        _, stderr = await asyncio.wait_for(worker.communicate(), 60)
+    assert worker.returncode == 1
+    lines = stderr.decode().splitlines()
+    (entry,) = entries(lines)
+    assert entry["level"] == "ERROR" and entry["message"].startswith("worker stopped: cannot connect")
+    assert "not-the-real-password" not in stderr.decode()
