@@ -3,10 +3,16 @@ language, and its source compiled (never run), with one error naming the user's 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from gateway.errors import SubmissionError
+from gateway.service import Gateway, SubmitRequest
+from gateway.settings import Settings
 from gateway.validation import check_code, check_source, decode_upload
+from tests.unit.fakes import tiny_task
 
 
 def refused(code: str, file_name: str = "kernel.py", lang: str = "py") -> str:
@@ -78,3 +84,18 @@ def test_empty_binary_and_nul_files_are_refused_before_compiling() -> None:
     with pytest.raises(SubmissionError, match="not UTF-8 text"):
         decode_upload(b"x = '\xe9'\n", "kernel.py", 1000)
     assert "null bytes" in refused("x = 1\x00\n")  # compile's own refusal, should a caller skip check_code
+
+
+async def test_the_service_refuses_before_any_site_is_asked(tmp_path: Path) -> None:
+    """A run straight to a site (no database) is checked as an enqueued one is: no site is configured
+    here, so reaching the route would fail otherwise."""
+    gateway = Gateway(Settings(sites_dir=tmp_path, local_workdir=tmp_path / "runs"), {}, None)
+    try:
+        for file_name, expected in [("mine.py", "mine.py, line 1: "), ("mine.cu", "rename it to 'mine.py'")]:
+            request = SubmitRequest(
+                "def custom_kernel(d)\n", file_name, "u", tiny_task(), site="alpha", admin=True
+            )
+            with pytest.raises(SubmissionError, match=re.escape(expected)):
+                await gateway.submit(request)
+    finally:
+        await gateway.close()
