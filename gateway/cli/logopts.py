@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gateway import logs
-from gateway.cli.common import EXIT_USAGE, error
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -37,6 +36,7 @@ def service_settings(log_format: LogFormatName | None) -> Settings:
     GATEWAY_LOG_FORMAT; GATEWAY_LOG_LEVEL (-v: DEBUG). A setting that cannot be read: exit 2, naming it."""
     from pydantic import ValidationError
 
+    from gateway.cli.common import EXIT_USAGE, error
     from gateway.settings import Settings
 
     try:
