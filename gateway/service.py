@@ -195,6 +195,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         self._runtimes: dict[str, SiteRuntime] = {}
         self.router = Router(lambda site: self._runtime(site).backend.load())
         self._health: tuple[float, dict[str, SiteHealth]] = (0.0, {})
+        self._discovery = asyncio.Lock()
         # which runs a site may take by how it confines submitted code; verify_isolation runs the probe
         self.isolation = IsolationGate(store, verify_isolation)
 
@@ -286,6 +287,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 )
             return await self.router.choose(gpu_type, [site])
         assert gpu_type is not None
+        await self._zero_config(gpu_type)
         sites = [s for s in self.sites.values() if s.partitions_for(gpu_type)]
         rule = self.policy.rule_for(leaderboard, gpu_type)
         if not sites and not (rule and rule.fallbacks):
@@ -304,6 +306,19 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
             if refused:
                 raise UserError(f"{exc}; {refused}") from exc
             raise
+
+    async def _zero_config(self, gpu_type: str) -> None:
+        """No site configured and sbatch on the PATH: this is a login node, so a GPU run goes to its own
+        cluster, read from Slurm (gateway/discovery.py) as a site like any other, not to this machine."""
+        from gateway.discovery import discover, sbatch_on_path
+
+        async with self._discovery:  # one discovery however many runs route at once
+            if self.sites or not sbatch_on_path():
+                return
+            found = await discover(self.settings.local_isolation)
+            found.check_offers(gpu_type)
+            log.info("no site configured: submitting to cluster %s through the local sbatch", found.cluster)
+            self.sites = {found.site.name: found.site}
 
     async def _admit(self, site: SiteConfig, mode: str) -> None:
         refusal = await self.isolation.refusal(site, mode)
