@@ -184,7 +184,9 @@ async def test_a_missing_sinfo_or_slurm_conf_is_said_at_once(monkeypatch: pytest
     with pytest.raises(DiscoveryError, match="sinfo failed: sinfo: not installed"):
         await discover(runner=SlurmOutputs(sinfo=FileNotFoundError(2, "not installed")), user="gwrun")
     monkeypatch.setenv("SLURM_CONF", "/nonexistent/slurm.conf")
-    with pytest.raises(DiscoveryError, match="SLURM_CONF names /nonexistent/slurm.conf, which is not a file"):
+    with pytest.raises(
+        DiscoveryError, match=r"SLURM_CONF names /nonexistent/slurm\.conf, which is not a file"
+    ):
         await discover(runner=SlurmOutputs(), user="gwrun")
 
 
