@@ -31,6 +31,7 @@ from gateway.service import Gateway
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import SiteConfig, load_site, load_sites
 from tests.unit.fakes import gamma_site
+from tests.unit.test_policy import policy
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
 
@@ -335,4 +336,21 @@ async def test_without_sbatch_nothing_is_discovered(tmp_path: Path, monkeypatch:
     gateway = zero_config_gateway(tmp_path, {})
     with pytest.raises(UserError, match="no site offers GPU type 'H100'"):
         await gateway.route(None, "H100", mode="test")
+    await gateway.close()
+
+
+async def test_a_cluster_that_cannot_take_it_leaves_the_run_to_the_policys_fallbacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(isolation: str = "bubblewrap", **_: object) -> Discovery:
+        raise DiscoveryError("sinfo failed: slurm_load_partitions: Unable to contact slurm controller")
+
+    monkeypatch.setattr(discovery, "sbatch_on_path", lambda: True)
+    monkeypatch.setattr(discovery, "discover", broken)
+    settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
+    rules = policy(tmp_path)
+    gateway = Gateway(settings, {}, None, backend_factory=IdleBackend, policy=rules)  # type: ignore[arg-type]
+    assert (await gateway.route(None, "H100", "softmax", mode="test")).site.kind == "modal"
+    with pytest.raises(DiscoveryError, match="sinfo failed: slurm_load_partitions"):  # no rule for L4
+        await gateway.route(None, "L4", "softmax", mode="test")
     await gateway.close()
