@@ -287,7 +287,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 )
             return await self.router.choose(gpu_type, [site])
         assert gpu_type is not None
-        await self._zero_config(gpu_type, leaderboard)
+        await self._zero_config(gpu_type)
         sites = [s for s in self.sites.values() if s.partitions_for(gpu_type)]
         rule = self.policy.rule_for(leaderboard, gpu_type)
         if not sites and not (rule and rule.fallbacks):
@@ -307,23 +307,17 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 raise UserError(f"{exc}; {refused}") from exc
             raise
 
-    async def _zero_config(self, gpu_type: str, leaderboard: str | None) -> None:
-        """No site configured and sbatch on the PATH: this is a login node, so a GPU run goes to its own
-        cluster, read from Slurm (gateway/discovery.py) as a site like any other, not to this machine."""
-        from gateway.discovery import DiscoveryError, discover, sbatch_on_path
+    async def _zero_config(self, gpu_type: str) -> None:
+        """Nothing configured (no site, no fallback) and sbatch on the PATH: this is a login node, so a GPU
+        run goes to its own cluster, read from Slurm (gateway/discovery.py) as a site like any other, not
+        to this machine."""
+        from gateway.discovery import discover, sbatch_on_path
 
         async with self._discovery:  # one discovery however many runs route at once
-            if self.sites or not sbatch_on_path():
+            if self.sites or self.fallbacks or not sbatch_on_path():
                 return
-            try:
-                found = await discover(self.settings.local_isolation)
-                found.check_offers(gpu_type)
-            except DiscoveryError as exc:
-                rule = self.policy.rule_for(leaderboard, gpu_type)
-                if rule and rule.fallbacks:  # the routing policy has somewhere else for it
-                    log.warning("no site configured, and the local cluster cannot take it: %s", exc)
-                    return
-                raise
+            found = await discover(self.settings.local_isolation)
+            found.check_offers(gpu_type)
             log.info("no site configured: submitting to cluster %s through the local sbatch", found.cluster)
             self.sites = {found.site.name: found.site}
 

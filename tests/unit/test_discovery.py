@@ -339,18 +339,13 @@ async def test_without_sbatch_nothing_is_discovered(tmp_path: Path, monkeypatch:
     await gateway.close()
 
 
-async def test_a_cluster_that_cannot_take_it_leaves_the_run_to_the_policys_fallbacks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_routing_policy_with_fallbacks_is_configuration_too(
+    tmp_path: Path, login_node: list[str]
 ) -> None:
-    async def broken(isolation: str = "bubblewrap", **_: object) -> Discovery:
-        raise DiscoveryError("sinfo failed: slurm_load_partitions: Unable to contact slurm controller")
-
-    monkeypatch.setattr(discovery, "sbatch_on_path", lambda: True)
-    monkeypatch.setattr(discovery, "discover", broken)
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
-    rules = policy(tmp_path)
-    gateway = Gateway(settings, {}, None, backend_factory=IdleBackend, policy=rules)  # type: ignore[arg-type]
+    gateway = Gateway(settings, {}, None, backend_factory=IdleBackend, policy=policy(tmp_path))  # type: ignore[arg-type]
     assert (await gateway.route(None, "H100", "softmax", mode="test")).site.kind == "modal"
-    with pytest.raises(DiscoveryError, match="sinfo failed: slurm_load_partitions"):  # no rule for L4
+    with pytest.raises(UserError, match="no site offers GPU type 'L4'"):
         await gateway.route(None, "L4", "softmax", mode="test")
+    assert login_node == []
     await gateway.close()
