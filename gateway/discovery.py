@@ -2,11 +2,11 @@
 
 When no site is configured and ``sbatch`` is on the PATH, `gateway submit --gpu X` submits through this
 machine's Slurm (``submit_via: local``) instead of running the kernel on the login node, and `gateway sites
-init` writes the same discovery as a site YAML to review. Four quick commands, run at once: ``sinfo``
-(partitions, their gres and MaxTime), ``scontrol show config`` (the cluster's name) and two ``sacctmgr``
-queries (the user's associations and default account). Only ``sinfo`` must answer: without accounting
-the site charges Slurm's defaults. sinfo's ``--json`` in Slurm 22.05 lists nodes but not partitions, so
-partitions are read from a ``|``-delimited ``--format``.
+init` writes the same discovery as a site YAML to review. Three quick Slurm commands, run at once:
+``sinfo`` (partitions, their gres and MaxTime), ``scontrol show config`` (the cluster's name) and one
+``sacctmgr`` query (the user's default account and associations). Only ``sinfo`` must answer: without
+accounting the site charges Slurm's defaults. sinfo's ``--json`` in Slurm 22.05 lists nodes but not
+partitions, so partitions are read from a ``|``-delimited ``--format``.
 
 The result is an ordinary SiteConfig: the same validation, template and isolation rules as a site file.
 """
@@ -33,6 +33,8 @@ from gateway.sites import LOCAL_SITE_NAME, IsolationConfig, PartitionConfig, Sit
 SINFO_FORMAT = "%P|%R|%l|%G|%a"
 SINFO_ARGV = ("sinfo", "--noheader", f"--format={SINFO_FORMAT}")
 CONFIG_ARGV = ("scontrol", "show", "config")
+# one sacctmgr call (each costs slurmdbd a query): the user's default account with every association
+ACCOUNTS_FORMAT = "format=user,defaultaccount,cluster,account,partition,qos,defaultqos"
 # sinfo retries a missing slurm.conf for 60 s: a login node answers in milliseconds, so do not wait long
 COMMAND_TIMEOUT_S = 10.0
 # A discovered partition's job time: the site default, shortened to the partition's MaxTime.
@@ -181,13 +183,13 @@ def parse_cluster_name(config_text: str) -> str | None:
 
 
 def parse_associations(text: str) -> list[Association]:
-    """``sacctmgr -n -P show assoc user=U format=cluster,account,partition,qos,defaultqos`` rows."""
+    """The association rows of ``sacctmgr -n -P show user U withassoc`` ACCOUNTS_FORMAT."""
     rows = []
     for line in text.splitlines():
         fields = line.strip().split("|")
-        if len(fields) < 5 or not fields[1]:
+        if len(fields) < 7 or not fields[3]:
             continue
-        cluster, account, partition, qos, default_qos = fields[:5]
+        cluster, account, partition, qos, default_qos = fields[2:7]
         rows.append(
             Association(cluster, account, partition, tuple(q for q in qos.split(",") if q), default_qos)
         )
@@ -195,7 +197,7 @@ def parse_associations(text: str) -> list[Association]:
 
 
 def parse_default_account(text: str) -> str | None:
-    """``sacctmgr -n -P show user U format=user,defaultaccount``: the user's default account."""
+    """The user's default account, from the same output."""
     for line in text.splitlines():
         fields = line.strip().split("|")
         if len(fields) >= 2 and fields[1]:
@@ -340,23 +342,14 @@ def _check_slurm_conf() -> None:
 async def discover(
     isolation: str = "bubblewrap", runner: CommandRunner | None = None, user: str | None = None
 ) -> Discovery:
-    """Read the local cluster (four commands at once, each bounded) and make its site."""
+    """Read the local cluster (its commands at once, each bounded) and make its site."""
     _check_slurm_conf()
     runner = runner or SubprocessRunner()
     user = user or getpass.getuser()
     argvs: list[Sequence[str]] = [
         SINFO_ARGV,
         CONFIG_ARGV,
-        (
-            "sacctmgr",
-            "-n",
-            "-P",
-            "show",
-            "assoc",
-            f"user={user}",
-            "format=cluster,account,partition,qos,defaultqos",
-        ),
-        ("sacctmgr", "-n", "-P", "show", "user", user, "format=user,defaultaccount"),
+        ("sacctmgr", "-n", "-P", "show", "user", user, "withassoc", ACCOUNTS_FORMAT),
     ]
 
     async def run(argv: Sequence[str]) -> CompletedCommand:
@@ -371,16 +364,16 @@ async def discover(
     if mine is not None:
         argvs.append((mine, "-I", "-c", TORCH_CHECK))
     results: list[Any] = await asyncio.gather(*(run(a) for a in argvs), return_exceptions=True)
-    sinfo, config, assoc, users = results[:4]
-    torch_here = mine is not None and isinstance(results[4], CompletedCommand) and results[4].exit_code == 0
+    sinfo, config, accounts = results[:3]
+    torch_here = mine is not None and isinstance(results[3], CompletedCommand) and results[3].exit_code == 0
     python = mine if torch_here and mine is not None else PATH_PYTHON
     if isinstance(sinfo, BaseException) or sinfo.exit_code != 0:
         raise DiscoveryError(f"sinfo failed: {_first_line(sinfo)}; {NEXT_STEP}")
     partitions = parse_partitions(sinfo.stdout)
-    ok = [r if isinstance(r, CompletedCommand) and r.exit_code == 0 else None for r in (config, assoc, users)]
+    ok = [r if isinstance(r, CompletedCommand) and r.exit_code == 0 else None for r in (config, accounts)]
     cluster = parse_cluster_name(ok[0].stdout) if ok[0] else None
     associations = parse_associations(ok[1].stdout) if ok[1] else []
-    default_account = parse_default_account(ok[2].stdout) if ok[2] else None
+    default_account = parse_default_account(ok[1].stdout) if ok[1] else None
     found = build_discovery(
         cluster,
         partitions,
@@ -397,7 +390,7 @@ async def discover(
         )
     if ok[1] is None:
         found.notes.append(
-            f"sacctmgr failed ({_first_line(assoc)}): account and QOS left to Slurm's defaults"
+            f"sacctmgr failed ({_first_line(accounts)}): account and QOS left to Slurm's defaults"
         )
     if ok[0] is None:
         found.notes.append(

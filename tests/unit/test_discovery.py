@@ -47,8 +47,7 @@ class SlurmOutputs:
         self.answers: dict[str, CompletedCommand | Exception] = {
             "sinfo": self._ok("sinfo", fixture(f"sinfo_{cluster}.txt")),
             "scontrol": self._ok("scontrol", fixture(f"scontrol_config_{cluster}.txt")),
-            "assoc": self._ok("sacctmgr", fixture("sacctmgr_assoc_gwrun.txt")),
-            "user": self._ok("sacctmgr", fixture("sacctmgr_user_gwrun.txt")),
+            "sacctmgr": self._ok("sacctmgr", fixture("sacctmgr_user_withassoc_gwrun.txt")),
             "python": CompletedCommand(("python",), 1, "", ""),  # this interpreter: no torch
         }
         self.answers.update(overrides)
@@ -67,9 +66,7 @@ class SlurmOutputs:
         check: bool = True,
     ) -> CompletedCommand:
         self.asked.append(tuple(argv))
-        key = argv[0] if argv[0] in ("sinfo", "scontrol") else "python"
-        if argv[0] == "sacctmgr":
-            key = "assoc" if "assoc" in argv else "user"
+        key = argv[0] if argv[0] in ("sinfo", "scontrol", "sacctmgr") else "python"
         answer = self.answers[key]
         if isinstance(answer, Exception):
             raise answer
@@ -117,12 +114,12 @@ def test_gpus_in_a_gres_string(gres: str, gpus: dict[str, int]) -> None:
 def test_cluster_name_and_the_users_associations() -> None:
     assert parse_cluster_name(fixture("scontrol_config_alpha.txt")) == "alpha"
     assert parse_cluster_name("nothing here") is None
-    rows = parse_associations(fixture("sacctmgr_assoc_gwrun.txt"))
+    rows = parse_associations(fixture("sacctmgr_user_withassoc_gwrun.txt"))
     assert [(r.cluster, r.account, r.qos) for r in rows] == [
         ("alpha", "research", ("normal", "short")),
         ("beta", "research", ("normal", "short")),
     ]
-    assert parse_default_account(fixture("sacctmgr_user_gwrun.txt")) == "research"
+    assert parse_default_account(fixture("sacctmgr_user_withassoc_gwrun.txt")) == "research"
 
 
 async def test_alpha_becomes_a_local_submit_site_that_validates_as_a_site_file(tmp_path: Path) -> None:
@@ -143,7 +140,8 @@ async def test_alpha_becomes_a_local_submit_site_that_validates_as_a_site_file(t
     assert site.isolation.kind == "bubblewrap"
     assert site.python == "python3"  # this interpreter has no torch: python3 from the job's PATH
     assert any("has no torch" in note for note in found.notes)
-    assert ("sacctmgr", "-n", "-P", "show", "assoc", "user=gwrun") == runner.asked[2][:6]
+    assert ("sacctmgr", "-n", "-P", "show", "user", "gwrun", "withassoc") == runner.asked[2][:7]
+    assert len(runner.asked) == 4  # sinfo, scontrol, sacctmgr and the interpreter's torch, at once
     # what `gateway sites init` writes loads as the same site, alone in a sites folder
     (tmp_path / "alpha.yaml").write_text(site_yaml(found))
     assert load_site(tmp_path / "alpha.yaml") == site
@@ -193,7 +191,7 @@ async def test_a_missing_sinfo_or_slurm_conf_is_said_at_once(monkeypatch: pytest
 
 async def test_without_accounting_the_site_charges_slurms_defaults() -> None:
     disabled = CompletedCommand(("sacctmgr",), 1, "", "sacctmgr: error: accounting storage is disabled\n")
-    found = await discover(runner=SlurmOutputs(assoc=disabled, user=disabled), user="gwrun")
+    found = await discover(runner=SlurmOutputs(sacctmgr=disabled), user="gwrun")
     assert found.site.account is None and found.site.qos is None
     assert any("sacctmgr failed (sacctmgr: error: accounting storage is disabled)" in n for n in found.notes)
 
@@ -204,7 +202,7 @@ def test_a_default_qos_is_charged_and_down_or_cpu_partitions_are_left_out() -> N
         SlurmPartition("gpu", False, None, {"h100": 8}, True),  # infinite: the 10 minute default
         SlurmPartition("old", False, 3600, {"v100": 4}, False),
     ]
-    rows = parse_associations("c|lab|||\nc|proj||normal,high|high\n")
+    rows = parse_associations("u|proj|c|lab|||\nu|proj|c|proj||normal,high|high\n")
     found = build_discovery("c", partitions, rows, "proj", python="python3", isolation="none")
     assert [(p.name, p.time_limit) for p in found.site.partitions] == [("gpu", "00:10:00")]
     assert (found.site.account, found.site.qos) == ("proj", "high")
