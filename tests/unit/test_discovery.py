@@ -347,3 +347,26 @@ async def test_a_routing_policy_with_fallbacks_is_configuration_too(
         await gateway.route(None, "L4", "softmax", mode="test")
     assert login_node == []
     await gateway.close()
+
+
+async def test_the_discovered_cluster_can_be_named_and_a_typo_stays_unknown(
+    tmp_path: Path, login_node: list[str]
+) -> None:
+    gateway = zero_config_gateway(tmp_path, {})
+    with pytest.raises(UserError, match="unknown site 'alpah'; known sites: alpha, local"):
+        await gateway.route("alpah", None, mode="test")
+    choice = await gateway.route("alpha", None, mode="test")
+    assert (choice.site.name, choice.partition.gpu_type) == ("alpha", "H100")
+    assert login_node == ["bubblewrap"]
+    await gateway.close()
+
+
+async def test_with_a_database_runs_go_to_site_files_only(tmp_path: Path, login_node: list[str]) -> None:
+    gateway = zero_config_gateway(tmp_path, {})
+    gateway.store = object()  # type: ignore[assignment]  # recorded runs: another process may take them over
+    await gateway._zero_config("H100")
+    assert login_node == [] and gateway.sites == {}
+    message = str(gateway._unknown_gpu("H100"))
+    assert "`gateway sites init` writes its cluster as a site file" in message
+    gateway.store = None
+    await gateway.close()
