@@ -125,6 +125,23 @@ def test_submit_with_a_gpu_and_no_site_runs_through_the_local_sbatch(login_node:
     assert not login_node.sites.exists()  # zero-config writes nothing
 
 
+def test_the_discovered_cluster_can_be_named_like_a_site(login_node: LoginNode) -> None:
+    done = login_node.gateway(
+        "submit",
+        str(PROBLEMS / "vectoradd/solutions/correct.py"),
+        "--task",
+        str(PROBLEMS / "vectoradd"),
+        "--site",
+        "alpha",
+        "--mode",
+        "test",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    job = re.search(r"on alpha/(\w+) \(H100\), job (\d+)", done.stdout)
+    assert job is not None, done.stdout
+    assert accounted(login_node, job.group(2))[1:] == [RUN_USER, job.group(1), "COMPLETED"]
+
+
 def test_this_machine_stays_available_by_name(login_node: LoginNode) -> None:
     done = login_node.gateway(
         "submit",
