@@ -196,6 +196,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         self._runtimes: dict[str, SiteRuntime] = {}
         self.router = Router(lambda site: self._runtime(site).backend.load())
         self._health: tuple[float, dict[str, SiteHealth]] = (0.0, {})
+        self._discovery = asyncio.Lock()
         # which runs a site may take by how it confines submitted code; verify_isolation runs the probe
         self.isolation = IsolationGate(store, verify_isolation)
 
@@ -275,6 +276,10 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
             await self._admit(self._local, mode)
             return Choice(self._local, self._local.partitions[0], "no site or GPU type given")
         if site_name is not None:
+            if site_name not in (LOCAL_SITE_NAME, *self.sites, *self.fallbacks):
+                # the discovered cluster by the name its routing line showed (a typo stays unknown)
+                with contextlib.suppress(UserError):
+                    await self._zero_config(gpu_type)
             site = self.site(site_name)
             await self._admit(site, mode)
             if site.kind == "local":
@@ -287,6 +292,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 )
             return await self.router.choose(gpu_type, [site])
         assert gpu_type is not None
+        await self._zero_config(gpu_type)
         sites = [s for s in self.sites.values() if s.partitions_for(gpu_type)]
         rule = self.policy.rule_for(leaderboard, gpu_type)
         if not sites and not (rule and rule.fallbacks):
@@ -306,6 +312,22 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 raise UserError(f"{exc}; {refused}") from exc
             raise
 
+    async def _zero_config(self, gpu_type: str | None) -> None:
+        """Nothing configured (no site, no fallback, no database) and sbatch on the PATH: this is a login
+        node, so a GPU run goes to its own cluster, read from Slurm (gateway/discovery.py) as a site like
+        any other, not to this machine. Ad-hoc runs only: a run recorded in a database may be taken over
+        or cleaned up by another process, which must find its site in the site files."""
+        from gateway.discovery import discover, sbatch_on_path
+
+        async with self._discovery:  # one discovery however many runs route at once
+            if self.store is not None or self.sites or self.fallbacks or not sbatch_on_path():
+                return
+            found = await discover(self.settings.local_isolation)
+            if gpu_type is not None:
+                found.check_offers(gpu_type)
+            log.info("no site configured: submitting to cluster %s through the local sbatch", found.cluster)
+            self.sites = {found.site.name: found.site}
+
     async def _admit(self, site: SiteConfig, mode: str) -> None:
         refusal = await self.isolation.refusal(site, mode)
         if refusal is not None:
@@ -321,8 +343,16 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         return gpu
 
     def _unknown_gpu(self, gpu_type: str) -> UserError:
+        from gateway.discovery import sbatch_on_path
+
+        hint = ""
+        if not self.sites and sbatch_on_path():
+            hint = (
+                "; this machine has Slurm: `gateway sites init` writes its cluster as a site file (a run "
+                "goes to it unasked only with no database and no fallback configured)"
+            )
         return UserError(
-            f"no site offers GPU type {gpu_type!r}; offered: {', '.join(self.known_gpu_types())}"
+            f"no site offers GPU type {gpu_type!r}; offered: {', '.join(self.known_gpu_types())}{hint}"
         )
 
     async def _drained(self) -> dict[str, SiteHealth]:

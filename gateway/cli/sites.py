@@ -48,6 +48,53 @@ def validate(
         console.print(f"[green]ok[/] {site.name}: {site.title}  partitions: {parts}", highlight=False)
 
 
+@app.command("init")
+def init(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="where to write it (default: <sites folder>/<cluster>.yaml)"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace a file that is already there")] = False,
+) -> None:
+    """Write this login node's Slurm cluster as a site file to review (submit_via: local).
+
+    Reads sinfo (partitions, GPU gres, MaxTime), scontrol (the cluster's name) and sacctmgr (your default
+    account and QOS); `gateway submit --gpu X` does the same on the fly while no site is configured."""
+    from gateway.cli.common import fail, shown_path
+    from gateway.discovery import discover, site_yaml
+    from gateway.errors import GatewayError
+
+    settings = Settings()
+    try:
+        found = asyncio.run(discover(settings.local_isolation))
+    except GatewayError as exc:
+        fail(str(exc), 1)
+    path = output or settings.sites_dir / f"{found.site.name}.yaml"
+    if path.exists() and not force:
+        fail(f"{shown_path(path)} exists: review it, or pass --force to replace it (or --output PATH)", 1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(site_yaml(found), encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {shown_path(path)}: {exc.strerror or exc}", 1)
+    parts = ", ".join(
+        f"{p.name} ({p.gpu_type or 'GPU type unknown'}, {p.time_limit})" for p in found.site.partitions
+    )
+    console.print(
+        Text.assemble(
+            "wrote ", plain(shown_path(path)), ": site ", plain(found.site.name), " partitions ", plain(parts)
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    for note in found.notes:
+        console.print(Text.assemble("note: ", plain(note)), highlight=False, soft_wrap=True)
+    check = f"gateway sites check {found.site.name}"
+    if output is not None:
+        check += f" --sites-dir {shown_path(path.parent)}"
+    console.print(Text.assemble("review it, then: ", plain(check)), highlight=False, soft_wrap=True)
+
+
 def print_step(step: Step) -> None:
     line = Text()
     line.append(f"{step.status:<4}", style=STATUS_STYLE[step.status])
