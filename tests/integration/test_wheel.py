@@ -38,6 +38,12 @@ NOT_SOURCE = shutil.ignore_patterns(
 OFFLINE = ("--no-deps", "--no-index")
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment less the gateway's settings and any PYTHONPATH (a checkout on it would be read, and
+    its kernel_gateway.egg-info would tell pip the gateway is installed already)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PYTHON", "VIRTUAL_ENV"))}
+
+
 @dataclass(frozen=True)
 class Installed:
     wheel: Path
@@ -49,8 +55,7 @@ class Installed:
         return self.venv / "bin" / "python"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PYTHON", "VIRTUAL_ENV"))}
-        env |= {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config")}
+        env = _clean_env() | {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config")}
         env["GATEWAY_LOCAL_WORKDIR"] = str(self.home / "runs")
         return env | extra
 
@@ -95,6 +100,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     shutil.copytree(REPO_ROOT, source, ignore=NOT_SOURCE, symlinks=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", work, source],
+        env=_clean_env(),
         check=True,
         capture_output=True,
         timeout=300,
@@ -102,10 +108,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     (wheel,) = work.glob("kernel_gateway-*.whl")
     shutil.rmtree(source)  # the installed gateway must not find any source tree
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", venv], env=_clean_env(), check=True, timeout=120
+    )
     purelib = Path(
         subprocess.run(
             [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            env=_clean_env(),
             check=True,
             capture_output=True,
             text=True,
@@ -124,6 +133,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
             *OFFLINE,
             wheel,
         ],
+        env=_clean_env(),
         check=True,
         capture_output=True,
         timeout=300,
