@@ -153,8 +153,14 @@ def test_the_wheel_carries_templates_migrations_sites_and_problems(installed: In
         }
         assert shipped, folder
         assert {f"gateway/_data/{name}" for name in shipped} <= names
-    assert "gateway/probe/task.yml" in names
-    assert "harness/__main__.py" in names or "harness/__init__.py" in names
+    # and every file of the packages themselves: code, the probe task, the web pages' templates and assets
+    for package in ("gateway", "harness", "bot"):
+        files = {
+            str(path.relative_to(REPO_ROOT))
+            for path in (REPO_ROOT / package).rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        }
+        assert not files - names, f"not in the wheel: {sorted(files - names)}"
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
 
 
