@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The machines carry a CPU wheel of torch here; pip finds it without pulling CUDA packages.
-WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+# The machines carry a CPU wheel of torch in /opt/wheels. Named in the install, it is the torch installed: the
+# harness extra takes any torch >= 2.3, and left to choose pip would take the newest, CUDA, build from PyPI.
+CPU_TORCH := $(firstword $(wildcard /opt/wheels/torch-*.whl))
 
 .PHONY: demo test lint unit integration bench up down status venv clean
 
@@ -12,7 +13,7 @@ $(BIN)/gateway: pyproject.toml
 	@echo "installing the project and its dev tools into $(VENV) (first time: about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --upgrade pip > $(VENV)/pip.log 2>&1 || (cat $(VENV)/pip.log; exit 1)
-	@$(BIN)/pip install $(WHEELS) -e '.[dev]' >> $(VENV)/pip.log 2>&1 || (cat $(VENV)/pip.log; exit 1)
+	@$(BIN)/pip install $(CPU_TORCH) -e '.[dev]' >> $(VENV)/pip.log 2>&1 || (cat $(VENV)/pip.log; exit 1)
 	@touch $@
 
 venv: $(BIN)/gateway

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from gateway import resources
 from gateway.tasks import SUBMISSION_PLACEHOLDER, TaskDefinition
 
-HARNESS_SOURCE = Path(__file__).resolve().parent.parent / "harness"
+HARNESS_SOURCE = resources.harness_dir()  # the harness package as installed (or the checkout's)
 # What `keep_bundles: logs` leaves of a bundle once its run ended; everything else (code, key, spec, harness,
 # job script, whatever the job wrote there) is removed.
 LOG_NAMES = ("output.log", "result.json")

@@ -1,4 +1,5 @@
-"""Applies the yoyo migrations in migrations/ and rolls them back (each with its ``.rollback.sql``)."""
+"""Applies the yoyo migrations (migrations/, shipped with the gateway: gateway.resources) and rolls them
+back (each with its ``.rollback.sql``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gateway import resources
 from gateway.errors import StoreError
-from gateway.settings import REPO_ROOT
 
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
 BASE = "base"  # the revision before the first migration: `rollback --to base` undoes them all
 
 
@@ -22,10 +22,11 @@ def _yoyo_url(database_url: str) -> str:
 
 
 @contextmanager
-def _yoyo(database_url: str, migrations_dir: Path, what: str) -> Iterator[tuple[Any, Any]]:
+def _yoyo(database_url: str, migrations_dir: Path | None, what: str) -> Iterator[tuple[Any, Any]]:
     """yoyo's backend (locked against concurrent migrators) and the migrations; errors become StoreError."""
     from yoyo import get_backend, read_migrations
 
+    migrations_dir = migrations_dir or resources.migrations_dir()
     backend = None
     try:
         backend = get_backend(_yoyo_url(database_url))
@@ -41,9 +42,7 @@ def _yoyo(database_url: str, migrations_dir: Path, what: str) -> Iterator[tuple[
             backend.connection.close()
 
 
-def apply_migrations(
-    database_url: str, migrations_dir: Path = MIGRATIONS_DIR, upto: str | None = None
-) -> int:
+def apply_migrations(database_url: str, migrations_dir: Path | None = None, upto: str | None = None) -> int:
     """Apply every pending migration (or those up to and including revision ``upto``); return how many
     were applied. Synchronous (yoyo is)."""
     with _yoyo(database_url, migrations_dir, "apply") as (backend, migrations):
@@ -57,14 +56,14 @@ def apply_migrations(
         return len(pending)
 
 
-def applied_migrations(database_url: str, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
+def applied_migrations(database_url: str, migrations_dir: Path | None = None) -> list[str]:
     """The ids of the migrations applied to the database, oldest first."""
     with _yoyo(database_url, migrations_dir, "read") as (backend, migrations):
         return [m.id for m in reversed(list(backend.to_rollback(migrations)))]
 
 
 def rollback_migrations(
-    database_url: str, to: str | None = None, migrations_dir: Path = MIGRATIONS_DIR
+    database_url: str, to: str | None = None, migrations_dir: Path | None = None
 ) -> list[str]:
     """Roll back applied migrations, newest first, each with its ``.rollback.sql`` in a transaction: the
     latest one (``to`` None), every one after revision ``to``, or all of them (``to`` = ``base``).

@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from gateway import resources
 from gateway.errors import ConfigError
 
 
@@ -65,9 +66,11 @@ class ScriptContext:
 
 
 class TemplateRenderer:
-    """Loads templates from one folder; ``render(name, ctx)`` gives a deterministic script."""
+    """Loads templates from one folder (default: the gateway's own, gateway.resources); ``render(name, ctx)``
+    gives a deterministic script."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path | None = None) -> None:
+        templates_dir = templates_dir or resources.templates_dir()
         self._dir = templates_dir
         self._env = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
@@ -90,6 +93,11 @@ class TemplateRenderer:
     def render(self, template_name: str, ctx: ScriptContext) -> str:
         try:
             return self._env.get_template(template_name).render(ctx.as_template_vars())
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(
+                f"template {exc.name} is not in {self._dir}: point GATEWAY_TEMPLATES_DIR at a folder "
+                "that has it, or unset it to use the templates shipped with the gateway"
+            ) from exc
         except jinja2.TemplateError as exc:
             where = f"{exc.filename}:{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
             raise ConfigError(f"template {template_name} {where}: {exc}") from exc

@@ -240,10 +240,6 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
             assert site.login is not None  # the site model guarantees it
             transport = SSHTransport(site.name, site.login)
         else:
-            if site.submit_via == "pyslurm":
-                # pyslurm is tied to the Slurm major version; the CLI is always right, so it serves
-                # every call here (see docs/architecture.md, "Submission paths")
-                log.info("site %s: submitting with the local Slurm commands", site.name)
             transport = LocalTransport()
         return SlurmBackend(site, transport, self.renderer)
 

@@ -9,14 +9,22 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway import resources
 from gateway.sites import KeepBundles, check_keep_bundles
 
+# The source checkout's root, for the dev stack, tests and benchmarks that run from one; the gateway's own
+# files (templates, migrations, example sites and problems) are found through gateway.resources instead.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def dev_env_file() -> Path:
-    """The env file the dev stack writes while it is up (and removes on `down`)."""
-    return Path(os.environ.get("GATEWAY_DEV_DIR") or REPO_ROOT / ".dev") / "env"
+def dev_env_file() -> Path | None:
+    """The env file the dev stack writes while it is up (and removes on `down`): GATEWAY_DEV_DIR's, else
+    the checkout's .dev/; None for an installed gateway with no GATEWAY_DEV_DIR."""
+    dev_dir = os.environ.get("GATEWAY_DEV_DIR")
+    if dev_dir:
+        return Path(dev_dir) / "env"
+    root = resources.checkout_root()
+    return root / ".dev" / "env" if root is not None else None
 
 
 class Settings(BaseSettings):
@@ -26,16 +34,27 @@ class Settings(BaseSettings):
 
     def __init__(self, **values: Any) -> None:
         # env files are resolved per instance, so GATEWAY_DEV_DIR set at run time is honoured
-        super().__init__(_env_file=(dev_env_file(), ".env"), **values)
+        dev_env = dev_env_file()
+        env_files = (dev_env, Path(".env")) if dev_env is not None else (Path(".env"),)
+        super().__init__(_env_file=env_files, **values)
 
     database_url: SecretStr | None = Field(
         default=None, description="postgresql://user:password@host:port/db; unset means no database"
     )
-    sites_dir: Path = Field(default=REPO_ROOT / "site_configs", description="folder of site YAML files")
-    tasks_dir: Path = Field(
-        default=REPO_ROOT / "problems", description="task directories admins may create leaderboards from"
+    sites_dir: Path = Field(
+        default_factory=resources.default_sites_dir,
+        description="folder of site YAML files; default: site_configs/ in a checkout, else "
+        "$XDG_CONFIG_HOME/kernel-gateway/sites (~/.config/kernel-gateway/sites)",
     )
-    templates_dir: Path = Field(default=REPO_ROOT / "templates", description="sbatch Jinja templates")
+    tasks_dir: Path = Field(
+        default_factory=resources.problems_dir,
+        description="task directories admins may create leaderboards from, and where `--task NAME` is "
+        "looked up; default: the example problems shipped with the gateway",
+    )
+    templates_dir: Path = Field(
+        default_factory=resources.templates_dir,
+        description="sbatch Jinja templates; default: the templates shipped with the gateway",
+    )
     local_workdir: Path = Field(
         default=Path.home() / ".cache" / "kernel-gateway" / "runs",
         description="where the built-in local site keeps its job bundles",

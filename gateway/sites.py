@@ -213,16 +213,24 @@ class IsolationConfig(_Strict):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
+# submit_via: pyslurm was accepted once; a site file that still says so is told why it went.
+PYSLURM_GONE = (
+    "pyslurm is not supported: use ssh, or local when the gateway runs on the login node (the same Slurm "
+    "commands, run as subprocesses). pyslurm works only with the Slurm release it was made for, and PyPI "
+    "has it for Slurm 17.11, 18.08 and 25.11 alone, so the gateway drives Slurm through its commands"
+)
+
+
 class SiteConfig(_Strict):
     name: str = Field(pattern=_NAME)
     title: str = ""
     # modal and github are fallback backends: made from the routing policy (gateway/policy.py), never
     # from a site YAML
     kind: Literal["slurm", "local", "modal", "github"] = "slurm"
-    submit_via: Literal["ssh", "local", "pyslurm"] = Field(
+    submit_via: Literal["ssh", "local"] = Field(
         default="ssh",
         description="ssh: from anywhere over SSH; local: this machine is the login node (Slurm CLI as "
-        "subprocesses); pyslurm: the Slurm API when `import pyslurm` matches the local Slurm, else the CLI",
+        "subprocesses)",
     )
     login: LoginConfig | None = None
     preference: int = Field(
@@ -249,6 +257,13 @@ class SiteConfig(_Strict):
         "logs (output.log and result.json only; code, key, spec, harness and job.sh are always removed)",
     )
     partitions: list[PartitionConfig] = Field(min_length=1)
+
+    @field_validator("submit_via", mode="before")
+    @classmethod
+    def _no_pyslurm(cls, value: Any) -> Any:
+        if value == "pyslurm":
+            raise ValueError(PYSLURM_GONE)
+        return value
 
     @field_validator("setup")
     @classmethod

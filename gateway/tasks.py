@@ -81,6 +81,25 @@ class TaskDefinition(BaseModel):
             raise TaskError(f"stored task definition is invalid: {exc}") from exc
 
 
+def find_task_dir(given: Path, tasks_dir: Path) -> Path:
+    """The task directory ``--task`` names: a path as given, or a bare name (no slash, not a path here)
+    looked up in the tasks folder (settings.tasks_dir: the shipped example problems by default)."""
+    if given.exists() or len(given.parts) != 1:
+        return given
+    found = tasks_dir / given
+    if (found / "task.yml").is_file():
+        return found
+    known = (
+        sorted(p.name for p in tasks_dir.iterdir() if (p / "task.yml").is_file())
+        if tasks_dir.is_dir()
+        else []
+    )
+    raise TaskError(
+        f"no task {str(given)!r}: not a folder here, nor a task in {tasks_dir} "
+        f"(tasks there: {', '.join(known) or 'none'}); give a task directory's path, or set GATEWAY_TASKS_DIR"
+    )
+
+
 def load_task(task_dir: Path, name: str | None = None, *, root: Path | None = None) -> TaskDefinition:
     """Read ``task_dir/task.yml`` and inline every file and template it names (sources may use ``../``;
     with ``root``, never outside it: an uploaded archive cannot reach the server's files)."""

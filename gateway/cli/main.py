@@ -29,7 +29,7 @@ from gateway.cli.worker import worker as worker_command
 from gateway.errors import GatewayError, UserError
 from gateway.service import OPERATOR, Gateway, SubmitRequest, as_mode
 from gateway.settings import Settings
-from gateway.tasks import load_task
+from gateway.tasks import find_task_dir, load_task
 
 app = typer.Typer(
     help="Kernel submission gateway: Slurm sites over SSH, a Postgres leaderboard.",
@@ -73,7 +73,10 @@ def _configure(
 @app.command()
 def submit(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the submission (Python source)")],
-    task: Annotated[Path | None, typer.Option(help="task directory holding task.yml")] = None,
+    task: Annotated[
+        Path | None,
+        typer.Option(help="task directory holding task.yml, or a task's name in the tasks folder"),
+    ] = None,
     leaderboard: Annotated[
         str | None, typer.Option(help="leaderboard name (default: the task's name)")
     ] = None,
@@ -128,7 +131,7 @@ def submit(
             fail("a local --json needs the api extra: pip install 'kernel-gateway[api]'", to=out)
     code = read_source(file, out)
     try:
-        definition = load_task(task) if task is not None else None
+        definition = load_task(find_task_dir(task, Settings().tasks_dir)) if task is not None else None
     except UserError as exc:
         fail(str(exc), to=out)
     request = SubmitRequest(

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
+from gateway import resources
 from gateway.errors import GatewayError
 from gateway.service import Gateway, SubmitRequest
 from gateway.settings import Settings
@@ -16,7 +16,7 @@ from gateway.sitecheck.step import Step
 from gateway.sites import SiteConfig
 from gateway.tasks import load_task
 
-PROBE_TASK_DIR = Path(__file__).resolve().parent.parent / "probe"
+PROBE_TASK_DIR = resources.probe_task_dir()
 PROBE_TASK_NAME = "site-check-probe"
 PROBE_USER = "site-check"
 DEFAULT_PROBE_TIMEOUT_S = 300.0
