@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness import timing, wire
-from harness.protocol import EXIT_BAD_TEST_SPEC, EXIT_VALIDATION_FAILED, ProtocolError, parse_test_spec
+from harness.protocol import (
+    EXIT_BAD_TEST_SPEC,
+    EXIT_VALIDATION_FAILED,
+    ProtocolError,
+    encode_report,
+    parse_test_spec,
+)
 from harness.sandbox import ENV_VAR as ISOLATION_ENV
 from harness.sandbox import Isolation, SandboxError, interpreter, module_command, wrap
 
@@ -235,7 +241,8 @@ class Judge:
                 if mode == "profile":
                     self.call(self.seeded(case), timed=False, check=True)
                     reply, _ = self.worker.request({"op": "profile", "case": self.seeded(case)})
-                    emit(out, f"benchmark.{i}.report", one_line(str(reply.get("report", ""))))
+                    # made in the submission's process: capped here, shown as its own text downstream
+                    emit(out, f"benchmark.{i}.report", encode_report(str(reply.get("report", ""))))
                     continue
                 stats, verdict = self.time_case(mode, self.seeded(case))
                 problem = timing.below_floor(stats, floor)

@@ -49,6 +49,14 @@ class BenchmarkOut(BaseModel):
     std_s: float | None = None
 
 
+class ProfileOut(BaseModel):
+    spec: str
+    report: str = Field(
+        description="the profiler's table (torch.profiler) of this benchmark, as the submission's process "
+        "made it: the submission's own text, at most 16 KiB"
+    )
+
+
 class RunOut(BaseModel):
     run_id: str
     submission_id: str  # the public id (not guessable from another)
@@ -75,6 +83,7 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     tests: list[TestOut] = []
     benchmarks: list[BenchmarkOut] = []
+    profile: list[ProfileOut] = Field(default=[], description="profile mode: each benchmark's profiler table")
     system: dict[str, Any] = {}
 
 
@@ -185,7 +194,9 @@ def run_out(record: RunRecord) -> RunOut:
     tests: list[TestOut] = []
     benchmarks: list[BenchmarkOut] = []
     system: dict[str, Any] = {}
+    profile: list[ProfileOut] = []
     if report.result is not None and not hide:
+        profile = [ProfileOut(spec=p.spec, report=p.report) for p in report.result.profiles]
         tests = [TestOut(spec=t.spec, passed=t.passed, error=t.error) for t in report.result.tests]
         benchmarks = [
             BenchmarkOut(
@@ -227,6 +238,7 @@ def run_out(record: RunRecord) -> RunOut:
         finished_at=record.finished_at,
         tests=tests,
         benchmarks=benchmarks,
+        profile=profile,
         system=system,
     )
 

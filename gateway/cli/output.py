@@ -62,6 +62,7 @@ class RunView:
     system: Mapping[str, Any] = field(default_factory=dict)
     secret_passed: bool | None = None
     output_tail: str = ""
+    profiles: list[tuple[str, str]] = field(default_factory=list)  # (benchmark spec, profiler table)
 
 
 def view_of_report(report: RunReport) -> RunView:
@@ -94,6 +95,7 @@ def view_of_report(report: RunReport) -> RunView:
         system=result.system if result else {},
         secret_passed=report.secret_passed,
         output_tail=report.output_tail,
+        profiles=[(p.spec, p.report) for p in result.profiles] if result else [],
     )
 
 
@@ -124,6 +126,12 @@ def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> Ru
         ]
 
     tests, benchmarks = rows("tests"), rows("benchmarks")
+    items = run.get("profile")
+    profiles = [
+        (str(item.get("spec", "")), str(item.get("report", "")))
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, Mapping)
+    ]
     system = run.get("system")
     return RunView(
         run_id=text("run_id"),
@@ -142,6 +150,7 @@ def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> Ru
         benchmarks=benchmarks,
         system=system if isinstance(system, Mapping) else {},
         secret_passed=secret_passed,
+        profiles=profiles,
     )
 
 
@@ -182,11 +191,18 @@ def print_report(console: Console, report: RunReport | RunView) -> None:
         line = plain(f"ran on {system.get('hostname', '?')}: {device}, torch {system.get('torch') or '?'}")
         line.stylize("dim")
         console.print(line, highlight=False)
+    print_profiles(console, view.profiles)
     if view.secret_passed is not None:
         verdict = "[green]passed[/]" if view.secret_passed else "[red]failed[/] (the run is not ranked)"
         console.print(f"secret rerun (hidden inputs): {verdict}")
     if view.passed:
-        score = f"score {format_seconds(view.score)}" if view.score is not None else "no timings in this mode"
+        score = (
+            f"score {format_seconds(view.score)}"
+            if view.score is not None
+            else "profiled: the tables are above"
+            if view.profiles
+            else "no timings in this mode"
+        )
         console.print(f"[bold green]passed[/]  {score}  (state {view.state})")
     else:
         state = f"  (state {view.state})"
@@ -194,6 +210,20 @@ def print_report(console: Console, report: RunReport | RunView) -> None:
         if not view.has_result and view.output_tail.strip():
             console.print("[dim]last lines of the job's output:[/]")
             console.print(plain(view.output_tail.strip()[-1500:]), highlight=False)
+
+
+def print_profiles(console: Console, profiles: list[tuple[str, str]]) -> None:
+    """Profile mode's tables, each under the benchmark it profiled. The submission's process made them, so
+    they go through ``plain`` and are said to be its output; lines are not wrapped (the table is wide)."""
+    for spec, report in profiles:
+        console.print(
+            Text.assemble(
+                ("profile of ", "bold"),
+                plain(spec),
+                (" (torch.profiler, in the submission's process)", "dim"),
+            )
+        )
+        console.print(plain(report.rstrip(), "(empty)"), highlight=False, soft_wrap=True)
 
 
 def print_leaderboard(console: Console, view: LeaderboardView) -> None:
