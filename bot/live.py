@@ -49,7 +49,7 @@ class SubmissionMessage:
                 if not isinstance(channel, discord.abc.Messageable):
                     self.gone = True
                     return
-                self.message = await channel.send(embed=embed, files=files or None)
+                self.message = await channel.send(embed=embed, files=files or [])
             else:
                 await self.message.edit(embed=embed, **extra)
         except (discord.NotFound, discord.Forbidden) as exc:
