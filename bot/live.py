@@ -40,7 +40,7 @@ class SubmissionMessage:
         """Show ``embed``; ``files`` (the last edit's profiler tables) are attached to the message."""
         if self.gone:
             return
-        extra: dict[str, Any] = {"attachments": files} if files else {}
+        extra: dict[str, Any] = {"attachments": files} if files else {}  # edits replace attachments
         try:
             if self.message is None and time.monotonic() < self.expires:
                 await self.interaction.edit_original_response(content=None, embed=embed, **extra)
@@ -49,7 +49,7 @@ class SubmissionMessage:
                 if not isinstance(channel, discord.abc.Messageable):
                     self.gone = True
                     return
-                self.message = await channel.send(embed=embed, files=files or [])
+                self.message = await channel.send(embed=embed, **({"files": files} if files else {}))
             else:
                 await self.message.edit(embed=embed, **extra)
         except (discord.NotFound, discord.Forbidden) as exc:
