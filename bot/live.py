@@ -49,7 +49,10 @@ class SubmissionMessage:
                 if not isinstance(channel, discord.abc.Messageable):
                     self.gone = True
                     return
-                self.message = await channel.send(embed=embed, **({"files": files} if files else {}))
+                if files:
+                    self.message = await channel.send(embed=embed, files=files)
+                else:
+                    self.message = await channel.send(embed=embed)
             else:
                 await self.message.edit(embed=embed, **extra)
         except (discord.NotFound, discord.Forbidden) as exc:
