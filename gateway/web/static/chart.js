@@ -31,9 +31,10 @@ function timeTicks(u, ticks, axis, space, step) {
   });
 }
 
-// An axis label: a duration without trailing zeros (28 µs, 20.5 µs).
+// An axis label: a duration without trailing zeros (28 µs, 20.5 µs); none for the unlabelled minor ticks
+// of a log axis (uPlot passes them as null).
 function durationTick(seconds) {
-  return formatSeconds(seconds).replace(/\.?0+ /, " ");
+  return seconds === null || seconds === undefined ? "" : formatSeconds(seconds).replace(/\.?0+ /, " ");
 }
 
 // The time axis: the points' span with a margin, so that the first and last points are not on the edge.
