@@ -313,6 +313,8 @@ class RunResult:
     phases: list[PhaseResult]
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # static pre-check flags, for reviewers
+    # profile mode under Nsight Compute: {"file", "size", "sha256"} of the report in the bundle, or {"error"}
+    ncu: dict[str, Any] | None = None
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> RunResult:
@@ -342,10 +344,14 @@ class RunResult:
             [_phase(p, i) for i, p in enumerate(raw_phases)],
             error,
             [str(w) for w in payload.get("warnings") or []],
+            _ncu(payload.get("ncu")),
         )
 
     def to_payload(self) -> dict[str, Any]:
-        return asdict(self)
+        payload = asdict(self)
+        if payload["ncu"] is None:  # only profile runs on a site with Nsight Compute have one
+            del payload["ncu"]
+        return payload
 
     def phase(self, *names: str) -> PhaseResult | None:
         return next((p for p in self.phases if p.name in names), None)
@@ -390,6 +396,19 @@ def _field(obj: Mapping[str, Any], name: str, kind: type[Any], where: str) -> An
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ProtocolError(f"{where}: field {name!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _ncu(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ProtocolError("result: 'ncu' must be an object or null")
+    if "error" in raw:
+        return {"error": str(raw["error"])[:1000]}
+    size, digest = raw.get("size"), raw.get("sha256")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0 or not isinstance(digest, str):
+        raise ProtocolError("result: 'ncu' needs a size and a sha256, or an error")
+    return {"file": str(raw.get("file", "")), "size": size, "sha256": digest}
 
 
 def _phase(raw: Any, index: int) -> PhaseResult:
