@@ -57,6 +57,12 @@ class ProfileOut(BaseModel):
     )
 
 
+class NcuReportOut(BaseModel):
+    url: str | None = Field(default=None, description="where to download the .ncu-rep file")
+    size: int | None = Field(default=None, description="its size in bytes")
+    error: str | None = Field(default=None, description="why there is no report")
+
+
 class RunOut(BaseModel):
     run_id: str
     submission_id: str  # the public id (not guessable from another)
@@ -84,6 +90,9 @@ class RunOut(BaseModel):
     tests: list[TestOut] = []
     benchmarks: list[BenchmarkOut] = []
     profile: list[ProfileOut] = Field(default=[], description="profile mode: each benchmark's profiler table")
+    ncu_report: NcuReportOut | None = Field(
+        default=None, description="profile mode on a site that runs Nsight Compute: its report"
+    )
     system: dict[str, Any] = {}
 
 
@@ -195,8 +204,10 @@ def run_out(record: RunRecord) -> RunOut:
     benchmarks: list[BenchmarkOut] = []
     system: dict[str, Any] = {}
     profile: list[ProfileOut] = []
+    ncu: NcuReportOut | None = None
     if report.result is not None and not hide:
         profile = [ProfileOut(spec=p.spec, report=p.report) for p in report.result.profiles]
+        ncu = ncu_out(record.run_id, report.result.ncu)
         tests = [TestOut(spec=t.spec, passed=t.passed, error=t.error) for t in report.result.tests]
         benchmarks = [
             BenchmarkOut(
@@ -239,8 +250,18 @@ def run_out(record: RunRecord) -> RunOut:
         tests=tests,
         benchmarks=benchmarks,
         profile=profile,
+        ncu_report=ncu,
         system=system,
     )
+
+
+def ncu_out(run_id: str, signed: dict[str, Any] | None) -> NcuReportOut | None:
+    """What a run's result says of its Nsight Compute report: where to download it, or why there is none."""
+    if signed is None:
+        return None
+    if "error" in signed:
+        return NcuReportOut(error=str(signed["error"]))
+    return NcuReportOut(url=f"/api/runs/{run_id}/profile.ncu-rep", size=signed.get("size"))
 
 
 def submission_out(runs: list[RunRecord]) -> SubmissionOut:

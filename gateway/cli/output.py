@@ -7,7 +7,8 @@ as escapes, so it cannot restyle or rewrite the terminal."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -63,6 +64,8 @@ class RunView:
     secret_passed: bool | None = None
     output_tail: str = ""
     profiles: list[tuple[str, str]] = field(default_factory=list)  # (benchmark spec, profiler table)
+    ncu: Mapping[str, Any] | None = None  # the Nsight Compute report: {"url", "size"} or {"error"}
+    ncu_saved: str | None = None  # where this command saved it
 
 
 def view_of_report(report: RunReport) -> RunView:
@@ -96,7 +99,16 @@ def view_of_report(report: RunReport) -> RunView:
         secret_passed=report.secret_passed,
         output_tail=report.output_tail,
         profiles=[(p.spec, p.report) for p in result.profiles] if result else [],
+        ncu=_ncu_view(report.run_id, result.ncu if result else None),
     )
+
+
+def _ncu_view(run_id: str, signed: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if signed is None:
+        return None
+    if "error" in signed:
+        return {"error": str(signed["error"])}
+    return {"url": f"/api/runs/{run_id}/profile.ncu-rep", "size": signed.get("size")}
 
 
 def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> RunView:
@@ -133,6 +145,7 @@ def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> Ru
         if isinstance(item, Mapping)
     ]
     system = run.get("system")
+    ncu = run.get("ncu_report")
     return RunView(
         run_id=text("run_id"),
         user=text("user"),
@@ -151,13 +164,17 @@ def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> Ru
         system=system if isinstance(system, Mapping) else {},
         secret_passed=secret_passed,
         profiles=profiles,
+        ncu=ncu if isinstance(ncu, Mapping) else None,
     )
 
 
-def print_report(console: Console, report: RunReport | RunView) -> None:
+def print_report(console: Console, report: RunReport | RunView, saved_ncu: Path | None = None) -> None:
     """A run's result table: each test and benchmark, where it ran, the secret rerun's verdict, the
-    verdict with the score (or the error, and the job's last output lines when there is no result)."""
+    verdict with the score (or the error, and the job's last output lines when there is no result);
+    profile mode's tables and where its Nsight Compute report is (``saved_ncu``: saved here)."""
     view = view_of_report(report) if isinstance(report, RunReport) else report
+    if saved_ncu is not None:
+        view = replace(view, ncu_saved=str(saved_ncu))
     title = (
         f"{view.file_name} by {view.user} on {view.site}/{view.partition} ({view.gpu_type}), "
         f"job {view.job_id or '-'}, run {view.run_id}"
@@ -192,6 +209,7 @@ def print_report(console: Console, report: RunReport | RunView) -> None:
         line.stylize("dim")
         console.print(line, highlight=False)
     print_profiles(console, view.profiles)
+    print_ncu(console, view)
     if view.secret_passed is not None:
         verdict = "[green]passed[/]" if view.secret_passed else "[red]failed[/] (the run is not ranked)"
         console.print(f"secret rerun (hidden inputs): {verdict}")
@@ -224,6 +242,41 @@ def print_profiles(console: Console, profiles: list[tuple[str, str]]) -> None:
             )
         )
         console.print(plain(report.rstrip(), "(empty)"), highlight=False, soft_wrap=True)
+
+
+def print_ncu(console: Console, view: RunView) -> None:
+    """Where the run's Nsight Compute report is: saved here, or on the gateway's API; or why there is none."""
+    ncu = view.ncu
+    if not ncu:
+        return
+    if ncu.get("error"):
+        console.print(Text.assemble(("no Nsight Compute report: ", "yellow"), plain(ncu["error"])))
+        return
+    size = ncu.get("size")
+    about = (
+        f"Nsight Compute report ({size / 2**20:.1f} MiB)"
+        if isinstance(size, int)
+        else "Nsight Compute report"
+    )
+    where = (
+        f"saved to {view.ncu_saved}"
+        if view.ncu_saved
+        else f"download it from the gateway: GET {ncu.get('url')}"
+    )
+    console.print(Text.assemble((about, "bold"), ": ", plain(where)), highlight=False)
+
+
+def save_ncu_report(report: RunReport, source: Path) -> Path | None:
+    """A local run's Nsight Compute report, saved next to the submitted file as
+    ``<file>.<run>.ncu-rep``; None when it has none (or it could not be written: the API keeps it)."""
+    if report.ncu_report is None:
+        return None
+    target = source.with_name(f"{source.name}.{report.run_id[:8]}.ncu-rep")
+    try:
+        target.write_bytes(report.ncu_report)
+    except OSError:
+        return None
+    return target
 
 
 def print_leaderboard(console: Console, view: LeaderboardView) -> None:
