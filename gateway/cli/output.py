@@ -253,17 +253,16 @@ def print_ncu(console: Console, view: RunView) -> None:
         console.print(Text.assemble(("no Nsight Compute report: ", "yellow"), plain(ncu["error"])))
         return
     size = ncu.get("size")
-    about = (
-        f"Nsight Compute report ({size / 2**20:.1f} MiB)"
-        if isinstance(size, int)
-        else "Nsight Compute report"
-    )
+    about = "Nsight Compute report"
+    if isinstance(size, int):
+        about += f" ({size / 2**20:.1f} MiB)" if size >= 2**20 else f" ({size / 1024:.1f} KiB)"
     where = (
         f"saved to {view.ncu_saved}"
         if view.ncu_saved
         else f"download it from the gateway: GET {ncu.get('url')}"
     )
-    console.print(Text.assemble((about, "bold"), ": ", plain(where)), highlight=False)
+    # one line, however long: the path is for copying
+    console.print(Text.assemble((about, "bold"), ": ", plain(where)), highlight=False, soft_wrap=True)
 
 
 def save_ncu_report(report: RunReport, source: Path) -> Path | None:

@@ -7,7 +7,10 @@ saves a local run's report next to the submitted file."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,8 +21,8 @@ import httpx
 import pytest
 
 from gateway.service import OPERATOR
-from gateway.settings import Settings
-from tests.conftest import solution
+from gateway.settings import REPO_ROOT, Settings
+from tests.conftest import PROBLEMS, solution
 from tests.integration.api_harness import api_server
 from tests.integration.site_files import dev_site_text, write_site
 from tests.unit.test_harness_ncu import FAKE_NCU
@@ -107,3 +110,23 @@ async def test_the_ncu_report_travels_from_the_node_to_a_download(
 
             missing = await client.get(f"/api/runs/{runs[board][:-4]}ffff/profile.ncu-rep")
             assert missing.status_code == 404 and "error" in missing.json()
+
+
+def test_the_cli_prints_the_tables_and_saves_the_report_next_to_the_file(
+    dev_env: dict[str, str], ncu_sites: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "mine.py"
+    source.write_text(solution("vectoradd", "correct.py"))
+    env = dict(os.environ, GATEWAY_SITES_DIR=str(ncu_sites), GATEWAY_DEV_DIR=dev_env["GATEWAY_DEV_DIR"])
+    env.pop("GATEWAY_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "submit", str(source),
+         "--task", str(PROBLEMS / "vectoradd"), "--mode", "profile", "--site", "prof", "--no-db"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=RUN_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("(torch.profiler, in the submission's process)") == 2, done.stdout
+    assert "aten::add" in done.stdout and "profiled: the tables are above" in done.stdout
+    [saved] = list(tmp_path.glob("mine.py.*.ncu-rep"))
+    assert saved.read_bytes().startswith(b"fake ncu profiled: ")
+    assert f"saved to {saved}\n" in done.stdout, done.stdout
