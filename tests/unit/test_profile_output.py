@@ -4,17 +4,22 @@ text (escaped, never markup)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from bot.progress import SubmissionStatus
 from bot.render import FIELD_LIMIT, PROFILE_FIELD, profile_attachment, submission_embed
 from gateway.api.schemas import run_out
 from gateway.cli.output import print_report, view_of_run
+from gateway.errors import ResultError
+from gateway.results import verified_ncu_report
 from gateway.service import QueuedRun, RunRecord, Submission
 from harness.protocol import (
     PROFILE_REPORT_LIMIT,
@@ -101,3 +106,34 @@ def test_the_bot_shows_a_short_table_inline_and_attaches_a_long_one() -> None:
     assert attachment is not None and attachment.filename == "profile-33333333.txt"
     body = attachment.fp.read().decode()
     assert body.startswith("benchmark size: 1024; seed: 0\n") and body.count("aten::add") == 20
+
+
+def test_only_the_ncu_report_the_result_signed_is_taken() -> None:
+    report = b"an ncu report"
+    signed = {"file": "profile.ncu-rep", "size": len(report), "sha256": hashlib.sha256(report).hexdigest()}
+    assert verified_ncu_report(report, signed, RUN) == report
+    for forged, why in (
+        (b"another report", "is not the one its result names"),
+        (report + b"!", "is not the one its result names"),
+        (None, "is not in its bundle"),
+    ):
+        with pytest.raises(ResultError, match=why):
+            verified_ncu_report(forged, signed, RUN)
+
+
+def test_the_cli_says_where_the_ncu_report_is_or_why_there_is_none() -> None:
+    def shown(ncu: dict[str, Any], saved: Path | None = None) -> str:
+        out = io.StringIO()
+        run = json.loads(run_out(profile_record(TABLE)).model_dump_json()) | {"ncu_report": ncu}
+        print_report(Console(file=out, width=80, color_system=None), view_of_run(run), saved)
+        return out.getvalue()
+
+    url = f"/api/runs/{RUN}/profile.ncu-rep"
+    assert f"Nsight Compute report (1.5 MiB): download it from the gateway: GET {url}\n" in shown(
+        {"url": url, "size": 3 * 2**19}
+    )
+    long = Path("/a/very/long/folder/name/that/goes/past/the/width/of/the/terminal/k.py.33333333.ncu-rep")
+    assert f"Nsight Compute report (2.0 KiB): saved to {long}\n" in shown({"url": url, "size": 2048}, long)
+    assert "no Nsight Compute report: ncu [red]is not[/] on the PATH" in shown(
+        {"error": "ncu [red]is not[/] on the PATH"}
+    )
