@@ -28,6 +28,7 @@ from playwright.async_api import (
     expect,
 )
 
+from gateway.formatting import format_seconds
 from gateway.service import OPERATOR
 from gateway.settings import REPO_ROOT, Settings
 from tests.conftest import solution
@@ -149,6 +150,7 @@ async def test_pages_follow_submissions_live_into_the_ranking_chart_and_timings(
 
     await expect(leaderboard.locator("#runs tbody tr")).to_have_count(2)  # queued or running, live
     await follow_the_submission_page(submission)
+    await the_timings_are_the_stored_ones(web, submission, alice["public_run_id"])
     ended = time.monotonic()
     await follow_the_leaderboard_page(web, leaderboard, board)
     await asyncio.sleep(RECONNECT_S - (time.monotonic() - ended))
@@ -178,6 +180,17 @@ async def follow_the_submission_page(page: Page) -> None:
     assert await secret.locator("table").count() == 0  # a secret rerun shows only its verdict
     await expect(page.locator("#log li.kind-finished")).to_have_count(2)  # the events again, replayed
     await screenshot(page, "submission.png")
+
+
+async def the_timings_are_the_stored_ones(web: Web, page: Page, run_id: str) -> None:
+    """Each benchmark's mean, best and spread (worst, std) on the page are the run's stored statistics."""
+    run = await _json(web, f"/api/runs/{run_id}")
+    rows = page.locator("section.run").nth(0).locator("table.benchmarks tbody tr")
+    for row, bench in zip(await rows.all(), run["benchmarks"], strict=True):
+        shown = (await row.locator("td.num").all_text_contents())[:4]
+        stored = [format_seconds(bench[key]) for key in ("mean_s", "best_s", "worst_s", "std_s")]
+        assert shown == stored, (shown, stored)
+        assert bench["best_s"] <= bench["mean_s"] <= bench["worst_s"] and bench["std_s"] > 0, bench
 
 
 async def follow_the_leaderboard_page(web: Web, page: Page, board: str) -> None:
