@@ -139,6 +139,17 @@ class RequeuePolicy(_Strict):
         return state in self.on and attempt < self.max_attempts
 
 
+class ProfileConfig(_Strict):
+    """Profile mode on this site: the profiler's tables always; Nsight Compute's report when ``ncu`` is on
+    and the nodes have ``ncu`` on the job's PATH (harness/ncu.py)."""
+
+    ncu: bool = Field(
+        default=False,
+        description="run profile mode's benchmarks under Nsight Compute (ncu) too and return its report; "
+        "the nodes' driver must let users read the GPU's performance counters",
+    )
+
+
 ISOLATION_KINDS = ("bubblewrap", "apptainer", "none")
 RUN_MODES = ("test", "benchmark", "profile", "leaderboard")
 _PATH = r"^/[A-Za-z0-9_./+@-]*$"
@@ -211,17 +222,6 @@ class IsolationConfig(_Strict):
     def digest(self) -> str:
         """What a verification proved: the same sandbox settings (a changed YAML needs a new check)."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
-
-
-class ProfileConfig(_Strict):
-    """Profile mode on this site: the profiler's tables always; Nsight Compute's report when ``ncu`` is on
-    and the nodes have ``ncu`` on the job's PATH (harness/ncu.py)."""
-
-    ncu: bool = Field(
-        default=False,
-        description="run profile mode's benchmarks under Nsight Compute (ncu) too and return its report; "
-        "the nodes' driver must let users read the GPU's performance counters",
-    )
 
 
 class SiteConfig(_Strict):
