@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import discord
 
 from bot.progress import SubmissionStatus
-from bot.render import submission_embed
+from bot.render import profile_attachment, submission_embed
 from gateway.errors import GatewayError
 from gateway.service import Caller, Gateway
 
@@ -35,20 +36,25 @@ class SubmissionMessage:
         self.message: discord.Message | None = None
         self.gone = False  # deleted by someone, or the channel is no longer reachable
 
-    async def show(self, embed: discord.Embed) -> None:
+    async def show(self, embed: discord.Embed, files: list[discord.File] | None = None) -> None:
+        """Show ``embed``; ``files`` (the last edit's profiler tables) are attached to the message."""
         if self.gone:
             return
+        extra: dict[str, Any] = {"attachments": files} if files else {}  # edits replace attachments
         try:
             if self.message is None and time.monotonic() < self.expires:
-                await self.interaction.edit_original_response(content=None, embed=embed)
+                await self.interaction.edit_original_response(content=None, embed=embed, **extra)
             elif self.message is None:
                 channel = self.interaction.channel
                 if not isinstance(channel, discord.abc.Messageable):
                     self.gone = True
                     return
-                self.message = await channel.send(embed=embed)
+                if files:
+                    self.message = await channel.send(embed=embed, files=files)
+                else:
+                    self.message = await channel.send(embed=embed)
             else:
-                await self.message.edit(embed=embed)
+                await self.message.edit(embed=embed, **extra)
         except (discord.NotFound, discord.Forbidden) as exc:
             log.info("submission message gone (%s): no more updates", exc)
             self.gone = True
@@ -101,7 +107,8 @@ class SubmissionFollower:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, GatewayError):
                     await task
-        await self._show()
+        attachment = profile_attachment(self.status.public.record)
+        await self.message.show(submission_embed(self.status), [attachment] if attachment else None)
         return self.status
 
     async def _show(self) -> None:

@@ -7,6 +7,7 @@ where only a fence could break out), and is cut to what Discord accepts."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -29,6 +30,7 @@ from gateway.validation import printable
 
 FIELD_LIMIT = 1024  # characters in an embed field's value
 DESCRIPTION_LIMIT = 4096
+PROFILE_FIELD = "Profile (torch.profiler, in the submission's process)"
 GREY, AMBER, BLUE, GREEN, RED = 0x95A5A6, 0xF1C40F, 0x3498DB, 0x2ECC71, 0xE74C3C
 
 
@@ -126,6 +128,16 @@ def _add_results(embed: discord.Embed, record: RunRecord) -> None:
             for b in result.benchmarks
         ]
         embed.add_field(name="Benchmarks", value=code(lines), inline=False)
+    if result is not None and result.profiles:
+        body = profile_text(record)
+        if len(code([body], FIELD_LIMIT * 4)) <= FIELD_LIMIT:  # short enough to show whole
+            embed.add_field(name=PROFILE_FIELD, value=code([body]), inline=False)
+        else:
+            embed.add_field(
+                name=PROFILE_FIELD,
+                value=f"attached as {profile_file_name(record)} ({len(body)} characters)",
+                inline=False,
+            )
     if record.score is not None:
         embed.add_field(name="Score", value=f"**{format_seconds(record.score)}**", inline=True)
     if record.passed is False:
@@ -136,6 +148,29 @@ def _add_results(embed: discord.Embed, record: RunRecord) -> None:
         device = system.get("gpu") or system.get("cpu") or system.get("device", "?")
         ran = f"{device}, torch {system.get('torch') or '?'} on {system.get('hostname', '?')}"
         embed.add_field(name="Ran on", value=text(ran, 300), inline=False)
+
+
+def profile_text(record: RunRecord) -> str:
+    """Profile mode's tables as one text, each under the benchmark it profiled; the submission's process made
+    them, so control characters are dropped (``clean``)."""
+    result = report_of(record).result
+    profiles = result.profiles if result is not None and not record.secret else []
+    return "\n\n".join(clean(f"benchmark {p.spec}\n{p.report.rstrip()}") for p in profiles)
+
+
+def profile_file_name(record: RunRecord) -> str:
+    return f"profile-{record.run_id[:8]}.txt"
+
+
+def profile_attachment(record: RunRecord | None) -> discord.File | None:
+    """The profiler's tables as a text file, for a run whose tables do not fit in its embed (Discord's
+    limits); None when there are none or they are shown inline."""
+    if record is None:
+        return None
+    body = profile_text(record)
+    if not body or len(code([body], FIELD_LIMIT * 4)) <= FIELD_LIMIT:
+        return None
+    return discord.File(io.BytesIO(body.encode()), filename=profile_file_name(record))
 
 
 def leaderboards_embed(boards: list[LeaderboardSummary], now: datetime | None = None) -> discord.Embed:

@@ -78,9 +78,9 @@ class BundlePaths:
 
 
 def build_spec(
-    run_id: str, mode: str, task: TaskDefinition, secret_seed: int | None = None
+    run_id: str, mode: str, task: TaskDefinition, secret_seed: int | None = None, ncu: bool = False
 ) -> dict[str, Any]:
-    """spec.json as docs/architecture.md defines it."""
+    """spec.json as docs/architecture.md defines it (``ncu``: profile mode under Nsight Compute too)."""
     return {
         "run_id": run_id,
         "mode": mode,
@@ -92,6 +92,7 @@ def build_spec(
         "ranking_by": task.ranking_by,
         "seed": secret_seed,
         "timeouts": task.timeouts,
+        "ncu": ncu and mode == "profile",
     }
 
 

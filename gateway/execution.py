@@ -22,11 +22,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from gateway.backends.base import RESULT_WRITTEN_MARKER, Backend, JobHandle, JobRequest, JobStatus
+from gateway.backends.base import (
+    RESULT_WRITTEN_MARKER,
+    Backend,
+    BundleFiles,
+    JobHandle,
+    JobRequest,
+    JobStatus,
+)
 from gateway.errors import BackendError, ResultError, TransportError
 from gateway.monitor import Monitor
-from gateway.results import verified_result
+from gateway.results import verified_ncu_report, verified_result
 from gateway.states import HELD_STATES, TERMINAL_MESSAGES, JobState, describe_pending_reason
+from harness.ncu import REPORT_LIMIT as NCU_REPORT_LIMIT
 from harness.protocol import PROGRESS_PREFIX, RunResult
 
 log = logging.getLogger(__name__)
@@ -71,6 +79,7 @@ class RunReport:
     output: collections.deque[str] = field(default_factory=collections.deque)
     output_bytes: int = 0
     handle: JobHandle | None = field(default=None, repr=False)
+    ncu_report: bytes | None = field(default=None, repr=False)  # profile mode's Nsight Compute report
 
     @property
     def passed(self) -> bool:
@@ -107,6 +116,7 @@ async def execute(
     requeue policy allows. A job marked maybe_submitted is found on the site, not submitted twice."""
     try:
         await _attempts(runtime, job, report, event, persist)
+        await _fetch_ncu_report(runtime, report, event)
     finally:
         if report.forged_markers:
             log.warning(
@@ -211,6 +221,23 @@ async def _follow(
         return None
     _take_result(report, result, job)
     return None
+
+
+async def _fetch_ncu_report(runtime: SiteRuntime, report: RunReport, event: Event) -> None:
+    """Profile mode under Nsight Compute: the report the result signed, from the job's bundle (before the
+    bundle is removed). A report that cannot be had is said in an event; the run's verdict stands."""
+    signed = report.result.ncu if report.result is not None else None
+    if not signed or "sha256" not in signed or report.handle is None:
+        return
+    backend = runtime.backend
+    try:
+        if not isinstance(backend, BundleFiles):
+            raise ResultError(f"run {report.run_id}: its backend keeps no files to fetch a report from")
+        data = await backend.fetch_file(report.handle, str(signed.get("file")), NCU_REPORT_LIMIT + 1)
+        report.ncu_report = verified_ncu_report(data, signed, report.run_id)
+    except (ResultError, TransportError) as exc:
+        log.warning("%s", exc)
+        await event(f"the Nsight Compute report could not be fetched: {exc}")
 
 
 def _take_result(report: RunReport, result: RunResult, job: JobRequest) -> None:

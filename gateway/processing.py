@@ -153,7 +153,7 @@ class RunProcessing:
             partition,
             task,
             run.code,
-            build_spec(run.run_id, as_mode(run.mode), task, secret_seed=seed),
+            build_spec(run.run_id, as_mode(run.mode), task, secret_seed=seed, ncu=site.profile.ncu),
             key,
             attempt=run.attempt,
             # an earlier claim may have handed it to the site: the backend finds the job by its name
@@ -233,6 +233,8 @@ class RunProcessing:
         if self.store is None:
             return
         result = report.result
+        if report.ncu_report is not None:  # first: followers read the run back as soon as it is recorded
+            await self.store.save_ncu_report(report.run_id, report.ncu_report)
         await self.store.record_result(
             report.run_id,
             state=report.state.value,

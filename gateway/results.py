@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from gateway.errors import ResultError
 from harness.protocol import HarnessError, ResultAuthError, RunResult, load_key_hex, verify_result
@@ -26,3 +30,16 @@ def verified_result(raw: bytes | None, key_hex: str, run_id: str) -> RunResult:
     if result.run_id != run_id:
         raise ResultError(f"run {run_id}: result.json belongs to run {result.run_id}")
     return result
+
+
+def verified_ncu_report(data: bytes | None, signed: Mapping[str, Any], run_id: str) -> bytes:
+    """The Nsight Compute report fetched from a run's bundle, if it is the one result.json signed (its
+    size and SHA-256); ResultError saying what is wrong otherwise."""
+    if data is None:
+        raise ResultError(f"run {run_id}: its Nsight Compute report is not in its bundle")
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != signed.get("size") or not hmac.compare_digest(digest, str(signed.get("sha256"))):
+        raise ResultError(
+            f"run {run_id}: the Nsight Compute report in its bundle is not the one its result names"
+        )
+    return data

@@ -536,7 +536,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
             choice.partition,
             task,
             request.code,
-            build_spec(run_id, request.mode, task),
+            build_spec(run_id, request.mode, task, ncu=choice.site.profile.ncu),
             secrets.token_hex(32),
         )
         first = routed_message(choice.site.name, choice.partition.name, report.gpu_type, choice.why)
@@ -573,6 +573,20 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
     async def queue_position(self, run_id: str) -> int | None:
         """A queued run's place in line for a worker (1: next); None once a worker has it."""
         return await self._require_store().queue_position(run_id)
+
+    async def ncu_report(self, run_id: str, *, caller: Caller) -> tuple[RunRecord, bytes]:
+        """A profile run's Nsight Compute report, to whoever may read the run (``run``'s rules); a secret
+        rerun's never (it shows only its verdict). NotFoundError says why there is none."""
+        record = await self.run(run_id, caller=caller)
+        data = None if record.secret else await self._require_store().ncu_report(record.run_id)
+        if data is None:
+            why = (
+                "it is not a profile run"
+                if record.mode != "profile"
+                else "its site does not run Nsight Compute, or the report could not be made"
+            )
+            raise NotFoundError(f"run {record.run_id} has no Nsight Compute report: {why}")
+        return record, data
 
     async def run(self, run_id: str, *, caller: Caller) -> RunRecord:
         """One run by its id; admins may give the first characters of it, as tables show (others must

@@ -139,6 +139,17 @@ class RequeuePolicy(_Strict):
         return state in self.on and attempt < self.max_attempts
 
 
+class ProfileConfig(_Strict):
+    """Profile mode on this site: the profiler's tables always; Nsight Compute's report when ``ncu`` is on
+    and the nodes have ``ncu`` on the job's PATH (harness/ncu.py)."""
+
+    ncu: bool = Field(
+        default=False,
+        description="run profile mode's benchmarks under Nsight Compute (ncu) too and return its report; "
+        "the nodes' driver must let users read the GPU's performance counters",
+    )
+
+
 ISOLATION_KINDS = ("bubblewrap", "apptainer", "none")
 RUN_MODES = ("test", "benchmark", "profile", "leaderboard")
 _PATH = r"^/[A-Za-z0-9_./+@-]*$"
@@ -247,6 +258,7 @@ class SiteConfig(_Strict):
         description="a wrapper the harness runs under, e.g. `apptainer exec --nv /images/torch.sif`",
     )
     isolation: IsolationConfig = Field(default_factory=IsolationConfig)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
     account: str | None = Field(default=None, pattern=_NAME)
     qos: str | None = Field(default=None, pattern=_NAME)
     slurm: SlurmCommands = Field(default_factory=SlurmCommands)

@@ -26,8 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from harness import timing, wire
-from harness.protocol import EXIT_BAD_TEST_SPEC, EXIT_VALIDATION_FAILED, ProtocolError, parse_test_spec
+from harness import ncu, timing, wire
+from harness.protocol import (
+    EXIT_BAD_TEST_SPEC,
+    EXIT_VALIDATION_FAILED,
+    ProtocolError,
+    encode_report,
+    parse_test_spec,
+)
 from harness.sandbox import ENV_VAR as ISOLATION_ENV
 from harness.sandbox import Isolation, SandboxError, interpreter, module_command, wrap
 
@@ -61,13 +67,22 @@ class Failed(Exception):
 class Worker:
     """The submission's process, reached over two private pipes (it never sees the result descriptor)."""
 
-    def __init__(self, isolation: Isolation) -> None:
+    def __init__(
+        self,
+        isolation: Isolation,
+        prefix: list[str] | None = None,
+        readable: list[str] | None = None,
+        writable: tuple[str, ...] = (),
+    ) -> None:
+        """``prefix`` goes in front of the worker's command inside the sandbox (ncu), ``readable`` and
+        ``writable`` are the folders it needs beyond the task and the harness (ncu's own, its report's)."""
         req_read, self.req_write = os.pipe()
         self.rep_read, rep_write = os.pipe()
         wire.widen(self.req_write)
         wire.widen(self.rep_read)
         task_dir, harness_dir = os.getcwd(), str(Path(__file__).resolve().parent)
         bundle = str(Path(harness_dir).parent)
+        self.isolation = isolation
         # unconfined, the worker still gets a private scratch folder of its own for HOME and caches
         self.scratch = tempfile.mkdtemp(prefix="harness-worker-") if not isolation.confined else None
         command = module_command(
@@ -75,12 +90,13 @@ class Worker:
         )
         argv, env = wrap(
             isolation,
-            command,
-            readable=[harness_dir, task_dir],
+            [*(prefix or []), *command],
+            readable=[harness_dir, task_dir, *(readable or [])],
             cwd=task_dir,
             env={},
             scratch=self.scratch,
             protected=(str(Path(bundle).parent),),  # the work folder: every run's bundle
+            writable=writable,
         )
         self.proc = subprocess.Popen(
             argv,
@@ -147,6 +163,8 @@ class Judge:
         except Failed as exc:
             self.load_error = str(exc)
         self.first_timed_mark = os.environ.get("HARNESS_MARK_FILE")
+        self.isolation: Isolation = worker.isolation
+        self.ncu_report: str | None = None  # profile mode under Nsight Compute: the report's path (ncu.py)
 
     def seeded(self, case: dict[str, Any]) -> dict[str, Any]:
         case = dict(case)
@@ -235,7 +253,8 @@ class Judge:
                 if mode == "profile":
                     self.call(self.seeded(case), timed=False, check=True)
                     reply, _ = self.worker.request({"op": "profile", "case": self.seeded(case)})
-                    emit(out, f"benchmark.{i}.report", one_line(str(reply.get("report", ""))))
+                    # made in the submission's process: capped here, shown as its own text downstream
+                    emit(out, f"benchmark.{i}.report", encode_report(str(reply.get("report", ""))))
                     continue
                 stats, verdict = self.time_case(mode, self.seeded(case))
                 problem = timing.below_floor(stats, floor)
@@ -250,7 +269,35 @@ class Judge:
                 emit(out, f"benchmark.{i}.{key}", value)
             emit(out, f"benchmark.{i}.clock", verdict.clock)
             emit(out, f"benchmark.{i}.bound", verdict.describe())
+        if mode == "profile" and ok_all and self.ncu_report is not None:
+            emit(out, "ncu", self.under_ncu(cases, self.ncu_report))
         return ok_all
+
+    def under_ncu(self, cases: Cases, report: str) -> str:
+        """Each benchmark once more in a worker of its own under Nsight Compute (``ncu`` in front of it in
+        the sandbox, writing ``report``): ``done``, or ``error: ...`` saying why there is no report."""
+        found = ncu.find_ncu()
+        if found is None:
+            return "error: ncu is not on the job's PATH"
+        try:
+            worker = Worker(
+                self.isolation,
+                prefix=ncu.ncu_command(found, report),
+                readable=[ncu.ncu_folder(found)],
+                writable=(str(Path(report).parent),),
+            )
+        except (SandboxError, OSError) as exc:
+            return one_line(f"error: ncu could not start: {exc}")
+        try:
+            worker.request({"op": "load"})
+            for _, case in cases:
+                request = {"op": "run", "case": self.seeded(_without_floor(case)), "timed": False}
+                worker.request(request | {"output": False})
+        except Failed as exc:
+            return one_line(f"error: under ncu: {exc}")
+        finally:
+            worker.close()
+        return "done"
 
     def time_case(self, mode: str, case: dict[str, Any]) -> tuple[timing.Stats, timing.Verdict]:
         """The statistics of a case's timed calls and whose clock they are (``worker``, or ``evaluator``
@@ -326,6 +373,7 @@ def read_cases(path: str) -> Cases:
 def main(argv: list[str]) -> int:
     phase_fds = os.environ.pop("HARNESS_PHASE_FDS", None) or os.environ["POPCORN_FD"]
     isolation = os.environ.pop(ISOLATION_ENV, None)
+    ncu_report = os.environ.pop(ncu.REPORT_ENV, None)
     os.environ.pop("POPCORN_FD", None)
     fds = [int(fd) for fd in phase_fds.split(",")]
     for fd in fds:
@@ -364,6 +412,7 @@ def main(argv: list[str]) -> int:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     sys.path.insert(0, os.getcwd())
     judge = Judge(worker, twin, secret, max_time_s)
+    judge.ncu_report = ncu_report
     ok = True
     try:
         for mode, cases, fd in zip(modes, phases, fds, strict=True):

@@ -64,8 +64,15 @@ class EvaluatorProcess:
     """One evaluator process serving ``phases`` in order, each under its own time limit."""
 
     def __init__(
-        self, bundle: Path, spec: dict[str, Any], phases: list[str], files: list[Path], isolation: Isolation
+        self,
+        bundle: Path,
+        spec: dict[str, Any],
+        phases: list[str],
+        files: list[Path],
+        isolation: Isolation,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
+        """``extra_env`` is for the built-in evaluator only (where ncu's report goes)."""
         self.phases = phases
         self.timeouts = [float(spec["timeouts"].get(name, DEFAULT_TIMEOUT_S)) for name in phases]
         pipes = [os.pipe() for _ in phases]
@@ -101,7 +108,7 @@ class EvaluatorProcess:
                 isolated=True,
             )  # fmt: skip
             # (the job's own environment: its modules' library paths and toolkits; -I ignores PYTHON*)
-            env = dict(os.environ) | protocol_env
+            env = dict(os.environ) | protocol_env | (extra_env or {})
             env["HARNESS_PHASE_FDS"] = ",".join(map(str, write_fds))
             env[ISOLATION_ENV] = isolation.to_env()
         self.started = time.monotonic()

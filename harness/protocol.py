@@ -22,6 +22,7 @@ EXIT_VALIDATION_FAILED = 112
 EXIT_BAD_TEST_SPEC = 113
 EXIT_TIMEOUT = 114
 PROGRESS_PREFIX = "[harness] "
+PROFILE_REPORT_LIMIT = 16 * 1024  # characters of one benchmark's profiler table that travel
 EXIT_MEANINGS = {
     EXIT_VALIDATION_FAILED: "validation failed",
     EXIT_BAD_TEST_SPEC: "the test specification could not be read",
@@ -87,6 +88,26 @@ def parse_test_spec(line: str) -> dict[str, int | float | str]:
             raise ProtocolError(f"bad test spec {line!r}: expected 'key: value; key: value'")
         case[key.strip()] = _scalar(value.strip())
     return case
+
+
+def encode_report(report: str) -> str:
+    """A profiler table (many lines) as one ``key: value`` value: a JSON string, cut to
+    PROFILE_REPORT_LIMIT characters with a note saying so."""
+    if len(report) > PROFILE_REPORT_LIMIT:
+        report = report[:PROFILE_REPORT_LIMIT] + f"\n[cut at {PROFILE_REPORT_LIMIT} characters]"
+    return json.dumps(report)
+
+
+def decode_report(value: str) -> str:
+    """``encode_report``'s inverse; a value written before reports were encoded (one line) as it is."""
+    if value.startswith('"'):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(decoded, str):
+            return decoded[: PROFILE_REPORT_LIMIT + 64]
+    return value
 
 
 # -- authentication ----------------------------------------------------------------------------------
@@ -179,6 +200,16 @@ def _float(kv: Mapping[str, str], key: str) -> float:
 
 
 @dataclass(frozen=True)
+class ProfileOutcome:
+    """One benchmark's profiler table in profile mode. It is made in the submission's process, so it is
+    the submission's own text (it could print anything into it): shown escaped, never trusted."""
+
+    index: int
+    spec: str
+    report: str
+
+
+@dataclass(frozen=True)
 class PhaseResult:
     name: str
     exit_code: int | None
@@ -232,6 +263,14 @@ class PhaseResult:
             )
         return outcomes
 
+    def profiles(self) -> list[ProfileOutcome]:
+        """The profiler tables of a profile phase, one per benchmark that reported one."""
+        return [
+            ProfileOutcome(i, self.kv.get(f"benchmark.{i}.spec", ""), decode_report(report))
+            for i in range(_count(self.kv, "benchmark-count"))
+            if (report := self.kv.get(f"benchmark.{i}.report")) is not None
+        ]
+
     @property
     def passed(self) -> bool:
         return self.exit_code == 0 and not self.timed_out and self.kv.get("check") == "pass"
@@ -274,6 +313,8 @@ class RunResult:
     phases: list[PhaseResult]
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # static pre-check flags, for reviewers
+    # profile mode under Nsight Compute: {"file", "size", "sha256"} of the report in the bundle, or {"error"}
+    ncu: dict[str, Any] | None = None
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> RunResult:
@@ -303,10 +344,14 @@ class RunResult:
             [_phase(p, i) for i, p in enumerate(raw_phases)],
             error,
             [str(w) for w in payload.get("warnings") or []],
+            _ncu(payload.get("ncu")),
         )
 
     def to_payload(self) -> dict[str, Any]:
-        return asdict(self)
+        payload = asdict(self)
+        if payload["ncu"] is None:  # only profile runs on a site with Nsight Compute have one
+            del payload["ncu"]
+        return payload
 
     def phase(self, *names: str) -> PhaseResult | None:
         return next((p for p in self.phases if p.name in names), None)
@@ -324,6 +369,12 @@ class RunResult:
     def benchmarks(self) -> list[BenchmarkOutcome]:
         phase = self.phase("benchmark", "leaderboard")
         return phase.benchmarks() if phase else []
+
+    @property
+    def profiles(self) -> list[ProfileOutcome]:
+        """Profile mode's tables, one per benchmark (empty in the other modes)."""
+        phase = self.phase("profile")
+        return phase.profiles() if phase else []
 
     @property
     def failure_message(self) -> str | None:
@@ -345,6 +396,19 @@ def _field(obj: Mapping[str, Any], name: str, kind: type[Any], where: str) -> An
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ProtocolError(f"{where}: field {name!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _ncu(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ProtocolError("result: 'ncu' must be an object or null")
+    if "error" in raw:
+        return {"error": str(raw["error"])[:1000]}
+    size, digest = raw.get("size"), raw.get("sha256")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0 or not isinstance(digest, str):
+        raise ProtocolError("result: 'ncu' needs a size and a sha256, or an error")
+    return {"file": str(raw.get("file", "")), "size": size, "sha256": digest}
 
 
 def _phase(raw: Any, index: int) -> PhaseResult:

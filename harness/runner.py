@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness import ncu
 from harness.precheck import scan_submission
 from harness.process import EvaluatorProcess
 from harness.protocol import (
@@ -88,6 +89,8 @@ def load_spec(bundle: Path) -> dict[str, Any]:
         not isinstance(main, str) or Path(main).is_absolute() or ".." in Path(main).parts
     ):
         raise ValueError("spec.json: main must be a path inside task/")
+    if not isinstance(spec.get("ncu", False), bool):
+        raise ValueError("spec.json: ncu must be true or false")
     if spec.get("seed") is not None and not isinstance(spec["seed"], int):
         raise ValueError("spec.json: seed must be an integer or null")
     limit = spec.get("max_time_s")
@@ -155,14 +158,17 @@ def _case_files(spec: dict[str, Any], names: list[str], tmp: Path) -> list[Path]
 
 
 def run_phases(
-    bundle: Path, spec: dict[str, Any], tmp: Path, isolation: Isolation
+    bundle: Path, spec: dict[str, Any], tmp: Path, isolation: Isolation, ncu_report: str | None = None
 ) -> tuple[list[PhaseResult], str | None]:
+    """Each phase of the mode; with ``ncu_report``, the built-in evaluator's profile phase also runs the
+    benchmarks under Nsight Compute, writing that report (harness/ncu.py)."""
     names = PHASES[spec["mode"]]
     files = _case_files(spec, names, tmp)
     before = snapshot(bundle)
     results: list[PhaseResult] = []
+    extra_env = {ncu.REPORT_ENV: ncu_report} if ncu_report else None
     # the built-in evaluator serves all phases from one process; a task's own runs once per phase
-    shared = None if spec.get("main") else EvaluatorProcess(bundle, spec, names, files, isolation)
+    shared = None if spec.get("main") else EvaluatorProcess(bundle, spec, names, files, isolation, extra_env)
     for i, name in enumerate(names):
         progress(f"phase {name} started")
         if shared is not None:
@@ -183,6 +189,33 @@ def run_phases(
                 progress(f"skipping {', '.join(names[i + 1 :])}: phase {name} did not pass")
             return results, problem
     return results, None
+
+
+def _ncu_report_path(spec: dict[str, Any], tmp: Path) -> str | None:
+    """Where the evaluator's ncu pass writes its report (outside the work folder: the sandbox binds it
+    writable), when spec.json asks for one, the built-in evaluator runs and ncu is on the PATH."""
+    if not spec.get("ncu") or spec["mode"] != "profile" or spec.get("main") or ncu.find_ncu() is None:
+        return None
+    folder = tmp / "ncu"
+    folder.mkdir(mode=0o700)
+    return str(folder / "profile")
+
+
+def _ncu_outcome(
+    spec: dict[str, Any], phases: list[PhaseResult], report: str | None, bundle: Path
+) -> dict[str, Any]:
+    """result.json's ``ncu``: the report moved into the bundle with its size and digest, or why not."""
+    if spec.get("main"):
+        return {"error": "this task runs its own evaluator: Nsight Compute runs under the built-in one only"}
+    if report is None:
+        return {"error": f"Nsight Compute (ncu) is not on the job's PATH on {socket.gethostname()}"}
+    profile = next((p for p in phases if p.name == "profile"), None)
+    if profile is None or not profile.passed:
+        return {"error": "no Nsight Compute report: the profile did not pass"}
+    said = profile.kv.get("ncu", "")
+    if said != "done":
+        return {"error": said.removeprefix("error: ") or "the evaluator did not run ncu"}
+    return ncu.collect(report, bundle)
 
 
 def run_bundle(bundle: Path, isolation: Isolation) -> int:
@@ -223,8 +256,12 @@ def run_bundle(bundle: Path, isolation: Isolation) -> int:
             f"run {spec['run_id']}: {spec['mode']} on {socket.gethostname()}, isolation {isolation.kind}"
         )
         with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
+            report = _ncu_report_path(spec, Path(tmp))
             try:
-                phases, payload["error"] = run_phases(bundle, spec, Path(tmp), isolation)
+                phases, payload["error"] = run_phases(bundle, spec, Path(tmp), isolation, report)
+                if spec.get("ncu") and spec["mode"] == "profile":
+                    payload["ncu"] = _ncu_outcome(spec, phases, report, bundle)
+                    progress(f"Nsight Compute: {payload['ncu'].get('error') or 'report written'}")
             except OSError as exc:  # the bundle itself is broken (no task/, unwritable temp dir, ...)
                 phases, payload["error"] = [], f"the runner failed: {type(exc).__name__}: {exc}"
         payload["phases"] = [asdict(p) for p in phases]

@@ -204,12 +204,14 @@ def wrap(
     env: dict[str, str],
     scratch: str | None = None,
     protected: tuple[str, ...] = (),
+    writable: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) that run ``argv`` confined: ``readable`` are the folders it may read (its task
     and the harness), ``cwd`` its working folder, ``env`` what it needs beyond the sandbox's own,
     ``protected`` folders no bind may hold or lie in (the work folder of every bundle). Without a sandbox
     (``none``) the process gets ``scratch`` (a private folder the caller made) as its HOME and temporary
-    folder instead of a private /tmp."""
+    folder instead of a private /tmp. ``writable`` are folders it may write (an Nsight Compute report's).
+    """
     toolchain = toolchain_paths(protected)
     if isolation.kind == "none":
         if scratch is None:
@@ -222,12 +224,15 @@ def wrap(
         # no user namespaces of its own inside (bubblewrap >= 0.8): the kernel's namespace code, the
         # usual ground of local privilege escalations, stays out of its reach
         nested = ["--disable-userns"] if _supports(tool, "--disable-userns") else []
-        args = bubblewrap_args(binds, readable, cwd, full_env)
+        args = bubblewrap_args(binds, readable, cwd, full_env, writable)
         return [tool, *nested, *args, "--", *argv], {}
-    return [tool, *apptainer_args(isolation, binds, readable, cwd, full_env), *argv], {"PATH": SYSTEM_PATH}
+    args = apptainer_args(isolation, binds, readable, cwd, full_env, writable)
+    return [tool, *args, *argv], {"PATH": SYSTEM_PATH}
 
 
-def bubblewrap_args(binds: list[str], readable: list[str], cwd: str, env: dict[str, str]) -> list[str]:
+def bubblewrap_args(
+    binds: list[str], readable: list[str], cwd: str, env: dict[str, str], writable: tuple[str, ...] = ()
+) -> list[str]:
     args = [
         "--unshare-user",
         "--unshare-pid",
@@ -255,6 +260,8 @@ def bubblewrap_args(binds: list[str], readable: list[str], cwd: str, env: dict[s
         args += ["--dev-bind", node, node]
     for path in readable:
         args += ["--ro-bind", path, path]
+    for path in writable:
+        args += ["--bind", path, path]
     args += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
     for name, value in sorted(env.items()):
         args += ["--setenv", name, value]
@@ -262,7 +269,12 @@ def bubblewrap_args(binds: list[str], readable: list[str], cwd: str, env: dict[s
 
 
 def apptainer_args(
-    isolation: Isolation, binds: list[str], readable: list[str], cwd: str, env: dict[str, str]
+    isolation: Isolation,
+    binds: list[str],
+    readable: list[str],
+    cwd: str,
+    env: dict[str, str],
+    writable: tuple[str, ...] = (),
 ) -> list[str]:
     """``apptainer exec`` with the same boundary: contained file system, no home, clean environment, its
     own pid/ipc/network namespaces with no network, the GPU libraries and nodes of --nv/--rocm."""
@@ -274,6 +286,8 @@ def apptainer_args(
         args.append("--rocm")
     for path in [*readable, *binds]:
         args += ["--bind", f"{path}:{path}:ro"]
+    for path in writable:
+        args += ["--bind", f"{path}:{path}:rw"]
     for name, value in sorted(env.items()):
         if name != "PATH":
             args += ["--env", f"{name}={value}"]

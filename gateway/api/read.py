@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from gateway.api.auth import Service, Viewer
 from gateway.api.schemas import (
@@ -122,3 +122,21 @@ async def run(run_id: str, gateway: Service, viewer: Viewer) -> RunOut:
     """One run by its id (admins: the first characters of it): state, where it ran, tests, timings,
     score."""
     return run_out(await gateway.run(run_id, caller=viewer))
+
+
+@router.get(
+    "/runs/{run_id}/profile.ncu-rep",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "the .ncu-rep file"}},
+    tags=["runs"],
+)
+async def ncu_report(run_id: str, gateway: Service, viewer: Viewer) -> Response:
+    """A profile run's Nsight Compute report (open it in Nsight Compute), to whoever may read the run;
+    404 when it has none (its site does not run ncu, or it is not a profile run)."""
+    record, data = await gateway.ncu_report(run_id, caller=viewer)
+    name = f"profile-{record.run_id[:8]}.ncu-rep"
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

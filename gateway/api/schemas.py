@@ -49,6 +49,20 @@ class BenchmarkOut(BaseModel):
     std_s: float | None = None
 
 
+class ProfileOut(BaseModel):
+    spec: str
+    report: str = Field(
+        description="the profiler's table (torch.profiler) of this benchmark, as the submission's process "
+        "made it: the submission's own text, at most 16 KiB"
+    )
+
+
+class NcuReportOut(BaseModel):
+    url: str | None = Field(default=None, description="where to download the .ncu-rep file")
+    size: int | None = Field(default=None, description="its size in bytes")
+    error: str | None = Field(default=None, description="why there is no report")
+
+
 class RunOut(BaseModel):
     run_id: str
     submission_id: str  # the public id (not guessable from another)
@@ -75,6 +89,10 @@ class RunOut(BaseModel):
     finished_at: datetime | None
     tests: list[TestOut] = []
     benchmarks: list[BenchmarkOut] = []
+    profile: list[ProfileOut] = Field(default=[], description="profile mode: each benchmark's profiler table")
+    ncu_report: NcuReportOut | None = Field(
+        default=None, description="profile mode on a site that runs Nsight Compute: its report"
+    )
     system: dict[str, Any] = {}
 
 
@@ -185,7 +203,11 @@ def run_out(record: RunRecord) -> RunOut:
     tests: list[TestOut] = []
     benchmarks: list[BenchmarkOut] = []
     system: dict[str, Any] = {}
+    profile: list[ProfileOut] = []
+    ncu: NcuReportOut | None = None
     if report.result is not None and not hide:
+        profile = [ProfileOut(spec=p.spec, report=p.report) for p in report.result.profiles]
+        ncu = ncu_out(record.run_id, report.result.ncu)
         tests = [TestOut(spec=t.spec, passed=t.passed, error=t.error) for t in report.result.tests]
         benchmarks = [
             BenchmarkOut(
@@ -227,8 +249,19 @@ def run_out(record: RunRecord) -> RunOut:
         finished_at=record.finished_at,
         tests=tests,
         benchmarks=benchmarks,
+        profile=profile,
+        ncu_report=ncu,
         system=system,
     )
+
+
+def ncu_out(run_id: str, signed: dict[str, Any] | None) -> NcuReportOut | None:
+    """What a run's result says of its Nsight Compute report: where to download it, or why there is none."""
+    if signed is None:
+        return None
+    if "error" in signed:
+        return NcuReportOut(error=str(signed["error"]))
+    return NcuReportOut(url=f"/api/runs/{run_id}/profile.ncu-rep", size=signed.get("size"))
 
 
 def submission_out(runs: list[RunRecord]) -> SubmissionOut:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from gateway.bundle import BundlePaths
 from gateway.render import ScriptContext
@@ -98,6 +98,16 @@ def script_context(request: JobRequest, paths: BundlePaths, python: str) -> Scri
         container=site.container,
         isolation_args=site.isolation.runner_args(),
     )
+
+
+@runtime_checkable
+class BundleFiles(Protocol):
+    """A backend whose jobs leave their files in a bundle folder it can read (slurm, local): profile mode's
+    Nsight Compute report is fetched from there."""
+
+    async def fetch_file(self, handle: JobHandle, name: str, max_bytes: int) -> bytes | None:
+        """Up to ``max_bytes`` of file ``name`` in the job's bundle folder; None when it is not there."""
+        ...
 
 
 class Backend(Protocol):

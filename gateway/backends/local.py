@@ -147,6 +147,9 @@ class LocalBackend:
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
         return await asyncio.to_thread(_read_capped, Path(handle.bundle.result), MAX_RESULT_BYTES)
 
+    async def fetch_file(self, handle: JobHandle, name: str, max_bytes: int) -> bytes | None:
+        return await asyncio.to_thread(_read_capped, Path(handle.bundle.root / name), max_bytes)
+
     async def fetch_output(self, handle: JobHandle, max_bytes: int = 64 * 1024) -> str:
         data = await asyncio.to_thread(_read_capped, Path(handle.bundle.output), max_bytes)
         return (data or b"").decode(errors="replace")

@@ -369,6 +369,9 @@ class SlurmBackend:
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
         return await self._transport.read_file(str(handle.bundle.result), MAX_RESULT_BYTES)
 
+    async def fetch_file(self, handle: JobHandle, name: str, max_bytes: int) -> bytes | None:
+        return await self._transport.read_file(str(handle.bundle.root / name), max_bytes)
+
     async def fetch_output(self, handle: JobHandle, max_bytes: int = 64 * 1024) -> str:
         data = await self._transport.read_file(str(handle.bundle.output), max_bytes)
         return (data or b"").decode(errors="replace")

@@ -18,7 +18,7 @@ from gateway.cli.common import run_gateway as _run
 from gateway.cli.dev import app as dev_app
 from gateway.cli.fallback import app as fallback_app
 from gateway.cli.leaderboards import app as leaderboard_app
-from gateway.cli.output import plain, print_report
+from gateway.cli.output import plain, print_report, save_ncu_report
 from gateway.cli.remote import login as login_command
 from gateway.cli.render import render as render_command
 from gateway.cli.runs import app as runs_app
@@ -158,7 +158,7 @@ def submit(
         if as_json:
             await print_submission_json(gateway, report.run_id)
         else:
-            print_report(console, report)
+            print_report(console, report, save_ncu_report(report, file))
         return report.passed and report.secret_passed is not False
 
     if not _run(body, use_database=not no_db, interrupted=STOPPED_RUN, to=out):

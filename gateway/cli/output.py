@@ -7,7 +7,8 @@ as escapes, so it cannot restyle or rewrite the terminal."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -62,6 +63,9 @@ class RunView:
     system: Mapping[str, Any] = field(default_factory=dict)
     secret_passed: bool | None = None
     output_tail: str = ""
+    profiles: list[tuple[str, str]] = field(default_factory=list)  # (benchmark spec, profiler table)
+    ncu: Mapping[str, Any] | None = None  # the Nsight Compute report: {"url", "size"} or {"error"}
+    ncu_saved: str | None = None  # where this command saved it
 
 
 def view_of_report(report: RunReport) -> RunView:
@@ -94,7 +98,17 @@ def view_of_report(report: RunReport) -> RunView:
         system=result.system if result else {},
         secret_passed=report.secret_passed,
         output_tail=report.output_tail,
+        profiles=[(p.spec, p.report) for p in result.profiles] if result else [],
+        ncu=_ncu_view(report.run_id, result.ncu if result else None),
     )
+
+
+def _ncu_view(run_id: str, signed: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if signed is None:
+        return None
+    if "error" in signed:
+        return {"error": str(signed["error"])}
+    return {"url": f"/api/runs/{run_id}/profile.ncu-rep", "size": signed.get("size")}
 
 
 def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> RunView:
@@ -124,7 +138,14 @@ def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> Ru
         ]
 
     tests, benchmarks = rows("tests"), rows("benchmarks")
+    items = run.get("profile")
+    profiles = [
+        (str(item.get("spec", "")), str(item.get("report", "")))
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, Mapping)
+    ]
     system = run.get("system")
+    ncu = run.get("ncu_report")
     return RunView(
         run_id=text("run_id"),
         user=text("user"),
@@ -142,13 +163,18 @@ def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> Ru
         benchmarks=benchmarks,
         system=system if isinstance(system, Mapping) else {},
         secret_passed=secret_passed,
+        profiles=profiles,
+        ncu=ncu if isinstance(ncu, Mapping) else None,
     )
 
 
-def print_report(console: Console, report: RunReport | RunView) -> None:
+def print_report(console: Console, report: RunReport | RunView, saved_ncu: Path | None = None) -> None:
     """A run's result table: each test and benchmark, where it ran, the secret rerun's verdict, the
-    verdict with the score (or the error, and the job's last output lines when there is no result)."""
+    verdict with the score (or the error, and the job's last output lines when there is no result);
+    profile mode's tables and where its Nsight Compute report is (``saved_ncu``: saved here)."""
     view = view_of_report(report) if isinstance(report, RunReport) else report
+    if saved_ncu is not None:
+        view = replace(view, ncu_saved=str(saved_ncu))
     title = (
         f"{view.file_name} by {view.user} on {view.site}/{view.partition} ({view.gpu_type}), "
         f"job {view.job_id or '-'}, run {view.run_id}"
@@ -182,11 +208,19 @@ def print_report(console: Console, report: RunReport | RunView) -> None:
         line = plain(f"ran on {system.get('hostname', '?')}: {device}, torch {system.get('torch') or '?'}")
         line.stylize("dim")
         console.print(line, highlight=False)
+    print_profiles(console, view.profiles)
+    print_ncu(console, view)
     if view.secret_passed is not None:
         verdict = "[green]passed[/]" if view.secret_passed else "[red]failed[/] (the run is not ranked)"
         console.print(f"secret rerun (hidden inputs): {verdict}")
     if view.passed:
-        score = f"score {format_seconds(view.score)}" if view.score is not None else "no timings in this mode"
+        score = (
+            f"score {format_seconds(view.score)}"
+            if view.score is not None
+            else "profiled: the tables are above"
+            if view.profiles
+            else "no timings in this mode"
+        )
         console.print(f"[bold green]passed[/]  {score}  (state {view.state})")
     else:
         state = f"  (state {view.state})"
@@ -194,6 +228,54 @@ def print_report(console: Console, report: RunReport | RunView) -> None:
         if not view.has_result and view.output_tail.strip():
             console.print("[dim]last lines of the job's output:[/]")
             console.print(plain(view.output_tail.strip()[-1500:]), highlight=False)
+
+
+def print_profiles(console: Console, profiles: list[tuple[str, str]]) -> None:
+    """Profile mode's tables, each under the benchmark it profiled. The submission's process made them, so
+    they go through ``plain`` and are said to be its output; lines are not wrapped (the table is wide)."""
+    for spec, report in profiles:
+        console.print(
+            Text.assemble(
+                ("profile of ", "bold"),
+                plain(spec),
+                (" (torch.profiler, in the submission's process)", "dim"),
+            )
+        )
+        console.print(plain(report.rstrip(), "(empty)"), highlight=False, soft_wrap=True)
+
+
+def print_ncu(console: Console, view: RunView) -> None:
+    """Where the run's Nsight Compute report is: saved here, or on the gateway's API; or why there is none."""
+    ncu = view.ncu
+    if not ncu:
+        return
+    if ncu.get("error"):
+        console.print(Text.assemble(("no Nsight Compute report: ", "yellow"), plain(ncu["error"])))
+        return
+    size = ncu.get("size")
+    about = "Nsight Compute report"
+    if isinstance(size, int):
+        about += f" ({size / 2**20:.1f} MiB)" if size >= 2**20 else f" ({size / 1024:.1f} KiB)"
+    where = (
+        f"saved to {view.ncu_saved}"
+        if view.ncu_saved
+        else f"download it from the gateway: GET {ncu.get('url')}"
+    )
+    # one line, however long: the path is for copying
+    console.print(Text.assemble((about, "bold"), ": ", plain(where)), highlight=False, soft_wrap=True)
+
+
+def save_ncu_report(report: RunReport, source: Path) -> Path | None:
+    """A local run's Nsight Compute report, saved next to the submitted file as
+    ``<file>.<run>.ncu-rep``; None when it has none (or it could not be written: the API keeps it)."""
+    if report.ncu_report is None:
+        return None
+    target = source.with_name(f"{source.name}.{report.run_id[:8]}.ncu-rep")
+    try:
+        target.write_bytes(report.ncu_report)
+    except OSError:
+        return None
+    return target
 
 
 def print_leaderboard(console: Console, view: LeaderboardView) -> None:

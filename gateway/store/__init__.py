@@ -3,7 +3,7 @@
 One ``Store`` object, assembled from one module per concern: boards (users, leaderboards, rate limits,
 site health), queue (submissions, claims, records), events (run events, LISTEN/NOTIFY) and ranking
 (reading runs back), stats (queue positions, standings, totals), limits (the HTTP API's rate limits and
-event-stream leases, shared by its processes)."""
+event-stream leases, shared by its processes), profiles (profile mode's Nsight Compute reports)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gateway.store.base import StoreBase, TransientStoreError
 from gateway.store.boards import BoardsStore
 from gateway.store.events import CANCEL_CHANNEL, EVENTS_CHANNEL, QUEUE_CHANNEL, EventsStore
 from gateway.store.limits import LimitsStore
+from gateway.store.profiles import ProfilesStore
 from gateway.store.ranking import RankingStore
 from gateway.store.records import (
     ClaimedRun,
@@ -32,7 +33,7 @@ from gateway.store.records import (
 from gateway.store.stats import StatsStore
 
 
-class Store(BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore):
+class Store(BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore, ProfilesStore):
     """Everything the service reads and writes in PostgreSQL."""
 
 

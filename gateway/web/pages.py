@@ -8,7 +8,7 @@ scripts build the DOM with textContent. Times are shown in UTC."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sized
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -137,6 +137,13 @@ class PageRoute(APIRoute):
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
+def busiest_gpu(gpu_types: list[str], rankings: Mapping[str, Sized]) -> str | None:
+    """The GPU type with the most ranked entries; on a tie (none ranked included) the first in the board's
+    order; None for a board without GPU types."""
+    counts = [len(rankings.get(gpu, ())) for gpu in gpu_types]
+    return gpu_types[counts.index(max(counts))] if gpu_types else None
+
+
 @router.get("/")
 async def index(request: Request, gateway: Service) -> Response:
     """Every public leaderboard."""
@@ -145,12 +152,14 @@ async def index(request: Request, gateway: Service) -> Response:
 
 @router.get("/leaderboards/{name:path}")
 async def leaderboard(request: Request, name: str, gateway: Service, gpu: str | None = None) -> Response:
-    """One leaderboard on one GPU type (the first by default): ranking, score chart, recent runs."""
+    """One leaderboard on one GPU type (``?gpu=``; by default the one with the most ranked entries, the first
+    of the board's types on a tie): ranking, score chart, recent runs."""
     board = await gateway.get_leaderboard(name, caller=ANONYMOUS)
-    gpu = gpu or (board.gpu_types[0] if board.gpu_types else None)
     if gpu is not None and gpu not in board.gpu_types:
         raise NotFoundError(f"leaderboard {shown(board.name)} does not rank {shown(gpu)}")
-    ranking = (await gateway.rankings(board, gpu, TOP)).get(gpu or "", [])
+    rankings = await gateway.rankings(board, gpu, TOP)
+    gpu = gpu or busiest_gpu(board.gpu_types, rankings)
+    ranking = rankings.get(gpu or "", [])
     return render(
         request,
         "leaderboard.html",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bot.render import PROFILE_FIELD
 from gateway.service import OPERATOR, Gateway, SubmitRequest
 from gateway.settings import Settings
 from gateway.tasks import load_task
@@ -440,3 +441,29 @@ async def test_members_cannot_name_sites_or_see_hidden_boards_and_renames_keep_b
         for run in await t.gateway.runs(user=account(newcomer), caller=OPERATOR):
             await t.gateway.cancel_run(run.run_id, caller=OPERATOR)
         await t.followers_done(30)
+
+
+async def test_profile_mode_shows_the_profilers_tables_attached_when_long(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with bot_under_test(stack_settings, monkeypatch) as t:
+        board = await new_board(t.gateway)
+        code = solution("vectoradd", "correct.py").encode()
+        token = await submit(t, ALICE, board, "k.py", code, mode="profile")
+        await t.answer(token)
+        await t.followers_done()
+        message = t.discord.original(token)
+        assert message is not None
+        final = embed_text(message)
+        assert "✅ passed" in final and PROFILE_FIELD in final, final
+        # vectoradd's two tables are longer than an embed field holds: they come as a text file
+        [attachment] = message["attachments"]
+        assert attachment["filename"] == f"profile-{message_run_id(final)}.txt", attachment
+        body = attachment["content"]
+        assert body.count("aten::add") >= 2 and body.count("Self CPU time total") == 2, body
+        assert f"attached as {attachment['filename']}" in final
+
+
+def message_run_id(shown: str) -> str:
+    """The short run id in an embed's footer (``submission … · run 1234abcd``)."""
+    return shown.rsplit("· run ", 1)[1].split()[0]

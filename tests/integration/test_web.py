@@ -28,10 +28,13 @@ from playwright.async_api import (
     expect,
 )
 
+from gateway.formatting import format_seconds
 from gateway.service import OPERATOR
 from gateway.settings import REPO_ROOT, Settings
 from tests.conftest import solution
 from tests.integration.api_harness import ApiUnderTest, api_server
+from tests.integration.scratch import finish_submission
+from tests.integration.scratch import submit as scratch_submission
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +117,17 @@ async def web(stack_settings: Settings, browser: Browser) -> AsyncIterator[Web]:
             await context.close()  # before the server stops: its event streams would hold it open
 
 
+@pytest.fixture
+async def web_no_worker(stack_settings: Settings, browser: Browser) -> AsyncIterator[Web]:
+    """The same without a worker: runs made through the store stay as the test records them."""
+    async with api_server(stack_settings, worker=False) as api:
+        context = await browser.new_context(base_url=api.url, viewport={"width": 1280, "height": 900})
+        try:
+            yield Web(api, context)
+        finally:
+            await context.close()
+
+
 async def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SCREENSHOTS / name, full_page=True)
@@ -136,6 +150,7 @@ async def test_pages_follow_submissions_live_into_the_ranking_chart_and_timings(
 
     await expect(leaderboard.locator("#runs tbody tr")).to_have_count(2)  # queued or running, live
     await follow_the_submission_page(submission)
+    await the_timings_are_the_stored_ones(web, submission, alice["public_run_id"])
     ended = time.monotonic()
     await follow_the_leaderboard_page(web, leaderboard, board)
     await asyncio.sleep(RECONNECT_S - (time.monotonic() - ended))
@@ -165,6 +180,17 @@ async def follow_the_submission_page(page: Page) -> None:
     assert await secret.locator("table").count() == 0  # a secret rerun shows only its verdict
     await expect(page.locator("#log li.kind-finished")).to_have_count(2)  # the events again, replayed
     await screenshot(page, "submission.png")
+
+
+async def the_timings_are_the_stored_ones(web: Web, page: Page, run_id: str) -> None:
+    """Each benchmark's mean, best and spread (worst, std) on the page are the run's stored statistics."""
+    run = await _json(web, f"/api/runs/{run_id}")
+    rows = page.locator("section.run").nth(0).locator("table.benchmarks tbody tr")
+    for row, bench in zip(await rows.all(), run["benchmarks"], strict=True):
+        shown = (await row.locator("td.num").all_text_contents())[:4]
+        stored = [format_seconds(bench[key]) for key in ("mean_s", "best_s", "worst_s", "std_s")]
+        assert shown == stored, (shown, stored)
+        assert bench["best_s"] <= bench["mean_s"] <= bench["worst_s"] and bench["std_s"] > 0, bench
 
 
 async def follow_the_leaderboard_page(web: Web, page: Page, board: str) -> None:
@@ -248,3 +274,111 @@ async def test_hidden_leaderboards_and_unknown_pages_are_404_pages(web: Web) -> 
             answer = await client.get(path, headers={"Accept": "text/html"})
             assert answer.status_code == 404 and "error" in answer.json(), path
     assert [p for p in web.problems if PAGE_404 not in p] == []
+
+
+async def ranked(web: Web, board: str, gpu: str, scores: dict[str, float]) -> None:
+    """Ranked runs (a public run and its secret rerun, both passed) by each user with their score, made
+    through the store as a worker records them."""
+    store = web.api.gateway.store
+    assert store is not None
+    record = await store.get_leaderboard(board)
+    assert record is not None
+    for user, score in scores.items():
+        sub = await scratch_submission(store, record, user, gpu=gpu)
+        await finish_submission(store, sub, score)
+
+
+async def test_a_leaderboard_opens_on_its_ranked_gpu_and_wide_scores_get_a_log_axis(
+    web_no_worker: Web,
+) -> None:
+    web = web_no_worker
+    wide = await web.api.board(("A100", "H100"))
+    # A100 has no ranked run
+    await ranked(web, wide, "H100", {"fast": 39.9e-6, "middle": 300e-6, "slow": 2.4e-3})
+    page = await web.page()
+    await page.goto(f"/leaderboards/{wide}")
+    await expect(page.locator("section h2").first).to_have_text("Ranking on H100")
+    await expect(page.locator("nav.tabs a[aria-current=page]")).to_have_text("H100")
+    await expect(page.locator("#ranking td.name")).to_have_text(["fast", "middle", "slow"])
+    await expect(page.locator("#chart")).to_have_attribute("data-scale", "log")
+    await expect(page.locator("#chart-scale")).to_be_visible()
+    await screenshot(page, "leaderboard-log-scale.png")
+    rows = await page.locator("#chart canvas").evaluate(SERIES_ROWS)
+    # 300 µs between 39.9 µs and 2.4 ms: half way up on a log axis, a tenth of the way on a linear one
+    height = (rows["first"] - rows["second"]) / (rows["first"] - rows["third"])
+    assert 0.35 < height < 0.65, rows
+
+    await page.goto(f"/leaderboards/{wide}?gpu=A100")  # asked for: an empty tab still wins
+    await expect(page.locator("section h2").first).to_have_text("Ranking on A100")
+    await expect(page.locator("#ranking-empty")).to_be_visible()
+
+    close = await web.api.board(("A100", "H100"))
+    await ranked(web, close, "A100", {"ann": 40e-6, "bob": 50e-6})
+    await ranked(web, close, "H100", {"cat": 45e-6})
+    await page.goto(f"/leaderboards/{close}")
+    await expect(page.locator("section h2").first).to_have_text("Ranking on A100")  # 2 ranked against 1
+    await expect(page.locator("#chart")).to_have_attribute("data-scale", "linear")
+    await expect(page.locator("#chart-scale")).to_be_hidden()
+
+    tie = await web.api.board(("A100", "H100"))  # nothing ranked: the board's first GPU type
+    await page.goto(f"/leaderboards/{tie}")
+    await expect(page.locator("section h2").first).to_have_text("Ranking on A100")
+    assert web.problems == []
+
+
+# The mean row of the canvas's pixels in each of the first three users' colours (static/chart.js PALETTE):
+# where each user's point is drawn.
+SERIES_ROWS = """canvas => {
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const wanted = {first: [37, 99, 235], second: [234, 88, 12], third: [22, 163, 74]};
+  const sums = {first: [0, 0], second: [0, 0], third: [0, 0]};
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 3] < 200) continue;
+    for (const [name, [r, g, b]] of Object.entries(wanted)) {
+      if (Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) < 30) {
+        sums[name][0] += Math.floor(i / 4 / canvas.width);
+        sums[name][1] += 1;
+      }
+    }
+  }
+  return Object.fromEntries(Object.entries(sums).map(([name, [total, n]]) => [name, n ? total / n : null]));
+}"""
+
+
+HOSTILE_PROFILE = """import torch
+from task import input_t, output_t
+
+
+def custom_kernel(data: input_t) -> output_t:
+    a, b = data
+    with torch.profiler.record_function("<b onmouseover=alert(3)>mine</b>"):
+        return a + b
+"""
+
+
+async def test_a_profile_runs_tables_reach_its_page_and_its_json_as_text(web: Web) -> None:
+    board = await web.api.board(("H100",))
+    token = await web.api.user_token("alice")
+    async with httpx.AsyncClient(base_url=web.api.url, timeout=30) as client:
+        answer = await client.post(
+            "/api/submissions",
+            headers={"Authorization": f"Bearer {token}"},
+            files={"file": ("mine.py", HOSTILE_PROFILE)},
+            data={"leaderboard": board, "gpu_type": "H100", "mode": "profile"},
+        )
+    assert answer.status_code == 202, answer.text
+    submitted = answer.json()
+    page = await web.page()
+    await page.goto(submitted["page_url"])
+    await expect(page.locator("#follow")).to_have_text("Finished.", timeout=RUN_MS)
+    tables = page.locator("pre.profile")
+    await expect(tables).to_have_count(2)
+    for table in await tables.all_text_contents():
+        assert "aten::add" in table and "<b onmouseover=alert(3)>mine</b>" in table, table
+    assert await page.locator("main b").count() == 0  # the submission's text stayed text
+    await screenshot(page, "submission-profile.png")
+
+    run = await _json(web, f"/api/runs/{submitted['public_run_id']}")
+    assert run["mode"] == "profile" and run["passed"] is True and run["benchmarks"] == []
+    assert [item["report"] for item in run["profile"]] == await tables.all_text_contents()
+    assert web.problems == []

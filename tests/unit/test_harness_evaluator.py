@@ -136,3 +136,15 @@ def custom_kernel(data):
     for request in requests:
         assert request["seed"] != 5  # the secret changed the input
         assert secret not in _uncantor(request["seed"])  # no Cantor pair of (public, secret)
+
+
+def test_profile_mode_sends_each_table_whole(tmp_path: Path) -> None:
+    correct = (VECTORADD / "solutions" / "correct.py").read_text()
+    cases = "size: 4096; seed: 7\nsize: 1024; seed: 8\n"
+    code, kv = run_evaluator(make_task(tmp_path, correct), "profile", cases)
+    assert code == 0 and kv["check"] == "pass"
+    profiles = PhaseResult("profile", code, False, 1.0, kv).profiles()
+    assert [p.spec for p in profiles] == ["size: 4096; seed: 7", "size: 1024; seed: 8"]
+    for profile in profiles:  # torch.profiler's table, its lines kept
+        assert "aten::add" in profile.report and "Self CPU time total" in profile.report
+        assert len(profile.report.splitlines()) >= 5

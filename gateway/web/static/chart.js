@@ -4,6 +4,9 @@ import { formatSeconds, utc } from "./format.js";
 
 const PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777"];
 const TOP_USERS = 8;
+// Scores spanning more than this factor are drawn on a log scale: on a linear one the fast ones sit
+// flat on zero.
+export const LOG_SCALE_SPAN = 20;
 const HEIGHT = 320;
 const MINUTE = 60;
 const HOUR = 3600;
@@ -28,9 +31,10 @@ function timeTicks(u, ticks, axis, space, step) {
   });
 }
 
-// An axis label: a duration without trailing zeros (28 µs, 20.5 µs).
+// An axis label: a duration without trailing zeros (28 µs, 20.5 µs); none for the unlabelled minor ticks
+// of a log axis (uPlot passes them as null).
 function durationTick(seconds) {
-  return formatSeconds(seconds).replace(/\.?0+ /, " ");
+  return seconds === null || seconds === undefined ? "" : formatSeconds(seconds).replace(/\.?0+ /, " ");
 }
 
 // The time axis: the points' span with a margin, so that the first and last points are not on the edge.
@@ -61,13 +65,24 @@ export function chartColumns(points) {
   return { users, data: [times, best, ...users.map((user) => byUser.get(user))] };
 }
 
-function options(users, width) {
+// "log" when the scores span orders of magnitude (max/min > LOG_SCALE_SPAN), else "linear".
+export function scaleFor(points) {
+  const scores = points.map((p) => p.score).filter((s) => s > 0);
+  if (!scores.length) return "linear";
+  return Math.max(...scores) / Math.min(...scores) > LOG_SCALE_SPAN ? "log" : "linear";
+}
+
+function options(users, width, scale) {
   const value = (u, v) => (v === null || v === undefined ? "-" : formatSeconds(v));
   return {
     width,
     height: HEIGHT,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
-    scales: { x: { time: true, range: timeRange } },
+    scales: {
+      x: { time: true, range: timeRange },
+      // distr 3: uPlot's log scale (base 10), ticks at 1, 2, 5 of each decade
+      y: scale === "log" ? { distr: 3, log: 10 } : {},
+    },
     axes: [
       { incrs: TIME_STEPS, values: timeTicks, space: 80, size: 56 },
       { values: (u, ticks) => ticks.map(durationTick), size: 70 },
@@ -101,7 +116,11 @@ export function drawChart(container, points) {
   plot = null;
   if (!points.length) return;
   const { users, data } = chartColumns(points);
-  plot = new uPlot(options(users, container.clientWidth), data, container);
+  const scale = scaleFor(points);
+  container.dataset.scale = scale; // what the page says under the chart, and what tests read
+  const note = document.getElementById("chart-scale");
+  if (note) note.hidden = scale !== "log";
+  plot = new uPlot(options(users, container.clientWidth, scale), data, container);
 }
 
 window.addEventListener("resize", () => {
