@@ -139,7 +139,14 @@ class Clock:
 
 
 def test_span_reads_like_a_stopwatch() -> None:
-    assert [span(s) for s in (-3, 0, 42, 185, 3600, 7625)] == ["0s", "0s", "42s", "3m 05s", "1h 00m", "2h 07m"]
+    assert [span(s) for s in (-3, 0, 42, 185, 3600, 7625)] == [
+        "0s",
+        "0s",
+        "42s",
+        "3m 05s",
+        "1h 00m",
+        "2h 07m",
+    ]
 
 
 def test_the_status_line_follows_the_events() -> None:
@@ -246,3 +253,76 @@ def test_a_malformed_directive_says_what_to_write(code: str, words: str) -> None
 
 def test_a_directive_repeated_with_the_same_value_is_fine() -> None:
     assert parse_directives("#!POPCORN gpu H100\n#!POPCORN gpu H100\n") == Directives(None, "H100")
+
+
+# -- the remote reads (the wire; the real API answers them in tests/integration/test_following.py) ----
+
+
+async def test_remote_reads_ask_the_right_paths_and_check_the_answers_shape() -> None:
+    import httpx
+
+    from gateway.errors import RemoteError
+    from gateway.remote import RemoteGateway
+
+    asked: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url.raw_path, "ascii"))
+        if request.url.path == "/api/leaderboards":
+            return httpx.Response(200, json={"not": "a list"})
+        if request.url.path.endswith("/ranking") or request.url.path.endswith("/runs"):
+            return httpx.Response(200, json=[{"gpu_type": "H100", "entries": []}])
+        return httpx.Response(200, json={"submissions": [], "next_before": None})
+
+    async with RemoteGateway("https://gw.example.org", "tok", transport=httpx.MockTransport(handle)) as gw:
+        assert await gw.ranking("my board/2", "H100", 5) == [{"gpu_type": "H100", "entries": []}]
+        assert await gw.recent_runs("a?b", 3) == [{"gpu_type": "H100", "entries": []}]
+        assert await gw.my_submissions(10, "0f" * 16) == {"submissions": [], "next_before": None}
+        with pytest.raises(RemoteError, match="something other than a list of objects"):
+            await gw.leaderboards()
+        with pytest.raises(UserError, match="give the leaderboard's name"):
+            await gw.leaderboard(" ")
+    assert asked[:3] == [
+        "/api/leaderboards/my%20board%2F2/ranking?top=5&gpu=H100",
+        "/api/leaderboards/a%3Fb/runs?limit=3",
+        f"/api/me/submissions?limit=10&before={'0f' * 16}",
+    ]
+
+
+def test_the_apis_json_renders_in_the_local_tables() -> None:
+    from gateway.cli.output import print_leaderboard
+    from gateway.cli.tables import print_submissions, submission_row_of, view_of_api
+
+    board = {"name": "vectoradd", "gpu_types": ["H100"], "ranking_by": "mean", "visibility": "public"}
+    entry = {
+        "rank": 1,
+        "user": "[bold]eve[/bold]",
+        "score": 3.99e-5,
+        "run_id": "3f2a9c1e-0000-4000-8000-000000000001",
+        "file_name": "k.py",
+        "site": "alpha",
+        "submitted_at": "2026-12-07T06:00:00+00:00",
+    }
+    failed = {
+        "run_id": "77aa0000-0000-4000-8000-000000000002",
+        "user": "bob",
+        "file_name": "w.py",
+        "state": "COMPLETED",
+        "passed": False,
+        "error": "mismatch",
+        "queued_at": "2026-12-07T06:00:00Z",
+    }
+    console = Console(record=True, width=200, color_system=None)
+    print_leaderboard(console, view_of_api(board, [{"gpu_type": "H100", "entries": [entry]}], [failed]))
+    item = {
+        "submission_id": "ab" * 16,
+        "state": "QUEUED",
+        "passed": None,
+        "public_run_id": "3f2a",
+        "mode": "test",
+    }
+    print_submissions(console, [submission_row_of(item)], "submissions")
+    out = console.export_text()
+    assert "[bold]eve[/bold]" in out and "39.9" in out and "3f2a9c1e" in out  # names shown as written
+    assert "recent failed runs" in out and "mismatch" in out
+    assert "ab" * 16 in out and "QUEUED" in out
