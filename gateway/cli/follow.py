@@ -65,10 +65,10 @@ class RunStatus:
         waiting = parse_waiting(message) if kind == "state" else None
         if waiting is not None:
             self.state, self.reason, self.start_at = waiting.state, waiting.reason, waiting.start_at
+        elif kind == "state" and message.startswith("submitted as job"):
+            self.state = "PENDING"  # recorded just before the run's state moves on from QUEUED
         elif state:
             self.state = state
-        elif message.startswith("submitted as job"):
-            self.state = "PENDING"
         if self.state != "QUEUED":
             self.queue_position = None
         if self.state != "PENDING":
@@ -171,7 +171,7 @@ async def polling(
 # -- --detach ------------------------------------------------------------------------------------------
 
 
-def print_detached(console: Console, submission: Submission, on_this_machine: bool) -> None:
+def print_detached(console: Console, submission: Submission) -> None:
     """What `gateway submit --detach` says: the ids, who runs it, and how to follow it."""
     public = submission.public_run.run_id
     console.print(
@@ -186,16 +186,10 @@ def print_detached(console: Console, submission: Submission, on_this_machine: bo
     for run in submission.runs:
         kind = "secret rerun" if run.secret else "run"
         console.print(Text.assemble((f"{kind} ", "dim"), run.run_id, (f" ({run.gpu_type})", "dim")))
-    where = (
-        " on the machine of the worker that takes it (no site or GPU type was given)"
-        if on_this_machine
-        else ""
-    )
     console.print(
         Text.assemble(
-            "a `gateway worker` connected to this database runs it",
-            where,
-            "; if none is running, nothing runs it until one starts (`gateway worker`)",
+            "a `gateway worker` connected to this database runs it; if none is running, nothing runs it "
+            "until one starts (`gateway worker`)"
         ),
         highlight=False,
         soft_wrap=True,

@@ -142,6 +142,13 @@ def submit(
         return
     if detach and no_db:
         fail("--detach queues the run in the database for a worker: it cannot go with --no-db", to=out)
+    if detach and site in (None, "local") and gpu is None:
+        fail(
+            "--detach queues the run for a `gateway worker` on a Slurm site: give --gpu TYPE (or a "
+            "`#!POPCORN gpu` line); a run on this machine is never queued, it runs in this command "
+            "(leave out --detach)",
+            to=out,
+        )
     if as_json and no_db:
         fail("--json prints the submission as the database recorded it: it cannot go with --no-db", to=out)
     if as_json:
@@ -171,7 +178,7 @@ def submit(
         if detach:
             from gateway.cli.follow import print_detached
 
-            print_detached(console, await gateway.enqueue(request), request.on_this_machine)
+            print_detached(console, await gateway.enqueue(request))
             return True
         if as_json and gateway.store is None:
             raise UserError(

@@ -207,7 +207,7 @@ async def test_own_submissions_are_listed_to_their_owner_only_a_page_at_a_time(
         tokens = {user: await api.user_token(user) for user in ("erin", "fred")}
         async with httpx.AsyncClient(base_url=api.url) as client:
 
-            async def page(user: str, **params: object) -> httpx.Response:
+            async def page(user: str, **params: str | int) -> httpx.Response:
                 headers = {"Authorization": f"Bearer {tokens[user]}"}
                 return await client.get("/api/me/submissions", params=params, headers=headers)
 

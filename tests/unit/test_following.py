@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -326,3 +327,32 @@ def test_the_apis_json_renders_in_the_local_tables() -> None:
     assert "[bold]eve[/bold]" in out and "39.9" in out and "3f2a9c1e" in out  # names shown as written
     assert "recent failed runs" in out and "mismatch" in out
     assert "ab" * 16 in out and "QUEUED" in out
+
+
+def test_detach_without_a_gpu_type_says_why_it_cannot_queue(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli.main import app
+
+    file = tmp_path / "k.py"
+    file.write_text("#!POPCORN leaderboard vectoradd\nx = 1\n")
+    done = CliRunner().invoke(app, ["submit", str(file), "--detach"])
+    assert done.exit_code == 2
+    assert "a run on this machine is never queued" in " ".join(done.output.split())
+    both = CliRunner().invoke(app, ["submit", str(file), "--detach", "--json", "--gpu", "H100"])
+    assert both.exit_code == 2 and "cannot go with --json" in both.output
+    bad = tmp_path / "bad.py"
+    bad.write_text("#!POPCORN gpu\n")
+    refused = CliRunner().invoke(app, ["submit", str(bad), "--gpu", "H100", "--no-db"])
+    assert refused.exit_code == 2 and "bad.py, line 1" in refused.output
+
+
+def test_flags_win_over_directives(tmp_path: Path) -> None:
+    from gateway.cli.main import with_directives
+
+    file = tmp_path / "k.py"
+    code = "#!POPCORN leaderboard from-file\n#!POPCORN gpu A100\n"
+    out = Console()
+    assert with_directives(file, code, None, None, out) == ("from-file", "A100")
+    assert with_directives(file, code, "from-flag", None, out) == ("from-flag", "A100")
+    assert with_directives(file, code, None, "H100", out) == ("from-file", "H100")
