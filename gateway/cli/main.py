@@ -125,7 +125,11 @@ def submit(
                 to=out,
             )
         if leaderboard is None:
-            fail("--remote needs --leaderboard NAME (see the gateway's /api/leaderboards)", to=out)
+            fail(
+                "--remote needs --leaderboard NAME, or a `#!POPCORN leaderboard NAME` line at the top of the "
+                "file (`gateway leaderboard list --remote URL` lists them)",
+                to=out,
+            )
         from gateway.cli.remote import submit_remote
 
         submit_remote(
