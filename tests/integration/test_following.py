@@ -19,6 +19,8 @@ import pytest
 
 from gateway.service import OPERATOR, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
+from gateway.sites import load_sites
+from gateway.transport.ssh import SSHTransport
 from tests.conftest import PROBLEMS
 from tests.integration.api_harness import ApiUnderTest, api_server
 from tests.integration.test_remote_cli import Cli
@@ -234,3 +236,64 @@ async def test_own_submissions_are_listed_to_their_owner_only_a_page_at_a_time(
             assert bad.status_code == 400 and "is not a submission id" in bad.json()["error"]
             queued = await client.get(f"/api/runs/{item['public_run_id']}")
             assert queued.json()["queue_position"] in (1, 2, 3, 4)
+
+
+async def test_a_run_waiting_on_a_full_cluster_tells_slurms_reason_and_expected_start(
+    api: ApiUnderTest, cli: Cli, worker: Path, dev_env: dict[str, str]
+) -> None:
+    """alpha (the only H100 site) has two GPUs: with both taken, the run's job waits for Resources, and
+    its state event, in the store and on the API's event stream, says when Slurm expects it to start."""
+    site = load_sites(Path(dev_env["GATEWAY_SITES_DIR"]))["alpha"]
+    assert site.login is not None
+    ssh = SSHTransport(site.name, site.login)
+    sleepers: list[str] = []
+    try:
+        for _ in range(2):
+            done = await ssh.run(
+                [
+                    "sbatch",
+                    "--parsable",
+                    "--gres=gpu:h100:1",
+                    "--time=1",
+                    "--chdir=/tmp",
+                    "--output=/dev/null",
+                    "--job-name=gw-follow-sleeper",
+                    "--wrap",
+                    "sleep 40",
+                ]
+            )
+            sleepers.append(done.stdout.strip().split(";")[0])
+        board = await api.board(("H100",))
+        file = cli.home / "kernel.py"
+        file.write_text((SOLUTIONS / "correct.py").read_text())
+        detached = await cli(
+            "submit", str(file), "--detach", "--leaderboard", board, "--gpu", "H100", "--mode", "test"
+        )
+        assert detached.returncode == 0, detached.stdout + detached.stderr
+        [run_id] = RUN_ID.findall(detached.stdout)
+        seen: dict[str, object] = {}
+        async with (
+            httpx.AsyncClient(base_url=api.url, timeout=httpx.Timeout(10, read=90)) as client,
+            client.stream("GET", f"/api/runs/{run_id}/events") as stream,
+        ):
+            async for line in stream.aiter_lines():
+                data = json.loads(line[len("data: ") :]) if line.startswith("data: ") else {}
+                if data.get("start_estimate"):
+                    seen = data
+                    break
+        assert seen["kind"] == "state" and seen["state"] == "PENDING"
+        assert seen["reason"] == "Resources: waiting for a free GPU"
+        assert "Slurm expects it to start at" in str(seen["message"])
+        events = await api.gateway.run_events(run_id, caller=OPERATOR)
+        estimates = [e for e in events if "Slurm expects it to start at" in e.message]
+        assert 1 <= len(estimates) <= 3  # once per change worth telling, not once per poll
+    finally:
+        if sleepers:
+            await ssh.run(["scancel", *sleepers], check=False)
+        await ssh.close()
+    watched = await cli("runs", "watch", run_id)
+    assert watched.returncode == 0, watched.stdout + watched.stderr + worker.read_text()
+    assert (
+        f"{run_id[:8]} PENDING (Resources: waiting for a free GPU); Slurm expects it to start at"
+        in watched.stdout
+    )
