@@ -34,6 +34,7 @@ from gateway.errors import BackendError, ResultError, TransportError
 from gateway.monitor import Monitor
 from gateway.results import verified_ncu_report, verified_result
 from gateway.states import HELD_STATES, TERMINAL_MESSAGES, JobState, describe_pending_reason
+from gateway.waiting import waiting_message, worth_telling
 from harness.ncu import REPORT_LIMIT as NCU_REPORT_LIMIT
 from harness.protocol import PROGRESS_PREFIX, RunResult
 
@@ -174,6 +175,8 @@ async def _follow(
 ) -> JobStatus | None:
     """Follow one job; return its terminal status when the result came the slow way (or never)."""
 
+    told: list[tuple[str, str | None, float | None]] = []  # the last state event: state, reason, start
+
     async def on_change(_handle: JobHandle, status: JobStatus) -> None:
         report.state = status.state
         if status.state.is_terminal:
@@ -181,8 +184,15 @@ async def _follow(
         reason = describe_pending_reason(status.reason) if status.state is JobState.PENDING else None
         if status.state in HELD_STATES:
             reason = f"held by Slurm ({status.reason or status.state.value}); an admin must release it"
-        await event(status.state.value + (f" ({reason})" if reason else ""))
-        await persist(report, status)
+        start = status.start_at if status.state is JobState.PENDING else None
+        now = (status.state.value, reason, start)
+        if not worth_telling(told[-1] if told else None, now):
+            return  # only the estimate moved, by less than a minute: no new event
+        state_changed = not told or told[-1][0] != now[0]
+        told[:] = [now]
+        await event(waiting_message(status.state.value, reason, start))
+        if state_changed:
+            await persist(report, status)
 
     stream = asyncio.create_task(_stream(runtime.backend, handle, job, report, event))
     waiter = asyncio.create_task(runtime.monitor.wait(handle, on_change))

@@ -1,6 +1,7 @@
 """Follows jobs on one backend: ONE status query per round for every tracked job, adaptive interval.
 
-A round asks the backend about every job still open; terminal states are cached by the backend. The
+A round asks the backend about every job still open; terminal states are cached by the backend. A change
+of state, reason or (Slurm) expected start is passed to the job's ``on_change``. The
 interval starts short (a job on an idle cluster ends in about a second) and grows while nothing changes.
 Transient failures (a dropped connection, a slow controller) are tolerated and retried with backoff.
 """
@@ -112,7 +113,17 @@ class Monitor:
                     entry.unknown_since = None
                 if status is None or status == entry.last:
                     continue
-                changed = True
+                # a new start estimate alone is passed on, but does not make the next round come sooner
+                # (the scheduler revises estimates on its own clock)
+                changed = (
+                    changed
+                    or entry.last is None
+                    or (status.state, status.reason)
+                    != (
+                        entry.last.state,
+                        entry.last.reason,
+                    )
+                )
                 entry.last = status
                 if entry.on_change is not None:
                     await entry.on_change(entry.handle, status)

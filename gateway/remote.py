@@ -2,8 +2,9 @@
 
 ``RemoteGateway(url, token)`` asks who the token belongs to, submits a file, follows a submission's
 server-sent events (reconnecting with Last-Event-ID, so no event is lost or repeated) and reads
-submissions and runs; answers are the API's JSON as dicts (see gateway/api/schemas.py). It needs httpx
-and httpx-sse only: not FastAPI, not the database.
+submissions, runs, leaderboards, rankings and the token owner's own submissions; answers are the API's
+JSON as dicts (see gateway/api/schemas.py). It needs httpx and httpx-sse only: not FastAPI, not the
+database.
 
 The API's errors (``{"error": "..."}`` with a status) become the gateway's exceptions, so the CLI's exit
 codes apply: 400/422 UserError, 413 SubmissionError, 404 NotFoundError, 401 UserError saying to run
@@ -21,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -207,6 +209,14 @@ class RemoteGateway:
             )
         return body
 
+    async def _list(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        body = await self._request(method, path, **kwargs)
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise RemoteError(
+                f"{self.url}{path} answered something other than a list of objects: is it a gateway?"
+            )
+        return body
+
     async def me(self) -> dict[str, Any]:
         """Who the token belongs to: ``{"user": ..., "banned": ...}``."""
         return await self._object("GET", "/api/me")
@@ -235,6 +245,33 @@ class RemoteGateway:
     async def run(self, run_id: str) -> dict[str, Any]:
         """One run (the API's RunOut)."""
         return await self._object("GET", f"/api/runs/{_segment(run_id)}")
+
+    async def leaderboards(self) -> list[dict[str, Any]]:
+        """The leaderboards the token may see (the API's LeaderboardOut each)."""
+        return await self._list("GET", "/api/leaderboards")
+
+    async def leaderboard(self, name: str) -> dict[str, Any]:
+        """One leaderboard: description, GPU types, deadline, ranking measure, rate limits."""
+        return await self._object("GET", f"/api/leaderboards/{_name_segment(name)}")
+
+    async def ranking(self, name: str, gpu: str | None = None, top: int = 100) -> list[dict[str, Any]]:
+        """A leaderboard's ranking per GPU type (the API's RankingOut each), best first."""
+        params: dict[str, str | int] = {"top": top}
+        if gpu is not None:
+            params["gpu"] = gpu
+        return await self._list("GET", f"/api/leaderboards/{_name_segment(name)}/ranking", params=params)
+
+    async def recent_runs(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A leaderboard's latest public runs, newest first (the API's RunOut each)."""
+        path = f"/api/leaderboards/{_name_segment(name)}/runs"
+        return await self._list("GET", path, params={"limit": limit})
+
+    async def my_submissions(self, limit: int = 20, before: str | None = None) -> dict[str, Any]:
+        """A page of the token owner's submissions, newest first (the API's SubmissionPageOut)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return await self._object("GET", "/api/me/submissions", params=params)
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel one of the token owner's runs: ``{"run_id": ..., "message": ...}``."""
@@ -294,6 +331,13 @@ def _segment(run_id: str) -> str:
     if not run_id or not all(c in "0123456789abcdefABCDEF-" for c in run_id):
         raise UserError(f"{shown(run_id)} is not a run id: give the id or its first characters (hex)")
     return run_id
+
+
+def _name_segment(name: str) -> str:
+    """A leaderboard name as one path segment (names may hold spaces and slashes: all quoted)."""
+    if not name.strip():
+        raise UserError("give the leaderboard's name")
+    return quote(name, safe="")
 
 
 def _event(kind: str, data: str) -> RemoteEvent | None:

@@ -570,6 +570,23 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
             raise NotFoundError(f"no submission {shown(str(submission))}")
         return runs
 
+    async def own_submissions(
+        self, account: str, *, before: str | None = None, limit: int = 20, caller: Caller
+    ) -> list[list[RunRecord]]:
+        """An account's submissions, newest first, each as its runs (the public one first); older than
+        their submission ``before`` (its public id). Only the account itself (or an admin) may list them;
+        a hidden board's are listed to admins only, as everywhere."""
+        if not caller.may_act_for(account):
+            raise RefusedError("you can list only your own submissions", FORBIDDEN)
+        if not 1 <= limit <= 200:
+            raise UserError(f"a page of {limit} submissions: give 1 to 200")
+        cursor = None if before is None else public_submission_key(before, False)
+        if before is not None and cursor is None:
+            raise UserError(f"{shown(before)} is not a submission id: pass the next_before of a page")
+        return await self._require_store().user_submissions(
+            account, before=None if cursor is None else str(cursor), limit=limit, hidden=caller.admin
+        )
+
     async def queue_position(self, run_id: str) -> int | None:
         """A queued run's place in line for a worker (1: next); None once a worker has it."""
         return await self._require_store().queue_position(run_id)

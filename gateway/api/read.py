@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from gateway.api.auth import Service, Viewer
+from gateway.api.auth import Service, User, Viewer
 from gateway.api.schemas import (
     ErrorOut,
     GpuTypeOut,
@@ -17,15 +17,17 @@ from gateway.api.schemas import (
     RunOut,
     ScorePointOut,
     SubmissionOut,
+    SubmissionPageOut,
     board_out,
     point_out,
     ranked_out,
     run_out,
     submission_out,
+    submission_summary_out,
     summary_out,
 )
 from gateway.errors import GatewayError
-from gateway.service import LOCAL_GPU_LABEL
+from gateway.service import LOCAL_GPU_LABEL, Caller
 
 router = APIRouter(prefix="/api", responses={404: {"model": ErrorOut}, 400: {"model": ErrorOut}})
 
@@ -120,8 +122,12 @@ async def submission(submission_id: str, gateway: Service, viewer: Viewer) -> Su
 @router.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])
 async def run(run_id: str, gateway: Service, viewer: Viewer) -> RunOut:
     """One run by its id (admins: the first characters of it): state, where it ran, tests, timings,
-    score."""
-    return run_out(await gateway.run(run_id, caller=viewer))
+    score; a queued run's place in line for a worker."""
+    record = await gateway.run(run_id, caller=viewer)
+    out = run_out(record)
+    if record.state == "QUEUED" and record.finished_at is None:
+        out.queue_position = await gateway.queue_position(record.run_id)
+    return out
 
 
 @router.get(
@@ -139,4 +145,28 @@ async def ncu_report(run_id: str, gateway: Service, viewer: Viewer) -> Response:
         data,
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get(
+    "/me/submissions",
+    response_model=SubmissionPageOut,
+    responses={401: {"model": ErrorOut}},
+    tags=["users"],
+)
+async def my_submissions(
+    gateway: Service,
+    user: User,
+    limit: Annotated[int, Query(ge=1, le=200, description="at most this many submissions")] = 20,
+    before: Annotated[
+        str | None, Query(max_length=64, description="the next_before of the previous page")
+    ] = None,
+) -> SubmissionPageOut:
+    """The token owner's own submissions, newest first, a page at a time: each with its public run's
+    state and score and whether every run (the secret rerun too) passed."""
+    caller = Caller(user.name, user.admin)
+    pages = await gateway.own_submissions(user.name, before=before, limit=limit, caller=caller)
+    items = [submission_summary_out(runs) for runs in pages]
+    return SubmissionPageOut(
+        submissions=items, next_before=items[-1].submission_id if len(items) == limit else None
     )

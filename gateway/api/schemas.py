@@ -20,6 +20,7 @@ from gateway.service import (
     ScorePoint,
     report_of,
 )
+from gateway.waiting import parse_waiting
 
 SECRET_VERDICT = {
     True: "secret rerun passed",
@@ -94,6 +95,9 @@ class RunOut(BaseModel):
         default=None, description="profile mode on a site that runs Nsight Compute: its report"
     )
     system: dict[str, Any] = {}
+    queue_position: int | None = Field(
+        default=None, description="a queued run's place in line for a worker (1: next), on GET /api/runs/{id}"
+    )
 
 
 class QueuedRunOut(BaseModel):
@@ -129,6 +133,34 @@ class EventOut(BaseModel):
     state: str
     message: str
     run: RunOut | None = Field(default=None, description="finished events: the run with its result")
+    reason: str | None = Field(default=None, description="state events: why Slurm keeps the job waiting")
+    start_estimate: datetime | None = Field(
+        default=None, description="state events of a pending job: when Slurm expects it to start"
+    )
+
+
+class SubmissionSummaryOut(BaseModel):
+    """One of the caller's submissions, as GET /api/me/submissions lists them."""
+
+    submission_id: str  # the public id
+    leaderboard: str | None
+    file_name: str
+    mode: str
+    queued_at: datetime
+    finished: bool
+    state: str = Field(description="the public run's state")
+    passed: bool | None = Field(description="every run passed (the secret rerun too); None until finished")
+    score: float | None = Field(description="the public run's score, seconds")
+    score_text: str | None
+    gpu_type: str | None
+    public_run_id: str
+
+
+class SubmissionPageOut(BaseModel):
+    submissions: list[SubmissionSummaryOut] = Field(description="newest first")
+    next_before: str | None = Field(
+        description="pass as ?before= for the next (older) page; null on the last page"
+    )
 
 
 class RateLimitOut(BaseModel):
@@ -281,6 +313,7 @@ def event_out(event: RunEvent, secret: bool, finished_run: RunRecord | None = No
     """An event as followers get it; a finished one carries its run (``finished_run``, with the result),
     and a secret rerun's says only whether it passed."""
     message = event.message
+    waiting = parse_waiting(message) if event.kind == "state" else None
     if secret and event.kind == "finished":
         message = (
             f"secret rerun finished: {event.state}"
@@ -295,6 +328,28 @@ def event_out(event: RunEvent, secret: bool, finished_run: RunRecord | None = No
         state=event.state,
         message=message,
         run=run_out(finished_run) if finished_run is not None else None,
+        reason=waiting.reason if waiting else None,
+        start_estimate=waiting.start_at if waiting else None,
+    )
+
+
+def submission_summary_out(runs: list[RunRecord]) -> SubmissionSummaryOut:
+    """A submission in one line, from its runs (the public one first)."""
+    public = runs[0]
+    finished = all(r.finished_at is not None for r in runs)
+    return SubmissionSummaryOut(
+        submission_id=public.public_id,
+        leaderboard=public.leaderboard,
+        file_name=public.file_name,
+        mode=public.mode,
+        queued_at=public.queued_at,
+        finished=finished,
+        state=public.state,
+        passed=all(r.passed is True for r in runs) if finished else None,
+        score=public.score,
+        score_text=None if public.score is None else format_seconds(public.score),
+        gpu_type=public.gpu_type,
+        public_run_id=public.run_id,
     )
 
 

@@ -63,6 +63,7 @@ class JobHandle:
 class JobStatus:
     state: JobState
     reason: str | None = None  # Slurm's pending reason (Priority, Resources, ...) or exit code
+    start_at: float | None = None  # a pending job's start as Slurm expects it (epoch seconds), if known
 
 
 @dataclass(frozen=True)

@@ -63,14 +63,23 @@ def parse_sbatch_parsable(stdout: str) -> str:
 
 
 def parse_squeue(stdout: str) -> dict[str, JobStatus]:
-    """Lines of `squeue -h -o %i|%T|%r`."""
+    """Lines of `squeue -h -o %i|%T|%r|%S` with SLURM_TIME_FORMAT=%s: id, state, reason and, for a
+    pending job, the start Slurm expects (epoch seconds; what `squeue --start` shows), when it has one."""
     states: dict[str, JobStatus] = {}
     for line in stdout.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
+        if len(parts) in (3, 4):
             reason = parts[2] if parts[2] not in ("", "None", "(null)") else None
-            states[parts[0]] = JobStatus(parse_slurm_state(parts[1]), reason)
+            state = parse_slurm_state(parts[1])
+            start = parse_start(parts[3]) if len(parts) == 4 and state is JobState.PENDING else None
+            states[parts[0]] = JobStatus(state, reason, start)
     return states
+
+
+def parse_start(field: str) -> float | None:
+    """An expected start time as squeue prints it under SLURM_TIME_FORMAT=%s; None for N/A, Unknown or 0
+    (the scheduler has not placed the job yet)."""
+    return float(field) if field.isdigit() and int(field) > 0 else None
 
 
 def parse_sacct(stdout: str) -> dict[str, JobStatus]:
@@ -281,8 +290,22 @@ class SlurmBackend:
         if not open_ids:
             return result
         self.queries += 1
+        # %S of a pending job is the start the scheduler expects (the same as `squeue --start` shows), so
+        # the estimate comes with the state in this one query; SLURM_TIME_FORMAT=%s makes it epoch seconds
+        # whatever the login node's time zone
         done = await self._transport.run(
-            [self._bin("squeue"), "-h", "-t", "all", "-j", ",".join(open_ids), "-o", "%i|%T|%r"],
+            [
+                "env",
+                "SLURM_TIME_FORMAT=%s",
+                self._bin("squeue"),
+                "-h",
+                "-t",
+                "all",
+                "-j",
+                ",".join(open_ids),
+                "-o",
+                "%i|%T|%r|%S",
+            ],
             timeout=QUERY_TIMEOUT_S,
             check=False,
         )

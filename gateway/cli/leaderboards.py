@@ -7,13 +7,13 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
 from gateway import formatting
-from gateway.cli.common import EXIT_USAGE, console, fail, run_gateway, warn
+from gateway.cli.common import EXIT_USAGE, console, err_console, fail, run_gateway, warn
 from gateway.cli.output import plain, print_leaderboard
 from gateway.cli.tables import (
     deadline_text,
@@ -106,18 +106,47 @@ def create(
     run_gateway(body)
 
 
+REMOTE = typer.Option(
+    "--remote", help="a gateway's URL: read its HTTP API as the user `gateway login URL` saved"
+)
+JSON = typer.Option("--json", help="print the HTTP API's JSON instead of a table")
+
+
 @app.command("list")
 def list_(
     all_: Annotated[bool, typer.Option("--all", help="hidden leaderboards too")] = False,
+    remote: Annotated[str | None, REMOTE] = None,
+    as_json: Annotated[bool, JSON] = False,
 ) -> None:
-    """List leaderboards: GPU types, deadline (open or closed), submissions and runs."""
+    """List leaderboards: GPU types, deadline (open or closed), submissions and runs.
+
+    With --remote URL: the leaderboards that gateway shows your token (GET /api/leaderboards)."""
+    from gateway.cli.runs import needs_api_extra, print_json, remote_read
+
+    if remote is not None:
+        from gateway.cli.tables import summary_of
+
+        boards = remote_read(remote, lambda gateway: gateway.leaderboards())
+        listed = [board for board in boards if all_ or board.get("visibility", "public") == "public"]
+        if as_json:
+            print_json(listed)
+        else:
+            print_leaderboards(console, [summary_of(board) for board in listed], show_hidden=all_)
+        return
+    if as_json:
+        needs_api_extra()
 
     async def body(gateway: Gateway) -> None:
         boards = await gateway.leaderboards(caller=OPERATOR)
         shown = [board for board in boards if all_ or board.visibility == "public"]
-        print_leaderboards(console, shown, show_hidden=all_)
+        if as_json:
+            from gateway.api.schemas import summary_out
 
-    run_gateway(body)
+            print_json([summary_out(board).model_dump(mode="json") for board in shown])
+        else:
+            print_leaderboards(console, shown, show_hidden=all_)
+
+    run_gateway(body, to=err_console if as_json else None)
 
 
 @app.command("show")
@@ -125,18 +154,61 @@ def show(
     name: NAME,
     gpu: Annotated[str | None, typer.Option(help="only this GPU type's ranking")] = None,
     top: Annotated[int, typer.Option(min=1, max=10_000, help="how many places per GPU type")] = 100,
+    remote: Annotated[str | None, REMOTE] = None,
+    as_json: Annotated[bool, JSON] = False,
 ) -> None:
     """Rank leaderboard NAME per GPU type, and list recent failed runs.
 
     Each user's best passing score per GPU type, with its rank and when it was submitted (a leaderboard
-    run counts once its secret rerun passed too); then each user's latest failed runs."""
+    run counts once its secret rerun passed too); then each user's latest failed runs. With --remote
+    URL: that gateway's ranking (GET /api/leaderboards/NAME/ranking). --json prints the ranking as
+    that endpoint answers it."""
+    from gateway.cli.runs import needs_api_extra, print_json, remote_read
+
+    if remote is not None:
+        from gateway.cli.tables import view_of_api
+        from gateway.remote import RemoteGateway
+
+        async def read(gateway: RemoteGateway) -> tuple[dict[str, Any], list[Any], list[Any]]:
+            board = await gateway.leaderboard(name)
+            ranking = await gateway.ranking(name, gpu, top)
+            recent = [] if as_json else await gateway.recent_runs(name)
+            return board, ranking, recent
+
+        board, ranking, recent = remote_read(remote, read)
+        if as_json:
+            print_json(ranking)
+            return
+        console.print(
+            Text.assemble("deadline: ", deadline_text(view_of_api(board, [], []).board.deadline)),
+            highlight=False,
+        )
+        print_leaderboard(console, view_of_api(board, ranking, recent))
+        return
+    if as_json:
+        needs_api_extra()
 
     async def body(gateway: Gateway) -> None:
         view = await gateway.leaderboard(name, top=top, gpu=gpu, caller=OPERATOR)
+        if as_json:
+            from gateway.api.schemas import RankingOut, ranked_out
+
+            print_json(
+                [
+                    RankingOut(
+                        leaderboard=view.board.name,
+                        gpu_type=gpu_type,
+                        ranking_by=view.board.ranking_by,
+                        entries=[ranked_out(entry) for entry in entries],
+                    ).model_dump(mode="json")
+                    for gpu_type, entries in view.ranking.items()
+                ]
+            )
+            return
         print_board_header(console, view, gateway.settings.max_unfinished_runs_per_user)
         print_leaderboard(console, view)
 
-    run_gateway(body)
+    run_gateway(body, to=err_console if as_json else None)
 
 
 @app.command("delete")

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from gateway import logs
 from gateway.cli.bot import bot as bot_command
@@ -18,7 +17,7 @@ from gateway.cli.common import run_gateway as _run
 from gateway.cli.dev import app as dev_app
 from gateway.cli.fallback import app as fallback_app
 from gateway.cli.leaderboards import app as leaderboard_app
-from gateway.cli.output import plain, print_report, save_ncu_report
+from gateway.cli.output import print_report, save_ncu_report
 from gateway.cli.remote import login as login_command
 from gateway.cli.render import render as render_command
 from gateway.cli.runs import app as runs_app
@@ -93,18 +92,31 @@ def submit(
         bool,
         typer.Option("--json", help="no live lines: print the finished submission as the API's JSON"),
     ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="queue it, print its ids and return; follow with `gateway runs watch`"),
+    ] = False,
 ) -> None:
     """Run FILE against a task on a site, print each test and benchmark, and record the run.
 
     With --remote URL the file goes to that gateway's HTTP API (with --leaderboard, and --gpu when the
     leaderboard ranks several GPU types); its runs are followed live and shown the same way. Ctrl-C
     cancels the run (on the remote gateway too) and says so. Exit code 0 only when every run passed,
-    the secret rerun included."""
+    the secret rerun included.
+
+    `#!POPCORN leaderboard NAME` and `#!POPCORN gpu TYPE` lines at the top of FILE set the leaderboard
+    and GPU type (as popcorn-cli reads them); --leaderboard and --gpu win over them. With --detach the
+    submission is queued and its ids printed at once: a `gateway worker` runs it (the remote gateway's,
+    with --remote), and `gateway runs watch RUN` follows it."""
     try:
         run_mode = as_mode(mode)
     except ValueError:
         raise typer.BadParameter("expected test, benchmark or leaderboard", param_hint="--mode") from None
     out = err_console if as_json else console
+    if detach and as_json:
+        fail("--detach prints the ids and returns: it cannot go with --json", to=out)
+    code = read_source(file, out)
+    leaderboard, gpu = with_directives(file, code, leaderboard, gpu, out)
     if remote is not None:
         given = {"--task": task is not None, "--no-db": no_db, "--user": user is not None}
         if wrong := [option for option, used in given.items() if used]:
@@ -114,14 +126,34 @@ def submit(
                 to=out,
             )
         if leaderboard is None:
-            fail("--remote needs --leaderboard NAME (see the gateway's /api/leaderboards)", to=out)
+            fail(
+                "--remote needs --leaderboard NAME, or a `#!POPCORN leaderboard NAME` line at the top of the "
+                "file (`gateway leaderboard list --remote URL` lists them)",
+                to=out,
+            )
         from gateway.cli.remote import submit_remote
 
-        code = read_source(file, out)
         submit_remote(
-            remote, file.name, code, leaderboard, gpu=gpu, mode=run_mode, site=site, as_json=as_json
+            remote,
+            file.name,
+            code,
+            leaderboard,
+            gpu=gpu,
+            mode=run_mode,
+            site=site,
+            as_json=as_json,
+            detach=detach,
         )
         return
+    if detach and no_db:
+        fail("--detach queues the run in the database for a worker: it cannot go with --no-db", to=out)
+    if detach and site in (None, "local") and gpu is None:
+        fail(
+            "--detach queues the run for a `gateway worker` on a Slurm site: give --gpu TYPE (or a "
+            "`#!POPCORN gpu` line); a run on this machine is never queued, it runs in this command "
+            "(leave out --detach)",
+            to=out,
+        )
     if as_json and no_db:
         fail("--json prints the submission as the database recorded it: it cannot go with --no-db", to=out)
     if as_json:
@@ -129,7 +161,6 @@ def submit(
             import gateway.api.schemas  # noqa: F401  (the API's document; the api extra brings FastAPI)
         except ImportError:
             fail("a local --json needs the api extra: pip install 'kernel-gateway[api]'", to=out)
-    code = read_source(file, out)
     try:
         definition = load_task(find_task_dir(task, Settings().tasks_dir)) if task is not None else None
     except UserError as exc:
@@ -147,14 +178,23 @@ def submit(
     )
 
     async def body(gateway: Gateway) -> bool:
-        async def show(run_id: str, message: str) -> None:
-            console.print(Text.assemble((run_id[:8], "dim"), " ", plain(message)), highlight=False)
+        from gateway.cli.follow import StatusBoard, live_status
 
+        if detach:
+            from gateway.cli.follow import print_detached
+
+            print_detached(console, await gateway.enqueue(request))
+            return True
         if as_json and gateway.store is None:
             raise UserError(
                 "--json prints the submission as the database recorded it: set GATEWAY_DATABASE_URL"
             )
-        report = await gateway.submit(request, on_event=None if as_json else show)
+        async with live_status(console, StatusBoard(), quiet=as_json) as live:
+
+            async def show(run_id: str, message: str) -> None:
+                await live(run_id, "state", message, None)
+
+            report = await gateway.submit(request, on_event=None if as_json else show)
         if as_json:
             await print_submission_json(gateway, report.run_id)
         else:
@@ -176,6 +216,19 @@ def read_source(file: Path, out: Console) -> str:
         )
     except OSError as exc:
         fail(f"cannot read {shown_path(file)}: {exc.strerror}", to=out)
+
+
+def with_directives(
+    file: Path, code: str, leaderboard: str | None, gpu: str | None, out: Console
+) -> tuple[str | None, str | None]:
+    """The leaderboard and GPU type: the flags, else the file's `#!POPCORN` directives."""
+    from gateway.directives import parse_directives
+
+    try:
+        directives = parse_directives(code, shown_path(file))
+    except UserError as exc:
+        fail(str(exc), to=out)
+    return leaderboard or directives.leaderboard, gpu or directives.gpu
 
 
 async def print_submission_json(gateway: Gateway, run_id: str) -> None:

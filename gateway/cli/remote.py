@@ -88,41 +88,75 @@ def submit_remote(
     mode: str,
     site: str | None,
     as_json: bool,
+    detach: bool = False,
 ) -> None:
     """Submit over a gateway's HTTP API, follow the runs to their end, print the live lines and the
-    result table (or, with ``as_json``, only the submission's JSON); exit 1 unless every run passed."""
+    result table (or, with ``as_json``, only the submission's JSON); exit 1 unless every run passed.
+    ``detach``: print the ids and how to follow, and return once the gateway has queued it."""
+    from gateway.cli.follow import follow_remote, print_detached_remote
+
     out = err_console if as_json else console
-    try:
-        base = api_url(url)
-        token = token_for(base, credentials_path())
-    except UserError as exc:
-        fail(str(exc), to=out)
+    base, token = _login_for(url, out)
     interrupted = ["stopped before the gateway acknowledged the submission: if it got there, it runs"]
 
     async def body() -> bool:
         async with RemoteGateway(base, token.value, provenance=token.source) as gateway:
             submitted = await gateway.submit(file_name, code.encode("utf-8"), leaderboard, gpu, mode, site)
             submission_id, run_ids = _submitted(base, submitted)
+            if detach:
+                print_detached_remote(console, base, submitted)
+                return True
             if not as_json:
                 _print_submitted(base, submitted, submission_id)
             try:
-                async for event in gateway.follow(submission_id):
-                    if not as_json:
-                        line = Text.assemble((event.run_id[:8], "dim"), " ", plain(event.message))
-                        console.print(line, highlight=False)
-                submission = await gateway.submission(submission_id)
+                first = await gateway.submission(submission_id)
+                submission = await follow_remote(gateway, first, console, quiet=as_json)
             except asyncio.CancelledError:
                 interrupted[0] = await _cancel(gateway, submission_id, run_ids)
                 raise
-        runs = [run for run in submission.get("runs") or [] if isinstance(run, dict)]
-        if as_json:
-            print(json.dumps(submission, indent=2, ensure_ascii=False))
-        else:
-            _print_runs(console, runs)
-        return bool(runs) and all(run.get("passed") is True for run in runs)
+        return _finish(submission, as_json)
 
     if not run_async(body, interrupted=lambda: interrupted[0], to=out):
         raise typer.Exit(EXIT_FAILED)
+
+
+def watch_remote(url: str, run_id: str, *, as_json: bool = False) -> None:
+    """`gateway runs watch RUN --remote URL`: follow the run's submission over the API to its end, as
+    `gateway submit --remote` does (Ctrl-C stops watching; the runs go on)."""
+    from gateway.cli.follow import follow_remote
+
+    out = err_console if as_json else console
+    base, token = _login_for(url, out)
+
+    async def body() -> bool:
+        async with RemoteGateway(base, token.value, provenance=token.source) as gateway:
+            run = await gateway.run(run_id)
+            first = await gateway.submission(str(run.get("submission_id")))
+            submission = await follow_remote(gateway, first, console, quiet=as_json)
+        return _finish(submission, as_json)
+
+    stopped = f"stopped watching: run {run_id} goes on at {base}"
+    if not run_async(body, interrupted=stopped, to=out):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _login_for(url: str, out: Console) -> tuple[str, Any]:
+    """The gateway's base URL and the saved (or GATEWAY_TOKEN) token for it; exit 2 saying what to do."""
+    try:
+        base = api_url(url)
+        return base, token_for(base, credentials_path())
+    except UserError as exc:
+        fail(str(exc), to=out)
+
+
+def _finish(submission: dict[str, Any], as_json: bool) -> bool:
+    """Print a finished submission (the result tables, or its JSON); whether every run passed."""
+    runs = [run for run in submission.get("runs") or [] if isinstance(run, dict)]
+    if as_json:
+        print(json.dumps(submission, indent=2, ensure_ascii=False))
+    else:
+        _print_runs(console, runs)
+    return bool(runs) and all(run.get("passed") is True for run in runs)
 
 
 def _submitted(base: str, submitted: dict[str, Any]) -> tuple[str, list[str]]:

@@ -1,19 +1,64 @@
-"""`gateway runs ...`: list, show and cancel the runs recorded in the database; resume unfinished ones."""
+"""`gateway runs ...`: list, show, watch and cancel the runs recorded in the database; resume unfinished
+ones; one's own submissions. `show`, `watch` and `mine` read a remote gateway's HTTP API with --remote URL
+(the token `gateway login URL` saved); every listing prints the API's JSON with --json."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import getpass
+import json
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from gateway.cli.common import EXIT_FAILED, console, run_gateway
+from gateway.cli.common import EXIT_FAILED, console, err_console, fail, run_gateway
 from gateway.cli.output import plain, print_report
 from gateway.cli.tables import print_run, print_runs
-from gateway.service import OPERATOR, Gateway, report_of
 
-app = typer.Typer(help="Runs recorded in the database: list, show, cancel, resume.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from gateway.service import Gateway
+
+app = typer.Typer(
+    help="Runs recorded in the database: list, show, watch, cancel, resume; your submissions.",
+    no_args_is_help=True,
+)
 RUN_ARG = typer.Argument(help="a run id, or its first characters as tables show them (e.g. 3f2a9c1e)")
+REMOTE = typer.Option(
+    "--remote", help="a gateway's URL: read its HTTP API as the user `gateway login URL` saved"
+)
+JSON = typer.Option("--json", help="print the HTTP API's JSON instead of a table")
+
+
+def needs_api_extra() -> None:
+    """A local --json prints the API's documents: they are the api extra's models."""
+    try:
+        import gateway.api.schemas  # noqa: F401
+    except ImportError:
+        fail("a local --json needs the api extra: pip install 'kernel-gateway[api]'", to=err_console)
+
+
+def print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+def remote_read(url: str, read: Any) -> Any:
+    """Run ``read(RemoteGateway)`` against a gateway with the saved token; exit with its message."""
+    from gateway.cli.common import run_async
+    from gateway.credentials import credentials_path, token_for
+    from gateway.errors import UserError
+    from gateway.remote import RemoteGateway, api_url
+
+    try:
+        base = api_url(url)
+        token = token_for(base, credentials_path())
+    except UserError as exc:
+        fail(str(exc), to=err_console)
+
+    async def body() -> Any:
+        async with RemoteGateway(base, token.value, provenance=token.source) as gateway:
+            return await read(gateway)
+
+    return run_async(body, to=err_console)
 
 
 @app.command("list")
@@ -23,6 +68,7 @@ def list_(
     unfinished: Annotated[bool, typer.Option("--unfinished", help="only runs not finished yet")] = False,
     site: Annotated[str | None, typer.Option(help="only runs routed to this site")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many, newest first")] = 50,
+    as_json: Annotated[bool, JSON] = False,
 ) -> None:
     """List runs, newest first, with who, where, state and score.
 
@@ -30,29 +76,143 @@ def list_(
     file, mode, GPU type, site/partition, Slurm job, state and score. A leaderboard submission has a
     public run and a secret rerun."""
 
+    from gateway.service import OPERATOR
+
+    if as_json:
+        needs_api_extra()
+
     async def body(gateway: Gateway) -> None:
         runs = await gateway.runs(
             leaderboard=leaderboard, user=user, unfinished=unfinished, site=site, limit=limit, caller=OPERATOR
         )
-        print_runs(console, runs, f"runs (newest first, at most {limit})")
+        if as_json:
+            from gateway.api.schemas import run_out
 
-    run_gateway(body)
+            print_json([run_out(run).model_dump(mode="json") for run in runs])
+        else:
+            print_runs(console, runs, f"runs (newest first, at most {limit})")
+
+    run_gateway(body, to=err_console if as_json else None)
 
 
 @app.command("show")
-def show(run_id: Annotated[str, RUN_ARG]) -> None:
+def show(
+    run_id: Annotated[str, RUN_ARG],
+    remote: Annotated[str | None, REMOTE] = None,
+    as_json: Annotated[bool, JSON] = False,
+) -> None:
     """Show everything about one run, and its events.
 
     State, site, partition, Slurm job and attempt, worker and claims, times, score, error, each test
-    and benchmark, and every event recorded for it."""
+    and benchmark, and every event recorded for it. With --remote URL: the gateway's GET /api/runs/ID
+    (the whole id, unless your token is an admin's), without the events (`runs watch` follows them)."""
+    if remote is not None:
+        from gateway.cli.output import view_of_run
+        from gateway.cli.tables import record_of_run
+
+        run = remote_read(remote, lambda gateway: gateway.run(run_id))
+        if as_json:
+            print_json(run)
+        else:
+            print_run(console, record_of_run(run), view_of_run(run), None)
+        return
+    from gateway.service import OPERATOR, report_of
+
+    if as_json:
+        needs_api_extra()
 
     async def body(gateway: Gateway) -> None:
         record = await gateway.run(run_id, caller=OPERATOR)
+        if as_json:
+            from gateway.api.schemas import run_out
+
+            print_json(run_out(record).model_dump(mode="json"))
+            return
         print_run(
             console, record, report_of(record), await gateway.run_events(record.run_id, caller=OPERATOR)
         )
 
-    run_gateway(body)
+    run_gateway(body, to=err_console if as_json else None)
+
+
+@app.command("watch")
+def watch(run_id: Annotated[str, RUN_ARG], remote: Annotated[str | None, REMOTE] = None) -> None:
+    """Follow a run (and the other runs of its submission, such as its secret rerun) to its end.
+
+    Prints each event, with a live status line on a terminal (state, Slurm's pending reason and expected
+    start, place in the gateway's queue, time since queued), then the result table as `gateway submit`
+    does. A finished run is shown at once. Exit code as submit's: 0 only when every run passed. Ctrl-C
+    stops watching; the run goes on. With --remote URL it follows the run over that gateway's API."""
+    if remote is not None:
+        from gateway.cli.remote import watch_remote
+
+        watch_remote(remote, run_id)
+        return
+    from gateway.cli.follow import watch_local
+
+    async def body(gateway: Gateway) -> bool:
+        return await watch_local(gateway, run_id, console)
+
+    if not run_gateway(body, interrupted=f"stopped watching: run {run_id} goes on"):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("mine")
+def mine(
+    remote: Annotated[str | None, REMOTE] = None,
+    user: Annotated[str | None, typer.Option(help="whose (local only; default: your login name)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="at most this many, newest first")] = 20,
+    before: Annotated[
+        str | None, typer.Option(help="older than this submission (the last id of the previous page)")
+    ] = None,
+    as_json: Annotated[bool, JSON] = False,
+) -> None:
+    """List your submissions, newest first, a page at a time.
+
+    Each: leaderboard, file, mode, GPU type, the public run's id, state and score, and whether every run
+    (the secret rerun too) passed. With --remote URL: the submissions of the user whose token `gateway
+    login URL` saved (GET /api/me/submissions)."""
+    from gateway.cli.tables import print_submissions, submission_row, submission_row_of
+
+    title = f"submissions (newest first, at most {limit})"
+    if remote is not None:
+        if user is not None:
+            fail("--user cannot go with --remote: your token says who you are", to=err_console)
+        page = remote_read(remote, lambda gateway: gateway.my_submissions(limit, before))
+        if as_json:
+            print_json(page)
+            return
+        items = page.get("submissions")
+        rows = [submission_row_of(item) for item in (items if isinstance(items, list) else [])]
+        print_submissions(console, rows, title)
+        _next_page(page.get("next_before"))
+        return
+    from gateway.service import OPERATOR
+
+    if as_json:
+        needs_api_extra()
+    account = user or getpass.getuser()
+
+    async def body(gateway: Gateway) -> None:
+        pages = await gateway.own_submissions(account, before=before, limit=limit, caller=OPERATOR)
+        following = pages[-1][0].public_id if len(pages) == limit else None
+        if as_json:
+            from gateway.api.schemas import SubmissionPageOut, submission_summary_out
+
+            page = SubmissionPageOut(
+                submissions=[submission_summary_out(runs) for runs in pages], next_before=following
+            )
+            print_json(page.model_dump(mode="json"))
+            return
+        print_submissions(console, [submission_row(runs) for runs in pages], title)
+        _next_page(following)
+
+    run_gateway(body, to=err_console if as_json else None)
+
+
+def _next_page(following: object) -> None:
+    if isinstance(following, str):
+        console.print(Text.assemble(("older ones: --before ", "dim"), following), highlight=False)
 
 
 @app.command("cancel")
@@ -61,6 +221,8 @@ def cancel(run_id: Annotated[str, RUN_ARG]) -> None:
 
     A run no worker has started ends CANCELLED at once; a running one is cancelled by the worker that
     holds it, which cancels its Slurm job. Exit code 1 if it had already finished otherwise."""
+
+    from gateway.service import OPERATOR
 
     async def body(gateway: Gateway) -> bool:
         console.print(plain(await gateway.cancel_run(run_id, caller=OPERATOR)), highlight=False)

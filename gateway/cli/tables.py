@@ -4,19 +4,23 @@ Every string a user, their code or a site chose goes in through ``output.plain``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.cli.output import plain
+from gateway.cli.output import RunView, plain, view_of_report
 from gateway.formatting import duration, format_seconds
 from gateway.service import (
     IsolationCheck,
+    LeaderboardRecord,
     LeaderboardSummary,
     LeaderboardView,
+    RankedEntry,
     RateLimit,
     RunEvent,
     RunRecord,
@@ -133,8 +137,12 @@ def verdict(run: RunRecord) -> str:
     return "passed" if run.passed else "failed"
 
 
-def print_run(console: Console, run: RunRecord, report: RunReport, events: list[RunEvent]) -> None:
-    """Every field of a run, its tests and benchmarks, and its events."""
+def print_run(
+    console: Console, run: RunRecord, report: RunReport | RunView, events: list[RunEvent] | None
+) -> None:
+    """Every field of a run, its tests and benchmarks, and its events (None: not known here, as over the
+    HTTP API, where `gateway runs watch` follows them)."""
+    view = view_of_report(report) if isinstance(report, RunReport) else report
     fields = Table(title=Text(f"run {run.run_id}"), title_justify="left", show_header=False)
     fields.add_column("field", style="bold")
     fields.add_column("value", overflow="fold")
@@ -149,7 +157,7 @@ def print_run(console: Console, run: RunRecord, report: RunReport, events: list[
         ("user", plain(run.user_name)),
         ("leaderboard", plain(run.leaderboard)),
         ("file", plain(run.file_name)),
-        ("submission", Text(str(run.submission_id))),
+        ("submission", Text(run.public_id if run.submission_id == 0 else str(run.submission_id))),
         ("mode", Text(run.mode + ("  (secret rerun with hidden inputs)" if run.secret else ""))),
         ("GPU type", plain(run.gpu_type)),
         ("site / partition", plain(f"{run.site}/{run.partition}" if run.site else None, "(not routed)")),
@@ -162,30 +170,31 @@ def print_run(console: Console, run: RunRecord, report: RunReport, events: list[
         ("finished", Text(when(run.finished_at))),
         ("ran for", Text(wall)),
         ("score", Text(format_seconds(run.score))),
-        ("ran on", plain(ran_on(report))),
+        ("ran on", plain(ran_on(view))),
         ("error", plain(run.error)),
     ]
     for name, value in rows:
         fields.add_row(name, value)
     console.print(fields)
-    result = report.result
-    if result is not None and (result.tests or result.benchmarks):
+    if view.tests or view.benchmarks:
         cases = Table(title="tests and benchmarks", title_justify="left")
         for column in ("kind", "case", "status", "mean", "best", "runs", "error"):
             cases.add_column(column, justify="right" if column in ("mean", "best", "runs") else "left")
-        for test in result.tests:
+        for test in view.tests:
             cases.add_row("test", plain(test.spec), pass_fail(test.passed), "", "", "", plain(test.error, ""))
-        for bench in result.benchmarks:
+        for bench in view.benchmarks:
             cases.add_row(
                 "benchmark",
                 plain(bench.spec),
                 pass_fail(bench.passed),
-                format_seconds(bench.mean_ns * 1e-9) if bench.passed else "-",
-                format_seconds(bench.best_ns * 1e-9) if bench.passed else "-",
-                str(bench.runs) if bench.passed else "-",
+                format_seconds(bench.mean_s) if bench.mean_s is not None else "-",
+                format_seconds(bench.best_s) if bench.best_s is not None else "-",
+                str(bench.runs) if bench.runs is not None else "-",
                 plain(bench.error, ""),
             )
         console.print(cases)
+    if events is None:
+        return
     log = Table(title="events", title_justify="left")
     for column in ("at", "kind", "state", "message"):
         log.add_column(column, overflow="fold")
@@ -196,12 +205,190 @@ def print_run(console: Console, run: RunRecord, report: RunReport, events: list[
     console.print(log)
 
 
-def ran_on(report: RunReport) -> str | None:
-    system = report.result.system if report.result is not None else None
+def ran_on(view: RunView) -> str | None:
+    system = view.system
     if not system:
         return None
     device = system.get("gpu") or system.get("cpu") or system.get("device") or "?"
     return f"{system.get('hostname', '?')}: {device}, torch {system.get('torch') or '?'}"
+
+
+@dataclass(frozen=True)
+class SubmissionRow:
+    """One of a user's submissions as `gateway runs mine` lists it (local records or the API's JSON)."""
+
+    submission_id: str
+    queued_at: datetime | None
+    leaderboard: str | None
+    file_name: str
+    mode: str
+    gpu_type: str | None
+    state: str
+    passed: bool | None
+    score: float | None
+    public_run_id: str
+
+
+def submission_row(runs: list[RunRecord]) -> SubmissionRow:
+    public = runs[0]
+    finished = all(r.finished_at is not None for r in runs)
+    return SubmissionRow(
+        public.public_id,
+        public.queued_at,
+        public.leaderboard,
+        public.file_name,
+        public.mode,
+        public.gpu_type,
+        public.state,
+        all(r.passed is True for r in runs) if finished else None,
+        public.score,
+        public.run_id,
+    )
+
+
+def submission_row_of(item: Mapping[str, Any]) -> SubmissionRow:
+    """A row from the API's SubmissionSummaryOut, read leniently."""
+    return SubmissionRow(
+        str(item.get("submission_id", "")),
+        _moment(item.get("queued_at")),
+        _text(item.get("leaderboard")),
+        str(item.get("file_name", "")),
+        str(item.get("mode", "")),
+        _text(item.get("gpu_type")),
+        str(item.get("state", "UNKNOWN")),
+        item.get("passed") if isinstance(item.get("passed"), bool) else None,
+        _number(item.get("score")),
+        str(item.get("public_run_id", "")),
+    )
+
+
+def print_submissions(console: Console, rows: list[SubmissionRow], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in ("submission", "queued", "leaderboard", "file", "mode", "gpu", "run"):
+        table.add_column(column, overflow="fold")
+    table.add_column("state")
+    table.add_column("verdict")
+    table.add_column("score", justify="right")
+    for row in rows:
+        table.add_row(
+            row.submission_id,
+            when(row.queued_at),
+            plain(row.leaderboard),
+            plain(row.file_name),
+            plain(row.mode),
+            plain(row.gpu_type),
+            row.public_run_id,
+            Text(row.state, style=STATE_STYLE.get(row.state, "")),
+            "…" if row.passed is None else pass_fail(row.passed),
+            format_seconds(row.score) if row.score is not None else "-",
+        )
+    if not rows:
+        table.add_row("-", "-", "no submissions", *["-"] * (len(table.columns) - 3))
+    console.print(table)
+
+
+# -- the HTTP API's JSON as the records the tables print (gateway/api/schemas.py) ---------------------
+
+
+def record_of_run(run: Mapping[str, Any]) -> RunRecord:
+    """A run as the API sends it (RunOut), as the record the run tables print; read leniently."""
+    return RunRecord(
+        run_id=str(run.get("run_id", "")),
+        submission_id=0,  # the API shows the public id only
+        user_name=str(run.get("user", "")),
+        file_name=str(run.get("file_name", "")),
+        leaderboard=_text(run.get("leaderboard")),
+        mode=str(run.get("mode", "")),
+        secret=run.get("secret") is True,
+        gpu_type=_text(run.get("gpu_type")),
+        site=_text(run.get("site")),
+        partition=_text(run.get("partition")),
+        job_id=_text(run.get("job_id")),
+        attempt=run["attempt"] if isinstance(run.get("attempt"), int) else 1,
+        state=str(run.get("state") or "UNKNOWN"),
+        passed=run.get("passed") if isinstance(run.get("passed"), bool) else None,
+        score=_number(run.get("score")),
+        error=_text(run.get("error")),
+        result=None,
+        queued_at=_moment(run.get("queued_at")) or datetime.now(UTC),
+        started_at=_moment(run.get("started_at")),
+        finished_at=_moment(run.get("finished_at")),
+        worker=None,
+        claims=0,
+        ranked=run.get("ranked") is True,
+        backend=_text(run.get("backend")),
+        public_id=str(run.get("submission_id", "")),
+    )
+
+
+def summary_of(board: Mapping[str, Any]) -> LeaderboardSummary:
+    """A leaderboard as the API lists it (LeaderboardOut)."""
+    gpus = board.get("gpu_types")
+    return LeaderboardSummary(
+        name=str(board.get("name", "")),
+        description=str(board.get("description") or ""),
+        gpu_types=[str(g) for g in gpus] if isinstance(gpus, list) else [],
+        deadline=_moment(board.get("deadline")),
+        visibility=str(board.get("visibility") or "public"),
+        submissions=board["submissions"] if isinstance(board.get("submissions"), int) else 0,
+        runs=board["runs"] if isinstance(board.get("runs"), int) else 0,
+    )
+
+
+def view_of_api(board: Mapping[str, Any], rankings: list[Any], recent: list[Any]) -> LeaderboardView:
+    """A leaderboard's page as the API gives it (LeaderboardOut, [RankingOut], [RunOut]), as the view the
+    leaderboard table prints."""
+    ranking: dict[str, list[RankedEntry]] = {}
+    for group in rankings:
+        if not isinstance(group, Mapping):
+            continue
+        gpu = str(group.get("gpu_type", ""))
+        entries = group.get("entries")
+        ranking[gpu] = [
+            RankedEntry(
+                rank=e["rank"] if isinstance(e.get("rank"), int) else 0,
+                user_name=str(e.get("user", "")),
+                gpu_type=gpu,
+                score=_number(e.get("score")) or 0.0,
+                run_id=str(e.get("run_id", "")),
+                file_name=str(e.get("file_name", "")),
+                site=str(e.get("site", "")),
+                submitted_at=_moment(e.get("submitted_at")) or datetime.now(UTC),
+            )
+            for e in (entries if isinstance(entries, list) else [])
+            if isinstance(e, Mapping)
+        ]
+    summary = summary_of(board)
+    record = LeaderboardRecord(
+        id=0,
+        name=summary.name,
+        description=summary.description,
+        task={},
+        ranking_by=str(board.get("ranking_by") or "mean"),
+        gpu_types=summary.gpu_types,
+        deadline=summary.deadline,
+        visibility=summary.visibility,
+    )
+    runs = [record_of_run(run) for run in recent if isinstance(run, Mapping)]
+    return LeaderboardView(record, ranking, runs)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def pass_fail(passed: bool) -> Text:

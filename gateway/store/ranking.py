@@ -37,6 +37,21 @@ RANKING_SQL = (  # composed of constants only
     "ORDER BY top.score, top.queued_at, top.id"
 )
 
+# One account's submissions, a page at a time (newest first, from the index submissions_user_recent), each
+# with its runs; $2: the public id of the account's own submission the page starts after; $4: hidden
+# boards' too (admins)
+OWN_SUBMISSIONS_SQL = (  # composed of constants only
+    "WITH me AS (SELECT id FROM users WHERE name = $1), "  # noqa: S608
+    "page AS (SELECT s.id FROM submissions s LEFT JOIN leaderboards l ON l.id = s.leaderboard_id "
+    "  WHERE s.user_id = (SELECT id FROM me) "
+    "  AND ($4 OR COALESCE(l.visibility <> 'hidden', true)) "
+    "  AND ($2::text IS NULL OR (s.created_at, s.id) < (SELECT created_at, id FROM submissions "
+    "    WHERE public_id = $2 AND user_id = (SELECT id FROM me))) "
+    "  ORDER BY s.created_at DESC, s.id DESC LIMIT $3) "
+    f"{RUN_SELECT} WHERE r.submission_id IN (SELECT id FROM page) "
+    "ORDER BY s.created_at DESC, s.id DESC, r.secret, r.gpu_type"
+)
+
 
 def run_record(row: asyncpg.Record) -> RunRecord:
     return RunRecord(
@@ -173,6 +188,27 @@ class RankingStore(StoreBase):
                 limit,
             )
         return [run_record(row) for row in rows]
+
+    @retried
+    async def user_submissions(
+        self, account: str, *, before: str | None = None, limit: int = 20, hidden: bool = False
+    ) -> list[list[RunRecord]]:
+        """One account's submissions, newest first, each as its runs (public first): at most ``limit``,
+        those older than the account's own submission ``before`` (a public id; one that is not theirs
+        gives an empty page); boards that are hidden only when ``hidden``."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                OWN_SUBMISSIONS_SQL,
+                account,
+                before,
+                limit,
+                hidden,
+            )
+        grouped: dict[int, list[RunRecord]] = {}
+        for row in rows:
+            record = run_record(row)
+            grouped.setdefault(record.submission_id, []).append(record)
+        return list(grouped.values())
 
     @retried
     async def submission_runs(self, submission: int | str) -> list[RunRecord]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import JobHandle, JobRequest, job_name
+from gateway.backends.base import JobHandle, JobRequest, JobStatus, job_name
 from gateway.backends.slurm import (
     RESUBMIT_SCRIPT,
     SUBMIT_SCRIPT,
@@ -43,6 +43,16 @@ def test_parse_sbatch_output_with_and_without_cluster() -> None:
     assert parse_sbatch_parsable("456;alpha\n") == "456"
     with pytest.raises(BackendError, match="no job id"):
         parse_sbatch_parsable("sbatch: error: Batch job submission failed\n")
+
+
+def test_squeue_gives_a_pending_jobs_expected_start_only_when_slurm_has_one() -> None:
+    states = parse_squeue(
+        "11|PENDING|Resources|1796628000\n12|PENDING|Priority|N/A\n13|PENDING|Priority|0\n"
+        "14|PENDING|Priority|Unknown\n15|RUNNING|None|1796624723\n16|PENDING|Priority\n"
+    )
+    assert states["11"] == JobStatus(JobState.PENDING, "Resources", 1796628000.0)
+    assert [states[j].start_at for j in ("12", "13", "14", "15", "16")] == [None] * 5
+    assert states["16"].reason == "Priority"  # the three-field format still reads
 
 
 def test_parse_squeue_and_sacct() -> None:
@@ -201,10 +211,15 @@ def test_slurm_binaries_can_be_overridden_per_site() -> None:
     assert site.slurm.argv0("sacct") == "/usr/local/bin/sacct"
 
 
+def status_query(argv: list[str]) -> bool:
+    """The status round's squeue: run under env, so its times are epoch seconds."""
+    return argv[:3] == ["env", "SLURM_TIME_FORMAT=%s", "squeue"]
+
+
 async def test_one_squeue_for_many_jobs_then_sacct_only_for_the_missing() -> None:
     def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
-        if argv[0] == "squeue":
-            return 0, "1|RUNNING|None\n2|PENDING|Priority\n", ""
+        if status_query(argv):
+            return 0, "1|RUNNING|None|1796624723\n2|PENDING|Priority|1796628000\n", ""
         if argv[0] == "sacct":
             assert argv[argv.index("-j") + 1] == "3"
             return 0, "3|COMPLETED|0:0\n", ""
@@ -213,16 +228,18 @@ async def test_one_squeue_for_many_jobs_then_sacct_only_for_the_missing() -> Non
     transport = FakeTransport(answer)
     slurm = backend(transport)
     states = await slurm.status([handle("1"), handle("2"), handle("3")])
-    assert [c[0] for c in transport.calls] == ["squeue", "sacct"]
+    assert [c[0] for c in transport.calls] == ["env", "sacct"]
     assert transport.calls[0][transport.calls[0].index("-j") + 1] == "1,2,3"
     assert states["1"].state is JobState.RUNNING
+    assert states["1"].start_at is None  # a running job's start is history, not an estimate
     assert states["2"].reason == "Priority"
+    assert states["2"].start_at == 1796628000.0
     assert states["3"].state is JobState.COMPLETED
 
 
 async def test_terminal_states_are_cached_and_never_asked_again() -> None:
     transport = FakeTransport(
-        lambda argv, stdin: (0, "5|COMPLETED|0:0\n", "") if argv[0] == "squeue" else (1, "", "")
+        lambda argv, stdin: (0, "5|COMPLETED|None|0\n", "") if status_query(argv) else (1, "", "")
     )
     slurm = backend(transport)
     await slurm.status([handle("5")])
@@ -233,7 +250,7 @@ async def test_terminal_states_are_cached_and_never_asked_again() -> None:
 
 async def test_a_job_gone_from_squeue_and_sacct_is_unknown_not_done() -> None:
     def answer(argv: list[str], stdin: str | bytes | None) -> tuple[int, str, str]:
-        if argv[0] == "squeue":
+        if status_query(argv):
             return 1, "", "slurm_load_jobs error: Invalid job id specified\n"
         return 0, "", ""
 
