@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import TaskError
-from gateway.yamlconf import load_yaml_model
+from gateway.yamlconf import load_yaml_model, worded
 
 SUBMISSION_PLACEHOLDER = "@SUBMISSION@"
 RankingBy = Literal["last", "mean", "geom"]
@@ -17,7 +17,9 @@ Scalar = int | float | str
 
 class _TaskFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    name: str = Field(
+        pattern=worded(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", "a file name of letters, digits, '_', '.' or '-'")
+    )
     source: str
 
 
@@ -47,7 +49,12 @@ class TaskDefinition(BaseModel):
     """Everything needed to run a task, with file contents inlined (stored as a leaderboard's task)."""
 
     model_config = ConfigDict(frozen=True)
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(
+        pattern=worded(
+            r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+            "a name that starts with a letter or digit, then up to 63 letters, digits, '_', '.' or '-'",
+        )
+    )
     description: str = ""
     lang: str = "py"
     main: str | None = None

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
 from gateway.errors import GatewayError
-from gateway.service import Gateway
-from gateway.settings import Settings
 
 console = Console(stderr=True)
 
@@ -26,6 +21,14 @@ def bot() -> None:
     (GATEWAY_DISCORD_TOKEN), the servers it serves (GATEWAY_DISCORD_GUILD_IDS: its commands are synced
     there only) and the role ids of admins there (GATEWAY_DISCORD_ADMIN_ROLE_IDS). See docs/bot.md."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import asyncio
+    import signal
+
+    from pydantic import ValidationError
+
+    from gateway.service import Gateway
+    from gateway.settings import Settings
+
     try:
         import aiohttp
         import discord

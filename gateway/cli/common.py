@@ -7,20 +7,22 @@ interrupted."""
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import os
-import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from gateway.errors import GatewayError, RefusedError, StoreError, UserError
-from gateway.service import Gateway
-from gateway.settings import Settings
+from gateway.suggest import did_you_mean
+from gateway.validation import shown
+
+if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
+    from gateway.service import Gateway
 
 console = Console()
 err_console = Console(stderr=True)  # errors of a command whose stdout is for a program (--json)
@@ -54,6 +56,35 @@ def shown_path(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def set_verbose(verbose: bool) -> None:
+    """How much the command logs: debug detail with -v/--verbose, else warnings only. The one place the
+    level is chosen (`gateway -v CMD` and `gateway CMD -v` both come here)."""
+    logging.basicConfig(format="%(levelname)s %(message)s")  # the root logger's level: WARNING
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+def task_folder(text: str, tasks_dir: Path) -> Path:
+    """``--task`` as given: a folder holding task.yml (a path), else the name of a task in ``tasks_dir``;
+    UserError naming the tasks there (and a close one) when it is neither."""
+    given = Path(text).expanduser()
+    if (given / "task.yml").is_file() or os.sep in text or text.startswith("."):
+        return given
+    named = tasks_dir / text
+    if (named / "task.yml").is_file():
+        return named
+    if given.is_dir():
+        return given  # a folder without task.yml: load_task says what it lacks
+    try:
+        known = sorted(d.name for d in tasks_dir.iterdir() if (d / "task.yml").is_file())
+    except OSError:
+        known = []
+    raise UserError(
+        f"no task {shown(text)}: not a task folder here, nor a task in {shown_path(tasks_dir)}"
+        f"{did_you_mean(text, known)}; tasks there: {', '.join(known) or 'none'}"
+    )
+
+
 def run_async(
     main: Callable[[], Coroutine[Any, Any, T]],
     *,
@@ -63,6 +94,8 @@ def run_async(
     """Run ``main`` in an event loop (SIGTERM cancels it like Ctrl-C does); turn gateway errors into a
     message (on ``to``, default the console) and an exit code; ``interrupted`` is what an interrupted
     command says (a callable: worked out when it happens)."""
+    import asyncio
+    import signal
 
     async def cancellable() -> T:
         this = asyncio.current_task()
@@ -94,6 +127,9 @@ def run_gateway(
 ) -> T:
     """Open a Gateway, run ``body`` with it, close it; turn gateway errors into a message and exit code.
     SIGTERM cancels like Ctrl-C does, so a killed `gateway submit` cancels its job and records it."""
+
+    from gateway.service import Gateway
+    from gateway.settings import Settings
 
     async def main() -> T:
         try:

@@ -7,12 +7,13 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
 from gateway import formatting
+from gateway.authority import OPERATOR
 from gateway.cli.common import EXIT_USAGE, console, fail, run_gateway, warn
 from gateway.cli.output import plain, print_leaderboard
 from gateway.cli.tables import (
@@ -24,8 +25,10 @@ from gateway.cli.tables import (
 )
 from gateway.errors import UserError
 from gateway.formatting import DEADLINE_HELP
-from gateway.service import OPERATOR, Gateway, as_mode
-from gateway.tasks import load_task
+from gateway.modes import as_mode
+
+if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
+    from gateway.service import Gateway
 
 app = typer.Typer(
     help="Create, list, show and delete leaderboards; set their rate limits and deadlines.",
@@ -78,6 +81,8 @@ def create(
     closes = parse_deadline(deadline) if deadline is not None else None
 
     async def body(gateway: Gateway) -> None:
+        from gateway.tasks import load_task
+
         definition = load_task(task)
         board = await gateway.create_leaderboard(
             name,

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from gateway.formatting import format_seconds
-from gateway.service import LeaderboardView, RunReport
 from gateway.validation import printable
+
+if TYPE_CHECKING:  # type names only: the service loads when a command runs, not for --help
+    from gateway.service import LeaderboardView, RunReport
 
 
 def plain(value: object | None, empty: str = "-") -> Text:
@@ -148,7 +150,7 @@ def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> Ru
 def print_report(console: Console, report: RunReport | RunView) -> None:
     """A run's result table: each test and benchmark, where it ran, the secret rerun's verdict, the
     verdict with the score (or the error, and the job's last output lines when there is no result)."""
-    view = view_of_report(report) if isinstance(report, RunReport) else report
+    view = report if isinstance(report, RunView) else view_of_report(report)
     title = (
         f"{view.file_name} by {view.user} on {view.site}/{view.partition} ({view.gpu_type}), "
         f"job {view.job_id or '-'}, run {view.run_id}"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
+from gateway.authority import OPERATOR
 from gateway.cli.common import EXIT_FAILED, console, run_gateway
 from gateway.cli.output import plain, print_report
 from gateway.cli.tables import print_run, print_runs
-from gateway.service import OPERATOR, Gateway, report_of
+
+if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
+    from gateway.service import Gateway
 
 app = typer.Typer(help="Runs recorded in the database: list, show, cancel, resume.", no_args_is_help=True)
 RUN_ARG = typer.Argument(help="a run id, or its first characters as tables show them (e.g. 3f2a9c1e)")
@@ -47,6 +50,8 @@ def show(run_id: Annotated[str, RUN_ARG]) -> None:
     and benchmark, and every event recorded for it."""
 
     async def body(gateway: Gateway) -> None:
+        from gateway.service import report_of
+
         record = await gateway.run(run_id, caller=OPERATOR)
         print_run(
             console, record, report_of(record), await gateway.run_events(record.run_id, caller=OPERATOR)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Annotated
 
@@ -11,8 +9,6 @@ import typer
 
 from gateway.cli.common import console, error, fail, warn
 from gateway.errors import GatewayError
-from gateway.service import Gateway
-from gateway.settings import Settings
 
 
 def serve(
@@ -32,10 +28,15 @@ def serve(
     Submitting needs a user's API token (`gateway users token NAME`); admin endpoints need
     GATEWAY_ADMIN_TOKEN. Runs are processed by `gateway worker` processes, or by this one with
     --with-worker."""
+    import asyncio
+    import contextlib
+
     import uvicorn
 
     from gateway.api import create_app
     from gateway.api.server import server_config
+    from gateway.service import Gateway
+    from gateway.settings import Settings
     from gateway.worker import Worker
 
     logging.getLogger("gateway").setLevel(logging.INFO)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -13,17 +14,19 @@ from rich.text import Text
 
 from gateway.cli.output import plain
 from gateway.formatting import duration, format_seconds
-from gateway.service import (
-    IsolationCheck,
-    LeaderboardSummary,
-    LeaderboardView,
-    RateLimit,
-    RunEvent,
-    RunRecord,
-    RunReport,
-    SiteHealth,
-)
-from gateway.sites import SiteConfig
+
+if TYPE_CHECKING:  # type names only: the service loads when a command runs, not for --help
+    from gateway.service import (
+        IsolationCheck,
+        LeaderboardSummary,
+        LeaderboardView,
+        RateLimit,
+        RunEvent,
+        RunRecord,
+        RunReport,
+        SiteHealth,
+    )
+    from gateway.sites import SiteConfig
 
 STATE_STYLE = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow", "TIMEOUT": "red"}
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from typing import Annotated
 
 import typer
@@ -12,9 +10,6 @@ from rich.console import Console
 from rich.text import Text
 
 from gateway.errors import GatewayError
-from gateway.service import Gateway
-from gateway.settings import Settings
-from gateway.worker import Worker
 
 console = Console()
 
@@ -31,6 +26,13 @@ def worker(
 
     SIGTERM or Ctrl-C stops it cleanly: its claims are given back and another worker re-attaches to the
     jobs, which keep running. A worker killed outright is taken over once its heartbeat goes stale."""
+    import asyncio
+    import signal
+
+    from gateway.service import Gateway
+    from gateway.settings import Settings
+    from gateway.worker import Worker
+
     logging.getLogger("gateway").setLevel(logging.INFO)
 
     async def main() -> int:
