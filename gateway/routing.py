@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gateway.backends.base import PartitionLoad
 from gateway.errors import GatewayError, UserError
 from gateway.sites import PartitionConfig, SiteConfig
-from gateway.suggest import did_you_mean
+from gateway.suggest import GPU_CUTOFF, did_you_mean
 
 log = logging.getLogger(__name__)
 LoadProbe = Callable[[SiteConfig], Awaitable[dict[str, PartitionLoad]]]
@@ -112,7 +112,7 @@ class Router:
         if not candidates:
             offered = sorted({gpu for site in sites for gpu in site.gpu_types()})
             raise UserError(
-                f"no site offers GPU type {gpu_type!r}{did_you_mean(gpu_type, offered)}; "
+                f"no site offers GPU type {gpu_type!r}{did_you_mean(gpu_type, offered, GPU_CUTOFF)}; "
                 f"offered: {', '.join(offered) or 'none'}"
             )
         now = time.monotonic()

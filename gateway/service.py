@@ -69,7 +69,7 @@ from gateway.store import (
     Store,
     UserRecord,
 )
-from gateway.suggest import did_you_mean
+from gateway.suggest import GPU_CUTOFF, did_you_mean
 from gateway.tasks import TaskDefinition
 from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
@@ -319,7 +319,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         gpu = gpu_type or site.partitions[0].gpu_type
         if gpu is None or not site.partitions_for(gpu):
             offered = site.gpu_types()
-            hint = did_you_mean(gpu, offered) if gpu else ""
+            hint = did_you_mean(gpu, offered, GPU_CUTOFF) if gpu else ""
             raise UserError(
                 f"site {site.name} has no partition with GPU type {shown(gpu or 'none')}{hint}; "
                 f"it offers: {', '.join(offered) or 'none'}"
@@ -335,7 +335,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         ]
         where = f" ({'; '.join(by_site)})" if by_site else ""
         return UserError(
-            f"no site offers GPU type {shown(gpu_type)}{did_you_mean(gpu_type, known)}; "
+            f"no site offers GPU type {shown(gpu_type)}{did_you_mean(gpu_type, known, GPU_CUTOFF)}; "
             f"offered: {', '.join(known)}{where}"
         )
 
@@ -418,10 +418,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 raise self._unknown_gpu(gpu)
         if board is not None and gpu not in board.gpu_types:
             ranks = ", ".join(board.gpu_types) or "no GPU type (an admin gives it some)"
-            raise UserError(
-                f"leaderboard {board.name} does not rank {shown(gpu)}{did_you_mean(gpu, board.gpu_types)}; "
-                f"it ranks {ranks}: give one with --gpu"
-            )
+            hint = did_you_mean(gpu, board.gpu_types, GPU_CUTOFF)
+            raise UserError(f"leaderboard {board.name} does not rank {shown(gpu)}{hint}; it ranks {ranks}")
         return gpu
 
     async def enqueue(self, request: SubmitRequest) -> Submission:

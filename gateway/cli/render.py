@@ -17,6 +17,7 @@ from rich.console import Console
 
 from gateway.errors import ConfigError, UserError
 from gateway.modes import RunMode
+from gateway.suggest import did_you_mean
 
 if TYPE_CHECKING:  # the backends, settings and site models load when the command runs, not for --help
     from gateway.settings import Settings
@@ -65,8 +66,11 @@ def _site(settings: Settings, name: str) -> SiteConfig:
         )
     sites = load_sites(settings.sites_dir)
     if name not in sites:
-        known = ", ".join(sorted([LOCAL_SITE_NAME, *sites]))
-        raise UserError(f"unknown site {name!r} in {settings.sites_dir}; known sites: {known}")
+        known = sorted([LOCAL_SITE_NAME, *sites])
+        raise UserError(
+            f"unknown site {name!r} in {settings.sites_dir}{did_you_mean(name, known)}; "
+            f"known sites: {', '.join(known)}"
+        )
     return sites[name]
 
 
