@@ -128,8 +128,8 @@ def test_policy_errors_name_file_line_and_field(tmp_path: Path) -> None:
     ]
     with pytest.raises(
         ConfigError,
-        match=r"routing.yaml:7: backends.github.repository: 'not a repo' is not allowed here: expected a GitHub "
-        "repository as OWNER/NAME",
+        match=r"routing.yaml:7: backends.github.repository: 'not a repo' is not allowed here: "
+        "expected a GitHub repository as OWNER/NAME",
     ):
         policy(tmp_path, POLICY.replace("octo-org/kernel-runners", "not a repo"))
     with pytest.raises(ConfigError, match="backend name 'gamma' is already a site's name"):
