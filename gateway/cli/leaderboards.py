@@ -25,7 +25,7 @@ from gateway.cli.tables import (
 )
 from gateway.errors import UserError
 from gateway.formatting import DEADLINE_HELP
-from gateway.modes import as_mode
+from gateway.modes import RunMode, as_mode
 
 if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
     from gateway.service import Gateway
@@ -189,9 +189,9 @@ def delete(
 @app.command("limit")
 def limit(
     name: NAME,
-    mode: Annotated[str, typer.Option(help="which submissions it counts: test | benchmark | leaderboard")] = (
-        "leaderboard"
-    ),
+    mode: Annotated[
+        RunMode, typer.Option(case_sensitive=False, help="which submissions it counts (any case)")
+    ] = RunMode.LEADERBOARD,
     max_: Annotated[int | None, typer.Option("--max", min=1, help="submissions allowed per window")] = None,
     per: Annotated[str | None, typer.Option(help="the window: 30s, 10min, 1h, 1h30m, 1d, 1w")] = None,
     off: Annotated[bool, typer.Option("--off", help="remove the limit of this mode")] = False,
@@ -210,10 +210,7 @@ def limit(
     to try again. --off removes the mode's limit. --unfinished N refuses a submission that would leave
     the user more than N unfinished runs (--unfinished default: the gateway's
     GATEWAY_MAX_UNFINISHED_RUNS_PER_USER). Without options, show the limits in force."""
-    try:
-        run_mode = as_mode(mode)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--mode") from None
+    run_mode = as_mode(mode.value)
     if off and (max_ is not None or per is not None):
         fail("give either --off, or --max and --per")
     if (max_ is None) != (per is None):
