@@ -1,5 +1,5 @@
-"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` (the harness and the
-sandbox's cost) needs no dev stack;
+"""`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` (the CLI's start-up,
+the harness and the sandbox's cost) needs no dev stack; `python -m bench.cli_start` the CLI's start-up alone;
 `python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only), `python -m
 bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.api_load` the HTTP API under load
 (PostgreSQL only; `--profile` adds where the server spent its time)."""
@@ -15,6 +15,7 @@ from bench import (
     api_load,
     bot_latency,
     claim_fairness,
+    cli_start,
     e2e,
     harness_bench,
     queue_throughput,
@@ -29,6 +30,7 @@ from bench import (
 
 async def main() -> None:
     console = Console(width=150)
+    await cli_start.main(console)  # needs no dev stack
     await harness_bench.main(console)
     await sandbox_cost.main(console)  # needs bubblewrap, no dev stack
     if "--harness-only" in sys.argv:  # needs no dev stack

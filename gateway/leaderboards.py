@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from gateway.authority import Caller, require_admin
 from gateway.errors import NotFoundError, TaskError, UserError
-from gateway.processing import LOCAL_GPU_LABEL, Mode
+from gateway.modes import Mode
+from gateway.processing import LOCAL_GPU_LABEL
 from gateway.settings import Settings
 from gateway.store import (
     LeaderboardRecord,

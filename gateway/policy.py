@@ -31,14 +31,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from gateway.errors import ConfigError, UserError
 from gateway.routing import Choice, Router
 from gateway.sites import IsolationConfig, PartitionConfig, SiteConfig
-from gateway.yamlconf import load_yaml_model
+from gateway.yamlconf import load_yaml_model, worded
 
 if TYPE_CHECKING:
     from gateway.backends.base import Backend
     from gateway.render import TemplateRenderer
     from gateway.settings import Settings
 
-_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+_NAME = worded(
+    r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
+    "a name that starts with a letter, then up to 63 letters, digits, '_', '.' or '-' (no spaces)",
+)
+_PROGRAM = worded(
+    r"^[A-Za-z0-9_./+-]+$", "a program name or path such as python3 or /opt/venv/bin/python (no spaces)"
+)
 # the bundle is relocatable on a fallback: its job script is rendered for the folder it runs in
 FALLBACK_WORKDIR = "."
 
@@ -58,7 +64,7 @@ class _FallbackConfig(_Strict):
     queue_timeout_s: int = Field(default=900, ge=10, description="waiting for a machine longer: cancelled")
     max_jobs: int = Field(default=16, ge=1, description="our runs at once per GPU type")
     preference: int = 1000
-    python: str = Field(default="python3", pattern=r"^[A-Za-z0-9_./+-]+$")
+    python: str = Field(default="python3", pattern=_PROGRAM)
     setup: list[str] = Field(default_factory=list, description="shell lines before the harness")
     isolation: IsolationConfig = Field(
         default_factory=IsolationConfig,
@@ -92,17 +98,30 @@ class ModalConfig(_FallbackConfig):
     kind: Literal["modal"]
     app: str = Field(default="kernel-gateway", pattern=_NAME)
     environment: str | None = Field(default=None, pattern=_NAME)
-    python: str = Field(default="python", pattern=r"^[A-Za-z0-9_./+-]+$")
+    python: str = Field(default="python", pattern=_PROGRAM)
 
 
 class GithubConfig(_FallbackConfig):
     """A repository with .github/workflows/gateway-run.yml and self-hosted runners labelled per GPU."""
 
     kind: Literal["github"]
-    repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-    workflow: str = Field(default="gateway-run.yml", pattern=r"^[A-Za-z0-9_.-]+\.ya?ml$")
-    ref: str = Field(default="main", pattern=r"^[A-Za-z0-9_./-]+$")
-    api_url: str = Field(default="https://api.github.com", pattern=r"^https?://[^\s]+$")
+    repository: str = Field(
+        pattern=worded(
+            r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", "a GitHub repository as OWNER/NAME, e.g. acme/kernels"
+        )
+    )
+    workflow: str = Field(
+        default="gateway-run.yml",
+        pattern=worded(r"^[A-Za-z0-9_.-]+\.ya?ml$", "a workflow file name ending in .yml or .yaml"),
+    )
+    ref: str = Field(
+        default="main",
+        pattern=worded(r"^[A-Za-z0-9_./-]+$", "a branch or tag name (letters, digits, '_', '.', '/', '-')"),
+    )
+    api_url: str = Field(
+        default="https://api.github.com",
+        pattern=worded(r"^https?://[^\s]+$", "an http:// or https:// URL without spaces"),
+    )
     artifact: str = Field(default="result", pattern=_NAME)
     # GitHub refuses a dispatch whose inputs pass 65,535 characters
     max_bundle_chars: int = Field(default=60_000, ge=1000, le=65_000)

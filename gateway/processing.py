@@ -10,13 +10,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, cast, get_args
+from typing import TYPE_CHECKING
 
 from gateway.authority import Caller, require_admin
 from gateway.backends.base import JobRequest, JobStatus
 from gateway.bundle import build_spec
 from gateway.errors import BackendError, GatewayError, TransportError, UserError
 from gateway.execution import RunReport, SiteRuntime, execute
+from gateway.modes import as_mode
 from gateway.routing import Choice, Router
 from gateway.settings import Settings
 from gateway.sites import SiteConfig
@@ -26,7 +27,6 @@ from gateway.tasks import TaskDefinition
 from harness.protocol import HarnessError, RunResult
 
 log = logging.getLogger(__name__)
-Mode = Literal["test", "benchmark", "leaderboard", "profile"]
 EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
 LOCAL_GPU_LABEL = "local"
 # How a run's first event says where it goes; front ends read the site back with ``where_of``.
@@ -43,14 +43,6 @@ def where_of(message: str) -> str | None:
         if message.startswith(prefix):
             return message.removeprefix(prefix).split(" ")[0]
     return None
-
-
-def as_mode(value: str) -> Mode:
-    """A mode name as the Mode literal; ValueError for anything else."""
-    for mode in get_args(Mode):
-        if value == mode:
-            return cast(Mode, mode)
-    raise ValueError(f"unknown mode {value!r}: expected one of {', '.join(get_args(Mode))}")
 
 
 # A sweep leaves a run folder alone while it changed in the last this many seconds (a run submitted by a

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gateway.backends.base import PartitionLoad
 from gateway.errors import GatewayError, UserError
 from gateway.sites import PartitionConfig, SiteConfig
+from gateway.suggest import GPU_CUTOFF, did_you_mean
 
 log = logging.getLogger(__name__)
 LoadProbe = Callable[[SiteConfig], Awaitable[dict[str, PartitionLoad]]]
@@ -109,7 +110,11 @@ class Router:
     async def choose(self, gpu_type: str, sites: list[SiteConfig]) -> Choice:
         candidates = [(s, p) for s in sites for p in s.partitions_for(gpu_type)]
         if not candidates:
-            raise UserError(f"no site offers GPU type {gpu_type!r}")
+            offered = sorted({gpu for site in sites for gpu in site.gpu_types()})
+            raise UserError(
+                f"no site offers GPU type {gpu_type!r}{did_you_mean(gpu_type, offered, GPU_CUTOFF)}; "
+                f"offered: {', '.join(offered) or 'none'}"
+            )
         now = time.monotonic()
         healthy = [s for s in sites if s.partitions_for(gpu_type) and self.breaker(s.name).allows(now)]
         probed = await asyncio.gather(*(self._load(s) for s in healthy))

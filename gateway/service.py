@@ -35,15 +35,14 @@ from gateway.execution import RunReport, SiteRuntime
 from gateway.isolation import IsolationGate, Verifier
 from gateway.leaderboards import LeaderboardAdmin, LeaderboardView
 from gateway.limits import SharedLimits
+from gateway.modes import Mode, as_mode
 from gateway.monitor import Monitor
 from gateway.policy import RoutingPolicy, choose_route, load_policy, make_fallback_backend, policy_path
 from gateway.processing import (
     LOCAL_GPU_LABEL,
     Claim,
     EventCallback,
-    Mode,
     RunProcessing,
-    as_mode,
     report_of,
     routed_message,
     where_of,
@@ -70,6 +69,7 @@ from gateway.store import (
     Store,
     UserRecord,
 )
+from gateway.suggest import GPU_CUTOFF, did_you_mean
 from gateway.tasks import TaskDefinition
 from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
@@ -226,8 +226,10 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         if name in self.fallbacks:
             return self.fallbacks[name]
         if name not in self.sites:
-            known = ", ".join(sorted([LOCAL_SITE_NAME, *self.sites, *self.fallbacks]))
-            raise UserError(f"unknown site {name!r}; known sites: {known}")
+            known = sorted([LOCAL_SITE_NAME, *self.sites, *self.fallbacks])
+            raise UserError(
+                f"unknown site {shown(name)}{did_you_mean(name, known)}; known sites: {', '.join(known)}"
+            )
         return self.sites[name]
 
     def _default_backend(self, site: SiteConfig) -> Backend:
@@ -291,7 +293,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         await self._zero_config(gpu_type)
         sites = [s for s in self.sites.values() if s.partitions_for(gpu_type)]
         rule = self.policy.rule_for(leaderboard, gpu_type)
-        if not sites and not (rule and rule.fallbacks):
+        offered = {gpu.lower() for gpu in self.known_gpu_types()}
+        if (not sites and not (rule and rule.fallbacks)) or gpu_type.lower() not in offered:
             raise self._unknown_gpu(gpu_type)
         drained_sites = await self._drained()
         open_sites = [s for s in sites if s.name not in drained_sites]
@@ -334,13 +337,25 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         """The GPU type a run gets on a Slurm site (its first partition's when none is asked for)."""
         gpu = gpu_type or site.partitions[0].gpu_type
         if gpu is None or not site.partitions_for(gpu):
-            offered = ", ".join(site.gpu_types()) or "none"
-            raise UserError(f"site {site.name} has no partition with GPU type {gpu!r}; it offers: {offered}")
+            offered = site.gpu_types()
+            hint = did_you_mean(gpu, offered, GPU_CUTOFF) if gpu else ""
+            raise UserError(
+                f"site {site.name} has no partition with GPU type {shown(gpu or 'none')}{hint}; "
+                f"it offers: {', '.join(offered) or 'none'}"
+            )
         return gpu
 
     def _unknown_gpu(self, gpu_type: str) -> UserError:
+        """No site offers ``gpu_type``: say which types each site offers (and a close one, if any), and,
+        on a machine with Slurm and no site, how to make one of it."""
         from gateway.discovery import sbatch_on_path
 
+        known = self.known_gpu_types()
+        by_site = [
+            f"{site.name}: {', '.join(site.gpu_types()) or 'none'}"
+            for site in [*self.sites.values(), *self.fallbacks.values()]
+        ]
+        where = f" ({'; '.join(by_site)})" if by_site else ""
         hint = ""
         if not self.sites and sbatch_on_path():
             hint = (
@@ -348,7 +363,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 "goes to it unasked only with no database and no fallback configured)"
             )
         return UserError(
-            f"no site offers GPU type {gpu_type!r}; offered: {', '.join(self.known_gpu_types())}{hint}"
+            f"no site offers GPU type {shown(gpu_type)}{did_you_mean(gpu_type, known, GPU_CUTOFF)}; "
+            f"offered: {', '.join(known)}{where}{hint}"
         )
 
     async def _drained(self) -> dict[str, SiteHealth]:
@@ -412,10 +428,12 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         try:
             board = await self.get_leaderboard(name, caller=request.caller)  # hidden: not found to users
         except NotFoundError as missing:
+            visible = [board.name for board in await self.leaderboards(caller=request.caller)]
+            hint = did_you_mean(name, visible)
             if not request.admin:
-                raise
+                raise NotFoundError(f"{missing}{hint}") from None
             if request.task is None:
-                raise NotFoundError(f"{missing}; give --task to create it") from None
+                raise NotFoundError(f"{missing}{hint}; give --task to create it") from None
             board = await self.create_leaderboard(
                 name, request.task, creator=request.user, caller=request.caller
             )
@@ -438,7 +456,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 raise self._unknown_gpu(gpu)
         if board is not None and gpu not in board.gpu_types:
             ranks = ", ".join(board.gpu_types) or "no GPU type (an admin gives it some)"
-            raise UserError(f"leaderboard {board.name} does not rank {shown(gpu)}; it ranks {ranks}")
+            hint = did_you_mean(gpu, board.gpu_types, GPU_CUTOFF)
+            raise UserError(f"leaderboard {board.name} does not rank {shown(gpu)}{hint}; it ranks {ranks}")
         return gpu
 
     async def enqueue(self, request: SubmitRequest) -> Submission:

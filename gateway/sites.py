@@ -16,12 +16,29 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateway.errors import ConfigError
 from gateway.states import JobState
-from gateway.yamlconf import load_yaml_model
+from gateway.yamlconf import load_yaml_model, worded
 
 LOCAL_SITE_NAME = "local"
 FALLBACK_KINDS = ("modal", "github")
 # Names end up in Slurm job names, paths and directives: keep them to a shell-safe alphabet.
-_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+_NAME = worded(
+    r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
+    "a name that starts with a letter, then up to 63 letters, digits, '_', '.' or '-' (no spaces)",
+)
+_LOGIN_USER = worded(
+    r"^[a-z_][a-z0-9_.-]*$",
+    "a login name: lower-case letters, digits, '_', '.' or '-', starting with a letter or '_'",
+)
+_GRES = worded(
+    r"^[A-Za-z0-9_:,.-]+$", "a Slurm gres such as gpu:h100:1 (letters, digits, '_', ':', ',', '.', '-')"
+)
+_MEMORY = worded(
+    r"^\d+[KMGT]?$", "a Slurm memory size: a whole number with an optional K, M, G or T, e.g. 32G"
+)
+_BIN_DIR = worded(r"^/[A-Za-z0-9_./+-]*$", "an absolute folder such as /opt/slurm/bin (no spaces or quotes)")
+_PROGRAM = worded(
+    r"^[A-Za-z0-9_./+-]+$", "a program name or path such as python3 or /opt/venv/bin/python (no spaces)"
+)
 _TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 # `--constraint=a100_80g`, `--exclusive`: one option, no spaces, no shell or sbatch metacharacters
 _DIRECTIVE = r"^--[a-z][a-z0-9-]*(=[A-Za-z0-9_:,.@%/+=|&!*-]+)?$"
@@ -44,14 +61,14 @@ class JumpHostConfig(_Strict):
 
     host: str = Field(min_length=1)
     port: int = Field(default=22, ge=1, le=65535)
-    user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]*$")
+    user: str = Field(pattern=_LOGIN_USER)
     identity_file: Path | None = Field(default=None, description="default: the site's identity_file")
 
 
 class LoginConfig(_Strict):
     host: str = Field(min_length=1)
     port: int = Field(default=22, ge=1, le=65535)
-    user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]*$")
+    user: str = Field(pattern=_LOGIN_USER)
     identity_file: Path
     known_hosts: Path = Field(description="pinned host keys (of the jump host too)")
     trust_on_first_use: bool = Field(
@@ -76,10 +93,10 @@ class LoginConfig(_Strict):
 class PartitionConfig(_Strict):
     name: str = Field(pattern=_NAME)
     gpu_type: str | None = Field(default=None, pattern=_NAME)
-    gres: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_:,.-]+$")
+    gres: str | None = Field(default=None, pattern=_GRES)
     time_limit: str = "00:10:00"
     cpus_per_gpu: int = Field(default=1, ge=1)
-    mem_per_gpu: str | None = Field(default=None, pattern=r"^\d+[KMGT]?$")
+    mem_per_gpu: str | None = Field(default=None, pattern=_MEMORY)
     max_jobs: int = Field(default=16, ge=1, description="concurrency cap: our jobs at once here")
     directives: list[str] = Field(
         default_factory=list, description="extra #SBATCH options, e.g. --constraint=a100_80g"
@@ -106,7 +123,7 @@ class PartitionConfig(_Strict):
 class SlurmCommands(_Strict):
     """Where the Slurm client commands live on the login node (default: found on its PATH)."""
 
-    bin_dir: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9_./+-]*$")
+    bin_dir: str | None = Field(default=None, pattern=_BIN_DIR)
     sbatch: str = "sbatch"
     squeue: str = "squeue"
     sacct: str = "sacct"
@@ -151,8 +168,7 @@ class ProfileConfig(_Strict):
 
 
 ISOLATION_KINDS = ("bubblewrap", "apptainer", "none")
-RUN_MODES = ("test", "benchmark", "profile", "leaderboard")
-_PATH = r"^/[A-Za-z0-9_./+@-]*$"
+_PATH = worded(r"^/[A-Za-z0-9_./+@-]*$", "an absolute path such as /usr/bin/bwrap (no spaces or quotes)")
 
 
 class IsolationConfig(_Strict):
@@ -167,7 +183,7 @@ class IsolationConfig(_Strict):
     )
     image: str | None = Field(default=None, pattern=_PATH, description="apptainer: the image (.sif)")
     python: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_./+-]+$", description="apptainer: python inside the image"
+        default=None, pattern=_PROGRAM, description="apptainer: python inside the image"
     )
     bind: list[str] = Field(
         default_factory=list,
@@ -248,7 +264,7 @@ class SiteConfig(_Strict):
         default=100, description="routing order among sites that can run a job; lower first"
     )
     workdir: str = Field(min_length=1, description="bundle folder, relative to the login home or absolute")
-    python: str = Field(default="python", pattern=r"^[A-Za-z0-9_./+-]+$", description="interpreter on nodes")
+    python: str = Field(default="python", pattern=_PROGRAM, description="interpreter on nodes")
     setup: list[str] = Field(
         default_factory=list,
         description="shell lines run before the harness (modules, a venv or conda), written by the admin",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import TaskError
-from gateway.yamlconf import load_yaml_model
+from gateway.suggest import did_you_mean
+from gateway.yamlconf import load_yaml_model, worded
 
 SUBMISSION_PLACEHOLDER = "@SUBMISSION@"
 RankingBy = Literal["last", "mean", "geom"]
@@ -17,7 +19,9 @@ Scalar = int | float | str
 
 class _TaskFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    name: str = Field(
+        pattern=worded(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", "a file name of letters, digits, '_', '.' or '-'")
+    )
     source: str
 
 
@@ -47,7 +51,12 @@ class TaskDefinition(BaseModel):
     """Everything needed to run a task, with file contents inlined (stored as a leaderboard's task)."""
 
     model_config = ConfigDict(frozen=True)
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(
+        pattern=worded(
+            r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+            "a name that starts with a letter or digit, then up to 63 letters, digits, '_', '.' or '-'",
+        )
+    )
     description: str = ""
     lang: str = "py"
     main: str | None = None
@@ -81,22 +90,26 @@ class TaskDefinition(BaseModel):
             raise TaskError(f"stored task definition is invalid: {exc}") from exc
 
 
-def find_task_dir(given: Path, tasks_dir: Path) -> Path:
-    """The task directory ``--task`` names: a path as given, or a bare name (no slash, not a path here)
-    looked up in the tasks folder (settings.tasks_dir: the shipped example problems by default)."""
-    if given.exists() or len(given.parts) != 1:
+def find_task_dir(text: str, tasks_dir: Path) -> Path:
+    """The task folder ``--task`` names: a folder holding task.yml (a path), else the name of a task in
+    ``tasks_dir`` (settings.tasks_dir: the shipped example problems by default). TaskError naming the
+    tasks there (and a close one) when it is neither."""
+    given = Path(text).expanduser()
+    if (given / "task.yml").is_file() or os.sep in text or text.startswith("."):
+        return given  # a path: load_task says what it lacks
+    named = tasks_dir / text
+    if (named / "task.yml").is_file():
+        return named
+    if given.is_dir():
         return given
-    found = tasks_dir / given
-    if (found / "task.yml").is_file():
-        return found
-    known = (
-        sorted(p.name for p in tasks_dir.iterdir() if (p / "task.yml").is_file())
-        if tasks_dir.is_dir()
-        else []
-    )
+    try:
+        known = sorted(d.name for d in tasks_dir.iterdir() if (d / "task.yml").is_file())
+    except OSError:
+        known = []
+    where = os.fsencode(tasks_dir).decode("utf-8", "backslashreplace")
     raise TaskError(
-        f"no task {str(given)!r}: not a folder here, nor a task in {tasks_dir} "
-        f"(tasks there: {', '.join(known) or 'none'}); give a task directory's path, or set GATEWAY_TASKS_DIR"
+        f"no task {text[:80]!r}: not a task folder here, nor a task in {where}{did_you_mean(text, known)}; "
+        f"tasks there: {', '.join(known) or 'none'} (give a task folder's path, or set GATEWAY_TASKS_DIR)"
     )
 
 

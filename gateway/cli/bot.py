@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 import typer
 from rich.console import Console
@@ -24,6 +22,9 @@ def bot(log_format: LogFormatOption = None) -> None:
     (GATEWAY_DISCORD_TOKEN), the servers it serves (GATEWAY_DISCORD_GUILD_IDS: its commands are synced
     there only) and the role ids of admins there (GATEWAY_DISCORD_ADMIN_ROLE_IDS). See docs/bot.md.
     Its log (discord.py's included) goes to stderr at GATEWAY_LOG_LEVEL, as --log-format says."""
+    import asyncio
+    import signal
+
     from pydantic import ValidationError
 
     from gateway.errors import GatewayError

@@ -7,20 +7,19 @@ interrupted."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from gateway.errors import GatewayError, RefusedError, StoreError, UserError
-from gateway.service import Gateway
-from gateway.settings import Settings
+
+if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
+    from gateway.service import Gateway
 
 console = Console()
 err_console = Console(stderr=True)  # errors of a command whose stdout is for a program (--json)
@@ -54,6 +53,15 @@ def shown_path(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def set_verbose(verbose: bool) -> None:
+    """How much the command logs: debug detail with -v/--verbose, else warnings only (worker, serve and bot
+    set their level from GATEWAY_LOG_LEVEL). The one place the root's level is chosen (`gateway -v CMD`
+    and `gateway CMD -v` both come here)."""
+    from gateway import logs
+
+    logs.configure(verbose)
+
+
 def run_async(
     main: Callable[[], Coroutine[Any, Any, T]],
     *,
@@ -63,6 +71,8 @@ def run_async(
     """Run ``main`` in an event loop (SIGTERM cancels it like Ctrl-C does); turn gateway errors into a
     message (on ``to``, default the console) and an exit code; ``interrupted`` is what an interrupted
     command says (a callable: worked out when it happens)."""
+    import asyncio
+    import signal
 
     async def cancellable() -> T:
         this = asyncio.current_task()
@@ -94,6 +104,9 @@ def run_gateway(
 ) -> T:
     """Open a Gateway, run ``body`` with it, close it; turn gateway errors into a message and exit code.
     SIGTERM cancels like Ctrl-C does, so a killed `gateway submit` cancels its job and records it."""
+
+    from gateway.service import Gateway
+    from gateway.settings import Settings
 
     async def main() -> T:
         try:

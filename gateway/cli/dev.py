@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shlex
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from gateway.devstack import DevStack, DevStackError
+if TYPE_CHECKING:  # the stack's modules load when a command runs, not for --help
+    from gateway.devstack import DevStackError
 
 app = typer.Typer(help="Start, stop and inspect the local dev stack", no_args_is_help=True)
 _err = Console(stderr=True)
@@ -22,6 +23,8 @@ def _fail(exc: DevStackError) -> typer.Exit:
 @app.command()
 def up() -> None:
     """Install what is missing and start every part (a no-op when the stack is already up)."""
+    from gateway.devstack import DevStack, DevStackError
+
     try:
         DevStack().up()
     except DevStackError as exc:
@@ -33,6 +36,8 @@ def down(
     purge: bool = typer.Option(False, "--purge", help="also delete the state folder"),
 ) -> None:
     """Stop every daemon the stack started and check that nothing is left."""
+    from gateway.devstack import DevStack, DevStackError
+
     try:
         DevStack().down(purge=purge)
     except DevStackError as exc:
@@ -42,6 +47,10 @@ def down(
 @app.command()
 def status() -> None:
     """Show each part with its state, PID and port."""
+    from rich.table import Table
+
+    from gateway.devstack import DevStack
+
     stack = DevStack()
     table = Table(title=f"dev stack ({stack.state_dir})")
     table.add_column("part")
@@ -57,6 +66,8 @@ def status() -> None:
 @app.command()
 def env() -> None:
     """Print `export KEY=value` lines for the running stack (eval "$(gateway dev env)")."""
+    from gateway.devstack import DevStack, DevStackError
+
     try:
         values = DevStack().env()
     except DevStackError as exc:

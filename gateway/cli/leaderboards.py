@@ -7,12 +7,13 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
 from gateway import formatting
+from gateway.authority import OPERATOR
 from gateway.cli.common import EXIT_USAGE, console, err_console, fail, run_gateway, warn
 from gateway.cli.output import plain, print_leaderboard
 from gateway.cli.tables import (
@@ -24,8 +25,10 @@ from gateway.cli.tables import (
 )
 from gateway.errors import UserError
 from gateway.formatting import DEADLINE_HELP
-from gateway.service import OPERATOR, Gateway, as_mode
-from gateway.tasks import load_task
+from gateway.modes import RunMode, as_mode
+
+if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
+    from gateway.service import Gateway
 
 app = typer.Typer(
     help="Create, list, show and delete leaderboards; set their rate limits and deadlines.",
@@ -78,6 +81,8 @@ def create(
     closes = parse_deadline(deadline) if deadline is not None else None
 
     async def body(gateway: Gateway) -> None:
+        from gateway.tasks import load_task
+
         definition = load_task(task)
         board = await gateway.create_leaderboard(
             name,
@@ -256,9 +261,9 @@ def delete(
 @app.command("limit")
 def limit(
     name: NAME,
-    mode: Annotated[str, typer.Option(help="which submissions it counts: test | benchmark | leaderboard")] = (
-        "leaderboard"
-    ),
+    mode: Annotated[
+        RunMode, typer.Option(case_sensitive=False, help="which submissions it counts (any case)")
+    ] = RunMode.LEADERBOARD,
     max_: Annotated[int | None, typer.Option("--max", min=1, help="submissions allowed per window")] = None,
     per: Annotated[str | None, typer.Option(help="the window: 30s, 10min, 1h, 1h30m, 1d, 1w")] = None,
     off: Annotated[bool, typer.Option("--off", help="remove the limit of this mode")] = False,
@@ -277,10 +282,7 @@ def limit(
     to try again. --off removes the mode's limit. --unfinished N refuses a submission that would leave
     the user more than N unfinished runs (--unfinished default: the gateway's
     GATEWAY_MAX_UNFINISHED_RUNS_PER_USER). Without options, show the limits in force."""
-    try:
-        run_mode = as_mode(mode)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--mode") from None
+    run_mode = as_mode(mode.value)
     if off and (max_ is not None or per is not None):
         fail("give either --off, or --max and --per")
     if (max_ is None) != (per is None):

@@ -1,18 +1,23 @@
-"""The `gateway` command line: submit kernels, show leaderboards, run the demo, drive the dev stack."""
+"""The `gateway` command line: submit kernels, show leaderboards, run the demo, drive the dev stack.
+
+It starts fast (`gateway --help`, and every TAB of shell completion): a module here imports the service,
+the database driver, SSH, HTTP clients and the settings inside the command that needs them, never at the
+top (tests/unit/test_cli_start.py checks; bench/cli_start.py times it)."""
 
 from __future__ import annotations
 
+import copy
 import getpass
-import importlib.metadata
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from gateway import logs
+from gateway.cli import complete
 from gateway.cli.bot import bot as bot_command
-from gateway.cli.common import console, err_console, fail, shown_path
+from gateway.cli.common import console, err_console, fail, set_verbose, shown_path
 from gateway.cli.common import run_gateway as _run
 from gateway.cli.dev import app as dev_app
 from gateway.cli.fallback import app as fallback_app
@@ -26,11 +31,44 @@ from gateway.cli.sites import app as sites_app
 from gateway.cli.users import app as users_app
 from gateway.cli.worker import worker as worker_command
 from gateway.errors import GatewayError, UserError
-from gateway.service import OPERATOR, Gateway, SubmitRequest, as_mode
-from gateway.settings import Settings
-from gateway.tasks import find_task_dir, load_task
+from gateway.modes import RunMode, as_mode
+
+if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
+    from gateway.service import Gateway
+
+VERBOSE_HELP = "log debug detail"
+
+
+def _verbose_given(ctx: Any, param: Any, value: bool) -> None:
+    if value:
+        set_verbose(True)
+
+
+def _with_verbose(command: Any, option: Any) -> None:
+    """Give ``command`` and every command below it ``option`` (-v/--verbose), so that it works after the
+    subcommand too."""
+    if not any("--verbose" in getattr(p, "opts", ()) for p in command.params):
+        command.params.append(option)
+    for sub in getattr(command, "commands", {}).values():
+        _with_verbose(sub, option)
+
+
+class _GatewayGroup(TyperGroup):
+    """The root command: -v/--verbose goes before or after any subcommand (`gateway submit x.py -v`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        # the root's own option (the callback's `verbose`), copied: below the root it only turns detail on
+        root = next(p for p in self.params if "--verbose" in getattr(p, "opts", ()))
+        option = copy.copy(root)
+        option.expose_value = False
+        option.callback = _verbose_given
+        for sub in self.commands.values():
+            _with_verbose(sub, option)
+
 
 app = typer.Typer(
+    cls=_GatewayGroup,
     help="Kernel submission gateway: Slurm sites over SSH, a Postgres leaderboard.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -54,34 +92,50 @@ STOPPED_RUN = "stopped: the run was cancelled and recorded as such"
 
 def _print_version(asked: bool) -> None:
     if asked:
+        import importlib.metadata
+
         typer.echo(f"gateway {importlib.metadata.version('kernel-gateway')}")
         raise typer.Exit()
 
 
 @app.callback()
 def _configure(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log debug detail")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
     ] = False,
 ) -> None:
-    logs.configure(verbose)  # worker, serve and bot configure again with their settings and --log-format
+    set_verbose(verbose)  # worker, serve and bot configure the logs again with their settings
 
 
 @app.command()
 def submit(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the submission (Python source)")],
     task: Annotated[
-        Path | None,
-        typer.Option(help="task directory holding task.yml, or a task's name in the tasks folder"),
+        str | None,
+        typer.Option(
+            metavar="NAME|DIR",
+            help="a task's name in the tasks folder (GATEWAY_TASKS_DIR), or a folder holding task.yml",
+            autocompletion=complete.task_names,
+        ),
     ] = None,
     leaderboard: Annotated[
-        str | None, typer.Option(help="leaderboard name (default: the task's name)")
+        str | None,
+        typer.Option(help="leaderboard name (default: the task's name)", autocompletion=complete.board_names),
     ] = None,
-    site: Annotated[str | None, typer.Option(help="site name from site_configs/ (default: local)")] = None,
-    gpu: Annotated[str | None, typer.Option(help="GPU type, e.g. H100")] = None,
-    mode: Annotated[str, typer.Option(help="test | benchmark | leaderboard")] = "leaderboard",
+    site: Annotated[
+        str | None,
+        typer.Option(
+            help="site name from the sites folder (default: local)", autocompletion=complete.site_names
+        ),
+    ] = None,
+    gpu: Annotated[
+        str | None, typer.Option(help="GPU type, e.g. H100", autocompletion=complete.gpu_types)
+    ] = None,
+    mode: Annotated[
+        RunMode, typer.Option(case_sensitive=False, help="what the run does (any case)")
+    ] = RunMode.LEADERBOARD,
     user: Annotated[str | None, typer.Option(help="who submits (default: your login name)")] = None,
     no_db: Annotated[bool, typer.Option("--no-db", help="do not record anything in the database")] = False,
     remote: Annotated[
@@ -108,10 +162,7 @@ def submit(
     and GPU type (as popcorn-cli reads them); --leaderboard and --gpu win over them. With --detach the
     submission is queued and its ids printed at once: a `gateway worker` runs it (the remote gateway's,
     with --remote), and `gateway runs watch RUN` follows it."""
-    try:
-        run_mode = as_mode(mode)
-    except ValueError:
-        raise typer.BadParameter("expected test, benchmark or leaderboard", param_hint="--mode") from None
+    run_mode = as_mode(mode.value)
     out = err_console if as_json else console
     if detach and as_json:
         fail("--detach prints the ids and returns: it cannot go with --json", to=out)
@@ -161,6 +212,10 @@ def submit(
             import gateway.api.schemas  # noqa: F401  (the API's document; the api extra brings FastAPI)
         except ImportError:
             fail("a local --json needs the api extra: pip install 'kernel-gateway[api]'", to=out)
+    from gateway.service import SubmitRequest
+    from gateway.settings import Settings
+    from gateway.tasks import find_task_dir, load_task
+
     try:
         definition = load_task(find_task_dir(task, Settings().tasks_dir)) if task is not None else None
     except UserError as exc:
@@ -234,6 +289,7 @@ def with_directives(
 async def print_submission_json(gateway: Gateway, run_id: str) -> None:
     """The submission of a run as `GET /api/submissions/{id}` answers it (gateway/api/schemas.py)."""
     from gateway.api.schemas import submission_out
+    from gateway.service import OPERATOR
 
     record = await gateway.run(run_id, caller=OPERATOR)
     runs = await gateway.submission_runs(record.submission_id, caller=OPERATOR)
@@ -244,6 +300,7 @@ async def print_submission_json(gateway: Gateway, run_id: str) -> None:
 def db_migrate() -> None:
     """Apply pending yoyo migrations to GATEWAY_DATABASE_URL."""
     from gateway.migrate import apply_migrations
+    from gateway.settings import Settings
 
     dsn = Settings().database_dsn()
     if dsn is None:
@@ -267,6 +324,7 @@ def db_rollback(
     from rich.markup import escape
 
     from gateway.migrate import rollback_migrations
+    from gateway.settings import Settings
 
     dsn = Settings().database_dsn()
     if dsn is None:

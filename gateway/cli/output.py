@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from gateway.formatting import format_seconds
-from gateway.service import LeaderboardView, RunReport
 from gateway.validation import printable
+
+if TYPE_CHECKING:  # type names only: the service loads when a command runs, not for --help
+    from gateway.service import LeaderboardView, RunReport
 
 
 def plain(value: object | None, empty: str = "-") -> Text:
@@ -172,7 +174,7 @@ def print_report(console: Console, report: RunReport | RunView, saved_ncu: Path 
     """A run's result table: each test and benchmark, where it ran, the secret rerun's verdict, the
     verdict with the score (or the error, and the job's last output lines when there is no result);
     profile mode's tables and where its Nsight Compute report is (``saved_ncu``: saved here)."""
-    view = view_of_report(report) if isinstance(report, RunReport) else report
+    view = report if isinstance(report, RunView) else view_of_report(report)
     if saved_ncu is not None:
         view = replace(view, ncu_saved=str(saved_ncu))
     title = (

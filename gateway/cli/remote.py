@@ -8,10 +8,9 @@ and errors go to stderr."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,7 +20,9 @@ from gateway.cli.common import EXIT_FAILED, console, err_console, fail, run_asyn
 from gateway.cli.output import plain, print_report, view_of_run
 from gateway.credentials import credentials_path, save, token_for
 from gateway.errors import GatewayError, RemoteError, UserError
-from gateway.remote import RemoteGateway, api_url, clean
+
+if TYPE_CHECKING:  # httpx loads when a remote command runs, not for --help
+    from gateway.remote import RemoteGateway
 
 CANCEL_TIMEOUT_S = 10.0
 
@@ -38,6 +39,8 @@ def login(
     Get a token with `/leaderboard token` in Discord or from an admin (`gateway users token NAME`). It is
     saved in $XDG_CONFIG_HOME/kernel-gateway/credentials.json (~/.config/...), readable by you only;
     GATEWAY_TOKEN, when set, is used instead of the saved token."""
+    from gateway.remote import RemoteGateway, api_url
+
     out = err_console if as_json else console
     try:
         base = api_url(url)
@@ -93,7 +96,10 @@ def submit_remote(
     """Submit over a gateway's HTTP API, follow the runs to their end, print the live lines and the
     result table (or, with ``as_json``, only the submission's JSON); exit 1 unless every run passed.
     ``detach``: print the ids and how to follow, and return once the gateway has queued it."""
+    import asyncio
+
     from gateway.cli.follow import follow_remote, print_detached_remote
+    from gateway.remote import RemoteGateway
 
     out = err_console if as_json else console
     base, token = _login_for(url, out)
@@ -142,6 +148,8 @@ def watch_remote(url: str, run_id: str, *, as_json: bool = False) -> None:
 
 def _login_for(url: str, out: Console) -> tuple[str, Any]:
     """The gateway's base URL and the saved (or GATEWAY_TOKEN) token for it; exit 2 saying what to do."""
+    from gateway.remote import api_url
+
     try:
         base = api_url(url)
         return base, token_for(base, credentials_path())
@@ -195,6 +203,10 @@ def _print_runs(out: Console, runs: list[dict[str, Any]]) -> None:
 
 async def _cancel(gateway: RemoteGateway, submission_id: str, run_ids: list[str]) -> str:
     """Cancel the submission's runs on the server (Ctrl-C, SIGTERM); what to tell the user."""
+    import asyncio
+
+    from gateway.remote import clean
+
     said = []
     try:
         async with asyncio.timeout(CANCEL_TIMEOUT_S):

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from gateway.backends.base import JobRequest, script_context
-from gateway.bundle import BundlePaths, build_spec
 from gateway.errors import ConfigError, UserError
-from gateway.render import TemplateRenderer
-from gateway.settings import Settings
-from gateway.sites import LOCAL_SITE_NAME, PartitionConfig, SiteConfig, load_sites, local_site
-from gateway.tasks import load_task
+from gateway.modes import RunMode
+from gateway.suggest import did_you_mean
+
+if TYPE_CHECKING:  # the backends, settings and site models load when the command runs, not for --help
+    from gateway.settings import Settings
+    from gateway.sites import PartitionConfig, SiteConfig
 
 PLACEHOLDER_RUN_ID = "00000000-0000-0000-0000-000000000000"
-MODES = ("test", "benchmark", "leaderboard")
 errors = Console(stderr=True)
 
 
@@ -40,6 +39,11 @@ def render_script(
 ) -> str:
     """The job script for ``site_name``'s partition (by name, else the first with ``gpu_type``, else its
     first) running the task in ``task_dir``; raises UserError or ConfigError when it cannot be made."""
+    from gateway.backends.base import JobRequest, script_context
+    from gateway.bundle import BundlePaths, build_spec
+    from gateway.render import TemplateRenderer
+    from gateway.tasks import load_task
+
     site = _site(settings, site_name)
     partition = _partition(site, gpu_type, partition_name)
     task = load_task(task_dir)
@@ -52,6 +56,8 @@ def render_script(
 
 
 def _site(settings: Settings, name: str) -> SiteConfig:
+    from gateway.sites import LOCAL_SITE_NAME, load_sites, local_site
+
     if name == LOCAL_SITE_NAME:
         return local_site(
             settings.local_workdir,
@@ -60,8 +66,11 @@ def _site(settings: Settings, name: str) -> SiteConfig:
         )
     sites = load_sites(settings.sites_dir)
     if name not in sites:
-        known = ", ".join(sorted([LOCAL_SITE_NAME, *sites]))
-        raise UserError(f"unknown site {name!r} in {settings.sites_dir}; known sites: {known}")
+        known = sorted([LOCAL_SITE_NAME, *sites])
+        raise UserError(
+            f"unknown site {name!r} in {settings.sites_dir}{did_you_mean(name, known)}; "
+            f"known sites: {', '.join(known)}"
+        )
     return sites[name]
 
 
@@ -88,17 +97,17 @@ def render(
     task: Annotated[Path, typer.Option(help="task directory holding task.yml")],
     gpu: Annotated[str | None, typer.Option(help="GPU type: the site's first partition offering it")] = None,
     partition: Annotated[str | None, typer.Option(help="partition name (instead of --gpu)")] = None,
-    mode: Annotated[str, typer.Option(help="test | benchmark | leaderboard")] = "test",
+    mode: Annotated[RunMode, typer.Option(case_sensitive=False, help="what the job runs")] = RunMode.TEST,
     run_id: Annotated[
         str, typer.Option(help="run id to show in paths and the job name")
     ] = PLACEHOLDER_RUN_ID,
 ) -> None:
     """Print the job script a site would get for a task, without submitting anything."""
-    if mode not in MODES:
-        raise typer.BadParameter("expected test, benchmark or leaderboard", param_hint="--mode")
+    from gateway.settings import Settings
+
     try:
         script = render_script(
-            Settings(), site, task, gpu_type=gpu, partition_name=partition, mode=mode, run_id=run_id
+            Settings(), site, task, gpu_type=gpu, partition_name=partition, mode=mode.value, run_id=run_id
         )
     except (UserError, ConfigError) as exc:
         errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -122,6 +122,7 @@ def show(
         needs_api_extra()
 
     async def body(gateway: Gateway) -> None:
+
         record = await gateway.run(run_id, caller=OPERATOR)
         if as_json:
             from gateway.api.schemas import run_out

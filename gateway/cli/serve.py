@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Annotated
 
@@ -33,6 +31,9 @@ def serve(
     Submitting needs a user's API token (`gateway users token NAME`); admin endpoints need
     GATEWAY_ADMIN_TOKEN. Runs are processed by `gateway worker` processes, or by this one with
     --with-worker. Its log (uvicorn's requests included) goes to stderr, as --log-format says."""
+    import asyncio
+    import contextlib
+
     import uvicorn
 
     from gateway.api import create_app

@@ -3,24 +3,22 @@ drain a site (routing skips it), open it again, see every site's health, and swe
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.cli.common import run_gateway
+from gateway.authority import OPERATOR
+from gateway.cli.common import fail, run_gateway, shown_path
 from gateway.cli.output import plain
 from gateway.cli.tables import print_site_health
 from gateway.errors import ConfigError
-from gateway.processing import DEFAULT_SWEEP_GRACE_S
-from gateway.service import OPERATOR, Gateway
-from gateway.settings import Settings
-from gateway.sitecheck import DEFAULT_PROBE_TIMEOUT_S, SiteCheck, Step
-from gateway.sites import LOCAL_SITE_NAME, load_sites
+
+if TYPE_CHECKING:  # the service, settings and site check load when a command runs, not for --help
+    from gateway.service import Gateway
+    from gateway.sitecheck import SiteCheck, Step
 
 app = typer.Typer(
     help="Sites: validate the YAML, check a site end to end, drain and resume it, see their health, "
@@ -30,14 +28,34 @@ app = typer.Typer(
 console = Console()
 STATUS_STYLE = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}
 TITLE_WIDTH = 22
+# The defaults of gateway.sitecheck.DEFAULT_PROBE_TIMEOUT_S and gateway.processing.DEFAULT_SWEEP_GRACE_S,
+# written out so that `--help` loads neither (tests/unit/test_cli_start.py checks they agree).
+PROBE_TIMEOUT_S = 300.0
+SWEEP_GRACE_HOURS = 24.0
 
 
 @app.command("validate")
 def validate(
-    sites_dir: Annotated[Path | None, typer.Argument(help="folder of site YAML files")] = None,
+    sites_dir: Annotated[
+        Path | None, typer.Argument(help="folder of site YAML files (default: GATEWAY_SITES_DIR)")
+    ] = None,
 ) -> None:
-    """Check every site YAML; print each problem with file, line and field."""
+    """Check every site YAML; print each problem with file, line and field.
+
+    Exit code 0 when every file is valid, 1 when one is not, 2 when the folder is missing or holds no
+    *.yaml file."""
+    from gateway.settings import Settings
+    from gateway.sites import load_sites
+
     folder = sites_dir or Settings().sites_dir
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        fail(f"{shown_path(folder)} {what}: give the folder that holds the site YAML files (*.yaml)")
+    if not any(folder.glob("*.yaml")):
+        fail(
+            f"{shown_path(folder)} holds no site YAML file (*.yaml): nothing to validate "
+            "(docs/sites.md shows what one holds)"
+        )
     try:
         sites = load_sites(folder)
     except ConfigError as exc:
@@ -45,7 +63,8 @@ def validate(
         raise typer.Exit(1) from None
     for site in sites.values():
         parts = ", ".join(f"{p.name} ({p.gpu_type or 'no GPU'})" for p in site.partitions)
-        console.print(f"[green]ok[/] {site.name}: {site.title}  partitions: {parts}", highlight=False)
+        line = Text.assemble(("ok", "green"), f" {site.name}: ", plain(site.title), f"  partitions: {parts}")
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command("init")
@@ -60,9 +79,12 @@ def init(
 
     Reads sinfo (partitions, GPU gres, MaxTime), scontrol (the cluster's name) and sacctmgr (your default
     account and QOS); `gateway submit --gpu X` does the same on the fly while no site is configured."""
+    import asyncio
+
     from gateway.cli.common import fail, shown_path
     from gateway.discovery import discover, site_yaml
     from gateway.errors import GatewayError
+    from gateway.settings import Settings
 
     settings = Settings()
     try:
@@ -116,12 +138,19 @@ def check(
     ] = True,
     probe_timeout: Annotated[
         float, typer.Option(help="seconds a probe job may take, queueing included")
-    ] = DEFAULT_PROBE_TIMEOUT_S,
+    ] = PROBE_TIMEOUT_S,
 ) -> None:
     """Walk site NAME step by step (YAML, host key, login, Slurm, partitions, account/QOS, workdir, a
     probe job per GPU type, the isolation of submitted code) and say PASS, FAIL with what to fix, or
     SKIP. Exit code 0 only if none failed. With a database, the isolation verdict is recorded: leaderboard
     runs go only to a site whose isolation passed."""
+    import asyncio
+    import contextlib
+
+    from gateway.service import Gateway
+    from gateway.settings import Settings
+    from gateway.sitecheck import SiteCheck
+
     settings = Settings(sites_dir=sites_dir) if sites_dir is not None else Settings()
 
     async def progress(message: str) -> None:
@@ -209,6 +238,8 @@ def health() -> None:
 
     As the workers recorded them, with the last error and the reason a site was drained."""
 
+    from gateway.sites import LOCAL_SITE_NAME
+
     async def body(gateway: Gateway) -> None:
         sites = {LOCAL_SITE_NAME: gateway.site(LOCAL_SITE_NAME), **gateway.sites}
         print_site_health(console, sites, await gateway.site_health(), await gateway.isolation_checks())
@@ -221,7 +252,7 @@ def clean(
     name: Annotated[str, typer.Argument(help="the site's name")],
     older_than_hours: Annotated[
         float, typer.Option(min=0, help="leave folders that changed within this many hours")
-    ] = DEFAULT_SWEEP_GRACE_S / 3600,
+    ] = SWEEP_GRACE_HOURS,
 ) -> None:
     """Remove leftover bundles from site NAME's work folder: those of runs that are finished or unknown to
     the database and unchanged for --older-than-hours.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -15,19 +15,20 @@ from rich.text import Text
 
 from gateway.cli.output import RunView, plain, view_of_report
 from gateway.formatting import duration, format_seconds
-from gateway.service import (
-    IsolationCheck,
-    LeaderboardRecord,
-    LeaderboardSummary,
-    LeaderboardView,
-    RankedEntry,
-    RateLimit,
-    RunEvent,
-    RunRecord,
-    RunReport,
-    SiteHealth,
-)
-from gateway.sites import SiteConfig
+
+if TYPE_CHECKING:  # type names only: the service loads when a command runs, not for --help
+    from gateway.service import (
+        IsolationCheck,
+        LeaderboardSummary,
+        LeaderboardView,
+        RankedEntry,
+        RateLimit,
+        RunEvent,
+        RunRecord,
+        RunReport,
+        SiteHealth,
+    )
+    from gateway.sites import SiteConfig
 
 STATE_STYLE = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow", "TIMEOUT": "red"}
 
@@ -142,7 +143,7 @@ def print_run(
 ) -> None:
     """Every field of a run, its tests and benchmarks, and its events (None: not known here, as over the
     HTTP API, where `gateway runs watch` follows them)."""
-    view = view_of_report(report) if isinstance(report, RunReport) else report
+    view = report if isinstance(report, RunView) else view_of_report(report)
     fields = Table(title=Text(f"run {run.run_id}"), title_justify="left", show_header=False)
     fields.add_column("field", style="bold")
     fields.add_column("value", overflow="fold")
@@ -292,6 +293,8 @@ def print_submissions(console: Console, rows: list[SubmissionRow], title: str) -
 
 def record_of_run(run: Mapping[str, Any]) -> RunRecord:
     """A run as the API sends it (RunOut), as the record the run tables print; read leniently."""
+    from gateway.service import RunRecord
+
     return RunRecord(
         run_id=str(run.get("run_id", "")),
         submission_id=0,  # the API shows the public id only
@@ -323,6 +326,8 @@ def record_of_run(run: Mapping[str, Any]) -> RunRecord:
 
 def summary_of(board: Mapping[str, Any]) -> LeaderboardSummary:
     """A leaderboard as the API lists it (LeaderboardOut)."""
+    from gateway.service import LeaderboardSummary
+
     gpus = board.get("gpu_types")
     return LeaderboardSummary(
         name=str(board.get("name", "")),
@@ -338,6 +343,8 @@ def summary_of(board: Mapping[str, Any]) -> LeaderboardSummary:
 def view_of_api(board: Mapping[str, Any], rankings: list[Any], recent: list[Any]) -> LeaderboardView:
     """A leaderboard's page as the API gives it (LeaderboardOut, [RankingOut], [RunOut]), as the view the
     leaderboard table prints."""
+    from gateway.service import LeaderboardRecord, LeaderboardView, RankedEntry
+
     ranking: dict[str, list[RankedEntry]] = {}
     for group in rankings:
         if not isinstance(group, Mapping):

@@ -4,14 +4,17 @@ an account from before Discord ids were kept to its Discord user."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
+from gateway.authority import OPERATOR
 from gateway.cli.common import console, run_gateway
 from gateway.cli.output import plain
-from gateway.service import OPERATOR, Gateway
+
+if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
+    from gateway.service import Gateway
 
 app = typer.Typer(help="Users: ban and unban submitters; make and revoke API tokens.", no_args_is_help=True)
 NAME_ARG = typer.Argument(

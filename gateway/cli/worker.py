@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from typing import Annotated
 
 import typer
@@ -30,6 +28,9 @@ def worker(
     SIGTERM or Ctrl-C stops it cleanly: its claims are given back and another worker re-attaches to the
     jobs, which keep running. A worker killed outright is taken over once its heartbeat goes stale.
     Its log (each run's events included) goes to stderr, as --log-format says."""
+    import asyncio
+    import signal
+
     from gateway.errors import GatewayError
     from gateway.service import Gateway
     from gateway.worker import Worker

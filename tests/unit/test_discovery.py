@@ -353,7 +353,9 @@ async def test_the_discovered_cluster_can_be_named_and_a_typo_stays_unknown(
     tmp_path: Path, login_node: list[str]
 ) -> None:
     gateway = zero_config_gateway(tmp_path, {})
-    with pytest.raises(UserError, match="unknown site 'alpah'; known sites: alpha, local"):
+    with pytest.raises(
+        UserError, match=r"unknown site 'alpah' \(did you mean alpha\?\); known sites: alpha, local"
+    ):
         await gateway.route("alpah", None, mode="test")
     choice = await gateway.route("alpha", None, mode="test")
     assert (choice.site.name, choice.partition.gpu_type) == ("alpha", "H100")

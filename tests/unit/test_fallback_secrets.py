@@ -187,7 +187,7 @@ def test_a_github_backend_without_a_valid_public_key_is_a_config_error_naming_fi
     path.write_text(POLICY)
     with pytest.raises(ConfigError) as raised:
         load_policy(path)
-    assert str(raised.value).startswith(f"{path}:3: backends.github.bundle_public_key: Value error, missing")
+    assert str(raised.value).startswith(f"{path}:3: backends.github.bundle_public_key: missing")
     assert "gateway fallback github-keys" in str(raised.value)
     path.write_text(POLICY.replace("gpus:", "bundle_public_key: c2hvcnQ=\n    gpus:"))
     with pytest.raises(

@@ -123,10 +123,14 @@ def test_policy_errors_name_file_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         policy(tmp_path, bad)
     assert str(raised.value).splitlines() == [
-        f"{tmp_path / 'routing.yaml'}:13: rules[0].sites: Value error, no site named delta (sites: gamma)",
-        f"{tmp_path / 'routing.yaml'}:14: rules[0].fallbacks: Value error, gitlab not defined under backends",
+        f"{tmp_path / 'routing.yaml'}:13: rules[0].sites: no site named delta (sites: gamma)",
+        f"{tmp_path / 'routing.yaml'}:14: rules[0].fallbacks: gitlab not defined under backends",
     ]
-    with pytest.raises(ConfigError, match=r"routing.yaml:7: backends.github.repository: String should match"):
+    with pytest.raises(
+        ConfigError,
+        match=r"routing.yaml:7: backends.github.repository: 'not a repo' is not allowed here: "
+        "expected a GitHub repository as OWNER/NAME",
+    ):
         policy(tmp_path, POLICY.replace("octo-org/kernel-runners", "not a repo"))
     with pytest.raises(ConfigError, match="backend name 'gamma' is already a site's name"):
         policy(tmp_path, POLICY.replace("  modal:\n", "  gamma:\n").replace("[modal, github]", "[github]"))

@@ -50,11 +50,13 @@ def test_a_missing_template_names_the_folder_and_the_setting(tmp_path: Path) -> 
 
 def test_task_by_path_or_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tasks = REPO_ROOT / "problems"
-    assert find_task_dir(tasks / "vectoradd", tasks) == tasks / "vectoradd"
-    assert find_task_dir(Path("vectoradd"), tasks) == tasks / "vectoradd"
+    assert find_task_dir(str(tasks / "vectoradd"), tasks) == tasks / "vectoradd"
+    assert find_task_dir("vectoradd", tasks) == tasks / "vectoradd"
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "vectoradd").mkdir()  # a folder of that name here wins: a path is a path
-    assert find_task_dir(Path("vectoradd"), tasks) == Path("vectoradd")
-    with pytest.raises(TaskError, match=r"no task 'nosuch'.*softmax, vectoradd"):
-        find_task_dir(Path("nosuch"), tasks)
-    assert find_task_dir(Path("a/b"), tasks) == Path("a/b")  # a path is left to load_task's message
+    (tmp_path / "vectoradd").mkdir()  # a folder of that name without task.yml: the task of that name
+    assert find_task_dir("vectoradd", tasks) == tasks / "vectoradd"
+    (tmp_path / "vectoradd" / "task.yml").write_text("")  # a task folder here wins: a path is a path
+    assert find_task_dir("vectoradd", tasks) == Path("vectoradd")
+    with pytest.raises(TaskError, match=r"no task 'vectorad'.*did you mean vectoradd.*softmax, vectoradd"):
+        find_task_dir("vectorad", tasks)
+    assert find_task_dir("a/b", tasks) == Path("a/b")  # a path is left to load_task's message

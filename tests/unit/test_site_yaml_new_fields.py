@@ -68,7 +68,7 @@ def test_validate_names_file_line_and_field_of_every_new_field_error(tmp_path: P
     assert line_for(lines, "qos").startswith(f"{path}:12: ")
     assert line_for(lines, "slurm.bin_dir").startswith(f"{path}:14: ")
     assert line_for(lines, "requeue.on[1]").startswith(f"{path}:16: ")
-    assert "Input should be" in line_for(lines, "requeue.on[1]")
+    assert "'EXPLODED' is not allowed here: expected one of" in line_for(lines, "requeue.on[1]")
     directive = line_for(lines, "partitions[0].directives")
     assert directive.startswith(f"{path}:22: ")
     assert "'--comment=$(touch /tmp/x)' is not one sbatch option" in directive

@@ -152,7 +152,7 @@ async def test_an_invalid_yaml_fails_first_with_file_and_line_and_nothing_else_r
     transport = login_node()
     _, steps = await check(tmp_path, transport)
     assert list(steps) == ["yaml"]
-    assert f"{tmp_path / 'gamma.yaml'}:8: colour: Extra inputs" in steps["yaml"].detail
+    assert f"{tmp_path / 'gamma.yaml'}:8: colour: not a setting here" in steps["yaml"].detail
     assert transport.calls == []
 
 
