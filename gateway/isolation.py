@@ -6,7 +6,8 @@
   run first needs the site) passed for the site's current isolation settings. A failed probe is tried
   again after ``RETRY_FAILED_S``, or at once by `gateway sites check`.
 - Other modes run confined without the proof; the local site and the fallbacks (a fresh machine per run)
-  need none.
+  need none. Nor does a gateway without a database (`gateway submit --no-db`, a login node's zero-config
+  run): nothing it runs is ranked, so a leaderboard-mode run there is the operator's own benchmark.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class IsolationGate:
         self._store = store
         self._verifier = verifier
         self._checks: tuple[float, dict[str, IsolationCheck]] = (0.0, {})
-        self._local: dict[str, tuple[float, str, Verdict]] = {}  # without a store: this process's own
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def refusal(self, site: SiteConfig, mode: str) -> str | None:
@@ -52,7 +52,7 @@ class IsolationGate:
                 f"site {site.name} runs submitted code unconfined (isolation: none), and its admin allows "
                 f"only {allowed} there"
             )
-        if mode != "leaderboard" or site.kind != "slurm" or not isolation.confined:
+        if mode != "leaderboard" or site.kind != "slurm" or not isolation.confined or self._store is None:
             return None
         verdict = await self._verdict(site)
         if verdict.passed:
@@ -63,12 +63,11 @@ class IsolationGate:
         )
 
     async def record(self, site: SiteConfig, verdict: Verdict) -> None:
-        """Keep a probe's outcome (from `gateway sites check` or from here) for every gateway process."""
-        digest = site.isolation.digest()
-        self._local[site.name] = (time.monotonic(), digest, verdict)
+        """Keep a probe's outcome (from `gateway sites check` or from here) for every gateway process; without
+        a database there is nowhere to keep it, and nothing ranked that needs it."""
         if self._store is not None:
             await self._store.record_isolation_check(
-                site.name, digest, site.isolation.kind, verdict.passed, verdict.detail
+                site.name, site.isolation.digest(), site.isolation.kind, verdict.passed, verdict.detail
             )
             self._checks = (0.0, {})
 
@@ -91,23 +90,16 @@ class IsolationGate:
     async def _known(self, site: SiteConfig, fresh: bool = False) -> Verdict | None:
         """The recorded verdict for the site's current settings, unless there is none or it is a failure
         old enough to try again."""
-        digest = site.isolation.digest()
-        if self._store is not None:
-            at, checks = self._checks
-            if fresh or time.monotonic() - at > CACHE_S:
-                checks = await self._store.isolation_checks()
-                self._checks = (time.monotonic(), checks)
-            check = checks.get(site.name)
-            if check is None or check.digest != digest:
-                return None
-            if check.passed:
-                return Verdict(True, check.detail)
-            age = time.time() - check.checked_at.timestamp()
-            return None if age > RETRY_FAILED_S else Verdict(False, f"its last check failed: {check.detail}")
-        local = self._local.get(site.name)
-        if local is None or local[1] != digest:
+        if self._store is None:
             return None
-        at_local, _, verdict = local
-        if not verdict.passed and time.monotonic() - at_local > RETRY_FAILED_S:
+        at, checks = self._checks
+        if fresh or time.monotonic() - at > CACHE_S:
+            checks = await self._store.isolation_checks()
+            self._checks = (time.monotonic(), checks)
+        check = checks.get(site.name)
+        if check is None or check.digest != site.isolation.digest():
             return None
-        return verdict
+        if check.passed:
+            return Verdict(True, check.detail)
+        age = time.time() - check.checked_at.timestamp()
+        return None if age > RETRY_FAILED_S else Verdict(False, f"its last check failed: {check.detail}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -16,13 +16,12 @@ from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
 from bot.render import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
 from gateway.errors import NotFoundError, UserError
+from gateway.modes import Mode
 from gateway.service import Caller, Submission, SubmitRequest, as_mode
 from gateway.validation import check_upload_name, decode_upload
 
 if TYPE_CHECKING:
     from bot.client import GatewayBot
-
-ModeName = Literal["test", "benchmark", "leaderboard", "profile"]
 
 
 class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_description="Kernel leaderboards"):
@@ -46,7 +45,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         file: discord.Attachment,
         leaderboard: str,
         gpu: str,
-        mode: ModeName = "leaderboard",
+        mode: Mode = "leaderboard",
         site: str | None = None,
     ) -> None:
         caller = await caller_of(interaction, self.gateway, self.bot.settings)

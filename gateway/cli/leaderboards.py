@@ -6,7 +6,6 @@ import getpass
 import re
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -61,7 +60,14 @@ def parse_duration(text: str) -> int:
 @app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="the leaderboard's name: one line, at most 200 characters")],
-    task: Annotated[Path, typer.Option(help="task directory holding task.yml (reference-kernels format)")],
+    task: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME|DIR",
+            help="a task's name in the tasks folder (GATEWAY_TASKS_DIR), or a folder holding task.yml "
+            "(reference-kernels format)",
+        ),
+    ],
     gpu: Annotated[
         list[str] | None, typer.Option(help="a GPU type it ranks (repeat the option); default: every known")
     ] = None,
@@ -81,9 +87,9 @@ def create(
     closes = parse_deadline(deadline) if deadline is not None else None
 
     async def body(gateway: Gateway) -> None:
-        from gateway.tasks import load_task
+        from gateway.tasks import find_task_dir, load_task
 
-        definition = load_task(task)
+        definition = load_task(find_task_dir(task, gateway.settings.tasks_dir))
         board = await gateway.create_leaderboard(
             name,
             definition,

@@ -342,10 +342,16 @@ def db_rollback(
 
 @app.command()
 def demo(
-    problems_dir: Annotated[Path, typer.Option(help="folder of example problems")] = Path("problems"),
+    problems_dir: Annotated[
+        Path | None,
+        typer.Option(help="folder of example problems (default: the gateway's own, problems/ in a checkout)"),
+    ] = None,
 ) -> None:
     """Push the example solutions through the dev sites into the leaderboard and print it."""
     from gateway.cli.demo import run_demo
+    from gateway.resources import problems_dir as shipped_problems
+
+    problems_dir = problems_dir or shipped_problems()
 
     if not _run(lambda gateway: run_demo(gateway, problems_dir, console)):
         raise typer.Exit(1)

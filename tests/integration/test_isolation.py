@@ -26,6 +26,7 @@ from gateway.sites import load_site
 from gateway.tasks import load_task
 from gateway.transport.ssh import SSHTransport
 from tests.conftest import PROBLEMS, solution
+from tests.integration.scratch import migrated_store
 from tests.integration.site_files import dev_site_text, write_site
 
 pytestmark = pytest.mark.integration
@@ -235,16 +236,28 @@ async def test_leaderboard_runs_need_verified_isolation(stack_settings: Settings
         verified.append("probe")
         return Verdict(False, "the probe reached: see network interfaces eth0")
 
-    gateway = Gateway(stack_settings, sites, None, verify_isolation=failing_probe)
+    dsn = stack_settings.database_dsn()
+    assert dsn is not None
+    # a scratch database: the failed verdict is recorded, and must not keep the shared alpha off the board
+    async with migrated_store(dsn, "test_isolation") as (store, _):
+        gateway = Gateway(stack_settings, sites, store, verify_isolation=failing_probe)
+        try:
+            with pytest.raises(UserError, match="takes no leaderboard runs until its isolation"):
+                await gateway.route("alpha", "H100", "vectoradd", mode="leaderboard")
+            with pytest.raises(UserError, match=r"eth0.*gateway sites check alpha"):
+                await gateway.route(None, "H100", "vectoradd", mode="leaderboard")
+            assert verified == ["probe"]  # one probe; its failure is remembered
+            assert not (await store.isolation_checks())["alpha"].passed
+            assert (await gateway.route(None, "H100", "vectoradd", mode="test")).site.name == "alpha"
+        finally:
+            await gateway.close()  # the store too (migrated_store's close after it does nothing)
+    # without a database nothing is ranked: a leaderboard-mode run (`--no-db`) waits for no probe
+    without_store = Gateway(stack_settings, sites, None, verify_isolation=failing_probe)
     try:
-        with pytest.raises(UserError, match="takes no leaderboard runs until its isolation"):
-            await gateway.route("alpha", "H100", "vectoradd", mode="leaderboard")
-        with pytest.raises(UserError, match=r"eth0.*gateway sites check alpha"):
-            await gateway.route(None, "H100", "vectoradd", mode="leaderboard")
-        assert verified == ["probe"]  # one probe; its failure is remembered
-        assert (await gateway.route(None, "H100", "vectoradd", mode="test")).site.name == "alpha"
+        assert (await without_store.route("alpha", "H100", mode="leaderboard")).site.name == "alpha"
+        assert verified == ["probe"]
     finally:
-        await gateway.close()
+        await without_store.close()
 
 
 async def test_an_unconfined_site_takes_only_what_its_admin_allows(stack_settings: Settings) -> None:

@@ -26,6 +26,7 @@ from gateway.discovery import (
     site_yaml,
 )
 from gateway.errors import CommandError, UserError
+from gateway.isolation import Verdict, Verifier
 from gateway.runner import CompletedCommand
 from gateway.service import Gateway
 from gateway.settings import REPO_ROOT, Settings
@@ -264,9 +265,17 @@ def alpha_discovery() -> Discovery:
     )
 
 
-def zero_config_gateway(tmp_path: Path, sites: dict[str, SiteConfig]) -> Gateway:
+def zero_config_gateway(
+    tmp_path: Path, sites: dict[str, SiteConfig], verify_isolation: Verifier | None = None
+) -> Gateway:
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
-    return Gateway(settings, sites, None, backend_factory=IdleBackend)  # type: ignore[arg-type]
+    return Gateway(
+        settings,
+        sites,
+        None,
+        backend_factory=IdleBackend,  # type: ignore[arg-type]
+        verify_isolation=verify_isolation,
+    )
 
 
 @pytest.fixture
@@ -309,12 +318,20 @@ async def test_a_gpu_the_cluster_lacks_names_the_cluster_and_what_it_offers(
     await gateway.close()
 
 
-async def test_leaderboard_runs_on_the_discovered_site_still_need_its_isolation_verified(
+async def test_a_leaderboard_mode_run_on_the_discovered_site_needs_no_isolation_probe(
     tmp_path: Path, login_node: list[str]
 ) -> None:
-    gateway = zero_config_gateway(tmp_path, {})  # no verifier: never checked
-    with pytest.raises(UserError, match="takes no leaderboard runs until its isolation"):
-        await gateway.route(None, "H100", mode="leaderboard")
+    """Zero-config runs have no database: nothing they run is ranked, so no probe job goes before them
+    (with a database there is no discovery, and the probe gates leaderboard runs as on any site)."""
+    probed: list[str] = []
+
+    async def probe(site: SiteConfig) -> Verdict:
+        probed.append(site.name)
+        return Verdict(False, "unconfined")
+
+    gateway = zero_config_gateway(tmp_path, {}, probe)
+    assert (await gateway.route(None, "H100", mode="leaderboard")).site.name == "alpha"
+    assert probed == []
     await gateway.close()
 
 
