@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,6 +41,34 @@ class ProtocolError(HarnessError):
 
 class ResultAuthError(HarnessError):
     """A result's tag does not verify with the run's key."""
+
+
+# -- the submission's file name as its author knows it ---------------------------------------------------
+
+SUBMISSION_FILE = "submission.py"  # what the bundle stores the code as (the module the task imports)
+FILE_NAME_ENV = "HARNESS_FILE_NAME"  # how the runner tells the built-in evaluator the user's name for it
+MAX_SHOWN_NAME = 80
+_PLAIN_NAME = re.compile(r"[\w.+=,~@()\[\]-]+")  # \w: letters and digits of any script, and _
+
+
+def shown_file_name(name: object) -> str:
+    """The user's own name of the submitted file (spec.json ``file_name``), for messages only: it is never
+    a path the harness opens. Untrusted: a name of plain characters shows as it is, any other quoted and
+    escaped (repr), a long one cut in the middle; none (an older gateway's spec) is the bundle's name."""
+    if not isinstance(name, str) or not name.strip():
+        return SUBMISSION_FILE
+    if len(name) > MAX_SHOWN_NAME:
+        name = f"{name[: MAX_SHOWN_NAME - 21]}…{name[-20:]}"
+    return name if _PLAIN_NAME.fullmatch(name) else repr(name)
+
+
+def shown_paths(text: str, replacements: Sequence[tuple[str, str]]) -> str:
+    """``text`` with each path in ``replacements`` (longest first, as given) replaced by what users see:
+    the submission's own file name for its bundle path, nothing for the folders of the site's workdir."""
+    for path, shown in replacements:
+        if path:
+            text = text.replace(path, shown)
+    return text
 
 
 # -- GPU MODE's key/value protocol -------------------------------------------------------------------
