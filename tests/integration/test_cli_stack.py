@@ -87,7 +87,6 @@ def test_a_kernel_that_raises_on_alpha_is_reported_with_the_users_file_and_line(
     for extra in ([], ["--no-db"]):
         done = cli(dev_env, "submit", str(mine), "--task", task, "--site", "alpha", "--mode", "test", *extra)
         assert done.returncode == 1, done.stdout + done.stderr
-        assert 'ValueError: mine exploded | mine.py:7 in custom_kernel: raise ValueError("mine exploded")' in (
-            done.stdout
-        )
+        error = 'ValueError: mine exploded | mine.py:7 in custom_kernel: raise ValueError("mine exploded")'
+        assert error in done.stdout
         assert "submission.py" not in done.stdout and "/task/" not in done.stdout

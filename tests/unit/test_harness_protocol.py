@@ -273,7 +273,7 @@ def test_a_file_name_is_shown_as_is_when_plain_and_escaped_otherwise() -> None:
     assert shown_file_name("my_kernel.py") == "my_kernel.py"
     assert shown_file_name("ядро-v2 (1).py") == "'ядро-v2 (1).py'"  # a space: quoted
     assert shown_file_name("ядро_v2.py") == "ядро_v2.py"
-    assert shown_file_name('a"b\'.py') == "'a\"b\\'.py'"
+    assert shown_file_name("a\"b'.py") == "'a\"b\\'.py'"
     assert shown_file_name("\u202ekernel.py") == "'\\u202ekernel.py'"  # a bidi override, escaped
     assert shown_file_name("x\nimport os.py") == "'x\\nimport os.py'"
     long = shown_file_name("k" * 250 + ".py")
