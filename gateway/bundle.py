@@ -78,15 +78,23 @@ class BundlePaths:
 
 
 def build_spec(
-    run_id: str, mode: str, task: TaskDefinition, secret_seed: int | None = None, ncu: bool = False
+    run_id: str,
+    mode: str,
+    task: TaskDefinition,
+    secret_seed: int | None = None,
+    ncu: bool = False,
+    file_name: str | None = None,
 ) -> dict[str, Any]:
-    """spec.json as docs/architecture.md defines it (``ncu``: profile mode under Nsight Compute too)."""
+    """spec.json as docs/architecture.md defines it (``ncu``: profile mode under Nsight Compute too;
+    ``file_name``: the user's own name of the submitted file, which the harness's errors show instead of
+    the bundle's ``submission``)."""
     return {
         "run_id": run_id,
         "mode": mode,
         "lang": task.lang,
         "main": task.main,
         "submission": task.submission_name,
+        "file_name": file_name,
         "tests": task.tests,
         "benchmarks": task.benchmarks,
         "ranking_by": task.ranking_by,

@@ -145,7 +145,14 @@ class RunProcessing:
             partition,
             task,
             run.code,
-            build_spec(run.run_id, as_mode(run.mode), task, secret_seed=seed, ncu=site.profile.ncu),
+            build_spec(
+                run.run_id,
+                as_mode(run.mode),
+                task,
+                secret_seed=seed,
+                ncu=site.profile.ncu,
+                file_name=run.file_name,
+            ),
             key,
             attempt=run.attempt,
             # an earlier claim may have handed it to the site: the backend finds the job by its name

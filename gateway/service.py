@@ -555,7 +555,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
             choice.partition,
             task,
             request.code,
-            build_spec(run_id, request.mode, task, ncu=choice.site.profile.ncu),
+            build_spec(run_id, request.mode, task, ncu=choice.site.profile.ncu, file_name=request.file_name),
             secrets.token_hex(32),
         )
         first = routed_message(choice.site.name, choice.partition.name, report.gpu_type, choice.why)

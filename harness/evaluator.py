@@ -30,6 +30,7 @@ from harness import ncu, timing, wire
 from harness.protocol import (
     EXIT_BAD_TEST_SPEC,
     EXIT_VALIDATION_FAILED,
+    FILE_NAME_ENV,
     ProtocolError,
     encode_report,
     parse_test_spec,
@@ -144,8 +145,14 @@ class Worker:
 
 class Judge:
     def __init__(
-        self, worker: Worker, twin: Worker | None, secret: int | None, max_time_s: float | None
+        self,
+        worker: Worker,
+        twin: Worker | None,
+        secret: int | None,
+        max_time_s: float | None,
+        file_name: str | None = None,
     ) -> None:
+        """``file_name``: the user's own name of the submitted file, which the worker's errors show."""
         import torch
         from reference import check_implementation, generate_input
 
@@ -158,8 +165,9 @@ class Judge:
         self.generate_input, self.check_implementation = generate_input, check_implementation
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.load_error: str | None = None
+        self.file_name = file_name
         try:
-            worker.request({"op": "load"})
+            worker.request({"op": "load", "file_name": file_name})
         except Failed as exc:
             self.load_error = str(exc)
         self.first_timed_mark = os.environ.get("HARNESS_MARK_FILE")
@@ -289,7 +297,7 @@ class Judge:
         except (SandboxError, OSError) as exc:
             return one_line(f"error: ncu could not start: {exc}")
         try:
-            worker.request({"op": "load"})
+            worker.request({"op": "load", "file_name": self.file_name})
             for _, case in cases:
                 request = {"op": "run", "case": self.seeded(_without_floor(case)), "timed": False}
                 worker.request(request | {"output": False})
@@ -374,6 +382,7 @@ def main(argv: list[str]) -> int:
     phase_fds = os.environ.pop("HARNESS_PHASE_FDS", None) or os.environ["POPCORN_FD"]
     isolation = os.environ.pop(ISOLATION_ENV, None)
     ncu_report = os.environ.pop(ncu.REPORT_ENV, None)
+    file_name = os.environ.pop(FILE_NAME_ENV, None)
     os.environ.pop("POPCORN_FD", None)
     fds = [int(fd) for fd in phase_fds.split(",")]
     for fd in fds:
@@ -411,7 +420,7 @@ def main(argv: list[str]) -> int:
     # the cores the timed call needs
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     sys.path.insert(0, os.getcwd())
-    judge = Judge(worker, twin, secret, max_time_s)
+    judge = Judge(worker, twin, secret, max_time_s, file_name)
     judge.ncu_report = ncu_report
     ok = True
     try:

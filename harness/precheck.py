@@ -22,7 +22,9 @@ SUSPICIOUS = [
 ]
 
 
-def scan_submission(path: Path) -> list[str]:
+def scan_submission(path: Path, shown_name: str | None = None) -> list[str]:
+    """The flags of the file at ``path``, each with its line, naming the file ``shown_name`` (the name its
+    author gave it) or its own name."""
     try:
         source = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -32,5 +34,5 @@ def scan_submission(path: Path) -> list[str]:
         match = re.search(pattern, source)
         if match:
             line = source.count("\n", 0, match.start()) + 1
-            warnings.append(f"{path.name}:{line}: {match.group(0)!r} {why}")
+            warnings.append(f"{shown_name or path.name}:{line}: {match.group(0)!r} {why}")
     return warnings

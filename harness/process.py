@@ -72,7 +72,8 @@ class EvaluatorProcess:
         isolation: Isolation,
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        """``extra_env`` is for the built-in evaluator only (where ncu's report goes)."""
+        """``extra_env`` is for the built-in evaluator only (the user's name of the submitted file, where
+        ncu's report goes)."""
         self.phases = phases
         self.timeouts = [float(spec["timeouts"].get(name, DEFAULT_TIMEOUT_S)) for name in phases]
         pipes = [os.pipe() for _ in phases]

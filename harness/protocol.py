@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,6 +41,34 @@ class ProtocolError(HarnessError):
 
 class ResultAuthError(HarnessError):
     """A result's tag does not verify with the run's key."""
+
+
+# -- the submission's file name as its author knows it ---------------------------------------------------
+
+SUBMISSION_FILE = "submission.py"  # what the bundle stores the code as (the module the task imports)
+FILE_NAME_ENV = "HARNESS_FILE_NAME"  # how the runner tells the built-in evaluator the user's name for it
+MAX_SHOWN_NAME = 80
+_PLAIN_NAME = re.compile(r"[\w.+=,~@()\[\]…-]+")  # \w: letters and digits of any script, and _; … of a cut
+
+
+def shown_file_name(name: object) -> str:
+    """The user's own name of the submitted file (spec.json ``file_name``), for messages only: it is never
+    a path the harness opens. Untrusted: a name of plain characters shows as it is, any other quoted and
+    escaped (repr), a long one cut in the middle; none (an older gateway's spec) is the bundle's name."""
+    if not isinstance(name, str) or not name.strip():
+        return SUBMISSION_FILE
+    if len(name) > MAX_SHOWN_NAME:
+        name = f"{name[: MAX_SHOWN_NAME - 21]}…{name[-20:]}"
+    return name if _PLAIN_NAME.fullmatch(name) else repr(name)
+
+
+def shown_paths(text: str, replacements: Sequence[tuple[str, str]]) -> str:
+    """``text`` with each path in ``replacements`` (longest first, as given) replaced by what users see:
+    the submission's own file name for its bundle path, nothing for the folders of the site's workdir."""
+    for path, shown in replacements:
+        if path:
+            text = text.replace(path, shown)
+    return text
 
 
 # -- GPU MODE's key/value protocol -------------------------------------------------------------------
@@ -287,9 +316,11 @@ class PhaseResult:
             return f"{self.name}: unreadable results: {exc}"
         if failed:
             first = failed[0]
-            return f"{self.name} ({first.spec or first.index}) failed: {first.error or 'no message'}"
+            error = first.error or self.crash() or "no message"
+            return f"{self.name} ({first.spec or first.index}) failed: {error}"
         if bad:
-            return f"{self.name} benchmark ({bad[0].spec or bad[0].index}) failed: {bad[0].error}"
+            error = bad[0].error or self.crash() or "no message"
+            return f"{self.name} benchmark ({bad[0].spec or bad[0].index}) failed: {error}"
         if self.exit_code is None:
             meaning = "the evaluator did not finish"
         elif self.exit_code in EXIT_MEANINGS:
@@ -300,8 +331,22 @@ class PhaseResult:
             meaning = "the evaluator reported no verdict"
         else:
             meaning = f"the evaluator exited with code {self.exit_code}"
-        detail = self.stderr_tail.strip().splitlines()[-1:]
-        return f"{self.name}: {meaning}" + (f": {detail[0][:500]}" if detail else "")
+        detail = self.crash()
+        return f"{self.name}: {meaning}" + (f": {detail}" if detail else "")
+
+    def crash(self) -> str | None:
+        """The last line of the evaluator's stderr (a task's own evaluator that raised: the exception),
+        with the place of the traceback's last frame when there is one ('File "kernel.py", line 7, in
+        custom_kernel' as ``kernel.py, line 7, in custom_kernel``)."""
+        lines = self.stderr_tail.strip().splitlines()
+        if not lines:
+            return None
+        frames = _TRACEBACK_FRAME.findall(self.stderr_tail)
+        where = f" ({frames[-1][0]}, line {frames[-1][1]}, in {frames[-1][2]})" if frames else ""
+        return lines[-1].strip()[:500] + where
+
+
+_TRACEBACK_FRAME = re.compile(r'^ *File "(.{1,300}?)", line (\d+), in (\S{1,100})$', re.MULTILINE)
 
 
 @dataclass(frozen=True)

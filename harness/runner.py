@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,16 @@ from harness import ncu
 from harness.precheck import scan_submission
 from harness.process import EvaluatorProcess
 from harness.protocol import (
+    FILE_NAME_ENV,
     PROGRESS_PREFIX,
     RESULT_VERSION,
+    SUBMISSION_FILE,
     HarnessError,
     PhaseResult,
     format_test_spec,
     load_key_hex,
+    shown_file_name,
+    shown_paths,
     sign_result,
 )
 from harness.sandbox import Isolation, SandboxError
@@ -89,6 +93,8 @@ def load_spec(bundle: Path) -> dict[str, Any]:
         not isinstance(main, str) or Path(main).is_absolute() or ".." in Path(main).parts
     ):
         raise ValueError("spec.json: main must be a path inside task/")
+    if spec.get("file_name") is not None and not isinstance(spec["file_name"], str):
+        raise ValueError("spec.json: file_name must be a string or null")
     if not isinstance(spec.get("ncu", False), bool):
         raise ValueError("spec.json: ncu must be true or false")
     if spec.get("seed") is not None and not isinstance(spec["seed"], int):
@@ -147,6 +153,32 @@ def cross_check(result: PhaseResult) -> str | None:
     return None
 
 
+def submission_path(bundle: Path, spec: dict[str, Any]) -> Path:
+    """The submission's file in the bundle (spec.json ``submission``, a name inside task/)."""
+    return bundle / "task" / Path(str(spec.get("submission") or SUBMISSION_FILE)).name
+
+
+def path_replacements(bundle: Path, spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """What users see instead of the bundle's paths in a phase's messages and output (a task's own
+    evaluator prints Python's tracebacks): the submission as its author named it (``File "kernel.py",
+    line 7``), the task's files by their names, the rest inside the bundle, without the site's workdir."""
+    return [
+        (str(submission_path(bundle, spec)), shown_file_name(spec.get("file_name"))),
+        (str(bundle / "task") + os.sep, ""),
+        (str(bundle) + os.sep, ""),
+    ]
+
+
+def as_shown(result: PhaseResult, replacements: list[tuple[str, str]]) -> PhaseResult:
+    """``result`` with the bundle's paths in its values and output tails as users see them."""
+    return replace(
+        result,
+        kv={key: shown_paths(value, replacements) for key, value in result.kv.items()},
+        stdout_tail=shown_paths(result.stdout_tail, replacements),
+        stderr_tail=shown_paths(result.stderr_tail, replacements),
+    )
+
+
 def _case_files(spec: dict[str, Any], names: list[str], tmp: Path) -> list[Path]:
     files = []
     for name in names:
@@ -166,7 +198,10 @@ def run_phases(
     files = _case_files(spec, names, tmp)
     before = snapshot(bundle)
     results: list[PhaseResult] = []
-    extra_env = {ncu.REPORT_ENV: ncu_report} if ncu_report else None
+    replacements = path_replacements(bundle, spec)
+    extra_env = {FILE_NAME_ENV: shown_file_name(spec.get("file_name"))}
+    if ncu_report:
+        extra_env[ncu.REPORT_ENV] = ncu_report
     # the built-in evaluator serves all phases from one process; a task's own runs once per phase
     shared = None if spec.get("main") else EvaluatorProcess(bundle, spec, names, files, isolation, extra_env)
     for i, name in enumerate(names):
@@ -175,6 +210,7 @@ def run_phases(
             result = shared.finish_phase(i)
         else:
             result = EvaluatorProcess(bundle, spec, [name], [files[i]], isolation).finish_phase(0)
+        result = as_shown(result, replacements)
         results.append(result)
         progress(f"phase {name} finished in {result.duration_s:.1f} s: {_summary(result)}")
         after = snapshot(bundle)
@@ -248,8 +284,8 @@ def run_bundle(bundle: Path, isolation: Isolation) -> int:
             spec = None
     if spec is not None:
         # read before any user code runs: the submission could rewrite itself
-        submission = bundle / "task" / Path(str(spec.get("submission") or "submission.py")).name
-        payload["warnings"] = scan_submission(submission)
+        submission = submission_path(bundle, spec)
+        payload["warnings"] = scan_submission(submission, shown_file_name(spec.get("file_name")))
         for warning in payload["warnings"]:
             progress(f"pre-check: {warning}")
         progress(

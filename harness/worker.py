@@ -21,24 +21,33 @@ import traceback
 from typing import Any
 
 from harness import wire
+from harness.protocol import SUBMISSION_FILE, shown_paths
 
 # threads whose code lives in these packages may outlive a call (torch and triton keep helper threads)
 LIBRARY_THREADS = ("torch", "triton")
 
 
-def user_error(exc: BaseException, task_dir: str) -> str:
-    """One line a competitor can act on: the exception and the frames of the task's own files."""
+def user_error(exc: BaseException, task_dir: str, shown_name: str = SUBMISSION_FILE) -> str:
+    """One line a competitor can act on: the exception and the frames of the task's own files, the
+    submission's named ``shown_name`` (the user's own file name), none with the bundle's path."""
+    submission = os.path.join(task_dir, SUBMISSION_FILE)  # where ``import submission`` finds it
+    paths = [(submission, shown_name), (task_dir + os.sep, "")]
+
+    def where(filename: str | None) -> str:
+        path = os.path.abspath(filename or "?")
+        return shown_name if path == submission else os.path.basename(path)
+
     if isinstance(exc, SyntaxError):
-        where = f"{os.path.basename(exc.filename or '?')}, line {exc.lineno}"
         text = (exc.text or "").strip()
-        return f"SyntaxError: {exc.msg} ({where}){': ' + text if text else ''}"
-    message = f"{type(exc).__name__}: {exc}".strip()
+        found = f"{where(exc.filename)}, line {exc.lineno}"
+        return f"SyntaxError: {exc.msg} ({found}){': ' + text if text else ''}"
+    message = shown_paths(f"{type(exc).__name__}: {exc}".strip(), paths)
     if "out of memory" in message.lower() or isinstance(exc, MemoryError):
         message = f"out of memory: {message}"
     elif "CUDA error" in message:
         message += " (kernel launches are asynchronous: the failing call may be an earlier one)"
     frames = [
-        f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+        f"{where(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
         for f in traceback.extract_tb(exc.__traceback__)
         if os.path.abspath(f.filename).startswith(task_dir + os.sep)
     ]
@@ -186,6 +195,8 @@ def serve(request_fd: int, reply_fd: int) -> int:
         header = _next(request_fd)
     if header.get("op") != "load":  # "exit" (or a channel closed) before the submission was loaded
         return 0
+    # the user's own name of the file, for errors (the runner made it safe to show: protocol.shown_file_name)
+    shown_name = str(header.get("file_name") or SUBMISSION_FILE)
     try:
         if generate_input is None:
             import reference
@@ -195,9 +206,10 @@ def serve(request_fd: int, reply_fd: int) -> int:
 
         kernel = getattr(submission, "custom_kernel", None)
         if not callable(kernel):
-            raise AttributeError("submission.py defines no function custom_kernel(data)")
+            raise AttributeError(f"{shown_name} defines no function custom_kernel(data)")
     except BaseException as exc:
-        send(reply_fd, {"ok": False, "error": f"loading the submission failed: {user_error(exc, task_dir)}"})
+        error = user_error(exc, task_dir, shown_name)
+        send(reply_fd, {"ok": False, "error": f"loading the submission failed: {error}"})
         return 0
     send(reply_fd, {"ok": True})
 
@@ -227,7 +239,7 @@ def serve(request_fd: int, reply_fd: int) -> int:
         except wire.WireError:
             return 0
         except Exception as exc:
-            send(reply_fd, {"ok": False, "error": user_error(exc, task_dir)})
+            send(reply_fd, {"ok": False, "error": user_error(exc, task_dir, shown_name)})
 
 
 def _no_op(perf_ns: Any, spin_ns: float, size: int, device: str) -> Any:

@@ -65,3 +65,28 @@ def test_sites_validate_names_file_line_and_field(dev_env: dict[str, str], tmp_p
     done = cli(dev_env, "sites", "validate", str(tmp_path))
     assert done.returncode == 1
     assert f"{tmp_path / 'broken.yaml'}:5: login.port" in done.stdout
+
+
+RAISES = """import torch
+from task import input_t, output_t
+
+
+def custom_kernel(data: input_t) -> output_t:
+    a, b = data
+    raise ValueError("mine exploded")
+"""
+
+
+def test_a_kernel_that_raises_on_alpha_is_reported_with_the_users_file_and_line(
+    dev_env: dict[str, str], tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine.py"
+    mine.write_text(RAISES)
+    task = str(PROBLEMS / "vectoradd")
+    # through the queue (a worker runs the stored run) and in this process without the database
+    for extra in ([], ["--no-db"]):
+        done = cli(dev_env, "submit", str(mine), "--task", task, "--site", "alpha", "--mode", "test", *extra)
+        assert done.returncode == 1, done.stdout + done.stderr
+        error = 'ValueError: mine exploded | mine.py:7 in custom_kernel: raise ValueError("mine exploded")'
+        assert error in done.stdout
+        assert "submission.py" not in done.stdout and "/task/" not in done.stdout

@@ -85,3 +85,15 @@ async def test_service_local_run_verifies_the_signed_result(tmp_path: Path) -> N
     assert report.passed, report.error
     assert report.result is not None and report.result.benchmarks and report.score
     assert not (tmp_path / "runs" / report.run_id / "key").exists()  # the runner deleted it
+
+
+def test_cli_submit_of_a_kernel_that_raises_names_the_users_file_and_line(tmp_path: Path) -> None:
+    mine = tmp_path / "my_kernel.py"
+    mine.write_text("from task import input_t, output_t\n\ndef custom_kernel(data: input_t) -> output_t:\n"
+                    "    return data[0] + data[1] + undefined\n")  # fmt: skip
+    done = gateway_cli(tmp_path, "submit", str(mine), "--task", str(PROBLEMS / "vectoradd"), "--mode", "test")
+    assert done.returncode == 1, done.stdout + done.stderr
+    shown = " ".join(done.stdout.split())  # the table wraps long errors at the terminal's width
+    assert "NameError: name 'undefined' is not defined | my_kernel.py:4 in custom_kernel" in shown
+    for text in (done.stdout, shown):
+        assert "submission.py" not in text and str(tmp_path / "runs") not in text

@@ -12,6 +12,7 @@ from harness.protocol import (
     EXIT_BAD_TEST_SPEC,
     EXIT_TIMEOUT,
     EXIT_VALIDATION_FAILED,
+    MAX_SHOWN_NAME,
     PROGRESS_PREFIX,
     RESULT_VERSION,
     BenchmarkOutcome,
@@ -27,6 +28,8 @@ from harness.protocol import (
     load_key_hex,
     parse_kv,
     parse_test_spec,
+    shown_file_name,
+    shown_paths,
     sign_result,
     verify_result,
 )
@@ -264,3 +267,36 @@ def test_benchmark_lines_must_be_consistent_and_best_worst_may_be_missing() -> N
     forged = BENCH_KV | {"benchmark.0.best": "3000000000"}  # best above the mean
     with pytest.raises(ProtocolError, match="inconsistent"):
         PhaseResult("benchmark", 0, False, 1.0, forged).benchmarks()
+
+
+def test_a_file_name_is_shown_as_is_when_plain_and_escaped_otherwise() -> None:
+    assert shown_file_name("my_kernel.py") == "my_kernel.py"
+    assert shown_file_name("ядро-v2 (1).py") == "'ядро-v2 (1).py'"  # a space: quoted
+    assert shown_file_name("ядро_v2.py") == "ядро_v2.py"
+    assert shown_file_name("a\"b'.py") == "'a\"b\\'.py'"
+    assert shown_file_name("\u202ekernel.py") == "'\\u202ekernel.py'"  # a bidi override, escaped
+    assert shown_file_name("x\nimport os.py") == "'x\\nimport os.py'"
+    long = shown_file_name("k" * 250 + ".py")
+    assert len(long) == MAX_SHOWN_NAME and long.endswith("k…" + "k" * 17 + ".py")
+    assert shown_file_name(None) == shown_file_name("") == shown_file_name(7) == "submission.py"
+
+
+def test_shown_paths_replace_the_bundle_paths_in_order() -> None:
+    replacements = [("/w/r-1/task/submission.py", "mine.py"), ("/w/r-1/task/", ""), ("/w/r-1/", "")]
+    text = 'File "/w/r-1/task/submission.py", line 7\nFile "/w/r-1/task/eval.py"\n/w/r-1/harness/x.py'
+    assert shown_paths(text, replacements) == 'File "mine.py", line 7\nFile "eval.py"\nharness/x.py'
+
+
+def test_a_crashed_evaluator_is_told_by_its_exception_and_last_frame() -> None:
+    tail = (
+        "Traceback (most recent call last):\n"
+        '  File "eval.py", line 36, in main\n    ok = custom_kernel(data)\n'
+        '  File "\'it\\\'s "x".py\'", line 6, in custom_kernel\n    raise ValueError("no")\n'
+        "ValueError: no\n"
+    )
+    phase = PhaseResult("test", 1, False, 1.0, {"test-count": "1", "test.0.spec": "n: 1"}, "", tail)
+    assert phase.failure_message() == (
+        "test (n: 1) failed: ValueError: no ('it\\'s \"x\".py', line 6, in custom_kernel)"
+    )
+    crashed = PhaseResult("test", 1, False, 1.0, {}, "", "Segmentation fault\n")
+    assert crashed.failure_message() == "test: the evaluator exited with code 1: Segmentation fault"

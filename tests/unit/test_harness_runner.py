@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness.protocol import RunResult, load_key_hex, verify_result
+from harness.protocol import RunResult, load_key_hex, shown_file_name, verify_result
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORADD = REPO / "problems" / "vectoradd"
@@ -256,3 +256,62 @@ def test_a_missing_key_means_no_result_and_exit_2(tmp_path: Path) -> None:
     done = run_runner(bundle)
     assert done.returncode == 2
     assert "key" in done.stdout and not (bundle / "result.json").exists()
+
+
+RAISES = """import torch
+from task import input_t, output_t
+
+
+def custom_kernel(data: input_t) -> output_t:
+    a, b = data
+    raise ValueError(f"no kernel for {a.numel()} elements")
+"""
+
+
+def test_errors_name_the_users_own_file_and_line_and_no_bundle_path(tmp_path: Path) -> None:
+    bundle, key_hex = make_bundle(tmp_path, RAISES, file_name="my_kernel.py")
+    done = run_runner(bundle)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (bundle / "result.json").read_text()
+    result = RunResult.from_payload(verify_result(json.loads(text), load_key_hex(key_hex)))
+    assert not result.passed
+    assert result.tests[0].error == (
+        "ValueError: no kernel for 127 elements | my_kernel.py:7 in custom_kernel: "
+        'raise ValueError(f"no kernel for {a.numel()} elements")'
+    )
+    assert "my_kernel.py:7 in custom_kernel" in (result.failure_message or "")
+    assert "my_kernel.py:7 in custom_kernel" in done.stdout  # the progress line the gateway shows
+    for shown in (text, done.stdout):
+        assert "submission.py" not in shown and str(bundle) not in shown
+
+
+def test_an_error_at_import_names_the_users_file(tmp_path: Path) -> None:
+    code = "import torch\n\nraise ImportError('no module named kernels')\n"
+    result = run_bundle(tmp_path, code, file_name="mine.py")
+    assert result.tests[0].error == (
+        "loading the submission failed: ImportError: no module named kernels | "
+        "mine.py:3 in <module>: raise ImportError('no module named kernels')"
+    )
+    missing = run_bundle(tmp_path / "missing", "x = 1\n", file_name="mine.py")
+    assert "mine.py defines no function custom_kernel(data)" in (missing.tests[0].error or "")
+
+
+def test_a_hostile_file_name_shows_escaped_and_is_never_a_path(tmp_path: Path) -> None:
+    # what check_code lets through (printable, no '/', at most 255) and what it never does, but which the
+    # harness must survive all the same: a bidi override, a path
+    name = 'it\'s "mine" ' + "ядро" * 60 + "\u202e/../../x.py"
+    bundle, key_hex = make_bundle(tmp_path, RAISES, file_name=name)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    done = run_runner(bundle)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = RunResult.from_payload(
+        verify_result(json.loads((bundle / "result.json").read_text()), load_key_hex(key_hex))
+    )
+    shown = shown_file_name(name)
+    assert shown.startswith("'it\\'s \"mine\" ядро") and shown.endswith("\\u202e/../../x.py'")
+    assert len(shown) < 100  # cut in the middle
+    raise_line = RAISES.splitlines()[6].strip()
+    assert (result.tests[0].error or "").endswith(f"| {shown}:7 in custom_kernel: {raise_line}")
+    assert name not in done.stdout and "\u202e" not in done.stdout
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.name != "result.json")
+    assert after == [p for p in before if p.name != "key"]  # nothing made, moved or removed by its name

@@ -78,3 +78,15 @@ def test_copying_a_task_folder_does_not_need_the_gateway(tmp_path: Path) -> None
     copy = tmp_path / "harness"
     shutil.copytree(REPO / "harness", copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert not any(re.search(r"^(from|import) gateway", p.read_text(), re.M) for p in copy.glob("*.py"))
+
+
+def test_a_task_with_its_own_eval_py_shows_tracebacks_with_the_users_file(tmp_path: Path) -> None:
+    raises = HEADER + "\n\ndef custom_kernel(data: input_t) -> output_t:\n    raise ValueError('no kernel')\n"
+    result = run_bundle(tmp_path, raises, "test", main="eval.py", extra_files=[EVAL_PY], file_name="mine.py")
+    assert not result.passed
+    tail = result.phases[0].stderr_tail
+    assert 'File "mine.py", line 6, in custom_kernel' in tail and 'File "eval.py", line' in tail
+    assert "submission.py" not in tail and str(tmp_path) not in tail
+    assert result.failure_message == (
+        "test (size: 127; seed: 4242) failed: ValueError: no kernel (mine.py, line 6, in custom_kernel)"
+    )
