@@ -130,6 +130,7 @@ def watch_remote(url: str, run_id: str, *, as_json: bool = False) -> None:
     """`gateway runs watch RUN --remote URL`: follow the run's submission over the API to its end, as
     `gateway submit --remote` does (Ctrl-C stops watching; the runs go on)."""
     from gateway.cli.follow import follow_remote
+    from gateway.remote import RemoteGateway
 
     out = err_console if as_json else console
     base, token = _login_for(url, out)

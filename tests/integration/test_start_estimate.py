@@ -33,10 +33,11 @@ async def test_a_waiting_jobs_expected_start_comes_with_its_state(dev_env: dict[
     ids: list[str] = []
     try:
         for _ in range(3):  # the node has two GPUs: at least one of three waits
-            done = await ssh.run([*SLEEPER, "--job-name=gw-estimate-probe", "--wrap", "sleep 20"])
+            done = await ssh.run([*SLEEPER, "--job-name=gw-estimate-probe", "--wrap", "sleep 90"])
             ids.append(done.stdout.strip().split(";")[0])
         handles = [JobHandle(f"probe-{i}", i, BundlePaths.under("/tmp", f"probe-{i}")) for i in ids]
-        deadline = time.monotonic() + 20
+        # the backfill scheduler sets the estimate, on its own cycle (bf_interval: 30 s by default)
+        deadline = time.monotonic() + 75
         while True:
             before = backend.queries
             states = await backend.status(handles)

@@ -101,7 +101,8 @@ def accounted(node: LoginNode, job_id: str, timeout_s: float = 20.0) -> list[str
             timeout=30,
         )
         rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith(f"{job_id}|")]
-        if (rows and parse_slurm_state(rows[0][3]).is_terminal) or time.monotonic() > deadline:
+        # slurmdbd may record a short job's end before its start (the partition comes with the start)
+        if (rows and parse_slurm_state(rows[0][3]).is_terminal and rows[0][2]) or time.monotonic() > deadline:
             assert rows, f"sacct has no job {job_id}: {done.stdout}{done.stderr}"
             return rows[0]
         time.sleep(0.2)
