@@ -135,10 +135,10 @@ def _signature(files: list[str]) -> list[list[Any]]:
     return [[path, _stat(path)] for path in files]
 
 
-def load() -> dict[str, Any] | None:
-    """The cache, when it is the user's own regular file, for this install, and not stale."""
+def read_json(path: str) -> Any:
+    """A cache file's data, when it is the user's own regular file and parses; None otherwise."""
     try:
-        fd = os.open(cache_path(), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -146,11 +146,37 @@ def load() -> dict[str, Any] | None:
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_size > MAX_CACHE_BYTES:
             return None
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = json.loads(handle.read())
+            return json.loads(handle.read())
     except (OSError, ValueError):
         return None
     finally:
         os.close(fd)
+
+
+def write_json(path: str, data: Any) -> None:
+    """Atomically: a new 0600 file in the 0700 cache folder, renamed over the old; a failure leaves no
+    trace (a cache that cannot be written is only slower)."""
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if os.stat(folder).st_uid != os.getuid():
+            return
+        temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+        os.replace(temporary, path)
+    except (OSError, TypeError, ValueError):
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+def load() -> dict[str, Any] | None:
+    """The cache, when it is the user's own, for this install, and not stale."""
+    data = read_json(cache_path())
     try:
         if data["format"] != FORMAT or data["install"] != _install() or data["cli_files"] != cli_files():
             return None
@@ -164,24 +190,7 @@ def load() -> dict[str, Any] | None:
 
 
 def save(data: dict[str, Any]) -> None:
-    """Atomically: a new 0600 file in the 0700 folder, renamed over the old; failures leave no trace."""
-    folder = cache_dir()
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        if os.stat(folder).st_uid != os.getuid():
-            return
-        path = cache_path()
-        temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-        os.replace(temporary, path)
-    except (OSError, TypeError, ValueError):
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
+    write_json(cache_path(), data)
 
 
 def build(prog_name: str) -> dict[str, Any]:

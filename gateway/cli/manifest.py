@@ -9,6 +9,7 @@ fast path then asks typer. Only the miss path imports this module (it loads type
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import sysconfig
@@ -134,16 +135,17 @@ def _node(command: _click.Command, ctx: _click.Context) -> dict[str, Any]:
 def _loaded_files() -> list[str]:
     """Every module file outside the standard library that the CLI has loaded: the gateway's, typer's,
     rich's; a change to any of them (an edit, an upgrade) makes the cache stale."""
-    stdlib = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
+    stdlib = tuple(
+        {sysconfig.get_paths()["stdlib"] + os.sep, os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep}
+    )
     found = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if not isinstance(path, str):
+        if not isinstance(path, str) or not os.path.isabs(path):
             continue
-        resolved = str(Path(path).resolve())
-        if resolved.startswith(stdlib + "/") and "site-packages" not in resolved:
+        if path.startswith(stdlib) and "site-packages" not in path:
             continue
-        found.add(resolved)
+        found.add(path)
     return sorted(found)
 
 

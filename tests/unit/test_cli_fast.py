@@ -327,3 +327,23 @@ def test_what_counts_as_a_help_request() -> None:
         ["--version"],
     ):
         assert not fast.is_help_request(root, args), args
+
+
+def test_site_completion_follows_the_site_files(setup: Setup) -> None:
+    """The site facts are kept too (PyYAML costs more to load than the rest of a TAB press), until a site
+    file is changed, added or removed."""
+    env = _completing("bash", "gateway submit f.py --site ")
+    sites = Path(setup.env["GATEWAY_SITES_DIR"])
+    setup.run(setup.fast, [], **env)
+    served = setup.run(setup.fast, [], PROBE_MODULES=str(setup.probe), **env)
+    assert served.out == b"alpha\nbeta\nlocal\n"
+    assert "yaml" not in setup.loaded()
+    (sites / "alpha.yaml").write_text("name: gamma\npartitions: []\n")
+    (sites / "delta.yaml").write_text("name: delta\n")
+    (sites / "beta.yaml").unlink()
+    served = setup.run(setup.fast, [], **env)
+    assert served.out == b"delta\ngamma\nlocal\n"
+    assert served == setup.run(setup.typer, [], **env)
+    gpus = _completing("bash", "gateway submit f.py --gpu ")
+    (sites / "delta.yaml").write_text("name: delta\npartitions:\n  - name: p\n    gpu_type: B200\n")
+    assert setup.run(setup.fast, [], **gpus).out == b"B200\n" == setup.run(setup.typer, [], **gpus).out
