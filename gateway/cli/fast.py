@@ -508,11 +508,16 @@ def valid_page(entry: Any) -> bool:
 
 
 def serve_help(entry: dict[str, Any]) -> int:
-    for name, text in entry["out"]:
-        stream = sys.stdout if name == "stdout" else sys.stderr
-        stream.write(text)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        for name, text in entry["out"]:
+            stream = sys.stdout if name == "stdout" else sys.stderr
+            stream.write(text)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # as rich's Console.on_broken_pipe: the reader left (`| head`); exit 1, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return int(entry["code"])
 
 
@@ -565,7 +570,11 @@ def main() -> None:
         return
     data = load()
     if data is None:
-        data = build(prog)
+        try:
+            data = build(prog)
+        except Exception:  # a manifest typer's tree cannot give must not cost the command: typer runs it
+            _run_typer()
+            return
         save(data)
     if instruction:
         text = complete_from(data, instruction)
