@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TextIO
 
-    Item = tuple[str, dict[str, Any]]  # a completion: (value, its help as each shell shows it)
+    Item = tuple[str, str | None]  # a completion: its value and help
 
 FORMAT = 1
 HELP_OPTION = "--help"
@@ -182,7 +182,7 @@ def load() -> dict[str, Any] | None:
             return None
         if any(_stat(path) != saved for path, saved in data["signature"]):
             return None
-        if not isinstance(data["help"], dict) or not isinstance(data["root"], dict):
+        if not all(isinstance(data[part], dict) for part in ("help", "forms", "root")):
             return None
     except (KeyError, TypeError, ValueError):
         return None
@@ -206,6 +206,7 @@ def build(prog_name: str) -> dict[str, Any]:
         "signature": _signature(built["files"]),
         "root": built["root"],
         "help": {},
+        "forms": {},
     }
 
 
@@ -242,9 +243,6 @@ def completion_args(shell: str) -> tuple[list[str], str]:
     if words and not completion.endswith(" "):
         return words[:-1], words[-1]
     return words, ""
-
-
-NO_HELP: dict[str, Any] = {"help": None}
 
 
 def _option(node: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -311,9 +309,8 @@ def _option_names(node: dict[str, Any], given: set[str], incomplete: str) -> lis
             continue
         if not param["multiple"] and param["name"] in given:
             continue
-        help_forms = param["item_help"]
         items.extend(
-            (name, help_forms)
+            (name, param["help"])
             for name in [*param["opts"], *param["secondary_opts"]]
             if name.startswith(incomplete)
         )
@@ -325,7 +322,7 @@ def _command_items(node: dict[str, Any], given: set[str], incomplete: str) -> li
     items: list[Item] = []
     if node["group"]:
         items = [
-            (c["name"], {k: c.get(k) for k in ("help", "zsh", "fish")})
+            (c["name"], c["help"])
             for c in node["commands"]
             if c["name"].startswith(incomplete) and not c["hidden"]
         ]
@@ -346,18 +343,18 @@ def _value_items(param: dict[str, Any], incomplete: str) -> list[Item]:
         items: list[Item] = []
         for found in completer(incomplete):
             if isinstance(found, str) and found.startswith(incomplete):
-                items.append((found, NO_HELP))
+                items.append((found, None))
             elif not isinstance(found, str):
                 raise NotExact
         return items
     if kind == "choice":
         choices = [str(c) for c in how["choices"]]
         if how["case_sensitive"]:
-            return [(c, NO_HELP) for c in choices if c.startswith(incomplete)]
+            return [(c, None) for c in choices if c.startswith(incomplete)]
         lowered = incomplete.lower()
-        return [(c, NO_HELP) for c in choices if c.lower().startswith(lowered)]
+        return [(c, None) for c in choices if c.lower().startswith(lowered)]
     if kind == "file":
-        return [(incomplete, NO_HELP)]
+        return [(incomplete, None)]
     if kind == "none":
         return []
     raise NotExact
@@ -391,14 +388,16 @@ def completions(root: dict[str, Any], args: list[str], incomplete: str) -> list[
     return _command_items(node, given, incomplete)
 
 
-def format_completions(shell: str, items: list[Item]) -> str:
-    """typer's format_completion and complete() for bash, zsh and fish."""
+def format_completions(shell: str, items: list[Item], forms: dict[str, str]) -> str:
+    """typer's format_completion and complete() for bash, zsh and fish; `forms` holds each help as typer
+    shows it to this shell in this terminal."""
     if shell == "bash":
         return "\n".join(value for value, _ in items)
+    shown = {text: forms[text] for _, text in items if text}  # KeyError: not rendered for this terminal yet
     if shell == "zsh":
-        lines = [f'"{zsh_escape(v)}":"{h["zsh"]}"' if h["help"] else f'"{zsh_escape(v)}"' for v, h in items]
+        lines = [f'"{zsh_escape(v)}":"{shown[h]}"' if h else f'"{zsh_escape(v)}"' for v, h in items]
         return f"_arguments '*: :(({chr(10).join(lines)}))'" if lines else "_files"
-    lines = [f"{v}\t{h['fish']}" if h["help"] else v for v, h in items]
+    lines = [f"{v}\t{shown[h]}" if h else v for v, h in items]
     action = os.getenv("_TYPER_COMPLETE_FISH_ACTION", "")
     if action == "get-args" and lines:
         return "\n".join(lines)
@@ -407,14 +406,21 @@ def format_completions(shell: str, items: list[Item]) -> str:
     return ""
 
 
-def complete_from(data: dict[str, Any], instruction: str) -> str | None:
+def forms_key(prog_name: str) -> str:
+    """The terminal conditions that typer's rendering of completion help depends on."""
+    return help_key(prog_name, None)
+
+
+def complete_from(data: dict[str, Any], instruction: str, prog_name: str) -> str | None:
     """The completion output for this instruction, or None when typer must answer."""
     action, _, shell = instruction.partition("_")
     if action != "complete" or shell not in ("bash", "zsh", "fish"):
         return None
     try:
         args, incomplete = completion_args(shell)
-        text = format_completions(shell, completions(data["root"], args, incomplete))
+        items = completions(data["root"], args, incomplete)
+        forms = data["forms"].get(forms_key(prog_name), {}).get(shell, {}) if shell != "bash" else {}
+        text = format_completions(shell, items, forms)
     except SystemExit:
         raise
     except Exception:  # NotExact, a manifest that is not what it should be, a completer that failed
@@ -461,7 +467,7 @@ def _isatty(stream: TextIO | None) -> bool:
         return False
 
 
-def help_key(prog_name: str, argv: list[str]) -> str:
+def help_key(prog_name: str, argv: list[str] | None) -> str:
     """Everything the rendered page depends on besides the code (which the cache's signature covers)."""
     streams = [
         [_isatty(s), getattr(s, "encoding", None), getattr(s, "errors", None)]
@@ -557,6 +563,23 @@ def _render_and_store(data: dict[str, Any], key: str) -> None:
         sys.stdout, sys.stderr = real_out, real_err
 
 
+def _complete_and_keep_forms(data: dict[str, Any], prog_name: str) -> None:
+    """typer completes; then, for a terminal whose completion help forms are not kept yet, they are
+    rendered (typer is loaded by now) and kept, so the next zsh or fish TAB in this terminal is served."""
+    try:
+        _run_typer()
+    finally:
+        key = forms_key(prog_name)
+        if key not in data["forms"] and "typer" in sys.modules:
+            with contextlib.suppress(Exception):
+                from gateway.cli import manifest
+
+                data["forms"][key] = manifest.help_forms(data["root"])
+                while len(data["forms"]) > MAX_HELP_ENTRIES:
+                    data["forms"].pop(next(iter(data["forms"])))
+                save(data)
+
+
 def main() -> None:
     """The console script: a cached answer when there is an exact one, typer otherwise."""
     argv = sys.argv[1:]
@@ -577,9 +600,9 @@ def main() -> None:
             return
         save(data)
     if instruction:
-        text = complete_from(data, instruction)
+        text = complete_from(data, instruction, prog)
         if text is None:
-            _run_typer()
+            _complete_and_keep_forms(data, prog)
             return
         sys.stdout.write(text + "\n")
         sys.stdout.flush()

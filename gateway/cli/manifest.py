@@ -74,14 +74,22 @@ def _value_completion(param: _click.Parameter) -> dict[str, Any]:
     return {"kind": "none"}
 
 
-def _help_forms(text: str | None) -> dict[str, Any]:
-    """A completion item's help as each shell's format shows it (typer renders rich markup away)."""
-    if not text:
-        return {"help": None}
+def _helps(node: dict[str, Any]) -> set[str]:
+    found = {p["help"] for p in node["params"] if p["help"]}
+    for command in node["commands"]:
+        found |= {command["help"]} if command["help"] else set()
+        found |= _helps(command["node"])
+    return found
+
+
+def help_forms(root: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Every completion help of the tree as typer's zsh and fish formats show it: rendered through rich
+    (markup gone, wrapped at the width rich finds for this terminal, which is why the fast path keeps them
+    per terminal)."""
+    helps = sorted(_helps(root))
     return {
-        "help": text,
-        "zsh": _sanitize_help_text(zsh_escape(text)),
-        "fish": _sanitize_help_text(re.sub(r"\s", " ", text)),
+        "zsh": {text: _sanitize_help_text(zsh_escape(text)) for text in helps},
+        "fish": {text: _sanitize_help_text(re.sub(r"\s", " ", text)) for text in helps},
     }
 
 
@@ -102,7 +110,7 @@ def _param(param: _click.Parameter) -> dict[str, Any]:
         "nargs": param.nargs,
         # a callback (--version, -v) or an eager option runs code while completion parses: typer answers
         "plain": plain and param.callback is None and not param.is_eager,
-        "item_help": _help_forms(getattr(param, "help", None)),
+        "help": getattr(param, "help", None) or None,
         "complete": _value_completion(param),
     }
 
@@ -125,7 +133,7 @@ def _node(command: _click.Command, ctx: _click.Context) -> dict[str, Any]:
                 {
                     "name": name,
                     "hidden": bool(sub.hidden),
-                    **_help_forms(sub.get_short_help_str()),
+                    "help": sub.get_short_help_str() or None,
                     "node": child,
                 }
             )

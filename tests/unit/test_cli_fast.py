@@ -197,12 +197,14 @@ def test_bash_completion_is_typers(setup: Setup, line: str) -> None:
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
 @pytest.mark.parametrize("line", ["gateway s", "gateway submit f.py --", "gateway submit f.py --mode "])
 def test_zsh_and_fish_completion_is_typers(setup: Setup, shell: str, line: str) -> None:
-    env = _completing(shell, line)
-    setup.run(setup.fast, [], **env)
-    served = setup.run(setup.fast, [], PROBE_MODULES=str(setup.probe), **env)
-    assert served == setup.run(setup.typer, [], **env)
-    assert served.out.strip()
-    assert framework_in(setup.loaded()) == []
+    """Their help texts are rendered by rich at the terminal's width: kept per terminal."""
+    for columns in ("80", "30"):
+        env = {**_completing(shell, line), "COLUMNS": columns}
+        setup.run(setup.fast, [], **env)
+        served = setup.run(setup.fast, [], PROBE_MODULES=str(setup.probe), **env)
+        assert served == setup.run(setup.typer, [], **env)
+        assert served.out.strip()
+        assert framework_in(setup.loaded()) == []
 
 
 def test_completion_the_manifest_cannot_follow_is_typers(setup: Setup) -> None:
