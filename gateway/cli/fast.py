@@ -563,14 +563,15 @@ def _render_and_store(data: dict[str, Any], key: str) -> None:
         sys.stdout, sys.stderr = real_out, real_err
 
 
-def _complete_and_keep_forms(data: dict[str, Any], prog_name: str) -> None:
+def _complete_and_keep_forms(data: dict[str, Any], prog_name: str, instruction: str) -> None:
     """typer completes; then, for a terminal whose completion help forms are not kept yet, they are
     rendered (typer is loaded by now) and kept, so the next zsh or fish TAB in this terminal is served."""
     try:
         _run_typer()
     finally:
         key = forms_key(prog_name)
-        if key not in data["forms"] and "typer" in sys.modules:
+        shows_help = instruction in ("complete_zsh", "complete_fish")  # bash shows values only
+        if shows_help and key not in data["forms"] and "typer" in sys.modules:
             with contextlib.suppress(Exception):
                 from gateway.cli import manifest
 
@@ -602,7 +603,7 @@ def main() -> None:
     if instruction:
         text = complete_from(data, instruction, prog)
         if text is None:
-            _complete_and_keep_forms(data, prog)
+            _complete_and_keep_forms(data, prog, instruction)
             return
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
