@@ -349,3 +349,21 @@ def test_site_completion_follows_the_site_files(setup: Setup) -> None:
     gpus = _completing("bash", "gateway submit f.py --gpu ")
     (sites / "delta.yaml").write_text("name: delta\npartitions:\n  - name: p\n    gpu_type: B200\n")
     assert setup.run(setup.fast, [], **gpus).out == b"B200\n" == setup.run(setup.typer, [], **gpus).out
+
+
+def test_a_link_in_place_of_the_cache_is_not_followed(cache_env: Setup, tmp_path: Path) -> None:
+    data = fast.build("gateway")
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps(data))
+    Path(fast.cache_path()).parent.mkdir(parents=True)
+    Path(fast.cache_path()).symlink_to(elsewhere)
+    assert fast.load() is None
+
+
+def test_the_installed_version_is_part_of_the_signature(cache_env: Setup) -> None:
+    import importlib.metadata
+
+    version = importlib.metadata.version("kernel-gateway")  # the test environment installs it
+    data = fast.build("gateway")
+    assert data["version"] == version
+    assert any(path.endswith("METADATA") for path, _ in data["signature"])
