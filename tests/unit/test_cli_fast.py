@@ -367,3 +367,16 @@ def test_the_installed_version_is_part_of_the_signature(cache_env: Setup) -> Non
     data = fast.build("gateway")
     assert data["version"] == version
     assert any(path.endswith("METADATA") for path, _ in data["signature"])
+
+
+def test_each_colour_setting_gets_its_own_page(setup: Setup) -> None:
+    """FORCE_COLOR colours the page even in a pipe, NO_COLOR takes the colours out, COLUMNS narrows it:
+    each is a page of its own, never one kept for other settings."""
+    pages = []
+    for env in ({}, {"FORCE_COLOR": "1"}, {"FORCE_COLOR": "1", "NO_COLOR": "1"}, {"COLUMNS": "50"}):
+        wanted = setup.run(setup.typer, ["--help"], **env)
+        assert setup.run(setup.fast, ["--help"], **env) == wanted
+        assert setup.run(setup.fast, ["--help"], **env) == wanted
+        pages.append(wanted.out)
+    assert len(set(pages)) == len(pages)
+    assert b"\x1b[" in pages[1] and b"\x1b[" not in pages[0]
