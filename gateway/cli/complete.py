@@ -2,7 +2,8 @@
 
 Completion runs on every TAB, so it reads the site YAML files as plain YAML (no validation, no service)
 and touches the database only when completing a leaderboard, with a short timeout; any failure
-completes nothing rather than print an error into the user's command line."""
+completes nothing rather than print an error into the user's command line. The facts read from the
+site files are kept in the CLI's cache folder until a file changes."""
 
 from __future__ import annotations
 
@@ -35,17 +36,57 @@ def _settings_path(variable: str, field: str) -> Path:
     return path
 
 
+def _site_facts(data: Any) -> dict[str, Any] | None:
+    """What completion reads from a site file: its name, its partitions' GPU types (JSON, for the cache)."""
+    if not isinstance(data, dict):
+        return None
+    partitions = data.get("partitions")
+    return {
+        **({"name": data["name"]} if isinstance(data.get("name"), str) else {}),
+        "partitions": [
+            {"gpu_type": p["gpu_type"]}
+            for p in (partitions if isinstance(partitions, list) else [])
+            if isinstance(p, dict) and isinstance(p.get("gpu_type"), str)
+        ],
+    }
+
+
+def _file_key(path: Path) -> list[Any] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return [path.name, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+
+
 def _site_files() -> list[dict[str, Any]]:
-    """Every site YAML as parsed data; a file that does not parse is left out."""
+    """Every site YAML's facts; a file that does not parse is left out. Loading PyYAML costs more than the
+    rest of a TAB press, so the facts are kept in the CLI's cache (gateway.cli.fast) and read again only
+    when a file in the folder is new, gone or changed (its size, times or inode)."""
+    from gateway.cli import fast
+
+    try:
+        folder = _settings_path("GATEWAY_SITES_DIR", "sites_dir")
+        paths = sorted(folder.glob("*.yaml"))
+    except OSError:
+        return []
+    keys = [_file_key(path) for path in paths]
+    cache = os.path.join(fast.cache_dir(), "sites.json")
+    kept = fast.read_json(cache)
+    if isinstance(kept, dict) and kept.get("folder") == str(folder) and kept.get("keys") == keys:
+        facts = kept.get("facts")
+        if isinstance(facts, list) and all(_site_facts(f) == f for f in facts):  # nothing else in a cache
+            return facts
     import yaml
 
     found = []
-    with contextlib.suppress(OSError):
-        for path in sorted(_settings_path("GATEWAY_SITES_DIR", "sites_dir").glob("*.yaml")):
-            with contextlib.suppress(OSError, yaml.YAMLError, UnicodeDecodeError):
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-                if isinstance(data, dict):
-                    found.append(data)
+    for path in paths:
+        with contextlib.suppress(OSError, yaml.YAMLError, UnicodeDecodeError):
+            site = _site_facts(yaml.safe_load(path.read_text(encoding="utf-8")))
+            if site is not None:
+                found.append(site)
+    if None not in keys:
+        fast.write_json(cache, {"folder": str(folder), "keys": keys, "facts": found})
     return found
 
 

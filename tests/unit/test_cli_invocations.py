@@ -41,6 +41,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "GATEWAY_SITES_DIR": str(sites),
         "GATEWAY_TASKS_DIR": str(REPO_ROOT / "problems"),
         "GATEWAY_DEV_DIR": str(tmp_path / "no-dev-stack"),  # no dev stack's env file: no database
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),  # the CLI's cache (gateway.cli.fast): the test's own
     }
 
 
