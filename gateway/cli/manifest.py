@@ -158,7 +158,9 @@ def _loaded_files() -> list[str]:
 
 
 def _metadata_file() -> str | None:
-    """The installed distribution's METADATA (its version changes it), when the gateway is installed."""
+    """The installed distribution's METADATA (its version changes it), when the gateway is installed; a
+    checkout's kernel_gateway.egg-info (what an editable build leaves there, found first when the checkout
+    is on sys.path) has PKG-INFO instead."""
     import importlib.metadata
 
     try:
@@ -167,8 +169,9 @@ def _metadata_file() -> str | None:
         return None
     located = dist.locate_file("")
     path = getattr(dist, "_path", None)
-    if isinstance(path, Path) and (path / "METADATA").is_file():
-        return str((path / "METADATA").resolve())
+    for name in ("METADATA", "PKG-INFO"):
+        if isinstance(path, Path) and (path / name).is_file():
+            return str((path / name).resolve())
     return str(located) if Path(str(located)).is_file() else None
 
 

@@ -366,7 +366,7 @@ def test_the_installed_version_is_part_of_the_signature(cache_env: Setup) -> Non
     version = importlib.metadata.version("kernel-gateway")  # the test environment installs it
     data = fast.build("gateway")
     assert data["version"] == version
-    assert any(path.endswith("METADATA") for path, _ in data["signature"])
+    assert any(path.endswith(("METADATA", "PKG-INFO")) for path, _ in data["signature"])
 
 
 def test_each_colour_setting_gets_its_own_page(setup: Setup) -> None:
