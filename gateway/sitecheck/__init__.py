@@ -22,8 +22,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
-import asyncssh
-
 from gateway.errors import CommandError, ConfigError, GatewayError, TransportError
 from gateway.isolation import Verdict
 from gateway.settings import Settings
@@ -36,7 +34,7 @@ from gateway.sitecheck.step import Status, Step
 from gateway.sites import SiteConfig, load_site, load_sites
 from gateway.transport import Transport
 from gateway.transport.local import LocalTransport
-from gateway.transport.ssh import HostKeyError, SSHTransport
+from gateway.transport.ssh import HostKeyError, SSHTransport, is_pinned, known_host_pattern
 
 __all__ = ["DEFAULT_PROBE_TIMEOUT_S", "SiteCheck", "Status", "Step"]
 # Create the workdir, write, read back and remove a probe file, then report the free space there.
@@ -195,11 +193,16 @@ class SiteCheck:
         hosts = [(login.host, login.port, "login")]
         if login.jump_host is not None:
             hosts.insert(0, (login.jump_host.host, login.jump_host.port, "login.jump_host"))
-        unpinned = [(h, p, f) for h, p, f in hosts if not _pinned(login.known_hosts, h, p)]
+        try:
+            unpinned = [(h, p, f) for h, p, f in hosts if not is_pinned(login.known_hosts, h, p)]
+        except HostKeyError as exc:
+            return Step(
+                key, title, "FAIL", str(exc), "fix or replace the file (each line: host key-type key)"
+            )
         if not unpinned:
-            where = ", ".join(_pattern(h, p) for h, p, _ in hosts)
+            where = ", ".join(known_host_pattern(h, p) for h, p, _ in hosts)
             return Step(key, title, "PASS", f"{where} pinned in {login.known_hosts}")
-        names = ", ".join(f"{_pattern(h, p)} ({f})" for h, p, f in unpinned)
+        names = ", ".join(f"{known_host_pattern(h, p)} ({f})" for h, p, f in unpinned)
         if login.trust_on_first_use:
             return Step(
                 key,
@@ -237,7 +240,7 @@ class SiteCheck:
             who = (await self._transport.run(["id", "-un"], timeout=30)).stdout.strip()
             home = await self._transport.home_dir()
         except HostKeyError as exc:
-            pattern = _pattern(login.host, login.port) if login else ""
+            pattern = known_host_pattern(login.host, login.port) if login else ""
             known = login.known_hosts if login else "known_hosts"
             return Step(
                 key,
@@ -316,17 +319,3 @@ def _default_transport(site: SiteConfig) -> Transport:
     if site.submit_via == "ssh" and site.login is not None:
         return SSHTransport(site.name, site.login)
     return LocalTransport()
-
-
-def _pattern(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
-
-
-def _pinned(known_hosts: Path, host: str, port: int) -> bool:
-    if not known_hosts.is_file():
-        return False
-    try:
-        host_keys, ca_keys, *_ = asyncssh.read_known_hosts(str(known_hosts)).match(host, "", port)
-    except (OSError, ValueError, asyncssh.Error):
-        return False
-    return bool(host_keys or ca_keys)

@@ -31,15 +31,21 @@ class HostKeyError(TransportError):
     """The site presented a host key that is not the pinned one (or none is pinned)."""
 
 
-def _known_host_pattern(host: str, port: int) -> str:
+def known_host_pattern(host: str, port: int) -> str:
+    """How known_hosts names a host: ``host``, or ``[host]:port`` off port 22."""
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def _is_pinned(known_hosts: Path, host: str, port: int) -> bool:
+def is_pinned(known_hosts: Path, host: str, port: int) -> bool:
+    """Whether ``known_hosts`` holds a key (or a CA) for host:port: the one check the transport and
+    `gateway sites check` share. HostKeyError when the file exists but cannot be read or parsed (never
+    "not pinned": trust on first use would append to a file it cannot read)."""
     if not known_hosts.is_file():
         return False
-    trusted = asyncssh.read_known_hosts(str(known_hosts))
-    host_keys, ca_keys, *_ = trusted.match(host, "", port)
+    try:
+        host_keys, ca_keys, *_ = asyncssh.read_known_hosts(str(known_hosts)).match(host, "", port)
+    except (OSError, ValueError, asyncssh.Error) as exc:
+        raise HostKeyError(f"cannot read the pinned host keys in {known_hosts}: {exc}") from exc
     return bool(host_keys or ca_keys)
 
 
@@ -114,7 +120,7 @@ class SSHTransport:
     ) -> asyncssh.SSHClientConnection:
         login = self._login
         where = f"{user}@{host}:{port}" + (" (through the jump host)" if tunnel else "")
-        pinned = _is_pinned(login.known_hosts, host, port)
+        pinned = is_pinned(login.known_hosts, host, port)
         if not pinned and not login.trust_on_first_use:
             raise HostKeyError(
                 f"site {self._site}: no host key for {host}:{port} in {login.known_hosts}; host keys are "
@@ -150,7 +156,7 @@ class SSHTransport:
         key = conn.get_server_host_key()
         if key is None:
             return
-        line = f"{_known_host_pattern(host, port)} {key.export_public_key('openssh').decode().strip()}\n"
+        line = f"{known_host_pattern(host, port)} {key.export_public_key('openssh').decode().strip()}\n"
         self._login.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with self._login.known_hosts.open("a") as handle:
             handle.write(line)

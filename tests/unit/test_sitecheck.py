@@ -10,6 +10,7 @@ import pytest
 from gateway.settings import Settings
 from gateway.sitecheck import SiteCheck, Step
 from gateway.sitecheck.slurm import gres_offered, parse_slurm_time
+from gateway.transport.ssh import HostKeyError, is_pinned
 from tests.unit.fakes import FakeTransport
 
 HOST, PORT = "login.example.org", 2222
@@ -186,3 +187,17 @@ def test_gres_strings() -> None:
     assert gres_offered("gpu:a100:2(S:0-1),gpu:l4:1") == ["gpu:a100", "gpu:l4"]
     assert gres_offered("gpu:2") == ["gpu"]
     assert gres_offered("(null)") == []
+
+
+async def test_a_known_hosts_file_that_cannot_be_parsed_fails_with_its_reason(tmp_path: Path) -> None:
+    """The transport and the check share one pinned-key test: a file it cannot parse is an error (never
+    "not pinned", which trust on first use would answer by appending to it)."""
+    write_site(tmp_path)
+    (tmp_path / "known_hosts").write_text("@cert-authority\n")
+    with pytest.raises(HostKeyError, match=r"cannot read the pinned host keys in .*known_hosts"):
+        is_pinned(tmp_path / "known_hosts", HOST, PORT)
+    transport = login_node()
+    _, steps = await check(tmp_path, transport)
+    assert steps["host-key"].status == "FAIL"
+    assert "Invalid known hosts entry" in steps["host-key"].detail
+    assert steps["connect"].status == "SKIP" and transport.calls == []
