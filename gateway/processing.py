@@ -213,11 +213,13 @@ class RunProcessing:
         finally:
             self.router.finished(site.name, partition.name)
         await self._record(report)
-        # recorded: nothing on the site is needed any more (its output and result were read above, and a
-        # run that could not be recorded keeps its bundle for the worker that takes it over)
-        await self._remove_bundle(site, job.run_id)
-        if on_event is not None:
-            await on_event(job.run_id, _verdict(report))
+        try:
+            if on_event is not None:  # the verdict first: the bundle's removal is one more SSH round trip
+                await on_event(job.run_id, _verdict(report))
+        finally:
+            # recorded: nothing on the site is needed any more (its output and result were read above,
+            # and a run that could not be recorded keeps its bundle for the worker that takes it over)
+            await self._remove_bundle(site, job.run_id)
         return report
 
     async def _site_outcome(self, site: str, error: str | None) -> None:

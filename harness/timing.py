@@ -7,6 +7,7 @@ Standard library only: the worker sends one number per timed call and never a su
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 MIN_RUNS = 10
@@ -51,10 +52,7 @@ def summarise(samples: list[float]) -> Stats:
         raise ValueError("no samples")
     mean = math.fsum(samples) / n
     std = math.sqrt(math.fsum((s - mean) ** 2 for s in samples) / (n - 1)) if n > 1 else 0.0
-    ordered = sorted(samples)
-    mid = n // 2
-    median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return Stats(n, mean, std, std / math.sqrt(n), ordered[0], ordered[-1], median)
+    return Stats(n, mean, std, std / math.sqrt(n), min(samples), max(samples), statistics.median(samples))
 
 
 def should_stop(samples: list[float], elapsed_s: float, max_time_s: float, max_runs: int = MAX_RUNS) -> bool:
@@ -95,13 +93,6 @@ TOL_FIXED = 0.10
 TOL_Z = 4.0  # standard errors of the pairs' noise (from the twin's own spread) the mean may add
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    mid = n // 2
-    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 @dataclass(frozen=True)
 class Verdict:
     """Whose clock ranks a case, and the figures that decided it (ns per call)."""
@@ -134,13 +125,13 @@ def reconcile(reported: list[float], walls: list[float], fixed: list[float]) -> 
     n = len(reported)
     bounds = [w - f for w, f in zip(walls, fixed, strict=True)]
     excess = [b - r for r, b in zip(reported, bounds, strict=True)]
-    typical = _median(fixed)
-    cap = typical + max(0.0, _median(bounds))
+    typical = statistics.median(fixed)
+    cap = typical + max(0.0, statistics.median(bounds))
     clipped = math.fsum(min(cap, max(-cap, e)) for e in excess) / n
-    spread = 1.4826 * _median([abs(f - typical) for f in fixed])  # a robust standard deviation
+    spread = 1.4826 * statistics.median([abs(f - typical) for f in fixed])  # a robust standard deviation
     tol = TOL_ABS_NS + TOL_REL * max(0.0, math.fsum(reported) / n) + TOL_FIXED * max(0.0, typical)
     noise = TOL_Z * math.sqrt(2.0) * spread / math.sqrt(n)
-    verdict = Verdict("worker", _median(excess), clipped, tol, typical)
+    verdict = Verdict("worker", statistics.median(excess), clipped, tol, typical)
     if verdict.median_excess <= tol and clipped <= tol + noise:
         return reported, verdict
     # a twin request that stalled would lower its pair's bound: no fixed cost above the typical one counts
