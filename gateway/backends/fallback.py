@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad, script_context
+from gateway.backends.fallback_config import FALLBACK_WORKDIR, GithubConfig, ModalConfig
 from gateway.bundle import BundlePaths, bundle_archive, bundle_files
 from gateway.errors import BackendError
-from gateway.policy import FALLBACK_WORKDIR, GithubConfig, ModalConfig
 from gateway.render import TemplateRenderer
 from gateway.sites import KeepBundles, SiteConfig
 from gateway.states import JobState

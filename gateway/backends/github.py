@@ -32,8 +32,8 @@ from pydantic import SecretStr
 
 from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
 from gateway.backends.fallback import FallbackBackend, Outcome, state_of_exit
+from gateway.backends.fallback_config import GithubConfig
 from gateway.errors import BackendError, TransportError
-from gateway.policy import GithubConfig
 from gateway.render import TemplateRenderer
 from gateway.sites import SiteConfig
 from gateway.states import JobState

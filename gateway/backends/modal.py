@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
 from gateway.backends.fallback import FallbackBackend, Outcome, state_of_exit
+from gateway.backends.fallback_config import ModalConfig
 from gateway.errors import BackendError
-from gateway.policy import ModalConfig
 from gateway.render import TemplateRenderer
 from gateway.sites import SiteConfig
 from gateway.states import JobState

@@ -20,12 +20,13 @@ from nacl.public import PrivateKey, SealedBox
 from pydantic import SecretStr
 
 from gateway.backends.base import Backend, JobRequest
+from gateway.backends.fallback_config import GithubConfig, ModalConfig
 from gateway.backends.github import GithubApi, GithubBackend
 from gateway.backends.modal import ModalBackend
 from gateway.bundle import build_spec
 from gateway.cli.fallback import make_key_pair
 from gateway.errors import BackendError
-from gateway.policy import GithubConfig, ModalConfig, RoutingPolicy, fallback_site
+from gateway.policy import RoutingPolicy, fallback_site
 from gateway.render import TemplateRenderer
 from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
