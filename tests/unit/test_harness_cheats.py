@@ -272,13 +272,22 @@ def test_hiding_time_from_the_workers_clock_gains_at_most_5_percent(tmp_path: Pa
 
 
 def test_honest_kernels_keep_the_workers_clock(tmp_path: Path) -> None:
+    """An honest kernel's figures stay the worker's. One retry per kernel: on two shared cores a burst of
+    load (a millisecond of fixed cost, as seen in CI) can push one benchmark's median past the bound once;
+    a kernel that hides time from the worker's clock is caught on every try (the tests above)."""
     for name in ("correct", "slow"):
-        result = run_bundle(tmp_path / name, (Path(__file__).parents[2] / "problems/vectoradd/solutions"
-                            / f"{name}.py").read_text(), "leaderboard")  # fmt: skip
-        assert result.passed, result.failure_message
-        kv = result.phases[-1].kv
-        clocks = [kv[f"benchmark.{i}.clock"] for i in range(len(result.benchmarks))]
-        assert clocks == ["worker", "worker"], (name, [kv[f"benchmark.{i}.bound"] for i in range(2)])
+        code = (Path(__file__).parents[2] / "problems/vectoradd/solutions" / f"{name}.py").read_text()
+        bounds: list[list[str]] = []
+        for attempt in range(2):
+            result = run_bundle(tmp_path / f"{name}-{attempt}", code, "leaderboard")
+            assert result.passed, result.failure_message
+            kv = result.phases[-1].kv
+            clocks = [kv[f"benchmark.{i}.clock"] for i in range(len(result.benchmarks))]
+            if clocks == ["worker", "worker"]:
+                break
+            bounds.append([kv[f"benchmark.{i}.bound"] for i in range(len(result.benchmarks))])
+        else:
+            raise AssertionError((name, bounds))
 
 
 def test_the_fixed_cost_is_measured_where_the_submission_never_is(tmp_path: Path) -> None:
