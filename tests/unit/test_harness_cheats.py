@@ -4,6 +4,7 @@ nothing. The kinds are those that topped GPU MODE's leaderboards before being fo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -318,4 +319,7 @@ def test_the_fixed_cost_is_measured_where_the_submission_never_is(tmp_path: Path
     me, workers = line.split(" ", 1)
     others = [pid for pid in eval(workers) if pid != int(me)]
     assert len(others) == 1, line  # the twin was running, and never imported it
-    assert result.phases[-1].kv["benchmark.0.clock"] == "worker"
+    # and it measured a fixed cost; whether an honest kernel keeps its clock under load is
+    # test_honest_kernels_keep_the_workers_clock's question (with its retry), not this one's
+    fixed = re.search(r"fixed cost (\d+) ns", result.phases[-1].kv["benchmark.0.bound"])
+    assert fixed is not None and int(fixed.group(1)) > 0, result.phases[-1].kv["benchmark.0.bound"]
