@@ -26,17 +26,11 @@ from typing import TYPE_CHECKING
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from gateway.backends.fallback_config import (
-    FALLBACK_WORKDIR,
-    NAME_PATTERN,
-    FallbackConfig,
-    GithubConfig,
-    ModalConfig,
-    StrictModel,
-)
+from gateway.backends.fallback_config import FALLBACK_WORKDIR, FallbackConfig, GithubConfig, ModalConfig
 from gateway.errors import UserError
 from gateway.routing import Choice, Router
-from gateway.sites import PartitionConfig, SiteConfig
+from gateway.site_parts import NAME_PATTERN, PartitionConfig, StrictModel
+from gateway.sites import SiteConfig
 from gateway.yamlconf import load_yaml_model
 
 if TYPE_CHECKING:
