@@ -17,7 +17,8 @@ from rich.console import Console
 
 from bench.common import Row, report
 from gateway.backends.base import JobRequest
-from gateway.backends.slurm import SlurmBackend, parse_sbatch_parsable
+from gateway.backends.slurm import SlurmBackend
+from gateway.backends.slurm_output import parse_sbatch_parsable
 from gateway.bundle import BundlePaths, build_spec, bundle_files, stage_bundle
 from gateway.devstack.paths import Paths, default_state_dir
 from gateway.render import TemplateRenderer

@@ -26,22 +26,14 @@ from typing import TYPE_CHECKING
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from gateway.backends.fallback_config import (
-    FALLBACK_WORKDIR,
-    NAME_PATTERN,
-    FallbackConfig,
-    GithubConfig,
-    ModalConfig,
-    StrictModel,
-)
-from gateway.errors import ConfigError, UserError
+from gateway.backends.fallback_config import FALLBACK_WORKDIR, FallbackConfig, GithubConfig, ModalConfig
+from gateway.errors import UserError
 from gateway.routing import Choice, Router
-from gateway.sites import PartitionConfig, SiteConfig
+from gateway.site_parts import NAME_PATTERN, PartitionConfig, StrictModel
+from gateway.sites import SiteConfig
 from gateway.yamlconf import load_yaml_model
 
 if TYPE_CHECKING:
-    from gateway.backends.base import Backend
-    from gateway.render import TemplateRenderer
     from gateway.settings import Settings
 
 
@@ -152,23 +144,6 @@ def load_policy(path: Path | None, site_names: Sequence[str] = ()) -> RoutingPol
         backends = None  # load_yaml_model reports what is wrong with the file
     context = {"sites": list(site_names), "backends": backends}
     return load_yaml_model(path, RoutingPolicy, context=context)
-
-
-def make_fallback_backend(
-    policy: RoutingPolicy, site: SiteConfig, settings: Settings, renderer: TemplateRenderer
-) -> Backend:
-    """The backend serving a fallback site; its SDK or HTTP client is imported only here (optional
-    extras ``modal`` and ``github``)."""
-    config = policy.backends.get(site.name)
-    if config is None:
-        raise ConfigError(f"no fallback backend named {site.name!r} in the routing policy")
-    if isinstance(config, ModalConfig):
-        from gateway.backends.modal import ModalBackend, SdkModalClient
-
-        return ModalBackend(site, config, renderer, SdkModalClient(config, settings))
-    from gateway.backends.github import GithubApi, GithubBackend
-
-    return GithubBackend(site, config, renderer, GithubApi(config, settings.github_token_list()))
 
 
 async def choose_route(

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from gateway.backends.base import PartitionLoad
 from gateway.errors import GatewayError, UserError
-from gateway.sites import PartitionConfig, SiteConfig
+from gateway.site_parts import PartitionConfig
+from gateway.sites import SiteConfig
 from gateway.suggest import GPU_CUTOFF, did_you_mean
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,7 @@ from datetime import datetime
 from gateway.accounts import Accounts
 from gateway.authority import ANONYMOUS, FORBIDDEN, OPERATOR, Caller, require_admin
 from gateway.backends.base import Backend, JobRequest
-from gateway.backends.local import LocalBackend
-from gateway.backends.slurm import SlurmBackend
+from gateway.backends.factory import make_backend
 from gateway.bundle import build_spec
 from gateway.errors import (
     NotFoundError,
@@ -37,7 +36,7 @@ from gateway.leaderboards import LeaderboardAdmin, LeaderboardView
 from gateway.limits import SharedLimits
 from gateway.modes import Mode, as_mode
 from gateway.monitor import Monitor
-from gateway.policy import RoutingPolicy, choose_route, load_policy, make_fallback_backend, policy_path
+from gateway.policy import RoutingPolicy, choose_route, load_policy, policy_path
 from gateway.processing import (
     LOCAL_GPU_LABEL,
     Claim,
@@ -50,7 +49,7 @@ from gateway.processing import (
 from gateway.render import TemplateRenderer
 from gateway.routing import Choice, Router
 from gateway.settings import Settings
-from gateway.sites import FALLBACK_KINDS, LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
+from gateway.sites import LOCAL_SITE_NAME, SiteConfig, load_sites, local_site
 from gateway.store import (
     EVENTS_CHANNEL,
     GatewayStats,
@@ -71,9 +70,6 @@ from gateway.store import (
 )
 from gateway.suggest import GPU_CUTOFF, did_you_mean
 from gateway.tasks import TaskDefinition
-from gateway.transport import Transport
-from gateway.transport.local import LocalTransport
-from gateway.transport.ssh import SSHTransport
 from gateway.validation import (
     BIGINT_MAX,
     FULL_RUN_ID,
@@ -233,17 +229,7 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
         return self.sites[name]
 
     def _default_backend(self, site: SiteConfig) -> Backend:
-        if site.kind == "local":
-            return LocalBackend(self.settings.local_workdir, self.renderer)
-        if site.kind in FALLBACK_KINDS:
-            return make_fallback_backend(self.policy, site, self.settings, self.renderer)
-        transport: Transport
-        if site.submit_via == "ssh":
-            assert site.login is not None  # the site model guarantees it
-            transport = SSHTransport(site.name, site.login)
-        else:
-            transport = LocalTransport()
-        return SlurmBackend(site, transport, self.renderer)
+        return make_backend(site, self.settings, self.renderer, self.policy.backends)
 
     def _runtime(self, site: SiteConfig) -> SiteRuntime:
         """One backend (so one SSH connection) and one monitor per site, made on first use."""

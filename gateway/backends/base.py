@@ -13,7 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from gateway.bundle import BundlePaths
 from gateway.render import ScriptContext
-from gateway.sites import KeepBundles, PartitionConfig, SiteConfig
+from gateway.site_parts import PartitionConfig
+from gateway.sites import KeepBundles, SiteConfig
 from gateway.states import JobState
 from gateway.tasks import TaskDefinition
 from harness.protocol import PROGRESS_PREFIX

@@ -9,24 +9,13 @@ import binascii
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from gateway.sites import IsolationConfig
+from gateway.site_parts import NAME_PATTERN, PROGRAM_PATTERN, IsolationConfig, StrictModel
 from gateway.yamlconf import worded
 
-NAME_PATTERN = worded(
-    r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$",
-    "a name that starts with a letter, then up to 63 letters, digits, '_', '.' or '-' (no spaces)",
-)
-PROGRAM_PATTERN = worded(
-    r"^[A-Za-z0-9_./+-]+$", "a program name or path such as python3 or /opt/venv/bin/python (no spaces)"
-)
 # the bundle is relocatable on a fallback: its job script is rendered for the folder it runs in
 FALLBACK_WORKDIR = "."
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class FallbackBase(StrictModel):

@@ -21,7 +21,8 @@ from gateway.suggest import did_you_mean
 
 if TYPE_CHECKING:  # the backends, settings and site models load when the command runs, not for --help
     from gateway.settings import Settings
-    from gateway.sites import PartitionConfig, SiteConfig
+    from gateway.site_parts import PartitionConfig
+    from gateway.sites import SiteConfig
 
 PLACEHOLDER_RUN_ID = "00000000-0000-0000-0000-000000000000"
 errors = Console(stderr=True)

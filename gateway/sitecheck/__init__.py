@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
+from gateway.backends.factory import make_transport
 from gateway.errors import CommandError, ConfigError, GatewayError, TransportError
 from gateway.isolation import Verdict
 from gateway.settings import Settings
@@ -33,8 +34,7 @@ from gateway.sitecheck.slurm import ClusterFacts, check_account, check_commands,
 from gateway.sitecheck.step import Status, Step
 from gateway.sites import SiteConfig, load_site, load_sites
 from gateway.transport import Transport
-from gateway.transport.local import LocalTransport
-from gateway.transport.ssh import HostKeyError, SSHTransport, is_pinned, known_host_pattern
+from gateway.transport.ssh import HostKeyError, is_pinned, known_host_pattern
 
 __all__ = ["DEFAULT_PROBE_TIMEOUT_S", "SiteCheck", "Status", "Step"]
 # Create the workdir, write, read back and remove a probe file, then report the free space there.
@@ -68,7 +68,7 @@ class SiteCheck:
     ) -> None:
         self._settings = settings
         self._name = name
-        self._transport_factory = transport_factory or _default_transport
+        self._transport_factory = transport_factory or make_transport
         self._probe = probe
         self._probe_timeout_s = probe_timeout_s
         self._on_progress = on_progress
@@ -312,10 +312,3 @@ class SiteCheck:
         if self._transport is None:
             raise TransportError("no connection: the connect step did not run")
         return self._transport
-
-
-def _default_transport(site: SiteConfig) -> Transport:
-    """What the service would use for this site (gateway.service.Gateway._default_backend)."""
-    if site.submit_via == "ssh" and site.login is not None:
-        return SSHTransport(site.name, site.login)
-    return LocalTransport()

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from gateway.site_parts import PartitionConfig
 from gateway.sitecheck.step import Step
-from gateway.sites import PartitionConfig, SiteConfig
+from gateway.sites import SiteConfig
 from gateway.transport import Transport
 
 # Which of the Slurm commands the gateway uses the login shell cannot find.

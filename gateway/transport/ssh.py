@@ -19,7 +19,7 @@ import asyncssh
 
 from gateway.errors import CommandError, TransportError
 from gateway.runner import CompletedCommand
-from gateway.sites import LoginConfig
+from gateway.site_parts import LoginConfig
 
 log = logging.getLogger(__name__)
 CHANNEL_OPEN_RETRIES = 8

@@ -21,7 +21,8 @@ from gateway.backends.slurm import SlurmBackend
 from gateway.bundle import build_spec
 from gateway.service import OPERATOR, Gateway, SubmitRequest, as_mode
 from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import JumpHostConfig, SiteConfig, load_sites
+from gateway.site_parts import JumpHostConfig
+from gateway.sites import SiteConfig, load_sites
 from gateway.store import NewRun
 from gateway.tasks import load_task
 from gateway.transport.ssh import HostKeyError, SSHTransport

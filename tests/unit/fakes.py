@@ -8,7 +8,8 @@ from typing import Any
 
 from gateway.errors import CommandError
 from gateway.runner import CompletedCommand
-from gateway.sites import LoginConfig, PartitionConfig, SiteConfig
+from gateway.site_parts import LoginConfig, PartitionConfig
+from gateway.sites import SiteConfig
 from gateway.tasks import TaskDefinition
 
 Responder = Callable[[list[str], str | bytes | None], tuple[int, str, str]]

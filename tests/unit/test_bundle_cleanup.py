@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.backends.local import LocalBackend
-from gateway.backends.slurm import KEEP_LOGS_SCRIPT, LIST_SCRIPT, SlurmBackend, parse_bundle_list
+from gateway.backends.slurm import KEEP_LOGS_SCRIPT, LIST_SCRIPT, SlurmBackend
+from gateway.backends.slurm_output import parse_bundle_list
 from gateway.bundle import BundlePaths, bundle_files, stage_bundle
 from gateway.errors import BackendError, CommandError
 from gateway.render import TemplateRenderer

@@ -11,20 +11,16 @@ import pytest
 
 from gateway import discovery
 from gateway.backends.base import PartitionLoad
-from gateway.discovery import (
-    Discovery,
-    DiscoveryError,
+from gateway.cluster_info import (
     SlurmPartition,
-    build_discovery,
-    discover,
     parse_associations,
     parse_cluster_name,
     parse_default_account,
     parse_gres,
     parse_partitions,
     parse_time_s,
-    site_yaml,
 )
+from gateway.discovery import Discovery, DiscoveryError, build_discovery, discover, site_yaml
 from gateway.errors import CommandError, UserError
 from gateway.isolation import Verdict, Verifier
 from gateway.runner import CompletedCommand

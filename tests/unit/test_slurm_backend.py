@@ -9,20 +9,13 @@ from pathlib import Path
 import pytest
 
 from gateway.backends.base import JobHandle, JobRequest, JobStatus, job_name
-from gateway.backends.slurm import (
-    RESUBMIT_SCRIPT,
-    SUBMIT_SCRIPT,
-    SlurmBackend,
-    parse_load,
-    parse_sacct,
-    parse_sbatch_parsable,
-    parse_squeue,
-)
+from gateway.backends.slurm import RESUBMIT_SCRIPT, SUBMIT_SCRIPT, SlurmBackend
+from gateway.backends.slurm_output import parse_load, parse_sacct, parse_sbatch_parsable, parse_squeue
 from gateway.bundle import BundlePaths
 from gateway.errors import BackendError, CommandError, TransportError
 from gateway.render import TemplateRenderer
 from gateway.settings import REPO_ROOT
-from gateway.sites import SlurmCommands
+from gateway.site_parts import SlurmCommands
 from gateway.states import JobState
 from tests.unit.fakes import FakeTransport, gamma_site, tiny_task
 
