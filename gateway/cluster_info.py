@@ -39,25 +39,26 @@ class Association:
 
 
 def parse_time_s(text: str) -> int | None:
-    """A Slurm time as sinfo prints it ("10:00" is 10 minutes, "1:00:00", "2-00:00:00", "30" minutes)
-    in seconds; None for "infinite"/"UNLIMITED"; a ValueError for anything else."""
+    """A Slurm time as sinfo and scontrol print it, in seconds: ``minutes``, ``M:S``, ``H:M:S``, ``D-H``,
+    ``D-H:M``, ``D-H:M:S`` ("10:00" is 10 minutes, "2-3" two days and 3 hours); None for
+    "infinite"/"UNLIMITED"; a ValueError for anything else."""
     text = text.strip()
     if text.lower() in ("infinite", "unlimited"):
         return None
-    days = 0
-    if "-" in text:
-        day, text = text.split("-", 1)
-        days = int(day)
-    parts = [int(p) for p in text.split(":")]
-    if len(parts) == 1:
-        seconds = parts[0] * 60
-    elif len(parts) == 2:
-        seconds = parts[0] * 60 + parts[1]
-    elif len(parts) == 3:
-        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
-    else:
+    day, has_day, clock = text.rpartition("-")
+    parts = clock.split(":")
+    if (has_day and not day.isdigit()) or not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
         raise ValueError(f"not a Slurm time: {text!r}")
-    return days * 86400 + seconds
+    numbers = [int(p) for p in parts]
+    if has_day:
+        hours, minutes, seconds = [*numbers, 0, 0][:3]
+    elif len(numbers) == 1:
+        hours, minutes, seconds = 0, numbers[0], 0
+    elif len(numbers) == 2:
+        hours, minutes, seconds = 0, numbers[0], numbers[1]
+    else:
+        hours, minutes, seconds = numbers
+    return (((int(day) if has_day else 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def format_time(seconds: int) -> str:
@@ -65,12 +66,22 @@ def format_time(seconds: int) -> str:
     return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def parse_gres(text: str) -> dict[str, int]:
-    """GPUs in a gres string (``gpu:h100:4(S:0-1),gpu:l4:1``, ``gpu:2``, ``(null)``): type -> count."""
-    gpus: dict[str, int] = {}
+@dataclass(frozen=True)
+class GresItem:
+    """One item of a gres string: ``gpu:h100:4(S:0-1)`` is name gpu, type h100, count 4."""
+
+    name: str
+    type: str  # UNTYPED when the item names none (``gpu:2``, ``gpu``)
+    count: int
+
+
+def parse_gres_items(text: str) -> list[GresItem]:
+    """The items of a gres string (``gpu:h100:4(S:0-1),gpu:l4:1``, ``gpu:2``, ``mps:400``, ``(null)``),
+    socket bindings dropped; an item is ``name``, ``name:count``, ``name:type`` or ``name:type:count``."""
+    items = []
     for item in re.sub(r"\([^)]*\)", "", text).split(","):
         parts = item.strip().split(":")
-        if parts[0] != "gpu":
+        if not parts[0]:
             continue
         count_text = parts[-1] if len(parts) > 1 else "1"
         if len(parts) == 2 and not count_text.isdigit():
@@ -78,7 +89,16 @@ def parse_gres(text: str) -> dict[str, int]:
         else:
             kind = ":".join(parts[1:-1]) if len(parts) > 2 else UNTYPED
             count = int(count_text) if count_text.isdigit() else 1
-        gpus[kind] = max(gpus.get(kind, 0), count)
+        items.append(GresItem(parts[0], kind, count))
+    return items
+
+
+def parse_gres(text: str) -> dict[str, int]:
+    """GPUs in a gres string (``gpu:h100:4(S:0-1),gpu:l4:1``, ``gpu:2``, ``(null)``): type -> count."""
+    gpus: dict[str, int] = {}
+    for item in parse_gres_items(text):
+        if item.name == "gpu":
+            gpus[item.type] = max(gpus.get(item.type, 0), item.count)
     return gpus
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from gateway.cluster_info import parse_gres_items, parse_time_s
 from gateway.site_parts import PartitionConfig
 from gateway.sitecheck.step import Step
 from gateway.sites import SiteConfig
@@ -41,16 +42,7 @@ def parse_sinfo(stdout: str) -> list[PartitionRow]:
 
 def gres_offered(gres: str) -> list[str]:
     """`gpu:a100:2(S:0-1),gpu:l4:1` -> ["gpu:a100", "gpu:l4"] (name and type, without counts)."""
-    found = []
-    for item in gres.split(","):
-        item = item.split("(", 1)[0].strip()
-        if not item or item == "(null)":
-            continue
-        fields = item.split(":")
-        # name:type:count, name:count or name:type
-        typed = len(fields) >= 3 or (len(fields) == 2 and not fields[1].isdigit())
-        found.append(f"{fields[0]}:{fields[1]}" if typed else fields[0])
-    return found
+    return [f"{item.name}:{item.type}" if item.type else item.name for item in parse_gres_items(gres)]
 
 
 def gres_wanted(gres: str) -> list[str]:
@@ -59,29 +51,12 @@ def gres_wanted(gres: str) -> list[str]:
 
 
 def parse_slurm_time(text: str) -> int | None:
-    """Seconds in a Slurm time (`minutes`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`); None for
-    `infinite`, `UNLIMITED` or anything unreadable (which then limits nothing)."""
-    text = text.strip()
-    days = 0
-    has_day = "-" in text
-    if has_day:
-        day, _, text = text.partition("-")
-        if not day.isdigit():
-            return None
-        days = int(day)
-    parts = text.split(":")
-    if not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
+    """Seconds in a Slurm time (gateway.cluster_info.parse_time_s); None for `infinite`, `UNLIMITED` or
+    anything unreadable, which then limits nothing."""
+    try:
+        return parse_time_s(text)
+    except ValueError:
         return None
-    numbers = [int(p) for p in parts]
-    if has_day:
-        hours, minutes, seconds = [*numbers, 0, 0][:3]
-    elif len(numbers) == 1:
-        hours, minutes, seconds = 0, numbers[0], 0
-    elif len(numbers) == 2:
-        hours, minutes, seconds = 0, numbers[0], numbers[1]
-    else:
-        hours, minutes, seconds = numbers
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def partition_problems(

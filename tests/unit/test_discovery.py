@@ -80,7 +80,7 @@ def test_sinfo_partitions_of_alpha_with_their_gres_and_max_time() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("10:00", 600), ("5:00", 300), ("1:00:00", 3600), ("2-00:00:00", 172800), ("30", 1800)],
+    [("10:00", 600), ("5:00", 300), ("1:00:00", 3600), ("2-00:00:00", 172800), ("30", 1800), ("2-3", 183600)],
 )
 def test_slurm_times_as_sinfo_prints_them(text: str, seconds: int) -> None:
     assert parse_time_s(text) == seconds
