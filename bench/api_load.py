@@ -26,23 +26,19 @@ streams per client): twice as many submissions of one user, and twice as many st
 across both, must yield exactly the limit (plus what refilled meanwhile), not twice it.
 
 `python -m bench.api_load --profile` also prints where the servers' processes spent their time (all phases).
+
+The seeded history and the phases are bench/api_load_plan.py, the server and client processes
+bench/api_load_processes.py, the table, notes and checks bench/api_load_report.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
-import io
-import json
-import math
 import os
-import pstats
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,115 +46,29 @@ import asyncpg
 from pydantic import SecretStr
 from rich.console import Console
 
-from bench.common import Row, report, vacuum_until_all_visible
+from bench.api_load_plan import (
+    BASELINE_CALLS,
+    BOARD,
+    CODE,
+    DIRECT_SUBMISSIONS,
+    GPU,
+    LIMIT_STREAMS,
+    LIMIT_SUBMISSIONS,
+    LIMITS_PHASE,
+    METRICS_PHASE,
+    PHASES,
+    SERVERS,
+    TOKENS,
+    TOP,
+    UNLIMITED,
+    seed,
+)
+from bench.api_load_processes import load, servers
+from bench.api_load_report import LoadRun, show
 from gateway.migrate import apply_migrations
 from gateway.service import OPERATOR, Gateway, SubmitRequest
-from gateway.settings import REPO_ROOT, Settings
+from gateway.settings import Settings
 from gateway.store.admin import scratch_database
-
-USERS = 3_000
-SUBMISSIONS = 60_000
-BOARD = "api-bench"
-GPU = "H100"
-TOP = 100
-TOKENS = 8  # users submitting over the API (round robin over the connections)
-CONCURRENCY = 16
-UNLIMITED = 10**9  # the API's rate limits, raised so that they do not decide the numbers
-BASELINE_CALLS = 100  # ranking queries, timed one after another
-DIRECT_SUBMISSIONS = 100  # Gateway.enqueue calls, timed one after another
-PHASES: list[
-    dict[str, Any]
-] = [  # what the client sends: each phase stops at `count` requests or after `seconds`
-    {"name": "ranking-1", "kind": "ranking", "concurrency": 1, "count": 300, "seconds": 5, "warmup": 10},
-    {
-        "name": "ranking-n",
-        "kind": "ranking",
-        "concurrency": CONCURRENCY,
-        "count": 4000,
-        "seconds": 8,
-        "warmup": CONCURRENCY,
-    },
-    {"name": "submit-1", "kind": "submit", "concurrency": 1, "count": 150, "seconds": 5, "warmup": 3},
-    {
-        "name": "submit-n",
-        "kind": "submit",
-        "concurrency": CONCURRENCY,
-        "count": 2000,
-        "seconds": 8,
-        "warmup": CONCURRENCY,
-    },
-]
-METRICS_PHASE = {
-    "name": "metrics",
-    "kind": "metrics",
-    "concurrency": 1,
-    "count": 100,
-    "seconds": 5,
-    "warmup": 2,
-}
-LIMIT_SUBMISSIONS = 20  # a minute per user, on the limits' servers
-LIMIT_STREAMS = 4  # per client, on the limits' servers
-LIMITS_PHASE = {
-    "name": "limits",
-    "kind": "limits",
-    "concurrency": 8,
-    "count": 2 * LIMIT_SUBMISSIONS,
-    "streams": 2 * LIMIT_STREAMS,
-}
-SERVERS = 2
-SERVER_START_S = 60
-PROFILE_LINES = 30
-CLIENT_LIMIT_S = 120  # the client is killed if it has not finished by then
-MAX_ERROR_SHARE = 0.01
-CODE = (REPO_ROOT / "problems" / "vectoradd" / "solutions" / "correct.py").read_text()
-
-# The history, in SQL (far too many rows for the service's API). $1 is the leaderboard's id.
-SEED = [
-    "SELECT setseed(0.42)",
-    f"INSERT INTO users (id, name) SELECT i, 'user-' || i FROM generate_series(1, {USERS}) i",
-    "SELECT setval('users_id_seq', (SELECT max(id) FROM users))",
-    "INSERT INTO code_blobs (sha256, code) VALUES ('c0de', 'def custom_kernel(data): ...')",
-    f"""
-    CREATE TEMP TABLE plan AS
-    SELECT i AS id, 1 + floor({USERS} * power(random(), 2))::int AS user_id,
-           CASE WHEN random() < 0.7 THEN 'H100' ELSE 'A100' END AS gpu,
-           random() < 0.70 AS pub_ok, random() < 0.93 AS sec_ok, random() AS skill,
-           now() - interval '60 days' + i * (interval '60 days' / {SUBMISSIONS}) AS at
-    FROM generate_series(1, {SUBMISSIONS}) i
-    """,
-    "INSERT INTO submissions "
-    "(id, user_id, leaderboard_id, task_name, file_name, code_sha256, mode, created_at) "
-    "SELECT id, user_id, $1, 'vectoradd', 'seed-' || id || '.py', 'c0de', 'leaderboard', at FROM plan",
-    "SELECT setval('submissions_id_seq', (SELECT max(id) FROM submissions))",
-    """
-    INSERT INTO runs (id, submission_id, leaderboard_id, user_id, mode, secret, result_key, gpu_type,
-                      site, partition, backend, job_id, state, queued_at, started_at, finished_at,
-                      passed, score, system_info, error, claims, ranked)
-    SELECT gen_random_uuid(), p.id, $1, p.user_id, 'leaderboard', k = 1,
-           md5(p.id || ':' || k) || md5(k || ':' || p.id), p.gpu, o.site, lower(p.gpu), 'slurm',
-           (100000 + 2 * p.id + k)::text, CASE WHEN o.ok THEN 'COMPLETED' ELSE 'FAILED' END,
-           p.at, p.at + interval '20 s', p.at + interval '95 s',
-           o.ok, CASE WHEN o.ok THEN round(o.score::numeric, 8)::float8 END,
-           jsonb_build_object('gpu', 'NVIDIA ' || p.gpu, 'driver', '550.54.15', 'hostname', o.site || '-n1'),
-           CASE WHEN NOT o.ok THEN 'test 3: mismatch at index 17' END,
-           1, k = 0 AND p.pub_ok AND p.sec_ok
-    FROM plan p, generate_series(0, 1) k,
-         LATERAL (SELECT CASE WHEN k = 0 THEN p.pub_ok ELSE p.sec_ok END AS ok,
-                         CASE p.gpu WHEN 'H100' THEN 'alpha' ELSE 'beta' END AS site,
-                         0.00001 * (1 + 9 * p.skill) * (0.9 + 0.2 * random()) * (1 + 0.01 * k) AS score) o
-    """,
-    "DROP TABLE plan",
-]
-
-
-async def seed(conn: asyncpg.Connection, board_id: int) -> None:
-    for statement in SEED:
-        if "$1" in statement:
-            await conn.execute(statement, board_id)
-        else:
-            await conn.execute(statement)
-    await conn.execute("VACUUM (ANALYZE) users, submissions, runs")
-    await vacuum_until_all_visible(conn)
 
 
 async def sequential_ms(action: Callable[[int], Awaitable[object]], calls: int, warmup: int) -> list[float]:
@@ -170,91 +80,6 @@ async def sequential_ms(action: Callable[[int], Awaitable[object]], calls: int, 
         await action(number)
         samples.append((time.perf_counter() - start) * 1000)
     return samples
-
-
-def p50(samples: list[float]) -> float:
-    return statistics.median(samples) if samples else math.nan
-
-
-def p99(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=100)[-1] if len(samples) > 1 else math.nan
-
-
-async def load(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Run the client process on ``plan``; its results by phase name."""
-    client = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.api_load_client",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, _ = await asyncio.wait_for(client.communicate(json.dumps(plan).encode()), CLIENT_LIMIT_S)
-    except TimeoutError:
-        client.kill()
-        await client.wait()
-        raise RuntimeError(f"the load generator did not finish in {CLIENT_LIMIT_S} s") from None
-    if client.returncode != 0:
-        raise RuntimeError(f"the load generator failed (exit {client.returncode})")
-    return {phase["name"]: phase for phase in json.loads(out)}
-
-
-class Servers:
-    """API server processes (bench/api_load_server.py) on one database; their URLs and CPU time."""
-
-    def __init__(self) -> None:
-        self.processes: list[asyncio.subprocess.Process] = []
-        self.urls: list[str] = []
-
-    def cpu_s(self) -> float:
-        """User + system CPU seconds of the server processes so far (Linux /proc)."""
-        total = 0.0
-        for process in self.processes:
-            try:
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                return math.nan
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
-
-
-@contextlib.asynccontextmanager
-async def servers(dsn: str, settings: dict[str, Any], profiles: list[Path] | None) -> AsyncIterator[Servers]:
-    """SERVERS API server processes with these Settings fields; stopped (stdin closed) at the end."""
-    running = Servers()
-    try:
-        for number in range(SERVERS):
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.api_load_server",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-            )
-            running.processes.append(process)
-            profile = str(profiles[number]) if profiles is not None else None
-            config = {"dsn": dsn, "settings": settings, "profile": profile}
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(json.dumps(config).encode() + b"\n")
-            await process.stdin.drain()
-            line = await asyncio.wait_for(process.stdout.readline(), SERVER_START_S)
-            if not line:
-                raise RuntimeError(
-                    f"API server process {number + 1} did not start (exit {await process.wait()})"
-                )
-            running.urls.append(json.loads(line)["url"])
-        yield running
-    finally:
-        for process in running.processes:
-            if process.stdin is not None:
-                process.stdin.close()
-        for process in running.processes:
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 async def main(console: Console) -> None:
@@ -365,175 +190,28 @@ async def main(console: Console) -> None:
         finally:
             await conn.close()
             await gateway.close()
-
-    ranking_1, ranking_n = results["ranking-1"], results["ranking-n"]
-    submit_1, submit_n = results["submit-1"], results["submit-n"]
-    scrapes, limits = results["metrics"], results["limits"]
-    first = json.loads(ranking_1["first_body"]) if ranking_1["first_body"] else [{"entries": []}]
-    shown_top = [entry["run_id"] for entry in first[0]["entries"]]
-
-    def rate(phase: dict[str, Any]) -> float:
-        return float(len(phase["latencies_ms"]) / phase["elapsed_s"]) or math.nan
-
-    q50, e50 = p50(query_ms), p50(enqueue_ms)
-    rows = [
-        Row("service call p50 (Gateway.leaderboard)", "ranking query p50", q50, p50(service_ms)),
-        Row("ranking p50, 1 connection", "ranking query p50", q50, p50(ranking_1["latencies_ms"])),
-        Row(
-            f"ranking p50, {CONCURRENCY} connections",
-            "ranking query p50",
-            q50,
-            p50(ranking_n["latencies_ms"]),
-        ),
-        Row(
-            f"ranking p99, {CONCURRENCY} connections",
-            "ranking query p99",
-            p99(query_ms),
-            p99(ranking_n["latencies_ms"]),
-        ),
-        Row(
-            f"ranking {rate(ranking_n):.0f} req/s, {CONCURRENCY} conn.",
-            f"1 / query p50 ({1000 / q50:.0f}/s)",
-            q50,
-            1000 / rate(ranking_n),
-            unit="ms/req",
-        ),
-        Row("submission p50, 1 connection", "Gateway.enqueue p50", e50, p50(submit_1["latencies_ms"])),
-        Row(
-            f"submission p50, {CONCURRENCY} connections",
-            "Gateway.enqueue p50",
-            e50,
-            p50(submit_n["latencies_ms"]),
-        ),
-        Row(
-            f"submission p99, {CONCURRENCY} connections",
-            "Gateway.enqueue p99",
-            p99(enqueue_ms),
-            p99(submit_n["latencies_ms"]),
-        ),
-        Row(
-            f"submissions {rate(submit_n):.0f} req/s, {CONCURRENCY} conn.",
-            f"1 / enqueue p50 ({1000 / e50:.0f}/s)",
-            e50,
-            1000 / rate(submit_n),
-            unit="ms/req",
-        ),
-        Row(
-            "rate-limit take p50 (Gateway.take_token)", "SELECT 1 round trip p50", p50(ping_ms), p50(take_ms)
-        ),
-        Row(
-            "/metrics scrape p50 over HTTP",
-            "old scrape's queries p50 (in process)",
-            p50(old_scrape_ms),
-            p50(scrapes["latencies_ms"]),
-        ),
-    ]
-    report(
-        f"API under load, {SERVERS} server processes: ranking (top {TOP} of {ranked:,} ranked runs), "
-        "submissions, limits and metrics over HTTP",
-        rows,
-        console,
+    run = LoadRun(
+        query_ms,
+        service_ms,
+        enqueue_ms,
+        ping_ms,
+        take_ms,
+        old_scrape_ms,
+        expected_top,
+        results,
+        server_cpu,
+        stored,
+        api_ids,
+        ranked,
+        seeded_s,
+        started,
+        load_before,
+        profiles,
     )
-
-    phases = [*PHASES, METRICS_PHASE]
-    warmups = sum(spec.get("warmup", 0) for spec in phases)
-    measured = [results[spec["name"]] for spec in phases]
-    sent = sum(phase["sent"] for phase in measured) + warmups
-    good = sum(len(phase["latencies_ms"]) for phase in measured) + warmups
-    good -= sum(phase["warmup_failed"] for phase in measured)
-    bad = {
-        f"{phase['name']}: {status}": count
-        for phase in measured
-        for status, count in phase["statuses"].items()
-        if status not in ("200", "202")
-    } | {f"{phase['name']}: wrong body": phase["wrong"] for phase in measured if phase["wrong"]}
-    bad |= {f"{p['name']}: warm-up": p["warmup_failed"] for p in measured if p["warmup_failed"]}
-    stored_ok = [row["id"] for row in stored if row["queued"] == (1 if row["limit_phase"] else 2)]
-    r1, rn, s1 = (p50(phase["latencies_ms"]) for phase in (ranking_1, ranking_n, submit_1))
-    counted = ", ".join(
-        f"{phase['name']} {phase['sent']}/{len(phase['latencies_ms'])} in {phase['elapsed_s']:.1f} s"
-        for phase in measured
-    )
-    cpu_text = "; ".join(
-        f"{name} servers {server_cpu[name][0] / server_cpu[name][1]:.2f} cores, "
-        f"{1000 * server_cpu[name][0] / (phase['sent'] + spec.get('warmup', 0)):.1f} ms CPU/request, "
-        f"client {phase['cpu_s'] / phase['elapsed_s']:.2f} cores"
-        for spec in phases
-        for name, phase in [(spec["name"], results[spec["name"]])]
-    )
-    submitted = limits["extra"]["submissions"]
-    streamed = limits["extra"].get("streams", {})
-    accepted, opened = submitted.get("202", 0), streamed.get("200", 0)
-    refill = int(limits["extra"]["submissions_s"] * LIMIT_SUBMISSIONS / 60)  # tokens refilled meanwhile
-    notes = [
-        f"HTTP+JSON overhead, endpoint p50 / query p50: ranking {r1 / q50:.1f}x on 1 connection, "
-        f"{rn / q50:.1f}x on {CONCURRENCY}; submission {s1 / e50:.1f}x (vs Gateway.enqueue) on 1 connection.",
-        f"Requests (sent/answered as they should): {counted}; "
-        f"{sum(bad.values())} otherwise ({json.dumps(bad) if bad else 'none'}).",
-        f"{len(stored_ok)} of {len(api_ids)} submissions answered 202 are stored with their queued runs "
-        f"({len(stored)} API submissions in the database).",
-        f"Limits across {SERVERS} servers ({LIMIT_SUBMISSIONS} submissions/min per user, "
-        f"{LIMIT_STREAMS} streams per client): {LIMITS_PHASE['count']} submissions of one user sent at "
-        "once answered "
-        f"{json.dumps(submitted)} in {limits['extra']['submissions_s']:.2f} s (limit {LIMIT_SUBMISSIONS}"
-        f" + {refill} refilled); {LIMITS_PHASE['streams']} streams of one client held at once answered "
-        f"{json.dumps(streamed)}: {limits['extra'].get('stream_refusal', '')}",
-        f"Load: one client process (httpx), {CONCURRENCY} keep-alive connections, requests to the {SERVERS} "
-        f"servers in turn, {TOKENS} users' tokens in turn; each phase stops at its count or its time.",
-        f"API rate limits raised to {UNLIMITED:,}/min so the limiter does not decide the numbers (each "
-        "request still takes a token from the shared bucket: one statement); no worker (runs stay queued).",
-        f"Servers: {SERVERS} processes of uvicorn ({_uvicorn_stack()}, no access log), the service's default "
-        f"pool each; baselines timed in this process before the load ({BASELINE_CALLS} queries, "
-        f"{DIRECT_SUBMISSIONS} enqueues, {BASELINE_CALLS} round trips and takes, 20 old scrapes, one after "
-        "another).",
-        f"CPU (servers: both processes over the phase's client run; client: over the phase): {cpu_text}.",
-        f"Machine: {os.cpu_count()} CPU cores shared by servers, client and PostgreSQL; load average "
-        f"{load_before:.1f} before the bench (other work on the machine competes). Data seeded in "
-        f"{seeded_s:.0f} s; the whole bench took {time.perf_counter() - started:.0f} s"
-        + (" (profiled: cProfile slows the servers)" if profile else "")
-        + ".",
-    ]
-    console.print("\n".join(notes), highlight=False)
-    for number, path in enumerate(profiles or [], 1):
-        _print_profile(f"server {number}", path, console)
+    problems = show(run, console)
     profile_dir.cleanup()
-
-    problems = []
-    if shown_top != expected_top or len(shown_top) != TOP:
-        problems.append("the ranking endpoint's entries are not the store's ranking")
-    if sent and (sent - good) / sent > MAX_ERROR_SHARE:
-        problems.append(f"{sent - good} of {sent} requests were not answered as they should be")
-    if [row["id"] for row in stored] != api_ids or len(stored_ok) != len(api_ids):
-        problems.append(
-            f"{len(api_ids)} submissions answered 202 but {len(stored_ok)} stored with their runs"
-        )
-    if not LIMIT_SUBMISSIONS <= accepted <= LIMIT_SUBMISSIONS + refill or set(submitted) - {"202", "429"}:
-        problems.append(
-            f"{accepted} submissions accepted across the servers, the limit is {LIMIT_SUBMISSIONS}"
-        )
-    if opened != LIMIT_STREAMS or set(streamed) - {"200", "429"}:
-        problems.append(
-            f"{opened} streams opened for one client across the servers, the cap is {LIMIT_STREAMS}"
-        )
     if problems:
         raise RuntimeError("API load bench FAILED: " + "; ".join(problems))
-
-
-def _uvicorn_stack() -> str:
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio loop"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return f"{loop}, {http}"
-
-
-def _print_profile(server: str, path: Path, console: Console) -> None:
-    if not path.exists():
-        console.print(f"{server}: no profile written", highlight=False)
-        return
-    out = io.StringIO()
-    pstats.Stats(str(path), stream=out).sort_stats("tottime").print_stats(PROFILE_LINES)
-    console.print(
-        f"{server} process, all phases, by own time:\n{out.getvalue()}", highlight=False, markup=False
-    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ from gateway.results import verified_ncu_report, verified_result
 from gateway.states import HELD_STATES, TERMINAL_MESSAGES, JobState, describe_pending_reason
 from gateway.waiting import waiting_message, worth_telling
 from harness.ncu import REPORT_LIMIT as NCU_REPORT_LIMIT
-from harness.protocol import PROGRESS_PREFIX, RunResult
+from harness.protocol import PROGRESS_PREFIX
+from harness.run_result import RunResult
 
 log = logging.getLogger(__name__)
 OUTPUT_KEEP_BYTES = 64 * 1024  # job output kept per run (the last this many bytes of lines)

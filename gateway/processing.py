@@ -24,7 +24,8 @@ from gateway.sites import SiteConfig
 from gateway.states import JobState
 from gateway.store import ClaimedRun, RunRecord, Store
 from gateway.tasks import TaskDefinition
-from harness.protocol import HarnessError, RunResult
+from harness.protocol import HarnessError
+from harness.run_result import RunResult
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import ResultError
-from harness.protocol import HarnessError, ResultAuthError, RunResult, load_key_hex, verify_result
+from harness.protocol import HarnessError, ResultAuthError, load_key_hex, verify_result
+from harness.run_result import RunResult
 
 
 def verified_result(raw: bytes | None, key_hex: str, run_id: str) -> RunResult:

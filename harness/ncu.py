@@ -2,10 +2,11 @@
 
 The runner asks for it (spec.json ``ncu``, from the site's ``profile: {ncu: true}``) and, when ``ncu`` is on
 the job's PATH, gives the evaluator a folder for the report (REPORT_ENV). After the profiler's tables, the
-evaluator starts one more worker, this one under ``ncu`` inside the same sandbox (ncu's folder readable,
-the report folder its only writable bind), and runs each benchmark once in it. The runner then checks the
-report's size against REPORT_LIMIT, moves it into the bundle as REPORT_NAME, and signs its size and digest
-into result.json, so the gateway takes only the file this run wrote.
+evaluator starts one more user-code process (harness.usercode), this one under ``ncu`` inside the same
+sandbox (ncu's folder readable, the report folder its only writable bind), and runs each benchmark once in
+it. The runner then checks the report's size against REPORT_LIMIT, moves it into the bundle as
+REPORT_NAME, and signs its size and digest into result.json, so the gateway takes only the file this run
+wrote.
 
 ncu reads the GPU's performance counters: the node's driver must allow that to users who are not admins
 (``NVreg_RestrictProfilingToAdminUsers=0``), else the report says ERR_NVGPUCTRPERM.

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import EXIT_VALIDATION_FAILED, PROGRESS_PREFIX, HarnessError, PhaseResult, parse_kv
+from harness.phase_result import PhaseResult
+from harness.protocol import EXIT_VALIDATION_FAILED, PROGRESS_PREFIX, HarnessError, parse_kv
 from harness.sandbox import ENV_VAR as ISOLATION_ENV
 from harness.sandbox import Isolation, interpreter, module_command, wrap
 
@@ -103,7 +104,7 @@ class EvaluatorProcess:
             )
         else:
             # the built-in evaluator is trusted and stays outside: it puts the submission's own process,
-            # harness/worker.py, in the sandbox
+            # harness/usercode.py, in the sandbox
             argv = module_command(
                 sys.executable, str(bundle), "harness.evaluator", ["+".join(phases), *map(str, files)],
                 isolated=True,

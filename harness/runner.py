@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ncu
+from harness.phase_result import PhaseResult
 from harness.precheck import scan_submission
 from harness.process import EvaluatorProcess
 from harness.protocol import (
@@ -29,7 +30,6 @@ from harness.protocol import (
     RESULT_VERSION,
     SUBMISSION_FILE,
     HarnessError,
-    PhaseResult,
     format_test_spec,
     load_key_hex,
     shown_file_name,

@@ -1,4 +1,4 @@
-"""The sandbox around the process that imports submitted code (harness/worker.py, or a task's own eval.py).
+"""The sandbox around the process that imports submitted code (harness/usercode.py, or a task's own eval.py).
 
 It runs in fresh Linux namespaces (user, mount, pid, network, ipc, uts): it sees the interpreter and its
 packages read-only, its own task files and the harness read-only, a private writable /tmp, and the GPU

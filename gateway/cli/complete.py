@@ -61,9 +61,9 @@ def _file_key(path: Path) -> list[Any] | None:
 
 def _site_files() -> list[dict[str, Any]]:
     """Every site YAML's facts; a file that does not parse is left out. Loading PyYAML costs more than the
-    rest of a TAB press, so the facts are kept in the CLI's cache (gateway.cli.fast) and read again only
+    rest of a TAB press, so the facts are kept in the CLI's cache (gateway.cli.fast_cache) and read again only
     when a file in the folder is new, gone or changed (its size, times or inode)."""
-    from gateway.cli import fast
+    from gateway.cli import fast_cache
 
     try:
         folder = _settings_path("GATEWAY_SITES_DIR", "sites_dir")
@@ -71,8 +71,8 @@ def _site_files() -> list[dict[str, Any]]:
     except OSError:
         return []
     keys = [_file_key(path) for path in paths]
-    cache = os.path.join(fast.cache_dir(), "sites.json")
-    kept = fast.read_json(cache)
+    cache = os.path.join(fast_cache.cache_dir(), "sites.json")
+    kept = fast_cache.read_json(cache)
     if isinstance(kept, dict) and kept.get("folder") == str(folder) and kept.get("keys") == keys:
         facts = kept.get("facts")
         if isinstance(facts, list) and all(_site_facts(f) == f for f in facts):  # nothing else in a cache
@@ -86,7 +86,7 @@ def _site_files() -> list[dict[str, Any]]:
             if site is not None:
                 found.append(site)
     if None not in keys:
-        fast.write_json(cache, {"folder": str(folder), "keys": keys, "facts": found})
+        fast_cache.write_json(cache, {"folder": str(folder), "keys": keys, "facts": found})
     return found
 
 

@@ -25,7 +25,8 @@ from typer._param_types import choice_as_str
 from typer.core import TyperArgument, TyperGroup, TyperOption, _TyperParameter
 
 from gateway.cli import complete
-from gateway.cli.fast import COMPLETERS, cli_files, zsh_escape
+from gateway.cli.fast_cache import cli_files
+from gateway.cli.fast_complete import COMPLETERS, zsh_escape
 
 PACKAGE = "kernel-gateway"
 
@@ -185,7 +186,7 @@ def version() -> str | None:
 
 
 def build(prog_name: str) -> dict[str, Any]:
-    """The manifest and the files it was made from (gateway.cli.fast.build makes the cache of them)."""
+    """The manifest and the files it was made from (gateway.cli.fast_cache.build makes the cache of them)."""
     from gateway.cli.main import app
 
     command = typer.main.get_command(app)

@@ -1,9 +1,10 @@
 """The store: PostgreSQL through asyncpg. The only package with SQL; every statement is parameterised.
 
 One ``Store`` object, assembled from one module per concern: boards (users, leaderboards, rate limits,
-site health), queue (submissions, claims, records), events (run events, LISTEN/NOTIFY) and ranking
-(reading runs back), stats (queue positions, standings, totals), limits (the HTTP API's rate limits and
-event-stream leases, shared by its processes), profiles (profile mode's Nsight Compute reports)."""
+site health), submissions (a submission and its queued runs), queue (claims, records), events (run events,
+LISTEN/NOTIFY) and ranking (reading runs back), stats (queue positions, standings, totals), limits (the HTTP
+API's rate limits and event-stream leases, shared by its processes), profiles (profile mode's Nsight Compute
+reports)."""
 
 from __future__ import annotations
 

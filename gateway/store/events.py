@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.store.base import TransientStoreError, retried
-from gateway.store.queue import QueueStore, insert_event
+from gateway.store.queue import QueueStore
 from gateway.store.records import RunEvent
+from gateway.store.submissions import insert_event
 
 log = logging.getLogger(__name__)
 EVENTS_CHANNEL = "gateway_run_events"

@@ -25,7 +25,7 @@ from gateway.settings import Settings
 from gateway.sites import SiteConfig
 from gateway.store import RunRecord
 from gateway.tasks import load_task
-from harness.protocol import RunResult
+from harness.run_result import RunResult
 from tests.conftest import PROBLEMS, solution
 from tests.fake_modal import LocalModalClient
 from tests.integration.scratch import migrated_store

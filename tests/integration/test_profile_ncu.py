@@ -98,7 +98,8 @@ async def test_the_ncu_report_travels_from_the_node_to_a_download(
                 f'attachment; filename="profile-{run["run_id"][:8]}.ncu-rep"'
             )
             assert (
-                download.content.startswith(b"fake ncu profiled: ") and b"harness.worker" in download.content
+                download.content.startswith(b"fake ncu profiled: ")
+                and b"harness.usercode" in download.content
             )
             assert len(download.content) == ncu["size"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import fast
+from gateway.cli import fast, fast_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 TYPER_SCRIPT = "import sys\nfrom gateway.cli.main import app\nsys.exit(app())\n"
@@ -83,7 +83,7 @@ def setup(tmp_path: Path) -> Setup:
         (tasks / task).mkdir(parents=True)
         (tasks / task / "task.yml").write_text("{}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "_GATEWAY_", "_TYPER_"))}
-    for name in fast.RENDER_ENV:
+    for name in fast_cache.RENDER_ENV:
         env.pop(name, None)
     env.update(
         PYTHONPATH=str(ROOT),
@@ -226,41 +226,41 @@ def cache_env(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> Setup:
 
 
 def test_a_changed_cli_module_makes_the_cache_stale(cache_env: Setup, tmp_path: Path) -> None:
-    data = fast.build("gateway")
+    data = fast_cache.build("gateway")
     signed = {path for path, _ in data["signature"]}
-    assert set(fast.cli_files()) <= signed  # every CLI module, even one nothing imports yet
-    assert str(Path(fast.__file__).resolve().parent / "main.py") in signed
+    assert set(fast_cache.cli_files()) <= signed  # every CLI module, even one nothing imports yet
+    assert str(Path(fast_cache.__file__).resolve().parent / "main.py") in signed
     module = tmp_path / "module.py"
     module.write_text("x = 1\n")
-    data["signature"].append([str(module), fast._stat(str(module))])
-    fast.save(data)
-    assert fast.load() == data
+    data["signature"].append([str(module), fast_cache._stat(str(module))])
+    fast_cache.save(data)
+    assert fast_cache.load() == data
     os.utime(module, ns=(1, 1))
-    assert fast.load() is None
-    data["signature"][-1][1] = fast._stat(str(module))
-    fast.save(data)
-    assert fast.load() == data
+    assert fast_cache.load() is None
+    data["signature"][-1][1] = fast_cache._stat(str(module))
+    fast_cache.save(data)
+    assert fast_cache.load() == data
     module.write_text("x = 22\n")
     os.utime(module, ns=(1, 1))  # the same mtime, another size
-    assert fast.load() is None
+    assert fast_cache.load() is None
 
 
 def test_a_new_cli_module_makes_the_cache_stale(cache_env: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = fast.build("gateway")
-    fast.save(data)
-    assert fast.load() == data
-    listed = [*fast.cli_files(), "/elsewhere/new.py"]
-    monkeypatch.setattr(fast, "cli_files", lambda: listed)
-    assert fast.load() is None
+    data = fast_cache.build("gateway")
+    fast_cache.save(data)
+    assert fast_cache.load() == data
+    listed = [*fast_cache.cli_files(), "/elsewhere/new.py"]
+    monkeypatch.setattr(fast_cache, "cli_files", lambda: listed)
+    assert fast_cache.load() is None
 
 
 def test_the_cache_is_private_and_only_ever_json(cache_env: Setup) -> None:
-    fast.save(fast.build("gateway"))
+    fast_cache.save(fast_cache.build("gateway"))
     files = list(cache_env.cache.iterdir())
-    assert [f.name for f in files] == [Path(fast.cache_path()).name]  # no temporary file left
+    assert [f.name for f in files] == [Path(fast_cache.cache_path()).name]  # no temporary file left
     assert cache_env.cache.stat().st_mode & 0o777 == 0o700
     assert files[0].stat().st_mode & 0o777 == 0o600
-    assert json.loads(files[0].read_text())["format"] == fast.FORMAT
+    assert json.loads(files[0].read_text())["format"] == fast_cache.FORMAT
 
 
 @pytest.mark.parametrize(
@@ -273,7 +273,7 @@ def test_a_broken_cache_is_ignored_and_rebuilt(setup: Setup, broken: bytes) -> N
     path.parent.mkdir(parents=True)
     path.write_bytes(broken)
     assert setup.run(setup.fast, ["--help"]) == setup.run(setup.typer, ["--help"])
-    assert json.loads(path.read_text())["format"] == fast.FORMAT
+    assert json.loads(path.read_text())["format"] == fast_cache.FORMAT
     assert setup.run(setup.fast, ["--help"], PROBE_MODULES=str(setup.probe)).out.strip()
     assert framework_in(setup.loaded()) == []
 
@@ -281,7 +281,7 @@ def test_a_broken_cache_is_ignored_and_rebuilt(setup: Setup, broken: bytes) -> N
 def cache_path_for(setup: Setup) -> str:
     """The cache file a `gateway` of this interpreter and this checkout uses."""
     done = subprocess.run(
-        [sys.executable, "-c", "from gateway.cli import fast; print(fast.cache_path())"],
+        [sys.executable, "-c", "from gateway.cli import fast_cache; print(fast_cache.cache_path())"],
         env=setup.env,
         capture_output=True,
         text=True,
@@ -291,10 +291,10 @@ def cache_path_for(setup: Setup) -> str:
 
 
 def test_a_cache_for_another_install_is_ignored(cache_env: Setup) -> None:
-    data = fast.build("gateway")
+    data = fast_cache.build("gateway")
     data["install"] = "/another/venv"
-    fast.save(data)
-    assert fast.load() is None
+    fast_cache.save(data)
+    assert fast_cache.load() is None
 
 
 def test_a_foreign_page_is_never_printed(setup: Setup) -> None:
@@ -352,19 +352,19 @@ def test_site_completion_follows_the_site_files(setup: Setup) -> None:
 
 
 def test_a_link_in_place_of_the_cache_is_not_followed(cache_env: Setup, tmp_path: Path) -> None:
-    data = fast.build("gateway")
+    data = fast_cache.build("gateway")
     elsewhere = tmp_path / "elsewhere.json"
     elsewhere.write_text(json.dumps(data))
-    Path(fast.cache_path()).parent.mkdir(parents=True)
-    Path(fast.cache_path()).symlink_to(elsewhere)
-    assert fast.load() is None
+    Path(fast_cache.cache_path()).parent.mkdir(parents=True)
+    Path(fast_cache.cache_path()).symlink_to(elsewhere)
+    assert fast_cache.load() is None
 
 
 def test_the_installed_version_is_part_of_the_signature(cache_env: Setup) -> None:
     import importlib.metadata
 
     version = importlib.metadata.version("kernel-gateway")  # the test environment installs it
-    data = fast.build("gateway")
+    data = fast_cache.build("gateway")
     assert data["version"] == version
     assert any(path.endswith(("METADATA", "PKG-INFO")) for path, _ in data["signature"])
 

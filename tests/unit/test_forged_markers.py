@@ -20,7 +20,8 @@ from gateway.service import Gateway, RunReport, SubmitRequest
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import KeepBundles
 from gateway.states import JobState
-from harness.protocol import RunResult, load_key_hex, sign_result
+from harness.protocol import load_key_hex, sign_result
+from harness.run_result import RunResult
 from tests.unit.fakes import gamma_site, tiny_task
 from tests.unit.test_service import verified
 

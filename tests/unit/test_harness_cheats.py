@@ -37,8 +37,8 @@ def test_a_forged_stream_on_every_fd_then_exit_is_caught(tmp_path: Path) -> None
 
 def test_patching_the_evaluator_and_the_checker_gains_nothing(tmp_path: Path) -> None:
     code = HEADER + (
-        "import sys, harness.evaluator, harness.timing, reference, utils\n"
-        "harness.evaluator._check = lambda *a: (True, '')\n"
+        "import sys, harness.judge, harness.timing, reference, utils\n"
+        "harness.judge._check = lambda *a: (True, '')\n"
         "reference.check_implementation = lambda *a: (True, '')\n"
         "utils.match_reference = lambda *a, **k: (True, '')\n"
         "harness.timing.summarise = None\n"
@@ -150,7 +150,7 @@ SLOW = "    time.sleep(0.002)\n    a, b = data\n    return a + b\n"
         "time.perf_counter_ns = lambda: 0\ntime.perf_counter = lambda: 0.0\ntime.time_ns = lambda: 0\n",
         "import statistics, math\nstatistics.mean = lambda xs: 1.0\nmath.sqrt = lambda x: 0.0\n"
         "math.fsum = lambda xs: 1.0\n",
-        "import sys\nw = sys.modules['harness.worker']\nw.time.perf_counter_ns = lambda: 0\n"
+        "import sys\nw = sys.modules['harness.usercode']\nw.time.perf_counter_ns = lambda: 0\n"
         "w.gc.disable = None\nw.timed_call = None\ntorch.cuda.Event.elapsed_time = lambda *a: 0.0\n",
     ],
     ids=["time", "statistics", "worker-module"],
@@ -221,7 +221,7 @@ CLOCK_CELL = HEADER + (
     "def slow_clock():\n"
     "    return REAL() // 20\n"
     "for fn in gc.get_objects():\n"
-    "    if isinstance(fn, types.FunctionType) and fn.__code__.co_filename.endswith('worker.py'):\n"
+    "    if isinstance(fn, types.FunctionType) and fn.__code__.co_filename.endswith('usercode.py'):\n"
     "        for cell in fn.__closure__ or ():\n"
     "            try:\n"
     "                if cell.cell_contents is REAL:\n"
@@ -243,7 +243,7 @@ IN_GENERATION = HEADER + (
     "    DONE[:] = [data[0] + data[1]]\n"
     "    return data\n"
     "for fn in gc.get_objects():\n"
-    "    if isinstance(fn, types.FunctionType) and fn.__code__.co_filename.endswith('worker.py'):\n"
+    "    if isinstance(fn, types.FunctionType) and fn.__code__.co_filename.endswith('usercode.py'):\n"
     "        for cell in fn.__closure__ or ():\n"
     "            try:\n"
     "                if cell.cell_contents is ORIGINAL:\n"
@@ -304,7 +304,7 @@ def test_the_fixed_cost_is_measured_where_the_submission_never_is(tmp_path: Path
         "    try:\n"
         "        parent = int(open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1])\n"
         "        cmdline = open(f'/proc/{pid}/cmdline', 'rb').read()\n"
-        "        if parent == os.getppid() and b'harness.worker' in cmdline:\n"
+        "        if parent == os.getppid() and b'harness.usercode' in cmdline:\n"
         "            workers.append(int(pid))\n"
         "    except OSError:\n"
         "        pass\n"

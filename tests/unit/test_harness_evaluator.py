@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import evaluator, timing
-from harness.protocol import EXIT_BAD_TEST_SPEC, EXIT_VALIDATION_FAILED, PhaseResult, parse_kv
+from harness import judge, timing
+from harness.phase_result import PhaseResult
+from harness.protocol import EXIT_BAD_TEST_SPEC, EXIT_VALIDATION_FAILED, parse_kv
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORADD = REPO / "problems" / "vectoradd"
@@ -91,8 +92,8 @@ def test_a_bad_tests_file_exits_113(tmp_path: Path) -> None:
 
 
 def test_the_secret_seed_is_mixed_in_one_way(tmp_path: Path) -> None:
-    assert evaluator.mix(5, 7) == evaluator.mix(5, 7) != evaluator.mix(5, 8) != evaluator.mix(6, 7)
-    assert all(0 <= evaluator.mix(p, 7) < 2**48 for p in range(100))
+    assert judge.mix(5, 7) == judge.mix(5, 7) != judge.mix(5, 8) != judge.mix(6, 7)
+    assert all(0 <= judge.mix(p, 7) < 2**48 for p in range(100))
     # a submission that is right only on the public inputs passes the public run, fails the hidden one
     public_only = """
 import torch

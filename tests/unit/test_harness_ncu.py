@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import ncu
-from harness.protocol import RunResult
+from harness.run_result import RunResult
 from tests.unit.test_harness_runner import run_bundle, solution
 
 # ncu's options as harness/ncu.py passes them, then the command it profiles: run it (its descriptors
@@ -59,7 +59,7 @@ def test_the_workers_run_under_ncu_in_the_sandbox_and_the_report_comes_back_sign
     assert result.passed, result.failure_message
     report = bundle / ncu.REPORT_NAME
     data = report.read_bytes()
-    assert data.startswith(b"fake ncu profiled: ") and b"harness.worker" in data  # ncu ran the worker
+    assert data.startswith(b"fake ncu profiled: ") and b"harness.usercode" in data  # ncu ran the worker
     assert result.ncu == {
         "file": ncu.REPORT_NAME,
         "size": len(data),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from harness.phase_result import BenchmarkOutcome, PhaseResult, TestOutcome
 from harness.protocol import (
     EXIT_BAD_TEST_SPEC,
     EXIT_TIMEOUT,
@@ -15,15 +16,10 @@ from harness.protocol import (
     MAX_SHOWN_NAME,
     PROGRESS_PREFIX,
     RESULT_VERSION,
-    BenchmarkOutcome,
     HarnessError,
-    PhaseResult,
     ProtocolError,
     ResultAuthError,
-    RunResult,
-    TestOutcome,
     canonical_json,
-    compute_score,
     format_test_spec,
     load_key_hex,
     parse_kv,
@@ -33,6 +29,7 @@ from harness.protocol import (
     sign_result,
     verify_result,
 )
+from harness.run_result import RunResult, compute_score
 
 KEY = load_key_hex("00112233445566778899aabbccddeeff" * 2)
 

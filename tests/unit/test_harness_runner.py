@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from harness.protocol import RunResult, load_key_hex, shown_file_name, verify_result
+from harness.protocol import load_key_hex, shown_file_name, verify_result
+from harness.run_result import RunResult
 
 REPO = Path(__file__).resolve().parents[2]
 VECTORADD = REPO / "problems" / "vectoradd"

@@ -21,15 +21,9 @@ from gateway.cli.output import print_report, view_of_run
 from gateway.errors import ResultError
 from gateway.results import verified_ncu_report
 from gateway.service import QueuedRun, RunRecord, Submission
-from harness.protocol import (
-    PROFILE_REPORT_LIMIT,
-    RESULT_VERSION,
-    PhaseResult,
-    RunResult,
-    decode_report,
-    encode_report,
-    parse_kv,
-)
+from harness.phase_result import PhaseResult
+from harness.protocol import PROFILE_REPORT_LIMIT, RESULT_VERSION, decode_report, encode_report, parse_kv
+from harness.run_result import RunResult
 
 RUN = "33333333-0000-0000-0000-000000000000"
 NOW = datetime(2026, 12, 7, tzinfo=UTC)

@@ -4,18 +4,17 @@ import math
 
 import pytest
 
+from harness.phase_result import PhaseResult
 from harness.protocol import (
-    PhaseResult,
     ProtocolError,
     ResultAuthError,
-    RunResult,
-    compute_score,
     format_test_spec,
     parse_kv,
     parse_test_spec,
     sign_result,
     verify_result,
 )
+from harness.run_result import RunResult, compute_score
 
 KEY = bytes(range(32))
 

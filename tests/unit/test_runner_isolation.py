@@ -14,7 +14,8 @@ import pytest
 from gateway.bundle import build_spec, bundle_files, stage_bundle
 from gateway.settings import REPO_ROOT
 from gateway.tasks import load_task
-from harness.protocol import RunResult, load_key_hex, verify_result
+from harness.protocol import load_key_hex, verify_result
+from harness.run_result import RunResult
 
 TASK = load_task(REPO_ROOT / "problems" / "vectoradd")
 

@@ -1,4 +1,4 @@
-"""The untrusted side: ``python -m harness.worker <request-fd> <reply-fd>``, started by the evaluator.
+"""The untrusted side: ``python -m harness.usercode <request-fd> <reply-fd>``, started by the evaluator.
 
 This is the only process that imports the submission. It generates an input for each request, calls
 custom_kernel once and sends back the raw time of that call and, when asked, the output; it decides
@@ -289,7 +289,7 @@ def _profile(kernel: Any, data: Any, clone: Any, sync: Any) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        print("usage: python -m harness.worker <request-fd> <reply-fd>", file=sys.stderr)
+        print("usage: python -m harness.usercode <request-fd> <reply-fd>", file=sys.stderr)
         return 2
     return serve(int(argv[1]), int(argv[2]))
 

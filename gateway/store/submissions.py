@@ -1,0 +1,224 @@
+"""Submissions: a user's code and its queued runs, stored in one transaction after the checks that may
+refuse it (banned, leaderboard closed, rate limits, the cap on unfinished runs); and run events, which
+both the queue and its records write.
+
+Claims take turns across users (gateway/store/queue.py claims by turn). A run's ``turn`` is fixed when it is
+queued: one after its user's last unfinished run, and never before the turn workers are serving (the lowest
+turn still waiting, else the highest one running); ``user_place`` is its place among its user's unfinished
+runs then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from typing import Any
+
+from gateway.errors import RefusedError, UserError
+from gateway.store.base import StoreBase, retried
+from gateway.store.records import NewRun
+
+EVENTS_PER_RUN = 500  # state and progress events kept per run (the finished event always goes in)
+PER_MINUTE_S = 60.0
+
+# What a user's submission is checked and queued against, in one round trip ($1: the user, $2: the window of
+# the per-minute limit in seconds, $3: that limit): the user's unfinished runs and the last one's turn; the
+# turn workers are serving (the lowest turn still waiting for a worker; with none waiting, the highest turn
+# running, so turns keep rising; with nothing unfinished, 0); the user's submissions in the window and when
+# the $3-th newest leaves it (as a leaderboard's limit: the oldest, unless the limit was lowered).
+USER_QUEUE_SQL = (
+    "SELECT mine.unfinished, mine.last_turn, recent.used, recent.wait_s, COALESCE("
+    "  (SELECT turn FROM runs WHERE finished_at IS NULL AND worker IS NULL ORDER BY turn LIMIT 1), "
+    "  (SELECT max(turn) FROM runs WHERE finished_at IS NULL), 0) AS head "
+    "FROM (SELECT count(*) AS unfinished, max(turn) AS last_turn FROM runs "
+    "      WHERE user_id = $1 AND finished_at IS NULL) mine, "
+    "     (SELECT count(*) AS used, extract(epoch FROM "
+    "        (array_agg(created_at ORDER BY created_at DESC))[$3] + make_interval(secs => $2) - now()) "
+    "        AS wait_s "
+    "      FROM submissions WHERE user_id = $1 AND created_at > now() - make_interval(secs => $2)) recent"
+)
+
+
+async def insert_event(conn: Any, run_id: uuid.UUID, kind: str, state: str, message: str) -> None:
+    """Add one event (capped per run, except the finished one); its trigger NOTIFYs followers."""
+    await conn.execute(
+        "INSERT INTO run_events (run_id, kind, state, message) SELECT $1, $2, $3, $4 "
+        "WHERE $2 = 'finished' OR (SELECT count(*) FROM run_events WHERE run_id = $1) < $5",
+        run_id,
+        kind,
+        state,
+        message[:4000],
+        EVENTS_PER_RUN,
+    )
+
+
+class SubmissionsStore(StoreBase):
+    @retried
+    async def create_submission(
+        self,
+        user: str,
+        leaderboard_id: int | None,
+        task_name: str,
+        file_name: str,
+        code: str,
+        mode: str,
+        runs: list[NewRun],
+        *,
+        public_id: str | None = None,
+        max_unfinished: int | None = None,
+        per_minute: int | None = None,
+    ) -> int:
+        """Store the code (deduplicated by sha256), the submission and its queued runs in one transaction,
+        after checking that the user is not banned, the leaderboard is open and its rate limit allows it,
+        that the user made fewer than ``per_minute`` submissions in the last minute (every leaderboard and
+        ad-hoc runs together; None: no such limit), and that the user's unfinished runs with these stay
+        within the leaderboard's cap, else ``max_unfinished`` (None: no cap).
+
+        Safe to retry: the run ids are chosen by the caller, so a retry after a commit whose
+        acknowledgement was lost finds the submission instead of adding a second one."""
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        async with self._conn() as conn, conn.transaction():
+            existing = await conn.fetchval(
+                "SELECT submission_id FROM runs WHERE id = $1", uuid.UUID(runs[0].run_id)
+            )
+            if existing is not None:
+                return int(existing)
+            # the upsert locks the user's row until commit: their concurrent submissions are serialised,
+            # so a rate limit holds exactly
+            user_row: Any = await conn.fetchrow(
+                "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+                "RETURNING id, banned",
+                user,
+            )
+            if user_row["banned"]:
+                raise RefusedError(
+                    f"{user} is banned from submitting; ask the organisers if you think this is a mistake",
+                    "banned",
+                )
+            cap, where = max_unfinished, ""
+            if leaderboard_id is not None:
+                board_name, board_cap = await self._check_open(conn, user_row["id"], leaderboard_id, mode)
+                if board_cap is not None:
+                    cap, where = board_cap, f" on {board_name}"
+            mine: Any = await conn.fetchrow(USER_QUEUE_SQL, user_row["id"], PER_MINUTE_S, per_minute or 1)
+            if per_minute is not None and mine["used"] >= per_minute:
+                raise _rate_limited(
+                    f"{per_minute} submission(s) per minute across all leaderboards", mine["wait_s"]
+                )
+            if cap is not None and mine["unfinished"] + len(runs) > cap:
+                raise RefusedError(
+                    f"too many unfinished runs: you have {mine['unfinished']} queued or running and this "
+                    f"submission adds {len(runs)}, but at most {cap} may be unfinished at once{where}; "
+                    "wait for some to finish, or cancel some you no longer need",
+                    "too_many_unfinished",
+                )
+            # users take turns: the first run goes one after the user's last unfinished run, and never
+            # before the turn workers are serving (not under any lock: another user's submission at the
+            # same moment may get the same turn; the tie goes to the lower place, then the older)
+            head: int = mine["head"]
+            turn = head if mine["last_turn"] is None else max(head, mine["last_turn"] + 1)
+            await conn.execute(
+                "INSERT INTO code_blobs (sha256, code) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+                digest,
+                code,
+            )
+            submission_id: int = await conn.fetchval(
+                "INSERT INTO submissions (user_id, leaderboard_id, task_name, file_name, code_sha256, mode, "
+                "public_id) VALUES ($1, $2, $3, $4, $5, $6, "
+                "COALESCE($7, replace(gen_random_uuid()::text, '-', ''))) RETURNING id",
+                user_row["id"],
+                leaderboard_id,
+                task_name,
+                file_name,
+                digest,
+                mode,
+                public_id,
+            )
+            await conn.executemany(
+                "INSERT INTO runs (id, submission_id, leaderboard_id, user_id, mode, secret, gpu_type, "
+                "requested_site, state, result_key, turn, user_place) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, $10, $11)",
+                [
+                    (
+                        uuid.UUID(r.run_id),
+                        submission_id,
+                        leaderboard_id,
+                        user_row["id"],
+                        r.mode,
+                        r.secret,
+                        r.gpu_type,
+                        r.requested_site,
+                        r.result_key,
+                        turn + n,
+                        mine["unfinished"] + 1 + n,
+                    )
+                    for n, r in enumerate(runs)
+                ],
+            )
+            for r in runs:
+                await insert_event(conn, uuid.UUID(r.run_id), "state", "QUEUED", "queued")
+            return submission_id
+
+    async def _check_open(self, conn: Any, user_id: int, board_id: int, mode: str) -> tuple[str, int | None]:
+        """Refuse a submission to a closed leaderboard or over its rate limit; return the leaderboard's name
+        and its cap on each user's unfinished runs (None: the gateway's default)."""
+        board: Any = await conn.fetchrow(
+            "SELECT name, deadline, deadline <= now() AS closed, max_unfinished_per_user "
+            "FROM leaderboards WHERE id = $1",
+            board_id,
+        )
+        if board is None:
+            raise UserError("that leaderboard no longer exists (it was deleted)")
+        if board["closed"]:
+            raise RefusedError(
+                f"leaderboard {board['name']} closed at {board['deadline']:%Y-%m-%d %H:%M %Z}; "
+                "it takes no more submissions",
+                "closed",
+            )
+        limit = await conn.fetchrow(
+            "SELECT max_submissions, per_seconds FROM rate_limits WHERE leaderboard_id = $1 AND mode = $2",
+            board_id,
+            mode,
+        )
+        if limit is None:
+            return board["name"], board["max_unfinished_per_user"]
+        # a slot frees when the max_submissions-th newest submission in the window leaves it (the oldest
+        # one, unless the limit was lowered while more were in the window)
+        window: Any = await conn.fetchrow(
+            "SELECT count(*) AS used, extract(epoch FROM "
+            "  (array_agg(created_at ORDER BY created_at DESC))[$5] + make_interval(secs => $4) - now()) "
+            "  AS wait_s "
+            "FROM submissions WHERE user_id = $1 AND leaderboard_id = $2 AND mode = $3 "
+            "AND created_at > now() - make_interval(secs => $4)",
+            user_id,
+            board_id,
+            mode,
+            float(limit["per_seconds"]),
+            limit["max_submissions"],
+        )
+        if window["used"] >= limit["max_submissions"]:
+            raise _rate_limited(
+                f"{limit['max_submissions']} {mode} submission(s) per {_duration(limit['per_seconds'])} "
+                f"on {board['name']}",
+                window["wait_s"],
+            )
+        return board["name"], board["max_unfinished_per_user"]
+
+
+def _rate_limited(limit: str, wait_s: Any) -> RefusedError:
+    """The refusal of a submission over ``limit`` ("5 test submission(s) per 1 h on b"), saying when a
+    slot frees (at least a second from now)."""
+    wait = max(1.0, float(wait_s))
+    return RefusedError(
+        f"rate limited: {limit}; try again in {_duration(wait)}", "rate_limited", retry_after_s=wait
+    )
+
+
+def _duration(seconds: float) -> str:
+    """Whole hours, minutes or seconds, rounded up: a user told to wait that long is never early."""
+    whole = math.ceil(seconds)
+    for unit, size in (("h", 3600), ("min", 60)):
+        if (whole >= size and whole % size == 0) or whole >= 10 * size:
+            return f"{math.ceil(whole / size)} {unit}"
+    return f"{whole} s"
