@@ -180,7 +180,9 @@ def main() -> None:
     data = load()
     if data is None:
         try:
-            data = build(prog)
+            from gateway.cli import manifest
+
+            data = build(manifest.build(prog))
         except Exception:  # a manifest typer's tree cannot give must not cost the command: typer runs it
             _run_typer()
             return

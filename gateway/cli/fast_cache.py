@@ -149,11 +149,9 @@ def save(data: dict[str, Any]) -> None:
     write_json(cache_path(), data)
 
 
-def build(prog_name: str) -> dict[str, Any]:
-    """A fresh cache: the manifest typer's command tree gives (this loads typer)."""
-    from gateway.cli import manifest
-
-    built = manifest.build(prog_name)
+def build(built: dict[str, Any]) -> dict[str, Any]:
+    """A fresh cache around ``built``, the manifest of typer's command tree (gateway.cli.manifest.build,
+    which loads typer; the caller asks for it, so this module never imports the tree it caches)."""
     return {
         "format": FORMAT,
         "install": _install(),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import fast, fast_cache
+from gateway.cli import fast, fast_cache, manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 TYPER_SCRIPT = "import sys\nfrom gateway.cli.main import app\nsys.exit(app())\n"
@@ -226,7 +226,7 @@ def cache_env(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> Setup:
 
 
 def test_a_changed_cli_module_makes_the_cache_stale(cache_env: Setup, tmp_path: Path) -> None:
-    data = fast_cache.build("gateway")
+    data = fast_cache.build(manifest.build("gateway"))
     signed = {path for path, _ in data["signature"]}
     assert set(fast_cache.cli_files()) <= signed  # every CLI module, even one nothing imports yet
     assert str(Path(fast_cache.__file__).resolve().parent / "main.py") in signed
@@ -246,7 +246,7 @@ def test_a_changed_cli_module_makes_the_cache_stale(cache_env: Setup, tmp_path: 
 
 
 def test_a_new_cli_module_makes_the_cache_stale(cache_env: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = fast_cache.build("gateway")
+    data = fast_cache.build(manifest.build("gateway"))
     fast_cache.save(data)
     assert fast_cache.load() == data
     listed = [*fast_cache.cli_files(), "/elsewhere/new.py"]
@@ -255,7 +255,7 @@ def test_a_new_cli_module_makes_the_cache_stale(cache_env: Setup, monkeypatch: p
 
 
 def test_the_cache_is_private_and_only_ever_json(cache_env: Setup) -> None:
-    fast_cache.save(fast_cache.build("gateway"))
+    fast_cache.save(fast_cache.build(manifest.build("gateway")))
     files = list(cache_env.cache.iterdir())
     assert [f.name for f in files] == [Path(fast_cache.cache_path()).name]  # no temporary file left
     assert cache_env.cache.stat().st_mode & 0o777 == 0o700
@@ -291,7 +291,7 @@ def cache_path_for(setup: Setup) -> str:
 
 
 def test_a_cache_for_another_install_is_ignored(cache_env: Setup) -> None:
-    data = fast_cache.build("gateway")
+    data = fast_cache.build(manifest.build("gateway"))
     data["install"] = "/another/venv"
     fast_cache.save(data)
     assert fast_cache.load() is None
@@ -352,7 +352,7 @@ def test_site_completion_follows_the_site_files(setup: Setup) -> None:
 
 
 def test_a_link_in_place_of_the_cache_is_not_followed(cache_env: Setup, tmp_path: Path) -> None:
-    data = fast_cache.build("gateway")
+    data = fast_cache.build(manifest.build("gateway"))
     elsewhere = tmp_path / "elsewhere.json"
     elsewhere.write_text(json.dumps(data))
     Path(fast_cache.cache_path()).parent.mkdir(parents=True)
@@ -364,7 +364,7 @@ def test_the_installed_version_is_part_of_the_signature(cache_env: Setup) -> Non
     import importlib.metadata
 
     version = importlib.metadata.version("kernel-gateway")  # the test environment installs it
-    data = fast_cache.build("gateway")
+    data = fast_cache.build(manifest.build("gateway"))
     assert data["version"] == version
     assert any(path.endswith(("METADATA", "PKG-INFO")) for path, _ in data["signature"])
 
