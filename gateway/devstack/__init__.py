@@ -1,7 +1,7 @@
 """The local development stack: real Slurm (two clusters), sshd per site and PostgreSQL on this machine.
 
-``python -m gateway.devstack up|down|status|env`` or ``gateway dev ...`` drive it; nothing in the product
-depends on this package.
+``gateway dev up|down|status|env`` (gateway/cli/dev.py, which `make up` and `make down` run) drives it;
+nothing in the product depends on this package, and it imports nothing of the CLI.
 """
 
 from __future__ import annotations
