@@ -15,7 +15,8 @@ from pathlib import PurePosixPath
 from gateway.backends.slurm import SlurmBackend
 from gateway.errors import GatewayError
 from gateway.isolation import Verdict
-from gateway.service import Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.sitecheck.probe import (
     DEFAULT_PROBE_TIMEOUT_S,
@@ -123,7 +124,7 @@ async def run_isolation_probe(
     gateway = Gateway(settings, {site.name: site}, None)
     started = time.monotonic()
     try:
-        backend = gateway.backend_for(site.name)
+        backend = gateway.sites.backend_for(site.name)
         if not isinstance(backend, SlurmBackend):
             return Step(KEY, TITLE, "SKIP", f"site {site.name} is not a Slurm site")
         token = secrets.token_hex(8)

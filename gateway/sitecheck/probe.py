@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 
 from gateway import resources
 from gateway.errors import GatewayError
-from gateway.service import Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.sitecheck.step import Step
 from gateway.sites import SiteConfig
