@@ -315,7 +315,7 @@ class SiteCheck:
 
 
 def _default_transport(site: SiteConfig) -> Transport:
-    """What the service would use for this site (gateway.service.Gateway._default_backend)."""
+    """What the service would use for this site (gateway.sitedir.SiteDirectory.default_backend)."""
     if site.submit_via == "ssh" and site.login is not None:
         return SSHTransport(site.name, site.login)
     return LocalTransport()
