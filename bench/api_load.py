@@ -66,7 +66,8 @@ from bench.api_load_plan import (
 from bench.api_load_processes import load, servers
 from bench.api_load_report import LoadRun, show
 from gateway.migrate import apply_migrations
-from gateway.service import OPERATOR, Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings
 from gateway.store.admin import scratch_database
 
@@ -105,11 +106,14 @@ async def main(console: Console) -> None:
         gateway = await Gateway.open(settings)
         conn = await asyncpg.connect(dsn)
         try:
-            task = await gateway.load_task_directory("vectoradd")
-            board = await gateway.create_leaderboard(BOARD, task, [GPU, "A100"], caller=OPERATOR)
+            task = await gateway.boards.load_task_directory("vectoradd")
+            board = await gateway.boards.create_leaderboard(BOARD, task, [GPU, "A100"], caller=OPERATOR)
             await seed(conn, board.id)
-            tokens = [await gateway.create_token(f"user-{i}", caller=OPERATOR) for i in range(1, TOKENS + 1)]
-            limit_token = await gateway.create_token("limit-user", caller=OPERATOR)
+            tokens = [
+                await gateway.accounts.create_token(f"user-{i}", caller=OPERATOR)
+                for i in range(1, TOKENS + 1)
+            ]
+            limit_token = await gateway.accounts.create_token("limit-user", caller=OPERATOR)
             ranked = await conn.fetchval(
                 "SELECT count(*) FROM runs WHERE ranked AND gpu_type = $1 AND leaderboard_id = $2",
                 GPU,
@@ -124,7 +128,7 @@ async def main(console: Console) -> None:
                 return await store.ranking(board.id, GPU, TOP)
 
             async def service_call(_: int) -> object:
-                return await gateway.leaderboard(BOARD, recent=0, top=TOP, gpu=GPU, caller=OPERATOR)
+                return await gateway.boards.leaderboard(BOARD, recent=0, top=TOP, gpu=GPU, caller=OPERATOR)
 
             async def enqueue(number: int) -> object:
                 request = SubmitRequest(
@@ -142,10 +146,14 @@ async def main(console: Console) -> None:
                 return None
 
             async def take(number: int) -> object:
-                return await gateway.take_token(f"address:bench-{number % 50}", UNLIMITED)
+                return await gateway.limits.take_token(f"address:bench-{number % 50}", UNLIMITED)
 
             async def old_scrape(_: int) -> object:  # what each scrape read before the cache
-                return (await gateway.stats(3600), await gateway.runs_by_state(), await gateway.site_health())
+                return (
+                    await gateway.stats(3600),
+                    await gateway.runs_by_state(),
+                    await gateway.sites.health(),
+                )
 
             query_ms = await sequential_ms(query, BASELINE_CALLS, 10)
             service_ms = await sequential_ms(service_call, BASELINE_CALLS, 10)

@@ -33,7 +33,9 @@ GAP_S = 0.23  # between events: not a multiple of the edit interval, and fewer p
 async def _latencies(t: BotUnderTest, gateway: Gateway) -> tuple[list[float], list[float]]:
     """(follow latencies, edit latencies) in ms for EVENTS progress events of one queued run."""
     board = "bench-bot"
-    await gateway.create_leaderboard(board, load_task(PROBLEMS / "vectoradd"), ["H100"], caller=OPERATOR)
+    await gateway.boards.create_leaderboard(
+        board, load_task(PROBLEMS / "vectoradd"), ["H100"], caller=OPERATOR
+    )
     options = {"file": t.discord.attach("k.py", solution("vectoradd", "correct.py").encode()),
                "leaderboard": board, "gpu": "H100", "mode": "test"}  # fmt: skip
     token = await t.command(ALICE, "leaderboard", "submit", options)

@@ -15,7 +15,7 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from gateway.service import SubmitRequest
+from gateway.model import SubmitRequest
 from gateway.tasks import TaskDefinition
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -40,7 +40,7 @@ async def main(console: Console) -> list[Row]:
     gateway = await Gateway.open(Settings())
     task = load_task(REPO_ROOT / "problems" / "vectoradd")
     code = (REPO_ROOT / "problems" / "vectoradd" / "solutions" / "correct.py").read_text()
-    login = gateway.sites["alpha"].login
+    login = gateway.sites.configured["alpha"].login
     assert login is not None
     ssh = SSHTransport("alpha", login)
     floors: list[float] = []

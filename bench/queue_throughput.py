@@ -23,7 +23,8 @@ from bench.common import Row, report
 from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
 from gateway.bundle import BundlePaths
 from gateway.migrate import apply_migrations
-from gateway.service import OPERATOR, Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR, Gateway
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import KeepBundles, SiteConfig
 from gateway.states import JobState
@@ -120,14 +121,12 @@ def _instant(_site: SiteConfig) -> InstantBackend:
 
 async def _worker_process(dsn: str) -> None:
     """One worker process: process runs until none is left unfinished, then exit."""
-    from gateway.worker import Worker
-
-    gateway = Gateway(Settings(database_url=dsn), {}, None, backend_factory=_instant)
     from gateway.store import Store
 
-    gateway.store = await Store.connect(dsn, max_size=4)
+    store = await Store.connect(dsn, max_size=4)
+    gateway = Gateway(Settings(database_url=dsn), {}, store, backend_factory=_instant)
     stop = asyncio.Event()
-    worker = Worker(gateway, concurrency=CONCURRENCY)
+    worker = gateway.worker(concurrency=CONCURRENCY)
 
     async def stop_when_done() -> None:
         assert gateway.store is not None
@@ -144,13 +143,12 @@ async def _worker_process(dsn: str) -> None:
 async def _queue(dsn: str) -> None:
     # one user queues every run before the workers start: the per-user limits are raised out of the way
     settings = Settings(database_url=dsn, max_unfinished_runs_per_user=RUNS, submissions_per_minute=RUNS)
-    gateway = Gateway(settings, {}, None, backend_factory=_instant)
     from gateway.store import Store
 
-    gateway.store = await Store.connect(dsn)
+    gateway = Gateway(settings, {}, await Store.connect(dsn), backend_factory=_instant)
     task = load_task(REPO_ROOT / "problems" / "vectoradd")
     try:
-        await gateway.create_leaderboard("queue-bench", task, ["local"], caller=OPERATOR)
+        await gateway.boards.create_leaderboard("queue-bench", task, ["local"], caller=OPERATOR)
         request = SubmitRequest(
             code="x = 1\n", file_name="k.py", user="bench", leaderboard="queue-bench", mode="test", admin=True
         )

@@ -26,7 +26,7 @@ def p95(samples: list[float]) -> float:
 async def latencies(gateway: Gateway, runs: int) -> list[float]:
     task = load_task(REPO_ROOT / "problems" / "vectoradd")
     code = (REPO_ROOT / "problems" / "vectoradd" / "solutions" / "correct.py").read_text()
-    login = gateway.sites["alpha"].login
+    login = gateway.sites.configured["alpha"].login
     assert login is not None
     ssh = SSHTransport("alpha", login)
     found = []
@@ -48,9 +48,9 @@ async def main(console: Console) -> list[Row]:
     finally:
         await pushed_gateway.close()
     polled_gateway = await Gateway.open(Settings(), use_database=False)
-    alpha = polled_gateway.sites["alpha"]
+    alpha = polled_gateway.sites.configured["alpha"]
     assert alpha.login is not None
-    polled_gateway.sites["alpha"] = alpha.model_copy(
+    polled_gateway.sites.configured["alpha"] = alpha.model_copy(
         update={"login": alpha.login.model_copy(update={"tail_channels": 0})}
     )
     try:

@@ -29,7 +29,7 @@ def is_admin(interaction: discord.Interaction, settings: BotSettings) -> bool:
 
 async def caller_of(interaction: discord.Interaction, gateway: Gateway, settings: BotSettings) -> Caller:
     """The caller with their account (made on first sight, its shown name refreshed)."""
-    account = await gateway.discord_user(interaction.user.id, interaction.user.name)
+    account = await gateway.accounts.discord_user(interaction.user.id, interaction.user.name)
     return Caller(account.name, is_admin(interaction, settings))
 
 

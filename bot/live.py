@@ -139,6 +139,6 @@ class SubmissionFollower:
             and public.record
             and public.record.ranked
         ):
-            self.status.standing = await self.gateway.standing(
+            self.status.standing = await self.gateway.boards.standing(
                 self.status.leaderboard, public.gpu_type, public.record.account, caller=self.caller
             )

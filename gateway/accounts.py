@@ -1,16 +1,17 @@
 """Accounts: who a Discord user is (their account, keyed by their Discord user id), which accounts hold
 an admin's rights, and API tokens for the HTTP API and the remote CLI: made for a user, shown once, kept
 only as a SHA-256 hash (users.token_sha256), so a copy of the database holds no usable token. A user has
-at most one; making a new one replaces it, and revoking removes it. Mixed into gateway.service.Gateway."""
+at most one; making a new one replaces it, and revoking removes it. ``Accounts`` is built from the
+store."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import TYPE_CHECKING
 
 from gateway.authority import Caller, require_admin
 from gateway.errors import NotFoundError, UserError
+from gateway.model import require_store
 from gateway.store import Store, UserRecord
 from gateway.validation import MAX_NAME_CHARS, check_account, shown
 
@@ -24,9 +25,11 @@ def token_hash(token: str) -> str:
 
 
 class Accounts:
-    if TYPE_CHECKING:  # provided by gateway.service.Gateway
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
 
-        def _require_store(self) -> Store: ...
+    def _require_store(self) -> Store:
+        return require_store(self.store)
 
     async def create_token(self, user: str, *, caller: Caller) -> str:
         """A new API token for ``user`` (recorded if not seen yet), replacing the one they had; the

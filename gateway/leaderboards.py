@@ -1,6 +1,7 @@
 """Leaderboards and users as the service manages them: create (from a task directory or an uploaded
-archive), read with rankings and standings, close with a deadline, limit, delete; ban and unban users.
-Mixed into gateway.service.Gateway, whose store and sites it uses."""
+archive), read with rankings and standings, close with a deadline, limit, delete; ban and unban users;
+find the leaderboard and task a submission runs as. ``Boards`` is built from the settings, the store and
+the site directory (the GPU types a board may rank)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import asyncio
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from gateway.authority import Caller, require_admin
 from gateway.errors import NotFoundError, TaskError, UserError
+from gateway.model import LOCAL_GPU_LABEL, SubmitRequest, require_store
 from gateway.modes import Mode
-from gateway.processing import LOCAL_GPU_LABEL
 from gateway.settings import Settings
+from gateway.sitedir import SiteDirectory
 from gateway.store import (
     LeaderboardRecord,
     LeaderboardSummary,
@@ -25,6 +26,7 @@ from gateway.store import (
     Standing,
     Store,
 )
+from gateway.suggest import did_you_mean
 from gateway.task_archive import load_task_archive
 from gateway.tasks import TaskDefinition, load_task
 from gateway.validation import (
@@ -45,15 +47,17 @@ class LeaderboardView:
     limits: list[RateLimit] = field(default_factory=list)
 
 
-class LeaderboardAdmin:
-    settings: Settings
-    store: Store | None
+class Boards:
+    def __init__(self, settings: Settings, store: Store | None, sites: SiteDirectory) -> None:
+        self.settings = settings
+        self.store = store
+        self.sites = sites
 
-    if TYPE_CHECKING:  # provided by gateway.service.Gateway
+    def _require_store(self) -> Store:
+        return require_store(self.store)
 
-        def _require_store(self) -> Store: ...
-
-        def known_gpu_types(self) -> list[str]: ...
+    def known_gpu_types(self) -> list[str]:
+        return self.sites.known_gpu_types()
 
     # -- leaderboards -------------------------------------------------------------------------------
 
@@ -238,6 +242,32 @@ class LeaderboardAdmin:
         if gpu_type not in board.gpu_types:
             raise NotFoundError(f"leaderboard {board.name} does not rank {shown(gpu_type)}")
         return await self._require_store().score_timeline(board.id, gpu_type, limit)
+
+    async def task_for(self, request: SubmitRequest) -> tuple[TaskDefinition, LeaderboardRecord | None]:
+        """The task a submission runs as and its leaderboard: the one it names (or its task's name), made
+        from its task for an admin when there is none; without a database, the request's own task."""
+        if self.store is None:
+            if request.task is None:
+                raise UserError("give --task: there is no database to look the leaderboard up in")
+            return request.task, None
+        name = request.leaderboard or (request.task.name if request.task else None)
+        if name is None:
+            raise UserError("give --task or --leaderboard")
+        try:
+            board = await self.get_leaderboard(name, caller=request.caller)  # hidden: not found to users
+        except NotFoundError as missing:
+            visible = [board.name for board in await self.leaderboards(caller=request.caller)]
+            hint = did_you_mean(name, visible)
+            if not request.admin:
+                raise NotFoundError(f"{missing}{hint}") from None
+            if request.task is None:
+                raise NotFoundError(f"{missing}{hint}; give --task to create it") from None
+            board = await self.create_leaderboard(
+                name, request.task, creator=request.user, caller=request.caller
+            )
+            if board.task == request.task.model_dump():  # made of this task (not a concurrent other's)
+                return request.task, board  # so it is not parsed again
+        return TaskDefinition.from_json(board.task), board
 
     # -- users ----------------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Limits of the HTTP API that hold across all its processes, kept in PostgreSQL (gateway/store/limits.py):
 token buckets for its rate limits, and a lease per open event stream (a total cap and one per client).
-Mixed into gateway.service.Gateway; the API (gateway/api/limits.py) decides the keys and the caps."""
+``SharedLimits`` is built from the store; the API (gateway/api/limits.py) decides the keys and the caps."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.errors import RefusedError
+from gateway.model import require_store
 
 if TYPE_CHECKING:
     from gateway.store import Store
@@ -24,9 +25,11 @@ class TokenTake:
 
 
 class SharedLimits:
-    if TYPE_CHECKING:  # provided by gateway.service.Gateway
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
 
-        def _require_store(self) -> Store: ...
+    def _require_store(self) -> Store:
+        return require_store(self.store)
 
     async def take_token(self, key: str, per_minute: float) -> TokenTake:
         """One token from ``key``'s bucket, shared by every API process: ``per_minute`` at once, then one

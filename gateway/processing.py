@@ -1,25 +1,36 @@
 """Processing one claimed run: route it (or find its job again after a takeover), execute it on its site,
-record its end once, and say so in its events. Mixed into gateway.service.Gateway, whose sites, router and
-store it uses."""
+record its end once, and say so in its events. ``RunProcessor`` is built from the store, the site
+directory (the runtimes), the placement and the router; the queue worker (gateway.worker) and the service
+call it, it calls neither."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import uuid
 
 from gateway.authority import Caller, require_admin
 from gateway.backends.base import JobRequest, JobStatus
 from gateway.bundle import build_spec
 from gateway.errors import BackendError, GatewayError, TransportError, UserError
-from gateway.execution import RunReport, SiteRuntime, execute
+from gateway.execution import RunReport, execute
+from gateway.model import (
+    DEFAULT_SWEEP_GRACE_S,
+    LOCAL_GPU_LABEL,
+    Claim,
+    EventCallback,
+    SubmitRequest,
+    Sweep,
+    require_store,
+)
 from gateway.modes import as_mode
-from gateway.routing import Choice, Router
+from gateway.placement import Placement
+from gateway.routing import Router
 from gateway.settings import Settings
+from gateway.sitedir import SiteDirectory
 from gateway.sites import SiteConfig
 from gateway.states import JobState
 from gateway.store import ClaimedRun, RunRecord, Store
@@ -28,8 +39,6 @@ from harness.protocol import HarnessError
 from harness.run_result import RunResult
 
 log = logging.getLogger(__name__)
-EventCallback = Callable[[str, str], Awaitable[None]]  # (run id, message)
-LOCAL_GPU_LABEL = "local"
 # How a run's first event says where it goes; front ends read the site back with ``where_of``.
 ROUTED, TAKEN_OVER = "routed to ", "taken over on "
 
@@ -46,56 +55,34 @@ def where_of(message: str) -> str | None:
     return None
 
 
-# A sweep leaves a run folder alone while it changed in the last this many seconds (a run submitted by a
-# gateway with another database, or without one, is unknown here but may still be running).
-DEFAULT_SWEEP_GRACE_S = 24 * 3600.0
+class RunProcessor:
+    """Runs a claimed run (or a direct one) to its recorded end."""
 
-
-@dataclass(frozen=True)
-class Sweep:
-    """What a sweep of one site's work folder did."""
-
-    site: str
-    removed: list[str] = field(default_factory=list)  # run folders removed: finished or unknown runs
-    unfinished: int = 0  # folders kept: their runs are queued or running
-    recent: int = 0  # folders kept: changed within the grace period
-
-
-@dataclass
-class Claim:
-    """A worker's hold on one run while it processes it. ``lost`` (another worker took the run over, or
-    this one is stopping) ends processing without touching the job; ``cancel_reason`` cancels the job."""
-
-    worker: str
-    lost: bool = False
-    cancel_reason: str | None = None
-
-
-class RunProcessing:
-    """The part of the service that runs a claimed run to its recorded end."""
-
-    store: Store | None
-    router: Router
-    settings: Settings
-
-    if TYPE_CHECKING:  # provided by gateway.service.Gateway
-
-        def _require_store(self) -> Store: ...
-
-        def _runtime(self, site: SiteConfig) -> SiteRuntime: ...
-
-        def site(self, name: str | None) -> SiteConfig: ...
-
-        async def route(
-            self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None, *, mode: str
-        ) -> Choice: ...
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None,
+        sites: SiteDirectory,
+        placement: Placement,
+        router: Router,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sites = sites
+        self.placement = placement
+        self.router = router
 
     async def process(
-        self, run: ClaimedRun, claim: Claim, on_event: EventCallback | None = None
+        self,
+        run: ClaimedRun,
+        claim: Claim,
+        on_event: EventCallback | None = None,
+        task: TaskDefinition | None = None,
     ) -> RunReport:
         """Run one claimed run to its recorded end: route it (first claim), or find its job again by
-        name when an earlier worker may have submitted it (a takeover), never submitting it twice."""
-        store = self._require_store()
+        name when an earlier worker may have submitted it (a takeover), never submitting it twice.
+        ``task``: the run's task when the caller has it parsed already (the submitter's own runs)."""
+        store = require_store(self.store)
         report = RunReport(
             run.run_id,
             run.user_name,
@@ -108,15 +95,18 @@ class RunProcessing:
             leaderboard=run.leaderboard,
         )
         try:
-            if run.task is None:
+            if task is None and run.task is None:
                 raise UserError("its task is not stored (an ad-hoc run without a leaderboard)")
             key = run.result_key
             if key is None:  # dropped when a run is recorded: it never runs again
                 raise UserError("its key is gone: the run has already ended")
-            task = TaskDefinition.from_json(run.task)
+            if task is None:
+                assert run.task is not None
+                task = TaskDefinition.from_json(run.task)
             if run.site is None:
-                gpu = None if run.gpu_type == LOCAL_GPU_LABEL else run.gpu_type
-                choice = await self.route(run.requested_site, gpu, run.leaderboard, mode=run.mode)
+                choice = await self.placement.route(
+                    run.requested_site, run.gpu_type, run.leaderboard, mode=run.mode
+                )
                 site, partition, why = choice.site, choice.partition, choice.why
                 if site.kind == "local" and not self.settings.worker_runs_local:
                     raise UserError(
@@ -127,7 +117,7 @@ class RunProcessing:
                 await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
                 first = routed_message(site.name, partition.name, report.gpu_type, why)
             else:
-                site = self.site(run.site)
+                site = self.sites.site(run.site)
                 partition = site.partition(run.partition or "") or site.partitions[0]
                 last = f" (last seen as job {run.job_id})" if run.job_id else ""
                 first = f"{TAKEN_OVER}{site.name}{last}"
@@ -136,7 +126,7 @@ class RunProcessing:
             await self._record(report)
             if run.site is not None:  # taken over: an earlier attempt's bundle may be on its site
                 with contextlib.suppress(UserError):  # a site no longer configured
-                    await self._remove_bundle(self.site(run.site), run.run_id)
+                    await self._remove_bundle(self.sites.site(run.site), run.run_id)
             return report
         report.site, report.partition = site.name, partition.name
         seed = run.secret_seed if run.secret else None
@@ -160,9 +150,38 @@ class RunProcessing:
             # gw-<run>[-attempt] (whether or not its id was recorded) and submits only if there is none
             maybe_submitted=run.claims > 1 or run.job_id is not None,
         )
-        return await self._execute(job, report, on_event, first, claim)
+        return await self.execute(job, report, on_event, first, claim)
 
-    async def _execute(
+    async def run_direct(
+        self, request: SubmitRequest, task: TaskDefinition, on_event: EventCallback | None
+    ) -> RunReport:
+        """Run a checked request straight on its site, recording nothing (no database, or an admin's
+        run on this machine)."""
+        choice = await self.placement.route(
+            request.site, request.gpu_type, request.leaderboard, mode=request.mode
+        )
+        run_id = str(uuid.uuid4())
+        report = RunReport(
+            run_id,
+            request.user,
+            request.file_name,
+            choice.site.name,
+            choice.partition.name,
+            choice.partition.gpu_type or LOCAL_GPU_LABEL,
+        )
+        job = JobRequest(
+            run_id,
+            choice.site,
+            choice.partition,
+            task,
+            request.code,
+            build_spec(run_id, request.mode, task, ncu=choice.site.profile.ncu, file_name=request.file_name),
+            secrets.token_hex(32),
+        )
+        first = routed_message(choice.site.name, choice.partition.name, report.gpu_type, choice.why)
+        return await self.execute(job, report, on_event, first, None)
+
+    async def execute(
         self,
         job: JobRequest,
         report: RunReport,
@@ -195,7 +214,7 @@ class RunProcessing:
         await event(first_event)
         self.router.started(site.name, partition.name)
         try:
-            await execute(self._runtime(site), job, report, event, persist)
+            await execute(self.sites.runtime(site), job, report, event, persist)
             await self._site_outcome(site.name, None)
         except asyncio.CancelledError:
             if claim is not None and claim.lost:
@@ -251,7 +270,7 @@ class RunProcessing:
     async def _abandon(self, report: RunReport, site: SiteConfig, reason: str) -> None:
         try:
             if report.handle is not None:
-                await self._runtime(site).backend.cancel([report.handle])
+                await self.sites.runtime(site).backend.cancel([report.handle])
         except GatewayError as exc:
             log.warning("run %s: could not cancel job %s: %s", report.run_id, report.job_id, exc)
         # set last: nothing that followed the job may write its state over this one any more
@@ -269,9 +288,9 @@ class RunProcessing:
         require_admin(caller, "cleaning a site's work folder is for the gateway's admins")
         if older_than_s < 0:
             raise UserError("the grace period cannot be negative")
-        store = self._require_store()
-        site = self.site(name)
-        backend = self._runtime(site).backend
+        store = require_store(self.store)
+        site = self.sites.site(name)
+        backend = self.sites.runtime(site).backend
         folders = await backend.bundles()
         cutoff = time.time() - older_than_s
         old = sorted(run_id for run_id, changed in folders.items() if changed <= cutoff)
@@ -287,7 +306,7 @@ class RunProcessing:
         keep_bundles says so): its code, key and spec do not stay there. A failure is logged: the run's
         end is recorded already, and `gateway sites clean` sweeps what is left."""
         try:
-            await self._runtime(site).backend.remove([run_id], site.keep_bundles)
+            await self.sites.runtime(site).backend.remove([run_id], site.keep_bundles)
         except (GatewayError, OSError) as exc:
             log.warning("run %s: could not remove its bundle from site %s: %s", run_id, site.name, exc)
 

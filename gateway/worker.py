@@ -3,8 +3,10 @@
 Any number of workers, on any number of machines, share one queue. A worker claims runs with
 ``FOR UPDATE SKIP LOCKED`` (no two hold the same run), heart-beats its claims, and wakes on NOTIFY when
 runs are queued or a cancel is requested. A run whose worker stopped heart-beating is claimed again by
-another, which finds the run's Slurm job by its name instead of submitting it again (gateway.service.process).
-A worker that stops cleanly gives its claims back so another takes them over at once.
+another, which finds the run's Slurm job by its name instead of submitting it again
+(gateway.processing.RunProcessor.process). A worker that stops cleanly gives its claims back so another
+takes them over at once. Built from the run processor and the store; the service makes its workers with
+``Gateway.worker``, and nothing here imports the service.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 
 from gateway.errors import GatewayError, StoreError
 from gateway.execution import RunReport
-from gateway.service import Claim, EventCallback, Gateway, report_of
+from gateway.model import Claim, EventCallback
+from gateway.processing import RunProcessor, report_of
 from gateway.store import CANCEL_CHANNEL, QUEUE_CHANNEL, ClaimedRun, Store
+from gateway.tasks import TaskDefinition
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0
@@ -33,10 +37,17 @@ def worker_name() -> str:
 
 
 class Worker:
-    def __init__(self, gateway: Gateway, *, name: str | None = None, concurrency: int | None = None) -> None:
-        settings = gateway.settings
-        self.gateway = gateway
-        self.store: Store = gateway._require_store()
+    def __init__(
+        self,
+        processor: RunProcessor,
+        store: Store,
+        *,
+        name: str | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        settings = processor.settings
+        self.processor = processor
+        self.store = store
         self.name = name or worker_name()
         self.concurrency = concurrency or settings.worker_concurrency
         self.heartbeat_s = settings.worker_heartbeat_s
@@ -45,6 +56,7 @@ class Worker:
         self._claims: dict[str, Claim] = {}
         self._tasks: dict[str, asyncio.Task[RunReport]] = {}
         self._wake = asyncio.Event()
+        self._task: TaskDefinition | None = None  # the drained runs' task, when the submitter parsed it
 
     # -- the long-running worker ----------------------------------------------------------------------
 
@@ -76,10 +88,14 @@ class Worker:
 
     # -- a submitter's own runs -------------------------------------------------------------------------
 
-    async def drain(self, run_ids: list[str], on_event: EventCallback | None = None) -> dict[str, RunReport]:
+    async def drain(
+        self, run_ids: list[str], on_event: EventCallback | None = None, task: TaskDefinition | None = None
+    ) -> dict[str, RunReport]:
         """See ``run_ids`` through: process those this worker can claim; follow those another worker
         holds (taking them over if it stops). Returns every run's report. Cancelled (Ctrl-C): the jobs
-        of the runs it holds are cancelled and recorded as such."""
+        of the runs it holds are cancelled and recorded as such. ``task``: the task of every one of these
+        runs (one submission's), when the caller has it parsed already."""
+        self._task = task
         pending = set(run_ids)
         reports: dict[str, RunReport] = {}
         seen = 0  # the last event of others' runs already passed on
@@ -100,8 +116,8 @@ class Worker:
                         reports[run_id] = report
                         pending.discard(run_id)
         finally:
-            for task in self._tasks.values():
-                task.cancel()
+            for running in self._tasks.values():
+                running.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             heartbeats.cancel()
             await asyncio.gather(heartbeats, return_exceptions=True)
@@ -151,7 +167,9 @@ class Worker:
         self._claims[run.run_id] = claim
         if run.claims > 1:
             log.info("worker %s: taking over run %s (claim %d)", self.name, run.run_id, run.claims)
-        self._tasks[run.run_id] = asyncio.create_task(self.gateway.process(run, claim, on_event))
+        self._tasks[run.run_id] = asyncio.create_task(
+            self.processor.process(run, claim, on_event, self._task)
+        )
 
     def _reap(self) -> dict[str, RunReport]:
         """Collect finished tasks: their reports (a lost or failed task has none)."""

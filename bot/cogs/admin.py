@@ -72,7 +72,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
         definition = await self._task(task, archive)
         gpu_types = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
         caller = await self._caller(interaction)
-        board = await self.gateway.create_leaderboard(
+        board = await self.gateway.boards.create_leaderboard(
             name,
             definition,
             gpu_types,
@@ -89,10 +89,10 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
 
     async def _task(self, task: str | None, archive: discord.Attachment | None) -> TaskDefinition:
         if task is not None:
-            return await self.gateway.load_task_directory(task)
+            return await self.gateway.boards.load_task_directory(task)
         assert archive is not None
         check_archive(archive.filename, archive.size)  # before downloading it
-        return await self.gateway.load_task_archive(await archive.read(), archive.filename)
+        return await self.gateway.boards.load_task_archive(await archive.read(), archive.filename)
 
     @app_commands.command(description="Delete a leaderboard with its submissions and runs")
     @app_commands.describe(confirm="type the leaderboard's name again")
@@ -100,7 +100,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
     async def delete(self, interaction: discord.Interaction, name: str, confirm: str) -> None:
         if confirm != name:
             raise UserError("nothing deleted: confirm must repeat the leaderboard's name exactly")
-        submissions, runs = await self.gateway.delete_leaderboard(
+        submissions, runs = await self.gateway.boards.delete_leaderboard(
             name, caller=await self._caller(interaction)
         )
         await interaction.response.send_message(
@@ -112,39 +112,47 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
     @app_commands.autocomplete(name=leaderboard_names)
     async def deadline(self, interaction: discord.Interaction, name: str, when: str) -> None:
         closes = None if when.strip().lower() == "none" else parse_deadline(when)
-        board = await self.gateway.set_deadline(name, closes, caller=await self._caller(interaction))
+        board = await self.gateway.boards.set_deadline(name, closes, caller=await self._caller(interaction))
         shown = discord.utils.format_dt(board.deadline, "F") if board.deadline else "never"
         await interaction.response.send_message(f"⏰ {text(board.name)} closes: {shown}", ephemeral=True)
 
     @app_commands.command(description="Ban a user from submitting")
     async def ban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        account = await self.gateway.discord_user(user.id, user.name)  # by id: a rename keeps the ban
-        changed = await self.gateway.set_banned(account.name, True, caller=await self._caller(interaction))
+        account = await self.gateway.accounts.discord_user(
+            user.id, user.name
+        )  # by id: a rename keeps the ban
+        changed = await self.gateway.boards.set_banned(
+            account.name, True, caller=await self._caller(interaction)
+        )
         state = "is now banned" if changed else "was banned already"
         await interaction.response.send_message(f"🔨 {text(user.name)} {state}", ephemeral=True)
 
     @app_commands.command(description="Lift a user's ban")
     async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
-        account = await self.gateway.discord_user(user.id, user.name)
-        changed = await self.gateway.set_banned(account.name, False, caller=await self._caller(interaction))
+        account = await self.gateway.accounts.discord_user(user.id, user.name)
+        changed = await self.gateway.boards.set_banned(
+            account.name, False, caller=await self._caller(interaction)
+        )
         state = "may submit again" if changed else "was not banned"
         await interaction.response.send_message(f"🕊️ {text(user.name)} {state}", ephemeral=True)
 
     @app_commands.command(description="The Slurm sites and their health")
     async def sites(self, interaction: discord.Interaction) -> None:
-        health = await self.gateway.site_health()
-        await interaction.response.send_message(embed=sites_embed(self.gateway.sites, health), ephemeral=True)
+        health = await self.gateway.sites.health()
+        await interaction.response.send_message(
+            embed=sites_embed(self.gateway.sites.configured, health), ephemeral=True
+        )
 
     @app_commands.command(description="Stop routing new runs to a site (its running jobs go on)")
     @app_commands.autocomplete(site=site_names)
     async def drain(self, interaction: discord.Interaction, site: str, reason: str | None = None) -> None:
-        await self.gateway.set_drained(site, True, reason, caller=await self._caller(interaction))
+        await self.gateway.sites.set_drained(site, True, reason, caller=await self._caller(interaction))
         await interaction.response.send_message(f"🚧 {text(site)} is drained", ephemeral=True)
 
     @app_commands.command(description="Route runs to a drained site again")
     @app_commands.autocomplete(site=site_names)
     async def resume(self, interaction: discord.Interaction, site: str) -> None:
-        await self.gateway.set_drained(site, False, caller=await self._caller(interaction))
+        await self.gateway.sites.set_drained(site, False, caller=await self._caller(interaction))
         await interaction.response.send_message(f"🟢 {text(site)} takes runs again", ephemeral=True)
 
     @app_commands.command(description="Cancel a run (its id, or its first characters)")

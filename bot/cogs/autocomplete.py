@@ -13,7 +13,8 @@ from discord import app_commands
 from bot.identity import reader_of
 from bot.settings import BotSettings
 from gateway.errors import GatewayError
-from gateway.service import LOCAL_GPU_LABEL, Caller, Gateway
+from gateway.model import LOCAL_GPU_LABEL
+from gateway.service import Caller, Gateway
 
 log = logging.getLogger(__name__)
 MAX_CHOICES = 25  # Discord shows at most 25
@@ -37,7 +38,7 @@ def _reader(interaction: discord.Interaction) -> Caller:
 
 async def leaderboard_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     try:
-        boards = await _gateway(interaction).leaderboards(caller=_reader(interaction))
+        boards = await _gateway(interaction).boards.leaderboards(caller=_reader(interaction))
     except GatewayError as exc:  # an autocomplete that fails shows nothing; the command still works
         log.warning("leaderboard autocomplete: %s", exc)
         return []
@@ -48,10 +49,10 @@ async def gpu_types(interaction: discord.Interaction, current: str) -> list[app_
     """The GPU types of the leaderboard already chosen in the command, else every type a site offers."""
     gateway = _gateway(interaction)
     board = getattr(interaction.namespace, "leaderboard", None)
-    offered = [gpu for gpu in gateway.known_gpu_types() if gpu != LOCAL_GPU_LABEL]
+    offered = [gpu for gpu in gateway.sites.known_gpu_types() if gpu != LOCAL_GPU_LABEL]
     if isinstance(board, str) and board:
         try:
-            offered = (await gateway.get_leaderboard(board, caller=_reader(interaction))).gpu_types
+            offered = (await gateway.boards.get_leaderboard(board, caller=_reader(interaction))).gpu_types
         except GatewayError:
             pass
     return _choices(offered, current)
@@ -60,10 +61,10 @@ async def gpu_types(interaction: discord.Interaction, current: str) -> list[app_
 async def task_directories(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     if not _reader(interaction).admin:
         return []
-    return _choices(_gateway(interaction).task_directories(), current)
+    return _choices(_gateway(interaction).boards.task_directories(), current)
 
 
 async def site_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     if not _reader(interaction).admin:
         return []
-    return _choices(sorted(_gateway(interaction).sites), current)
+    return _choices(sorted(_gateway(interaction).sites.configured), current)

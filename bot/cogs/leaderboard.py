@@ -16,8 +16,9 @@ from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
 from bot.render import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
 from gateway.errors import NotFoundError, UserError
+from gateway.model import Submission, SubmitRequest
 from gateway.modes import Mode
-from gateway.service import Caller, Submission, SubmitRequest, as_mode
+from gateway.service import Caller, as_mode
 from gateway.validation import check_upload_name, decode_upload
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         caller: Caller,
     ) -> Submission:
         limit = self.gateway.settings.max_submission_bytes
-        task = await self.gateway.task_of(leaderboard, caller=caller)
+        task = await self.gateway.boards.task_of(leaderboard, caller=caller)
         check_upload_name(file.filename, file.size, task.lang, limit)  # before downloading anything
         code = decode_upload(await file.read(), file.filename, limit)
         return await self.gateway.enqueue(
@@ -94,7 +95,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
 
     @app_commands.command(name="list", description="The open leaderboards")
     async def list_(self, interaction: discord.Interaction) -> None:
-        boards = await self.gateway.leaderboards(caller=reader_of(interaction, self.bot.settings))
+        boards = await self.gateway.boards.leaderboards(caller=reader_of(interaction, self.bot.settings))
         await interaction.response.send_message(embed=leaderboards_embed(boards))
 
     @app_commands.command(description="A leaderboard's top entries per GPU type")
@@ -108,14 +109,14 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         top: app_commands.Range[int, 1, 25] = 10,
     ) -> None:
         reader = reader_of(interaction, self.bot.settings)
-        view = await self.gateway.leaderboard(leaderboard, recent=0, top=top, gpu=gpu, caller=reader)
+        view = await self.gateway.boards.leaderboard(leaderboard, recent=0, top=top, gpu=gpu, caller=reader)
         await interaction.response.send_message(embed=leaderboard_embed(view))
 
     @app_commands.command(name="show-personal", description="Your own runs on a leaderboard")
     @app_commands.autocomplete(leaderboard=leaderboard_names)
     async def show_personal(self, interaction: discord.Interaction, leaderboard: str) -> None:
         caller = await caller_of(interaction, self.gateway, self.bot.settings)
-        runs = await self.gateway.history(leaderboard, caller.account or "", caller=caller)
+        runs = await self.gateway.boards.history(leaderboard, caller.account or "", caller=caller)
         embed = personal_embed(leaderboard, interaction.user.name, runs)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
@@ -124,7 +125,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
     )
     async def token(self, interaction: discord.Interaction) -> None:
         caller = await caller_of(interaction, self.gateway, self.bot.settings)
-        made = await self.gateway.create_token(caller.account or "", caller=caller)
+        made = await self.gateway.accounts.create_token(caller.account or "", caller=caller)
         await interaction.response.send_message(
             "Your API token, shown once and only to you (it replaces any earlier one; "
             "`/leaderboard revoke-token` revokes it):\n"
@@ -137,7 +138,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
     async def revoke_token(self, interaction: discord.Interaction) -> None:
         caller = await caller_of(interaction, self.gateway, self.bot.settings)
         try:
-            revoked = await self.gateway.revoke_token(caller.account or "", caller=caller)
+            revoked = await self.gateway.accounts.revoke_token(caller.account or "", caller=caller)
         except NotFoundError:  # never submitted nor made a token
             revoked = False
         await interaction.response.send_message(
@@ -147,7 +148,9 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
     @app_commands.command(description="A leaderboard's task: its description and the starter file")
     @app_commands.autocomplete(leaderboard=leaderboard_names)
     async def task(self, interaction: discord.Interaction, leaderboard: str) -> None:
-        task = await self.gateway.task_of(leaderboard, caller=reader_of(interaction, self.bot.settings))
+        task = await self.gateway.boards.task_of(
+            leaderboard, caller=reader_of(interaction, self.bot.settings)
+        )
         files = [_template_file(task.submission_name, task.starter[1])] if task.starter else []
         await interaction.response.send_message(embed=task_embed(leaderboard, task), files=files)
 
@@ -157,7 +160,9 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
     async def template(
         self, interaction: discord.Interaction, leaderboard: str, language: str | None = None
     ) -> None:
-        task = await self.gateway.task_of(leaderboard, caller=reader_of(interaction, self.bot.settings))
+        task = await self.gateway.boards.task_of(
+            leaderboard, caller=reader_of(interaction, self.bot.settings)
+        )
         if not task.templates:
             raise UserError(f"the task of {leaderboard} has no template; see /leaderboard task")
         if language is None:

@@ -53,7 +53,7 @@ async def current_user(request: Request, credentials: Credentials) -> UserRecord
     """The user whose token came with the request; 401 without a valid one."""
     if credentials is None:
         raise HTTPException(401, f"no API token: {HOW_TO_AUTHENTICATE}", {"WWW-Authenticate": "Bearer"})
-    user = await gateway_of(request).user_for_token(credentials.credentials)
+    user = await gateway_of(request).accounts.user_for_token(credentials.credentials)
     if user is None:
         raise HTTPException(
             401,

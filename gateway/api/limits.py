@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.auth import is_admin_token
 from gateway.errors import GatewayError, StoreError
+from gateway.limits import SharedLimits
 from gateway.service import Gateway
 from gateway.settings import Settings
 
@@ -75,13 +76,13 @@ class TokenBucket:
 
 class SharedBucket:
     """A token bucket per key kept in PostgreSQL, so N API processes allow what one does: one atomic
-    statement per take (Gateway.take_token). A key that this process last saw empty is refused from the
+    statement per take (SharedLimits.take_token). A key that this process last saw empty is refused from the
     mirror until it refills, without a round trip (the shared bucket can only hold fewer tokens: other
     processes take from it too). With the database away, requests are let through (and logged): the
     limiter guards the database, which then refuses the work itself."""
 
-    def __init__(self, gateway: Gateway, per_minute: int) -> None:
-        self.gateway = gateway
+    def __init__(self, limits: SharedLimits, per_minute: int) -> None:
+        self.limits = limits
         self.per_minute = per_minute
         self.mirror = TokenBucket(per_minute)
         self._warned_at = -math.inf
@@ -93,7 +94,7 @@ class SharedBucket:
             return wait
         asked = time.monotonic()  # before the database's clock reads: the mirror errs towards letting in
         try:
-            took = await self.gateway.take_token(key, self.per_minute)
+            took = await self.limits.take_token(key, self.per_minute)
         except StoreError as exc:
             if time.monotonic() - self._warned_at > STORE_AWAY_LOG_EVERY_S:
                 self._warned_at = time.monotonic()
@@ -104,7 +105,7 @@ class SharedBucket:
 
 
 class StreamLeases:
-    """This process's leases on event streams (Gateway.open_stream): taken when a stream opens, given
+    """This process's leases on event streams (SharedLimits.open_stream): taken when a stream opens, given
     back when it ends, renewed every RENEW_S while it lives, so that a crashed process's streams expire
     after TTL_S and the caps count only live streams. The upkeep task also prunes expired leases and
     full token buckets now and then (any process may: they are shared)."""
@@ -113,8 +114,8 @@ class StreamLeases:
     RENEW_S = 10.0
     PRUNE_S = 60.0
 
-    def __init__(self, gateway: Gateway, max_total: int, max_per_client: int) -> None:
-        self.gateway = gateway
+    def __init__(self, limits: SharedLimits, max_total: int, max_per_client: int) -> None:
+        self.limits = limits
         self.max_total = max_total
         self.max_per_client = max_per_client
         self.process = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -128,7 +129,7 @@ class StreamLeases:
     async def take(self, client: str, who: str) -> uuid.UUID:
         """A lease for one more stream of ``client``; RefusedError past a cap."""
         async with self._lock:
-            lease = await self.gateway.open_stream(
+            lease = await self.limits.open_stream(
                 self.process, client, who, self.max_total, self.max_per_client, self.TTL_S
             )
             self._live[lease] = client
@@ -138,7 +139,7 @@ class StreamLeases:
         async with self._lock:
             self._live.pop(lease, None)
             try:
-                await self.gateway.close_stream(lease)
+                await self.limits.close_stream(lease)
             except GatewayError as exc:  # the next renewal drops it
                 log.warning("stream lease %s not given back now: %s", lease, exc)
 
@@ -149,11 +150,11 @@ class StreamLeases:
             await asyncio.sleep(self.RENEW_S)
             try:
                 async with self._lock:
-                    await self.gateway.renew_streams(self.process, dict(self._live), self.TTL_S)
+                    await self.limits.renew_streams(self.process, dict(self._live), self.TTL_S)
                 if time.monotonic() - pruned_at >= self.PRUNE_S:
                     pruned_at = time.monotonic()
-                    await self.gateway.prune_streams()
-                    await self.gateway.prune_token_buckets()
+                    await self.limits.prune_streams()
+                    await self.limits.prune_token_buckets()
             except GatewayError as exc:
                 log.warning("stream leases not renewed (they expire in %.0f s): %s", self.TTL_S, exc)
 
@@ -161,16 +162,18 @@ class StreamLeases:
         async with self._lock:
             self._live.clear()
             with contextlib.suppress(GatewayError):
-                await self.gateway.renew_streams(self.process, {}, self.TTL_S)
+                await self.limits.renew_streams(self.process, {}, self.TTL_S)
 
 
 class ApiLimits:
     """The API's shared limits and their upkeep, made with the app and started with it."""
 
     def __init__(self, gateway: Gateway, settings: Settings) -> None:
-        self.requests = SharedBucket(gateway, settings.api_requests_per_minute)
-        self.submissions = SharedBucket(gateway, settings.api_submissions_per_minute)
-        self.streams = StreamLeases(gateway, settings.api_max_streams, settings.api_max_streams_per_client)
+        self.requests = SharedBucket(gateway.limits, settings.api_requests_per_minute)
+        self.submissions = SharedBucket(gateway.limits, settings.api_submissions_per_minute)
+        self.streams = StreamLeases(
+            gateway.limits, settings.api_max_streams, settings.api_max_streams_per_client
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -193,7 +196,7 @@ async def stream_client(
         token = credentials.credentials
         if is_admin_token(request.app.state.settings, token):
             return "admin", "the admin token"
-        user = await gateway.user_for_token(token)
+        user = await gateway.accounts.user_for_token(token)
         if user is not None:
             return f"user:{user.id}", f"user {user.name}"
     address = request.client.host if request.client else "unknown"

@@ -120,8 +120,8 @@ class Metrics:
         slow = await self._slow_numbers(gateway)
         stats, by_state = slow.stats, slow.by_state
         unfinished = await gateway.unfinished_by_state()
-        health = await gateway.site_health()
-        leased = await gateway.open_streams()
+        health = await gateway.sites.health()
+        leased = await gateway.limits.open_streams()
         families: list[Metric] = []
 
         def gauge(name: str, doc: str, labels: list[str], values: Iterable[tuple[list[str], float]]) -> None:

@@ -27,7 +27,8 @@ from gateway.api.schemas import (
     summary_out,
 )
 from gateway.errors import GatewayError
-from gateway.service import LOCAL_GPU_LABEL, Caller
+from gateway.model import LOCAL_GPU_LABEL
+from gateway.service import Caller
 
 router = APIRouter(prefix="/api", responses={404: {"model": ErrorOut}, 400: {"model": ErrorOut}})
 
@@ -39,21 +40,21 @@ async def health(gateway: Service) -> HealthOut:
         await gateway.ping()
     except GatewayError:
         raise HTTPException(503, "the database does not answer") from None
-    return HealthOut(status="ok", database=True, sites=len(gateway.sites))
+    return HealthOut(status="ok", database=True, sites=len(gateway.sites.configured))
 
 
 @router.get("/leaderboards", response_model=list[LeaderboardOut], tags=["leaderboards"])
 async def leaderboards(gateway: Service, viewer: Viewer) -> list[LeaderboardOut]:
     """Every public leaderboard (hidden ones too for the admin token), by name."""
-    return [summary_out(s) for s in await gateway.leaderboards(caller=viewer)]
+    return [summary_out(s) for s in await gateway.boards.leaderboards(caller=viewer)]
 
 
 @router.get("/leaderboards/{name}", response_model=LeaderboardOut, tags=["leaderboards"])
 async def leaderboard(name: str, gateway: Service, viewer: Viewer) -> LeaderboardOut:
     """One leaderboard: description, GPU types, deadline, rate limits."""
-    board = await gateway.get_leaderboard(name, caller=viewer)
-    summary = await gateway.leaderboard_summary(board.name, caller=viewer)
-    out = board_out(board, await gateway.rate_limits(board.name, caller=viewer))
+    board = await gateway.boards.get_leaderboard(name, caller=viewer)
+    summary = await gateway.boards.leaderboard_summary(board.name, caller=viewer)
+    out = board_out(board, await gateway.boards.rate_limits(board.name, caller=viewer))
     out.submissions, out.runs = summary.submissions, summary.runs
     return out
 
@@ -67,7 +68,7 @@ async def ranking(
     top: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RankingOut]:
     """The ranking per GPU type: each user's best score whose secret rerun also passed, best first."""
-    board = await gateway.get_leaderboard(name, caller=viewer)
+    board = await gateway.boards.get_leaderboard(name, caller=viewer)
     return [
         RankingOut(
             leaderboard=board.name,
@@ -75,7 +76,7 @@ async def ranking(
             ranking_by=board.ranking_by,
             entries=[ranked_out(entry) for entry in entries],
         )
-        for gpu_type, entries in (await gateway.rankings(board, gpu, top)).items()
+        for gpu_type, entries in (await gateway.boards.rankings(board, gpu, top)).items()
     ]
 
 
@@ -88,8 +89,8 @@ async def timeline(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 2000,
 ) -> list[ScorePointOut]:
     """Every ranked run on one GPU type, oldest first: the data of the score-over-time charts."""
-    board = await gateway.get_leaderboard(name, caller=viewer)
-    return [point_out(p) for p in await gateway.score_timeline(board.name, gpu, limit, caller=viewer)]
+    board = await gateway.boards.get_leaderboard(name, caller=viewer)
+    return [point_out(p) for p in await gateway.boards.score_timeline(board.name, gpu, limit, caller=viewer)]
 
 
 @router.get("/leaderboards/{name}/runs", response_model=list[RunOut], tags=["leaderboards"])
@@ -97,19 +98,19 @@ async def recent_runs(
     name: str, gateway: Service, viewer: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20
 ) -> list[RunOut]:
     """The leaderboard's latest public runs, newest first, queued and running ones included."""
-    board = await gateway.get_leaderboard(name, caller=viewer)
-    return [run_out(run) for run in await gateway.recent_runs(board, limit)]
+    board = await gateway.boards.get_leaderboard(name, caller=viewer)
+    return [run_out(run) for run in await gateway.boards.recent_runs(board, limit)]
 
 
 @router.get("/gpu-types", response_model=list[GpuTypeOut], tags=["leaderboards"])
 async def gpu_types(gateway: Service) -> list[GpuTypeOut]:
     """The GPU types the configured sites offer, with the sites offering each."""
-    sites = [gateway.site(None), *gateway.sites.values(), *gateway.fallbacks.values()]
+    sites = [gateway.sites.local, *gateway.sites.configured.values(), *gateway.sites.fallbacks.values()]
     return [
         GpuTypeOut(
             gpu_type=gpu, sites=sorted(s.name for s in sites if gpu in (s.gpu_types() or [LOCAL_GPU_LABEL]))
         )
-        for gpu in gateway.known_gpu_types()
+        for gpu in gateway.sites.known_gpu_types()
     ]
 
 

@@ -95,7 +95,7 @@ async def submission_events(
 
 
 async def _board_of(name: str, gateway: Service, viewer: Viewer) -> LeaderboardRecord:
-    return await gateway.get_leaderboard(name, caller=viewer)
+    return await gateway.boards.get_leaderboard(name, caller=viewer)
 
 
 @router.get("/leaderboards/{name}/events", response_class=EventSourceResponse)

@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from gateway.api.auth import Service, User, settings_of
 from gateway.api.limits import too_many
 from gateway.api.schemas import ErrorOut, QueuedRunOut, SubmittedOut, UserOut
-from gateway.service import Caller, SubmitRequest, as_mode
+from gateway.model import SubmitRequest
+from gateway.service import Caller, as_mode
 from gateway.validation import decode_upload
 
 router = APIRouter(
@@ -68,7 +69,7 @@ async def submit(
         size = f"{file.size} bytes" if file.size is not None else f"over {max_bytes} bytes"
         raise HTTPException(413, f"{name} is {size}; a submission may be at most {max_bytes} bytes")
     code = decode_upload(data, name, max_bytes)
-    board = await gateway.get_leaderboard(leaderboard, caller=Caller(user.name, user.admin))
+    board = await gateway.boards.get_leaderboard(leaderboard, caller=Caller(user.name, user.admin))
     gpu = gpu_type
     if gpu is None and len(board.gpu_types) == 1:
         gpu = board.gpu_types[0]

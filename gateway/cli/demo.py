@@ -10,7 +10,8 @@ from rich.console import Console
 from gateway.cli.output import print_leaderboard
 from gateway.errors import UserError
 from gateway.formatting import format_seconds
-from gateway.service import OPERATOR, Gateway, RunReport, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR, Gateway, RunReport
 from gateway.tasks import load_task
 
 # problem -> (site, GPU type); solution -> the demo user who submits it
@@ -55,7 +56,7 @@ async def run_demo(gateway: Gateway, problems_dir: Path, console: Console) -> bo
         )
     ok = True
     for problem in DEMO_ROUTES:
-        view = await gateway.leaderboard(problem, caller=OPERATOR)
+        view = await gateway.boards.leaderboard(problem, caller=OPERATOR)
         print_leaderboard(console, view)
         ok &= _expected(problem, [r for r in reports if r.leaderboard == problem], console)
     return ok

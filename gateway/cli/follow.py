@@ -23,8 +23,9 @@ from gateway.cli.output import plain
 from gateway.waiting import parse_waiting
 
 if TYPE_CHECKING:
+    from gateway.model import Submission
     from gateway.remote import RemoteGateway
-    from gateway.service import Gateway, RunRecord, Submission
+    from gateway.service import Gateway, RunRecord
 
 Clock = Callable[[], datetime]
 QUEUE_POLL_S = 3.0  # how often a queued run's place in line is asked for (one small query)

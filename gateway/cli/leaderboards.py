@@ -90,7 +90,7 @@ def create(
         from gateway.tasks import find_task_dir, load_task
 
         definition = load_task(find_task_dir(task, gateway.settings.tasks_dir))
-        board = await gateway.create_leaderboard(
+        board = await gateway.boards.create_leaderboard(
             name,
             definition,
             gpu,
@@ -148,7 +148,7 @@ def list_(
         needs_api_extra()
 
     async def body(gateway: Gateway) -> None:
-        boards = await gateway.leaderboards(caller=OPERATOR)
+        boards = await gateway.boards.leaderboards(caller=OPERATOR)
         shown = [board for board in boards if all_ or board.visibility == "public"]
         if as_json:
             from gateway.api.schemas import summary_out
@@ -200,7 +200,7 @@ def show(
         needs_api_extra()
 
     async def body(gateway: Gateway) -> None:
-        view = await gateway.leaderboard(name, top=top, gpu=gpu, caller=OPERATOR)
+        view = await gateway.boards.leaderboard(name, top=top, gpu=gpu, caller=OPERATOR)
         if as_json:
             from gateway.api.schemas import RankingOut, ranked_out
 
@@ -233,7 +233,7 @@ def delete(
     confirm at the prompt (on a terminal)."""
 
     async def count(gateway: Gateway) -> tuple[int, int, int]:
-        summary = await gateway.leaderboard_summary(name, caller=OPERATOR)
+        summary = await gateway.boards.leaderboard_summary(name, caller=OPERATOR)
         unfinished = await gateway.runs(leaderboard=name, unfinished=True, limit=10_000, caller=OPERATOR)
         return summary.submissions, summary.runs, sum(1 for run in unfinished if run.job_id)
 
@@ -253,7 +253,7 @@ def delete(
             raise typer.Exit(1)
 
     async def body(gateway: Gateway) -> tuple[int, int]:
-        return await gateway.delete_leaderboard(name, caller=OPERATOR)
+        return await gateway.boards.delete_leaderboard(name, caller=OPERATOR)
 
     submissions, runs = run_gateway(body)
     console.print(
@@ -304,18 +304,20 @@ def limit(
     async def body(gateway: Gateway) -> None:
         default_cap = gateway.settings.max_unfinished_runs_per_user
         if unfinished is not None:
-            board = await gateway.set_unfinished_cap(name, cap, caller=OPERATOR)
+            board = await gateway.boards.set_unfinished_cap(name, cap, caller=OPERATOR)
             done = unfinished_text(board.max_unfinished_per_user, default_cap)
             console.print(Text.assemble(plain(name), f": {done}"), highlight=False)
         if off or max_ is not None:
-            now = await gateway.set_rate_limit(name, run_mode, None if off else max_, window, caller=OPERATOR)
+            now = await gateway.boards.set_rate_limit(
+                name, run_mode, None if off else max_, window, caller=OPERATOR
+            )
             done = limit_text(now) if now else f"no limit on {run_mode} submissions"
             console.print(Text.assemble(plain(name), f": {done}"), highlight=False)
         if unfinished is not None or off or max_ is not None:
             return
-        limits = await gateway.rate_limits(name, caller=OPERATOR)
+        limits = await gateway.boards.rate_limits(name, caller=OPERATOR)
         shown = "; ".join(limit_text(limit) for limit in limits) or "no rate limits"
-        board = await gateway.get_leaderboard(name, caller=OPERATOR)
+        board = await gateway.boards.get_leaderboard(name, caller=OPERATOR)
         shown += "; " + unfinished_text(board.max_unfinished_per_user, default_cap)
         console.print(Text.assemble(plain(name), f": {shown}"), highlight=False)
 
@@ -336,7 +338,7 @@ def deadline(
     closes = parse_deadline(when) if when is not None else None
 
     async def body(gateway: Gateway) -> None:
-        board = await gateway.set_deadline(name, closes, caller=OPERATOR)
+        board = await gateway.boards.set_deadline(name, closes, caller=OPERATOR)
         console.print(
             Text.assemble("leaderboard ", plain(board.name), " deadline: ", deadline_text(board.deadline)),
             highlight=False,

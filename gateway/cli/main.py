@@ -212,7 +212,7 @@ def submit(
             import gateway.api.schemas  # noqa: F401  (the API's document; the api extra brings FastAPI)
         except ImportError:
             fail("a local --json needs the api extra: pip install 'kernel-gateway[api]'", to=out)
-    from gateway.service import SubmitRequest
+    from gateway.model import SubmitRequest
     from gateway.settings import Settings
     from gateway.tasks import find_task_dir, load_task
 

@@ -17,7 +17,6 @@ from rich.console import Console
 
 from gateway.errors import ConfigError, UserError
 from gateway.modes import RunMode
-from gateway.suggest import did_you_mean
 
 if TYPE_CHECKING:  # the backends, settings and site models load when the command runs, not for --help
     from gateway.settings import Settings
@@ -57,22 +56,14 @@ def render_script(
 
 
 def _site(settings: Settings, name: str) -> SiteConfig:
-    from gateway.sites import LOCAL_SITE_NAME, load_sites, local_site
+    """The site as the service resolves it (gateway/sitedir.py): a site file's, or the local site."""
+    from gateway.sitedir import SiteDirectory
+    from gateway.sites import load_sites
 
-    if name == LOCAL_SITE_NAME:
-        return local_site(
-            settings.local_workdir,
-            isolation=settings.local_isolation,
-            keep_bundles=settings.local_keep_bundles,
-        )
-    sites = load_sites(settings.sites_dir)
-    if name not in sites:
-        known = sorted([LOCAL_SITE_NAME, *sites])
-        raise UserError(
-            f"unknown site {name!r} in {settings.sites_dir}{did_you_mean(name, known)}; "
-            f"known sites: {', '.join(known)}"
-        )
-    return sites[name]
+    try:
+        return SiteDirectory(settings, load_sites(settings.sites_dir)).site(name)
+    except UserError as exc:
+        raise UserError(f"{exc} (site files in {settings.sites_dir})") from None
 
 
 def _partition(site: SiteConfig, gpu_type: str | None, name: str | None) -> PartitionConfig:

@@ -40,7 +40,6 @@ def serve(
     from gateway.api.server import server_config
     from gateway.errors import GatewayError
     from gateway.service import Gateway
-    from gateway.worker import Worker
 
     settings = service_settings(log_format)
     if settings.database_dsn() is None:
@@ -63,7 +62,7 @@ def serve(
         stop = asyncio.Event()
         worker_task = None
         if with_worker:
-            worker_task = asyncio.create_task(Worker(gateway).run(stop))
+            worker_task = asyncio.create_task(gateway.worker().run(stop))
         log.info("serving on http://%s:%d/ (API docs at /docs)", host, port)
         try:
             await server.serve()

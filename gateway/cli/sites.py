@@ -146,8 +146,9 @@ def check(
     runs go only to a site whose isolation passed."""
     import asyncio
     import contextlib
+    import functools
 
-    from gateway.service import Gateway
+    from gateway.service import Gateway, probe_gateway
     from gateway.settings import Settings
     from gateway.sitecheck import SiteCheck
 
@@ -170,6 +171,7 @@ def check(
             probe_timeout_s=probe_timeout,
             on_progress=progress,
             record_isolation=gateway.isolation.record if gateway is not None else None,
+            open_gateway=functools.partial(probe_gateway, settings),
         )
         console.print(f"checking site {name} (site files in {settings.sites_dir})", highlight=False)
         try:
@@ -211,7 +213,7 @@ def drain(
     A submission naming the site is refused with the reason; runs already on it go on."""
 
     async def body(gateway: Gateway) -> None:
-        await gateway.set_drained(name, True, reason, caller=OPERATOR)
+        await gateway.sites.set_drained(name, True, reason, caller=OPERATOR)
 
     run_gateway(body)
     console.print(
@@ -225,7 +227,7 @@ def resume(name: Annotated[str, typer.Argument(help="the site's name")]) -> None
     """Open site NAME to routing again after `gateway sites drain`."""
 
     async def body(gateway: Gateway) -> None:
-        await gateway.set_drained(name, False, caller=OPERATOR)
+        await gateway.sites.set_drained(name, False, caller=OPERATOR)
 
     run_gateway(body)
     console.print(Text.assemble("site ", plain(name), " open to routing again"), highlight=False)
@@ -241,8 +243,8 @@ def health() -> None:
     from gateway.sites import LOCAL_SITE_NAME
 
     async def body(gateway: Gateway) -> None:
-        sites = {LOCAL_SITE_NAME: gateway.site(LOCAL_SITE_NAME), **gateway.sites}
-        print_site_health(console, sites, await gateway.site_health(), await gateway.isolation_checks())
+        sites = {LOCAL_SITE_NAME: gateway.sites.local, **gateway.sites.configured}
+        print_site_health(console, sites, await gateway.sites.health(), await gateway.isolation_checks())
 
     run_gateway(body)
 
@@ -262,7 +264,7 @@ def clean(
     stopped worker or a failed removal left."""
 
     async def body(gateway: Gateway) -> None:
-        sweep = await gateway.clean_site(name, older_than_hours * 3600, caller=OPERATOR)
+        sweep = await gateway.processor.clean_site(name, older_than_hours * 3600, caller=OPERATOR)
         console.print(
             Text.assemble(
                 "site ",

@@ -24,7 +24,7 @@ NAME_ARG = typer.Argument(
 
 def _set(name: str, banned: bool) -> None:
     async def body(gateway: Gateway) -> bool:
-        return await gateway.set_banned(name, banned, caller=OPERATOR)
+        return await gateway.boards.set_banned(name, banned, caller=OPERATOR)
 
     changed = run_gateway(body)
     state = "banned from submitting" if banned else "allowed to submit"
@@ -56,7 +56,7 @@ def token(name: Annotated[str, NAME_ARG]) -> None:
     who runs `gateway login URL` with it."""
 
     async def body(gateway: Gateway) -> str:
-        return await gateway.create_token(name, caller=OPERATOR)
+        return await gateway.accounts.create_token(name, caller=OPERATOR)
 
     made = run_gateway(body)
     console.print(Text.assemble("API token for ", plain(name), " (shown once; it replaces any old one):"))
@@ -68,7 +68,7 @@ def revoke(name: Annotated[str, NAME_ARG]) -> None:
     """Revoke user NAME's API token: the API refuses it from now on."""
 
     async def body(gateway: Gateway) -> bool:
-        return await gateway.revoke_token(name, caller=OPERATOR)
+        return await gateway.accounts.revoke_token(name, caller=OPERATOR)
 
     revoked = run_gateway(body)
     what = "revoked" if revoked else "had no API token"
@@ -86,7 +86,7 @@ def admin(
     admins are configured in the bot's settings instead (guild ids and role ids)."""
 
     async def body(gateway: Gateway) -> bool:
-        return await gateway.set_admin(name, not revoke, caller=OPERATOR)
+        return await gateway.accounts.set_admin(name, not revoke, caller=OPERATOR)
 
     changed = run_gateway(body)
     state = "not an admin" if revoke else "an admin"
@@ -106,6 +106,6 @@ def link(
     The gateway cannot tell which Discord user an old name meant (names are reused), so an admin says."""
 
     async def body(gateway: Gateway) -> str:
-        return await gateway.link_discord(name, discord_id, caller=OPERATOR)
+        return await gateway.accounts.link_discord(name, discord_id, caller=OPERATOR)
 
     console.print(plain(run_gateway(body)), highlight=False)

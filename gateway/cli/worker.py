@@ -33,7 +33,6 @@ def worker(
 
     from gateway.errors import GatewayError
     from gateway.service import Gateway
-    from gateway.worker import Worker
 
     settings = service_settings(log_format)
 
@@ -47,7 +46,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        the_worker = Worker(gateway, name=name, concurrency=concurrency)
+        the_worker = gateway.worker(name=name, concurrency=concurrency)
 
         async def show(run_id: str, message: str) -> None:
             log.info("run %s: %s", run_id, message)

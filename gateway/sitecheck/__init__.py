@@ -29,7 +29,7 @@ from gateway.settings import Settings
 from gateway.sitecheck.isolation import KEY as ISOLATION_KEY
 from gateway.sitecheck.isolation import TITLE as ISOLATION_TITLE
 from gateway.sitecheck.isolation import run_isolation_probe
-from gateway.sitecheck.probe import DEFAULT_PROBE_TIMEOUT_S, Progress, probe_key, run_probe
+from gateway.sitecheck.probe import DEFAULT_PROBE_TIMEOUT_S, GatewayForSite, Progress, probe_key, run_probe
 from gateway.sitecheck.slurm import ClusterFacts, check_account, check_commands, check_partition
 from gateway.sitecheck.step import Status, Step
 from gateway.sites import SiteConfig, load_site, load_sites
@@ -65,7 +65,10 @@ class SiteCheck:
         probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
         on_progress: Progress | None = None,
         record_isolation: Callable[[SiteConfig, Verdict], Awaitable[None]] | None = None,
+        open_gateway: GatewayForSite | None = None,
     ) -> None:
+        """``open_gateway`` makes the database-less gateway of one site that the probe jobs submit
+        through (gateway.service.probe_gateway); without it the probe steps cannot run."""
         self._settings = settings
         self._name = name
         self._transport_factory = transport_factory or make_transport
@@ -73,6 +76,7 @@ class SiteCheck:
         self._probe_timeout_s = probe_timeout_s
         self._on_progress = on_progress
         self._record_isolation = record_isolation
+        self._open_gateway = open_gateway
         self._blocked: dict[str, str] = {}  # key -> title of steps that failed or could not run
         self._transport: Transport | None = None
         self._facts = ClusterFacts()
@@ -300,13 +304,18 @@ class SiteCheck:
         return Step(key, title, "PASS", f"{workdir} is writable{free}")
 
     async def _run_probe(self, site: SiteConfig, gpu_type: str | None) -> Step:
-        return await run_probe(self._settings, site, gpu_type, self._probe_timeout_s, self._on_progress)
+        return await run_probe(site, gpu_type, self._need_gateway(), self._probe_timeout_s, self._on_progress)
 
     async def _run_isolation(self, site: SiteConfig) -> Step:
-        step = await run_isolation_probe(self._settings, site, self._probe_timeout_s, self._on_progress)
+        step = await run_isolation_probe(site, self._need_gateway(), self._probe_timeout_s, self._on_progress)
         if self._record_isolation is not None and step.status in ("PASS", "FAIL"):
             await self._record_isolation(site, Verdict(step.status == "PASS", step.detail))
         return step
+
+    def _need_gateway(self) -> GatewayForSite:
+        if self._open_gateway is None:
+            raise GatewayError("no gateway to submit the probe through: pass open_gateway, or probe=False")
+        return self._open_gateway
 
     def _need_transport(self) -> Transport:
         if self._transport is None:

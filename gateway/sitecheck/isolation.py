@@ -15,13 +15,14 @@ from pathlib import PurePosixPath
 from gateway.backends.slurm import SlurmBackend
 from gateway.errors import GatewayError
 from gateway.isolation import Verdict
-from gateway.service import Gateway, SubmitRequest
-from gateway.settings import Settings
+from gateway.model import SubmitRequest
 from gateway.sitecheck.probe import (
     DEFAULT_PROBE_TIMEOUT_S,
     PROBE_TASK_DIR,
     PROBE_TASK_NAME,
     PROBE_USER,
+    GatewayForSite,
+    ProbeGateway,
     Progress,
 )
 from gateway.sitecheck.step import Step
@@ -105,12 +106,13 @@ def probe_code(decoy: str, home: str, host: str, port: int, token: str) -> str:
 
 
 async def run_isolation_probe(
-    settings: Settings,
     site: SiteConfig,
+    open_gateway: GatewayForSite,
     timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
     on_progress: Progress | None = None,
 ) -> Step:
-    """One probe run on ``site`` (a Slurm site), through Gateway.submit without a database."""
+    """One probe run on ``site`` (a Slurm site), through ``open_gateway(site)``: a gateway of that site and
+    no database."""
     if not site.isolation.confined:
         modes = ", ".join(site.isolation.unconfined_modes) or "nothing"
         return Step(
@@ -120,10 +122,10 @@ async def run_isolation_probe(
             f"isolation: none: submitted code runs unconfined as {_account(site)}; this site takes only "
             f"what its admin allows ({modes}), never leaderboard runs",
         )
-    gateway = Gateway(settings, {site.name: site}, None)
+    gateway = open_gateway(site)
     started = time.monotonic()
     try:
-        backend = gateway.backend_for(site.name)
+        backend = gateway.sites.backend_for(site.name)
         if not isinstance(backend, SlurmBackend):
             return Step(KEY, TITLE, "SKIP", f"site {site.name} is not a Slurm site")
         token = secrets.token_hex(8)
@@ -149,7 +151,7 @@ async def run_isolation_probe(
 
 
 async def _probe(
-    gateway: Gateway,
+    gateway: ProbeGateway,
     site: SiteConfig,
     decoy: PurePosixPath,
     home: str,
@@ -188,9 +190,9 @@ async def _probe(
     return Step(KEY, TITLE, "FAIL", f"{where}: {error}", fix)
 
 
-async def verify_isolation(settings: Settings, site: SiteConfig) -> Verdict:
+async def verify_isolation(open_gateway: GatewayForSite, site: SiteConfig) -> Verdict:
     """The gateway's own check before a site's first leaderboard run (gateway/isolation.py)."""
-    step = await run_isolation_probe(settings, site)
+    step = await run_isolation_probe(site, open_gateway)
     return Verdict(step.status == "PASS", step.detail)
 
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
 from gateway import resources
 from gateway.errors import GatewayError
-from gateway.service import Gateway, SubmitRequest
-from gateway.settings import Settings
+from gateway.model import EventCallback, SubmitRequest
 from gateway.sitecheck.step import Step
 from gateway.sites import SiteConfig
 from gateway.tasks import load_task
+
+if TYPE_CHECKING:
+    from gateway.execution import RunReport
+    from gateway.sitedir import SiteDirectory
 
 PROBE_TASK_DIR = resources.probe_task_dir()
 PROBE_TASK_NAME = "site-check-probe"
@@ -24,22 +28,37 @@ OUTPUT_LINES_SHOWN = 15
 Progress = Callable[[str], Awaitable[None]]
 
 
+class ProbeGateway(Protocol):
+    """What a probe submits through: a gateway of one site and no database (gateway.service.probe_gateway,
+    passed in by whoever runs the check, so the site check never imports the service above it)."""
+
+    @property
+    def sites(self) -> SiteDirectory: ...
+
+    async def submit(self, request: SubmitRequest, on_event: EventCallback | None = None) -> RunReport: ...
+
+    async def close(self) -> None: ...
+
+
+GatewayForSite = Callable[[SiteConfig], ProbeGateway]
+
+
 def probe_key(gpu_type: str | None) -> tuple[str, str]:
     label = gpu_type or "default"
     return f"probe:{label}", f"probe job ({label})"
 
 
 async def run_probe(
-    settings: Settings,
     site: SiteConfig,
     gpu_type: str | None,
+    open_gateway: GatewayForSite,
     timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
     on_progress: Progress | None = None,
 ) -> Step:
     key, title = probe_key(gpu_type)
     task = load_task(PROBE_TASK_DIR, name=PROBE_TASK_NAME)
     code = (PROBE_TASK_DIR / "submission.py").read_text(encoding="utf-8")
-    gateway = Gateway(settings, {site.name: site}, None)
+    gateway = open_gateway(site)
 
     async def progress(_run_id: str, message: str) -> None:
         if on_progress is not None:

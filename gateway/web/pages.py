@@ -147,17 +147,17 @@ def busiest_gpu(gpu_types: list[str], rankings: Mapping[str, Sized]) -> str | No
 @router.get("/")
 async def index(request: Request, gateway: Service) -> Response:
     """Every public leaderboard."""
-    return render(request, "index.html", boards=await gateway.leaderboards(caller=ANONYMOUS))
+    return render(request, "index.html", boards=await gateway.boards.leaderboards(caller=ANONYMOUS))
 
 
 @router.get("/leaderboards/{name:path}")
 async def leaderboard(request: Request, name: str, gateway: Service, gpu: str | None = None) -> Response:
     """One leaderboard on one GPU type (``?gpu=``; by default the one with the most ranked entries, the first
     of the board's types on a tie): ranking, score chart, recent runs."""
-    board = await gateway.get_leaderboard(name, caller=ANONYMOUS)
+    board = await gateway.boards.get_leaderboard(name, caller=ANONYMOUS)
     if gpu is not None and gpu not in board.gpu_types:
         raise NotFoundError(f"leaderboard {shown(board.name)} does not rank {shown(gpu)}")
-    rankings = await gateway.rankings(board, gpu, TOP)
+    rankings = await gateway.boards.rankings(board, gpu, TOP)
     gpu = gpu or busiest_gpu(board.gpu_types, rankings)
     ranking = rankings.get(gpu or "", [])
     return render(
@@ -166,7 +166,7 @@ async def leaderboard(request: Request, name: str, gateway: Service, gpu: str | 
         board=board,
         gpu=gpu or "",
         ranking=[ranked_out(entry) for entry in ranking],
-        recent=[run_out(run) for run in await gateway.recent_runs(board, RECENT_RUNS)],
+        recent=[run_out(run) for run in await gateway.boards.recent_runs(board, RECENT_RUNS)],
     )
 
 

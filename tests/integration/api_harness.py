@@ -16,7 +16,6 @@ from gateway.api import create_app
 from gateway.api.server import serving
 from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings
-from gateway.worker import Worker
 from tests.integration.scratch import migrated_store
 
 ADMIN_TOKEN = f"admin-{uuid.uuid4().hex}"
@@ -29,15 +28,17 @@ class ApiUnderTest:
     settings: Settings
 
     async def user_token(self, name: str) -> str:
-        return await self.gateway.create_token(name, caller=OPERATOR)
+        return await self.gateway.accounts.create_token(name, caller=OPERATOR)
 
     async def board(
         self, gpus: tuple[str, ...] = ("H100",), problem: str = "vectoradd", visibility: str = "public"
     ) -> str:
         """A new leaderboard for one of problems/ on these GPU types; returns its name."""
         name = f"{problem}-{uuid.uuid4().hex[:8]}"
-        task = await self.gateway.load_task_directory(problem)
-        await self.gateway.create_leaderboard(name, task, list(gpus), visibility=visibility, caller=OPERATOR)
+        task = await self.gateway.boards.load_task_directory(problem)
+        await self.gateway.boards.create_leaderboard(
+            name, task, list(gpus), visibility=visibility, caller=OPERATOR
+        )
         return name
 
 
@@ -68,7 +69,7 @@ async def api_on(
     gateway = await Gateway.open(settings)
     runner = await Gateway.open(settings) if worker else None
     stop = asyncio.Event()
-    work = asyncio.create_task(Worker(runner).run(stop)) if runner is not None else None
+    work = asyncio.create_task(runner.worker().run(stop)) if runner is not None else None
     try:
         async with serving(create_app(gateway, settings), http=http) as url:
             yield ApiUnderTest(url, gateway, settings)

@@ -20,7 +20,6 @@ from bot.client import GatewayBot
 from bot.settings import BotSettings
 from gateway.service import Gateway
 from gateway.settings import REPO_ROOT, Settings
-from gateway.worker import Worker
 from tests.fake_discord import (
     ADMIN_ROLE_ID,
     GUILD_ID,
@@ -120,7 +119,7 @@ async def bot_on(
     gateway = await Gateway.open(settings)
     runner = await Gateway.open(settings)  # the worker's own service and pool, as in another process
     stop = asyncio.Event()
-    work = asyncio.create_task(Worker(runner).run(stop)) if worker == "task" else None
+    work = asyncio.create_task(runner.worker().run(stop)) if worker == "task" else None
     process = await _worker_process(settings) if worker == "process" else None
     bot = GatewayBot(
         gateway,

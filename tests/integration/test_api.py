@@ -94,7 +94,7 @@ async def test_requests_without_a_valid_token_are_refused(api: ApiUnderTest) -> 
             "/api/submissions", headers=bearer("gwt_not-a-token"), files=files, data={"leaderboard": board}
         )
         token = await api.user_token("carol")
-        assert await api.gateway.revoke_token("carol", caller=OPERATOR)
+        assert await api.gateway.accounts.revoke_token("carol", caller=OPERATOR)
         revoked = await client.post(
             "/api/submissions", headers=bearer(token), files=files, data={"leaderboard": board}
         )
@@ -105,7 +105,7 @@ async def test_requests_without_a_valid_token_are_refused(api: ApiUnderTest) -> 
     assert revoked.status_code == 401
     assert user_on_admin.status_code in (401, 403)
     assert admin.status_code == 200 and admin.json()["token"].startswith("gwt_")
-    assert (await api.gateway.user_for_token(admin.json()["token"])).name == "dave"  # type: ignore[union-attr]
+    assert (await api.gateway.accounts.user_for_token(admin.json()["token"])).name == "dave"  # type: ignore[union-attr]
     assert await api.gateway.runs(leaderboard=board, caller=OPERATOR) == []  # nothing was stored
 
 
@@ -164,7 +164,7 @@ async def test_limits_bans_deadlines_and_admin_endpoints(queue_only: ApiUnderTes
         assert "too many submissions from alice" in third.json()["error"]
 
         # the leaderboard's own limit is the service's, answered as 429 too
-        await api.gateway.set_rate_limit(board, "leaderboard", 1, 3600, caller=OPERATOR)
+        await api.gateway.boards.set_rate_limit(board, "leaderboard", 1, 3600, caller=OPERATOR)
         limited = await post(bob)
         assert limited.status_code == 202
         limited = await post(bob)
@@ -187,7 +187,7 @@ async def test_limits_bans_deadlines_and_admin_endpoints(queue_only: ApiUnderTes
             "/api/admin/sites/alpha/drain", headers=admin, json={"reason": "maintenance"}
         )
         assert drained.json() == {"site": "alpha", "drained": True}
-        assert (await api.gateway.site_health())["alpha"].drain_reason == "maintenance"
+        assert (await api.gateway.sites.health())["alpha"].drain_reason == "maintenance"
         assert (await client.post("/api/admin/sites/alpha/resume", headers=admin)).status_code == 200
         unknown_site = await client.post("/api/admin/sites/nowhere/drain", headers=admin)
         assert unknown_site.status_code == 400 and "unknown site 'nowhere'" in unknown_site.json()["error"]

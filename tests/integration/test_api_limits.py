@@ -44,18 +44,18 @@ async def test_the_bucket_statement_refills_at_its_rate_and_prunes_full_buckets(
     async with api_server(stack_settings, worker=False) as api:
         gateway, store = api.gateway, api.gateway.store
         assert store is not None
-        took = [await gateway.take_token("k", 3) for _ in range(4)]
+        took = [await gateway.limits.take_token("k", 3) for _ in range(4)]
         assert [t.taken for t in took] == [True, True, True, False]
         assert took[2].tokens == pytest.approx(0.0, abs=0.01)
         assert took[3].wait_s == pytest.approx(20.0, abs=0.5)  # 3 a minute: one every 20 s
-        assert (await gateway.take_token("other", 3)).taken  # keys are independent
+        assert (await gateway.limits.take_token("other", 3)).taken  # keys are independent
         async with store._conn() as conn:  # the bucket's clock 20 s back: one token refilled
             await conn.execute("UPDATE api_buckets SET at = at - interval '20 s' WHERE key = 'k'")
-        assert (await gateway.take_token("k", 3)).taken
-        assert not (await gateway.take_token("k", 3)).taken
+        assert (await gateway.limits.take_token("k", 3)).taken
+        assert not (await gateway.limits.take_token("k", 3)).taken
         async with store._conn() as conn:  # 'other' is full again after 20 s; 'k' is not
             await conn.execute("UPDATE api_buckets SET full_at = now() - interval '1 s' WHERE key = 'other'")
-        assert await gateway.prune_token_buckets() == 1
+        assert await gateway.limits.prune_token_buckets() == 1
         async with store._conn() as conn:
             assert [r["key"] for r in await conn.fetch("SELECT key FROM api_buckets")] == ["k"]
 
@@ -100,10 +100,10 @@ async def _open(
 
 async def _wait_for_streams(api: ApiUnderTest, count: int) -> None:
     for _ in range(100):
-        if await api.gateway.open_streams() == count:
+        if await api.gateway.limits.open_streams() == count:
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{await api.gateway.open_streams()} streams open, not {count}")
+    raise AssertionError(f"{await api.gateway.limits.open_streams()} streams open, not {count}")
 
 
 async def test_event_streams_are_capped_per_client_and_in_all_across_processes(
@@ -135,7 +135,7 @@ async def test_event_streams_are_capped_per_client_and_in_all_across_processes(
                 refused = await _open(stack, client, b.url + path, carol)  # 4 open in all
                 await refused.aread()
                 assert refused.status_code == 503 and "at most 4" in refused.json()["error"]
-                assert await a.gateway.open_streams() == 4
+                assert await a.gateway.limits.open_streams() == 4
                 metrics = (await client.get(f"{b.url}/metrics")).text
                 assert "gateway_event_streams_all 4.0" in metrics
             await _wait_for_streams(a, 0)  # closed streams give their leases back
@@ -146,10 +146,10 @@ async def test_event_streams_are_capped_per_client_and_in_all_across_processes(
 async def test_a_crashed_process_leases_expire_and_a_live_one_renews_them(stack_settings: Settings) -> None:
     async with api_server(stack_settings, worker=False, api_max_streams_per_client=2) as api:
         gateway = api.gateway
-        await gateway.open_stream("dead-process", "address:127.0.0.1", "x", 100, 100, ttl_s=1.0)
-        kept = await gateway.open_stream("live-process", "user:1", "y", 100, 100, ttl_s=1.0)
-        await gateway.renew_streams("live-process", {kept: "user:1"}, ttl_s=30.0)
-        assert await gateway.open_streams() == 2
+        await gateway.limits.open_stream("dead-process", "address:127.0.0.1", "x", 100, 100, ttl_s=1.0)
+        kept = await gateway.limits.open_stream("live-process", "user:1", "y", 100, 100, ttl_s=1.0)
+        await gateway.limits.renew_streams("live-process", {kept: "user:1"}, ttl_s=30.0)
+        assert await gateway.limits.open_streams() == 2
         board = await api.board(("H100",))
         token = await api.user_token("alice")
         async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
@@ -169,9 +169,11 @@ async def test_a_crashed_process_leases_expire_and_a_live_one_renews_them(stack_
                 opened = [await _open(stack, client, f"/api/runs/{run}/events") for _ in range(2)]
                 assert [o.status_code for o in opened] == [200, 200]  # until it expired
         await _wait_for_streams(api, 1)  # the server gave its leases back: the live process's is left
-        assert await gateway.prune_streams() >= 1
-        await gateway.renew_streams("live-process", {}, ttl_s=30.0)  # a process keeps only what it serves
-        assert await gateway.open_streams() == 0
+        assert await gateway.limits.prune_streams() >= 1
+        await gateway.limits.renew_streams(
+            "live-process", {}, ttl_s=30.0
+        )  # a process keeps only what it serves
+        assert await gateway.limits.open_streams() == 0
 
 
 async def test_metrics_need_their_token_and_never_name_a_leaderboard(stack_settings: Settings) -> None:

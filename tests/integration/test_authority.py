@@ -17,7 +17,6 @@ import pytest
 from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings
 from gateway.store import NewRun
-from gateway.worker import Worker
 from tests.conftest import solution
 from tests.integration.api_harness import ADMIN_TOKEN, api_server
 from tests.integration.scratch import migrated_store
@@ -61,7 +60,7 @@ async def test_only_admins_name_a_site_and_nobody_runs_on_the_gateways_machine(
             assert await api.gateway.runs(user="mallory", caller=OPERATOR) == []  # nothing stored
 
             # an admin account's token may name a site, and its run goes there
-            await api.gateway.set_admin("root", True, caller=OPERATOR)
+            await api.gateway.accounts.set_admin("root", True, caller=OPERATOR)
             root = await api.user_token("root")
             assert (await client.get("/api/me", headers=bearer(root))).json()["admin"] is True
             named = await post(
@@ -91,7 +90,7 @@ async def test_a_hidden_board_is_answered_as_one_that_does_not_exist(stack_setti
         hidden = await api.board(("H100",), visibility="hidden")
         missing = f"vectoradd-{uuid.uuid4().hex[:8]}"  # the same shape of name, never made
         public = await api.board(("H100",))
-        await api.gateway.set_admin("root", True, caller=OPERATOR)
+        await api.gateway.accounts.set_admin("root", True, caller=OPERATOR)
         root, alice = await api.user_token("root"), await api.user_token("alice")
         code = solution("vectoradd", "correct.py")
         async with httpx.AsyncClient(base_url=api.url, timeout=60) as client:
@@ -201,8 +200,8 @@ async def test_a_worker_refuses_runs_for_its_own_machine_unless_its_operator_ena
         )
         gateway = await Gateway.open(settings)
         try:
-            task = await gateway.load_task_directory("vectoradd")
-            board = await gateway.create_leaderboard(
+            task = await gateway.boards.load_task_directory("vectoradd")
+            board = await gateway.boards.create_leaderboard(
                 f"b-{uuid.uuid4().hex[:8]}", task, ["H100"], caller=OPERATOR
             )
             run_id = str(uuid.uuid4())
@@ -211,7 +210,7 @@ async def test_a_worker_refuses_runs_for_its_own_machine_unless_its_operator_ena
                 [NewRun(run_id, "test", "local", "00" * 32, requested_site="local")],
             )  # fmt: skip
             stop = asyncio.Event()
-            worker = asyncio.create_task(Worker(gateway).run(stop))
+            worker = asyncio.create_task(gateway.worker().run(stop))
             try:
                 for _ in range(100):
                     record = await gateway.run(run_id, caller=OPERATOR)

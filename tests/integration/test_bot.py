@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bot.render import PROFILE_FIELD
-from gateway.service import OPERATOR, Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings
 from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
@@ -44,7 +45,7 @@ def embed_text(message: dict[str, Any]) -> str:
 
 async def new_board(gateway: Gateway, gpus: list[str] | None = None) -> str:
     name = f"bot-{uuid.uuid4().hex[:8]}"
-    await gateway.create_leaderboard(
+    await gateway.boards.create_leaderboard(
         name, load_task(PROBLEMS / "vectoradd"), gpus or ["H100"], caller=OPERATOR
     )
     return name
@@ -84,7 +85,7 @@ async def test_a_submission_reaches_the_leaderboard_and_its_message_shows_result
         seen = [embed_text(version) for version in t.discord.history[int(message["id"])]]
         assert any("running" in s or "pending" in s for s in seen), seen
 
-        view = await t.gateway.leaderboard(board, caller=OPERATOR)
+        view = await t.gateway.boards.leaderboard(board, caller=OPERATOR)
         assert [e.user_name for e in view.ranking["H100"]] == [ALICE.name]
 
 
@@ -121,22 +122,22 @@ async def test_each_bad_submission_gets_a_clear_message_and_stores_nothing(
         assert await t.gateway.runs(user=account(BOB), leaderboard=board, caller=OPERATOR) == []
 
         # refusals by policy: a rate limit, a ban, a deadline; each says what to do, nothing is stored
-        await t.gateway.set_rate_limit(board, "test", 1, 3600, caller=OPERATOR)
+        await t.gateway.boards.set_rate_limit(board, "test", 1, 3600, caller=OPERATOR)
         first = await t.answer(await submit(t, BOB, board, "k.py", code, mode="test"))
         assert "queued" in embed_text(first)
         limited = await t.answer(await submit(t, BOB, board, "k.py", code, mode="test"))
         assert "rate limited: 1 test submission(s) per 1 h" in limited["content"], limited["content"]
         assert "try again in" in limited["content"] and ephemeral(limited)
-        await t.gateway.set_banned(account(BOB), True, caller=OPERATOR)
+        await t.gateway.boards.set_banned(account(BOB), True, caller=OPERATOR)
         banned = await t.answer(await submit(t, BOB, board, "k.py", code, mode="benchmark"))
         assert "banned" in banned["content"] and ephemeral(banned), banned["content"]
-        await t.gateway.set_deadline(board, datetime(2020, 1, 1, tzinfo=UTC), caller=OPERATOR)
+        await t.gateway.boards.set_deadline(board, datetime(2020, 1, 1, tzinfo=UTC), caller=OPERATOR)
         closed = await t.answer(await submit(t, ALICE, board, "k.py", code, mode="benchmark"))
         assert f"leaderboard {board} closed at 2020-01-01 00:00" in closed["content"], closed["content"]
         runs = await t.gateway.runs(leaderboard=board, caller=OPERATOR)
         assert len(runs) == 1  # only the first, accepted submission
         await t.gateway.cancel_run(runs[0].run_id, caller=OPERATOR)  # no worker here: leave nothing queued
-        await t.gateway.set_banned(account(BOB), False, caller=OPERATOR)
+        await t.gateway.boards.set_banned(account(BOB), False, caller=OPERATOR)
         await t.followers_done(30)
 
 
@@ -148,7 +149,7 @@ async def test_an_unexpected_error_is_logged_with_a_reference_never_shown(
         async def broken(*_args: Any, **_kwargs: Any) -> Any:
             raise RuntimeError("secret internals: password=hunter2")
 
-        monkeypatch.setattr(t.gateway, "leaderboards", broken)
+        monkeypatch.setattr(t.gateway.boards, "leaderboards", broken)
         answer = await t.run(ALICE, "leaderboard", "list")
         assert "something went wrong on our side" in answer["content"] and ephemeral(answer)
         assert "hunter2" not in answer["content"]
@@ -180,12 +181,12 @@ async def test_admin_commands_need_the_admin_role_by_id_in_a_served_guild(
             # the admin's own role id, from a guild the bot does not serve, counts for nothing either
             answer = await t.run(ADMIN, "admin", command, options, users=users, guild_id=OTHER_GUILD_ID)
             assert "serves only the servers its operators configured" in answer["content"], answer
-        assert (await t.gateway.get_leaderboard(board, caller=OPERATOR)).name == board  # not deleted
+        assert (await t.gateway.boards.get_leaderboard(board, caller=OPERATOR)).name == board  # not deleted
         assert (
-            not (await t.gateway.site_health()).get("alpha", None)
-            or not (await t.gateway.site_health())["alpha"].drained
+            not (await t.gateway.sites.health()).get("alpha", None)
+            or not (await t.gateway.sites.health())["alpha"].drained
         )
-        assert not (await t.gateway.discord_user(ALICE.id, ALICE.name)).banned
+        assert not (await t.gateway.accounts.discord_user(ALICE.id, ALICE.name)).banned
         # autocompletes of admin options offer nothing to non-admins: no site names, no task directories
         for member, option in [(BOB, "site"), (IMPOSTOR, "site"), (BOB, "task")]:
             command = "drain" if option == "site" else "create"
@@ -214,7 +215,7 @@ async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
         assert f"leaderboard **{from_archive}** created: task softmax" in created["content"], created[
             "content"
         ]
-        assert (await t.gateway.task_of(from_archive, caller=OPERATOR)).starter is not None
+        assert (await t.gateway.boards.task_of(from_archive, caller=OPERATOR)).starter is not None
 
         both = await t.run(ADMIN, "admin", "create", {"name": "x", "task": "vectoradd", "archive": archive})
         assert "give either task" in both["content"]
@@ -224,7 +225,7 @@ async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
 
         deadline = await t.run(ADMIN, "admin", "deadline", {"name": from_dir, "when": "2031-01-01T00:00Z"})
         assert "closes: <t:1924992000:F>" in deadline["content"], deadline["content"]
-        assert (await t.gateway.get_leaderboard(from_dir, caller=OPERATOR)).deadline == datetime(
+        assert (await t.gateway.boards.get_leaderboard(from_dir, caller=OPERATOR)).deadline == datetime(
             2031, 1, 1, tzinfo=UTC
         )
 
@@ -238,11 +239,11 @@ async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
         try:
             drained = await t.run(ADMIN, "admin", "drain", {"site": "beta", "reason": "maintenance"})
             assert "beta is drained" in drained["content"]
-            assert (await t.gateway.site_health())["beta"].drain_reason == "maintenance"
+            assert (await t.gateway.sites.health())["beta"].drain_reason == "maintenance"
         finally:
             resumed = await t.run(ADMIN, "admin", "resume", {"site": "beta"})
         assert "beta takes runs again" in resumed["content"]
-        assert not (await t.gateway.site_health())["beta"].drained
+        assert not (await t.gateway.sites.health())["beta"].drained
 
         submission = await t.gateway.enqueue(
             SubmitRequest(
@@ -264,7 +265,7 @@ async def test_admins_create_leaderboards_ban_drain_cancel_and_read_stats(
         assert "nothing deleted" in kept["content"]
         deleted = await t.run(ADMIN, "admin", "delete", {"name": from_dir, "confirm": from_dir})
         assert f"deleted {from_dir}: 1 submissions, 1 runs" in deleted["content"], deleted["content"]
-        await t.gateway.delete_leaderboard(from_archive, caller=OPERATOR)
+        await t.gateway.boards.delete_leaderboard(from_archive, caller=OPERATOR)
 
 
 async def test_competitors_list_show_read_the_task_get_the_template_and_an_api_token(
@@ -298,10 +299,10 @@ async def test_competitors_list_show_read_the_task_get_the_template_and_an_api_t
         made = await t.run(ALICE, "leaderboard", "token")
         assert ephemeral(made) and "shown once and only to you" in made["content"]
         api_token = made["content"].split("```")[1].strip()
-        assert (await t.gateway.user_for_token(api_token)).name == account(ALICE)  # type: ignore[union-attr]
+        assert (await t.gateway.accounts.user_for_token(api_token)).name == account(ALICE)  # type: ignore[union-attr]
         revoked = await t.run(ALICE, "leaderboard", "revoke-token")
         assert ephemeral(revoked) and "revoked" in revoked["content"]
-        assert await t.gateway.user_for_token(api_token) is None
+        assert await t.gateway.accounts.user_for_token(api_token) is None
         again = await t.run(ALICE, "leaderboard", "revoke-token")
         assert "You have no API token" in again["content"]
 
@@ -389,7 +390,9 @@ async def test_members_cannot_name_sites_or_see_hidden_boards_and_renames_keep_b
 
         hidden, missing = f"bot-{uuid.uuid4().hex[:8]}", f"bot-{uuid.uuid4().hex[:8]}"
         task = load_task(PROBLEMS / "vectoradd")
-        await t.gateway.create_leaderboard(hidden, task, ["H100"], visibility="hidden", caller=OPERATOR)
+        await t.gateway.boards.create_leaderboard(
+            hidden, task, ["H100"], visibility="hidden", caller=OPERATOR
+        )
         commands: list[tuple[str, dict[str, Any]]] = [
             ("show", {}),
             ("task", {}),
@@ -435,9 +438,9 @@ async def test_members_cannot_name_sites_or_see_hidden_boards_and_renames_keep_b
         theirs = embed_text(await t.run(newcomer, "leaderboard", "show-personal", {"leaderboard": board}))
         assert "mine.py" not in theirs and "theirs.py" in theirs, theirs
         made = (await t.run(newcomer, "leaderboard", "token"))["content"].split("```")[1].strip()
-        owner = await t.gateway.user_for_token(made)
+        owner = await t.gateway.accounts.user_for_token(made)
         assert owner is not None and owner.name == account(newcomer) != account(ALICE)
-        assert (await t.gateway.user_for_token(old_token)).name == account(ALICE)  # type: ignore[union-attr]
+        assert (await t.gateway.accounts.user_for_token(old_token)).name == account(ALICE)  # type: ignore[union-attr]
         for run in await t.gateway.runs(user=account(newcomer), caller=OPERATOR):
             await t.gateway.cancel_run(run.run_id, caller=OPERATOR)
         await t.followers_done(30)

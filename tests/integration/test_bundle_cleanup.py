@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from gateway.backends.slurm import SlurmBackend
-from gateway.service import OPERATOR, Gateway, SubmitRequest, as_mode
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR, Gateway, as_mode
 from gateway.settings import Settings
 from gateway.sites import KeepBundles
 from gateway.states import JobState
 from gateway.store import NewRun, Store
 from gateway.tasks import load_task
-from gateway.worker import Worker
 from tests.conftest import PROBLEMS, solution
 from tests.integration.site_files import dev_site_text, write_site
 
@@ -56,7 +56,7 @@ class Alpha:
 
     async def ssh(self, script: str, *args: str) -> None:
         """A command on alpha as gwrun, over the site's own transport (so what it makes is gwrun's)."""
-        backend = self.gateway.backend_for("alpha")
+        backend = self.gateway.sites.backend_for("alpha")
         assert isinstance(backend, SlurmBackend)
         await backend.transport.run(["sh", "-c", script, "gw-test", *args])
 
@@ -134,7 +134,7 @@ async def test_a_cancelled_run_is_removed_from_the_site(make_alpha: MakeAlpha) -
     alpha = await make_alpha()
     submission = await alpha.gateway.enqueue(request(board(), code=SLEEPER))
     [run_id] = submission.run_ids
-    draining = asyncio.create_task(Worker(alpha.gateway).drain([run_id]))
+    draining = asyncio.create_task(alpha.gateway.worker().drain([run_id]))
     try:
         deadline = time.monotonic() + 60
         while (record := await alpha.store.get_run(run_id)) is None or record.state != "RUNNING":
@@ -171,7 +171,7 @@ async def test_a_run_taken_over_from_a_dead_worker_is_removed_by_its_new_owner(
     alpha = await make_alpha()
     submission = await alpha.gateway.enqueue(request(board(), mode="benchmark"))
     [run_id] = submission.run_ids
-    dying = Worker(alpha.gateway, name=f"it-dies-{uuid.uuid4().hex[:6]}")
+    dying = alpha.gateway.worker(name=f"it-dies-{uuid.uuid4().hex[:6]}")
     draining = asyncio.create_task(dying.drain([run_id]))
     deadline = time.monotonic() + 60
     while (record := await alpha.store.get_run(run_id)) is None or record.job_id is None:
@@ -183,7 +183,7 @@ async def test_a_run_taken_over_from_a_dead_worker_is_removed_by_its_new_owner(
     draining.cancel()
     await asyncio.gather(draining, return_exceptions=True)
     assert run_id in alpha.folders()  # left behind, with what the next owner needs (result.json)
-    reports = await asyncio.wait_for(Worker(alpha.gateway).drain([run_id]), 90)  # after the claim is stale
+    reports = await asyncio.wait_for(alpha.gateway.worker().drain([run_id]), 90)  # after the claim is stale
     assert reports[run_id].passed, reports[run_id].error
     record = await alpha.store.get_run(run_id)
     assert record is not None and record.claims >= 2
@@ -197,7 +197,7 @@ async def test_the_sweep_removes_old_leftovers_of_finished_or_unknown_runs_only(
     alpha = await make_alpha()
     store = alpha.store
     task = load_task(PROBLEMS / "vectoradd")
-    leaderboard = await alpha.gateway.create_leaderboard(board(), task, caller=OPERATOR)
+    leaderboard = await alpha.gateway.boards.create_leaderboard(board(), task, caller=OPERATOR)
     finished, unfinished = str(uuid.uuid4()), str(uuid.uuid4())
     runs = [NewRun(r, "test", "H100", "00" * 32) for r in (finished, unfinished)]
     await store.create_submission("cleanup", leaderboard.id, task.name, "k.py", "x = 1\n", "test", runs)
@@ -212,7 +212,7 @@ async def test_the_sweep_removes_old_leftovers_of_finished_or_unknown_runs_only(
         await alpha.ssh('mkdir -p -- "$1/not-a-run"', str(alpha.workdir))
         for name in (finished, unfinished, unknown, "not-a-run"):
             await alpha.ssh('touch -d "2 days ago" -- "$1"', str(alpha.workdir / name))
-        sweep = await alpha.gateway.clean_site("alpha", 24 * 3600 - 60, caller=OPERATOR)
+        sweep = await alpha.gateway.processor.clean_site("alpha", 24 * 3600 - 60, caller=OPERATOR)
         assert sorted(sweep.removed) == sorted([finished, unknown])
         assert (sweep.unfinished, sweep.recent) == (1, 1)
         assert sorted(alpha.folders()) == sorted([unfinished, recent, "not-a-run"])

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import UserError
-from gateway.service import OPERATOR, Gateway, Mode, Submission, SubmitRequest
+from gateway.model import Submission, SubmitRequest
+from gateway.service import OPERATOR, Gateway, Mode
 from gateway.settings import REPO_ROOT, Settings
 from tests.conftest import PROBLEMS, solution
 from tests.integration.site_files import dev_site_text, write_site
@@ -394,9 +395,9 @@ async def test_a_drained_site_is_skipped_by_routing_until_resumed(
         gateway = await Gateway.open(settings)
         try:
             with pytest.raises(UserError, match=rf"site {name} is drained by an admin \(new \[b\]GPUs"):
-                await gateway.route(name, "H100", mode="test")
+                await gateway.placement.route(name, "H100", mode="test")
             for _ in range(3):
-                assert (await gateway.route(None, "H100", mode="test")).site.name == "alpha"
+                assert (await gateway.placement.route(None, "H100", mode="test")).site.name == "alpha"
         finally:
             await gateway.close()
     finally:
@@ -405,7 +406,7 @@ async def test_a_drained_site_is_skipped_by_routing_until_resumed(
     assert f"{name} H100 open" in flat(ok(cli(dev_env, "sites", "health", env=env)))
     gateway = await Gateway.open(settings)
     try:
-        assert (await gateway.route(name, "H100", mode="test")).site.name == name
+        assert (await gateway.placement.route(name, "H100", mode="test")).site.name == name
     finally:
         await gateway.close()
 

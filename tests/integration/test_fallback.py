@@ -18,9 +18,10 @@ import pytest
 
 from gateway.backends.base import Backend
 from gateway.backends.modal import ModalBackend
+from gateway.model import SubmitRequest
 from gateway.policy import load_policy
 from gateway.routing import LOAD_TTL_S, CircuitBreaker
-from gateway.service import Gateway, SubmitRequest
+from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.sites import SiteConfig
 from gateway.store import RunRecord
@@ -63,8 +64,8 @@ async def fallback_gateway(
             config = policy.backends["modal"]
             if site.kind == "modal":
                 assert config.kind == "modal"
-                return ModalBackend(site, config, gateway.renderer, client)
-            return gateway._default_backend(site)
+                return ModalBackend(site, config, gateway.sites.renderer, client)
+            return gateway.sites.default_backend(site)
 
         sites = {"alpha": alpha_on(PORT, sshd.known_hosts)}
         gateway = Gateway(stack_settings, sites, store, backend_factory=backends, policy=policy)

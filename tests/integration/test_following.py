@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.service import OPERATOR, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import load_sites
 from gateway.transport.ssh import SSHTransport

@@ -77,5 +77,5 @@ async def test_hostile_names_are_data_not_commands(
     row = await gateway.store.get_run(match.group(1))
     assert row is not None and row.passed and row.state == "COMPLETED"
     assert (row.file_name, row.user_name) == (file_name, user)
-    view = await gateway.leaderboard(board, caller=OPERATOR)
+    view = await gateway.boards.leaderboard(board, caller=OPERATOR)
     assert view.board.name == board

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SubmissionError, UserError
-from gateway.service import OPERATOR, Gateway, Submission, SubmitRequest
+from gateway.model import Submission, SubmitRequest
+from gateway.service import OPERATOR, Gateway
 from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
 from tests.integration.test_cli_admin import cli, flat, ok
@@ -58,9 +59,9 @@ def tag() -> str:
 @pytest.fixture
 async def board(gateway: Gateway) -> AsyncIterator[str]:
     name = f"hostile-{tag()}"
-    await gateway.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)
+    await gateway.boards.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)
     yield name
-    await gateway.delete_leaderboard(name, caller=OPERATOR)
+    await gateway.boards.delete_leaderboard(name, caller=OPERATOR)
 
 
 async def enqueue(
@@ -72,7 +73,7 @@ async def enqueue(
 
 
 async def submissions(gateway: Gateway, board: str) -> int:
-    return (await gateway.leaderboard_summary(board, caller=OPERATOR)).submissions
+    return (await gateway.boards.leaderboard_summary(board, caller=OPERATOR)).submissions
 
 
 @pytest.mark.parametrize("kind", NAMES)
@@ -82,10 +83,10 @@ async def test_user_names_are_stored_verbatim(gateway: Gateway, board: str, kind
     assert (await gateway.run(run_id, caller=OPERATOR)).user_name == user
     [listed] = await gateway.runs(user=user, caller=OPERATOR)
     assert listed.run_id == run_id and listed.user_name == user
-    assert await gateway.set_banned(user, True, caller=OPERATOR) is True
+    assert await gateway.boards.set_banned(user, True, caller=OPERATOR) is True
     with pytest.raises(UserError, match="is banned from submitting"):
         await enqueue(gateway, board, user=user)
-    assert await gateway.set_banned(user, False, caller=OPERATOR) is True
+    assert await gateway.boards.set_banned(user, False, caller=OPERATOR) is True
 
 
 async def test_the_longest_user_name_is_stored_verbatim(gateway: Gateway, board: str) -> None:
@@ -101,7 +102,7 @@ async def test_bad_user_names_are_refused(gateway: Gateway, board: str, kind: st
         await enqueue(gateway, board, user=user)
     assert message in str(refused.value) and len(str(refused.value)) < 300  # a 10,000-character name is cut
     with pytest.raises(UserError, match="user name"):
-        await gateway.set_banned(user, True, caller=OPERATOR)
+        await gateway.boards.set_banned(user, True, caller=OPERATOR)
     with pytest.raises(UserError, match="user name"):
         await gateway.runs(user=user, caller=OPERATOR)
     assert await submissions(gateway, board) == 0
@@ -111,45 +112,49 @@ async def test_bad_user_names_are_refused(gateway: Gateway, board: str, kind: st
 async def test_leaderboard_names_are_stored_verbatim(gateway: Gateway, kind: str) -> None:
     name = f"{NAMES[kind]} {tag()}"
     canary = f"canary-{tag()}"
-    await gateway.create_leaderboard(canary, TASK, ["H100"], caller=OPERATOR)
+    await gateway.boards.create_leaderboard(canary, TASK, ["H100"], caller=OPERATOR)
     canary_run = (await enqueue(gateway, canary)).public_run.run_id
     try:
-        created = await gateway.create_leaderboard(
+        created = await gateway.boards.create_leaderboard(
             name, TASK, ["H100"], description=f"about {name}", caller=OPERATOR
         )
         assert created.name == name and created.description == f"about {name}"
-        assert (await gateway.get_leaderboard(name, caller=OPERATOR)).name == name
-        assert name in [b.name for b in await gateway.leaderboards(caller=OPERATOR)]
-        await gateway.set_rate_limit(name, "test", 5, 60, caller=OPERATOR)
-        assert (await gateway.leaderboard(name, caller=OPERATOR)).limits[0].max_submissions == 5
+        assert (await gateway.boards.get_leaderboard(name, caller=OPERATOR)).name == name
+        assert name in [b.name for b in await gateway.boards.leaderboards(caller=OPERATOR)]
+        await gateway.boards.set_rate_limit(name, "test", 5, 60, caller=OPERATOR)
+        assert (await gateway.boards.leaderboard(name, caller=OPERATOR)).limits[0].max_submissions == 5
         run_id = (await enqueue(gateway, name)).public_run.run_id
         record = await gateway.run(run_id, caller=OPERATOR)
         assert record.leaderboard == name
         assert [r.run_id for r in await gateway.runs(leaderboard=name, caller=OPERATOR)] == [run_id]
-        assert (await gateway.leaderboard_summary(name, caller=OPERATOR)).submissions == 1
-        assert await gateway.delete_leaderboard(name, caller=OPERATOR) == (1, 1)
+        assert (await gateway.boards.leaderboard_summary(name, caller=OPERATOR)).submissions == 1
+        assert await gateway.boards.delete_leaderboard(name, caller=OPERATOR) == (1, 1)
         with pytest.raises(UserError, match="no leaderboard named"):
-            await gateway.get_leaderboard(name, caller=OPERATOR)
+            await gateway.boards.get_leaderboard(name, caller=OPERATOR)
         # no table was harmed: the canary board and its run are as they were
-        assert (await gateway.leaderboard_summary(canary, caller=OPERATOR)).runs == 1
+        assert (await gateway.boards.leaderboard_summary(canary, caller=OPERATOR)).runs == 1
         assert (await gateway.run(canary_run, caller=OPERATOR)).state == "QUEUED"
     finally:
-        await gateway.delete_leaderboard(canary, caller=OPERATOR)
+        await gateway.boards.delete_leaderboard(canary, caller=OPERATOR)
 
 
 async def test_the_longest_leaderboard_name_is_stored_verbatim(gateway: Gateway) -> None:
     name = tag() + "x" * 192
-    assert (await gateway.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)).name == name
-    assert await gateway.delete_leaderboard(name, caller=OPERATOR) == (0, 0)
+    assert (await gateway.boards.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)).name == name
+    assert await gateway.boards.delete_leaderboard(name, caller=OPERATOR) == (0, 0)
 
 
 @pytest.mark.parametrize("kind", BAD_NAMES)
 async def test_bad_leaderboard_names_are_refused(gateway: Gateway, kind: str) -> None:
     name, message = BAD_NAMES[kind]
     with pytest.raises(UserError, match="leaderboard name") as refused:
-        await gateway.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)
+        await gateway.boards.create_leaderboard(name, TASK, ["H100"], caller=OPERATOR)
     assert message in str(refused.value)
-    for lookup in (gateway.get_leaderboard, gateway.delete_leaderboard, gateway.leaderboard_summary):
+    for lookup in (
+        gateway.boards.get_leaderboard,
+        gateway.boards.delete_leaderboard,
+        gateway.boards.leaderboard_summary,
+    ):
         with pytest.raises(UserError, match="leaderboard name"):
             await lookup(name, caller=OPERATOR)
     with pytest.raises(UserError, match="leaderboard name"):
@@ -197,13 +202,13 @@ async def test_bad_file_names_are_refused(gateway: Gateway, board: str, file_nam
 async def test_descriptions_are_stored_verbatim(gateway: Gateway, description: str) -> None:
     name = f"described-{tag()}"
     assert (
-        await gateway.create_leaderboard(name, TASK, description=description, caller=OPERATOR)
+        await gateway.boards.create_leaderboard(name, TASK, description=description, caller=OPERATOR)
     ).description == description
     try:
-        assert (await gateway.get_leaderboard(name, caller=OPERATOR)).description == description
-        assert (await gateway.leaderboard_summary(name, caller=OPERATOR)).description == description
+        assert (await gateway.boards.get_leaderboard(name, caller=OPERATOR)).description == description
+        assert (await gateway.boards.leaderboard_summary(name, caller=OPERATOR)).description == description
     finally:
-        await gateway.delete_leaderboard(name, caller=OPERATOR)
+        await gateway.boards.delete_leaderboard(name, caller=OPERATOR)
 
 
 @pytest.mark.parametrize(
@@ -220,9 +225,9 @@ async def test_descriptions_are_stored_verbatim(gateway: Gateway, description: s
 async def test_bad_descriptions_are_refused(gateway: Gateway, description: str, message: str) -> None:
     name = f"described-{tag()}"
     with pytest.raises(UserError) as refused:
-        await gateway.create_leaderboard(name, TASK, description=description, caller=OPERATOR)
+        await gateway.boards.create_leaderboard(name, TASK, description=description, caller=OPERATOR)
     assert message in str(refused.value)
-    assert name not in [b.name for b in await gateway.leaderboards(caller=OPERATOR)]
+    assert name not in [b.name for b in await gateway.boards.leaderboards(caller=OPERATOR)]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ A submission reports what its attempts came to by failing its test with a JSON l
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import uuid
@@ -19,7 +20,8 @@ import pytest
 
 from gateway.errors import UserError
 from gateway.isolation import Verdict
-from gateway.service import Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway, probe_gateway
 from gateway.settings import Settings
 from gateway.sitecheck.isolation import run_isolation_probe
 from gateway.sites import load_site
@@ -88,7 +90,7 @@ async def findings(gateway: Gateway, attempts: str) -> dict[str, str]:
 @pytest.fixture
 async def alpha_ssh(gateway: Gateway) -> AsyncIterator[SSHTransport]:
     """alpha's login account, as the site's admin (or a queued run's bundle) sees it."""
-    site = gateway.sites["alpha"]
+    site = gateway.sites.configured["alpha"]
     assert site.login is not None
     ssh = SSHTransport("alpha-admin", site.login)
     try:
@@ -169,7 +171,7 @@ async def test_no_connection_to_postgresql_or_sshd(
     gateway: Gateway, stack_settings: Settings, dev_env: dict[str, str]
 ) -> None:
     database = urlparse(dev_env["GATEWAY_DATABASE_URL"])
-    login = gateway.sites["alpha"].login
+    login = gateway.sites.configured["alpha"].login
     assert login is not None and database.hostname and database.port
     found = await findings(
         gateway,
@@ -222,7 +224,7 @@ async def test_a_site_whose_job_script_drops_the_sandbox_fails_the_probe(
         "exec {{ python }} -u -I {{ runner }} run {{ bundle_dir }} --isolation none\n{% endblock %}\n"
     )
     settings = stack_settings.model_copy(update={"templates_dir": templates})
-    step = await run_isolation_probe(settings, site)
+    step = await run_isolation_probe(site, functools.partial(probe_gateway, settings))
     assert step.status == "FAIL", step
     for reached in ("sibling bundle's key", "~/.ssh", "the runner's process", "into the account's home"):
         assert reached in step.detail, step.detail
@@ -243,18 +245,20 @@ async def test_leaderboard_runs_need_verified_isolation(stack_settings: Settings
         gateway = Gateway(stack_settings, sites, store, verify_isolation=failing_probe)
         try:
             with pytest.raises(UserError, match="takes no leaderboard runs until its isolation"):
-                await gateway.route("alpha", "H100", "vectoradd", mode="leaderboard")
+                await gateway.placement.route("alpha", "H100", "vectoradd", mode="leaderboard")
             with pytest.raises(UserError, match=r"eth0.*gateway sites check alpha"):
-                await gateway.route(None, "H100", "vectoradd", mode="leaderboard")
+                await gateway.placement.route(None, "H100", "vectoradd", mode="leaderboard")
             assert verified == ["probe"]  # one probe; its failure is remembered
             assert not (await store.isolation_checks())["alpha"].passed
-            assert (await gateway.route(None, "H100", "vectoradd", mode="test")).site.name == "alpha"
+            assert (
+                await gateway.placement.route(None, "H100", "vectoradd", mode="test")
+            ).site.name == "alpha"
         finally:
             await gateway.close()  # the store too (migrated_store's close after it does nothing)
     # without a database nothing is ranked: a leaderboard-mode run (`--no-db`) waits for no probe
     without_store = Gateway(stack_settings, sites, None, verify_isolation=failing_probe)
     try:
-        assert (await without_store.route("alpha", "H100", mode="leaderboard")).site.name == "alpha"
+        assert (await without_store.placement.route("alpha", "H100", mode="leaderboard")).site.name == "alpha"
         assert verified == ["probe"]
     finally:
         await without_store.close()
@@ -267,10 +271,10 @@ async def test_an_unconfined_site_takes_only_what_its_admin_allows(stack_setting
     )
     gateway = Gateway(stack_settings, {"alpha": unconfined}, None)
     try:
-        assert (await gateway.route("alpha", "H100", mode="test")).site.name == "alpha"
+        assert (await gateway.placement.route("alpha", "H100", mode="test")).site.name == "alpha"
         for mode in ("benchmark", "leaderboard"):
             with pytest.raises(UserError, match=r"unconfined.*allows only test"):
-                await gateway.route("alpha", "H100", mode=mode)
+                await gateway.placement.route("alpha", "H100", mode=mode)
     finally:
         await gateway.close()
 

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.service import Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway
 from gateway.settings import REPO_ROOT, Settings
 from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution

@@ -72,7 +72,7 @@ async def test_the_ncu_report_travels_from_the_node_to_a_download(
         board = await api.board(("H100",))
         hidden = await api.board(("H100",), visibility="hidden")
         token = await api.user_token("alice")
-        await api.gateway.set_admin("root", True, caller=OPERATOR)  # submits to the hidden board
+        await api.gateway.accounts.set_admin("root", True, caller=OPERATOR)  # submits to the hidden board
         admin = {"Authorization": f"Bearer {await api.user_token('root')}"}
         async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
             runs = {}

@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
-from gateway.service import OPERATOR, Gateway, SubmitRequest, as_mode
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR, Gateway, as_mode
 from gateway.settings import Settings
 from gateway.store import NewRun
 from gateway.tasks import load_task
-from gateway.worker import Worker
 from tests.conftest import PROBLEMS, solution
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ async def test_concurrent_claims_never_take_the_same_run(gateway: Gateway) -> No
     store = gateway.store
     assert store is not None
     task = load_task(PROBLEMS / "vectoradd")
-    board = await gateway.create_leaderboard(f"q-{uuid.uuid4().hex[:8]}", task, caller=OPERATOR)
+    board = await gateway.boards.create_leaderboard(f"q-{uuid.uuid4().hex[:8]}", task, caller=OPERATOR)
     run_ids = [str(uuid.uuid4()) for _ in range(60)]
     await store.create_submission(
         "claims",
@@ -71,7 +71,7 @@ async def test_a_follower_hears_every_event_as_it_happens(stack_settings: Settin
     follower = asyncio.create_task(follow())
     other = await Gateway.open(stack_settings)  # a worker in another gateway (as another process would be)
     try:
-        reports = await Worker(other).drain(submission.run_ids)
+        reports = await other.worker().drain(submission.run_ids)
     finally:
         await other.close()
     await asyncio.wait_for(follower, 10)
@@ -90,7 +90,7 @@ async def test_cancel_reaches_the_worker_running_the_job(stack_settings: Setting
     submission = await gateway.enqueue(vectoradd(f"q-{uuid.uuid4().hex[:8]}", mode="benchmark"))
     [run_id] = submission.run_ids
     other = await Gateway.open(stack_settings)
-    worker = Worker(other)
+    worker = other.worker()
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     try:
@@ -108,7 +108,7 @@ async def test_cancel_reaches_the_worker_running_the_job(stack_settings: Setting
         stop.set()
         await running
         await other.close()
-    backend = gateway.backend_for("alpha")
+    backend = gateway.sites.backend_for("alpha")
     assert record.job_id is not None
     from gateway.backends.base import JobHandle
     from gateway.bundle import BundlePaths
@@ -126,7 +126,7 @@ async def test_a_worker_stopped_cleanly_hands_its_runs_over_at_once(
     [run_id] = submission.run_ids
     first = await Gateway.open(stack_settings)
     stop = asyncio.Event()
-    running = asyncio.create_task(Worker(first, name="first").run(stop))
+    running = asyncio.create_task(first.worker(name="first").run(stop))
     deadline = time.monotonic() + 60
     while (record := await store.get_run(run_id)) is None or record.job_id is None:
         assert time.monotonic() < deadline
@@ -138,7 +138,7 @@ async def test_a_worker_stopped_cleanly_hands_its_runs_over_at_once(
     assert released is not None and released.worker is None and released.finished_at is None
     second = await Gateway.open(stack_settings)
     try:
-        reports = await asyncio.wait_for(Worker(second, name="second").drain([run_id]), 120)
+        reports = await asyncio.wait_for(second.worker(name="second").drain([run_id]), 120)
     finally:
         await second.close()
     assert reports[run_id].passed, reports[run_id].error

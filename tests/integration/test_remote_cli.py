@@ -153,7 +153,7 @@ async def test_refusals_say_what_to_do_and_exit_2(api: ApiUnderTest, cli: Cli, t
 
     token = await api.user_token("carol")
     assert (await cli("login", api.url, "--token-stdin", stdin=token)).returncode == 0
-    assert await api.gateway.revoke_token("carol", caller=OPERATOR)
+    assert await api.gateway.accounts.revoke_token("carol", caller=OPERATOR)
     revoked = await cli("submit", correct, "--remote", api.url, "--leaderboard", board)
     assert revoked.returncode == 2
     assert "unknown or was revoked" in revoked.stdout and f"run `gateway login {api.url}`" in revoked.stdout

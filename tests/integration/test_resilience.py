@@ -19,7 +19,8 @@ import pytest
 from gateway.backends.base import JobRequest
 from gateway.backends.slurm import SlurmBackend
 from gateway.bundle import build_spec
-from gateway.service import OPERATOR, Gateway, SubmitRequest, as_mode
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR, Gateway, as_mode
 from gateway.settings import REPO_ROOT, Settings
 from gateway.site_parts import JumpHostConfig
 from gateway.sites import SiteConfig, load_sites
@@ -117,7 +118,7 @@ def vectoradd(mode: str = "leaderboard", user: str = "resilient") -> SubmitReque
 @pytest.fixture
 async def private_gateway(stack_settings: Settings, private_sshd: PrivateSshd) -> AsyncIterator[Gateway]:
     gateway = await Gateway.open(stack_settings)
-    gateway.sites = {"alpha": alpha_on(SPARE_PORT, private_sshd.known_hosts)}
+    gateway.sites.configured = {"alpha": alpha_on(SPARE_PORT, private_sshd.known_hosts)}
     yield gateway
     await gateway.close()
 
@@ -208,15 +209,15 @@ async def test_a_job_submitted_before_its_id_was_recorded_is_found_by_name(gatew
     writing the job id. The worker that takes the stale claim over finds the job by its name."""
     assert gateway.store is not None
     task = load_task(PROBLEMS / "vectoradd")
-    board = await gateway.create_leaderboard(f"res-{uuid.uuid4().hex[:8]}", task, caller=OPERATOR)
+    board = await gateway.boards.create_leaderboard(f"res-{uuid.uuid4().hex[:8]}", task, caller=OPERATOR)
     run_id, key = str(uuid.uuid4()), "ab" * 32
     code = solution("vectoradd", "correct.py")
     await gateway.store.create_submission(
         "window", board.id, task.name, "correct.py", code, "test", [NewRun(run_id, "test", "H100", key)]
     )
     assert await gateway.store.claim("a-worker-that-dies", 1, 3.0, [run_id])
-    site = gateway.sites["alpha"]
-    backend = gateway.backend_for("alpha")
+    site = gateway.sites.configured["alpha"]
+    backend = gateway.sites.backend_for("alpha")
     assert isinstance(backend, SlurmBackend)
     request = JobRequest(run_id, site, site.partitions[0], task, code, build_spec(run_id, "test", task), key)
     [submitted] = await backend.submit([request])
@@ -292,7 +293,7 @@ async def test_a_gateway_on_the_login_node_submits_with_local_slurm_commands(
         }
     )
     gateway = await Gateway.open(stack_settings, use_database=False)
-    gateway.sites = {"login-node": site}
+    gateway.sites.configured = {"login-node": site}
     try:
         report = await gateway.submit(replace(vectoradd(mode="test"), user="local", site="login-node"))
     finally:

@@ -11,7 +11,8 @@ import pytest
 
 from gateway.devstack.accounts import ACCOUNT, QOS, ensure_accounts
 from gateway.devstack.paths import Paths
-from gateway.service import Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.sites import load_site
 from gateway.states import JobState

@@ -3,6 +3,7 @@ fail at the step that is broken, saying what to fix."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from gateway.service import probe_gateway
 from gateway.settings import Settings
 from gateway.sitecheck import SiteCheck
 from tests.integration.site_files import dev_site_text, write_site
@@ -71,7 +73,10 @@ async def test_a_partition_the_cluster_lacks_fails_by_name(dev_env: dict[str, st
         '  - name: nosuch\n    gpu_type: B200\n    gres: "gpu:b200:1"\n'
     )
     write_site(tmp_path, "alpha", text)
-    site_check = SiteCheck(Settings(sites_dir=tmp_path), "alpha", probe_timeout_s=120)
+    settings = Settings(sites_dir=tmp_path)
+    site_check = SiteCheck(
+        settings, "alpha", probe_timeout_s=120, open_gateway=functools.partial(probe_gateway, settings)
+    )
     steps = {step.key: step async for step in site_check.steps()}
     failed = [step for step in steps.values() if step.status == "FAIL"]
     assert [step.key for step in failed] == ["partition:nosuch"], failed

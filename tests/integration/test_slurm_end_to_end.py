@@ -10,7 +10,8 @@ import pytest
 
 from gateway.backends.slurm import SlurmBackend
 from gateway.errors import TransportError, UserError
-from gateway.service import OPERATOR, Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import OPERATOR, Gateway
 from gateway.sites import load_sites
 from gateway.states import JobState
 from gateway.tasks import load_task
@@ -44,7 +45,7 @@ async def test_alpha_run_is_one_slurm_job_named_by_run_id_and_its_row_holds_timi
     assert report.state is JobState.COMPLETED and report.partition == "h100"
 
     # sacct on alpha, over its own sshd: exactly one job carries this run id
-    site = gateway.sites["alpha"]
+    site = gateway.sites.configured["alpha"]
     assert site.login is not None
     # the result is pushed as the runner writes it, so Slurm may not have recorded the end yet
     assert report.pushed
@@ -74,12 +75,12 @@ async def test_leaderboard_ranks_fast_before_slow_and_reports_the_wrong_one(gate
         gateway.submit(request("softmax", "wrong.py", "beta", "A100", board, "eve")),
     )
     slow, correct, wrong = reports
-    backend = gateway.backend_for("beta")
+    backend = gateway.sites.backend_for("beta")
     assert isinstance(backend, SlurmBackend) and isinstance(backend.transport, SSHTransport)
     assert backend.transport.connects == 1  # three concurrent runs, one SSH connection
     assert correct.passed and slow.passed
     assert not wrong.passed and wrong.error and "mismatch" in wrong.error.lower()
-    view = await gateway.leaderboard(board, caller=OPERATOR)
+    view = await gateway.boards.leaderboard(board, caller=OPERATOR)
     assert [(e.user_name, e.rank) for e in view.ranking["A100"]] == [("ada", 1), ("bob", 2)]
     assert [r.user_name for r in view.recent if r.passed is False] == ["eve"]
 

@@ -246,8 +246,10 @@ async def _json(web: Web, path: str) -> Any:
 async def test_hidden_leaderboards_and_unknown_pages_are_404_pages(web: Web) -> None:
     public = await web.api.board(("H100",))
     hidden = f"hidden-{uuid.uuid4().hex[:8]}"
-    task = await web.api.gateway.load_task_directory("vectoradd")
-    await web.api.gateway.create_leaderboard(hidden, task, ["H100"], visibility="hidden", caller=OPERATOR)
+    task = await web.api.gateway.boards.load_task_directory("vectoradd")
+    await web.api.gateway.boards.create_leaderboard(
+        hidden, task, ["H100"], visibility="hidden", caller=OPERATOR
+    )
     page = await web.page()
 
     await page.goto("/")

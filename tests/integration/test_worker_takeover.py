@@ -20,7 +20,8 @@ import pytest
 
 from gateway.devstack import DevStack
 from gateway.devstack import postgres as dev_postgres
-from gateway.service import Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway
 from gateway.settings import REPO_ROOT
 from gateway.sites import load_sites
 from gateway.store import Store

@@ -61,13 +61,13 @@ async def test_hostile_discord_ids_and_account_names_are_refused_before_the_data
     gateway = Gateway(Settings(sites_dir=tmp_path, local_workdir=tmp_path), {}, None)
     for bad_id in (0, -1, 2**64, 10**30):
         with pytest.raises(UserError, match="is not a Discord user id"):
-            await gateway.link_discord("old-name", bad_id, caller=OPERATOR)
+            await gateway.accounts.link_discord("old-name", bad_id, caller=OPERATOR)
         with pytest.raises(UserError, match="is not a Discord user id"):
-            await gateway.discord_user(bad_id, "mallory")
+            await gateway.accounts.discord_user(bad_id, "mallory")
     with pytest.raises(UserError, match="discord"):
-        await gateway.link_discord("discord:../../x", 1, caller=OPERATOR)
+        await gateway.accounts.link_discord("discord:../../x", 1, caller=OPERATOR)
     with pytest.raises(RefusedError, match="for the gateway's admins"):
-        await gateway.link_discord("old-name", 1, caller=Caller("discord:1"))
+        await gateway.accounts.link_discord("old-name", 1, caller=Caller("discord:1"))
 
 
 @pytest.mark.parametrize("garbage", ["1; DROP TABLE users", "12abc", "1e3", "0x10"])

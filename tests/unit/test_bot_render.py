@@ -12,7 +12,8 @@ from bot.errors import NotAdminError, user_message
 from bot.progress import SubmissionStatus
 from bot.render import code, submission_embed, text
 from gateway.errors import RefusedError, SubmissionError
-from gateway.service import QueuedRun, RunEvent, RunRecord, Submission
+from gateway.model import QueuedRun, Submission
+from gateway.service import RunEvent, RunRecord
 
 PUBLIC, SECRET = "11111111-0000-0000-0000-000000000000", "22222222-0000-0000-0000-000000000000"
 NOW = datetime(2026, 11, 23, tzinfo=UTC)

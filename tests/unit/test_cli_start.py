@@ -103,7 +103,7 @@ def test_completing_a_site_reads_yaml_but_not_the_site_models(tmp_path: Path) ->
 
 def test_written_out_defaults_agree_with_their_sources() -> None:
     from gateway.cli import complete, sites
-    from gateway.processing import DEFAULT_SWEEP_GRACE_S
+    from gateway.model import DEFAULT_SWEEP_GRACE_S
     from gateway.sitecheck import DEFAULT_PROBE_TIMEOUT_S
     from gateway.sites import LOCAL_SITE_NAME
 

@@ -292,14 +292,14 @@ async def test_no_site_and_sbatch_on_the_path_sends_a_gpu_run_to_the_local_clust
     tmp_path: Path, login_node: list[str]
 ) -> None:
     gateway = zero_config_gateway(tmp_path, {})
-    choice = await gateway.route(None, "h100", mode="test")
+    choice = await gateway.placement.route(None, "h100", mode="test")
     assert (choice.site.name, choice.site.submit_via, choice.partition.gpu_type) == ("alpha", "local", "H100")
-    await gateway.route(None, "H100", mode="benchmark")
+    await gateway.placement.route(None, "H100", mode="benchmark")
     assert login_node == ["bubblewrap"]  # discovered once per gateway
-    assert gateway.site("alpha").name == "alpha"
+    assert gateway.sites.site("alpha").name == "alpha"
     # this machine stays available by name, and is still where a run with no GPU type goes
-    assert (await gateway.route("local", "H100", mode="test")).site.name == "local"
-    assert (await gateway.route(None, None, mode="test")).site.name == "local"
+    assert (await gateway.placement.route("local", "H100", mode="test")).site.name == "local"
+    assert (await gateway.placement.route(None, None, mode="test")).site.name == "local"
     await gateway.close()
 
 
@@ -310,7 +310,7 @@ async def test_a_gpu_the_cluster_lacks_names_the_cluster_and_what_it_offers(
     with pytest.raises(
         UserError, match=r"cluster alpha \(found with sinfo\) has no partition .*'A100'; offered: H100"
     ):
-        await gateway.route(None, "A100", mode="test")
+        await gateway.placement.route(None, "A100", mode="test")
     await gateway.close()
 
 
@@ -326,7 +326,7 @@ async def test_a_leaderboard_mode_run_on_the_discovered_site_needs_no_isolation_
         return Verdict(False, "unconfined")
 
     gateway = zero_config_gateway(tmp_path, {}, probe)
-    assert (await gateway.route(None, "H100", mode="leaderboard")).site.name == "alpha"
+    assert (await gateway.placement.route(None, "H100", mode="leaderboard")).site.name == "alpha"
     assert probed == []
     await gateway.close()
 
@@ -335,9 +335,9 @@ async def test_a_configured_site_is_never_replaced_by_discovery(
     tmp_path: Path, login_node: list[str]
 ) -> None:
     gateway = zero_config_gateway(tmp_path, {"gamma": gamma_site()})
-    assert (await gateway.route(None, "H100", mode="test")).site.name == "gamma"
+    assert (await gateway.placement.route(None, "H100", mode="test")).site.name == "gamma"
     with pytest.raises(UserError, match="no site offers GPU type 'A100'"):
-        await gateway.route(None, "A100", mode="test")
+        await gateway.placement.route(None, "A100", mode="test")
     assert login_node == []
     await gateway.close()
 
@@ -346,7 +346,7 @@ async def test_without_sbatch_nothing_is_discovered(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(discovery, "sbatch_on_path", lambda: False)
     gateway = zero_config_gateway(tmp_path, {})
     with pytest.raises(UserError, match="no site offers GPU type 'H100'"):
-        await gateway.route(None, "H100", mode="test")
+        await gateway.placement.route(None, "H100", mode="test")
     await gateway.close()
 
 
@@ -355,9 +355,9 @@ async def test_a_routing_policy_with_fallbacks_is_configuration_too(
 ) -> None:
     settings = Settings(sites_dir=tmp_path, local_workdir=tmp_path, templates_dir=REPO_ROOT / "templates")
     gateway = Gateway(settings, {}, None, backend_factory=IdleBackend, policy=policy(tmp_path))  # type: ignore[arg-type]
-    assert (await gateway.route(None, "H100", "softmax", mode="test")).site.kind == "modal"
+    assert (await gateway.placement.route(None, "H100", "softmax", mode="test")).site.kind == "modal"
     with pytest.raises(UserError, match="no site offers GPU type 'L4'"):
-        await gateway.route(None, "L4", "softmax", mode="test")
+        await gateway.placement.route(None, "L4", "softmax", mode="test")
     assert login_node == []
     await gateway.close()
 
@@ -369,8 +369,8 @@ async def test_the_discovered_cluster_can_be_named_and_a_typo_stays_unknown(
     with pytest.raises(
         UserError, match=r"unknown site 'alpah' \(did you mean alpha\?\); known sites: alpha, local"
     ):
-        await gateway.route("alpah", None, mode="test")
-    choice = await gateway.route("alpha", None, mode="test")
+        await gateway.placement.route("alpah", None, mode="test")
+    choice = await gateway.placement.route("alpha", None, mode="test")
     assert (choice.site.name, choice.partition.gpu_type) == ("alpha", "H100")
     assert login_node == ["bubblewrap"]
     await gateway.close()
@@ -378,10 +378,10 @@ async def test_the_discovered_cluster_can_be_named_and_a_typo_stays_unknown(
 
 async def test_with_a_database_runs_go_to_site_files_only(tmp_path: Path, login_node: list[str]) -> None:
     gateway = zero_config_gateway(tmp_path, {})
-    gateway.store = object()  # type: ignore[assignment]  # recorded runs: another process may take them over
-    await gateway._zero_config("H100")
-    assert login_node == [] and gateway.sites == {}
-    message = str(gateway._unknown_gpu("H100"))
+    gateway.sites.store = object()  # type: ignore[assignment]  # recorded runs: another process may take them over
+    await gateway.sites.zero_config("H100")
+    assert login_node == [] and gateway.sites.configured == {}
+    message = str(gateway.placement.unknown_gpu("H100"))
     assert "`gateway sites init` writes its cluster as a site file" in message
-    gateway.store = None
+    gateway.sites.store = None
     await gateway.close()

@@ -26,9 +26,10 @@ from gateway.backends.modal import ModalBackend
 from gateway.bundle import build_spec
 from gateway.cli.fallback import make_key_pair
 from gateway.errors import BackendError
+from gateway.model import SubmitRequest
 from gateway.policy import RoutingPolicy, fallback_site
 from gateway.render import TemplateRenderer
-from gateway.service import Gateway, RunReport, SubmitRequest
+from gateway.service import Gateway, RunReport
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import SiteConfig
 from gateway.states import JobState

@@ -15,8 +15,9 @@ import pytest
 
 from gateway.backends.base import RESULT_WRITTEN_MARKER, JobHandle, JobRequest, JobStatus, PartitionLoad
 from gateway.bundle import BundlePaths
+from gateway.model import SubmitRequest
 from gateway.results import verified_result as verify
-from gateway.service import Gateway, RunReport, SubmitRequest
+from gateway.service import Gateway, RunReport
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import KeepBundles
 from gateway.states import JobState

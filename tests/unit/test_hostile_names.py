@@ -9,7 +9,8 @@ from rich.console import Console
 
 from gateway.cli.output import print_report
 from gateway.errors import SubmissionError
-from gateway.service import Gateway, RunReport, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway, RunReport
 from gateway.settings import Settings
 from tests.unit.fakes import tiny_task
 

@@ -19,8 +19,9 @@ from bot.render import FIELD_LIMIT, PROFILE_FIELD, profile_attachment, submissio
 from gateway.api.schemas import run_out
 from gateway.cli.output import print_report, view_of_run
 from gateway.errors import ResultError
+from gateway.model import QueuedRun, Submission
 from gateway.results import verified_ncu_report
-from gateway.service import QueuedRun, RunRecord, Submission
+from gateway.service import RunRecord
 from harness.phase_result import PhaseResult
 from harness.protocol import PROFILE_REPORT_LIMIT, RESULT_VERSION, decode_report, encode_report, parse_kv
 from harness.run_result import RunResult

@@ -13,7 +13,8 @@ from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoa
 from gateway.bundle import BundlePaths
 from gateway.errors import SubmissionError, UserError
 from gateway.isolation import Verdict
-from gateway.service import Gateway, RunReport, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway, RunReport
 from gateway.settings import REPO_ROOT, Settings
 from gateway.sites import KeepBundles, SiteConfig
 from gateway.states import JobState
@@ -308,15 +309,15 @@ async def test_without_a_site_the_gpu_type_routes_to_the_best_partition(tmp_path
     gateway = Gateway(
         settings, {"gamma": busy, "delta": idle}, None, backend_factory=Loaded, verify_isolation=verified
     )
-    choice = await gateway.route(None, "H100", mode="test")
+    choice = await gateway.placement.route(None, "H100", mode="test")
     assert choice.site.name == "delta"  # it can start now; gamma has a queue, whatever the preference
     loads["delta"] = PartitionLoad("h100", False, 0, 0, "drain")
     gateway.router._cache.clear()
-    assert (await gateway.route(None, "h100", mode="test")).site.name == "gamma"
+    assert (await gateway.placement.route(None, "h100", mode="test")).site.name == "gamma"
     loads["gamma"] = PartitionLoad("h100", False, 0, 0, "down")
     gateway.router._cache.clear()
     with pytest.raises(
         UserError, match=r"gamma/h100: down.*delta/h100: drain|delta/h100: drain.*gamma/h100: down"
     ):
-        await gateway.route(None, "H100", mode="test")
+        await gateway.placement.route(None, "H100", mode="test")
     await gateway.close()

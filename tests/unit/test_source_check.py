@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SubmissionError
-from gateway.service import Gateway, SubmitRequest
+from gateway.model import SubmitRequest
+from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.validation import check_code, check_source, decode_upload
 from tests.unit.fakes import tiny_task
