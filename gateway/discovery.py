@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import CommandError, UserError
+from gateway.modes import UNRANKED_MODES
 from gateway.runner import CommandRunner, CompletedCommand, SubprocessRunner
 from gateway.sites import LOCAL_SITE_NAME, IsolationConfig, PartitionConfig, SiteConfig
 
@@ -290,7 +291,7 @@ def build_discovery(
             )
     else:
         notes.append("no association of yours found with sacctmgr: Slurm charges your default account")
-    unconfined = ["test", "benchmark", "profile"] if isolation == "none" else []
+    unconfined = list(UNRANKED_MODES) if isolation == "none" else []
     site = SiteConfig(
         name=name,
         title=f"Slurm cluster {cluster or name}, discovered on {hostname or 'this login node'}",

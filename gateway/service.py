@@ -32,6 +32,7 @@ from gateway.errors import (
     UserError,
 )
 from gateway.execution import RunReport, SiteRuntime
+from gateway.intake import check_code, check_source, gpu_for_board
 from gateway.isolation import IsolationGate, Verifier
 from gateway.leaderboards import LeaderboardAdmin, LeaderboardView
 from gateway.limits import SharedLimits
@@ -80,9 +81,7 @@ from gateway.validation import (
     MAX_REASON_CHARS,
     RUN_ID_PREFIX,
     check_account,
-    check_code,
     check_name,
-    check_source,
     check_text,
     public_submission_key,
     shown,
@@ -403,7 +402,10 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 "naming a site is for the gateway's admins: leave the site out, and the gateway routes "
                 "the run to a site with the GPU type",
             )
-        if request.gpu_type == LOCAL_GPU_LABEL or request.on_this_machine:
+        # no GPU type for a leaderboard means the board's only one (_gpu_type), never this machine
+        if request.gpu_type == LOCAL_GPU_LABEL or (
+            request.on_this_machine and (request.leaderboard is None or self.store is None)
+        ):
             require_admin(
                 request.caller,
                 "runs on the gateway's own machine are for its admins: give a GPU type the leaderboard ranks",
@@ -448,8 +450,8 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
                 gpu = request.gpu_type or site.partitions[0].gpu_type or LOCAL_GPU_LABEL
             else:
                 gpu = self._gpu_on(site, request.gpu_type)
-        elif request.gpu_type is None:
-            gpu = LOCAL_GPU_LABEL
+        elif request.gpu_type is None:  # a leaderboard's only GPU type (gateway.intake), else this machine
+            gpu = LOCAL_GPU_LABEL if board is None else gpu_for_board(None, board.name, board.gpu_types)
         else:
             gpu = request.gpu_type
             if gpu not in self.known_gpu_types():

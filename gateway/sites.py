@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.errors import ConfigError
+from gateway.modes import UNRANKED_MODES, UnrankedMode
 from gateway.states import JobState
 from gateway.yamlconf import load_yaml_model, worded
 
@@ -189,7 +190,7 @@ class IsolationConfig(_Strict):
         default_factory=list,
         description="more folders the sandbox may read (a CUDA toolkit, a conda tree outside the venv)",
     )
-    unconfined_modes: list[Literal["test", "benchmark", "profile"]] = Field(
+    unconfined_modes: list[UnrankedMode] = Field(
         default_factory=list,
         description="kind none only: the run modes the admin lets run unconfined (leaderboard never)",
     )
@@ -359,7 +360,7 @@ def local_site(
 ) -> SiteConfig:
     """The embedded default: runs the job script as a subprocess here, with no Slurm and no SSH. It is
     never a leaderboard's GPU type; unconfined (``none``) it takes every other mode."""
-    unconfined = ["test", "benchmark", "profile"] if isolation == "none" else []
+    unconfined = list(UNRANKED_MODES) if isolation == "none" else []
     return SiteConfig(
         name=LOCAL_SITE_NAME,
         title="this machine (job script as a subprocess)",
