@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from bot.errors import user_message
 from bot.identity import served_guild
+from bot.replies import reply
 from bot.settings import BotSettings
 from gateway.service import Gateway
 
@@ -57,8 +58,9 @@ class GatewayBot(commands.Bot):
         from bot.cogs.admin import AdminCog
         from bot.cogs.leaderboard import LeaderboardCog
 
-        await self.add_cog(LeaderboardCog(self))
-        await self.add_cog(AdminCog(self))
+        # the cogs get what they use, never the bot: they import nothing from this module
+        await self.add_cog(LeaderboardCog(self.gateway, self.settings, self.follow))
+        await self.add_cog(AdminCog(self.gateway, self.settings))
         if not self.settings.guild_ids:
             log.warning("no GATEWAY_DISCORD_GUILD_IDS: the bot serves no server and answers nothing")
         if self.settings.sync_commands:
@@ -89,35 +91,3 @@ class GatewayBot(commands.Bot):
             task.cancel()
         await asyncio.gather(*self.followers, return_exceptions=True)
         await super().close()
-
-
-async def reply(
-    interaction: discord.Interaction,
-    content: str | None = None,
-    *,
-    embed: discord.Embed | None = None,
-    ephemeral: bool = True,
-) -> None:
-    """Answer an interaction, whether or not it was answered (or deferred) already: an edit replaces
-    whatever the answer showed before (a "thinking…" placeholder, an earlier embed or file)."""
-    if interaction.response.is_done():
-        await interaction.edit_original_response(content=content, embed=embed, attachments=[])
-    else:
-        sent = embed if embed is not None else discord.utils.MISSING  # discord.py's "no embed"
-        await interaction.response.send_message(content, embed=sent, ephemeral=ephemeral)
-
-
-async def answer_in_time(
-    interaction: discord.Interaction,
-    work: Coroutine[Any, Any, Any],
-    *,
-    ephemeral: bool,
-    within_s: float = 2.0,
-) -> Any:
-    """Await ``work``; if it takes longer than ``within_s`` defer the interaction first (Discord drops an
-    interaction not answered in 3 s), so quick answers and errors can still be ephemeral."""
-    task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=within_s)
-    if not done:
-        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-    return await task

@@ -41,6 +41,7 @@ from gateway.cluster_info import (
     parse_partitions,
 )
 from gateway.errors import CommandError, UserError
+from gateway.modes import UNRANKED_MODES
 from gateway.runner import CommandRunner, CompletedCommand, SubprocessRunner
 from gateway.site_parts import IsolationConfig, PartitionConfig
 from gateway.sites import LOCAL_SITE_NAME, SiteConfig
@@ -170,7 +171,7 @@ def build_discovery(
             )
     else:
         notes.append("no association of yours found with sacctmgr: Slurm charges your default account")
-    unconfined = ["test", "benchmark", "profile"] if isolation == "none" else []
+    unconfined = list(UNRANKED_MODES) if isolation == "none" else []
     site = SiteConfig(
         name=name,
         title=f"Slurm cluster {cluster or name}, discovered on {hostname or 'this login node'}",

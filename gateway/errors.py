@@ -7,6 +7,7 @@ boundary with ``raise ... from exc``::
     ├── UserError            message may be shown to Discord, API and CLI users as it is
     │   ├── TaskError        a task directory or task.yml is malformed
     │   ├── SubmissionError  a submitted file cannot be run (wrong encoding, too large, ...)
+    │   │   └── TooLargeError  it is over the size limit (HTTP 413)
     │   ├── NotFoundError    no leaderboard, run or submission by that name or id
     │   └── RefusedError     the submitter may not submit now (banned, deadline passed, rate limited,
     │                        too many unfinished runs, the site it names drained)
@@ -38,6 +39,10 @@ class TaskError(UserError):
 
 class SubmissionError(UserError):
     """A submitted file cannot be run as it is."""
+
+
+class TooLargeError(SubmissionError):
+    """A submitted file is over the size limit (HTTP 413)."""
 
 
 class NotFoundError(UserError):

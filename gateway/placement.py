@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 from gateway.errors import RefusedError, UserError
+from gateway.intake import gpu_for_board
 from gateway.isolation import IsolationGate
 from gateway.model import LOCAL_GPU_LABEL, SubmitRequest
 from gateway.policy import choose_route
@@ -84,8 +85,8 @@ class Placement:
                 gpu = request.gpu_type or site.partitions[0].gpu_type or LOCAL_GPU_LABEL
             else:
                 gpu = self.gpu_on(site, request.gpu_type)
-        elif request.gpu_type is None:
-            gpu = LOCAL_GPU_LABEL
+        elif request.gpu_type is None:  # a leaderboard's only GPU type (gateway.intake), else this machine
+            gpu = LOCAL_GPU_LABEL if board is None else gpu_for_board(None, board.name, board.gpu_types)
         else:
             gpu = request.gpu_type
             if gpu not in self.sites.known_gpu_types():

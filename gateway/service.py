@@ -23,6 +23,7 @@ from gateway.authority import ANONYMOUS, FORBIDDEN, OPERATOR, Caller, require_ad
 from gateway.backends.base import Backend
 from gateway.errors import NotFoundError, RefusedError, UserError
 from gateway.execution import RunReport
+from gateway.intake import check_code, check_source
 from gateway.isolation import IsolationGate, Verifier
 from gateway.leaderboards import Boards, LeaderboardView
 from gateway.limits import SharedLimits
@@ -59,9 +60,7 @@ from gateway.validation import (
     FULL_RUN_ID,
     RUN_ID_PREFIX,
     check_account,
-    check_code,
     check_name,
-    check_source,
     public_submission_key,
     shown,
 )
@@ -159,7 +158,10 @@ class Gateway:
                 "naming a site is for the gateway's admins: leave the site out, and the gateway routes "
                 "the run to a site with the GPU type",
             )
-        if request.gpu_type == LOCAL_GPU_LABEL or request.on_this_machine:
+        # no GPU type for a leaderboard means the board's only one (_gpu_type), never this machine
+        if request.gpu_type == LOCAL_GPU_LABEL or (
+            request.on_this_machine and (request.leaderboard is None or self.store is None)
+        ):
             require_admin(
                 request.caller,
                 "runs on the gateway's own machine are for its admins: give a GPU type the leaderboard ranks",

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.modes import UnrankedMode
 from gateway.states import JobState
 from gateway.yamlconf import worded
 
@@ -178,7 +179,7 @@ class IsolationConfig(StrictModel):
         default_factory=list,
         description="more folders the sandbox may read (a CUDA toolkit, a conda tree outside the venv)",
     )
-    unconfined_modes: list[Literal["test", "benchmark", "profile"]] = Field(
+    unconfined_modes: list[UnrankedMode] = Field(
         default_factory=list,
         description="kind none only: the run modes the admin lets run unconfined (leaderboard never)",
     )

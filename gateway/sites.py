@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway.errors import ConfigError
+from gateway.modes import UNRANKED_MODES
 from gateway.site_parts import (
     NAME_PATTERN,
     PROGRAM_PATTERN,
@@ -154,7 +155,7 @@ def local_site(
 ) -> SiteConfig:
     """The embedded default: runs the job script as a subprocess here, with no Slurm and no SSH. It is
     never a leaderboard's GPU type; unconfined (``none``) it takes every other mode."""
-    unconfined = ["test", "benchmark", "profile"] if isolation == "none" else []
+    unconfined = list(UNRANKED_MODES) if isolation == "none" else []
     return SiteConfig(
         name=LOCAL_SITE_NAME,
         title="this machine (job script as a subprocess)",

@@ -1,12 +1,11 @@
-"""Checks on what users type: names, free text and submitted code, so the store keeps them verbatim or
-the user learns at once what to change (UserError / SubmissionError, never a database error)."""
+"""Checks on what users type: names and free text, so the store keeps them verbatim or the user learns at
+once what to change (UserError, never a database error). Uploaded code is checked by gateway/intake.py."""
 
 from __future__ import annotations
 
 import re
-import warnings
 
-from gateway.errors import SubmissionError, UserError
+from gateway.errors import UserError
 
 MAX_NAME_CHARS = 200  # leaderboard and user names
 MAX_DESCRIPTION_CHARS = 20_000  # a leaderboard's description (reference-kernels' longest is a few KiB)
@@ -74,105 +73,3 @@ def check_text(what: str, text: str, limit: int) -> None:
     bad = next((c for c in text if not printable(c) and c not in "\n\t"), None)
     if bad is not None:
         raise UserError(f"{what} holds the character {bad!r}: only printable text, newlines and tabs")
-
-
-def check_code(code: str, file_name: str, max_bytes: int) -> None:
-    """Submitted code: a usable file name, UTF-8 text, not empty, at most ``max_bytes``."""
-    if not file_name or len(file_name) > 255 or "/" in file_name or not file_name.isprintable():
-        raise SubmissionError(
-            f"the file name {shown(file_name)} cannot be used: one line of printable characters "
-            "without '/', at most 255"
-        )
-    try:
-        size = len(code.encode())
-    except UnicodeEncodeError as exc:  # lone surrogates: bytes that were not UTF-8, smuggled in
-        raise SubmissionError(f"{file_name} is not UTF-8 text ({exc.reason} at {exc.start})") from None
-    if size == 0 or not code.strip():
-        raise SubmissionError(f"{file_name} is empty")
-    if size > max_bytes:
-        raise SubmissionError(f"{file_name} is {size} bytes; the limit is {max_bytes} bytes")
-    if "\x00" in code:
-        raise SubmissionError(f"{file_name} contains NUL bytes: submit Python source text")
-
-
-# File name endings a task's language accepts (task.yml ``lang``).
-SOURCE_SUFFIXES = {"py": (".py",)}
-LANGUAGE_NAMES = {"py": "Python"}
-NOT_QUEUED = "fix it and submit again; nothing was queued"
-MAX_SHOWN_LINE = 100  # characters of an offending source line quoted in an error
-
-
-def source_suffixes(lang: str) -> tuple[str, ...]:
-    """The file name endings a task in ``lang`` takes."""
-    return SOURCE_SUFFIXES.get(lang, (f".{lang}",))
-
-
-def check_source_name(file_name: str, lang: str) -> None:
-    """A submission's file name ends as the task's language wants (a Python task takes a .py file), so
-    the file is what the task runs; SubmissionError saying what to rename it to otherwise."""
-    suffixes = source_suffixes(lang)
-    if file_name.lower().endswith(suffixes):
-        return
-    stem = file_name.rsplit(".", 1)[0] if "." in file_name.lstrip(".") else file_name
-    renamed = stem if stem.lower().endswith(suffixes) else stem + suffixes[0]  # kernel.py.txt: kernel.py
-    language = LANGUAGE_NAMES.get(lang, lang)
-    raise SubmissionError(
-        f"{shown(file_name)} is not a {language} file: this task takes a {' or '.join(suffixes)} file; "
-        f"if it holds {language} source, rename it to {shown(renamed)} — nothing was queued"
-    )
-
-
-def _quoted_line(text: str | None) -> str:
-    """The offending source line for an error: one line of printable characters, cut short."""
-    line = "".join(c if printable(c) else " " for c in (text or "").strip())
-    line = line.replace("`", "'")  # it is shown between backticks
-    return f"`{line[:MAX_SHOWN_LINE]}{'…' if len(line) > MAX_SHOWN_LINE else ''}`" if line else ""
-
-
-def check_source(code: str, file_name: str, lang: str) -> None:
-    """A submission its task can run: the file name fits the task's language, and Python source compiles
-    (``compile`` parses and builds bytecode; it runs nothing). One SubmissionError naming the user's
-    file and line otherwise, before anything is stored or queued."""
-    check_source_name(file_name, lang)
-    if lang != "py":
-        return
-    try:
-        with warnings.catch_warnings():  # SyntaxWarnings (invalid escapes, `is` with a literal): no error
-            warnings.simplefilter("ignore")
-            compile(code, file_name, "exec", dont_inherit=True)
-    except SyntaxError as exc:  # IndentationError and TabError included; null bytes too
-        where = f"{file_name}, line {exc.lineno}" if exc.lineno else file_name
-        kind = "" if type(exc) is SyntaxError else f"{type(exc).__name__}: "
-        line = _quoted_line(exc.text)
-        shown_line = f": {line}" if line else ""
-        raise SubmissionError(f"{where}: {kind}{exc.msg}{shown_line} — {NOT_QUEUED}") from None
-    except (MemoryError, RecursionError):  # the parser's own stack: expressions nested thousands deep
-        raise SubmissionError(f"{file_name} nests too deeply for Python's compiler — {NOT_QUEUED}") from None
-    except ValueError as exc:  # older Pythons: null bytes
-        raise SubmissionError(f"{file_name}: {exc} — {NOT_QUEUED}") from None
-
-
-def check_upload_name(file_name: str, size: int, lang: str, max_bytes: int) -> None:
-    """An uploaded file's name and size, checked before it is downloaded: the task's language and the
-    size limit. SubmissionError otherwise."""
-    check_source_name(file_name, lang)
-    if size > max_bytes:
-        raise SubmissionError(f"{shown(file_name)} is {size} bytes; the limit is {max_bytes} bytes")
-    if size == 0:
-        raise SubmissionError(f"{shown(file_name)} is empty")
-
-
-def decode_upload(data: bytes, file_name: str, max_bytes: int) -> str:
-    """An uploaded submission as text: UTF-8 (a BOM is dropped), within the limit, checked by
-    ``check_code``. SubmissionError otherwise."""
-    if len(data) > max_bytes:
-        raise SubmissionError(f"{shown(file_name)} is {len(data)} bytes; the limit is {max_bytes} bytes")
-    try:
-        code = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SubmissionError(
-            f"{shown(file_name)} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
-            "save it as UTF-8 and submit it again"
-        ) from None
-    check_code(code, file_name, max_bytes)
-    return code

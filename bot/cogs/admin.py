@@ -8,42 +8,38 @@ check."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import answer_in_time, reply
 from bot.cogs.autocomplete import leaderboard_names, site_names, task_directories
 from bot.errors import NotAdminError
 from bot.identity import caller_of, is_admin
 from bot.render import sites_embed, stats_embed, text
+from bot.replies import answer_in_time, reply
+from bot.settings import BotSettings
 from gateway.errors import UserError
 from gateway.formatting import parse_deadline
-from gateway.service import Caller
+from gateway.service import Caller, Gateway
 from gateway.task_archive import check_archive
 from gateway.tasks import TaskDefinition
-
-if TYPE_CHECKING:
-    from bot.client import GatewayBot
 
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway administration"):
-    def __init__(self, bot: GatewayBot) -> None:
-        self.bot = bot
-        self.gateway = bot.gateway
+    def __init__(self, gateway: Gateway, settings: BotSettings) -> None:
+        self.gateway = gateway
+        self.settings = settings
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if not is_admin(interaction, self.bot.settings):
+        if not is_admin(interaction, self.settings):
             raise NotAdminError()
         return True
 
     async def _caller(self, interaction: discord.Interaction) -> Caller:
-        return await caller_of(interaction, self.gateway, self.bot.settings)
+        return await caller_of(interaction, self.gateway, self.settings)
 
     @app_commands.command(
         description="Create a leaderboard from a task directory or an uploaded task archive"

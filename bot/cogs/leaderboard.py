@@ -3,40 +3,43 @@
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import answer_in_time, reply
 from bot.cogs.autocomplete import gpu_types, leaderboard_names, site_names
 from bot.identity import caller_of, reader_of
 from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
 from bot.render import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
+from bot.replies import answer_in_time, reply
+from bot.settings import BotSettings
 from gateway.errors import NotFoundError, UserError
+from gateway.intake import check_upload_name, take_upload
 from gateway.model import Submission, SubmitRequest
-from gateway.modes import Mode
-from gateway.service import Caller, as_mode
-from gateway.validation import check_upload_name, decode_upload
+from gateway.modes import Mode, modes_help
+from gateway.service import Caller, Gateway
 
-if TYPE_CHECKING:
-    from bot.client import GatewayBot
+# runs a submission's follower in the background once the command has answered (GatewayBot.follow)
+Follow = Callable[[Coroutine[Any, Any, Any]], object]
 
 
 class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_description="Kernel leaderboards"):
-    def __init__(self, bot: GatewayBot) -> None:
-        self.bot = bot
-        self.gateway = bot.gateway
+    def __init__(self, gateway: Gateway, settings: BotSettings, follow: Follow) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self.follow = follow
         super().__init__()
 
     @app_commands.command(description="Submit a kernel: its message follows the run to its result and rank")
     @app_commands.describe(
         file="your submission (a source file for the task)",
         leaderboard="the leaderboard to submit to",
-        gpu="the GPU type to run on",
-        mode="test: correctness only; benchmark: timings; leaderboard: ranked; profile: a profile",
+        gpu="the GPU type to run on (default: the leaderboard's only one)",
+        mode=modes_help(),
         site="a site by name (admins only; default: routed by the GPU type)",
     )
     @app_commands.autocomplete(leaderboard=leaderboard_names, gpu=gpu_types, site=site_names)
@@ -45,18 +48,18 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         interaction: discord.Interaction,
         file: discord.Attachment,
         leaderboard: str,
-        gpu: str,
+        gpu: str | None = None,
         mode: Mode = "leaderboard",
         site: str | None = None,
     ) -> None:
-        caller = await caller_of(interaction, self.gateway, self.bot.settings)
+        caller = await caller_of(interaction, self.gateway, self.settings)
         submission = await answer_in_time(
             interaction, self._enqueue(file, leaderboard, gpu, mode, site, caller), ephemeral=False
         )
         status = SubmissionStatus.of(submission, interaction.user.name, file.filename, mode)
         status.queue_position = await self.gateway.queue_position(submission.public_run.run_id)
         await reply(interaction, embed=submission_embed(status), ephemeral=False)
-        settings = self.bot.settings
+        settings = self.settings
         follower = SubmissionFollower(
             self.gateway,
             status,
@@ -65,13 +68,13 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
             edit_interval_s=settings.edit_interval_s,
             position_interval_s=settings.position_interval_s,
         )
-        self.bot.follow(follower.run())
+        self.follow(follower.run())
 
     async def _enqueue(
         self,
         file: discord.Attachment,
         leaderboard: str,
-        gpu: str,
+        gpu: str | None,
         mode: str,
         site: str | None,
         caller: Caller,
@@ -79,23 +82,24 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         limit = self.gateway.settings.max_submission_bytes
         task = await self.gateway.boards.task_of(leaderboard, caller=caller)
         check_upload_name(file.filename, file.size, task.lang, limit)  # before downloading anything
-        code = decode_upload(await file.read(), file.filename, limit)
+        # the one intake of every front end (gateway/intake.py)
+        upload = take_upload(await file.read(), file.filename, max_bytes=limit, lang=task.lang, mode=mode)
         return await self.gateway.enqueue(
             SubmitRequest(
-                code=code,
-                file_name=file.filename,
+                code=upload.code,
+                file_name=upload.file_name,
                 user=caller.account or "",
                 leaderboard=leaderboard,
                 site=site,
-                gpu_type=gpu,
-                mode=as_mode(mode),
+                gpu_type=gpu,  # None: the board's only GPU type (gateway.intake.gpu_for_board)
+                mode=upload.mode,
                 admin=caller.admin,
             )
         )
 
     @app_commands.command(name="list", description="The open leaderboards")
     async def list_(self, interaction: discord.Interaction) -> None:
-        boards = await self.gateway.boards.leaderboards(caller=reader_of(interaction, self.bot.settings))
+        boards = await self.gateway.boards.leaderboards(caller=reader_of(interaction, self.settings))
         await interaction.response.send_message(embed=leaderboards_embed(boards))
 
     @app_commands.command(description="A leaderboard's top entries per GPU type")
@@ -108,14 +112,14 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         gpu: str | None = None,
         top: app_commands.Range[int, 1, 25] = 10,
     ) -> None:
-        reader = reader_of(interaction, self.bot.settings)
+        reader = reader_of(interaction, self.settings)
         view = await self.gateway.boards.leaderboard(leaderboard, recent=0, top=top, gpu=gpu, caller=reader)
         await interaction.response.send_message(embed=leaderboard_embed(view))
 
     @app_commands.command(name="show-personal", description="Your own runs on a leaderboard")
     @app_commands.autocomplete(leaderboard=leaderboard_names)
     async def show_personal(self, interaction: discord.Interaction, leaderboard: str) -> None:
-        caller = await caller_of(interaction, self.gateway, self.bot.settings)
+        caller = await caller_of(interaction, self.gateway, self.settings)
         runs = await self.gateway.boards.history(leaderboard, caller.account or "", caller=caller)
         embed = personal_embed(leaderboard, interaction.user.name, runs)
         await interaction.response.send_message(embed=embed, ephemeral=True)
@@ -124,7 +128,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         description="Your API token for the web API and `gateway login` (replaces the old one)"
     )
     async def token(self, interaction: discord.Interaction) -> None:
-        caller = await caller_of(interaction, self.gateway, self.bot.settings)
+        caller = await caller_of(interaction, self.gateway, self.settings)
         made = await self.gateway.accounts.create_token(caller.account or "", caller=caller)
         await interaction.response.send_message(
             "Your API token, shown once and only to you (it replaces any earlier one; "
@@ -136,7 +140,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
 
     @app_commands.command(name="revoke-token", description="Revoke your API token")
     async def revoke_token(self, interaction: discord.Interaction) -> None:
-        caller = await caller_of(interaction, self.gateway, self.bot.settings)
+        caller = await caller_of(interaction, self.gateway, self.settings)
         try:
             revoked = await self.gateway.accounts.revoke_token(caller.account or "", caller=caller)
         except NotFoundError:  # never submitted nor made a token
@@ -148,9 +152,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
     @app_commands.command(description="A leaderboard's task: its description and the starter file")
     @app_commands.autocomplete(leaderboard=leaderboard_names)
     async def task(self, interaction: discord.Interaction, leaderboard: str) -> None:
-        task = await self.gateway.boards.task_of(
-            leaderboard, caller=reader_of(interaction, self.bot.settings)
-        )
+        task = await self.gateway.boards.task_of(leaderboard, caller=reader_of(interaction, self.settings))
         files = [_template_file(task.submission_name, task.starter[1])] if task.starter else []
         await interaction.response.send_message(embed=task_embed(leaderboard, task), files=files)
 
@@ -160,9 +162,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
     async def template(
         self, interaction: discord.Interaction, leaderboard: str, language: str | None = None
     ) -> None:
-        task = await self.gateway.boards.task_of(
-            leaderboard, caller=reader_of(interaction, self.bot.settings)
-        )
+        task = await self.gateway.boards.task_of(leaderboard, caller=reader_of(interaction, self.settings))
         if not task.templates:
             raise UserError(f"the task of {leaderboard} has no template; see /leaderboard task")
         if language is None:

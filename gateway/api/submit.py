@@ -10,9 +10,11 @@ from fastapi.responses import JSONResponse
 from gateway.api.auth import Service, User, settings_of
 from gateway.api.limits import too_many
 from gateway.api.schemas import ErrorOut, QueuedRunOut, SubmittedOut, UserOut
+from gateway.errors import TooLargeError
+from gateway.intake import take_upload
 from gateway.model import SubmitRequest
-from gateway.service import Caller, as_mode
-from gateway.validation import decode_upload
+from gateway.modes import modes_help
+from gateway.service import Caller
 
 router = APIRouter(
     prefix="/api",
@@ -48,7 +50,7 @@ async def submit(
     file: Annotated[UploadFile, File(description="the submission: Python source, UTF-8")],
     leaderboard: Annotated[str, Form(description="the leaderboard to submit to")],
     gpu_type: Annotated[str | None, Form(description="GPU type (default: the board's only one)")] = None,
-    mode: Annotated[str, Form(description="test | benchmark | leaderboard | profile")] = "leaderboard",
+    mode: Annotated[str, Form(description=modes_help())] = "leaderboard",
     site: Annotated[str | None, Form(description="a site by name, for admins (default: routed)")] = None,
 ) -> SubmittedOut | JSONResponse:
     """Queue a file for a leaderboard and GPU type; answers at once with the submission and its runs.
@@ -58,34 +60,24 @@ async def submit(
     wait = await request.app.state.submit_limiter.take(f"user:{user.id}")
     if wait:
         return too_many(f"submissions from {user.name}", wait)
-    try:
-        run_mode = as_mode(mode)
-    except ValueError as exc:
-        raise HTTPException(400, str(exc)) from None
     max_bytes = settings_of(request).max_submission_bytes
-    name = file.filename or "submission.py"
-    data = await file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        size = f"{file.size} bytes" if file.size is not None else f"over {max_bytes} bytes"
-        raise HTTPException(413, f"{name} is {size}; a submission may be at most {max_bytes} bytes")
-    code = decode_upload(data, name, max_bytes)
-    board = await gateway.boards.get_leaderboard(leaderboard, caller=Caller(user.name, user.admin))
-    gpu = gpu_type
-    if gpu is None and len(board.gpu_types) == 1:
-        gpu = board.gpu_types[0]
-    elif gpu is None and board.gpu_types:
-        raise HTTPException(
-            400, f"give gpu_type: leaderboard {board.name} ranks {', '.join(board.gpu_types)}"
+    data = await file.read(max_bytes + 1)  # no more than the limit and one byte
+    try:  # the one intake of every front end (gateway/intake.py); the leaderboard's task checks the rest
+        upload = take_upload(
+            data, file.filename or "submission.py", max_bytes=max_bytes, mode=mode, size=file.size
         )
+    except TooLargeError as exc:
+        raise HTTPException(413, str(exc)) from None
+    board = await gateway.boards.get_leaderboard(leaderboard, caller=Caller(user.name, user.admin))
     submission = await gateway.enqueue(
         SubmitRequest(
-            code=code,
-            file_name=name,
+            code=upload.code,
+            file_name=upload.file_name,
             user=user.name,
             leaderboard=board.name,
             site=site,
-            gpu_type=gpu,
-            mode=run_mode,
+            gpu_type=gpu_type,  # None: the board's only GPU type (gateway.intake.gpu_for_board)
+            mode=upload.mode,
             admin=user.admin,
         )
     )

@@ -166,7 +166,7 @@ def submit(
     out = err_console if as_json else console
     if detach and as_json:
         fail("--detach prints the ids and returns: it cannot go with --json", to=out)
-    code = read_source(file, out)
+    code = read_source(file, out, checked_here=remote is None)
     leaderboard, gpu = with_directives(file, code, leaderboard, gpu, out)
     if remote is not None:
         given = {"--task": task is not None, "--no-db": no_db, "--user": user is not None}
@@ -260,17 +260,25 @@ def submit(
         raise typer.Exit(1)
 
 
-def read_source(file: Path, out: Console) -> str:
-    """A submission's text: UTF-8, readable; exit 2 with a message naming the file otherwise."""
+def read_source(file: Path, out: Console, *, checked_here: bool) -> str:
+    """A submission's text, through the intake every front end uses (gateway/intake.py); exit 2 with its
+    message, naming the file, otherwise. ``checked_here``: within this gateway's size limit (a remote
+    gateway checks its own)."""
+    from gateway.intake import take_upload
+
     try:
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        fail(
-            f"{shown_path(file)} is not UTF-8 text (byte {exc.start}): submit Python source; nothing stored",
-            to=out,
-        )
+        data = file.read_bytes()
     except OSError as exc:
         fail(f"cannot read {shown_path(file)}: {exc.strerror}", to=out)
+    max_bytes = None
+    if checked_here:
+        from gateway.settings import Settings
+
+        max_bytes = Settings().max_submission_bytes
+    try:
+        return take_upload(data, file.name, max_bytes=max_bytes).code
+    except UserError as exc:
+        fail(str(exc), to=out)
 
 
 def with_directives(

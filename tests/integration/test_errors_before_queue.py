@@ -16,7 +16,7 @@ import pytest
 from gateway.settings import Settings
 from tests.conftest import PROBLEMS
 from tests.integration.api_harness import ApiUnderTest, api_server
-from tests.integration.bot_harness import BOB, bot_under_test
+from tests.integration.bot_harness import BOB, bot_on, bot_under_test
 from tests.integration.test_bot import ephemeral, new_board
 from tests.integration.test_remote_cli import Cli
 
@@ -111,3 +111,53 @@ async def test_the_bot_refuses_a_syntax_error_in_its_usual_reply(
         assert answer["content"] == f"⚠️ {name}, {SYNTAX_ERROR}" and ephemeral(answer)
         dsn = t.gateway.settings.database_dsn()
         assert dsn is not None and await stored(dsn, name) == 0
+
+
+async def test_every_front_end_refuses_the_same_bad_upload_with_the_same_message(
+    api: ApiUnderTest,
+    monkeypatch: pytest.MonkeyPatch,
+    dev_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """One intake (gateway/intake.py): the API, the bot, `gateway submit` and `gateway submit --remote`
+    answer a file that is not UTF-8, one over the limit, an empty one, and a leaderboard ranking several
+    GPU types given none, each with one message naming the user's file; nothing is stored."""
+    limit = api.settings.max_submission_bytes
+    board = await api.board(("H100", "L4"))
+    token = await api.user_token(f"intake-{uuid.uuid4().hex[:6]}")
+    cli = Cli(tmp_path, dev_env)
+    assert (await cli("login", api.url, "--token-stdin", stdin=token)).returncode == 0
+    good = b"def custom_kernel(data):\n    return data\n"
+    cases = [
+        (
+            b"x = '\xe9t\xe9'\n",
+            "'{}' is not UTF-8 text (byte 0xe9 at offset 5): save it as UTF-8 and submit it again",
+        ),
+        (b"#" * (limit + 1), f"'{{}}' is {limit + 1} bytes; the limit is {limit} bytes"),
+        (b"  \n", "'{}' is empty"),
+        (good, f"give a GPU type: leaderboard {board} ranks H100, L4"),
+    ]
+    dsn = api.settings.database_dsn()
+    assert dsn is not None
+    on_its_database = {"GATEWAY_DATABASE_URL": dsn}  # the API's scratch database, for the local CLI too
+    async with bot_on(api.settings, monkeypatch, "none") as t:  # and for the bot
+        for data, message in cases:
+            name = unique()
+            expected = message.format(name)
+            (tmp_path / name).write_bytes(data)
+            async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {token}"}) as c:
+                by_api = await c.post(
+                    "/api/submissions", files={"file": (name, data)}, data={"leaderboard": board}
+                )
+            assert by_api.json()["error"] == expected, by_api.text
+            assert by_api.status_code == (413 if "limit" in expected else 400)
+            options = {"file": t.discord.attach(name, data), "leaderboard": board, "mode": "test"}
+            by_bot = await t.answer(await t.command(BOB, "leaderboard", "submit", options))
+            assert by_bot["content"] == f"⚠️ {expected}", by_bot["content"]
+            for where in (("--user", "intake-cli"), ("--remote", api.url)):
+                by_cli = await cli(
+                    "submit", str(tmp_path / name), "--leaderboard", board, *where, env=on_its_database
+                )
+                assert by_cli.returncode == 2, by_cli.stdout + by_cli.stderr
+                assert by_cli.stdout.strip() == f"error: {expected}", (where, by_cli.stdout)
+            assert await stored(dsn, name) == 0

@@ -279,8 +279,9 @@ def test_the_cli_refuses_files_it_cannot_store(dev_env: dict[str, str], tmp_path
         done = cli(dev_env, "submit", str(latin1), "--leaderboard", board, "--mode", "test", "--user", user)
         assert done.returncode == 2
         offset = len(CODE.encode()) + 5
-        assert f"error: {latin1} is not UTF-8 text (byte {offset}): submit Python source; nothing stored" in (
-            flat(done.stdout)
+        assert (
+            f"error: '{latin1.name}' is not UTF-8 text (byte 0xe9 at offset {offset}): save it as UTF-8"
+            in (flat(done.stdout))
         )
 
         odd_name = os.fsencode(tmp_path) + b"/caf\xe9.py"

@@ -147,7 +147,10 @@ async def test_refusals_say_what_to_do_and_exit_2(api: ApiUnderTest, cli: Cli, t
     assert f"no API token for {api.url}: run `gateway login {api.url}`" in no_token.stdout
     assert bad_login.returncode == 2 and "nothing was saved" in bad_login.stdout
     assert not cli.credentials.exists()
-    assert not_utf8.returncode == 2 and "latin1.py is not UTF-8 text (byte 5)" in not_utf8.stdout
+    assert (
+        not_utf8.returncode == 2
+        and "'latin1.py' is not UTF-8 text (byte 0xe9 at offset 5)" in not_utf8.stdout
+    )
     assert task.returncode == 2 and "--task cannot be used with --remote" in task.stdout
     assert no_db.returncode == 2 and "--no-db cannot be used with --remote" in no_db.stdout
 

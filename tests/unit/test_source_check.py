@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SubmissionError
+from gateway.intake import check_code, check_source, decode_upload
 from gateway.model import SubmitRequest
 from gateway.service import Gateway
 from gateway.settings import Settings
-from gateway.validation import check_code, check_source, decode_upload
 from tests.unit.fakes import tiny_task
 
 
@@ -78,12 +78,12 @@ def test_the_quoted_line_cannot_carry_control_characters_or_break_its_backticks(
 
 
 def test_empty_binary_and_nul_files_are_refused_before_compiling() -> None:
-    with pytest.raises(SubmissionError, match=r"kernel\.py is empty"):
+    with pytest.raises(SubmissionError, match=r"'kernel\.py' is empty"):
         check_code("  \n# \n"[:3], "kernel.py", 1000)
     with pytest.raises(SubmissionError, match="contains NUL bytes"):
         check_code("x = 1\x00\n", "kernel.py", 1000)
     with pytest.raises(SubmissionError, match="not UTF-8 text"):
-        decode_upload(b"x = '\xe9'\n", "kernel.py", 1000)
+        decode_upload(b"x = '\xe9'\n", "kernel.py")
     assert "null bytes" in refused("x = 1\x00\n")  # compile's own refusal, should a caller skip check_code
 
 

@@ -10,8 +10,8 @@ import zipfile
 import pytest
 
 from gateway.errors import SubmissionError, TaskError
+from gateway.intake import check_upload_name, take_upload
 from gateway.task_archive import MAX_MEMBERS, MAX_UNPACKED_BYTES, load_task_archive
-from gateway.validation import check_upload_name, decode_upload
 from tests.conftest import PROBLEMS
 
 
@@ -24,11 +24,11 @@ def test_a_submission_file_is_checked_before_and_after_download() -> None:
     ]:
         with pytest.raises(SubmissionError, match=message):
             check_upload_name(name, size, "py", 100)
-    assert decode_upload("\ufeffx = 'é'\n".encode(), "k.py", 100) == "x = 'é'\n"
+    assert take_upload("\ufeffx = 'é'\n".encode(), "k.py", max_bytes=100).code == "x = 'é'\n"
     with pytest.raises(SubmissionError, match=r"not UTF-8 text \(byte 0xff at offset 4\)"):
-        decode_upload(b"x = \xff\n", "k.py", 100)
+        take_upload(b"x = \xff\n", "k.py", max_bytes=100)
     with pytest.raises(SubmissionError, match="the limit is 4 bytes"):
-        decode_upload(b"x = 1\n", "k.py", 4)
+        take_upload(b"x = 1\n", "k.py", max_bytes=4)
 
 
 def tar(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
