@@ -6,7 +6,8 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from gateway.service import RunEvent, RunRecord, Standing, Submission, where_of
+from gateway.runview import RunView
+from gateway.service import RunEvent, Standing, Submission, where_of
 
 PROGRESS_LINES = 6
 
@@ -22,15 +23,15 @@ class RunProgress:
     routed: bool = False
     finished: bool = False
     progress: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=PROGRESS_LINES))
-    record: RunRecord | None = None  # the recorded run, read once it finished
+    view: RunView | None = None  # the recorded run as shown, read once it finished
 
     @property
     def passed(self) -> bool:
-        return self.record is not None and bool(self.record.passed)
+        return self.view is not None and bool(self.view.passed)
 
     @property
     def error(self) -> str | None:
-        return self.record.error if self.record is not None else None
+        return self.view.error if self.view is not None else None
 
     def apply(self, event: RunEvent) -> None:
         self.state = event.state

@@ -16,9 +16,9 @@ from discord.ext import commands
 
 from bot.client import answer_in_time, reply
 from bot.cogs.autocomplete import leaderboard_names, site_names, task_directories
+from bot.embeds import sites_embed, stats_embed, text
 from bot.errors import NotAdminError
 from bot.identity import caller_of, is_admin
-from bot.render import sites_embed, stats_embed, text
 from gateway.errors import UserError
 from gateway.formatting import parse_deadline
 from gateway.service import Caller

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.render import PROFILE_FIELD
+from bot.embeds import PROFILE_FIELD
 from gateway.service import OPERATOR, Gateway, SubmitRequest
 from gateway.settings import Settings
 from gateway.tasks import load_task

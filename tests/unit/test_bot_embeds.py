@@ -8,10 +8,11 @@ from typing import Any
 
 import discord
 
+from bot.embeds import code, submission_embed, text
 from bot.errors import NotAdminError, user_message
 from bot.progress import SubmissionStatus
-from bot.render import code, submission_embed, text
 from gateway.errors import RefusedError, SubmissionError
+from gateway.runview import run_view
 from gateway.service import QueuedRun, RunEvent, RunRecord, Submission
 
 PUBLIC, SECRET = "11111111-0000-0000-0000-000000000000", "22222222-0000-0000-0000-000000000000"
@@ -62,9 +63,11 @@ def test_the_embed_follows_a_run_from_the_queue_to_its_result() -> None:
     progress = shown(submission_embed(s))
     assert "🏃 running" in progress and "test 9 passed" in progress and "test 3 passed" not in progress
     s.apply(event(PUBLIC, "finished", "COMPLETED", "passed"))
-    s.runs[PUBLIC].record = record(PUBLIC, passed=True)
+    s.runs[PUBLIC].view = run_view(record(PUBLIC, passed=True))
     s.apply(event(SECRET, "finished", "FAILED", "failed"))
-    s.runs[SECRET].record = record(SECRET, passed=False, error="wrong answer on hidden input", secret=True)
+    s.runs[SECRET].view = run_view(
+        record(SECRET, passed=False, error="wrong answer on hidden input", secret=True)
+    )
     final = shown(submission_embed(s))
     assert "✅ passed" in final and "Score: **15.000 µs**" in final
     assert "Secret rerun (hidden inputs): failed: wrong answer on hidden input" in final
@@ -89,7 +92,7 @@ def test_long_results_fit_discords_limits() -> None:
     s = status()
     tests = [{"spec": f"size: {n}; seed: {n}", "passed": False, "error": "x" * 300} for n in range(200)]
     s.apply(event(PUBLIC, "finished", "FAILED", "failed"))
-    s.runs[PUBLIC].record = record(PUBLIC, passed=False, error="y" * 5000, result=None)
+    s.runs[PUBLIC].view = run_view(record(PUBLIC, passed=False, error="y" * 5000, result=None))
     for n in range(200):
         s.apply(event(PUBLIC, "progress", "RUNNING", "z" * 900 + str(n)))
     embed = submission_embed(s)
