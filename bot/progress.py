@@ -7,7 +7,7 @@ import collections
 from dataclasses import dataclass, field
 
 from gateway.runview import RunView
-from gateway.service import RunEvent, Standing, Submission, where_of
+from gateway.service import RunEvent, Standing, Submission
 
 PROGRESS_LINES = 6
 
@@ -19,7 +19,7 @@ class RunProgress:
     secret: bool
     state: str = "QUEUED"
     detail: str = "queued"
-    where: str | None = None  # site/partition once routed
+    where: str | None = None  # site/partition once routed (from the routing event's data)
     routed: bool = False
     finished: bool = False
     progress: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=PROGRESS_LINES))
@@ -40,8 +40,10 @@ class RunProgress:
             return
         if event.kind == "finished":
             self.finished = True
-        elif (where := where_of(event.message)) is not None:
-            self.routed, self.where = True, where
+        elif event.data is not None and "site" in event.data:  # routed, or taken over by another worker
+            partition = event.data.get("partition")
+            self.routed = True
+            self.where = f"{event.data['site']}/{partition}" if partition else str(event.data["site"])
         self.detail = event.message
 
 

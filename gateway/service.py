@@ -44,8 +44,7 @@ from gateway.processing import (
     EventCallback,
     RunProcessing,
     report_of,
-    routed_message,
-    where_of,
+    routed_event,
 )
 from gateway.render import TemplateRenderer
 from gateway.routing import Choice, Router
@@ -119,7 +118,6 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "UserRecord",
     "as_mode",
     "report_of",
-    "where_of",
 ]
 
 
@@ -558,7 +556,9 @@ class Gateway(RunProcessing, LeaderboardAdmin, Accounts, SharedLimits):
             build_spec(run_id, request.mode, task, ncu=choice.site.profile.ncu, file_name=request.file_name),
             secrets.token_hex(32),
         )
-        first = routed_message(choice.site.name, choice.partition.name, report.gpu_type, choice.why)
+        first = routed_event(
+            choice.site.name, choice.partition.name, report.gpu_type, choice.site.kind, choice.why
+        )
         return await self._execute(job, report, on_event, first, None)
 
     # -- following and managing runs ----------------------------------------------------------------

@@ -26,8 +26,10 @@ def status(user: str = "alice", file_name: str = "k.py") -> SubmissionStatus:
     return SubmissionStatus.of(submission, user, file_name, "leaderboard")
 
 
-def event(run: str, kind: str, state: str, message: str, n: int = 1) -> RunEvent:
-    return RunEvent(n, run, NOW, kind, state, message)
+def event(
+    run: str, kind: str, state: str, message: str, n: int = 1, data: dict[str, str] | None = None
+) -> RunEvent:
+    return RunEvent(n, run, NOW, kind, state, message, data)
 
 
 def shown(embed: discord.Embed) -> str:
@@ -49,7 +51,16 @@ def test_the_embed_follows_a_run_from_the_queue_to_its_result() -> None:
     s = status()
     s.queue_position = 3
     assert "⏳ queued: #3 in line" in shown(submission_embed(s))
-    s.apply(event(PUBLIC, "state", "QUEUED", "routed to alpha/h100 (H100): the only site offering H100"))
+    where = {
+        "site": "alpha",
+        "partition": "h100",
+        "gpu_type": "H100",
+        "backend": "slurm",
+        "why": "the only one",
+    }
+    s.apply(
+        event(PUBLIC, "state", "QUEUED", "routed to elsewhere/x (H100): the text is for people", data=where)
+    )
     assert "handing it to the site" in shown(submission_embed(s)) and "alpha/h100" in shown(
         submission_embed(s)
     )
