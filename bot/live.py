@@ -17,9 +17,10 @@ from typing import Any
 
 import discord
 
+from bot.embeds import profile_attachment, submission_embed
 from bot.progress import SubmissionStatus
-from bot.render import profile_attachment, submission_embed
 from gateway.errors import GatewayError
+from gateway.runview import run_view
 from gateway.service import Caller, Gateway
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class SubmissionFollower:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, GatewayError):
                     await task
-        attachment = profile_attachment(self.status.public.record)
+        attachment = profile_attachment(self.status.public.view)
         await self.message.show(submission_embed(self.status), [attachment] if attachment else None)
         return self.status
 
@@ -131,14 +132,14 @@ class SubmissionFollower:
     async def _complete(self) -> None:
         """Read the finished runs back (results, score) and the user's new standing."""
         for run in self.status.runs.values():
-            run.record = await self.gateway.run(run.run_id, caller=self.caller)
+            run.view = run_view(await self.gateway.run(run.run_id, caller=self.caller))
         public = self.status.public
         if (
             self.status.mode == "leaderboard"
             and self.status.leaderboard
-            and public.record
-            and public.record.ranked
+            and public.view
+            and public.view.ranked
         ):
             self.status.standing = await self.gateway.boards.standing(
-                self.status.leaderboard, public.gpu_type, public.record.account, caller=self.caller
+                self.status.leaderboard, public.gpu_type, public.view.account, caller=self.caller
             )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from gateway.service import RunEvent, RunRecord, Standing, Submission, where_of
+from gateway.runview import RunView
+from gateway.service import RunEvent, Standing, Submission
 
 PROGRESS_LINES = 6
 
@@ -18,19 +19,19 @@ class RunProgress:
     secret: bool
     state: str = "QUEUED"
     detail: str = "queued"
-    where: str | None = None  # site/partition once routed
+    where: str | None = None  # site/partition once routed (from the routing event's data)
     routed: bool = False
     finished: bool = False
     progress: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=PROGRESS_LINES))
-    record: RunRecord | None = None  # the recorded run, read once it finished
+    view: RunView | None = None  # the recorded run as shown, read once it finished
 
     @property
     def passed(self) -> bool:
-        return self.record is not None and bool(self.record.passed)
+        return self.view is not None and bool(self.view.passed)
 
     @property
     def error(self) -> str | None:
-        return self.record.error if self.record is not None else None
+        return self.view.error if self.view is not None else None
 
     def apply(self, event: RunEvent) -> None:
         self.state = event.state
@@ -39,8 +40,10 @@ class RunProgress:
             return
         if event.kind == "finished":
             self.finished = True
-        elif (where := where_of(event.message)) is not None:
-            self.routed, self.where = True, where
+        elif event.data is not None and "site" in event.data:  # routed, or taken over by another worker
+            partition = event.data.get("partition")
+            self.routed = True
+            self.where = f"{event.data['site']}/{partition}" if partition else str(event.data["site"])
         self.detail = event.message
 
 

@@ -39,20 +39,17 @@ from harness.protocol import HarnessError
 from harness.run_result import RunResult
 
 log = logging.getLogger(__name__)
-# How a run's first event says where it goes; front ends read the site back with ``where_of``.
+# How a run's first event says where it goes: text for people, and the same as fields (the event's data)
+# for front ends, which never parse the text.
 ROUTED, TAKEN_OVER = "routed to ", "taken over on "
 
 
-def routed_message(site: str, partition: str, gpu_type: str, why: str) -> str:
-    return f"{ROUTED}{site}/{partition} ({gpu_type}): {why}"
-
-
-def where_of(message: str) -> str | None:
-    """The site (and partition) a run's routed or taken-over event names; None for other events."""
-    for prefix in (ROUTED, TAKEN_OVER):
-        if message.startswith(prefix):
-            return message.removeprefix(prefix).split(" ")[0]
-    return None
+def routed_event(
+    site: str, partition: str, gpu_type: str, backend: str, why: str
+) -> tuple[str, dict[str, str]]:
+    """The routing event of a run: its message and its fields (site, partition, gpu_type, backend, why)."""
+    fields = {"site": site, "partition": partition, "gpu_type": gpu_type, "backend": backend, "why": why}
+    return f"{ROUTED}{site}/{partition} ({gpu_type}): {why}", fields
 
 
 class RunProcessor:
@@ -115,12 +112,13 @@ class RunProcessor:
                     )
                 # the backend that runs it (slurm, local, modal, github) is the site's kind
                 await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
-                first = routed_message(site.name, partition.name, report.gpu_type, why)
+                first = routed_event(site.name, partition.name, report.gpu_type, site.kind, why)
             else:
                 site = self.sites.site(run.site)
                 partition = site.partition(run.partition or "") or site.partitions[0]
                 last = f" (last seen as job {run.job_id})" if run.job_id else ""
-                first = f"{TAKEN_OVER}{site.name}{last}"
+                held = {"site": site.name, "partition": partition.name, "gpu_type": report.gpu_type}
+                first = (f"{TAKEN_OVER}{site.name}{last}", held | {"backend": site.kind})
         except GatewayError as exc:
             report.state, report.error = JobState.FAILED, f"cannot run: {exc}"
             await self._record(report)
@@ -178,7 +176,9 @@ class RunProcessor:
             build_spec(run_id, request.mode, task, ncu=choice.site.profile.ncu, file_name=request.file_name),
             secrets.token_hex(32),
         )
-        first = routed_message(choice.site.name, choice.partition.name, report.gpu_type, choice.why)
+        first = routed_event(
+            choice.site.name, choice.partition.name, report.gpu_type, choice.site.kind, choice.why
+        )
         return await self.execute(job, report, on_event, first, None)
 
     async def execute(
@@ -186,18 +186,17 @@ class RunProcessor:
         job: JobRequest,
         report: RunReport,
         on_event: EventCallback | None,
-        first_event: str,
+        first_event: tuple[str, dict[str, str]],  # the routing event: message and fields
         claim: Claim | None,
     ) -> RunReport:
         site, partition = job.site, job.partition
         store = self.store
 
-        async def event(message: str, *, progress: bool = False) -> None:
+        async def event(message: str, *, progress: bool = False, data: dict[str, str] | None = None) -> None:
             report.events.append(message)
             if store is not None:
-                await store.add_event(
-                    job.run_id, "progress" if progress else "state", report.state.value, message
-                )
+                kind = "progress" if progress else "state"
+                await store.add_event(job.run_id, kind, report.state.value, message, data)
             if on_event is not None:
                 await on_event(job.run_id, message)
 
@@ -211,7 +210,7 @@ class RunProcessor:
                     report.run_id, status.state.value, started=status.state is JobState.RUNNING
                 )
 
-        await event(first_event)
+        await event(first_event[0], data=first_event[1])
         self.router.started(site.name, partition.name)
         try:
             await execute(self.sites.runtime(site), job, report, event, persist)

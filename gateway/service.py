@@ -31,7 +31,7 @@ from gateway.model import LOCAL_GPU_LABEL, EventCallback, QueuedRun, Submission,
 from gateway.modes import Mode, as_mode
 from gateway.placement import Placement
 from gateway.policy import RoutingPolicy, load_policy, policy_path
-from gateway.processing import RunProcessor, report_of, where_of
+from gateway.processing import RunProcessor, report_of
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.sitedir import SiteDirectory
@@ -90,7 +90,6 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "UserRecord",
     "as_mode",
     "report_of",
-    "where_of",
 ]
 
 

@@ -13,9 +13,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.autocomplete import leaderboard_names, site_names, task_directories
+from bot.embeds import sites_embed, stats_embed, text
 from bot.errors import NotAdminError
 from bot.identity import caller_of, is_admin
-from bot.render import sites_embed, stats_embed, text
 from bot.replies import answer_in_time, reply
 from bot.settings import BotSettings
 from gateway.errors import UserError

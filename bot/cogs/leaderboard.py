@@ -11,10 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.autocomplete import gpu_types, leaderboard_names, site_names
+from bot.embeds import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
 from bot.identity import caller_of, reader_of
 from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
-from bot.render import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
 from bot.replies import answer_in_time, reply
 from bot.settings import BotSettings
 from gateway.errors import NotFoundError, UserError

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from gateway.formatting import format_seconds
+from gateway.runview import NcuView, RunView, run_view
 from gateway.service import (
     LeaderboardRecord,
     LeaderboardSummary,
@@ -18,7 +19,6 @@ from gateway.service import (
     RunEvent,
     RunRecord,
     ScorePoint,
-    report_of,
 )
 from gateway.waiting import parse_waiting
 
@@ -230,70 +230,62 @@ class HealthOut(BaseModel):
 
 
 def run_out(record: RunRecord) -> RunOut:
-    report = report_of(record)
-    hide = record.secret
-    tests: list[TestOut] = []
-    benchmarks: list[BenchmarkOut] = []
-    system: dict[str, Any] = {}
-    profile: list[ProfileOut] = []
-    ncu: NcuReportOut | None = None
-    if report.result is not None and not hide:
-        profile = [ProfileOut(spec=p.spec, report=p.report) for p in report.result.profiles]
-        ncu = ncu_out(record.run_id, report.result.ncu)
-        tests = [TestOut(spec=t.spec, passed=t.passed, error=t.error) for t in report.result.tests]
-        benchmarks = [
+    return run_out_of(run_view(record))
+
+
+def run_out_of(view: RunView) -> RunOut:
+    """A run as the API sends it; a secret rerun (``view.redacted``) says only whether it passed."""
+    route = view.route
+    assert view.queued_at is not None, "the API shows recorded runs only"
+    return RunOut(
+        run_id=view.run_id,
+        submission_id=view.public_id,
+        user=view.user,
+        file_name=view.file_name,
+        leaderboard=view.leaderboard,
+        mode=view.mode,
+        secret=view.secret,
+        gpu_type=view.gpu_type,
+        site=route.site if route else None,
+        partition=route.partition if route else None,
+        backend=route.backend if route else None,
+        job_id=view.job_id,
+        attempt=view.attempt,
+        state=view.state,
+        finished=view.finished,
+        passed=view.passed,
+        score=view.score,
+        score_text=None if view.score is None else format_seconds(view.score),
+        error=HIDDEN_ERROR if view.redacted and view.error else view.error,
+        ranked=view.ranked,
+        queued_at=view.queued_at,
+        started_at=view.started_at,
+        finished_at=view.finished_at,
+        tests=[TestOut(spec=t.spec, passed=t.passed, error=t.error) for t in view.tests],
+        benchmarks=[
             BenchmarkOut(
                 spec=b.spec,
                 passed=b.passed,
                 error=b.error,
-                runs=b.runs,
-                mean_s=b.mean_ns * 1e-9 if b.passed else None,
-                best_s=b.best_ns * 1e-9 if b.passed else None,
-                worst_s=b.worst_ns * 1e-9 if b.passed else None,
-                std_s=b.std_ns * 1e-9 if b.passed else None,
+                runs=b.runs or 0,
+                mean_s=b.mean_s,
+                best_s=b.best_s,
+                worst_s=b.worst_s,
+                std_s=b.std_s,
             )
-            for b in report.result.benchmarks
-        ]
-        system = report.result.system
-    return RunOut(
-        run_id=record.run_id,
-        submission_id=record.public_id,
-        user=record.user_name,
-        file_name=record.file_name,
-        leaderboard=record.leaderboard,
-        mode=record.mode,
-        secret=record.secret,
-        gpu_type=record.gpu_type,
-        site=record.site,
-        partition=record.partition,
-        backend=record.backend,
-        job_id=record.job_id,
-        attempt=record.attempt,
-        state=record.state,
-        finished=record.finished_at is not None,
-        passed=record.passed,
-        score=None if hide else record.score,
-        score_text=None if hide or record.score is None else format_seconds(record.score),
-        error=HIDDEN_ERROR if hide and record.error else record.error,
-        ranked=record.ranked,
-        queued_at=record.queued_at,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        tests=tests,
-        benchmarks=benchmarks,
-        profile=profile,
-        ncu_report=ncu,
-        system=system,
+            for b in view.benchmarks
+        ],
+        profile=[ProfileOut(spec=p.spec, report=p.report) for p in view.profiles],
+        ncu_report=ncu_out(view.ncu),
+        system=dict(view.system),
     )
 
 
-def ncu_out(run_id: str, signed: dict[str, Any] | None) -> NcuReportOut | None:
+def ncu_out(ncu: NcuView | None) -> NcuReportOut | None:
     """What a run's result says of its Nsight Compute report: where to download it, or why there is none."""
-    if signed is None:
+    if ncu is None:
         return None
-    if "error" in signed:
-        return NcuReportOut(error=str(signed["error"]))
-    return NcuReportOut(url=f"/api/runs/{run_id}/profile.ncu-rep", size=signed.get("size"))
+    return NcuReportOut(url=ncu.url, size=ncu.size, error=ncu.error)
 
 
 def submission_out(runs: list[RunRecord]) -> SubmissionOut:

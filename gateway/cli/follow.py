@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -242,7 +242,8 @@ async def watch_local(gateway: Gateway, run_id: str, console: Console) -> bool:
     """Follow a run's submission (the run given, and its secret rerun) to its end in the database,
     with the live status line; print the result table as `gateway submit` does. True when it passed."""
     from gateway.cli.output import print_report
-    from gateway.service import OPERATOR, report_of
+    from gateway.runview import run_view
+    from gateway.service import OPERATOR
 
     record = await gateway.run(run_id, caller=OPERATOR)
     runs = await gateway.submission_runs(record.submission_id, caller=OPERATOR)
@@ -256,11 +257,10 @@ async def watch_local(gateway: Gateway, run_id: str, console: Console) -> bool:
     for run in runs:
         if run.secret:
             continue
-        report = report_of(run)
         rerun = secret.get(run.gpu_type)
-        report.secret_passed = None if rerun is None else rerun.passed is True
-        print_report(console, report)
-        passed = passed and report.passed and report.secret_passed is not False
+        view = replace(run_view(run), secret_passed=None if rerun is None else rerun.passed is True)
+        print_report(console, view)
+        passed = passed and view.passed is True and view.secret_passed is not False
     return passed
 
 

@@ -135,7 +135,7 @@ def list_(
     from gateway.cli.runs import needs_api_extra, print_json, remote_read
 
     if remote is not None:
-        from gateway.cli.tables import summary_of
+        from gateway.cli.api_json import summary_of
 
         boards = remote_read(remote, lambda gateway: gateway.leaderboards())
         listed = [board for board in boards if all_ or board.get("visibility", "public") == "public"]
@@ -177,7 +177,7 @@ def show(
     from gateway.cli.runs import needs_api_extra, print_json, remote_read
 
     if remote is not None:
-        from gateway.cli.tables import view_of_api
+        from gateway.cli.api_json import view_of_api
         from gateway.remote import RemoteGateway
 
         async def read(gateway: RemoteGateway) -> tuple[dict[str, Any], list[Any], list[Any]]:

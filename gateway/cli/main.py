@@ -32,6 +32,7 @@ from gateway.cli.users import app as users_app
 from gateway.cli.worker import worker as worker_command
 from gateway.errors import GatewayError, UserError
 from gateway.modes import RunMode, as_mode
+from gateway.runview import view_of_report
 
 if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
     from gateway.service import Gateway
@@ -253,7 +254,7 @@ def submit(
         if as_json:
             await print_submission_json(gateway, report.run_id)
         else:
-            print_report(console, report, save_ncu_report(report, file))
+            print_report(console, view_of_report(report), save_ncu_report(report, file))
         return report.passed and report.secret_passed is not False
 
     if not _run(body, use_database=not no_db, interrupted=STOPPED_RUN, to=out):

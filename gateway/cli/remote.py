@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from gateway.cli.api_json import view_of_run
 from gateway.cli.common import EXIT_FAILED, console, err_console, fail, run_async, warn
-from gateway.cli.output import plain, print_report, view_of_run
+from gateway.cli.output import plain, print_report
 from gateway.credentials import credentials_path, save, token_for
 from gateway.errors import GatewayError, RemoteError, UserError
 

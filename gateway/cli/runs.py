@@ -107,16 +107,16 @@ def show(
     and benchmark, and every event recorded for it. With --remote URL: the gateway's GET /api/runs/ID
     (the whole id, unless your token is an admin's), without the events (`runs watch` follows them)."""
     if remote is not None:
-        from gateway.cli.output import view_of_run
-        from gateway.cli.tables import record_of_run
+        from gateway.cli.api_json import view_of_run
 
         run = remote_read(remote, lambda gateway: gateway.run(run_id))
         if as_json:
             print_json(run)
         else:
-            print_run(console, record_of_run(run), view_of_run(run), None)
+            print_run(console, view_of_run(run), None)
         return
-    from gateway.service import OPERATOR, report_of
+    from gateway.runview import run_view
+    from gateway.service import OPERATOR
 
     if as_json:
         needs_api_extra()
@@ -129,9 +129,9 @@ def show(
 
             print_json(run_out(record).model_dump(mode="json"))
             return
-        print_run(
-            console, record, report_of(record), await gateway.run_events(record.run_id, caller=OPERATOR)
-        )
+        # the operator sees a secret rerun whole (the API and the bot show only its verdict)
+        view = run_view(record, reveal_secret=True)
+        print_run(console, view, await gateway.run_events(record.run_id, caller=OPERATOR))
 
     run_gateway(body, to=err_console if as_json else None)
 
@@ -173,7 +173,8 @@ def mine(
     Each: leaderboard, file, mode, GPU type, the public run's id, state and score, and whether every run
     (the secret rerun too) passed. With --remote URL: the submissions of the user whose token `gateway
     login URL` saved (GET /api/me/submissions)."""
-    from gateway.cli.tables import print_submissions, submission_row, submission_row_of
+    from gateway.cli.api_json import submission_row_of
+    from gateway.cli.tables import print_submissions, submission_row
 
     title = f"submissions (newest first, at most {limit})"
     if remote is not None:
@@ -246,6 +247,8 @@ def resume(
     Follows each one's Slurm job (found by job id, or by its name gw-<run id> when the id was never
     recorded) and submits only runs the site has no job for."""
 
+    from gateway.runview import view_of_report
+
     async def body(gateway: Gateway) -> bool:
         async def show(run_id: str, message: str) -> None:
             console.print(Text.assemble((run_id[:8], "dim"), " ", plain(message)), highlight=False)
@@ -254,7 +257,7 @@ def resume(
         if not reports:
             console.print("no unfinished runs")
         for report in reports:
-            print_report(console, report)
+            print_report(console, view_of_report(report))
         return all(report.passed for report in reports)
 
     if not run_gateway(body, interrupted="stopped: the runs were cancelled and recorded as such"):

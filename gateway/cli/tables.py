@@ -4,28 +4,27 @@ Every string a user, their code or a site chose goes in through ``output.plain``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.cli.output import RunView, plain, view_of_report
+from gateway.cli.output import plain
 from gateway.formatting import duration, format_seconds
 
 if TYPE_CHECKING:  # type names only: the service loads when a command runs, not for --help
+    from gateway.runview import RunView
     from gateway.service import (
         IsolationCheck,
         LeaderboardSummary,
         LeaderboardView,
-        RankedEntry,
         RateLimit,
         RunEvent,
         RunRecord,
-        RunReport,
         SiteHealth,
     )
     from gateway.sites import SiteConfig
@@ -132,47 +131,45 @@ def print_runs(console: Console, runs: Iterable[RunRecord], title: str) -> None:
     console.print(table)
 
 
-def verdict(run: RunRecord) -> str:
+def verdict(run: RunRecord | RunView) -> str:
     if run.finished_at is None:
         return "…"
     return "passed" if run.passed else "failed"
 
 
-def print_run(
-    console: Console, run: RunRecord, report: RunReport | RunView, events: list[RunEvent] | None
-) -> None:
+def print_run(console: Console, view: RunView, events: list[RunEvent] | None) -> None:
     """Every field of a run, its tests and benchmarks, and its events (None: not known here, as over the
     HTTP API, where `gateway runs watch` follows them)."""
-    view = report if isinstance(report, RunView) else view_of_report(report)
-    fields = Table(title=Text(f"run {run.run_id}"), title_justify="left", show_header=False)
+    fields = Table(title=Text(f"run {view.run_id}"), title_justify="left", show_header=False)
     fields.add_column("field", style="bold")
     fields.add_column("value", overflow="fold")
     wall = (
-        format_seconds((run.finished_at - run.started_at).total_seconds())
-        if run.started_at and run.finished_at
+        format_seconds((view.finished_at - view.started_at).total_seconds())
+        if view.started_at and view.finished_at
         else "-"
     )
+    route = view.route
     rows: list[tuple[str, Text]] = [
-        ("state", Text(run.state, style=STATE_STYLE.get(run.state, ""))),
-        ("verdict", Text(verdict(run) + ("  (ranked)" if run.ranked else ""))),
-        ("user", plain(run.user_name)),
-        ("leaderboard", plain(run.leaderboard)),
-        ("file", plain(run.file_name)),
-        ("submission", Text(run.public_id if run.submission_id == 0 else str(run.submission_id))),
-        ("mode", Text(run.mode + ("  (secret rerun with hidden inputs)" if run.secret else ""))),
-        ("GPU type", plain(run.gpu_type)),
-        ("site / partition", plain(f"{run.site}/{run.partition}" if run.site else None, "(not routed)")),
-        ("backend", plain(run.backend, "(not routed)")),
-        ("routed because", plain(run.route_reason)),
-        ("job / attempt", Text.assemble(plain(run.job_id), f"  attempt {run.attempt}")),
-        ("worker / claims", Text.assemble(plain(run.worker, "(none)"), f"  claimed {run.claims} time(s)")),
-        ("queued", Text(when(run.queued_at))),
-        ("started", Text(when(run.started_at))),
-        ("finished", Text(when(run.finished_at))),
+        ("state", Text(view.state, style=STATE_STYLE.get(view.state, ""))),
+        ("verdict", Text(verdict(view) + ("  (ranked)" if view.ranked else ""))),
+        ("user", plain(view.user)),
+        ("leaderboard", plain(view.leaderboard)),
+        ("file", plain(view.file_name)),
+        ("submission", Text(view.public_id if view.submission_id == 0 else str(view.submission_id))),
+        ("mode", Text(view.mode + ("  (secret rerun with hidden inputs)" if view.secret else ""))),
+        ("GPU type", plain(view.gpu_type)),
+        ("site / partition", plain(f"{route.site}/{route.partition}" if route else None, "(not routed)")),
+        ("backend", plain(route.backend if route else None, "(not routed)")),
+        ("routed because", plain(route.why if route else None)),
+        ("job / attempt", Text.assemble(plain(view.job_id), f"  attempt {view.attempt}")),
+        ("worker / claims", Text.assemble(plain(view.worker, "(none)"), f"  claimed {view.claims} time(s)")),
+        ("queued", Text(when(view.queued_at))),
+        ("started", Text(when(view.started_at))),
+        ("finished", Text(when(view.finished_at))),
         ("ran for", Text(wall)),
-        ("score", Text(format_seconds(run.score))),
+        ("score", Text(format_seconds(view.score))),
         ("ran on", plain(ran_on(view))),
-        ("error", plain(run.error)),
+        ("error", plain(view.error)),
     ]
     for name, value in rows:
         fields.add_row(name, value)
@@ -190,7 +187,7 @@ def print_run(
                 pass_fail(bench.passed),
                 format_seconds(bench.mean_s) if bench.mean_s is not None else "-",
                 format_seconds(bench.best_s) if bench.best_s is not None else "-",
-                str(bench.runs) if bench.runs is not None else "-",
+                str(bench.runs) if bench.runs is not None and bench.mean_s is not None else "-",
                 plain(bench.error, ""),
             )
         console.print(cases)
@@ -247,22 +244,6 @@ def submission_row(runs: list[RunRecord]) -> SubmissionRow:
     )
 
 
-def submission_row_of(item: Mapping[str, Any]) -> SubmissionRow:
-    """A row from the API's SubmissionSummaryOut, read leniently."""
-    return SubmissionRow(
-        str(item.get("submission_id", "")),
-        _moment(item.get("queued_at")),
-        _text(item.get("leaderboard")),
-        str(item.get("file_name", "")),
-        str(item.get("mode", "")),
-        _text(item.get("gpu_type")),
-        str(item.get("state", "UNKNOWN")),
-        item.get("passed") if isinstance(item.get("passed"), bool) else None,
-        _number(item.get("score")),
-        str(item.get("public_run_id", "")),
-    )
-
-
 def print_submissions(console: Console, rows: list[SubmissionRow], title: str) -> None:
     table = Table(title=title, title_justify="left")
     for column in ("submission", "queued", "leaderboard", "file", "mode", "gpu", "run"):
@@ -286,116 +267,6 @@ def print_submissions(console: Console, rows: list[SubmissionRow], title: str) -
     if not rows:
         table.add_row("-", "-", "no submissions", *["-"] * (len(table.columns) - 3))
     console.print(table)
-
-
-# -- the HTTP API's JSON as the records the tables print (gateway/api/schemas.py) ---------------------
-
-
-def record_of_run(run: Mapping[str, Any]) -> RunRecord:
-    """A run as the API sends it (RunOut), as the record the run tables print; read leniently."""
-    from gateway.service import RunRecord
-
-    return RunRecord(
-        run_id=str(run.get("run_id", "")),
-        submission_id=0,  # the API shows the public id only
-        user_name=str(run.get("user", "")),
-        file_name=str(run.get("file_name", "")),
-        leaderboard=_text(run.get("leaderboard")),
-        mode=str(run.get("mode", "")),
-        secret=run.get("secret") is True,
-        gpu_type=_text(run.get("gpu_type")),
-        site=_text(run.get("site")),
-        partition=_text(run.get("partition")),
-        job_id=_text(run.get("job_id")),
-        attempt=run["attempt"] if isinstance(run.get("attempt"), int) else 1,
-        state=str(run.get("state") or "UNKNOWN"),
-        passed=run.get("passed") if isinstance(run.get("passed"), bool) else None,
-        score=_number(run.get("score")),
-        error=_text(run.get("error")),
-        result=None,
-        queued_at=_moment(run.get("queued_at")) or datetime.now(UTC),
-        started_at=_moment(run.get("started_at")),
-        finished_at=_moment(run.get("finished_at")),
-        worker=None,
-        claims=0,
-        ranked=run.get("ranked") is True,
-        backend=_text(run.get("backend")),
-        public_id=str(run.get("submission_id", "")),
-    )
-
-
-def summary_of(board: Mapping[str, Any]) -> LeaderboardSummary:
-    """A leaderboard as the API lists it (LeaderboardOut)."""
-    from gateway.service import LeaderboardSummary
-
-    gpus = board.get("gpu_types")
-    return LeaderboardSummary(
-        name=str(board.get("name", "")),
-        description=str(board.get("description") or ""),
-        gpu_types=[str(g) for g in gpus] if isinstance(gpus, list) else [],
-        deadline=_moment(board.get("deadline")),
-        visibility=str(board.get("visibility") or "public"),
-        submissions=board["submissions"] if isinstance(board.get("submissions"), int) else 0,
-        runs=board["runs"] if isinstance(board.get("runs"), int) else 0,
-    )
-
-
-def view_of_api(board: Mapping[str, Any], rankings: list[Any], recent: list[Any]) -> LeaderboardView:
-    """A leaderboard's page as the API gives it (LeaderboardOut, [RankingOut], [RunOut]), as the view the
-    leaderboard table prints."""
-    from gateway.service import LeaderboardRecord, LeaderboardView, RankedEntry
-
-    ranking: dict[str, list[RankedEntry]] = {}
-    for group in rankings:
-        if not isinstance(group, Mapping):
-            continue
-        gpu = str(group.get("gpu_type", ""))
-        entries = group.get("entries")
-        ranking[gpu] = [
-            RankedEntry(
-                rank=e["rank"] if isinstance(e.get("rank"), int) else 0,
-                user_name=str(e.get("user", "")),
-                gpu_type=gpu,
-                score=_number(e.get("score")) or 0.0,
-                run_id=str(e.get("run_id", "")),
-                file_name=str(e.get("file_name", "")),
-                site=str(e.get("site", "")),
-                submitted_at=_moment(e.get("submitted_at")) or datetime.now(UTC),
-            )
-            for e in (entries if isinstance(entries, list) else [])
-            if isinstance(e, Mapping)
-        ]
-    summary = summary_of(board)
-    record = LeaderboardRecord(
-        id=0,
-        name=summary.name,
-        description=summary.description,
-        task={},
-        ranking_by=str(board.get("ranking_by") or "mean"),
-        gpu_types=summary.gpu_types,
-        deadline=summary.deadline,
-        visibility=summary.visibility,
-    )
-    runs = [record_of_run(run) for run in recent if isinstance(run, Mapping)]
-    return LeaderboardView(record, ranking, runs)
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _moment(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def pass_fail(passed: bool) -> Text:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from gateway.store.base import TransientStoreError, retried
@@ -23,21 +23,24 @@ CANCEL_CHANNEL = "gateway_cancel"
 
 class EventsStore(QueueStore):
     @retried
-    async def add_event(self, run_id: str, kind: str, state: str, message: str) -> None:
+    async def add_event(
+        self, run_id: str, kind: str, state: str, message: str, data: Mapping[str, Any] | None = None
+    ) -> None:
         async with self._conn() as conn:
-            await insert_event(conn, uuid.UUID(run_id), kind, state, message)
+            await insert_event(conn, uuid.UUID(run_id), kind, state, message, data)
 
     @retried
     async def events(self, run_ids: list[str], after_id: int = 0) -> list[RunEvent]:
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT id, run_id, at, kind, state, message FROM run_events "
+                "SELECT id, run_id, at, kind, state, message, data FROM run_events "
                 "WHERE run_id = ANY($1) AND id > $2 ORDER BY id",
                 [uuid.UUID(r) for r in run_ids],
                 after_id,
             )
         return [
-            RunEvent(r["id"], str(r["run_id"]), r["at"], r["kind"], r["state"], r["message"]) for r in rows
+            RunEvent(r["id"], str(r["run_id"]), r["at"], r["kind"], r["state"], r["message"], r["data"])
+            for r in rows
         ]
 
     @contextlib.asynccontextmanager

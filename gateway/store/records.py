@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -150,7 +151,9 @@ class RunEvent:
     at: datetime
     kind: str  # state | progress | finished
     state: str
-    message: str
+    message: str  # for people (the CLI, logs); a front end reads fields from ``data``
+    data: Mapping[str, Any] | None = None  # structured fields: the routing event's site, partition,
+    # gpu_type, backend and why (migration 0010)
 
 
 @dataclass(frozen=True)

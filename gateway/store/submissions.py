@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import RefusedError, UserError
@@ -40,16 +41,20 @@ USER_QUEUE_SQL = (
 )
 
 
-async def insert_event(conn: Any, run_id: uuid.UUID, kind: str, state: str, message: str) -> None:
-    """Add one event (capped per run, except the finished one); its trigger NOTIFYs followers."""
+async def insert_event(
+    conn: Any, run_id: uuid.UUID, kind: str, state: str, message: str, data: Mapping[str, Any] | None = None
+) -> None:
+    """Add one event (capped per run, except the finished one), with its structured fields (``data``) if it
+    has any; its trigger NOTIFYs followers."""
     await conn.execute(
-        "INSERT INTO run_events (run_id, kind, state, message) SELECT $1, $2, $3, $4 "
+        "INSERT INTO run_events (run_id, kind, state, message, data) SELECT $1, $2, $3, $4, $6::jsonb "
         "WHERE $2 = 'finished' OR (SELECT count(*) FROM run_events WHERE run_id = $1) < $5",
         run_id,
         kind,
         state,
         message[:4000],
         EVENTS_PER_RUN,
+        None if data is None else dict(data),
     )
 
 

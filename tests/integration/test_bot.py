@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.render import PROFILE_FIELD
+from bot.embeds import PROFILE_FIELD
 from gateway.model import SubmitRequest
 from gateway.service import OPERATOR, Gateway
 from gateway.settings import Settings

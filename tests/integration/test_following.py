@@ -288,6 +288,16 @@ async def test_a_run_waiting_on_a_full_cluster_tells_slurms_reason_and_expected_
         events = await api.gateway.run_events(run_id, caller=OPERATOR)
         estimates = [e for e in events if "Slurm expects it to start at" in e.message]
         assert 1 <= len(estimates) <= 3  # once per change worth telling, not once per poll
+        [routed] = [e for e in events if e.message.startswith("routed to ")]  # its fields are data
+        assert routed.data is not None and set(routed.data) == {
+            "site",
+            "partition",
+            "gpu_type",
+            "backend",
+            "why",
+        }
+        assert routed.data["gpu_type"] == "H100" and routed.data["backend"] == "slurm"
+        assert routed.message.startswith(f"routed to {routed.data['site']}/{routed.data['partition']} (H100)")
     finally:
         if sleepers:
             await ssh.run(["scancel", *sleepers], check=False)

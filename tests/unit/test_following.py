@@ -291,8 +291,9 @@ async def test_remote_reads_ask_the_right_paths_and_check_the_answers_shape() ->
 
 
 def test_the_apis_json_renders_in_the_local_tables() -> None:
+    from gateway.cli.api_json import submission_row_of, view_of_api
     from gateway.cli.output import print_leaderboard
-    from gateway.cli.tables import print_submissions, submission_row_of, view_of_api
+    from gateway.cli.tables import print_submissions
 
     board = {"name": "vectoradd", "gpu_types": ["H100"], "ranking_by": "mean", "visibility": "public"}
     entry = {

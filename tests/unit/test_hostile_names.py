@@ -10,6 +10,7 @@ from rich.console import Console
 from gateway.cli.output import print_report
 from gateway.errors import SubmissionError
 from gateway.model import SubmitRequest
+from gateway.runview import view_of_report
 from gateway.service import Gateway, RunReport
 from gateway.settings import Settings
 from tests.unit.fakes import tiny_task
@@ -28,5 +29,5 @@ async def test_a_file_name_with_a_newline_is_refused(tmp_path: Path) -> None:
 def test_report_shows_names_with_brackets_verbatim() -> None:
     report = RunReport("r-1", "[b]eve[/]", "sol[/].py", "alpha", "h100", "H100")
     console = Console(record=True, width=300)
-    print_report(console, report)
+    print_report(console, view_of_report(report))
     assert "sol[/].py by [b]eve[/]" in console.export_text()

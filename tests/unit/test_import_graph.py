@@ -23,8 +23,7 @@ MAX_LINES = 400
 Graph = Mapping[str, frozenset[str]]
 
 # Circles today, each as the set of modules one strongly connected part of the graph holds.
-KNOWN_CYCLES: list[frozenset[str]] = [
-]
+KNOWN_CYCLES: list[frozenset[str]] = []
 # Modules over MAX_LINES today, by path from the repository root.
 KNOWN_LONG: list[str] = [
     "gateway/cli/tables.py",

@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from bot.embeds import FIELD_LIMIT, PROFILE_FIELD, profile_attachment, submission_embed
 from bot.progress import SubmissionStatus
-from bot.render import FIELD_LIMIT, PROFILE_FIELD, profile_attachment, submission_embed
 from gateway.api.schemas import run_out
-from gateway.cli.output import print_report, view_of_run
+from gateway.cli.api_json import view_of_run
+from gateway.cli.output import print_report
 from gateway.errors import ResultError
 from gateway.model import QueuedRun, Submission
 from gateway.results import verified_ncu_report
+from gateway.runview import run_view
 from gateway.service import RunRecord
 from harness.phase_result import PhaseResult
 from harness.protocol import PROFILE_REPORT_LIMIT, RESULT_VERSION, decode_report, encode_report, parse_kv
@@ -88,16 +90,16 @@ def test_the_cli_prints_each_table_as_text_never_markup() -> None:
 def test_the_bot_shows_a_short_table_inline_and_attaches_a_long_one() -> None:
     submission = Submission(7, "vectoradd", [QueuedRun(RUN, "H100", False)])
     short = SubmissionStatus.of(submission, "alice", "k.py", "profile")
-    short.runs[RUN].record = profile_record("aten::add 62us @everyone")
+    short.runs[RUN].view = run_view(profile_record("aten::add 62us @everyone"))
     [field] = [f for f in submission_embed(short).fields if f.name == PROFILE_FIELD]
-    assert "aten::add 62us" in (field.value or "") and profile_attachment(short.runs[RUN].record) is None
+    assert "aten::add 62us" in (field.value or "") and profile_attachment(short.runs[RUN].view) is None
 
     long = SubmissionStatus.of(submission, "alice", "k.py", "profile")
-    long.runs[RUN].record = profile_record(TABLE * 10, TABLE * 10)
+    long.runs[RUN].view = run_view(profile_record(TABLE * 10, TABLE * 10))
     embed = submission_embed(long)
     [field] = [f for f in embed.fields if f.name == PROFILE_FIELD]
     assert "attached as profile-33333333.txt" in (field.value or "") and len(field.value or "") <= FIELD_LIMIT
-    attachment = profile_attachment(long.runs[RUN].record)
+    attachment = profile_attachment(long.runs[RUN].view)
     assert attachment is not None and attachment.filename == "profile-33333333.txt"
     body = attachment.fp.read().decode()
     assert body.startswith("benchmark size: 1024; seed: 0\n") and body.count("aten::add") == 20

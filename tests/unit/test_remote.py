@@ -17,7 +17,8 @@ import pytest
 from rich.console import Console
 
 from gateway import credentials
-from gateway.cli.output import print_report, view_of_run
+from gateway.cli.api_json import view_of_run
+from gateway.cli.output import print_report
 from gateway.errors import GatewayError, NotFoundError, RefusedError, RemoteError, SubmissionError, UserError
 from gateway.remote import RECONNECTS, RemoteGateway, api_url
 

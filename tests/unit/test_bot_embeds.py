@@ -8,11 +8,12 @@ from typing import Any
 
 import discord
 
+from bot.embeds import code, submission_embed, text
 from bot.errors import NotAdminError, user_message
 from bot.progress import SubmissionStatus
-from bot.render import code, submission_embed, text
 from gateway.errors import RefusedError, SubmissionError
 from gateway.model import QueuedRun, Submission
+from gateway.runview import run_view
 from gateway.service import RunEvent, RunRecord
 
 PUBLIC, SECRET = "11111111-0000-0000-0000-000000000000", "22222222-0000-0000-0000-000000000000"
@@ -26,8 +27,10 @@ def status(user: str = "alice", file_name: str = "k.py") -> SubmissionStatus:
     return SubmissionStatus.of(submission, user, file_name, "leaderboard")
 
 
-def event(run: str, kind: str, state: str, message: str, n: int = 1) -> RunEvent:
-    return RunEvent(n, run, NOW, kind, state, message)
+def event(
+    run: str, kind: str, state: str, message: str, n: int = 1, data: dict[str, str] | None = None
+) -> RunEvent:
+    return RunEvent(n, run, NOW, kind, state, message, data)
 
 
 def shown(embed: discord.Embed) -> str:
@@ -49,7 +52,16 @@ def test_the_embed_follows_a_run_from_the_queue_to_its_result() -> None:
     s = status()
     s.queue_position = 3
     assert "⏳ queued: #3 in line" in shown(submission_embed(s))
-    s.apply(event(PUBLIC, "state", "QUEUED", "routed to alpha/h100 (H100): the only site offering H100"))
+    where = {
+        "site": "alpha",
+        "partition": "h100",
+        "gpu_type": "H100",
+        "backend": "slurm",
+        "why": "the only one",
+    }
+    s.apply(
+        event(PUBLIC, "state", "QUEUED", "routed to elsewhere/x (H100): the text is for people", data=where)
+    )
     assert "handing it to the site" in shown(submission_embed(s)) and "alpha/h100" in shown(
         submission_embed(s)
     )
@@ -63,9 +75,11 @@ def test_the_embed_follows_a_run_from_the_queue_to_its_result() -> None:
     progress = shown(submission_embed(s))
     assert "🏃 running" in progress and "test 9 passed" in progress and "test 3 passed" not in progress
     s.apply(event(PUBLIC, "finished", "COMPLETED", "passed"))
-    s.runs[PUBLIC].record = record(PUBLIC, passed=True)
+    s.runs[PUBLIC].view = run_view(record(PUBLIC, passed=True))
     s.apply(event(SECRET, "finished", "FAILED", "failed"))
-    s.runs[SECRET].record = record(SECRET, passed=False, error="wrong answer on hidden input", secret=True)
+    s.runs[SECRET].view = run_view(
+        record(SECRET, passed=False, error="wrong answer on hidden input", secret=True)
+    )
     final = shown(submission_embed(s))
     assert "✅ passed" in final and "Score: **15.000 µs**" in final
     assert "Secret rerun (hidden inputs): failed: wrong answer on hidden input" in final
@@ -90,7 +104,7 @@ def test_long_results_fit_discords_limits() -> None:
     s = status()
     tests = [{"spec": f"size: {n}; seed: {n}", "passed": False, "error": "x" * 300} for n in range(200)]
     s.apply(event(PUBLIC, "finished", "FAILED", "failed"))
-    s.runs[PUBLIC].record = record(PUBLIC, passed=False, error="y" * 5000, result=None)
+    s.runs[PUBLIC].view = run_view(record(PUBLIC, passed=False, error="y" * 5000, result=None))
     for n in range(200):
         s.apply(event(PUBLIC, "progress", "RUNNING", "z" * 900 + str(n)))
     embed = submission_embed(s)

@@ -1,5 +1,5 @@
-"""Discord embeds for everything the bot shows. Pure functions of the service's records, so they are
-tested without Discord.
+"""Discord embeds for everything the bot shows. Pure functions of the service's records and run views
+(gateway/runview.py), so they are tested without Discord.
 
 Every string a user or their code chose (names, file names, test specs, error messages) goes through
 ``text`` (markdown and mentions escaped, control characters dropped) or ``code`` (inside a code block,
@@ -15,6 +15,7 @@ import discord
 
 from bot.progress import RunProgress, SubmissionStatus
 from gateway.formatting import duration, format_seconds
+from gateway.runview import RunView
 from gateway.service import (
     GatewayStats,
     LeaderboardSummary,
@@ -22,7 +23,6 @@ from gateway.service import (
     RankedEntry,
     RunRecord,
     SiteHealth,
-    report_of,
 )
 from gateway.sites import SiteConfig
 from gateway.tasks import TaskDefinition
@@ -85,8 +85,8 @@ def submission_embed(status: SubmissionStatus) -> discord.Embed:
         embed.add_field(name="Status", value=text(public.detail, 500), inline=False)
     if public.progress and not public.finished:
         embed.add_field(name="Progress", value=code(public.progress), inline=False)
-    if public.record is not None:
-        _add_results(embed, public.record)
+    if public.view is not None:
+        _add_results(embed, public.view)
     secret = status.secret
     if secret is not None:
         embed.add_field(name="Secret rerun (hidden inputs)", value=_secret_line(secret), inline=True)
@@ -110,67 +110,62 @@ def _secret_line(run: RunProgress) -> str:
     return "passed" if run.passed else f"failed: {text(run.error or '', 300)}"
 
 
-def _add_results(embed: discord.Embed, record: RunRecord) -> None:
-    report = report_of(record)
-    result = report.result
-    if result is not None and result.tests:
+def _add_results(embed: discord.Embed, view: RunView) -> None:
+    if view.tests:
         lines = [
-            f"{'✔' if t.passed else '✘'} {t.spec}" + (f"  {t.error}" if t.error else "") for t in result.tests
+            f"{'✔' if t.passed else '✘'} {t.spec}" + (f"  {t.error}" if t.error else "") for t in view.tests
         ]
-        passed = sum(t.passed for t in result.tests)
-        embed.add_field(name=f"Tests: {passed}/{len(result.tests)} passed", value=code(lines), inline=False)
-    if result is not None and result.benchmarks:
+        passed = sum(t.passed for t in view.tests)
+        embed.add_field(name=f"Tests: {passed}/{len(view.tests)} passed", value=code(lines), inline=False)
+    if view.benchmarks:
         lines = [
-            f"{b.spec}: mean {format_seconds(b.mean_ns * 1e-9)}, best {format_seconds(b.best_ns * 1e-9)}"
-            f" ({b.runs} runs)"
-            if b.passed
+            f"{b.spec}: mean {format_seconds(b.mean_s)}, best {format_seconds(b.best_s)} ({b.runs} runs)"
+            if b.mean_s is not None and b.best_s is not None
             else f"✘ {b.spec}: {b.error}"
-            for b in result.benchmarks
+            for b in view.benchmarks
         ]
         embed.add_field(name="Benchmarks", value=code(lines), inline=False)
-    if result is not None and result.profiles:
-        body = profile_text(record)
+    if view.profiles:
+        body = profile_text(view)
         if len(code([body], FIELD_LIMIT * 4)) <= FIELD_LIMIT:  # short enough to show whole
             embed.add_field(name=PROFILE_FIELD, value=code([body]), inline=False)
         else:
             embed.add_field(
                 name=PROFILE_FIELD,
-                value=f"attached as {profile_file_name(record)} ({len(body)} characters)",
+                value=f"attached as {profile_file_name(view)} ({len(body)} characters)",
                 inline=False,
             )
-    if record.score is not None:
-        embed.add_field(name="Score", value=f"**{format_seconds(record.score)}**", inline=True)
-    if record.passed is False:
-        error = record.error or (result.failure_message if result else None) or "no result"
+    if view.score is not None:
+        embed.add_field(name="Score", value=f"**{format_seconds(view.score)}**", inline=True)
+    if view.passed is False:
+        error = view.error or view.failure_message or "no result"
         embed.add_field(name="Why it failed", value=code([error], 700), inline=False)
-    if result is not None and result.system:
-        system = result.system
+    if view.system:
+        system = view.system
         device = system.get("gpu") or system.get("cpu") or system.get("device", "?")
         ran = f"{device}, torch {system.get('torch') or '?'} on {system.get('hostname', '?')}"
         embed.add_field(name="Ran on", value=text(ran, 300), inline=False)
 
 
-def profile_text(record: RunRecord) -> str:
+def profile_text(view: RunView) -> str:
     """Profile mode's tables as one text, each under the benchmark it profiled; the submission's process made
-    them, so control characters are dropped (``clean``)."""
-    result = report_of(record).result
-    profiles = result.profiles if result is not None and not record.secret else []
-    return "\n\n".join(clean(f"benchmark {p.spec}\n{p.report.rstrip()}") for p in profiles)
+    them, so control characters are dropped (``clean``). A secret rerun's view has none."""
+    return "\n\n".join(clean(f"benchmark {p.spec}\n{p.report.rstrip()}") for p in view.profiles)
 
 
-def profile_file_name(record: RunRecord) -> str:
-    return f"profile-{record.run_id[:8]}.txt"
+def profile_file_name(view: RunView) -> str:
+    return f"profile-{view.run_id[:8]}.txt"
 
 
-def profile_attachment(record: RunRecord | None) -> discord.File | None:
+def profile_attachment(view: RunView | None) -> discord.File | None:
     """The profiler's tables as a text file, for a run whose tables do not fit in its embed (Discord's
     limits); None when there are none or they are shown inline."""
-    if record is None:
+    if view is None:
         return None
-    body = profile_text(record)
+    body = profile_text(view)
     if not body or len(code([body], FIELD_LIMIT * 4)) <= FIELD_LIMIT:
         return None
-    return discord.File(io.BytesIO(body.encode()), filename=profile_file_name(record))
+    return discord.File(io.BytesIO(body.encode()), filename=profile_file_name(view))
 
 
 def leaderboards_embed(boards: list[LeaderboardSummary], now: datetime | None = None) -> discord.Embed:
