@@ -19,15 +19,15 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from gateway.accounts import Accounts
+from gateway.admission import check_request, check_source_for
 from gateway.authority import ANONYMOUS, FORBIDDEN, OPERATOR, Caller, require_admin
 from gateway.backends.base import Backend
 from gateway.errors import NotFoundError, RefusedError, UserError
 from gateway.execution import RunReport
-from gateway.intake import check_code, check_source
 from gateway.isolation import IsolationGate, Verifier
 from gateway.leaderboards import Boards, LeaderboardView
 from gateway.limits import SharedLimits
-from gateway.model import LOCAL_GPU_LABEL, EventCallback, QueuedRun, Submission, SubmitRequest, require_store
+from gateway.model import EventCallback, QueuedRun, Submission, SubmitRequest, require_store
 from gateway.modes import Mode, as_mode
 from gateway.placement import Placement
 from gateway.policy import RoutingPolicy, load_policy, policy_path
@@ -59,7 +59,6 @@ from gateway.validation import (
     BIGINT_MAX,
     FULL_RUN_ID,
     RUN_ID_PREFIX,
-    check_account,
     check_name,
     public_submission_key,
     shown,
@@ -142,38 +141,6 @@ class Gateway:
 
     # -- submissions --------------------------------------------------------------------------------
 
-    def _check_request(self, request: SubmitRequest) -> None:
-        """Names and code as the store can keep them verbatim, or a UserError saying what is wrong; and
-        the one authority check of a submission: naming a site (the local one included) is an admin's."""
-        check_account(request.user)
-        if request.leaderboard is not None:
-            check_name("leaderboard name", request.leaderboard)
-        check_code(request.code, request.file_name, self.settings.max_submission_bytes)
-        if request.task is not None:  # before a leaderboard is made of it; else once its board is found
-            check_source(request.code, request.file_name, request.task.lang)
-        if request.site is not None:
-            require_admin(
-                request.caller,
-                "naming a site is for the gateway's admins: leave the site out, and the gateway routes "
-                "the run to a site with the GPU type",
-            )
-        # no GPU type for a leaderboard means the board's only one (_gpu_type), never this machine
-        if request.gpu_type == LOCAL_GPU_LABEL or (
-            request.on_this_machine and (request.leaderboard is None or self.store is None)
-        ):
-            require_admin(
-                request.caller,
-                "runs on the gateway's own machine are for its admins: give a GPU type the leaderboard ranks",
-            )
-
-    @staticmethod
-    def _check_source_for(request: SubmitRequest, task: TaskDefinition) -> None:
-        """The code against the task it runs as (the leaderboard's, where the request named none): the
-        file name and the syntax of the task's language, so that a file that cannot run is refused with
-        its own name and line before anything is stored, queued or counted against a rate limit."""
-        if request.task is None or request.task.lang != task.lang:  # else _check_request checked it
-            check_source(request.code, request.file_name, task.lang)
-
     async def enqueue(self, request: SubmitRequest) -> Submission:
         """Check and store a submission with its queued runs; returns at once. Workers run it.
 
@@ -183,11 +150,11 @@ class Gateway:
 
     async def _enqueue(self, request: SubmitRequest) -> tuple[Submission, TaskDefinition]:
         store = self._require_store()
-        self._check_request(request)
+        check_request(request, self.settings.max_submission_bytes, database=self.store is not None)
         if request.site is not None:  # the site it names must be open (checked again when routed)
             await self.placement.refuse_drained(request.site)
         task, board = await self.boards.task_for(request)  # the task parsed once, on its way to its runs
-        self._check_source_for(request, task)
+        check_source_for(request, task)
         gpu = self.placement.gpu_type_of(request, board)
         secret_too = request.mode == "leaderboard" and board is not None
         runs = [
@@ -241,9 +208,9 @@ class Gateway:
         return [reports[run_id] for run_id in pending if run_id in reports]
 
     async def _run_direct(self, request: SubmitRequest, on_event: EventCallback | None) -> RunReport:
-        self._check_request(request)
+        check_request(request, self.settings.max_submission_bytes, database=self.store is not None)
         task = request.task if request.task is not None else (await self.boards.task_for(request))[0]
-        self._check_source_for(request, task)
+        check_source_for(request, task)
         return await self.processor.run_direct(request, task, on_event)
 
     # -- following and managing runs ----------------------------------------------------------------
