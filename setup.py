@@ -1,7 +1,7 @@
 """What pyproject.toml cannot say: the packages, found with every data folder as a (namespace) package of
 its own, and the top-level data folders (templates/, migrations/, site_configs/, problems/), which stay
 where the checkout has them, carried in the wheel as the package ``gateway._data`` (found through
-gateway/resources.py). pyproject.toml's package-data says which files go."""
+gateway/core/resources.py). pyproject.toml's package-data says which files go."""
 
 from pathlib import Path
 

@@ -7,7 +7,7 @@ A scratch database gets one leaderboard (vectoradd, on H100 and A100) and a hist
 bench/ranking_bench.py makes one, smaller: 3,000 users of skewed activity and 60,000 leaderboard-mode
 submissions (a public run and a secret rerun each, 70% H100), of which about two thirds rank, so the H100
 ranking is drawn from ~27,000 ranked runs. A handful of the users get API tokens. The real app
-(gateway.api.create_app) is served by uvicorn in two processes of their own (bench/api_load_server.py, as
+(gateway.http.api.create_app) is served by uvicorn in two processes of their own (bench/api_load_server.py, as
 two `gateway serve` would) on 127.0.0.1, with the API's rate limits raised out of the way (each request
 still takes its token from the shared bucket) and no worker: submissions stay queued, so what is measured
 is the API's enqueue path, not Slurm. bench/api_load_client.py, a process of its own, sends the requests
@@ -65,11 +65,11 @@ from bench.api_load_plan import (
 )
 from bench.api_load_processes import load, servers
 from bench.api_load_report import LoadRun, show
-from gateway.migrate import apply_migrations
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR, Gateway
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.service.facade import OPERATOR, Gateway
+from gateway.service.model import SubmitRequest
 from gateway.store.admin import scratch_database
+from gateway.store.migrate import apply_migrations
 
 
 async def sequential_ms(action: Callable[[int], Awaitable[object]], calls: int, warmup: int) -> list[float]:

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from bench.common import vacuum_until_all_visible
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
 
 USERS = 3_000
 SUBMISSIONS = 60_000

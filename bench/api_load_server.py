@@ -1,7 +1,7 @@
 """One API server process of bench/api_load.py, as `gateway serve` runs one: `python -m bench.api_load_server`
 reads its configuration as one JSON line on stdin (the database, Settings fields, a profile file or none),
-serves the real app (gateway.api.create_app) under uvicorn on a free loopback port, prints {"url": …} as a
-line, and serves until stdin closes. With a profile file, cProfile's stats of the whole process go there."""
+serves the real app (gateway.http.api.create_app) under uvicorn on a free loopback port, prints {"url": …} as
+a line, and serves until stdin closes. With a profile file, cProfile's stats of the whole process go there."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from gateway.api import create_app
-from gateway.api.server import serving
-from gateway.service import Gateway
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.http.api import create_app
+from gateway.http.api.server import serving
+from gateway.service.facade import Gateway
 
 
 async def serve(config: dict[str, Any]) -> None:

@@ -17,11 +17,11 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from bench.common import Row, report
-from gateway.migrate import apply_migrations
-from gateway.service import OPERATOR, Gateway
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.config.tasks import load_task
+from gateway.service.facade import OPERATOR, Gateway
 from gateway.store.admin import scratch_database
-from gateway.tasks import load_task
+from gateway.store.migrate import apply_migrations
 from tests.conftest import PROBLEMS, solution
 from tests.integration.bot_harness import ALICE, BotUnderTest, bot_on
 

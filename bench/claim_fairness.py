@@ -24,10 +24,10 @@ import asyncpg
 from rich.console import Console
 
 from bench.common import Row, median_ms, report
-from gateway.migrate import apply_migrations
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 from gateway.store import LeaderboardRecord, NewRun, Store
 from gateway.store.admin import scratch_database
+from gateway.store.migrate import apply_migrations
 from gateway.store.queue import CLAIM_SQL
 
 AHEAD = 500  # user A's runs queued before user B's one

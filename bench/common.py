@@ -15,8 +15,8 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from gateway.model import SubmitRequest
-from gateway.tasks import TaskDefinition
+from gateway.config.tasks import TaskDefinition
+from gateway.service.model import SubmitRequest
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

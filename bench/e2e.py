@@ -11,10 +11,10 @@ import time
 from rich.console import Console
 
 from bench.common import Row, report, vectoradd_test_run
-from gateway.service import Gateway
-from gateway.settings import REPO_ROOT, Settings
-from gateway.tasks import load_task
-from gateway.transport.ssh import SSHTransport
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.tasks import load_task
+from gateway.running.transport.ssh import SSHTransport
+from gateway.service.facade import Gateway
 
 REPEATS = 5
 # sbatch --wrap runs /bin/sh: `.` not `source`

@@ -1,8 +1,8 @@
 """Claim-dispatch-record throughput of the durable queue with 1, 2 and 4 worker processes.
 
-2,000 runs are queued in a scratch database; each worker process runs gateway.worker.Worker (claims with
-SKIP LOCKED, heartbeats, events, the recorded result) against an in-process local backend whose jobs
-take a fixed time and return a signed result, so what is measured is the queue and the service, not a
+2,000 runs are queued in a scratch database; each worker process runs gateway.service.queue_worker.Worker
+(claims with SKIP LOCKED, heartbeats, events, the recorded result) against an in-process local backend whose
+jobs take a fixed time and return a signed result, so what is measured is the queue and the service, not a
 cluster. The baseline is one worker; the ratio says how throughput scales as workers are added.
 """
 
@@ -20,16 +20,16 @@ import asyncpg
 from rich.console import Console
 
 from bench.common import Row, report
-from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
-from gateway.bundle import BundlePaths
-from gateway.migrate import apply_migrations
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR, Gateway
-from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import KeepBundles, SiteConfig
-from gateway.states import JobState
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.sites import KeepBundles, SiteConfig
+from gateway.config.tasks import load_task
+from gateway.core.states import JobState
+from gateway.running.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
+from gateway.running.bundle import BundlePaths
+from gateway.service.facade import OPERATOR, Gateway
+from gateway.service.model import SubmitRequest
 from gateway.store.admin import scratch_database
-from gateway.tasks import load_task
+from gateway.store.migrate import apply_migrations
 from harness.protocol import load_key_hex, sign_result
 
 RUNS = 2000

@@ -23,10 +23,10 @@ import asyncpg
 from rich.console import Console
 
 from bench.common import Row, report, vacuum_until_all_visible
-from gateway.migrate import apply_migrations
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 from gateway.store import RankedEntry, Store
 from gateway.store.admin import scratch_database
+from gateway.store.migrate import apply_migrations
 from gateway.store.ranking import RANKING_SQL
 
 USERS = 5_000

@@ -10,10 +10,10 @@ import statistics
 from rich.console import Console
 
 from bench.common import Row, report, vectoradd_test_run
-from gateway.service import Gateway
-from gateway.settings import REPO_ROOT, Settings
-from gateway.tasks import load_task
-from gateway.transport.ssh import SSHTransport
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.tasks import load_task
+from gateway.running.transport.ssh import SSHTransport
+from gateway.service.facade import Gateway
 
 PUSHED_RUNS = 20
 POLLED_RUNS = 8

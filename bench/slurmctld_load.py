@@ -14,16 +14,16 @@ import time
 from rich.console import Console
 
 from bench.common import Row, report
-from gateway.backends.base import JobHandle
-from gateway.backends.slurm import SlurmBackend
-from gateway.bundle import BundlePaths
+from gateway.config.settings import Settings
+from gateway.config.sites import load_sites
+from gateway.core.commands import SubprocessRunner
 from gateway.devstack.paths import Paths, default_state_dir
-from gateway.monitor import Monitor
-from gateway.render import TemplateRenderer
-from gateway.runner import SubprocessRunner
-from gateway.settings import Settings
-from gateway.sites import load_sites
-from gateway.transport.ssh import SSHTransport
+from gateway.running.backends.base import JobHandle
+from gateway.running.backends.slurm import SlurmBackend
+from gateway.running.bundle import BundlePaths
+from gateway.running.jobscript import TemplateRenderer
+from gateway.running.monitor import Monitor
+from gateway.running.transport.ssh import SSHTransport
 
 DURATION_S = 60.0
 INTERVAL_S = 1.0  # the gateway monitor's steady interval for a Slurm site (service.py); the baseline's too

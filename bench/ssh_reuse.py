@@ -7,9 +7,9 @@ import asyncio
 from rich.console import Console
 
 from bench.common import Row, median_ms, report
-from gateway.settings import Settings
-from gateway.sites import load_sites
-from gateway.transport.ssh import SSHTransport
+from gateway.config.settings import Settings
+from gateway.config.sites import load_sites
+from gateway.running.transport.ssh import SSHTransport
 
 REPEATS = 30
 

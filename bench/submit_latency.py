@@ -16,17 +16,17 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.common import Row, report
-from gateway.backends.base import JobRequest
-from gateway.backends.slurm import SlurmBackend
-from gateway.backends.slurm_output import parse_sbatch_parsable
-from gateway.bundle import BundlePaths, build_spec, bundle_files, stage_bundle
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.sites import SiteConfig, load_sites
+from gateway.config.tasks import load_task
+from gateway.core.commands import SubprocessRunner
 from gateway.devstack.paths import Paths, default_state_dir
-from gateway.render import TemplateRenderer
-from gateway.runner import SubprocessRunner
-from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import SiteConfig, load_sites
-from gateway.tasks import load_task
-from gateway.transport.ssh import SSHTransport
+from gateway.running.backends.base import JobRequest
+from gateway.running.backends.slurm import SlurmBackend
+from gateway.running.backends.slurm_output import parse_sbatch_parsable
+from gateway.running.bundle import BundlePaths, build_spec, bundle_files, stage_bundle
+from gateway.running.jobscript import TemplateRenderer
+from gateway.running.transport.ssh import SSHTransport
 
 REPEATS = 25
 

@@ -17,7 +17,7 @@ from bot.errors import user_message
 from bot.identity import served_guild
 from bot.replies import reply
 from bot.settings import BotSettings
-from gateway.service import Gateway
+from gateway.service.facade import Gateway
 
 log = logging.getLogger(__name__)
 

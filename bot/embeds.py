@@ -1,5 +1,5 @@
 """Discord embeds for everything the bot shows. Pure functions of the service's records and run views
-(gateway/runview.py), so they are tested without Discord.
+(gateway/service/runview.py), so they are tested without Discord.
 
 Every string a user or their code chose (names, file names, test specs, error messages) goes through
 ``text`` (markdown and mentions escaped, control characters dropped) or ``code`` (inside a code block,
@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 import discord
 
 from bot.progress import RunProgress, SubmissionStatus
-from gateway.formatting import duration, format_seconds
-from gateway.runview import RunView
-from gateway.service import (
+from gateway.config.sites import SiteConfig
+from gateway.config.tasks import TaskDefinition
+from gateway.core.formatting import duration, format_seconds
+from gateway.core.validation import printable
+from gateway.service.facade import (
     GatewayStats,
     LeaderboardSummary,
     LeaderboardView,
@@ -24,9 +26,7 @@ from gateway.service import (
     RunRecord,
     SiteHealth,
 )
-from gateway.sites import SiteConfig
-from gateway.tasks import TaskDefinition
-from gateway.validation import printable
+from gateway.service.runview import RunView
 
 FIELD_LIMIT = 1024  # characters in an embed field's value
 DESCRIPTION_LIMIT = 4096

@@ -16,7 +16,7 @@ import secrets
 
 from discord import app_commands
 
-from gateway.errors import RefusedError, UserError
+from gateway.core.errors import RefusedError, UserError
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""Who a Discord interaction comes from, as the service's Caller (gateway.authority): the account of the
-Discord user id (their name is only shown), an admin only in a configured guild holding a configured
+"""Who a Discord interaction comes from, as the service's Caller (gateway.service.authority): the account of
+the Discord user id (their name is only shown), an admin only in a configured guild holding a configured
 role id. Every command and autocomplete asks here; the service decides what the caller may do."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import discord
 
 from bot.settings import BotSettings
-from gateway.service import Caller, Gateway
+from gateway.service.facade import Caller, Gateway
 
 
 def served_guild(interaction: discord.Interaction, settings: BotSettings) -> bool:

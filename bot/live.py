@@ -19,9 +19,9 @@ import discord
 
 from bot.embeds import profile_attachment, submission_embed
 from bot.progress import SubmissionStatus
-from gateway.errors import GatewayError
-from gateway.runview import run_view
-from gateway.service import Caller, Gateway
+from gateway.core.errors import GatewayError
+from gateway.service.facade import Caller, Gateway
+from gateway.service.runview import run_view
 
 log = logging.getLogger(__name__)
 TOKEN_LIFETIME_S = 14 * 60  # Discord's interaction tokens last 15 minutes; keep a minute in hand

@@ -6,8 +6,8 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from gateway.runview import RunView
-from gateway.service import RunEvent, Standing, Submission
+from gateway.service.facade import RunEvent, Standing, Submission
+from gateway.service.runview import RunView
 
 PROGRESS_LINES = 6
 

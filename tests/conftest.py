@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import REPO_ROOT, Settings
+from gateway.config.settings import REPO_ROOT, Settings
 
 PROBLEMS = REPO_ROOT / "problems"
 
@@ -60,7 +60,7 @@ def stack_settings(dev_env: dict[str, str], tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def gateway(stack_settings: Settings) -> AsyncIterator[object]:
-    from gateway.service import Gateway
+    from gateway.service.facade import Gateway
 
     gw = await Gateway.open(stack_settings)
     yield gw

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
 
 WORKFLOW_FILE = REPO_ROOT / ".github" / "workflows" / "gateway-run.yml"
 DOCS = "https://docs.github.com/rest"

@@ -8,9 +8,9 @@ import asyncio
 import uuid
 from typing import Any
 
-from gateway.backends import modal_app
-from gateway.backends.modal import CallOutcome
-from gateway.states import JobState
+from gateway.core.states import JobState
+from gateway.running.backends import modal_app
+from gateway.running.backends.modal import CallOutcome
 
 
 class LocalModalClient:

@@ -18,11 +18,11 @@ from bot.errors import NotAdminError
 from bot.identity import caller_of, is_admin
 from bot.replies import answer_in_time, reply
 from bot.settings import BotSettings
-from gateway.errors import UserError
-from gateway.formatting import parse_deadline
-from gateway.service import Caller, Gateway
-from gateway.task_archive import check_archive
-from gateway.tasks import TaskDefinition
+from gateway.config.task_archive import check_archive
+from gateway.config.tasks import TaskDefinition
+from gateway.core.errors import UserError
+from gateway.core.formatting import parse_deadline
+from gateway.service.facade import Caller, Gateway
 
 
 @app_commands.guild_only()

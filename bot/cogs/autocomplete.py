@@ -12,9 +12,9 @@ from discord import app_commands
 
 from bot.identity import reader_of
 from bot.settings import BotSettings
-from gateway.errors import GatewayError
-from gateway.model import LOCAL_GPU_LABEL
-from gateway.service import Caller, Gateway
+from gateway.core.errors import GatewayError
+from gateway.service.facade import Caller, Gateway
+from gateway.service.model import LOCAL_GPU_LABEL
 
 log = logging.getLogger(__name__)
 MAX_CHOICES = 25  # Discord shows at most 25

@@ -17,11 +17,11 @@ from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
 from bot.replies import answer_in_time, reply
 from bot.settings import BotSettings
-from gateway.errors import NotFoundError, UserError
-from gateway.intake import check_upload_name, take_upload
-from gateway.model import Submission, SubmitRequest
-from gateway.modes import Mode, modes_help
-from gateway.service import Caller, Gateway
+from gateway.core.errors import NotFoundError, UserError
+from gateway.core.modes import Mode, modes_help
+from gateway.service.facade import Caller, Gateway
+from gateway.service.intake import check_upload_name, take_upload
+from gateway.service.model import Submission, SubmitRequest
 
 # runs a submission's follower in the background once the command has answered (GatewayBot.follow)
 Follow = Callable[[Coroutine[Any, Any, Any]], object]
@@ -82,7 +82,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         limit = self.gateway.settings.max_submission_bytes
         task = await self.gateway.boards.task_of(leaderboard, caller=caller)
         check_upload_name(file.filename, file.size, task.lang, limit)  # before downloading anything
-        # the one intake of every front end (gateway/intake.py)
+        # the one intake of every front end (gateway/service/intake.py)
         upload = take_upload(await file.read(), file.filename, max_bytes=limit, lang=task.lang, mode=mode)
         return await self.gateway.enqueue(
             SubmitRequest(
@@ -91,7 +91,7 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
                 user=caller.account or "",
                 leaderboard=leaderboard,
                 site=site,
-                gpu_type=gpu,  # None: the board's only GPU type (gateway.intake.gpu_for_board)
+                gpu_type=gpu,  # None: the board's only GPU type (gateway.service.intake.gpu_for_board)
                 mode=upload.mode,
                 admin=caller.admin,
             )

@@ -1,4 +1,4 @@
-"""The HTTP API's JSON (gateway/api/schemas.py) read back, leniently, as the run views and records the
+"""The HTTP API's JSON (gateway/http/api/schemas.py) read back, leniently, as the run views and records the
 CLI's tables print: a field a server leaves out shows as missing rather than failing the command."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli.tables import SubmissionRow
-from gateway.runview import CaseView, NcuView, ProfileView, Route, RunView
+from gateway.service.runview import CaseView, NcuView, ProfileView, Route, RunView
 
 if TYPE_CHECKING:  # type names only: the service loads when a command runs, not for --help
-    from gateway.service import LeaderboardSummary, LeaderboardView, RunRecord
+    from gateway.service.facade import LeaderboardSummary, LeaderboardView, RunRecord
 
 
 def view_of_run(run: Mapping[str, Any], secret_passed: bool | None = None) -> RunView:
-    """A run as the HTTP API sends it (gateway/api/schemas.py ``RunOut``) as the view the tables print,
+    """A run as the HTTP API sends it (gateway/http/api/schemas.py ``RunOut``) as the view the tables print,
     read leniently: a field a server leaves out shows as missing rather than failing the command."""
 
     def text(key: str) -> str:
@@ -122,7 +122,7 @@ def submission_row_of(item: Mapping[str, Any]) -> SubmissionRow:
 
 def record_of_run(run: Mapping[str, Any]) -> RunRecord:
     """A run as the API sends it (RunOut), as the record the run tables print; read leniently."""
-    from gateway.service import RunRecord
+    from gateway.service.facade import RunRecord
 
     return RunRecord(
         run_id=str(run.get("run_id", "")),
@@ -155,7 +155,7 @@ def record_of_run(run: Mapping[str, Any]) -> RunRecord:
 
 def summary_of(board: Mapping[str, Any]) -> LeaderboardSummary:
     """A leaderboard as the API lists it (LeaderboardOut)."""
-    from gateway.service import LeaderboardSummary
+    from gateway.service.facade import LeaderboardSummary
 
     gpus = board.get("gpu_types")
     return LeaderboardSummary(
@@ -172,7 +172,7 @@ def summary_of(board: Mapping[str, Any]) -> LeaderboardSummary:
 def view_of_api(board: Mapping[str, Any], rankings: list[Any], recent: list[Any]) -> LeaderboardView:
     """A leaderboard's page as the API gives it (LeaderboardOut, [RankingOut], [RunOut]), as the view the
     leaderboard table prints."""
-    from gateway.service import LeaderboardRecord, LeaderboardView, RankedEntry
+    from gateway.service.facade import LeaderboardRecord, LeaderboardView, RankedEntry
 
     ranking: dict[str, list[RankedEntry]] = {}
     for group in rankings:

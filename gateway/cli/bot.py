@@ -27,8 +27,8 @@ def bot(log_format: LogFormatOption = None) -> None:
 
     from pydantic import ValidationError
 
-    from gateway.errors import GatewayError
-    from gateway.service import Gateway
+    from gateway.core.errors import GatewayError
+    from gateway.service.facade import Gateway
 
     gateway_settings = service_settings(log_format)
     try:

@@ -16,10 +16,10 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.errors import GatewayError, RefusedError, StoreError, UserError
+from gateway.core.errors import GatewayError, RefusedError, StoreError, UserError
 
 if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
-    from gateway.service import Gateway
+    from gateway.service.facade import Gateway
 
 console = Console()
 err_console = Console(stderr=True)  # errors of a command whose stdout is for a program (--json)
@@ -57,7 +57,7 @@ def set_verbose(verbose: bool) -> None:
     """How much the command logs: debug detail with -v/--verbose, else warnings only (worker, serve and bot
     set their level from GATEWAY_LOG_LEVEL). The one place the root's level is chosen (`gateway -v CMD`
     and `gateway CMD -v` both come here)."""
-    from gateway import logs
+    from gateway.core import logs
 
     logs.configure(verbose)
 
@@ -105,8 +105,8 @@ def run_gateway(
     """Open a Gateway, run ``body`` with it, close it; turn gateway errors into a message and exit code.
     SIGTERM cancels like Ctrl-C does, so a killed `gateway submit` cancels its job and records it."""
 
-    from gateway.service import Gateway
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
+    from gateway.service.facade import Gateway
 
     async def main() -> T:
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 BOARD_TIMEOUT_S = 1.5
-LOCAL_SITE = "local"  # gateway.sites.LOCAL_SITE_NAME, without loading the site models
+LOCAL_SITE = "local"  # gateway.config.sites.LOCAL_SITE_NAME, without loading the site models
 
 
 def _matching(incomplete: str, names: Iterable[str]) -> list[str]:
@@ -30,7 +30,7 @@ def _settings_path(variable: str, field: str) -> Path:
     value = os.environ.get(variable)
     if value:
         return Path(value).expanduser()
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
     path: Path = getattr(Settings(), field)
     return path
@@ -119,7 +119,7 @@ def board_names(incomplete: str) -> list[str]:
     try:
         import asyncio
 
-        from gateway.settings import Settings
+        from gateway.config.settings import Settings
 
         dsn = Settings().database_dsn()
         if dsn is None:

@@ -8,11 +8,11 @@ from pathlib import Path
 from rich.console import Console
 
 from gateway.cli.output import print_leaderboard
-from gateway.errors import UserError
-from gateway.formatting import format_seconds
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR, Gateway, RunReport
-from gateway.tasks import load_task
+from gateway.config.tasks import load_task
+from gateway.core.errors import UserError
+from gateway.core.formatting import format_seconds
+from gateway.service.facade import OPERATOR, Gateway, RunReport
+from gateway.service.model import SubmitRequest
 
 # problem -> (site, GPU type); solution -> the demo user who submits it
 DEMO_ROUTES = {"vectoradd": ("alpha", "H100"), "softmax": ("beta", "A100")}

@@ -5,7 +5,7 @@ The status line shows, for each run still going: its state, Slurm's pending reas
 to start, its place in the gateway's own queue, and the time since it was queued. It is drawn only when
 the console is a terminal (rich Live, redrawn a few times a second); elsewhere (a pipe, a log file, a
 test) each event is one plain line, as it always was. Everything it shows comes from the run's recorded
-events (gateway/waiting.py wrote them), so a remote watcher sees exactly what a local one does."""
+events (gateway/core/waiting.py wrote them), so a remote watcher sees exactly what a local one does."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.text import Text
 
 from gateway.cli.output import plain
-from gateway.waiting import parse_waiting
+from gateway.core.waiting import parse_waiting
 
 if TYPE_CHECKING:
-    from gateway.model import Submission
-    from gateway.remote import RemoteGateway
-    from gateway.service import Gateway, RunRecord
+    from gateway.client.remote import RemoteGateway
+    from gateway.service.facade import Gateway, RunRecord
+    from gateway.service.model import Submission
 
 Clock = Callable[[], datetime]
 QUEUE_POLL_S = 3.0  # how often a queued run's place in line is asked for (one small query)
@@ -242,8 +242,8 @@ async def watch_local(gateway: Gateway, run_id: str, console: Console) -> bool:
     """Follow a run's submission (the run given, and its secret rerun) to its end in the database,
     with the live status line; print the result table as `gateway submit` does. True when it passed."""
     from gateway.cli.output import print_report
-    from gateway.runview import run_view
-    from gateway.service import OPERATOR
+    from gateway.service.facade import OPERATOR
+    from gateway.service.runview import run_view
 
     record = await gateway.run(run_id, caller=OPERATOR)
     runs = await gateway.submission_runs(record.submission_id, caller=OPERATOR)

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from gateway import formatting
-from gateway.authority import OPERATOR
 from gateway.cli.common import EXIT_USAGE, console, err_console, fail, run_gateway, warn
 from gateway.cli.output import plain, print_leaderboard
 from gateway.cli.tables import (
@@ -22,12 +20,14 @@ from gateway.cli.tables import (
     print_leaderboards,
     unfinished_text,
 )
-from gateway.errors import UserError
-from gateway.formatting import DEADLINE_HELP
-from gateway.modes import RunMode, as_mode
+from gateway.core import formatting
+from gateway.core.errors import UserError
+from gateway.core.formatting import DEADLINE_HELP
+from gateway.core.modes import RunMode, as_mode
+from gateway.service.authority import OPERATOR
 
 if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
-    from gateway.service import Gateway
+    from gateway.service.facade import Gateway
 
 app = typer.Typer(
     help="Create, list, show and delete leaderboards; set their rate limits and deadlines.",
@@ -87,7 +87,7 @@ def create(
     closes = parse_deadline(deadline) if deadline is not None else None
 
     async def body(gateway: Gateway) -> None:
-        from gateway.tasks import find_task_dir, load_task
+        from gateway.config.tasks import find_task_dir, load_task
 
         definition = load_task(find_task_dir(task, gateway.settings.tasks_dir))
         board = await gateway.boards.create_leaderboard(
@@ -151,7 +151,7 @@ def list_(
         boards = await gateway.boards.leaderboards(caller=OPERATOR)
         shown = [board for board in boards if all_ or board.visibility == "public"]
         if as_json:
-            from gateway.api.schemas import summary_out
+            from gateway.http.api.schemas import summary_out
 
             print_json([summary_out(board).model_dump(mode="json") for board in shown])
         else:
@@ -178,7 +178,7 @@ def show(
 
     if remote is not None:
         from gateway.cli.api_json import view_of_api
-        from gateway.remote import RemoteGateway
+        from gateway.client.remote import RemoteGateway
 
         async def read(gateway: RemoteGateway) -> tuple[dict[str, Any], list[Any], list[Any]]:
             board = await gateway.leaderboard(name)
@@ -202,7 +202,7 @@ def show(
     async def body(gateway: Gateway) -> None:
         view = await gateway.boards.leaderboard(name, top=top, gpu=gpu, caller=OPERATOR)
         if as_json:
-            from gateway.api.schemas import RankingOut, ranked_out
+            from gateway.http.api.schemas import RankingOut, ranked_out
 
             print_json(
                 [

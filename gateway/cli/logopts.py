@@ -1,5 +1,5 @@
 """`--log-format` of the long-running commands (worker, serve, bot), and their settings read with their
-logging set up from them: GATEWAY_LOG_LEVEL, GATEWAY_LOG_FORMAT and the root's -v (gateway.logs)."""
+logging set up from them: GATEWAY_LOG_LEVEL, GATEWAY_LOG_FORMAT and the root's -v (gateway.core.logs)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway import logs
+from gateway.core import logs
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
 
 class LogFormatName(StrEnum):
@@ -37,7 +37,7 @@ def service_settings(log_format: LogFormatName | None) -> Settings:
     from pydantic import ValidationError
 
     from gateway.cli.common import EXIT_USAGE, error
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
     try:
         settings = Settings()

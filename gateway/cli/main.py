@@ -30,12 +30,12 @@ from gateway.cli.serve import serve as serve_command
 from gateway.cli.sites import app as sites_app
 from gateway.cli.users import app as users_app
 from gateway.cli.worker import worker as worker_command
-from gateway.errors import GatewayError, UserError
-from gateway.modes import RunMode, as_mode
-from gateway.runview import view_of_report
+from gateway.core.errors import GatewayError, UserError
+from gateway.core.modes import RunMode, as_mode
+from gateway.service.runview import view_of_report
 
 if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
-    from gateway.service import Gateway
+    from gateway.service.facade import Gateway
 
 VERBOSE_HELP = "log debug detail"
 
@@ -210,12 +210,12 @@ def submit(
         fail("--json prints the submission as the database recorded it: it cannot go with --no-db", to=out)
     if as_json:
         try:
-            import gateway.api.schemas  # noqa: F401  (the API's document; the api extra brings FastAPI)
+            import gateway.http.api.schemas  # noqa: F401  (the API's document; the api extra brings FastAPI)
         except ImportError:
             fail("a local --json needs the api extra: pip install 'kernel-gateway[api]'", to=out)
-    from gateway.model import SubmitRequest
-    from gateway.settings import Settings
-    from gateway.tasks import find_task_dir, load_task
+    from gateway.config.settings import Settings
+    from gateway.config.tasks import find_task_dir, load_task
+    from gateway.service.model import SubmitRequest
 
     try:
         definition = load_task(find_task_dir(task, Settings().tasks_dir)) if task is not None else None
@@ -262,10 +262,10 @@ def submit(
 
 
 def read_source(file: Path, out: Console, *, checked_here: bool) -> str:
-    """A submission's text, through the intake every front end uses (gateway/intake.py); exit 2 with its
-    message, naming the file, otherwise. ``checked_here``: within this gateway's size limit (a remote
+    """A submission's text, through the intake every front end uses (gateway/service/intake.py); exit 2 with
+    its message, naming the file, otherwise. ``checked_here``: within this gateway's size limit (a remote
     gateway checks its own)."""
-    from gateway.intake import take_upload
+    from gateway.service.intake import take_upload
 
     try:
         data = file.read_bytes()
@@ -273,7 +273,7 @@ def read_source(file: Path, out: Console, *, checked_here: bool) -> str:
         fail(f"cannot read {shown_path(file)}: {exc.strerror}", to=out)
     max_bytes = None
     if checked_here:
-        from gateway.settings import Settings
+        from gateway.config.settings import Settings
 
         max_bytes = Settings().max_submission_bytes
     try:
@@ -286,7 +286,7 @@ def with_directives(
     file: Path, code: str, leaderboard: str | None, gpu: str | None, out: Console
 ) -> tuple[str | None, str | None]:
     """The leaderboard and GPU type: the flags, else the file's `#!POPCORN` directives."""
-    from gateway.directives import parse_directives
+    from gateway.client.directives import parse_directives
 
     try:
         directives = parse_directives(code, shown_path(file))
@@ -296,9 +296,9 @@ def with_directives(
 
 
 async def print_submission_json(gateway: Gateway, run_id: str) -> None:
-    """The submission of a run as `GET /api/submissions/{id}` answers it (gateway/api/schemas.py)."""
-    from gateway.api.schemas import submission_out
-    from gateway.service import OPERATOR
+    """The submission of a run as `GET /api/submissions/{id}` answers it (gateway/http/api/schemas.py)."""
+    from gateway.http.api.schemas import submission_out
+    from gateway.service.facade import OPERATOR
 
     record = await gateway.run(run_id, caller=OPERATOR)
     runs = await gateway.submission_runs(record.submission_id, caller=OPERATOR)
@@ -308,8 +308,8 @@ async def print_submission_json(gateway: Gateway, run_id: str) -> None:
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending yoyo migrations to GATEWAY_DATABASE_URL."""
-    from gateway.migrate import apply_migrations
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
+    from gateway.store.migrate import apply_migrations
 
     dsn = Settings().database_dsn()
     if dsn is None:
@@ -332,8 +332,8 @@ def db_rollback(
     """Roll back the latest migration (or those after --to) with its .rollback.sql; drops their data."""
     from rich.markup import escape
 
-    from gateway.migrate import rollback_migrations
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
+    from gateway.store.migrate import rollback_migrations
 
     dsn = Settings().database_dsn()
     if dsn is None:
@@ -358,7 +358,7 @@ def demo(
 ) -> None:
     """Push the example solutions through the dev sites into the leaderboard and print it."""
     from gateway.cli.demo import run_demo
-    from gateway.resources import problems_dir as shipped_problems
+    from gateway.core.resources import problems_dir as shipped_problems
 
     problems_dir = problems_dir or shipped_problems()
 

@@ -14,12 +14,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.formatting import format_seconds
-from gateway.validation import printable
+from gateway.core.formatting import format_seconds
+from gateway.core.validation import printable
 
 if TYPE_CHECKING:  # type names only: the service loads when a command runs, not for --help
-    from gateway.runview import NcuView, ProfileView, RunView
-    from gateway.service import LeaderboardView, RunReport
+    from gateway.service.facade import LeaderboardView, RunReport
+    from gateway.service.runview import NcuView, ProfileView, RunView
 
 
 def plain(value: object | None, empty: str = "-") -> Text:

@@ -19,11 +19,11 @@ from rich.text import Text
 from gateway.cli.api_json import view_of_run
 from gateway.cli.common import EXIT_FAILED, console, err_console, fail, run_async, warn
 from gateway.cli.output import plain, print_report
-from gateway.credentials import credentials_path, save, token_for
-from gateway.errors import GatewayError, RemoteError, UserError
+from gateway.client.credentials import credentials_path, save, token_for
+from gateway.core.errors import GatewayError, RemoteError, UserError
 
 if TYPE_CHECKING:  # httpx loads when a remote command runs, not for --help
-    from gateway.remote import RemoteGateway
+    from gateway.client.remote import RemoteGateway
 
 CANCEL_TIMEOUT_S = 10.0
 
@@ -40,7 +40,7 @@ def login(
     Get a token with `/leaderboard token` in Discord or from an admin (`gateway users token NAME`). It is
     saved in $XDG_CONFIG_HOME/kernel-gateway/credentials.json (~/.config/...), readable by you only;
     GATEWAY_TOKEN, when set, is used instead of the saved token."""
-    from gateway.remote import RemoteGateway, api_url
+    from gateway.client.remote import RemoteGateway, api_url
 
     out = err_console if as_json else console
     try:
@@ -100,7 +100,7 @@ def submit_remote(
     import asyncio
 
     from gateway.cli.follow import follow_remote, print_detached_remote
-    from gateway.remote import RemoteGateway
+    from gateway.client.remote import RemoteGateway
 
     out = err_console if as_json else console
     base, token = _login_for(url, out)
@@ -131,7 +131,7 @@ def watch_remote(url: str, run_id: str, *, as_json: bool = False) -> None:
     """`gateway runs watch RUN --remote URL`: follow the run's submission over the API to its end, as
     `gateway submit --remote` does (Ctrl-C stops watching; the runs go on)."""
     from gateway.cli.follow import follow_remote
-    from gateway.remote import RemoteGateway
+    from gateway.client.remote import RemoteGateway
 
     out = err_console if as_json else console
     base, token = _login_for(url, out)
@@ -150,7 +150,7 @@ def watch_remote(url: str, run_id: str, *, as_json: bool = False) -> None:
 
 def _login_for(url: str, out: Console) -> tuple[str, Any]:
     """The gateway's base URL and the saved (or GATEWAY_TOKEN) token for it; exit 2 saying what to do."""
-    from gateway.remote import api_url
+    from gateway.client.remote import api_url
 
     try:
         base = api_url(url)
@@ -207,7 +207,7 @@ async def _cancel(gateway: RemoteGateway, submission_id: str, run_ids: list[str]
     """Cancel the submission's runs on the server (Ctrl-C, SIGTERM); what to tell the user."""
     import asyncio
 
-    from gateway.remote import clean
+    from gateway.client.remote import clean
 
     said = []
     try:

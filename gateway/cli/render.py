@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from gateway.errors import ConfigError, UserError
-from gateway.modes import RunMode
+from gateway.core.errors import ConfigError, UserError
+from gateway.core.modes import RunMode
 
 if TYPE_CHECKING:  # the backends, settings and site models load when the command runs, not for --help
-    from gateway.settings import Settings
-    from gateway.site_parts import PartitionConfig
-    from gateway.sites import SiteConfig
+    from gateway.config.settings import Settings
+    from gateway.config.site_parts import PartitionConfig
+    from gateway.config.sites import SiteConfig
 
 PLACEHOLDER_RUN_ID = "00000000-0000-0000-0000-000000000000"
 errors = Console(stderr=True)
@@ -39,10 +39,10 @@ def render_script(
 ) -> str:
     """The job script for ``site_name``'s partition (by name, else the first with ``gpu_type``, else its
     first) running the task in ``task_dir``; raises UserError or ConfigError when it cannot be made."""
-    from gateway.backends.base import JobRequest, script_context
-    from gateway.bundle import BundlePaths, build_spec
-    from gateway.render import TemplateRenderer
-    from gateway.tasks import load_task
+    from gateway.config.tasks import load_task
+    from gateway.running.backends.base import JobRequest, script_context
+    from gateway.running.bundle import BundlePaths, build_spec
+    from gateway.running.jobscript import TemplateRenderer
 
     site = _site(settings, site_name)
     partition = _partition(site, gpu_type, partition_name)
@@ -56,9 +56,9 @@ def render_script(
 
 
 def _site(settings: Settings, name: str) -> SiteConfig:
-    """The site as the service resolves it (gateway/sitedir.py): a site file's, or the local site."""
-    from gateway.sitedir import SiteDirectory
-    from gateway.sites import load_sites
+    """The site as the service resolves it (gateway/service/sitedir.py): a site file's, or the local site."""
+    from gateway.config.sites import load_sites
+    from gateway.service.sitedir import SiteDirectory
 
     try:
         return SiteDirectory(settings, load_sites(settings.sites_dir)).site(name)
@@ -95,7 +95,7 @@ def render(
     ] = PLACEHOLDER_RUN_ID,
 ) -> None:
     """Print the job script a site would get for a task, without submitting anything."""
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
     try:
         script = render_script(

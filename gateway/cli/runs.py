@@ -16,7 +16,7 @@ from gateway.cli.output import plain, print_report
 from gateway.cli.tables import print_run, print_runs
 
 if TYPE_CHECKING:
-    from gateway.service import Gateway
+    from gateway.service.facade import Gateway
 
 app = typer.Typer(
     help="Runs recorded in the database: list, show, watch, cancel, resume; your submissions.",
@@ -32,7 +32,7 @@ JSON = typer.Option("--json", help="print the HTTP API's JSON instead of a table
 def needs_api_extra() -> None:
     """A local --json prints the API's documents: they are the api extra's models."""
     try:
-        import gateway.api.schemas  # noqa: F401
+        import gateway.http.api.schemas  # noqa: F401
     except ImportError:
         fail("a local --json needs the api extra: pip install 'kernel-gateway[api]'", to=err_console)
 
@@ -44,9 +44,9 @@ def print_json(document: Any) -> None:
 def remote_read(url: str, read: Any) -> Any:
     """Run ``read(RemoteGateway)`` against a gateway with the saved token; exit with its message."""
     from gateway.cli.common import run_async
-    from gateway.credentials import credentials_path, token_for
-    from gateway.errors import UserError
-    from gateway.remote import RemoteGateway, api_url
+    from gateway.client.credentials import credentials_path, token_for
+    from gateway.client.remote import RemoteGateway, api_url
+    from gateway.core.errors import UserError
 
     try:
         base = api_url(url)
@@ -76,7 +76,7 @@ def list_(
     file, mode, GPU type, site/partition, Slurm job, state and score. A leaderboard submission has a
     public run and a secret rerun."""
 
-    from gateway.service import OPERATOR
+    from gateway.service.facade import OPERATOR
 
     if as_json:
         needs_api_extra()
@@ -86,7 +86,7 @@ def list_(
             leaderboard=leaderboard, user=user, unfinished=unfinished, site=site, limit=limit, caller=OPERATOR
         )
         if as_json:
-            from gateway.api.schemas import run_out
+            from gateway.http.api.schemas import run_out
 
             print_json([run_out(run).model_dump(mode="json") for run in runs])
         else:
@@ -115,8 +115,8 @@ def show(
         else:
             print_run(console, view_of_run(run), None)
         return
-    from gateway.runview import run_view
-    from gateway.service import OPERATOR
+    from gateway.service.facade import OPERATOR
+    from gateway.service.runview import run_view
 
     if as_json:
         needs_api_extra()
@@ -125,7 +125,7 @@ def show(
 
         record = await gateway.run(run_id, caller=OPERATOR)
         if as_json:
-            from gateway.api.schemas import run_out
+            from gateway.http.api.schemas import run_out
 
             print_json(run_out(record).model_dump(mode="json"))
             return
@@ -189,7 +189,7 @@ def mine(
         print_submissions(console, rows, title)
         _next_page(page.get("next_before"))
         return
-    from gateway.service import OPERATOR
+    from gateway.service.facade import OPERATOR
 
     if as_json:
         needs_api_extra()
@@ -199,7 +199,7 @@ def mine(
         pages = await gateway.own_submissions(account, before=before, limit=limit, caller=OPERATOR)
         following = pages[-1][0].public_id if len(pages) == limit else None
         if as_json:
-            from gateway.api.schemas import SubmissionPageOut, submission_summary_out
+            from gateway.http.api.schemas import SubmissionPageOut, submission_summary_out
 
             page = SubmissionPageOut(
                 submissions=[submission_summary_out(runs) for runs in pages], next_before=following
@@ -224,7 +224,7 @@ def cancel(run_id: Annotated[str, RUN_ARG]) -> None:
     A run no worker has started ends CANCELLED at once; a running one is cancelled by the worker that
     holds it, which cancels its Slurm job. Exit code 1 if it had already finished otherwise."""
 
-    from gateway.service import OPERATOR
+    from gateway.service.facade import OPERATOR
 
     async def body(gateway: Gateway) -> bool:
         console.print(plain(await gateway.cancel_run(run_id, caller=OPERATOR)), highlight=False)
@@ -247,7 +247,7 @@ def resume(
     Follows each one's Slurm job (found by job id, or by its name gw-<run id> when the id was never
     recorded) and submits only runs the site has no job for."""
 
-    from gateway.runview import view_of_report
+    from gateway.service.runview import view_of_report
 
     async def body(gateway: Gateway) -> bool:
         async def show(run_id: str, message: str) -> None:

@@ -36,10 +36,10 @@ def serve(
 
     import uvicorn
 
-    from gateway.api import create_app
-    from gateway.api.server import server_config
-    from gateway.errors import GatewayError
-    from gateway.service import Gateway
+    from gateway.core.errors import GatewayError
+    from gateway.http.api import create_app
+    from gateway.http.api.server import server_config
+    from gateway.service.facade import Gateway
 
     settings = service_settings(log_format)
     if settings.database_dsn() is None:
@@ -54,7 +54,7 @@ def serve(
             settings,
             host=host,
             port=port,
-            log_config=None,  # uvicorn's loggers propagate to gateway.logs' handler, at its levels
+            log_config=None,  # uvicorn's loggers propagate to gateway.core.logs' handler, at its levels
             proxy_headers=True,
             forwarded_allow_ips=forwarded_allow_ips,
         )

@@ -10,14 +10,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway.authority import OPERATOR
 from gateway.cli.common import fail, run_gateway, shown_path
 from gateway.cli.output import plain
 from gateway.cli.tables import print_site_health
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
+from gateway.service.authority import OPERATOR
 
 if TYPE_CHECKING:  # the service, settings and site check load when a command runs, not for --help
-    from gateway.service import Gateway
+    from gateway.service.facade import Gateway
     from gateway.sitecheck import SiteCheck, Step
 
 app = typer.Typer(
@@ -28,8 +28,9 @@ app = typer.Typer(
 console = Console()
 STATUS_STYLE = {"PASS": "bold green", "FAIL": "bold red", "SKIP": "yellow"}
 TITLE_WIDTH = 22
-# The defaults of gateway.sitecheck.DEFAULT_PROBE_TIMEOUT_S and gateway.processing.DEFAULT_SWEEP_GRACE_S,
-# written out so that `--help` loads neither (tests/unit/test_cli_start.py checks they agree).
+# The defaults of gateway.sitecheck.DEFAULT_PROBE_TIMEOUT_S and
+# gateway.service.processor.DEFAULT_SWEEP_GRACE_S, written out so that `--help` loads neither
+# (tests/unit/test_cli_start.py checks they agree).
 PROBE_TIMEOUT_S = 300.0
 SWEEP_GRACE_HOURS = 24.0
 
@@ -44,8 +45,8 @@ def validate(
 
     Exit code 0 when every file is valid, 1 when one is not, 2 when the folder is missing or holds no
     *.yaml file."""
-    from gateway.settings import Settings
-    from gateway.sites import load_sites
+    from gateway.config.settings import Settings
+    from gateway.config.sites import load_sites
 
     folder = sites_dir or Settings().sites_dir
     if not folder.is_dir():
@@ -82,9 +83,9 @@ def init(
     import asyncio
 
     from gateway.cli.common import fail, shown_path
-    from gateway.discovery import discover, site_yaml
-    from gateway.errors import GatewayError
-    from gateway.settings import Settings
+    from gateway.config.discovery import discover, site_yaml
+    from gateway.config.settings import Settings
+    from gateway.core.errors import GatewayError
 
     settings = Settings()
     try:
@@ -148,8 +149,8 @@ def check(
     import contextlib
     import functools
 
-    from gateway.service import Gateway, probe_gateway
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
+    from gateway.service.facade import Gateway, probe_gateway
     from gateway.sitecheck import SiteCheck
 
     settings = Settings(sites_dir=sites_dir) if sites_dir is not None else Settings()
@@ -240,7 +241,7 @@ def health() -> None:
 
     As the workers recorded them, with the last error and the reason a site was drained."""
 
-    from gateway.sites import LOCAL_SITE_NAME
+    from gateway.config.sites import LOCAL_SITE_NAME
 
     async def body(gateway: Gateway) -> None:
         sites = {LOCAL_SITE_NAME: gateway.sites.local, **gateway.sites.configured}

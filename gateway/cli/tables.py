@@ -14,11 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway.cli.output import plain
-from gateway.formatting import duration, format_seconds
+from gateway.core.formatting import duration, format_seconds
 
 if TYPE_CHECKING:  # type names only: the service loads when a command runs, not for --help
-    from gateway.runview import RunView
-    from gateway.service import (
+    from gateway.config.sites import SiteConfig
+    from gateway.service.facade import (
         IsolationCheck,
         LeaderboardSummary,
         LeaderboardView,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # type names only: the service loads when a command runs, not
         RunRecord,
         SiteHealth,
     )
-    from gateway.sites import SiteConfig
+    from gateway.service.runview import RunView
 
 STATE_STYLE = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow", "TIMEOUT": "red"}
 

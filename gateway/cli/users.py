@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from gateway.authority import OPERATOR
 from gateway.cli.common import console, run_gateway
 from gateway.cli.output import plain
+from gateway.service.authority import OPERATOR
 
 if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
-    from gateway.service import Gateway
+    from gateway.service.facade import Gateway
 
 app = typer.Typer(help="Users: ban and unban submitters; make and revoke API tokens.", no_args_is_help=True)
 NAME_ARG = typer.Argument(

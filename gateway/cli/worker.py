@@ -11,7 +11,7 @@ from rich.console import Console
 from gateway.cli.logopts import LogFormatOption, service_settings
 
 console = Console(stderr=True)
-log = logging.getLogger("gateway.worker")
+log = logging.getLogger("gateway.service.queue_worker")
 
 
 def worker(
@@ -31,8 +31,8 @@ def worker(
     import asyncio
     import signal
 
-    from gateway.errors import GatewayError
-    from gateway.service import Gateway
+    from gateway.core.errors import GatewayError
+    from gateway.service.facade import Gateway
 
     settings = service_settings(log_format)
 

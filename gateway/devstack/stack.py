@@ -177,8 +177,8 @@ class DevStack:
         return "each site shows its own partitions over ssh (pinned host keys)"
 
     def _migrate(self) -> str:
-        from gateway.errors import StoreError
-        from gateway.migrate import apply_migrations
+        from gateway.core.errors import StoreError
+        from gateway.store.migrate import apply_migrations
 
         try:
             applied = apply_migrations(postgres.database_url(self.paths))

@@ -22,19 +22,19 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
-from gateway.backends.factory import make_transport
-from gateway.errors import CommandError, ConfigError, GatewayError, TransportError
-from gateway.isolation import Verdict
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.config.sites import SiteConfig, load_site, load_sites
+from gateway.core.errors import CommandError, ConfigError, GatewayError, TransportError
+from gateway.running.backends.factory import make_transport
+from gateway.running.transport import Transport
+from gateway.running.transport.ssh import HostKeyError, is_pinned, known_host_pattern
+from gateway.service.isolation import Verdict
 from gateway.sitecheck.isolation import KEY as ISOLATION_KEY
 from gateway.sitecheck.isolation import TITLE as ISOLATION_TITLE
 from gateway.sitecheck.isolation import run_isolation_probe
 from gateway.sitecheck.probe import DEFAULT_PROBE_TIMEOUT_S, GatewayForSite, Progress, probe_key, run_probe
 from gateway.sitecheck.slurm import ClusterFacts, check_account, check_commands, check_partition
 from gateway.sitecheck.step import Status, Step
-from gateway.sites import SiteConfig, load_site, load_sites
-from gateway.transport import Transport
-from gateway.transport.ssh import HostKeyError, is_pinned, known_host_pattern
 
 __all__ = ["DEFAULT_PROBE_TIMEOUT_S", "SiteCheck", "Status", "Step"]
 # Create the workdir, write, read back and remove a probe file, then report the free space there.
@@ -68,7 +68,7 @@ class SiteCheck:
         open_gateway: GatewayForSite | None = None,
     ) -> None:
         """``open_gateway`` makes the database-less gateway of one site that the probe jobs submit
-        through (gateway.service.probe_gateway); without it the probe steps cannot run."""
+        through (gateway.service.facade.probe_gateway); without it the probe steps cannot run."""
         self._settings = settings
         self._name = name
         self._transport_factory = transport_factory or make_transport

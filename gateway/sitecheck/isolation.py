@@ -2,7 +2,7 @@
 reach nothing: a sibling bundle's key (a decoy the check plants in the workdir), the files of the login
 account's home and ~/.ssh, a file in ~/.local, a TCP connection to the site's sshd, a network interface
 other than loopback, the trusted runner's process. It passes only when every attempt fails, and then the
-site may take leaderboard runs (gateway/isolation.py asks for a passed check of its current settings).
+site may take leaderboard runs (gateway/service/isolation.py asks for a passed check of its current settings).
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import secrets
 import time
 from pathlib import PurePosixPath
 
-from gateway.backends.slurm import SlurmBackend
-from gateway.errors import GatewayError
-from gateway.isolation import Verdict
-from gateway.model import SubmitRequest
+from gateway.config.sites import SiteConfig
+from gateway.config.tasks import load_task
+from gateway.core.errors import GatewayError
+from gateway.running.backends.slurm import SlurmBackend
+from gateway.service.isolation import Verdict
+from gateway.service.model import SubmitRequest
 from gateway.sitecheck.probe import (
     DEFAULT_PROBE_TIMEOUT_S,
     PROBE_TASK_DIR,
@@ -26,8 +28,6 @@ from gateway.sitecheck.probe import (
     Progress,
 )
 from gateway.sitecheck.step import Step
-from gateway.sites import SiteConfig
-from gateway.tasks import load_task
 
 KEY, TITLE = "isolation", "isolation of submitted code"
 DECOY_PREFIX = ".isolation-decoy-"
@@ -191,7 +191,7 @@ async def _probe(
 
 
 async def verify_isolation(open_gateway: GatewayForSite, site: SiteConfig) -> Verdict:
-    """The gateway's own check before a site's first leaderboard run (gateway/isolation.py)."""
+    """The gateway's own check before a site's first leaderboard run (gateway/service/isolation.py)."""
     step = await run_isolation_probe(site, open_gateway)
     return Verdict(step.status == "PASS", step.detail)
 

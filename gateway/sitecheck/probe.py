@@ -9,16 +9,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from gateway import resources
-from gateway.errors import GatewayError
-from gateway.model import EventCallback, SubmitRequest
+from gateway.config.sites import SiteConfig
+from gateway.config.tasks import load_task
+from gateway.core import resources
+from gateway.core.errors import GatewayError
+from gateway.service.model import EventCallback, SubmitRequest
 from gateway.sitecheck.step import Step
-from gateway.sites import SiteConfig
-from gateway.tasks import load_task
 
 if TYPE_CHECKING:
-    from gateway.execution import RunReport
-    from gateway.sitedir import SiteDirectory
+    from gateway.running.execution import RunReport
+    from gateway.service.sitedir import SiteDirectory
 
 PROBE_TASK_DIR = resources.probe_task_dir()
 PROBE_TASK_NAME = "site-check-probe"
@@ -29,8 +29,9 @@ Progress = Callable[[str], Awaitable[None]]
 
 
 class ProbeGateway(Protocol):
-    """What a probe submits through: a gateway of one site and no database (gateway.service.probe_gateway,
-    passed in by whoever runs the check, so the site check never imports the service above it)."""
+    """What a probe submits through: a gateway of one site and no database
+    (gateway.service.facade.probe_gateway, passed in by whoever runs the check, so the site check never
+    imports the service above it)."""
 
     @property
     def sites(self) -> SiteDirectory: ...

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from gateway.cluster_info import parse_gres_items, parse_time_s
-from gateway.site_parts import PartitionConfig
+from gateway.config.cluster_info import parse_gres_items, parse_time_s
+from gateway.config.site_parts import PartitionConfig
+from gateway.config.sites import SiteConfig
+from gateway.running.transport import Transport
 from gateway.sitecheck.step import Step
-from gateway.sites import SiteConfig
-from gateway.transport import Transport
 
 # Which of the Slurm commands the gateway uses the login shell cannot find.
 MISSING_COMMANDS_SCRIPT = 'for c in "$@"; do command -v -- "$c" > /dev/null 2>&1 || echo "$c"; done'
@@ -51,7 +51,7 @@ def gres_wanted(gres: str) -> list[str]:
 
 
 def parse_slurm_time(text: str) -> int | None:
-    """Seconds in a Slurm time (gateway.cluster_info.parse_time_s); None for `infinite`, `UNLIMITED` or
+    """Seconds in a Slurm time (gateway.config.cluster_info.parse_time_s); None for `infinite`, `UNLIMITED` or
     anything unreadable, which then limits nothing."""
     try:
         return parse_time_s(text)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from gateway.errors import StoreError
+from gateway.core.errors import StoreError
 from gateway.store.base import TRANSIENT, translate
 
 _PREFIX = re.compile(r"[a-z][a-z0-9_]{0,30}")

@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
-from gateway.errors import StoreError
+from gateway.core.errors import StoreError
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

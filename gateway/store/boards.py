@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.errors import StoreError
+from gateway.core.errors import StoreError
 from gateway.store.base import StoreBase, retried
 from gateway.store.records import (
     IsolationCheck,

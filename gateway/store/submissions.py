@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.errors import RefusedError, UserError
+from gateway.core.errors import RefusedError, UserError
 from gateway.store.base import StoreBase, retried
 from gateway.store.records import NewRun
 

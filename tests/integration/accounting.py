@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway.states import JobState, parse_slurm_state
-from gateway.transport.ssh import SSHTransport
+from gateway.core.states import JobState, parse_slurm_state
+from gateway.running.transport.ssh import SSHTransport
 
 
 async def finished_jobs(

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from gateway.api import create_app
-from gateway.api.server import serving
-from gateway.service import OPERATOR, Gateway
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.http.api import create_app
+from gateway.http.api.server import serving
+from gateway.service.facade import OPERATOR, Gateway
 from tests.integration.scratch import migrated_store
 
 ADMIN_TOKEN = f"admin-{uuid.uuid4().hex}"

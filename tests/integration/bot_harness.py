@@ -18,8 +18,8 @@ from pydantic import SecretStr
 
 from bot.client import GatewayBot
 from bot.settings import BotSettings
-from gateway.service import Gateway
-from gateway.settings import REPO_ROOT, Settings
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.service.facade import Gateway
 from tests.fake_discord import (
     ADMIN_ROLE_ID,
     GUILD_ID,

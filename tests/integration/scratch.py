@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.migrate import apply_migrations
 from gateway.store import LeaderboardRecord, NewRun, Store
 from gateway.store.admin import scratch_database
+from gateway.store.migrate import apply_migrations
 
 WORKER = "test-worker"
 

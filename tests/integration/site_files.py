@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
 
 
 def dev_site_text(name: str, dev_dir: Path) -> str:

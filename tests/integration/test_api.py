@@ -12,8 +12,8 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from gateway.service import OPERATOR
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.service.facade import OPERATOR
 from tests.conftest import solution
 from tests.integration.api_harness import ADMIN_TOKEN, ApiUnderTest, api_server
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 from tests.conftest import solution
 from tests.integration.api_harness import ADMIN_TOKEN, api_server
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 from tests.conftest import solution
 from tests.integration.api_harness import ADMIN_TOKEN, ApiUnderTest, api_on, api_server
 

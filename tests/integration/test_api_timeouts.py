@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 from tests.integration.api_harness import api_server
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.service import OPERATOR, Gateway
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.service.facade import OPERATOR, Gateway
 from gateway.store import NewRun
 from tests.conftest import solution
 from tests.integration.api_harness import ADMIN_TOKEN, api_server

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from bot.embeds import PROFILE_FIELD
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR, Gateway
-from gateway.settings import Settings
-from gateway.tasks import load_task
+from gateway.config.settings import Settings
+from gateway.config.tasks import load_task
+from gateway.service.facade import OPERATOR, Gateway
+from gateway.service.model import SubmitRequest
 from tests.conftest import PROBLEMS, solution
 from tests.fake_discord import OTHER_GUILD_ID, Member
 from tests.integration.bot_harness import (

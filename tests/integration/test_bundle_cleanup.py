@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.slurm import SlurmBackend
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR, Gateway, as_mode
-from gateway.settings import Settings
-from gateway.sites import KeepBundles
-from gateway.states import JobState
+from gateway.config.settings import Settings
+from gateway.config.sites import KeepBundles
+from gateway.config.tasks import load_task
+from gateway.core.states import JobState
+from gateway.running.backends.slurm import SlurmBackend
+from gateway.service.facade import OPERATOR, Gateway, as_mode
+from gateway.service.model import SubmitRequest
 from gateway.store import NewRun, Store
-from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
 from tests.integration.site_files import dev_site_text, write_site
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import UserError
-from gateway.model import Submission, SubmitRequest
-from gateway.service import OPERATOR, Gateway, Mode
-from gateway.settings import REPO_ROOT, Settings
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.core.errors import UserError
+from gateway.service.facade import OPERATOR, Gateway, Mode
+from gateway.service.model import Submission, SubmitRequest
 from tests.conftest import PROBLEMS, solution
 from tests.integration.site_files import dev_site_text, write_site
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.sites import load_sites
 from gateway.devstack import DevStack
-from gateway.sites import load_sites
-from gateway.transport.ssh import SSHTransport
+from gateway.running.transport.ssh import SSHTransport
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 from tests.conftest import PROBLEMS
 from tests.integration.api_harness import ApiUnderTest, api_server
 from tests.integration.bot_harness import BOB, bot_on, bot_under_test
@@ -119,9 +119,9 @@ async def test_every_front_end_refuses_the_same_bad_upload_with_the_same_message
     dev_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    """One intake (gateway/intake.py): the API, the bot, `gateway submit` and `gateway submit --remote`
-    answer a file that is not UTF-8, one over the limit, an empty one, and a leaderboard ranking several
-    GPU types given none, each with one message naming the user's file; nothing is stored."""
+    """One intake (gateway/service/intake.py): the API, the bot, `gateway submit` and `gateway submit
+    --remote` answer a file that is not UTF-8, one over the limit, an empty one, and a leaderboard ranking
+    several GPU types given none, each with one message naming the user's file; nothing is stored."""
     limit = api.settings.max_submission_bytes
     board = await api.board(("H100", "L4"))
     token = await api.user_token(f"intake-{uuid.uuid4().hex[:6]}")

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import Backend
-from gateway.backends.modal import ModalBackend
-from gateway.model import SubmitRequest
-from gateway.policy import load_policy
-from gateway.routing import LOAD_TTL_S, CircuitBreaker
-from gateway.service import Gateway
-from gateway.settings import Settings
-from gateway.sites import SiteConfig
+from gateway.config.settings import Settings
+from gateway.config.sites import SiteConfig
+from gateway.config.tasks import load_task
+from gateway.running.backends.base import Backend
+from gateway.running.backends.modal import ModalBackend
+from gateway.running.policy import load_policy
+from gateway.running.routing import LOAD_TTL_S, CircuitBreaker
+from gateway.service.facade import Gateway
+from gateway.service.model import SubmitRequest
 from gateway.store import RunRecord
-from gateway.tasks import load_task
 from harness.run_result import RunResult
 from tests.conftest import PROBLEMS, solution
 from tests.fake_modal import LocalModalClient

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR
-from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import load_sites
-from gateway.transport.ssh import SSHTransport
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.sites import load_sites
+from gateway.running.transport.ssh import SSHTransport
+from gateway.service.facade import OPERATOR
+from gateway.service.model import SubmitRequest
 from tests.conftest import PROBLEMS
 from tests.integration.api_harness import ApiUnderTest, api_server
 from tests.integration.test_remote_cli import Cli

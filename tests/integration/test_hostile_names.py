@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.service import OPERATOR, Gateway
+from gateway.service.facade import OPERATOR, Gateway
 from tests.conftest import PROBLEMS, solution
 from tests.integration.test_site_check import cli
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import SubmissionError, UserError
-from gateway.model import Submission, SubmitRequest
-from gateway.service import OPERATOR, Gateway
-from gateway.tasks import load_task
+from gateway.config.tasks import load_task
+from gateway.core.errors import SubmissionError, UserError
+from gateway.service.facade import OPERATOR, Gateway
+from gateway.service.model import Submission, SubmitRequest
 from tests.conftest import PROBLEMS, solution
 from tests.integration.test_cli_admin import cli, flat, ok
 

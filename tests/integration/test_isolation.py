@@ -18,15 +18,15 @@ from urllib.parse import urlparse
 
 import pytest
 
-from gateway.errors import UserError
-from gateway.isolation import Verdict
-from gateway.model import SubmitRequest
-from gateway.service import Gateway, probe_gateway
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.config.sites import load_site
+from gateway.config.tasks import load_task
+from gateway.core.errors import UserError
+from gateway.running.transport.ssh import SSHTransport
+from gateway.service.facade import Gateway, probe_gateway
+from gateway.service.isolation import Verdict
+from gateway.service.model import SubmitRequest
 from gateway.sitecheck.isolation import run_isolation_probe
-from gateway.sites import load_site
-from gateway.tasks import load_task
-from gateway.transport.ssh import SSHTransport
 from tests.conftest import PROBLEMS, solution
 from tests.integration.scratch import migrated_store
 from tests.integration.site_files import dev_site_text, write_site

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.model import SubmitRequest
-from gateway.service import Gateway
-from gateway.settings import REPO_ROOT, Settings
-from gateway.tasks import load_task
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.tasks import load_task
+from gateway.service.facade import Gateway
+from gateway.service.model import SubmitRequest
 from tests.conftest import PROBLEMS, solution
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")

@@ -16,11 +16,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from gateway.errors import StoreError
-from gateway.migrate import BASE, applied_migrations, apply_migrations, rollback_migrations
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
+from gateway.core.errors import StoreError
 from gateway.store import NewRun, Store
 from gateway.store.admin import scratch_database
+from gateway.store.migrate import BASE, applied_migrations, apply_migrations, rollback_migrations
 
 pytestmark = pytest.mark.integration
 MIGRATIONS = REPO_ROOT / "migrations"

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.service import OPERATOR
-from gateway.settings import REPO_ROOT, Settings
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.service.facade import OPERATOR
 from tests.conftest import PROBLEMS, solution
 from tests.integration.api_harness import api_server
 from tests.integration.site_files import dev_site_text, write_site

@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR, Gateway, as_mode
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.config.tasks import load_task
+from gateway.service.facade import OPERATOR, Gateway, as_mode
+from gateway.service.model import SubmitRequest
 from gateway.store import NewRun
-from gateway.tasks import load_task
 from tests.conftest import PROBLEMS, solution
 
 pytestmark = pytest.mark.integration
@@ -110,8 +110,8 @@ async def test_cancel_reaches_the_worker_running_the_job(stack_settings: Setting
         await other.close()
     backend = gateway.sites.backend_for("alpha")
     assert record.job_id is not None
-    from gateway.backends.base import JobHandle
-    from gateway.bundle import BundlePaths
+    from gateway.running.backends.base import JobHandle
+    from gateway.running.bundle import BundlePaths
 
     status = await backend.status([JobHandle(run_id, record.job_id, BundlePaths.under("/", run_id))])
     assert status[record.job_id].state.value == "CANCELLED", "the Slurm job itself was cancelled"

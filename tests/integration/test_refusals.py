@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from gateway.errors import RefusedError, UserError
+from gateway.core.errors import RefusedError, UserError
 from gateway.store import LeaderboardRecord, RateLimit, Store
 from tests.integration.scratch import Sub, finish, migrated_store, new_board, submit
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.service import OPERATOR
-from gateway.settings import REPO_ROOT, Settings
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.service.facade import OPERATOR
 from tests.conftest import PROBLEMS
 from tests.integration.api_harness import ApiUnderTest, api_server
 

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import JobRequest
-from gateway.backends.slurm import SlurmBackend
-from gateway.bundle import build_spec
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR, Gateway, as_mode
-from gateway.settings import REPO_ROOT, Settings
-from gateway.site_parts import JumpHostConfig
-from gateway.sites import SiteConfig, load_sites
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.site_parts import JumpHostConfig
+from gateway.config.sites import SiteConfig, load_sites
+from gateway.config.tasks import load_task
+from gateway.running.backends.base import JobRequest
+from gateway.running.backends.slurm import SlurmBackend
+from gateway.running.bundle import build_spec
+from gateway.running.transport.ssh import HostKeyError, SSHTransport
+from gateway.service.facade import OPERATOR, Gateway, as_mode
+from gateway.service.model import SubmitRequest
 from gateway.store import NewRun
-from gateway.tasks import load_task
-from gateway.transport.ssh import HostKeyError, SSHTransport
 from tests.conftest import PROBLEMS, solution
 from tests.integration.accounting import finished_jobs
 

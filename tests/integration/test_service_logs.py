@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
 from tests.integration.scratch import migrated_store
 
 pytestmark = pytest.mark.integration

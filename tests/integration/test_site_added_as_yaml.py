@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.settings import Settings
+from gateway.config.sites import load_site
+from gateway.config.tasks import load_task
+from gateway.core.states import JobState
 from gateway.devstack.accounts import ACCOUNT, QOS, ensure_accounts
 from gateway.devstack.paths import Paths
-from gateway.model import SubmitRequest
-from gateway.service import Gateway
-from gateway.settings import Settings
-from gateway.sites import load_site
-from gateway.states import JobState
-from gateway.tasks import load_task
-from gateway.transport.ssh import SSHTransport
+from gateway.running.transport.ssh import SSHTransport
+from gateway.service.facade import Gateway
+from gateway.service.model import SubmitRequest
 from tests.conftest import PROBLEMS, solution
 from tests.integration.accounting import finished_jobs
 from tests.integration.site_files import write_site

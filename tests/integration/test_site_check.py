@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gateway.service import probe_gateway
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.service.facade import probe_gateway
 from gateway.sitecheck import SiteCheck
 from tests.integration.site_files import dev_site_text, write_site
 

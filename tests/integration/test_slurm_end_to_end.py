@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.slurm import SlurmBackend
-from gateway.errors import TransportError, UserError
-from gateway.model import SubmitRequest
-from gateway.service import OPERATOR, Gateway
-from gateway.sites import load_sites
-from gateway.states import JobState
-from gateway.tasks import load_task
-from gateway.transport.ssh import SSHTransport
+from gateway.config.sites import load_sites
+from gateway.config.tasks import load_task
+from gateway.core.errors import TransportError, UserError
+from gateway.core.states import JobState
+from gateway.running.backends.slurm import SlurmBackend
+from gateway.running.transport.ssh import SSHTransport
+from gateway.service.facade import OPERATOR, Gateway
+from gateway.service.model import SubmitRequest
 from tests.conftest import PROBLEMS, solution
 from tests.integration.accounting import finished_jobs
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import JobHandle
-from gateway.backends.slurm import SlurmBackend
-from gateway.bundle import BundlePaths
-from gateway.render import TemplateRenderer
-from gateway.settings import Settings
-from gateway.sites import load_sites
-from gateway.states import JobState
-from gateway.transport.ssh import SSHTransport
+from gateway.config.settings import Settings
+from gateway.config.sites import load_sites
+from gateway.core.states import JobState
+from gateway.running.backends.base import JobHandle
+from gateway.running.backends.slurm import SlurmBackend
+from gateway.running.bundle import BundlePaths
+from gateway.running.jobscript import TemplateRenderer
+from gateway.running.transport.ssh import SSHTransport
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ from playwright.async_api import (
     expect,
 )
 
-from gateway.formatting import format_seconds
-from gateway.service import OPERATOR
-from gateway.settings import REPO_ROOT, Settings
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.core.formatting import format_seconds
+from gateway.service.facade import OPERATOR
 from tests.conftest import solution
 from tests.integration.api_harness import ApiUnderTest, api_server
 from tests.integration.scratch import finish_submission

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.migrate import applied_migrations
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
 from gateway.store.admin import scratch_database
+from gateway.store.migrate import applied_migrations
 
 VECTORADD = REPO_ROOT / "problems" / "vectoradd"
 CORRECT = VECTORADD / "solutions" / "correct.py"
@@ -166,9 +166,9 @@ def test_the_wheel_carries_templates_migrations_sites_and_problems(installed: In
 
 def test_the_installed_gateway_reads_only_its_own_files(installed: Installed) -> None:
     said = installed.python_says(
-        "import gateway, gateway.resources as r\n"
-        "from gateway.bundle import HARNESS_SOURCE\n"
-        "from gateway.settings import Settings\n"
+        "import gateway, gateway.core.resources as r\n"
+        "from gateway.running.bundle import HARNESS_SOURCE\n"
+        "from gateway.config.settings import Settings\n"
         "s = Settings()\n"
         "for p in (gateway.__file__, r.templates_dir(), r.migrations_dir(), s.tasks_dir, s.templates_dir,"
         " HARNESS_SOURCE, r.checkout_root(), s.sites_dir): print(p)"

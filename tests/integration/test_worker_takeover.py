@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.settings import REPO_ROOT
+from gateway.config.sites import load_sites
+from gateway.config.tasks import load_task
 from gateway.devstack import DevStack
 from gateway.devstack import postgres as dev_postgres
-from gateway.model import SubmitRequest
-from gateway.service import Gateway
-from gateway.settings import REPO_ROOT
-from gateway.sites import load_sites
+from gateway.running.transport.ssh import SSHTransport
+from gateway.service.facade import Gateway
+from gateway.service.model import SubmitRequest
 from gateway.store import Store
-from gateway.tasks import load_task
-from gateway.transport.ssh import SSHTransport
 from tests.conftest import PROBLEMS, solution
 from tests.integration.accounting import finished_jobs
 

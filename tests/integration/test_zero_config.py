@@ -21,9 +21,9 @@ from pathlib import Path
 import pydantic
 import pytest
 
+from gateway.config.settings import REPO_ROOT
+from gateway.core.states import parse_slurm_state
 from gateway.devstack.paths import RUN_USER, Paths
-from gateway.settings import REPO_ROOT
-from gateway.states import parse_slurm_state
 
 pytestmark = pytest.mark.integration
 PROBLEMS = REPO_ROOT / "problems"

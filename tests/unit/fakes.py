@@ -6,11 +6,11 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import CommandError
-from gateway.runner import CompletedCommand
-from gateway.site_parts import LoginConfig, PartitionConfig
-from gateway.sites import SiteConfig
-from gateway.tasks import TaskDefinition
+from gateway.config.site_parts import LoginConfig, PartitionConfig
+from gateway.config.sites import SiteConfig
+from gateway.config.tasks import TaskDefinition
+from gateway.core.commands import CompletedCommand
+from gateway.core.errors import CommandError
 
 Responder = Callable[[list[str], str | bytes | None], tuple[int, str, str]]
 

@@ -12,20 +12,20 @@ from pydantic import SecretStr
 from starlette.types import Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from gateway.accounts import TOKEN_PREFIX, token_hash
-from gateway.api.limits import BodyLimit, SharedBucket, TokenBucket, retry_after
-from gateway.api.metrics import metrics_authorized
-from gateway.api.server import guarded_protocol
-from gateway.api.streams import resume_from
-from gateway.errors import StoreError
-from gateway.limits import TokenTake
-from gateway.settings import Settings
-from gateway.validation import BIGINT_MAX, public_submission_key
+from gateway.config.settings import Settings
+from gateway.core.errors import StoreError
+from gateway.core.validation import BIGINT_MAX, public_submission_key
+from gateway.http.api.limits import BodyLimit, SharedBucket, TokenBucket, retry_after
+from gateway.http.api.metrics import metrics_authorized
+from gateway.http.api.server import guarded_protocol
+from gateway.http.api.streams import resume_from
+from gateway.service.accounts import TOKEN_PREFIX, token_hash
+from gateway.service.limits import TokenTake
 
 
 def test_a_bucket_allows_a_minutes_worth_then_one_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr("gateway.api.limits.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("gateway.http.api.limits.time.monotonic", lambda: now[0])
     bucket = TokenBucket(per_minute=3)
     assert [bucket.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     wait = bucket.take("a")
@@ -40,7 +40,7 @@ def test_a_bucket_allows_a_minutes_worth_then_one_per_interval(monkeypatch: pyte
 
 def test_a_full_table_forgets_only_keys_whose_buckets_refilled(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [0.0]
-    monkeypatch.setattr("gateway.api.limits.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("gateway.http.api.limits.time.monotonic", lambda: now[0])
     monkeypatch.setattr(TokenBucket, "MAX_KEYS", 3)
     bucket = TokenBucket(per_minute=60)
     bucket.take("old")
@@ -61,7 +61,7 @@ def test_the_mirror_waits_without_taking_and_records_what_the_database_said(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [50.0]
-    monkeypatch.setattr("gateway.api.limits.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("gateway.http.api.limits.time.monotonic", lambda: now[0])
     mirror = TokenBucket(per_minute=6)  # one every 10 s
     assert mirror.wait("k") == 0.0 and mirror.wait("k") == 0.0  # a new key is full; waiting takes nothing
     mirror.record("k", 0.25, 50.0)
@@ -88,7 +88,7 @@ async def test_a_key_seen_empty_is_refused_without_asking_the_database(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [0.0]
-    monkeypatch.setattr("gateway.api.limits.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("gateway.http.api.limits.time.monotonic", lambda: now[0])
     fake = FakeLimits([TokenTake(True, 0.5, 0.0), TokenTake(False, 0.9, 1.0)])
     bucket = SharedBucket(fake, per_minute=6)  # type: ignore[arg-type]
     assert await bucket.take("k") == 0.0  # the database gave one; half a token left there

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.authority import ANONYMOUS, OPERATOR, Caller, require_admin
-from gateway.backends.local import job_environment
-from gateway.errors import RefusedError, UserError
-from gateway.service import Gateway
-from gateway.settings import Settings
-from gateway.validation import check_account, public_submission_key
+from gateway.config.settings import Settings
+from gateway.core.errors import RefusedError, UserError
+from gateway.core.validation import check_account, public_submission_key
+from gateway.running.backends.local import job_environment
+from gateway.service.authority import ANONYMOUS, OPERATOR, Caller, require_admin
+from gateway.service.facade import Gateway
 
 
 def test_a_local_job_never_sees_the_workers_secrets(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,10 @@ import discord
 from bot.embeds import code, submission_embed, text
 from bot.errors import NotAdminError, user_message
 from bot.progress import SubmissionStatus
-from gateway.errors import RefusedError, SubmissionError
-from gateway.model import QueuedRun, Submission
-from gateway.runview import run_view
-from gateway.service import RunEvent, RunRecord
+from gateway.core.errors import RefusedError, SubmissionError
+from gateway.service.facade import RunEvent, RunRecord
+from gateway.service.model import QueuedRun, Submission
+from gateway.service.runview import run_view
 
 PUBLIC, SECRET = "11111111-0000-0000-0000-000000000000", "22222222-0000-0000-0000-000000000000"
 NOW = datetime(2026, 11, 23, tzinfo=UTC)

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.backends.local import LocalBackend
-from gateway.backends.slurm import KEEP_LOGS_SCRIPT, LIST_SCRIPT, SlurmBackend
-from gateway.backends.slurm_output import parse_bundle_list
-from gateway.bundle import BundlePaths, bundle_files, stage_bundle
-from gateway.errors import BackendError, CommandError
-from gateway.render import TemplateRenderer
-from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import SiteConfig
-from gateway.states import JobState
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.sites import SiteConfig
+from gateway.core.errors import BackendError, CommandError
+from gateway.core.states import JobState
+from gateway.running.backends.local import LocalBackend
+from gateway.running.backends.slurm import KEEP_LOGS_SCRIPT, LIST_SCRIPT, SlurmBackend
+from gateway.running.backends.slurm_output import parse_bundle_list
+from gateway.running.bundle import BundlePaths, bundle_files, stage_bundle
+from gateway.running.jobscript import TemplateRenderer
 from tests.unit.fakes import FakeTransport, gamma_site, tiny_task
 from tests.unit.test_service import SITE as SCRIPTED_SITE
 from tests.unit.test_service import ScriptedBackend, gateway_with, request_to, signed
@@ -92,7 +92,7 @@ async def test_local_remove_that_fails_is_a_backend_error(
     def refuse(path: object) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("gateway.backends.local.shutil.rmtree", refuse)
+    monkeypatch.setattr("gateway.running.backends.local.shutil.rmtree", refuse)
     with pytest.raises(BackendError, match="cannot remove"):
         await local(tmp_path).remove([run_id])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 SOLUTION = REPO_ROOT / "problems" / "vectoradd" / "solutions" / "correct.py"

@@ -13,7 +13,7 @@ GATEWAY = str(Path(sys.executable).parent / "gateway")
 def test_no_command_prints_asyncssh_s_dsa_warnings() -> None:
     # a fresh interpreter: pytest's own warning filters must not hide what a user would see
     done = subprocess.run(
-        [sys.executable, "-c", "import gateway.transport.ssh, gateway.cli.main"],
+        [sys.executable, "-c", "import gateway.running.transport.ssh, gateway.cli.main"],
         capture_output=True,
         text=True,
         check=True,

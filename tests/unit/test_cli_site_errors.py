@@ -15,9 +15,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from gateway.errors import ConfigError
-from gateway.sites import SiteConfig, load_site
-from gateway.yamlconf import in_words
+from gateway.config.sites import SiteConfig, load_site
+from gateway.config.yamlconf import in_words
+from gateway.core.errors import ConfigError
 
 # A site with every setting given, every sub-model present: each test breaks one field of it.
 FULL_SITE: dict[str, Any] = {
@@ -165,7 +165,9 @@ def test_a_broken_rule_says_what_is_allowed(tmp_path: Path, path: tuple[str | in
     at = text.splitlines()[line - 1]  # the key's line, or the list entry's
     assert f"{key}:" in at or (isinstance(value, list) and f"- {value[0]}" in at), (line, text)
     assert not JARGON.search(words), words
-    assert "of another form" not in words, f"{field}: its pattern has no words (gateway.yamlconf.worded)"
+    assert "of another form" not in words, (
+        f"{field}: its pattern has no words (gateway.config.yamlconf.worded)"
+    )
     assert len(words) > 10
 
 

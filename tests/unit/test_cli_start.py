@@ -16,10 +16,10 @@ import pytest
 HEAVY = (
     "asyncssh",
     "asyncpg",
-    "gateway.service",
-    "gateway.settings",
-    "gateway.sites",
-    "gateway.tasks",
+    "gateway.service.facade",
+    "gateway.config.settings",
+    "gateway.config.sites",
+    "gateway.config.tasks",
     "httpx",
     "fastapi",
     "uvicorn",
@@ -103,9 +103,9 @@ def test_completing_a_site_reads_yaml_but_not_the_site_models(tmp_path: Path) ->
 
 def test_written_out_defaults_agree_with_their_sources() -> None:
     from gateway.cli import complete, sites
-    from gateway.model import DEFAULT_SWEEP_GRACE_S
+    from gateway.config.sites import LOCAL_SITE_NAME
+    from gateway.service.model import DEFAULT_SWEEP_GRACE_S
     from gateway.sitecheck import DEFAULT_PROBE_TIMEOUT_S
-    from gateway.sites import LOCAL_SITE_NAME
 
     assert sites.PROBE_TIMEOUT_S == DEFAULT_PROBE_TIMEOUT_S
     assert sites.SWEEP_GRACE_HOURS * 3600 == DEFAULT_SWEEP_GRACE_S

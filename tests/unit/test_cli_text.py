@@ -12,7 +12,7 @@ from rich.console import Console
 from gateway.cli import common
 from gateway.cli.leaderboards import parse_deadline, parse_duration
 from gateway.cli.output import plain
-from gateway.formatting import duration
+from gateway.core.formatting import duration
 
 
 def shown(value: str) -> str:

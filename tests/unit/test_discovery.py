@@ -1,5 +1,5 @@
-"""Zero-config discovery (gateway/discovery.py) from Slurm output captured on the dev stack's alpha and beta
-clusters (tests/unit/fixtures/slurm/), and the service picking the discovered site only when no site is
+"""Zero-config discovery (gateway/config/discovery.py) from Slurm output captured on the dev stack's alpha and
+beta clusters (tests/unit/fixtures/slurm/), and the service picking the discovered site only when no site is
 configured."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import discovery
-from gateway.backends.base import PartitionLoad
-from gateway.cluster_info import (
+from gateway.config import discovery
+from gateway.config.cluster_info import (
     SlurmPartition,
     parse_associations,
     parse_cluster_name,
@@ -20,13 +19,14 @@ from gateway.cluster_info import (
     parse_partitions,
     parse_time_s,
 )
-from gateway.discovery import Discovery, DiscoveryError, build_discovery, discover, site_yaml
-from gateway.errors import CommandError, UserError
-from gateway.isolation import Verdict, Verifier
-from gateway.runner import CompletedCommand
-from gateway.service import Gateway
-from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import SiteConfig, load_site, load_sites
+from gateway.config.discovery import Discovery, DiscoveryError, build_discovery, discover, site_yaml
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.sites import SiteConfig, load_site, load_sites
+from gateway.core.commands import CompletedCommand
+from gateway.core.errors import CommandError, UserError
+from gateway.running.backends.base import PartitionLoad
+from gateway.service.facade import Gateway
+from gateway.service.isolation import Verdict, Verifier
 from tests.unit.fakes import gamma_site
 from tests.unit.test_policy import policy
 

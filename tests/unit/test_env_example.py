@@ -11,7 +11,7 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from bot.settings import BotSettings
-from gateway.settings import REPO_ROOT, Settings
+from gateway.config.settings import REPO_ROOT, Settings
 
 EXAMPLE = REPO_ROOT / ".env.example"
 # settings named in the file only to say they are no longer read

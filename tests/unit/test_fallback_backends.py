@@ -19,21 +19,21 @@ import pytest
 from nacl.public import PrivateKey, SealedBox
 from pydantic import SecretStr
 
-from gateway.backends.base import Backend, JobRequest
-from gateway.backends.fallback_config import GithubConfig, ModalConfig
-from gateway.backends.github import GithubApi, GithubBackend
-from gateway.backends.modal import ModalBackend
-from gateway.bundle import build_spec
 from gateway.cli.fallback import make_key_pair
-from gateway.errors import BackendError
-from gateway.model import SubmitRequest
-from gateway.policy import RoutingPolicy, fallback_site
-from gateway.render import TemplateRenderer
-from gateway.service import Gateway, RunReport
-from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import SiteConfig
-from gateway.states import JobState
-from gateway.tasks import load_task
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.sites import SiteConfig
+from gateway.config.tasks import load_task
+from gateway.core.errors import BackendError
+from gateway.core.states import JobState
+from gateway.running.backends.base import Backend, JobRequest
+from gateway.running.backends.fallback_config import GithubConfig, ModalConfig
+from gateway.running.backends.github import GithubApi, GithubBackend
+from gateway.running.backends.modal import ModalBackend
+from gateway.running.bundle import build_spec
+from gateway.running.jobscript import TemplateRenderer
+from gateway.running.policy import RoutingPolicy, fallback_site
+from gateway.service.facade import Gateway, RunReport
+from gateway.service.model import SubmitRequest
 from tests.conftest import PROBLEMS, solution
 from tests.fake_github import FakeGithub
 from tests.fake_modal import LocalModalClient
@@ -173,7 +173,7 @@ async def test_a_modal_call_past_its_deadline_is_cancelled_and_reported_timeout(
 
 def test_the_modal_function_body_runs_a_bundle_and_kills_it_at_its_time_limit(tmp_path: Path) -> None:
     """Modal's local execution path, straight: an endless job script is stopped at the limit given."""
-    from gateway.backends import modal_app
+    from gateway.running.backends import modal_app
 
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tar:

@@ -18,7 +18,7 @@ from typing import Any
 import modal
 import pytest
 
-from gateway.backends import modal_app
+from gateway.running.backends import modal_app
 from tests.fake_modal import LocalModalClient
 
 # Every way a job script can leave a process behind: in the background; in a session of its own

@@ -26,17 +26,17 @@ import yaml
 from nacl.public import PrivateKey, SealedBox
 from typer.testing import CliRunner
 
-from gateway.backends.base import JobRequest, JobStatus
-from gateway.backends.github import GithubBackend
-from gateway.bundle import build_spec
 from gateway.cli.fallback import make_key_pair
 from gateway.cli.main import app
-from gateway.errors import ConfigError
-from gateway.policy import load_policy
-from gateway.results import verified_result
-from gateway.settings import REPO_ROOT
-from gateway.states import JobState
-from gateway.tasks import load_task
+from gateway.config.settings import REPO_ROOT
+from gateway.config.tasks import load_task
+from gateway.core.errors import ConfigError
+from gateway.core.states import JobState
+from gateway.running.backends.base import JobRequest, JobStatus
+from gateway.running.backends.github import GithubBackend
+from gateway.running.bundle import build_spec
+from gateway.running.policy import load_policy
+from gateway.running.results import verified_result
 from tests.conftest import PROBLEMS, solution
 from tests.fake_github import FakeGithub
 from tests.unit.test_fallback_backends import PRIVATE_KEY, github, github_backend

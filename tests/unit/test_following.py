@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from gateway.backends.base import JobHandle, JobRequest, JobStatus
-from gateway.bundle import BundlePaths
 from gateway.cli.follow import StatusBoard, live_status, span
-from gateway.directives import Directives, parse_directives
-from gateway.errors import UserError
-from gateway.execution import RunReport, SiteRuntime, execute
-from gateway.monitor import Monitor
-from gateway.states import JobState
-from gateway.waiting import Waiting, parse_waiting, waiting_message, worth_telling
+from gateway.client.directives import Directives, parse_directives
+from gateway.core.errors import UserError
+from gateway.core.states import JobState
+from gateway.core.waiting import Waiting, parse_waiting, waiting_message, worth_telling
+from gateway.running.backends.base import JobHandle, JobRequest, JobStatus
+from gateway.running.bundle import BundlePaths
+from gateway.running.execution import RunReport, SiteRuntime, execute
+from gateway.running.monitor import Monitor
 from tests.unit.fakes import gamma_site, tiny_task
 
 START = datetime(2026, 12, 7, 6, 40, tzinfo=UTC)
@@ -262,8 +262,8 @@ def test_a_directive_repeated_with_the_same_value_is_fine() -> None:
 async def test_remote_reads_ask_the_right_paths_and_check_the_answers_shape() -> None:
     import httpx
 
-    from gateway.errors import RemoteError
-    from gateway.remote import RemoteGateway
+    from gateway.client.remote import RemoteGateway
+    from gateway.core.errors import RemoteError
 
     asked: list[str] = []
 

@@ -13,14 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import RESULT_WRITTEN_MARKER, JobHandle, JobRequest, JobStatus, PartitionLoad
-from gateway.bundle import BundlePaths
-from gateway.model import SubmitRequest
-from gateway.results import verified_result as verify
-from gateway.service import Gateway, RunReport
-from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import KeepBundles
-from gateway.states import JobState
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.sites import KeepBundles
+from gateway.core.states import JobState
+from gateway.running.backends.base import (
+    RESULT_WRITTEN_MARKER,
+    JobHandle,
+    JobRequest,
+    JobStatus,
+    PartitionLoad,
+)
+from gateway.running.bundle import BundlePaths
+from gateway.running.results import verified_result as verify
+from gateway.service.facade import Gateway, RunReport
+from gateway.service.model import SubmitRequest
 from harness.protocol import load_key_hex, sign_result
 from harness.run_result import RunResult
 from tests.unit.fakes import gamma_site, tiny_task
@@ -135,9 +141,9 @@ async def test_ten_thousand_forged_markers_cost_one_fetch_and_the_honest_result_
         verified_in.append(threading.current_thread().name)
         return verify(raw, key_hex, run_id)
 
-    monkeypatch.setattr("gateway.execution.verified_result", verified_result)
+    monkeypatch.setattr("gateway.running.execution.verified_result", verified_result)
     backend = FloodingBackend(FORGED)
-    with caplog.at_level(logging.WARNING, logger="gateway.execution"):
+    with caplog.at_level(logging.WARNING, logger="gateway.running.execution"):
         report, events = await submitted(backend, tmp_path)
 
     # one fetch for the first marker (nothing written yet), none for the 10,000 after it, and one by the
@@ -183,7 +189,7 @@ class ChattyBackend(FloodingBackend):
 
 
 async def test_a_flood_of_progress_lines_makes_a_bounded_number_of_events(tmp_path: Path) -> None:
-    from gateway.execution import MAX_PROGRESS_EVENTS
+    from gateway.running.execution import MAX_PROGRESS_EVENTS
 
     backend = ChattyBackend(FORGED)
     report, events = await submitted(backend, tmp_path)

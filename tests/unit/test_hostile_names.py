@@ -8,11 +8,11 @@ import pytest
 from rich.console import Console
 
 from gateway.cli.output import print_report
-from gateway.errors import SubmissionError
-from gateway.model import SubmitRequest
-from gateway.runview import view_of_report
-from gateway.service import Gateway, RunReport
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.core.errors import SubmissionError
+from gateway.service.facade import Gateway, RunReport
+from gateway.service.model import SubmitRequest
+from gateway.service.runview import view_of_report
 from tests.unit.fakes import tiny_task
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
 
 PACKAGES = ("gateway", "bot", "harness")
 MAX_LINES = 400
@@ -28,78 +28,34 @@ KNOWN_CYCLES: list[frozenset[str]] = []
 KNOWN_LONG: list[str] = []
 
 # docs/architecture.md's layer table, TOP TO BOTTOM by who may import whom (the table lists its rows the
-# other way round): a module may import its own layer and the layers below it. A module belongs to the
-# layer with the longest prefix naming it. The order is the table's, but where a row's "may import" puts
-# it lower: the command seam (errors only) under the config that runs commands (discovery), results
-# (harness.protocol) under execution, which reads them; the front-end row is split as its text says (the
-# CLI drives the API's server and reads its schemas, the pages are built on the API's auth and schemas),
-# and the dev stack, which the CLI drives and nothing in the product imports, sits under the front ends.
+# other way round, and each row is a folder): a module may import its own layer and the layers below it. A
+# module belongs to the layer with the longest prefix naming it, so the service's facade and queue worker
+# (gateway/service/facade.py, queue_worker.py) sit above the collaborators beside them, and the site
+# checks (which submit through a gateway they are given) between them.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("front ends: CLI, bot", ("gateway.cli", "bot", "gateway.logs")),
-    ("front ends: web pages", ("gateway.web",)),
-    ("front ends: HTTP API", ("gateway.api",)),
+    ("front ends", ("gateway.cli", "bot", "gateway.http")),
     ("dev stack", ("gateway.devstack",)),
-    ("remote client", ("gateway.remote", "gateway.credentials")),
-    ("service", ("gateway.service",)),
-    ("worker", ("gateway.worker",)),
-    (
-        "service's collaborators",
-        (
-            "gateway.processing",
-            "gateway.leaderboards",
-            "gateway.accounts",
-            "gateway.limits",
-            "gateway.authority",
-            "gateway.validation",
-            "gateway.isolation",
-            "gateway.formatting",
-        ),
-    ),
+    ("remote client", ("gateway.client",)),
+    ("service facade", ("gateway.service.facade",)),
+    ("site checks", ("gateway.sitecheck",)),
+    ("queue worker", ("gateway.service.queue_worker",)),
+    ("service collaborators", ("gateway.service",)),
     ("store", ("gateway.store",)),
-    ("execution", ("gateway.execution",)),
-    ("routing", ("gateway.routing", "gateway.policy")),
-    ("monitor", ("gateway.monitor",)),
-    ("backends", ("gateway.backends",)),
-    ("transports", ("gateway.transport",)),
-    ("rendering", ("gateway.render",)),
-    ("results", ("gateway.results",)),
-    (
-        "config",
-        (
-            "gateway.settings",
-            "gateway.sites",
-            "gateway.site_parts",
-            "gateway.tasks",
-            "gateway.task_archive",
-            "gateway.discovery",
-            "gateway.cluster_info",
-        ),
-    ),
-    ("command seam", ("gateway.runner",)),
+    ("running", ("gateway.running",)),
+    ("config", ("gateway.config",)),
+    ("core", ("gateway.core",)),
     ("harness", ("harness",)),
 ]
-# Modules no row of the table names (shared basics, the site check, the probe task): not checked.
-NOT_IN_TABLE: list[str] = [
-    "gateway",
-    "gateway.bundle",
-    "gateway.directives",
-    "gateway.errors",
-    "gateway.migrate",
-    "gateway.modes",
-    "gateway.probe",
-    "gateway.resources",
-    "gateway.sitecheck",
-    "gateway.states",
-    "gateway.suggest",
-    "gateway.waiting",
-    "gateway.yamlconf",
-]
-# Arrows the table allows beyond "this layer and below", as (importer prefix, imported prefix): none today.
+# Modules no row of the table names: the package itself, and the probe task (data, never imported).
+NOT_IN_TABLE: list[str] = ["gateway", "gateway.probe"]
+# Arrows the table allows beyond "this layer and below", as (importer prefix, imported prefix).
 ALLOWED_UPWARD: list[tuple[str, str]] = []
 # Arrows running back up today, as (importer, imported) modules.
-KNOWN_UPWARD: list[tuple[str, str]] = [
-    ("gateway.api.app", "gateway.web"),
-]
+KNOWN_UPWARD: list[tuple[str, str]] = []
+# The remote client talks to another gateway: never the service, the store or what runs jobs; the core
+# and the config are all it may import. Front ends hold no database or SSH logic (tests/unit/
+# test_front_end_layers.py says the same for their files' text).
+CLIENT_MAY_IMPORT = ("gateway.client", "gateway.core", "gateway.config")
 
 
 # -- the graph ---------------------------------------------------------------------------------------
@@ -327,8 +283,8 @@ def test_layer_violations_name_arrows_running_up() -> None:
 
 def test_the_graph_covers_every_package() -> None:
     graph = import_graph()
-    assert {"gateway.service", "bot.client", "harness.runner"} <= graph.keys()
-    assert "gateway.backends.factory" in graph["gateway.sitedir"]
+    assert {"gateway.service.facade", "bot.client", "harness.runner"} <= graph.keys()
+    assert "gateway.running.backends.factory" in graph["gateway.service.sitedir"]
 
 
 def test_no_import_circle() -> None:
@@ -370,4 +326,30 @@ def test_every_module_has_a_layer() -> None:
         for module in import_graph()
         if layer_of(module, LAYERS) is None and not any(_named_by(module, p) for p in NOT_IN_TABLE)
     ]
+    assert "gateway.service.facade" in import_graph() and "gateway.core.commands" in import_graph()
     assert not unplaced, f"name these in a row of docs/architecture.md's table and LAYERS: {sorted(unplaced)}"
+
+
+def test_the_remote_client_imports_only_the_core_and_config() -> None:
+    graph = import_graph()
+    client = [module for module in graph if _named_by(module, "gateway.client")]
+    assert len(client) >= 4
+    bad = [
+        f"{module} -> {imported}"
+        for module in client
+        for imported in graph[module]
+        if not any(_named_by(imported, allowed) for allowed in CLIENT_MAY_IMPORT)
+    ]
+    assert not bad, bad
+
+
+def test_the_table_in_the_docs_names_every_layer() -> None:
+    """Each layer's folders are named in docs/architecture.md's table, so a newcomer finds them there."""
+    doc = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    table = doc[doc.index("## Layers") :]
+    table = table[: table.index("\n## ", 1)]
+    for _, prefixes in LAYERS:
+        for prefix in prefixes:
+            folder = prefix.replace(".", "/")
+            shown = f"`{folder}/`" if (REPO_ROOT / folder).is_dir() else f"`{folder}.py`"
+            assert shown in table, f"docs/architecture.md's layer table does not name {shown}"

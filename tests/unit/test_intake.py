@@ -1,13 +1,13 @@
-"""The one intake for uploads (gateway/intake.py): each refusal names the user's own file and says what to
-fix; the language's suffix comes from one table; a leaderboard's only GPU type is the default. The front
-ends (API, bot, CLI) answer with these messages: tests/integration/test_errors_before_queue.py."""
+"""The one intake for uploads (gateway/service/intake.py): each refusal names the user's own file and says
+what to fix; the language's suffix comes from one table; a leaderboard's only GPU type is the default. The
+front ends (API, bot, CLI) answer with these messages: tests/integration/test_errors_before_queue.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.errors import SubmissionError, TooLargeError, UserError
-from gateway.intake import LANGUAGES, Language, gpu_for_board, language, take_upload
+from gateway.core.errors import SubmissionError, TooLargeError, UserError
+from gateway.service.intake import LANGUAGES, Language, gpu_for_board, language, take_upload
 
 GOOD = b"def custom_kernel(data):\n    return data\n"
 

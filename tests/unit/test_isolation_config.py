@@ -1,5 +1,5 @@
-"""The site YAML's `isolation:` (gateway/sites.py), what the job script passes the runner, and the local
-site without bubblewrap."""
+"""The site YAML's `isolation:` (gateway/config/sites.py), what the job script passes the runner, and the
+local site without bubblewrap."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import JobRequest
-from gateway.backends.local import LocalBackend
-from gateway.bundle import build_spec
-from gateway.errors import BackendError, ConfigError
-from gateway.render import TemplateRenderer
-from gateway.settings import REPO_ROOT
-from gateway.sites import SiteConfig, load_site, local_site
-from gateway.tasks import load_task
+from gateway.config.settings import REPO_ROOT
+from gateway.config.sites import SiteConfig, load_site, local_site
+from gateway.config.tasks import load_task
+from gateway.core.errors import BackendError, ConfigError
+from gateway.running.backends.base import JobRequest
+from gateway.running.backends.local import LocalBackend
+from gateway.running.bundle import build_spec
+from gateway.running.jobscript import TemplateRenderer
 
 SITE = """\
 name: iso

@@ -1,4 +1,4 @@
-"""gateway.logs: one handler on stderr for every logger, text with an ISO timestamp or one JSON object a
+"""gateway.core.logs: one handler on stderr for every logger, text with an ISO timestamp or one JSON object a
 line; the level and format of `gateway worker`, `serve` and `bot` from their settings and --log-format."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from datetime import datetime
 import pytest
 from typer.testing import CliRunner
 
-from gateway import logs
 from gateway.cli.main import app
+from gateway.core import logs
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def logged(log_format: logs.LogFormat, level: str = "INFO", verbose: bool = Fals
     """What these records look like on stderr, configured so."""
     out = io.StringIO()
     logs.configure(verbose, log_format, level, stream=out)
-    logging.getLogger("gateway.worker").info("run %s: %s", "r-1", "PENDING")
+    logging.getLogger("gateway.service.queue_worker").info("run %s: %s", "r-1", "PENDING")
     logging.getLogger("asyncssh").info("Opening SSH connection")  # another library's INFO: dropped
     logging.getLogger("asyncssh").warning("host key changed")
     logging.getLogger("uvicorn.access").debug("debug only")
@@ -44,7 +44,7 @@ def logged(log_format: logs.LogFormat, level: str = "INFO", verbose: bool = Fals
 def test_json_lines_parse_and_carry_timestamp_level_logger_message_and_traceback() -> None:
     entries = [json.loads(line) for line in logged("json") if line.startswith("{")]
     assert [(e["level"], e["logger"], e["message"]) for e in entries] == [
-        ("INFO", "gateway.worker", "run r-1: PENDING"),
+        ("INFO", "gateway.service.queue_worker", "run r-1: PENDING"),
         ("WARNING", "asyncssh", "host key changed"),
         ("ERROR", "bot.client", "a follower failed"),
     ]
@@ -58,7 +58,7 @@ def test_text_lines_start_with_an_iso_timestamp_then_level_and_logger() -> None:
     lines = logged("text")
     stamp, level, rest = lines[0].split(maxsplit=2)
     assert datetime.fromisoformat(stamp).utcoffset() is not None
-    assert (level, rest) == ("INFO", "gateway.worker: run r-1: PENDING")
+    assert (level, rest) == ("INFO", "gateway.service.queue_worker: run r-1: PENDING")
     assert "WARNING asyncssh: host key changed" in lines[1]
     assert "ERROR   bot.client: a follower failed" in lines[2] and lines[-1] == "ValueError: boom"
 
@@ -67,7 +67,7 @@ def test_verbose_is_debug_for_every_logger_and_is_kept_for_the_next_call() -> No
     assert any("asyncssh: Opening SSH connection" in line for line in logged("text", verbose=True))
     out = io.StringIO()
     logs.configure(None, "text", "WARNING", stream=out)  # a service command after the root's -v
-    logging.getLogger("gateway.worker").debug("still verbose")
+    logging.getLogger("gateway.service.queue_worker").debug("still verbose")
     assert "still verbose" in out.getvalue()
 
 
@@ -75,10 +75,10 @@ def test_a_second_call_replaces_the_handler_and_warning_level_hides_info() -> No
     logs.configure(False, "json", "INFO", stream=io.StringIO())
     out = io.StringIO()
     logs.configure(False, "text", "WARNING", stream=out)
-    logging.getLogger("gateway.worker").info("hidden")
-    logging.getLogger("gateway.worker").warning("shown")
-    assert out.getvalue().endswith("WARNING gateway.worker: shown\n")
-    assert [h.get_name() for h in logging.getLogger().handlers].count("gateway.logs") == 1
+    logging.getLogger("gateway.service.queue_worker").info("hidden")
+    logging.getLogger("gateway.service.queue_worker").warning("shown")
+    assert out.getvalue().endswith("WARNING gateway.service.queue_worker: shown\n")
+    assert [h.get_name() for h in logging.getLogger().handlers].count("gateway.core.logs") == 1
     with pytest.raises(ValueError, match="unknown log level 'LOUD'"):
         logs.configure(False, "text", "LOUD")
 
@@ -91,11 +91,11 @@ def test_the_bot_command_obeys_the_log_settings(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("GATEWAY_LOG_LEVEL", "warning")
     monkeypatch.setenv("GATEWAY_LOG_FORMAT", "JSON")
     assert CliRunner().invoke(app, ["bot"]).exit_code == 2
-    ours = [h for h in logging.getLogger().handlers if h.get_name() == "gateway.logs"]
+    ours = [h for h in logging.getLogger().handlers if h.get_name() == "gateway.core.logs"]
     assert len(ours) == 1 and isinstance(ours[0].formatter, logs.JsonFormatter)
     assert logging.getLogger().level == logging.WARNING
     assert CliRunner().invoke(app, ["bot", "--log-format", "text"]).exit_code == 2
-    ours = [h for h in logging.getLogger().handlers if h.get_name() == "gateway.logs"]
+    ours = [h for h in logging.getLogger().handlers if h.get_name() == "gateway.core.logs"]
     assert isinstance(ours[0].formatter, logs.TextFormatter)
 
 

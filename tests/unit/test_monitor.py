@@ -5,11 +5,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.backends.base import JobHandle, JobStatus
-from gateway.bundle import BundlePaths
-from gateway.errors import BackendError, TransportError
-from gateway.monitor import Monitor
-from gateway.states import JobState
+from gateway.core.errors import BackendError, TransportError
+from gateway.core.states import JobState
+from gateway.running.backends.base import JobHandle, JobStatus
+from gateway.running.bundle import BundlePaths
+from gateway.running.monitor import Monitor
 
 
 class ScriptedBackend:

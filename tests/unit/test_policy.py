@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import PartitionLoad
-from gateway.errors import BackendError, ConfigError, UserError
-from gateway.policy import RoutingPolicy, choose_route, load_policy
-from gateway.routing import CircuitBreaker, Router
-from gateway.settings import REPO_ROOT
-from gateway.sites import SiteConfig, load_sites
+from gateway.config.settings import REPO_ROOT
+from gateway.config.sites import SiteConfig, load_sites
+from gateway.core.errors import BackendError, ConfigError, UserError
+from gateway.running.backends.base import PartitionLoad
+from gateway.running.policy import RoutingPolicy, choose_route, load_policy
+from gateway.running.routing import CircuitBreaker, Router
 from tests.unit.fakes import gamma_site
 
 POLICY = """\

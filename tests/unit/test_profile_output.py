@@ -16,14 +16,14 @@ from rich.console import Console
 
 from bot.embeds import FIELD_LIMIT, PROFILE_FIELD, profile_attachment, submission_embed
 from bot.progress import SubmissionStatus
-from gateway.api.schemas import run_out
 from gateway.cli.api_json import view_of_run
 from gateway.cli.output import print_report
-from gateway.errors import ResultError
-from gateway.model import QueuedRun, Submission
-from gateway.results import verified_ncu_report
-from gateway.runview import run_view
-from gateway.service import RunRecord
+from gateway.core.errors import ResultError
+from gateway.http.api.schemas import run_out
+from gateway.running.results import verified_ncu_report
+from gateway.service.facade import RunRecord
+from gateway.service.model import QueuedRun, Submission
+from gateway.service.runview import run_view
 from harness.phase_result import PhaseResult
 from harness.protocol import PROFILE_REPORT_LIMIT, RESULT_VERSION, decode_report, encode_report, parse_kv
 from harness.run_result import RunResult

@@ -16,11 +16,18 @@ import httpx
 import pytest
 from rich.console import Console
 
-from gateway import credentials
 from gateway.cli.api_json import view_of_run
 from gateway.cli.output import print_report
-from gateway.errors import GatewayError, NotFoundError, RefusedError, RemoteError, SubmissionError, UserError
-from gateway.remote import RECONNECTS, RemoteGateway, api_url
+from gateway.client import credentials
+from gateway.client.remote import RECONNECTS, RemoteGateway, api_url
+from gateway.core.errors import (
+    GatewayError,
+    NotFoundError,
+    RefusedError,
+    RemoteError,
+    SubmissionError,
+    UserError,
+)
 
 URL = "https://gw.example.org"
 TOKEN = "gwt_s3cret-value"

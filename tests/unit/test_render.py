@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import JobRequest, script_context
-from gateway.bundle import BundlePaths
-from gateway.render import ScriptContext, TemplateRenderer
-from gateway.settings import REPO_ROOT
-from gateway.sites import SiteConfig, local_site
+from gateway.config.settings import REPO_ROOT
+from gateway.config.sites import SiteConfig, local_site
+from gateway.running.backends.base import JobRequest, script_context
+from gateway.running.bundle import BundlePaths
+from gateway.running.jobscript import ScriptContext, TemplateRenderer
 from tests.unit.fakes import gamma_site, tiny_task
 
 GOLDEN = REPO_ROOT / "tests" / "golden"
@@ -43,7 +43,7 @@ def test_local_script_matches_golden() -> None:
 
 @pytest.mark.parametrize("site_name", ["alpha", "beta"])
 def test_dev_site_scripts_match_golden(site_name: str) -> None:
-    from gateway.sites import load_site
+    from gateway.config.sites import load_site
 
     site = load_site(REPO_ROOT / "site_configs" / f"{site_name}.yaml")
     check_golden(f"{site_name}.sbatch", render_for(site, "slurm", "python", f"/home/gwrun/{site_name}-runs"))
@@ -68,7 +68,7 @@ def test_hostile_values_reach_the_shell_as_plain_words(tmp_path: Path) -> None:
 
 
 def test_strict_undefined_refuses_a_missing_variable(tmp_path: Path) -> None:
-    from gateway.errors import ConfigError
+    from gateway.core.errors import ConfigError
 
     (tmp_path / "t.j2").write_text("{{ nope }}")
     ctx = ScriptContext(
@@ -79,7 +79,7 @@ def test_strict_undefined_refuses_a_missing_variable(tmp_path: Path) -> None:
 
 
 def test_sandbox_refuses_attribute_escapes(tmp_path: Path) -> None:
-    from gateway.errors import ConfigError
+    from gateway.core.errors import ConfigError
 
     (tmp_path / "t.j2").write_text("{{ run_id.__class__.__mro__[1].__subclasses__() }}")
     ctx = ScriptContext(

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import resources
-from gateway.errors import ConfigError, TaskError
-from gateway.render import TemplateRenderer
-from gateway.settings import REPO_ROOT, Settings
-from gateway.tasks import find_task_dir
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.tasks import find_task_dir
+from gateway.core import resources
+from gateway.core.errors import ConfigError, TaskError
+from gateway.running.jobscript import TemplateRenderer
 
 
 def test_a_checkout_uses_its_own_top_level_folders() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.backends.base import PartitionLoad
-from gateway.errors import TransportError, UserError
-from gateway.routing import CircuitBreaker, Router
-from gateway.sites import SiteConfig
+from gateway.config.sites import SiteConfig
+from gateway.core.errors import TransportError, UserError
+from gateway.running.backends.base import PartitionLoad
+from gateway.running.routing import CircuitBreaker, Router
 from tests.unit.fakes import gamma_site
 
 

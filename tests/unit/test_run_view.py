@@ -1,5 +1,5 @@
-"""One run as shown (gateway/runview.py): times in seconds, a secret rerun without its result, the route as
-data; the API, the CLI and the bot render it."""
+"""One run as shown (gateway/service/runview.py): times in seconds, a secret rerun without its result, the
+route as data; the API, the CLI and the bot render it."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from gateway.api.schemas import HIDDEN_ERROR, run_out
 from gateway.cli.tables import print_run
-from gateway.execution import RunReport
-from gateway.runview import Route, run_view, view_of_report
-from gateway.service import RunRecord
-from gateway.states import JobState
+from gateway.core.states import JobState
+from gateway.http.api.schemas import HIDDEN_ERROR, run_out
+from gateway.running.execution import RunReport
+from gateway.service.facade import RunRecord
+from gateway.service.runview import Route, run_view, view_of_report
 from harness.phase_result import PhaseResult
 from harness.protocol import RESULT_VERSION, parse_kv
 from harness.run_result import RunResult

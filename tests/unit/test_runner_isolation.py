@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bundle import build_spec, bundle_files, stage_bundle
-from gateway.settings import REPO_ROOT
-from gateway.tasks import load_task
+from gateway.config.settings import REPO_ROOT
+from gateway.config.tasks import load_task
+from gateway.running.bundle import build_spec, bundle_files, stage_bundle
 from harness.protocol import load_key_hex, verify_result
 from harness.run_result import RunResult
 

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from gateway.errors import CommandError
-from gateway.runner import SubprocessRunner
-from gateway.transport.local import LocalTransport
+from gateway.core.commands import SubprocessRunner
+from gateway.core.errors import CommandError
+from gateway.running.transport.local import LocalTransport
 
 
 async def test_argv_is_never_a_shell_line() -> None:

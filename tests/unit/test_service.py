@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
-from gateway.bundle import BundlePaths
-from gateway.errors import SubmissionError, UserError
-from gateway.isolation import Verdict
-from gateway.model import SubmitRequest
-from gateway.service import Gateway, RunReport
-from gateway.settings import REPO_ROOT, Settings
-from gateway.sites import KeepBundles, SiteConfig
-from gateway.states import JobState
+from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.sites import KeepBundles, SiteConfig
+from gateway.core.errors import SubmissionError, UserError
+from gateway.core.states import JobState
+from gateway.running.backends.base import JobHandle, JobRequest, JobStatus, PartitionLoad
+from gateway.running.bundle import BundlePaths
+from gateway.service.facade import Gateway, RunReport
+from gateway.service.isolation import Verdict
+from gateway.service.model import SubmitRequest
 from harness.protocol import load_key_hex, sign_result
 from tests.unit.fakes import gamma_site, tiny_task
 

@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import ast
 
-from gateway.service import Gateway
-from gateway.settings import REPO_ROOT
+from gateway.config.settings import REPO_ROOT
+from gateway.service.facade import Gateway
 
 # the service's collaborators: none may import the service (or the worker) back
 COLLABORATORS = (
     "model",
     "sitedir",
     "placement",
-    "processing",
-    "leaderboards",
+    "admission",
+    "processor",
+    "boards",
     "accounts",
     "limits",
-    "worker",
+    "queue_worker",
 )
 
 
@@ -40,15 +41,21 @@ def test_gateway_inherits_from_nothing() -> None:
 
 
 def test_the_worker_does_not_import_the_service() -> None:
-    assert not {m for m in imported_modules("gateway/worker.py") if m.startswith("gateway.service")}
+    assert not {
+        m
+        for m in imported_modules("gateway/service/queue_worker.py")
+        if m.startswith("gateway.service.facade")
+    }
 
 
 def test_no_collaborator_imports_its_caller() -> None:
     for name in COLLABORATORS:
-        callers = {"gateway.service"} | ({"gateway.worker"} if name != "worker" else set())
+        callers = {"gateway.service.facade"} | (
+            {"gateway.service.queue_worker"} if name != "queue_worker" else set()
+        )
         bad = {
             m
-            for m in imported_modules(f"gateway/{name}.py")
-            if m in callers or m.startswith("gateway.service.")
+            for m in imported_modules(f"gateway/service/{name}.py")
+            if m in callers or m.startswith("gateway.service.facade.")
         }
-        assert not bad, f"gateway/{name}.py imports {sorted(bad)}"
+        assert not bad, f"gateway/service/{name}.py imports {sorted(bad)}"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
-from gateway.sites import load_site
+from gateway.config.sites import load_site
+from gateway.core.errors import ConfigError
 
 SITE = """\
 name: gamma

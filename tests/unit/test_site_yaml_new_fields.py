@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from gateway.cli.main import app
-from gateway.sites import load_site
+from gateway.config.sites import load_site
 
 SITE = """\
 name: gamma

@@ -7,10 +7,10 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.running.transport.ssh import HostKeyError, is_pinned
 from gateway.sitecheck import SiteCheck, Step
 from gateway.sitecheck.slurm import gres_offered, parse_slurm_time
-from gateway.transport.ssh import HostKeyError, is_pinned
 from tests.unit.fakes import FakeTransport
 
 HOST, PORT = "login.example.org", 2222

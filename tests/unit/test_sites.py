@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
-from gateway.settings import REPO_ROOT
-from gateway.sites import load_site, load_sites, local_site
+from gateway.config.settings import REPO_ROOT
+from gateway.config.sites import load_site, load_sites, local_site
+from gateway.core.errors import ConfigError
 
 GOOD = """\
 name: gamma

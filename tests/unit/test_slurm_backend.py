@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backends.base import JobHandle, JobRequest, JobStatus, job_name
-from gateway.backends.slurm import RESUBMIT_SCRIPT, SUBMIT_SCRIPT, SlurmBackend
-from gateway.backends.slurm_output import parse_load, parse_sacct, parse_sbatch_parsable, parse_squeue
-from gateway.bundle import BundlePaths
-from gateway.errors import BackendError, CommandError, TransportError
-from gateway.render import TemplateRenderer
-from gateway.settings import REPO_ROOT
-from gateway.site_parts import SlurmCommands
-from gateway.states import JobState
+from gateway.config.settings import REPO_ROOT
+from gateway.config.site_parts import SlurmCommands
+from gateway.core.errors import BackendError, CommandError, TransportError
+from gateway.core.states import JobState
+from gateway.running.backends.base import JobHandle, JobRequest, JobStatus, job_name
+from gateway.running.backends.slurm import RESUBMIT_SCRIPT, SUBMIT_SCRIPT, SlurmBackend
+from gateway.running.backends.slurm_output import parse_load, parse_sacct, parse_sbatch_parsable, parse_squeue
+from gateway.running.bundle import BundlePaths
+from gateway.running.jobscript import TemplateRenderer
 from tests.unit.fakes import FakeTransport, gamma_site, tiny_task
 
 SITE = gamma_site()

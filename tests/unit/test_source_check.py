@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import SubmissionError
-from gateway.intake import check_code, check_source, decode_upload
-from gateway.model import SubmitRequest
-from gateway.service import Gateway
-from gateway.settings import Settings
+from gateway.config.settings import Settings
+from gateway.core.errors import SubmissionError
+from gateway.service.facade import Gateway
+from gateway.service.intake import check_code, check_source, decode_upload
+from gateway.service.model import SubmitRequest
 from tests.unit.fakes import tiny_task
 
 

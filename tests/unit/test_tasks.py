@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import TaskError
-from gateway.settings import REPO_ROOT
-from gateway.tasks import SUBMISSION_PLACEHOLDER, TaskDefinition, load_task
+from gateway.config.settings import REPO_ROOT
+from gateway.config.tasks import SUBMISSION_PLACEHOLDER, TaskDefinition, load_task
+from gateway.core.errors import TaskError
 
 PROBLEMS = REPO_ROOT / "problems"
 TASK_YML = """\

@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
-from gateway.errors import SubmissionError, TaskError
-from gateway.intake import check_upload_name, take_upload
-from gateway.task_archive import MAX_MEMBERS, MAX_UNPACKED_BYTES, load_task_archive
+from gateway.config.task_archive import MAX_MEMBERS, MAX_UNPACKED_BYTES, load_task_archive
+from gateway.core.errors import SubmissionError, TaskError
+from gateway.service.intake import check_upload_name, take_upload
 from tests.conftest import PROBLEMS
 
 

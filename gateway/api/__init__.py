@@ -1,5 +1,0 @@
-"""The HTTP API and web pages (`gateway serve`): FastAPI over the service."""
-
-from gateway.api.app import create_app
-
-__all__ = ["create_app"]

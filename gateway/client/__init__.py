@@ -1,0 +1,1 @@
+"""Another gateway over HTTP: the remote CLI's client, saved tokens, waiting on a run."""

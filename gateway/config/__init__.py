@@ -1,0 +1,1 @@
+"""What operators and tasks declare: settings, site files, task folders, zero-config discovery."""

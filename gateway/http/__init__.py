@@ -1,0 +1,1 @@
+"""The HTTP front ends: the JSON API and the web pages."""

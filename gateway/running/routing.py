@@ -1,0 +1,144 @@
+"""Routing: for a GPU type, choose among the configured sites and partitions.
+
+Candidates are ordered by health (a circuit breaker opens after repeated failures), partition state (up,
+with a node that can take jobs), our own concurrency cap per partition, queue depth (a partition where
+the job can start now beats one with a queue) and the sites' preference order. Each site's load comes
+from one sinfo and one squeue, cached for a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from gateway.config.site_parts import PartitionConfig
+from gateway.config.sites import SiteConfig
+from gateway.core.errors import GatewayError, UserError
+from gateway.core.suggest import GPU_CUTOFF, did_you_mean
+from gateway.running.backends.base import PartitionLoad
+
+log = logging.getLogger(__name__)
+LoadProbe = Callable[[SiteConfig], Awaitable[dict[str, PartitionLoad]]]
+LOAD_TTL_S = 5.0
+LOAD_TIMEOUT_S = 10.0
+
+
+@dataclass
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures; lets one try through after ``cooldown_s``."""
+
+    threshold: int = 3
+    cooldown_s: float = 60.0
+    failures: int = 0
+    opened_at: float | None = None
+    last_error: str | None = None
+
+    def allows(self, now: float) -> bool:
+        return self.opened_at is None or now - self.opened_at >= self.cooldown_s
+
+    def success(self) -> None:
+        self.failures, self.opened_at, self.last_error = 0, None, None
+
+    def failure(self, error: str, now: float) -> None:
+        self.failures += 1
+        self.last_error = error
+        if self.failures >= self.threshold:
+            self.opened_at = now
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None
+
+
+@dataclass
+class _Cached:
+    at: float
+    load: dict[str, PartitionLoad]
+
+
+@dataclass(frozen=True)
+class Choice:
+    site: SiteConfig
+    partition: PartitionConfig
+    why: str
+    at_cap: bool = False  # our own max_jobs are running in the partition (the routing policy may go on)
+    pending: int = 0  # jobs of anyone waiting in the partition
+
+
+@dataclass
+class Router:
+    probe: LoadProbe
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    ours: dict[tuple[str, str], int] = field(default_factory=dict)  # our live jobs per (site, partition)
+    _cache: dict[str, _Cached] = field(default_factory=dict)
+
+    def breaker(self, site: str) -> CircuitBreaker:
+        return self.breakers.setdefault(site, CircuitBreaker())
+
+    def record(self, site: str, error: str | None) -> None:
+        breaker = self.breaker(site)
+        if error is None:
+            breaker.success()
+        else:
+            breaker.failure(error, time.monotonic())
+            self._cache.pop(site, None)  # its cached load is stale: the next choice probes it again
+            if breaker.is_open:
+                log.warning("site %s: circuit open after %d failures: %s", site, breaker.failures, error)
+
+    def started(self, site: str, partition: str) -> None:
+        self.ours[(site, partition)] = self.ours.get((site, partition), 0) + 1
+
+    def finished(self, site: str, partition: str) -> None:
+        self.ours[(site, partition)] = max(0, self.ours.get((site, partition), 0) - 1)
+
+    async def _load(self, site: SiteConfig) -> dict[str, PartitionLoad] | None:
+        now = time.monotonic()
+        cached = self._cache.get(site.name)
+        if cached is not None and now - cached.at < LOAD_TTL_S:
+            return cached.load
+        try:
+            load = await asyncio.wait_for(self.probe(site), LOAD_TIMEOUT_S)
+        except (GatewayError, TimeoutError) as exc:
+            self.record(site.name, f"cannot read partition state: {exc}")
+            return None
+        self.record(site.name, None)
+        self._cache[site.name] = _Cached(now, load)
+        return load
+
+    async def choose(self, gpu_type: str, sites: list[SiteConfig]) -> Choice:
+        candidates = [(s, p) for s in sites for p in s.partitions_for(gpu_type)]
+        if not candidates:
+            offered = sorted({gpu for site in sites for gpu in site.gpu_types()})
+            raise UserError(
+                f"no site offers GPU type {gpu_type!r}{did_you_mean(gpu_type, offered, GPU_CUTOFF)}; "
+                f"offered: {', '.join(offered) or 'none'}"
+            )
+        now = time.monotonic()
+        healthy = [s for s in sites if s.partitions_for(gpu_type) and self.breaker(s.name).allows(now)]
+        probed = await asyncio.gather(*(self._load(s) for s in healthy))
+        loads = {site.name: load for site, load in zip(healthy, probed, strict=True)}
+        ranked: list[tuple[tuple[int, int, int, int, int], SiteConfig, PartitionConfig, PartitionLoad]] = []
+        refused: list[str] = []
+        for site, part in candidates:
+            site_load = loads.get(site.name)
+            if site_load is None:
+                breaker = self.breaker(site.name)
+                refused.append(f"{site.name}: unhealthy ({breaker.last_error or 'circuit open'})")
+                continue
+            load = site_load.get(part.name)
+            if load is None or not load.available:
+                refused.append(f"{site.name}/{part.name}: {load.state if load else 'not found'}")
+                continue
+            at_cap = self.ours.get((site.name, part.name), 0) >= part.max_jobs
+            key = (int(at_cap), int(load.pending > 0), site.preference, load.pending, load.running)
+            ranked.append((key, site, part, load))
+        if not ranked:
+            raise UserError(f"no site can run a {gpu_type} job now: " + "; ".join(refused))
+        ranked.sort(key=lambda item: item[0])
+        _, site, part, load = ranked[0]
+        why = f"{load.pending} pending, {load.running} running, preference {site.preference}"
+        at_cap = self.ours.get((site.name, part.name), 0) >= part.max_jobs
+        return Choice(site, part, why, at_cap, load.pending)

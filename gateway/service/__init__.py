@@ -1,0 +1,1 @@
+"""The one API front ends call (facade.py), the queue worker, and the collaborators they compose."""

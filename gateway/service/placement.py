@@ -1,0 +1,152 @@
+"""Where a run goes: the site and partition for a request, and the checks that decide whether it can go
+there at all, on one path for ``enqueue`` (before anything is stored) and for the worker that routes the
+claimed run: the named site (its best partition for the GPU type, unless an admin drained it), else the
+routing policy's choice among the sites offering the GPU type (gateway/running/routing.py,
+gateway/running/policy.py), each admitted only for the modes its isolation allows
+(gateway/service/isolation.py)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from gateway.config.sites import SiteConfig
+from gateway.core.errors import RefusedError, UserError
+from gateway.core.suggest import GPU_CUTOFF, did_you_mean
+from gateway.core.validation import shown
+from gateway.running.policy import choose_route
+from gateway.running.routing import Choice, Router
+from gateway.service.intake import gpu_for_board
+from gateway.service.isolation import IsolationGate
+from gateway.service.model import LOCAL_GPU_LABEL, SubmitRequest
+from gateway.service.sitedir import SiteDirectory
+from gateway.store import LeaderboardRecord
+
+
+class Placement:
+    def __init__(self, sites: SiteDirectory, router: Router, isolation: IsolationGate) -> None:
+        self.sites = sites
+        self.router = router
+        self.isolation = isolation
+
+    async def route(
+        self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None, *, mode: str
+    ) -> Choice:
+        """Where a job runs: the named site (its best partition for the GPU type), else as the routing
+        policy says for the leaderboard and GPU type (gateway/running/policy.py: preferred sites, then
+        fallbacks), else (no site, no GPU type: None, or LOCAL_GPU_LABEL as a run records it) the
+        built-in local site. A site takes only the modes its isolation allows (gateway/service/isolation.py):
+        leaderboard runs only where it is verified."""
+        sites = self.sites
+        if gpu_type == LOCAL_GPU_LABEL:  # read here, once: callers pass a run's label as recorded
+            gpu_type = None
+        if site_name is None and gpu_type is None:
+            await self._admit(sites.local, mode)
+            return Choice(sites.local, sites.local.partitions[0], "no site or GPU type given")
+        if site_name is not None:
+            if site_name not in sites.names():
+                # the discovered cluster by the name its routing line showed (a typo stays unknown)
+                with contextlib.suppress(UserError):
+                    await sites.zero_config(gpu_type)
+            site = sites.site(site_name)
+            await self._admit(site, mode)
+            if site.kind == "local":
+                return Choice(site, site.partitions[0], "the local site")
+            gpu_type = self.gpu_on(site, gpu_type)
+            await self.refuse_drained(site.name)
+            return await self.router.choose(gpu_type, [site])
+        assert gpu_type is not None
+        await sites.zero_config(gpu_type)
+        offering = [s for s in sites.configured.values() if s.partitions_for(gpu_type)]
+        rule = sites.policy.rule_for(leaderboard, gpu_type)
+        offered = {gpu.lower() for gpu in sites.known_gpu_types()}
+        if (not offering and not (rule and rule.fallbacks)) or gpu_type.lower() not in offered:
+            raise self.unknown_gpu(gpu_type)
+        drained_sites = await sites.drained()
+        open_sites = [s for s in offering if s.name not in drained_sites]
+        if offering and not open_sites and not (rule and rule.fallbacks):
+            raise UserError(f"every site offering {gpu_type} is drained by an admin: try again later")
+        refusals = {s.name: await self.isolation.refusal(s, mode) for s in open_sites}
+        admitted = [s for s in open_sites if refusals[s.name] is None]
+        fallbacks = {n: f for n, f in sites.fallbacks.items() if n not in drained_sites}
+        try:
+            return await choose_route(self.router, sites.policy, gpu_type, admitted, fallbacks, leaderboard)
+        except UserError as exc:
+            refused = "; ".join(r for r in refusals.values() if r is not None)
+            if refused:
+                raise UserError(f"{exc}; {refused}") from exc
+            raise
+
+    def gpu_type_of(self, request: SubmitRequest, board: LeaderboardRecord | None) -> str:
+        """The GPU type a request runs on (its label: LOCAL_GPU_LABEL on this machine), checked against
+        the sites and the leaderboard (no routing yet: the worker that claims the run picks the site and
+        partition)."""
+        if request.site is not None:
+            site = self.sites.site(request.site)
+            if site.kind == "local":
+                gpu = request.gpu_type or site.partitions[0].gpu_type or LOCAL_GPU_LABEL
+            else:
+                gpu = self.gpu_on(site, request.gpu_type)
+        elif (
+            request.gpu_type is None
+        ):  # a leaderboard's only GPU type (gateway.service.intake), else this machine
+            gpu = LOCAL_GPU_LABEL if board is None else gpu_for_board(None, board.name, board.gpu_types)
+        else:
+            gpu = request.gpu_type
+            if gpu not in self.sites.known_gpu_types():
+                raise self.unknown_gpu(gpu)
+        if board is not None and gpu not in board.gpu_types:
+            ranks = ", ".join(board.gpu_types) or "no GPU type (an admin gives it some)"
+            hint = did_you_mean(gpu, board.gpu_types, GPU_CUTOFF)
+            raise UserError(f"leaderboard {board.name} does not rank {shown(gpu)}{hint}; it ranks {ranks}")
+        return gpu
+
+    async def refuse_drained(self, site_name: str) -> None:
+        """RefusedError (drained) when an admin drained the site a request names."""
+        drained = (await self.sites.drained()).get(site_name)
+        if drained is not None:
+            raise RefusedError(
+                f"site {site_name} is drained by an admin ({drained.drain_reason or 'no reason given'}): "
+                "submit without --site, or later",
+                "drained",
+            )
+
+    async def _admit(self, site: SiteConfig, mode: str) -> None:
+        refusal = await self.isolation.refusal(site, mode)
+        if refusal is not None:
+            raise UserError(refusal)
+
+    @staticmethod
+    def gpu_on(site: SiteConfig, gpu_type: str | None) -> str:
+        """The GPU type a run gets on a Slurm site (its first partition's when none is asked for)."""
+        gpu = gpu_type or site.partitions[0].gpu_type
+        if gpu is None or not site.partitions_for(gpu):
+            offered = site.gpu_types()
+            hint = did_you_mean(gpu, offered, GPU_CUTOFF) if gpu else ""
+            raise UserError(
+                f"site {site.name} has no partition with GPU type {shown(gpu or 'none')}{hint}; "
+                f"it offers: {', '.join(offered) or 'none'}"
+            )
+        return gpu
+
+    def unknown_gpu(self, gpu_type: str) -> UserError:
+        """No site offers ``gpu_type``: say which types each site offers (and a close one, if any), and,
+        on a machine with Slurm and no site, how to make one of it."""
+        from gateway.config.discovery import sbatch_on_path
+
+        sites = self.sites
+        known = sites.known_gpu_types()
+        by_site = [
+            f"{site.name}: {', '.join(site.gpu_types()) or 'none'}"
+            for site in [*sites.configured.values(), *sites.fallbacks.values()]
+        ]
+        where = f" ({'; '.join(by_site)})" if by_site else ""
+        hint = ""
+        if not sites.configured and sbatch_on_path():
+            hint = (
+                "; this machine has Slurm: `gateway sites init` writes its cluster as a site file (a run "
+                "goes to it unasked only with no database and no fallback configured)"
+            )
+        return UserError(
+            f"no site offers GPU type {shown(gpu_type)}{did_you_mean(gpu_type, known, GPU_CUTOFF)}; "
+            f"offered: {', '.join(known)}{where}{hint}"
+        )
