@@ -237,9 +237,9 @@ def personal_embed(board: str, user: str, runs: list[RunRecord]) -> discord.Embe
     lines = []
     for run in runs[:20]:
         verdict = "…" if run.finished_at is None else ("✅" if run.passed else "❌")
-        score = (
+        score = (  # a secret rerun shows only whether it passed, as everywhere
             format_seconds(run.score)
-            if run.score is not None
+            if run.score is not None and not run.secret
             else (run.state.lower() if not run.passed else "")
         )
         secret = " (secret rerun)" if run.secret else ""

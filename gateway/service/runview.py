@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # type names only: neither is needed to build a view
     from gateway.store.records import RunRecord
 
 log = logging.getLogger(__name__)
+# what a secret rerun's error reads as to everyone but the operator: its text may quote hidden inputs
+HIDDEN_ERROR = "(hidden: a secret rerun shows only whether it passed)"
 NS = 1e-9  # the harness reports nanoseconds; a view holds seconds (the one conversion)
 
 
@@ -134,7 +136,7 @@ def run_view(record: RunRecord, *, reveal_secret: bool = False) -> RunView:
         state=record.state,
         passed=record.passed,
         score=None if hide else record.score,
-        error=record.error,
+        error=HIDDEN_ERROR if hide and record.error else record.error,
         route=Route(record.site, record.partition, record.backend, record.route_reason)
         if record.site
         else None,

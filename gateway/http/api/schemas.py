@@ -26,7 +26,6 @@ SECRET_VERDICT = {
     True: "secret rerun passed",
     False: "secret rerun did not pass: the submission is not ranked",
 }
-HIDDEN_ERROR = "(hidden: a secret rerun shows only whether it passed)"
 
 
 class ErrorOut(BaseModel):
@@ -256,7 +255,7 @@ def run_out_of(view: RunView) -> RunOut:
         passed=view.passed,
         score=view.score,
         score_text=None if view.score is None else format_seconds(view.score),
-        error=HIDDEN_ERROR if view.redacted and view.error else view.error,
+        error=view.error,  # a secret rerun's is HIDDEN_ERROR (gateway.service.runview)
         ranked=view.ranked,
         queued_at=view.queued_at,
         started_at=view.started_at,
