@@ -36,23 +36,31 @@ async def latencies(gateway: Gateway, runs: int) -> list[float]:
             assert report_.passed and report_.result_at is not None and report_.handle is not None
             stat = await ssh.run(["stat", "-c", "%.9Y", str(report_.handle.bundle.result)])
             found.append((report_.result_at - float(stat.stdout)) * 1000)
+            await ssh.run(["rm", "-rf", "--", str(report_.handle.bundle.root)])  # what keep_bundles kept
     finally:
         await ssh.close()
     return found
 
 
+def keeping_results(gateway: Gateway, **login: int) -> None:
+    """alpha keeps result.json after each run (``keep_bundles: logs``), so that its time of writing can be
+    read: a run's bundle is otherwise removed as soon as its result is in."""
+    alpha = gateway.sites.configured["alpha"]
+    assert alpha.login is not None
+    gateway.sites.configured["alpha"] = alpha.model_copy(
+        update={"keep_bundles": "logs", "login": alpha.login.model_copy(update=login)}
+    )
+
+
 async def main(console: Console) -> list[Row]:
     pushed_gateway = await Gateway.open(Settings(), use_database=False)
+    keeping_results(pushed_gateway)
     try:
         pushed = await latencies(pushed_gateway, PUSHED_RUNS)
     finally:
         await pushed_gateway.close()
     polled_gateway = await Gateway.open(Settings(), use_database=False)
-    alpha = polled_gateway.sites.configured["alpha"]
-    assert alpha.login is not None
-    polled_gateway.sites.configured["alpha"] = alpha.model_copy(
-        update={"login": alpha.login.model_copy(update={"tail_channels": 0})}
-    )
+    keeping_results(polled_gateway, tail_channels=0)
     try:
         polled = await latencies(polled_gateway, POLLED_RUNS)
     finally:
