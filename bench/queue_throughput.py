@@ -21,6 +21,7 @@ from rich.console import Console
 
 from bench.common import Row, report
 from gateway.config.settings import REPO_ROOT, Settings
+from gateway.config.site_parts import IsolationConfig, PartitionConfig
 from gateway.config.sites import KeepBundles, SiteConfig
 from gateway.config.tasks import load_task
 from gateway.core.states import JobState
@@ -98,7 +99,7 @@ class InstantBackend:
         return {}
 
     async def load(self) -> dict[str, PartitionLoad]:
-        return {}
+        return {"instant": PartitionLoad("instant", available=True, pending=0, running=0, state="up")}
 
     async def fetch_result(self, handle: JobHandle) -> bytes | None:
         return self._done[handle.job_id][1]
@@ -119,12 +120,25 @@ def _instant(_site: SiteConfig) -> InstantBackend:
     return InstantBackend()
 
 
+# one site of one GPU type, whose backend is the instant one (a leaderboard never ranks the gateway's own
+# machine); unconfined, it takes test runs only
+SITES = {
+    "bench": SiteConfig(
+        name="bench",
+        submit_via="local",
+        workdir="/bench",
+        partitions=[PartitionConfig(name="instant", gpu_type="BENCH", max_jobs=RUNS)],
+        isolation=IsolationConfig(kind="none", unconfined_modes=["test"]),
+    )
+}
+
+
 async def _worker_process(dsn: str) -> None:
     """One worker process: process runs until none is left unfinished, then exit."""
     from gateway.store import Store
 
     store = await Store.connect(dsn, max_size=4)
-    gateway = Gateway(Settings(database_url=dsn), {}, store, backend_factory=_instant)
+    gateway = Gateway(Settings(database_url=dsn), SITES, store, backend_factory=_instant)
     stop = asyncio.Event()
     worker = gateway.worker(concurrency=CONCURRENCY)
 
@@ -145,10 +159,10 @@ async def _queue(dsn: str) -> None:
     settings = Settings(database_url=dsn, max_unfinished_runs_per_user=RUNS, submissions_per_minute=RUNS)
     from gateway.store import Store
 
-    gateway = Gateway(settings, {}, await Store.connect(dsn), backend_factory=_instant)
+    gateway = Gateway(settings, SITES, await Store.connect(dsn), backend_factory=_instant)
     task = load_task(REPO_ROOT / "problems" / "vectoradd")
     try:
-        await gateway.boards.create_leaderboard("queue-bench", task, ["local"], caller=OPERATOR)
+        await gateway.boards.create_leaderboard("queue-bench", task, ["BENCH"], caller=OPERATOR)
         request = SubmitRequest(
             code="x = 1\n", file_name="k.py", user="bench", leaderboard="queue-bench", mode="test", admin=True
         )
