@@ -189,7 +189,7 @@ async def main(console: Console) -> None:
             # what the client was told was stored must be stored: each submission with its queued runs
             api_ids = sorted(i for phase in results.values() for i in phase["submission_ids"])
             stored = await conn.fetch(
-                "SELECT s.id, count(r.id) FILTER (WHERE r.state = 'QUEUED') AS queued, "
+                "SELECT s.public_id AS id, count(r.id) FILTER (WHERE r.state = 'QUEUED') AS queued, "
                 "  s.file_name LIKE 'limit-%' AS limit_phase FROM submissions s "
                 "LEFT JOIN runs r ON r.submission_id = s.id WHERE s.leaderboard_id = $1 "
                 "  AND (s.file_name LIKE 'sub-%' OR s.file_name LIKE 'limit-%') GROUP BY s.id ORDER BY s.id",

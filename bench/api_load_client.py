@@ -40,7 +40,7 @@ class PhaseResult:
     wrong: int = 0  # a 200/202 whose body is not what it should be
     warmup_failed: int = 0  # warm-up requests not answered as they should be (not in `sent`)
     first_body: str = ""  # the first good answer, for the caller to check
-    submission_ids: list[int] = field(default_factory=list)
+    submission_ids: list[str] = field(default_factory=list)  # public ids (unguessable)
     extra: dict[str, Any] = field(default_factory=dict)  # the limits phase's counts
 
 
@@ -93,7 +93,7 @@ class Phase:
         if answer.status_code != 202:
             return False
         body = answer.json()
-        if not (isinstance(body.get("submission_id"), int) and len(body.get("runs", [])) == 2):
+        if not (isinstance(body.get("submission_id"), str) and len(body.get("runs", [])) == 2):
             return False
         self.result.submission_ids.append(body["submission_id"])
         if not self.result.first_body:
