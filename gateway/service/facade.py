@@ -43,7 +43,7 @@ from gateway.service.isolation import IsolationGate, Verifier
 from gateway.service.limits import SharedLimits
 from gateway.service.model import EventCallback, QueuedRun, Submission, SubmitRequest, require_store
 from gateway.service.placement import Placement
-from gateway.service.processor import RunProcessor, report_of
+from gateway.service.processor import RunProcessor
 from gateway.service.queue_worker import Worker
 from gateway.service.sitedir import SiteDirectory
 from gateway.store import (
@@ -88,7 +88,6 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "Submission",
     "UserRecord",
     "as_mode",
-    "report_of",
 ]
 
 
