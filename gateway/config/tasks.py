@@ -14,7 +14,11 @@ from gateway.core.suggest import did_you_mean
 
 SUBMISSION_PLACEHOLDER = "@SUBMISSION@"
 RankingBy = Literal["last", "mean", "geom"]
+Language = Literal["py", "cu"]
 Scalar = int | float | str
+# a test case's argument: a scalar, or a list of them (grouped GEMM's per-group sizes: "m": [96, 128])
+TestArg = int | float | str | list[Any]
+TestCase = dict[str, TestArg]
 
 
 class _TaskFile(BaseModel):
@@ -31,15 +35,19 @@ class _TaskConfig(BaseModel):
 
 
 class _TaskYaml(BaseModel):
-    """task.yml as reference-kernels writes it (unknown keys such as ``templates`` are kept aside)."""
+    """task.yml as reference-kernels writes it (``templates`` and unknown keys are kept aside)."""
 
     model_config = ConfigDict(extra="allow")
     files: list[_TaskFile] = Field(min_length=1)
-    lang: Literal["py"] = "py"
+    lang: Language = "py"
     description: str = ""
     config: _TaskConfig = Field(default_factory=_TaskConfig)
-    tests: list[dict[str, Scalar]] = Field(min_length=1)
-    benchmarks: list[dict[str, Scalar]] = Field(default_factory=list)
+    tests: list[TestCase] = Field(min_length=1)
+    benchmarks: list[TestCase] = Field(default_factory=list)
+    # reference-kernels: ``gpus`` lists the GPU types a task is meant for (``[B200]``); a number here
+    # means GPUs per run. ``multi_gpu: true`` takes the count from the cases' ``world_size``.
+    gpus: list[str] | int | None = None
+    multi_gpu: bool = False
     ranking_by: RankingBy = "geom"
     test_timeout: int = Field(default=180, gt=0)
     benchmark_timeout: int = Field(default=180, gt=0)
@@ -58,17 +66,32 @@ class TaskDefinition(BaseModel):
         )
     )
     description: str = ""
-    lang: str = "py"
+    lang: Language = "py"
     main: str | None = None
     files: dict[str, str]  # file name in task/ -> content; the submission's entry is the placeholder
     submission_name: str
-    tests: list[dict[str, Scalar]]
-    benchmarks: list[dict[str, Scalar]]
+    tests: list[TestCase]
+    benchmarks: list[TestCase]
     ranking_by: RankingBy
     timeouts: dict[str, int]
     # starter files by language label as task.yml's ``templates`` names them ("Python": its content);
     # tasks stored before templates were kept have none
     templates: dict[str, str] = Field(default_factory=dict)
+    gpus_per_run: int = Field(default=1, ge=1, le=64)  # GPUs (and ranks) one run of the task takes
+    gpu_types: list[str] = Field(default_factory=list)  # the GPU types task.yml names, if any
+    # task.yml's keys this gateway does not know, kept as written (load_task's caller reports them)
+    unknown_keys: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def multi_gpu(self) -> bool:
+        return self.gpus_per_run > 1
+
+    def unknown_key_notes(self) -> list[str]:
+        """One line per unknown task.yml key, with the known key it may be a misspelling of."""
+        return [
+            f"task.yml: unknown key {key!r} kept but not used{did_you_mean(key, sorted(KNOWN_KEYS))}"
+            for key in self.unknown_keys
+        ]
 
     @property
     def starter(self) -> tuple[str, str] | None:
@@ -146,7 +169,9 @@ def load_task(task_dir: Path, name: str | None = None, *, root: Path | None = No
             "leaderboard": raw.ranked_timeout,
         }
     )
-    templates = _templates(task_yml, raw.model_extra or {}, root)
+    extra = dict(raw.model_extra or {})
+    templates = _templates(task_yml, extra, root)
+    extra.pop("templates", None)
     return TaskDefinition(
         name=name or task_dir.resolve().name,
         description=raw.description.strip(),
@@ -159,7 +184,31 @@ def load_task(task_dir: Path, name: str | None = None, *, root: Path | None = No
         ranking_by=raw.ranking_by,
         timeouts=timeouts,
         templates=templates,
+        gpus_per_run=_gpus_per_run(task_yml, raw),
+        gpu_types=list(raw.gpus) if isinstance(raw.gpus, list) else [],
+        unknown_keys=extra,
     )
+
+
+KNOWN_KEYS = frozenset(_TaskYaml.model_fields) | {"templates"}
+
+
+def _gpus_per_run(task_yml: Path, raw: _TaskYaml) -> int:
+    """How many GPUs one run takes: ``gpus: N``, else for ``multi_gpu`` the largest ``world_size`` of
+    its cases (reference-kernels' distributed tasks put it there), else one."""
+    if isinstance(raw.gpus, int):
+        if not 1 <= raw.gpus <= 64:
+            raise TaskError(f"{task_yml}: gpus: {raw.gpus} GPUs per run; give 1 to 64")
+        return raw.gpus
+    if not raw.multi_gpu:
+        return 1
+    sizes = [case.get("world_size") for case in [*raw.tests, *raw.benchmarks]]
+    if not sizes or not all(isinstance(n, int) and 1 <= n <= 64 for n in sizes):
+        raise TaskError(
+            f"{task_yml}: multi_gpu: every test and benchmark needs a world_size of 1 to 64 "
+            "(the ranks it runs on), or give gpus: N"
+        )
+    return max(n for n in sizes if isinstance(n, int))
 
 
 def _read_source(task_yml: Path, field: str, source: str, root: Path | None) -> str:

@@ -79,3 +79,50 @@ def test_a_bad_field_names_line_and_path(tmp_path: Path) -> None:
 def test_main_must_be_one_of_the_files(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match=r"config\.main"):
         load_task(make_task(tmp_path, TASK_YML.replace('main: "reference.py"', 'main: "eval.py"')))
+
+
+def test_list_arguments_survive_loading_and_storing(tmp_path: Path) -> None:
+    text = TASK_YML.replace('{"size": 1, "seed": 2}', '{"m": [96, 128], "n": [128, 256], "g": 2, "seed": 2}')
+    task = load_task(make_task(tmp_path, text))
+    assert task.tests == [{"m": [96, 128], "n": [128, 256], "g": 2, "seed": 2}]
+    assert TaskDefinition.from_json(task.model_dump()) == task
+
+
+def test_multi_gpu_takes_its_gpus_from_the_largest_world_size(tmp_path: Path) -> None:
+    text = (
+        TASK_YML.replace('"seed": 2}', '"seed": 2, "world_size": 2}')
+        .replace('"seed": 3}', '"seed": 3, "world_size": 4}')
+        .replace('lang: "py"', 'lang: "py"\nmulti_gpu: true')
+    )
+    task = load_task(make_task(tmp_path, text))
+    assert task.gpus_per_run == 4 and task.multi_gpu
+
+
+def test_multi_gpu_without_world_sizes_says_what_to_add(tmp_path: Path) -> None:
+    text = TASK_YML.replace('lang: "py"', 'lang: "py"\nmulti_gpu: true')
+    with pytest.raises(TaskError, match=r"multi_gpu: every test and benchmark needs a world_size"):
+        load_task(make_task(tmp_path, text))
+
+
+@pytest.mark.parametrize(("gpus", "per_run", "types"), [("2", 2, []), ("[B200, H100]", 1, ["B200", "H100"])])
+def test_gpus_is_a_count_or_the_gpu_types_reference_kernels_lists(
+    tmp_path: Path, gpus: str, per_run: int, types: list[str]
+) -> None:
+    task = load_task(make_task(tmp_path, TASK_YML + f"gpus: {gpus}\n"))
+    assert (task.gpus_per_run, task.gpu_types) == (per_run, types)
+
+
+def test_unknown_keys_are_kept_and_reported_with_a_suggestion(tmp_path: Path) -> None:
+    task = load_task(make_task(tmp_path, TASK_YML + "ranking-by: mean\nowner: me\n"))
+    assert task.unknown_keys == {"ranking-by": "mean", "owner": "me"}
+    notes = task.unknown_key_notes()
+    assert len(notes) == 2 and "ranking-by" in notes[0] and "ranking_by" in notes[0]
+    assert TaskDefinition.from_json(task.model_dump()) == task
+
+
+def test_a_cuda_task_loads_as_lang_cu(tmp_path: Path) -> None:
+    task = load_task(make_task(tmp_path, TASK_YML.replace('lang: "py"', 'lang: "cu"')))
+    assert task.lang == "cu"
+    (tmp_path / "other").mkdir()
+    with pytest.raises(TaskError, match="lang"):
+        load_task(make_task(tmp_path / "other", TASK_YML.replace('lang: "py"', 'lang: "rust"')))
