@@ -44,7 +44,7 @@ integration: venv
 
 # the slowest tests are listed at the end, so CI's log shows where the suite's time goes
 test: lint
-	$(BIN)/pytest --durations=25
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=25
 
 bench: up
 	$(BIN)/python -m bench

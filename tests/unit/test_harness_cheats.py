@@ -265,7 +265,11 @@ def timed(tmp_path: Path, code: str) -> tuple[float, str]:
 
 @pytest.mark.parametrize("attack", [CLOCK_CELL, IN_GENERATION], ids=["clock-cell", "work-in-generation"])
 def test_hiding_time_from_the_workers_clock_gains_at_most_5_percent(tmp_path: Path, attack: str) -> None:
+    # the honest baseline gets one retry, as in test_honest_kernels_keep_the_workers_clock: a burst of load
+    # on two shared cores can push it to the evaluator's clock once; the attack gets no retry
     honest_mean, honest_clock = timed(tmp_path / "honest", HONEST_SLEEP)
+    if honest_clock != "worker":
+        honest_mean, honest_clock = timed(tmp_path / "honest-again", HONEST_SLEEP)
     attack_mean, attack_clock = timed(tmp_path / "attack", attack)
     print(f"attack/honest = {attack_mean / honest_mean:.3f} ({attack_mean:.0f} / {honest_mean:.0f} ns)")
     assert honest_clock == "worker" and attack_clock == "evaluator"
