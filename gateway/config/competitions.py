@@ -108,21 +108,21 @@ class CheckoutPlan:
 
 def competition_files(checkout: Path, competition: str | None = None) -> list[Path]:
     """``checkout/problems/*.yaml``, or the one ``competition`` names (its file's name, with or without
-    .yaml); ConfigError listing those there when there is none."""
+    .yaml); TaskError listing those there when there is none."""
     problems = checkout / PROBLEMS_DIR
     if not problems.is_dir():
-        raise ConfigError(
+        raise TaskError(
             f"{checkout}: no {PROBLEMS_DIR}/ folder here; give a reference-kernels checkout (its top folder)"
         )
     found = sorted(p for p in problems.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     if competition is None:
         if not found:
-            raise ConfigError(f"{problems}: no competition files (<name>.yaml) here")
+            raise TaskError(f"{problems}: no competition files (<name>.yaml) here")
         return found
     chosen = [p for p in found if competition in (p.name, p.stem)]
     if not chosen:
         stems = [p.stem for p in found]
-        raise ConfigError(
+        raise TaskError(
             f"no competition file {competition!r} in {problems}{did_you_mean(competition, stems)}; "
             f"there are: {', '.join(stems) or 'none'}"
         )
@@ -131,7 +131,7 @@ def competition_files(checkout: Path, competition: str | None = None) -> list[Pa
 
 def read_checkout(checkout: Path, competition: str | None = None) -> CheckoutPlan:
     """Every leaderboard the checkout's competition files describe (``competition``: one file's), each
-    task folder loaded; blocking (call it in a thread). ConfigError or TaskError naming file, line and
+    task folder loaded; blocking (call it in a thread). TaskError naming file, line and
     field for the first problem found; a leaderboard named twice is refused."""
     root = checkout.resolve()
     names: list[tuple[str, str]] = []
@@ -140,12 +140,15 @@ def read_checkout(checkout: Path, competition: str | None = None) -> CheckoutPla
     for path in competition_files(root, competition):
         shown_file = f"{PROBLEMS_DIR}/{path.name}"
         _inside(root, path, shown_file)
-        spec = load_yaml_model(path, Competition)
+        try:
+            spec = load_yaml_model(path, Competition)
+        except ConfigError as exc:
+            raise TaskError(str(exc)) from exc
         names.append((spec.name, shown_file))
         for index, problem in enumerate(spec.problems):
             source = f"{shown_file}: problems[{index}]"
             if problem.name in seen:
-                raise ConfigError(f"{source}: name {problem.name!r} is also the name in {seen[problem.name]}")
+                raise TaskError(f"{source}: name {problem.name!r} is also the name in {seen[problem.name]}")
             seen[problem.name] = source
             boards.append(_planned(root, spec, problem, source))
     return CheckoutPlan(tuple(names), tuple(boards))
@@ -154,14 +157,14 @@ def read_checkout(checkout: Path, competition: str | None = None) -> CheckoutPla
 def _inside(root: Path, path: Path, shown: str) -> Path:
     resolved = path.resolve()
     if not resolved.is_relative_to(root):
-        raise ConfigError(f"{shown} leads outside the checkout (a link); nothing outside it is read")
+        raise TaskError(f"{shown} leads outside the checkout (a link); nothing outside it is read")
     return resolved
 
 
 def _planned(root: Path, spec: Competition, problem: Problem, source: str) -> PlannedBoard:
     task_dir = _inside(root, root / PROBLEMS_DIR / problem.directory, f"{source}: directory")
     if not (task_dir / "task.yml").is_file():
-        raise ConfigError(f"{source}: directory: {PROBLEMS_DIR}/{problem.directory} holds no task.yml")
+        raise TaskError(f"{source}: directory: {PROBLEMS_DIR}/{problem.directory} holds no task.yml")
     _inside(root, task_dir / "task.yml", f"{source}: directory: {problem.directory}/task.yml")
     try:
         task = load_task(task_dir, problem.name, root=root)
@@ -190,8 +193,8 @@ def read_checkout_archive(data: bytes, file_name: str, competition: str | None =
             found = [p for p in root.rglob(PROBLEMS_DIR) if p.is_dir() and len(p.relative_to(root).parts) < 3]
             tops = sorted((p.parent for p in found), key=lambda p: len(p.parts))  # at the top, or one down
             if not tops:
-                raise ConfigError(f"holds no {PROBLEMS_DIR}/ folder: archive a reference-kernels checkout")
+                raise TaskError(f"holds no {PROBLEMS_DIR}/ folder: archive a reference-kernels checkout")
             return read_checkout(tops[0], competition)
-        except (ConfigError, TaskError) as exc:
+        except TaskError as exc:
             message = str(exc).replace(f"{tops[0] if tops else root}/", "").replace(f"{root}/", "")
-            raise type(exc)(f"{file_name}: {message}") from exc
+            raise TaskError(f"{file_name}: {message}") from exc
