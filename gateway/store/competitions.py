@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.store.base import StoreBase, retried
+from gateway.store.boards import account_id
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,7 @@ class CompetitionsStore(StoreBase):
         if not boards:
             return
         async with self._conn() as conn, conn.transaction():
-            creator_id = None
-            if creator is not None:
-                creator_id = await conn.fetchval(
-                    "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE "
-                    "SET name = EXCLUDED.name RETURNING id",
-                    creator,
-                )
+            creator_id = await account_id(conn, creator) if creator is not None else None
             for board in boards:
                 board_id = await conn.fetchval(
                     "INSERT INTO leaderboards (name, description, task, ranking_by, secret_seed, deadline, "
