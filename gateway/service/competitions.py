@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -159,9 +159,23 @@ class Competitions:
         for board in plan.boards:
             if (record := await store.get_leaderboard(board.name)) is not None:
                 existing[board.name] = record
-        planned = plan_changes(plan, existing, self.sites.known_gpu_types())
+        planned = [
+            (await self._with_runs_noted(store, change), write)
+            for change, write in plan_changes(plan, existing, self.sites.known_gpu_types())
+        ]
         if not dry_run:
             writes = [write for change, write in planned if change.kind != "unchanged"]
             await store.write_boards(writes, creator=caller.account)
         changes = tuple(change for change, _ in planned)
         return SyncReport(checkout, plan.competitions, changes, dry_run)
+
+    @staticmethod
+    async def _with_runs_noted(store: Store, change: BoardChange) -> BoardChange:
+        """An update of a board's task, noting the submissions it holds (they ran the task before)."""
+        if not any(field.startswith("task") for field in change.fields):
+            return change
+        summary = next(iter(await store.list_leaderboards(include_hidden=True, name=change.board)), None)
+        if summary is None or not summary.submissions:
+            return change
+        note = f"its {summary.submissions} submission(s) ran the former task; their scores stay ranked"
+        return replace(change, notes=(*change.notes, note))

@@ -11,6 +11,7 @@ import tarfile
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -21,8 +22,8 @@ from gateway.config.competitions import (
 )
 from gateway.config.tasks import load_task
 from gateway.core.errors import TaskError, UserError
-from gateway.service.competitions import BoardChange, SyncReport, plan_changes
-from gateway.store import BoardWrite, LeaderboardRecord
+from gateway.service.competitions import BoardChange, Competitions, SyncReport, plan_changes
+from gateway.store import BoardWrite, LeaderboardRecord, LeaderboardSummary, Store
 
 CHECKOUT = Path(__file__).resolve().parents[1] / "fixtures" / "reference_kernels"
 TASK_DIRS = sorted(p.parent for p in CHECKOUT.glob("problems/*/*/task.yml"))
@@ -248,3 +249,24 @@ def test_gpu_types_default_to_the_tasks_then_every_offered_and_never_local() -> 
 def test_a_change_line_says_what_happened() -> None:
     change = BoardChange("b", "created", "Cup", "problems/cup.yaml: problems[0]")
     assert change.summary() == "b: created" and change.summary(dry_run=True) == "b: to create"
+
+
+class _Counts:
+    """The one store read ``_with_runs_noted`` makes: a board's numbers of submissions."""
+
+    def __init__(self, submissions: int) -> None:
+        self.submissions = submissions
+
+    async def list_leaderboards(self, include_hidden: bool = False, name: str | None = None) -> list[Any]:
+        runs = self.submissions * 2
+        return [LeaderboardSummary(name or "", "", [], None, "public", self.submissions, runs)]
+
+
+async def test_an_update_of_a_task_with_submissions_says_they_ran_the_former_task() -> None:
+    fields = ("task (tests)", "deadline")
+    change = BoardChange("b", "updated", "Cup", "problems/cup.yaml: problems[0]", fields)
+    noted = await Competitions._with_runs_noted(cast(Store, _Counts(3)), change)
+    assert noted.notes == ("its 3 submission(s) ran the former task; their scores stay ranked",)
+    assert await Competitions._with_runs_noted(cast(Store, _Counts(0)), change) == change
+    deadline_only = replace(change, fields=("deadline",))
+    assert await Competitions._with_runs_noted(cast(Store, _Counts(3)), deadline_only) == deadline_only
