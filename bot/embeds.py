@@ -18,6 +18,7 @@ from gateway.config.sites import SiteConfig
 from gateway.config.tasks import TaskDefinition
 from gateway.core.formatting import duration, format_seconds
 from gateway.core.validation import printable
+from gateway.service.competitions import SyncReport
 from gateway.service.facade import (
     GatewayStats,
     LeaderboardSummary,
@@ -308,4 +309,18 @@ def stats_embed(stats: GatewayStats) -> discord.Embed:
             f"median end to end {total}",
             inline=False,
         )
+    return embed
+
+
+def sync_embed(report: SyncReport) -> discord.Embed:
+    """A competition sync: its outcome, then each leaderboard's change and notes (the last lines kept
+    when they do not all fit)."""
+    lines = [f"competition {name} ({file})" for name, file in report.competitions]
+    for change in report.changes:
+        lines.append(change.summary(report.dry_run))
+        lines += [f"  note: {note}" for note in change.notes]
+    colour = GREY if report.dry_run or not report.changed else GREEN
+    embed = discord.Embed(title="Competition sync", colour=colour)
+    headline = text(report.headline(), 400)
+    embed.description = f"{headline}\n{code(lines, DESCRIPTION_LIMIT - len(headline) - 1)}"
     return embed

@@ -94,9 +94,31 @@ def parse_kv(text: str) -> dict[str, str]:
     return values
 
 
+TestValue = int | float | str | list[int | float | str]
+
+
 def format_test_spec(case: Mapping[str, object]) -> str:
-    """``{"size": 127, "seed": 1}`` -> ``size: 127; seed: 1`` (insertion order)."""
-    return "; ".join(f"{key}: {value}" for key, value in case.items())
+    """``{"size": 127, "seed": 1}`` -> ``size: 127; seed: 1`` (insertion order); a list as reference-kernels'
+    grouped tasks read it: ``{"m": [96, 128]}`` -> ``m: [96, 128]``. ProtocolError for a case that would
+    not read back (a ``;`` or line break in a value, a ``:`` in a key, a list in a list)."""
+    bad_key = next((key for key in case if any(c in str(key) for c in ":;\n\r")), None)
+    if bad_key is not None:
+        raise ProtocolError(f"test case key {str(bad_key)[:80]!r}: a key holds no ':', ';' or line break")
+    return "; ".join(f"{key}: {_format_value(str(key), value)}" for key, value in case.items())
+
+
+def _format_value(key: str, value: object) -> str:
+    if isinstance(value, list | tuple):
+        items = [str(item) for item in value]
+        if any(isinstance(item, list | tuple | dict) for item in value) or any(
+            c in text for text in items for c in ",[];\n\r"
+        ):
+            raise ProtocolError(f"test case {key}: {value!r}: a list holds plain numbers or words")
+        return "[" + ", ".join(items) + "]"
+    text = str(value)
+    if any(c in text for c in ";\n\r") or (text.startswith("[") and text.endswith("]")):
+        raise ProtocolError(f"test case {key}: {text[:80]!r} cannot be written as 'key: value; ...'")
+    return text
 
 
 def _scalar(text: str) -> int | float | str:
@@ -108,16 +130,23 @@ def _scalar(text: str) -> int | float | str:
     return text
 
 
-def parse_test_spec(line: str) -> dict[str, int | float | str]:
-    """``size: 127; seed: 4242`` -> ``{"size": 127, "seed": 4242}``."""
-    case: dict[str, int | float | str] = {}
+def _value(text: str) -> TestValue:
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip()
+        return [_scalar(item.strip()) for item in inner.split(",")] if inner else []
+    return _scalar(text)
+
+
+def parse_test_spec(line: str) -> dict[str, TestValue]:
+    """``size: 127; seed: 4242`` -> ``{"size": 127, "seed": 4242}``; ``m: [96, 128]``: a list."""
+    case: dict[str, TestValue] = {}
     for part in line.split(";"):
         if not part.strip():
             continue
         key, sep, value = part.partition(":")
         if not sep or not key.strip():
             raise ProtocolError(f"bad test spec {line!r}: expected 'key: value; key: value'")
-        case[key.strip()] = _scalar(value.strip())
+        case[key.strip()] = _value(value.strip())
     return case
 
 

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.autocomplete import leaderboard_names, site_names, task_directories
-from bot.embeds import sites_embed, stats_embed, text
+from bot.embeds import sites_embed, stats_embed, sync_embed, text
 from bot.errors import NotAdminError
 from bot.identity import caller_of, is_admin
 from bot.replies import answer_in_time, reply
@@ -89,6 +89,34 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
         assert archive is not None
         check_archive(archive.filename, archive.size)  # before downloading it
         return await self.gateway.boards.load_task_archive(await archive.read(), archive.filename)
+
+    @app_commands.command(
+        name="problems-sync",
+        description="Create or update the leaderboards of a reference-kernels checkout's competitions",
+    )
+    @app_commands.describe(
+        archive="the checkout as .zip / .tar.gz (git archive -o problems.tar.gz HEAD)",
+        competition="only this competition file in problems/ (e.g. amd for amd.yaml)",
+        dry_run="say what would change; write nothing",
+    )
+    async def problems_sync(
+        self,
+        interaction: discord.Interaction,
+        archive: discord.Attachment,
+        competition: str | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        # an upload, not a path on the bot's host: an admin's command then reads only what they sent
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        check_archive(archive.filename, archive.size)  # before downloading it
+        report = await self.gateway.competitions.sync_archive(
+            await archive.read(),
+            archive.filename,
+            competition=competition,
+            dry_run=dry_run,
+            caller=await self._caller(interaction),
+        )
+        await interaction.edit_original_response(embed=sync_embed(report))
 
     @app_commands.command(description="Delete a leaderboard with its submissions and runs")
     @app_commands.describe(confirm="type the leaderboard's name again")

@@ -23,6 +23,7 @@ from gateway.cli.dev import app as dev_app
 from gateway.cli.fallback import app as fallback_app
 from gateway.cli.leaderboards import app as leaderboard_app
 from gateway.cli.output import print_report, save_ncu_report
+from gateway.cli.problems import app as problems_app
 from gateway.cli.remote import login as login_command
 from gateway.cli.render import render as render_command
 from gateway.cli.runs import app as runs_app
@@ -76,6 +77,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
+app.add_typer(problems_app, name="problems")
 app.add_typer(runs_app, name="runs")
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")

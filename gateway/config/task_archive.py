@@ -32,19 +32,25 @@ def check_archive(file_name: str, size: int) -> None:
 
 def load_task_archive(data: bytes, file_name: str, name: str | None = None) -> TaskDefinition:
     """The task in an archive: the task.yml nearest its top (blocking: call it in a thread)."""
-    check_archive(file_name, len(data))
     with tempfile.TemporaryDirectory(prefix="gateway-task-") as tmp:
         root = Path(tmp)
-        if file_name.lower().endswith(".zip"):
-            _unzip(data, file_name, root)
-        else:
-            _untar(data, file_name, root)
+        unpack_archive(data, file_name, root)
         found = sorted(root.rglob("task.yml"), key=lambda p: (len(p.parts), str(p)))
         if not found:
             raise TaskError(f"{file_name} holds no task.yml: archive a task directory (task.yml, ...)")
         task_dir = found[0].parent
         default_name = task_dir.name if task_dir != root else Path(file_name).name.split(".")[0]
         return load_task(task_dir, name or default_name, root=root)
+
+
+def unpack_archive(data: bytes, file_name: str, root: Path) -> None:
+    """An uploaded archive (a task, or a checkout of task folders) unpacked into ``root`` with the limits
+    above; TaskError saying what is wrong (blocking: call it in a thread)."""
+    check_archive(file_name, len(data))
+    if file_name.lower().endswith(".zip"):
+        _unzip(data, file_name, root)
+    else:
+        _untar(data, file_name, root)
 
 
 def _member_path(file_name: str, member: str, root: Path) -> Path:

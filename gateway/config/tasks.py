@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.config.yamlconf import load_yaml_model, worded
 from gateway.core.errors import TaskError
 from gateway.core.suggest import did_you_mean
+from harness.protocol import ProtocolError, format_test_spec
 
 SUBMISSION_PLACEHOLDER = "@SUBMISSION@"
 RankingBy = Literal["last", "mean", "geom"]
@@ -158,6 +159,12 @@ def load_task(task_dir: Path, name: str | None = None, *, root: Path | None = No
         files[entry.name] = _read_source(task_yml, f"files: {entry.name}", entry.source, root)
     if submission_name is None:
         raise TaskError(f"{task_yml}: files: one entry needs source {SUBMISSION_PLACEHOLDER}")
+    for phase, cases in (("tests", raw.tests), ("benchmarks", raw.benchmarks)):
+        for index, case in enumerate(cases):
+            try:
+                format_test_spec(case)  # the runner writes each case as one 'key: value; ...' line
+            except ProtocolError as exc:
+                raise TaskError(f"{task_yml}: {phase}[{index}]: {exc}") from exc
     if raw.config.main is not None and raw.config.main not in files:
         raise TaskError(f"{task_yml}: config.main: {raw.config.main!r} is not among the files")
     timeouts: dict[str, int] = (

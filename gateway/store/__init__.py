@@ -4,12 +4,13 @@ One ``Store`` object, assembled from one module per concern: boards (users, lead
 site health), submissions (a submission and its queued runs), queue (claims, records), events (run events,
 LISTEN/NOTIFY) and ranking (reading runs back), stats (queue positions, standings, totals), limits (the HTTP
 API's rate limits and event-stream leases, shared by its processes), profiles (profile mode's Nsight Compute
-reports)."""
+reports), competitions (the leaderboards a competition sync writes)."""
 
 from __future__ import annotations
 
 from gateway.store.base import StoreBase, TransientStoreError
 from gateway.store.boards import BoardsStore
+from gateway.store.competitions import BoardWrite, CompetitionsStore
 from gateway.store.events import CANCEL_CHANNEL, EVENTS_CHANNEL, QUEUE_CHANNEL, EventsStore
 from gateway.store.limits import LimitsStore
 from gateway.store.profiles import ProfilesStore
@@ -34,7 +35,9 @@ from gateway.store.records import (
 from gateway.store.stats import StatsStore
 
 
-class Store(BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore, ProfilesStore):
+class Store(
+    BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore, ProfilesStore, CompetitionsStore
+):
     """Everything the service reads and writes in PostgreSQL."""
 
 
@@ -42,6 +45,7 @@ __all__ = [
     "CANCEL_CHANNEL",
     "EVENTS_CHANNEL",
     "QUEUE_CHANNEL",
+    "BoardWrite",
     "ClaimedRun",
     "GatewayStats",
     "IsolationCheck",

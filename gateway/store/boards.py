@@ -52,16 +52,21 @@ def _board(row: asyncpg.Record) -> LeaderboardRecord:
     )
 
 
+async def account_id(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], name: str) -> int:
+    """The id of account ``name``, made if it is new (inside the caller's transaction)."""
+    user_id: int = await conn.fetchval(
+        "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+        "RETURNING id",
+        name,
+    )
+    return user_id
+
+
 class BoardsStore(StoreBase):
     @retried
     async def ensure_user(self, name: str) -> int:
         async with self._conn() as conn:
-            user_id: int = await conn.fetchval(
-                "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
-                "RETURNING id",
-                name,
-            )
-            return user_id
+            return await account_id(conn, name)
 
     @retried
     async def get_user(self, name: str) -> UserRecord | None:
@@ -232,13 +237,7 @@ class BoardsStore(StoreBase):
     ) -> LeaderboardRecord:
         """Create it, or return the existing one of that name unchanged (concurrent creators agree)."""
         async with self._conn() as conn, conn.transaction():
-            creator_id = None
-            if creator is not None:
-                creator_id = await conn.fetchval(
-                    "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE "
-                    "SET name = EXCLUDED.name RETURNING id",
-                    creator,
-                )
+            creator_id = await account_id(conn, creator) if creator is not None else None
             board_id = await conn.fetchval(
                 "INSERT INTO leaderboards (name, description, task, ranking_by, secret_seed, deadline, "
                 "visibility, creator_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "

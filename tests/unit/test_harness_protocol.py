@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from typing import Any
 
 import pytest
@@ -297,3 +298,21 @@ def test_a_crashed_evaluator_is_told_by_its_exception_and_last_frame() -> None:
     )
     crashed = PhaseResult("test", 1, False, 1.0, {}, "", "Segmentation fault\n")
     assert crashed.failure_message() == "test: the evaluator exited with code 1: Segmentation fault"
+
+
+def test_list_arguments_round_trip_as_reference_kernels_reads_them() -> None:
+    case = {"m": [96, 128], "n": [128, 256], "g": 2, "seed": 1111, "scales": [0.5, 1.5], "names": []}
+    line = format_test_spec(case)
+    assert line == "m: [96, 128]; n: [128, 256]; g: 2; seed: 1111; scales: [0.5, 1.5]; names: []"
+    assert parse_test_spec(line) == case
+    assert re.fullmatch(r"\s*([a-zA-Z_]+)\s*:\s*(\[[^\]]*\]|[a-zA-Z_]+|[+-]?[0-9]+)\s*", line.split(";")[0])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [{"m": [[1], [2]]}, {"m": ["a,b"]}, {"kind": "a;b"}, {"kind": "two\nlines"}, {"a:b": 1}, {"kind": "[x]"}],
+    ids=["nested", "comma", "semicolon", "newline", "colon-key", "bracketed-word"],
+)
+def test_a_case_that_would_not_read_back_is_refused(case: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError):
+        format_test_spec(case)

@@ -90,3 +90,31 @@ def test_a_task_with_its_own_eval_py_shows_tracebacks_with_the_users_file(tmp_pa
     assert result.failure_message == (
         "test (size: 127; seed: 4242) failed: ValueError: no kernel (mine.py, line 6, in custom_kernel)"
     )
+
+
+GROUPED = Path(__file__).resolve().parents[1] / "fixtures/reference_kernels/problems/pmpp/grouped_add_py"
+GROUPED_CASES = {
+    "tests": [{"m": [96, 128], "g": 2, "seed": 1}, {"m": [7, 300, 64], "g": 3, "seed": 2}],
+    "benchmarks": [{"m": [4096, 8192], "g": 2, "seed": 3}],
+}
+
+
+@pytest.mark.parametrize("main", ["eval.py", None], ids=["own-eval", "built-in"])
+def test_list_arguments_reach_the_task_through_its_own_and_the_builtin_evaluator(
+    tmp_path: Path, main: str | None
+) -> None:
+    # the fixture's shared eval.py reads 'm: [96, 128]' with reference-kernels' regex; generate_input
+    # refuses anything but a list of one size per group
+    extra = [GROUPED.parent / "eval.py"] if main else []
+    correct = (GROUPED / "submission.py").read_text()
+    result = run_bundle(
+        tmp_path, correct, "leaderboard", problem=GROUPED, main=main, extra_files=extra, **GROUPED_CASES
+    )
+    assert result.passed, result.failure_message
+    assert [t.spec for t in result.tests] == ["m: [96, 128]; g: 2; seed: 1", "m: [7, 300, 64]; g: 3; seed: 2"]
+    assert [b.spec for b in result.benchmarks] == ["m: [4096, 8192]; g: 2; seed: 3"]
+    wrong = correct.replace("a + b", "a - b")
+    failed = run_bundle(
+        tmp_path / "wrong", wrong, "test", problem=GROUPED, main=main, extra_files=extra, **GROUPED_CASES
+    )
+    assert not failed.passed and "mismatch found" in (failed.failure_message or "")
