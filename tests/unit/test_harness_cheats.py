@@ -277,13 +277,13 @@ def test_hiding_time_from_the_workers_clock_gains_at_most_5_percent(tmp_path: Pa
 
 
 def test_honest_kernels_keep_the_workers_clock(tmp_path: Path) -> None:
-    """An honest kernel's figures stay the worker's. One retry per kernel: on two shared cores a burst of
+    """An honest kernel's figures stay the worker's. Two retries per kernel: on two shared cores a burst of
     load (a millisecond of fixed cost, as seen in CI) can push one benchmark's median past the bound once;
     a kernel that hides time from the worker's clock is caught on every try (the tests above)."""
     for name in ("correct", "slow"):
         code = (Path(__file__).parents[2] / "problems/vectoradd/solutions" / f"{name}.py").read_text()
         bounds: list[list[str]] = []
-        for attempt in range(2):
+        for attempt in range(3):  # the unit tests share the cores with the dev stack's tests (make test)
             result = run_bundle(tmp_path / f"{name}-{attempt}", code, "leaderboard")
             assert result.passed, result.failure_message
             kv = result.phases[-1].kv
