@@ -18,7 +18,7 @@ from gateway.config.sites import SiteConfig
 from gateway.config.tasks import TaskDefinition
 from gateway.core.formatting import duration, format_seconds
 from gateway.core.validation import printable
-from gateway.service.competitions import SyncReport
+from gateway.service.competition_sync import SyncReport
 from gateway.service.facade import (
     GatewayStats,
     LeaderboardSummary,

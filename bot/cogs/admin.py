@@ -109,7 +109,7 @@ class AdminCog(commands.GroupCog, group_name="admin", group_description="Gateway
         # an upload, not a path on the bot's host: an admin's command then reads only what they sent
         await interaction.response.defer(ephemeral=True, thinking=True)
         check_archive(archive.filename, archive.size)  # before downloading it
-        report = await self.gateway.competitions.sync_archive(
+        report = await self.gateway.competition_sync.sync_archive(
             await archive.read(),
             archive.filename,
             competition=competition,

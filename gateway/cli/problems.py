@@ -14,7 +14,7 @@ from gateway.cli.output import plain
 from gateway.service.authority import OPERATOR
 
 if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command runs, not for --help
-    from gateway.service.competitions import SyncReport
+    from gateway.service.competition_sync import SyncReport
     from gateway.service.facade import Gateway
 
 app = typer.Typer(help="Competitions from a reference-kernels checkout.", no_args_is_help=True)
@@ -39,7 +39,7 @@ def sync(
     changes nothing. Nothing outside the checkout is read."""
 
     async def body(gateway: Gateway) -> None:
-        report = await gateway.competitions.sync_checkout(
+        report = await gateway.competition_sync.sync_checkout(
             checkout, competition=competition, dry_run=dry_run, caller=OPERATOR
         )
         print_sync_report(console, report)

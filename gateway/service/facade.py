@@ -3,7 +3,7 @@
 ``Gateway`` is a thin facade over its collaborators, which front ends call as its attributes: ``sites``
 (gateway/service/sitedir.py), ``placement`` (where runs go: gateway/service/placement.py), ``processor``
 (gateway/service/processor.py), ``boards`` (gateway/service/boards.py), ``competitions`` (competitions synced
-from a reference-kernels checkout: gateway/service/competitions.py), ``accounts`` and ``limits`` (the API's
+from a reference-kernels checkout: gateway/service/competition_sync.py), ``accounts`` and ``limits`` (the API's
 shared limits). ``enqueue`` checks a submission and stores it with its runs (a public run, and for
 leaderboard mode a secret rerun) in one transaction; workers (gateway.service.queue_worker) claim runs and
 hand them to the processor; ``follow`` streams any run's events from PostgreSQL (LISTEN/NOTIFY).
@@ -40,7 +40,7 @@ from gateway.service.accounts import Accounts
 from gateway.service.admission import check_request, check_source_for
 from gateway.service.authority import ANONYMOUS, FORBIDDEN, OPERATOR, Caller, require_admin
 from gateway.service.boards import Boards, LeaderboardView
-from gateway.service.competitions import Competitions
+from gateway.service.competition_sync import CompetitionSync
 from gateway.service.isolation import IsolationGate, Verifier
 from gateway.service.limits import SharedLimits
 from gateway.service.model import EventCallback, QueuedRun, Submission, SubmitRequest, require_store
@@ -112,7 +112,7 @@ class Gateway:
         self.placement = Placement(self.sites, self.router, self.isolation)
         self.processor = RunProcessor(settings, store, self.sites, self.placement, self.router)
         self.boards = Boards(settings, store, self.sites)
-        self.competitions = Competitions(store, self.sites)
+        self.competition_sync = CompetitionSync(store, self.sites)
         self.accounts = Accounts(store)
         self.limits = SharedLimits(store)
 

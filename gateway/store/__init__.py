@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gateway.store.base import StoreBase, TransientStoreError
 from gateway.store.boards import BoardsStore
-from gateway.store.competitions import BoardWrite, CompetitionsStore
+from gateway.store.competition_sync import BoardWrite, CompetitionSyncStore
 from gateway.store.events import CANCEL_CHANNEL, EVENTS_CHANNEL, QUEUE_CHANNEL, EventsStore
 from gateway.store.limits import LimitsStore
 from gateway.store.profiles import ProfilesStore
@@ -36,7 +36,7 @@ from gateway.store.stats import StatsStore
 
 
 class Store(
-    BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore, ProfilesStore, CompetitionsStore
+    BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore, ProfilesStore, CompetitionSyncStore
 ):
     """Everything the service reads and writes in PostgreSQL."""
 

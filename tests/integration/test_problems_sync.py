@@ -66,7 +66,7 @@ async def test_a_checkout_syncs_once_and_the_second_sync_changes_nothing(
         assert moved.deadline == datetime(2031, 1, 16, 8, 0, tzinfo=UTC)
 
         with pytest.raises(RefusedError, match="syncing competitions is for the gateway's admins"):
-            await gateway.competitions.sync_checkout(checkout, caller=Caller("someone"))
+            await gateway.competition_sync.sync_checkout(checkout, caller=Caller("someone"))
     finally:
         for name in names:
             if await gateway.store.get_leaderboard(name) is not None:  # type: ignore[union-attr]

@@ -1,6 +1,6 @@
 """Competitions synced from a reference-kernels checkout: each problem of its competition files becomes a
 leaderboard (its task, deadline, GPU types and description), created or updated in one transaction; a
-second sync of the same checkout changes nothing. ``Competitions`` is built from the store and the site
+second sync of the same checkout changes nothing. ``CompetitionSync`` is built from the store and the site
 directory (which GPU types some site offers); every front end renders the ``SyncReport`` it returns."""
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def plan_changes(
     return out
 
 
-class Competitions:
+class CompetitionSync:
     def __init__(self, store: Store | None, sites: SiteDirectory) -> None:
         self.store = store
         self.sites = sites

@@ -22,7 +22,7 @@ from gateway.config.competitions import (
 )
 from gateway.config.tasks import load_task
 from gateway.core.errors import TaskError, UserError
-from gateway.service.competitions import BoardChange, Competitions, SyncReport, plan_changes
+from gateway.service.competition_sync import BoardChange, CompetitionSync, SyncReport, plan_changes
 from gateway.store import BoardWrite, LeaderboardRecord, LeaderboardSummary, Store
 
 CHECKOUT = Path(__file__).resolve().parents[1] / "fixtures" / "reference_kernels"
@@ -265,8 +265,8 @@ class _Counts:
 async def test_an_update_of_a_task_with_submissions_says_they_ran_the_former_task() -> None:
     fields = ("task (tests)", "deadline")
     change = BoardChange("b", "updated", "Cup", "problems/cup.yaml: problems[0]", fields)
-    noted = await Competitions._with_runs_noted(cast(Store, _Counts(3)), change)
+    noted = await CompetitionSync._with_runs_noted(cast(Store, _Counts(3)), change)
     assert noted.notes == ("its 3 submission(s) ran the former task; their scores stay ranked",)
-    assert await Competitions._with_runs_noted(cast(Store, _Counts(0)), change) == change
+    assert await CompetitionSync._with_runs_noted(cast(Store, _Counts(0)), change) == change
     deadline_only = replace(change, fields=("deadline",))
-    assert await Competitions._with_runs_noted(cast(Store, _Counts(3)), deadline_only) == deadline_only
+    assert await CompetitionSync._with_runs_noted(cast(Store, _Counts(3)), deadline_only) == deadline_only

@@ -24,7 +24,7 @@ class BoardWrite:
     secret_seed: int
 
 
-class CompetitionsStore(StoreBase):
+class CompetitionSyncStore(StoreBase):
     @retried
     async def write_boards(self, boards: Sequence[BoardWrite], creator: str | None = None) -> None:
         """Create each board, or set the fields of the one of that name (its visibility, limits, seed,
