@@ -4,7 +4,7 @@ One ``Store`` object, assembled from one module per concern: boards (users, lead
 site health), submissions (a submission and its queued runs), queue (claims, records), events (run events,
 LISTEN/NOTIFY) and ranking (reading runs back), stats (queue positions, standings, totals), limits (the HTTP
 API's rate limits and event-stream leases, shared by its processes), profiles (profile mode's Nsight Compute
-reports)."""
+reports), submission files (a submission's code read back, a submission deleted)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gateway.store.profiles import ProfilesStore
 from gateway.store.ranking import RankingStore
 from gateway.store.records import (
     ClaimedRun,
+    DeletedSubmission,
     GatewayStats,
     IsolationCheck,
     LeaderboardRecord,
@@ -29,12 +30,16 @@ from gateway.store.records import (
     SiteHealth,
     SiteStats,
     Standing,
+    SubmissionCode,
     UserRecord,
 )
 from gateway.store.stats import StatsStore
+from gateway.store.submissions import SubmissionFilesStore
 
 
-class Store(BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore, ProfilesStore):
+class Store(
+    BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore, ProfilesStore, SubmissionFilesStore
+):
     """Everything the service reads and writes in PostgreSQL."""
 
 
@@ -43,6 +48,7 @@ __all__ = [
     "EVENTS_CHANNEL",
     "QUEUE_CHANNEL",
     "ClaimedRun",
+    "DeletedSubmission",
     "GatewayStats",
     "IsolationCheck",
     "LeaderboardRecord",
@@ -58,6 +64,7 @@ __all__ = [
     "Standing",
     "Store",
     "StoreBase",
+    "SubmissionCode",
     "TransientStoreError",
     "UserRecord",
 ]
