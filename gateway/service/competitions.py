@@ -51,6 +51,13 @@ def is_final(board: LeaderboardRecord, now: datetime | None = None) -> bool:
     return board.deadline is not None and board.deadline <= (now or datetime.now(UTC))
 
 
+def export_file_name(board: str, fmt: str) -> str:
+    """Where an export of a board is written: its name made safe as a file name (names may hold quotes,
+    slashes, any script), then -ranking.csv or .json."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in board)[:80]
+    return f"{safe.lstrip('.') or 'board'}-ranking.{fmt}"
+
+
 def _time(at: datetime | None) -> str | None:
     return None if at is None else at.astimezone(UTC).isoformat()
 
@@ -100,6 +107,18 @@ class RankingExport:
             "entries": self.rows,
         }
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def deleted_text(done: DeletedSubmission) -> str:
+    """What deleting a submission did, in a line (every front end says it so)."""
+    parts = [f"submission {done.public_id} deleted"]
+    if done.unranked:
+        parts.append("it left the ranking")
+    if done.cancelled:
+        parts.append(f"{done.cancelled} queued run(s) cancelled")
+    if done.cancel_requested:
+        parts.append(f"{done.cancel_requested} running run(s) are being cancelled by their workers")
+    return "; ".join(parts)
 
 
 def _inert(value: ExportValue) -> ExportValue:

@@ -3,7 +3,8 @@
 ``Gateway`` is a thin facade over its collaborators, which front ends call as its attributes: ``sites``
 (gateway/service/sitedir.py), ``placement`` (where runs go: gateway/service/placement.py), ``processor``
 (gateway/service/processor.py), ``boards`` (gateway/service/boards.py), ``accounts`` and ``limits`` (the API's
-shared limits), ``competitions`` (exports, submitted code, deletion: gateway/service/competitions.py). ``enqueue`` checks a submission and stores it with its runs (a public run, and for
+shared limits), ``competitions`` (exports, submitted code, deletion: gateway/service/competitions.py).
+``enqueue`` checks a submission and stores it with its runs (a public run, and for
 leaderboard mode a secret rerun) in one transaction; workers (gateway.service.queue_worker) claim runs and
 hand them to the processor; ``follow`` streams any run's events from PostgreSQL (LISTEN/NOTIFY).
 """
