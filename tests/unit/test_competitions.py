@@ -18,7 +18,7 @@ from gateway.client.remote import RemoteGateway
 from gateway.core.errors import NotFoundError, RefusedError
 from gateway.service.authority import ANONYMOUS, OPERATOR, Caller
 from gateway.service.boards import Boards
-from gateway.service.competitions import Competitions, RankingExport, export_file_name
+from gateway.service.competitions import Competitions, ExportValue, RankingExport, export_file_name
 from gateway.store import DeletedSubmission, Store, SubmissionCode
 
 PUBLIC_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -94,7 +94,7 @@ async def test_owners_delete_until_the_deadline_admins_always_nobody_else() -> N
 
 
 def test_the_export_writes_csv_and_json_with_formulas_made_inert() -> None:
-    row = {
+    row: dict[str, ExportValue] = {
         "leaderboard": "b", "gpu_type": "H100", "rank": 1, "user": "=HYPERLINK(1)", "score": 0.5,
         "submission_id": PUBLIC_ID, "file_name": "k.py", "site": "alpha",
         "submitted_at": "2026-01-01T00:00:00+00:00", "finished_at": None, "run_id": "r",
