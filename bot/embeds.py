@@ -217,7 +217,7 @@ def leaderboard_embed(view: LeaderboardView) -> discord.Embed:
     embed = discord.Embed(
         title=f"{text(board.name, 200)}",
         description=f"ranked by {board.ranking_by} of the benchmark means, lower is better · "
-        f"{_deadline(board.deadline)}{': the ranking is final' if is_final(board) else ''}",
+        f"{_deadline(board.deadline)}{': the ranking is final' if is_final(board.deadline) else ''}",
         colour=BLUE,
     )
     for gpu, entries in list(view.ranking.items())[:25]:

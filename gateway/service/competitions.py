@@ -46,9 +46,9 @@ EXPORT_COLUMNS = (
 ExportValue = str | int | float | None
 
 
-def is_final(board: LeaderboardRecord, now: datetime | None = None) -> bool:
+def is_final(deadline: datetime | None, now: datetime | None = None) -> bool:
     """Whether a board's deadline has passed: its ranking no longer changes."""
-    return board.deadline is not None and board.deadline <= (now or datetime.now(UTC))
+    return deadline is not None and deadline <= (now or datetime.now(UTC))
 
 
 def export_file_name(board: str, fmt: str) -> str:
@@ -137,7 +137,7 @@ class Competitions:
         board = await self.boards.get_leaderboard(name, caller=caller)
         ranking = await self.boards.rankings(board, gpu, EXPORT_LIMIT)
         rows = [export_row(board, entry) for entries in ranking.values() for entry in entries]
-        return RankingExport(board.name, board.ranking_by, board.deadline, is_final(board), rows)
+        return RankingExport(board.name, board.ranking_by, board.deadline, is_final(board.deadline), rows)
 
     async def set_reveal_code(self, name: str, reveal: bool, *, caller: Caller) -> LeaderboardRecord:
         """Reveal a board's ranked submissions' code to everyone who may see it once its deadline has

@@ -182,8 +182,8 @@ class LeaderboardOut(BaseModel):
     final: bool = Field(
         default=False, description="past its deadline: its ranking is final (late runs never rank)"
     )
-    reveal_code: bool = Field(
-        default=False, description="after its deadline, its ranked submissions' code is public"
+    reveal_code: bool | None = Field(
+        default=None, description="after its deadline, its ranked submissions' code is public (null in lists)"
     )
 
 
@@ -361,6 +361,7 @@ def summary_out(summary: LeaderboardSummary) -> LeaderboardOut:
         visibility=summary.visibility,
         submissions=summary.submissions,
         runs=summary.runs,
+        final=is_final(summary.deadline),
     )
 
 
@@ -373,7 +374,7 @@ def board_out(board: LeaderboardRecord, limits: list[RateLimit]) -> LeaderboardO
         visibility=board.visibility,
         ranking_by=board.ranking_by,
         rate_limits=[RateLimitOut(**vars(limit)) for limit in limits],
-        final=is_final(board),
+        final=is_final(board.deadline),
         reveal_code=board.reveal_code,
     )
 
