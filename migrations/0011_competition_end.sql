@@ -7,5 +7,5 @@
 
 ALTER TABLE submissions
     ADD COLUMN deleted_at timestamptz,                        -- NULL: not deleted
-    ADD COLUMN deleted_by bigint REFERENCES users (id);       -- who deleted it (NULL: the operator's CLI)
+    ADD COLUMN deleted_by bigint REFERENCES users (id);       -- who (NULL: the operator, the admin token)
 ALTER TABLE leaderboards ADD COLUMN reveal_code boolean NOT NULL DEFAULT false;
