@@ -19,6 +19,7 @@ from gateway.config.tasks import TaskDefinition
 from gateway.core.formatting import duration, format_seconds
 from gateway.core.validation import printable
 from gateway.service.competition_sync import SyncReport
+from gateway.service.competitions import is_final
 from gateway.service.facade import (
     GatewayStats,
     LeaderboardSummary,
@@ -217,7 +218,7 @@ def leaderboard_embed(view: LeaderboardView) -> discord.Embed:
     embed = discord.Embed(
         title=f"{text(board.name, 200)}",
         description=f"ranked by {board.ranking_by} of the benchmark means, lower is better · "
-        f"{_deadline(board.deadline)}",
+        f"{_deadline(board.deadline)}{': the ranking is final' if is_final(board.deadline) else ''}",
         colour=BLUE,
     )
     for gpu, entries in list(view.ranking.items())[:25]:
@@ -250,6 +251,28 @@ def personal_embed(board: str, user: str, runs: list[RunRecord]) -> discord.Embe
         )
     embed.description = "\n".join(lines)[:DESCRIPTION_LIMIT]
     embed.set_footer(text=f"runs of {clean(user)[:100]}, newest first")
+    return embed
+
+
+def submissions_embed(user: str, submissions: list[list[RunRecord]]) -> discord.Embed:
+    """One's own submissions, newest first, each by its public run, with the id to download or delete it
+    by."""
+    embed = discord.Embed(title="Your submissions", colour=BLUE)
+    if not submissions:
+        embed.description = "You have no submissions: try `/leaderboard submit`."
+        return embed
+    lines = []
+    for runs in submissions:
+        run = runs[0]
+        verdict = "…" if run.finished_at is None else ("✅" if all(r.passed for r in runs) else "❌")
+        score = format_seconds(run.score) if run.score is not None else run.state.lower()
+        ranked = " · ranked" if run.ranked else " · late: not ranked" if run.late else ""
+        lines.append(
+            f"{verdict} {discord.utils.format_dt(run.queued_at, 'd')} {text(run.leaderboard or '-', 40)} · "
+            f"{text(run.file_name, 40)} · {score}{ranked} · `{run.public_id}`"
+        )
+    embed.description = "\n".join(lines)[:DESCRIPTION_LIMIT]
+    embed.set_footer(text=f"{clean(user)[:100]}: /leaderboard download or delete by the id")
     return embed
 
 

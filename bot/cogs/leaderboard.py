@@ -1,4 +1,6 @@
-"""/leaderboard: submit a kernel and watch it run; list, show and read leaderboards and their tasks."""
+"""/leaderboard: submit a kernel and watch it run; list, show and read leaderboards and their tasks; list,
+download and delete one's own submissions (and, after a revealing board's end, download anyone's ranked
+one)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.autocomplete import gpu_types, leaderboard_names, site_names
-from bot.embeds import leaderboard_embed, leaderboards_embed, personal_embed, submission_embed, task_embed
+from bot.embeds import (
+    leaderboard_embed,
+    leaderboards_embed,
+    personal_embed,
+    submission_embed,
+    submissions_embed,
+    task_embed,
+)
 from bot.identity import caller_of, reader_of
 from bot.live import SubmissionFollower, SubmissionMessage
 from bot.progress import SubmissionStatus
@@ -19,6 +28,7 @@ from bot.replies import answer_in_time, reply
 from bot.settings import BotSettings
 from gateway.core.errors import NotFoundError, UserError
 from gateway.core.modes import Mode, modes_help
+from gateway.service.competitions import deleted_text
 from gateway.service.facade import Caller, Gateway
 from gateway.service.intake import check_upload_name, take_upload
 from gateway.service.model import Submission, SubmitRequest
@@ -123,6 +133,31 @@ class LeaderboardCog(commands.GroupCog, group_name="leaderboard", group_descript
         runs = await self.gateway.boards.history(leaderboard, caller.account or "", caller=caller)
         embed = personal_embed(leaderboard, interaction.user.name, runs)
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(description="Your submissions, newest first, with the ids to download or delete")
+    async def submissions(self, interaction: discord.Interaction) -> None:
+        caller = await caller_of(interaction, self.gateway, self.settings)
+        mine = await self.gateway.own_submissions(caller.account or "", limit=20, caller=caller)
+        embed = submissions_embed(interaction.user.name, mine)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(description="Download a submission's code: yours, or a revealed one after the end")
+    @app_commands.describe(submission="the submission's id (see /leaderboard submissions)")
+    async def download(self, interaction: discord.Interaction, submission: str) -> None:
+        caller = await caller_of(interaction, self.gateway, self.settings)
+        found = await self.gateway.competitions.code(submission, caller=caller)
+        await interaction.response.send_message(
+            f"{discord.utils.escape_markdown(found.file_name)} of submission `{found.public_id}`:",
+            file=_template_file(found.file_name, found.code),
+            ephemeral=True,
+        )
+
+    @app_commands.command(description="Delete one of your submissions: its runs leave the ranking")
+    @app_commands.describe(submission="the submission's id (see /leaderboard submissions)")
+    async def delete(self, interaction: discord.Interaction, submission: str) -> None:
+        caller = await caller_of(interaction, self.gateway, self.settings)
+        done = await self.gateway.competitions.delete(submission, caller=caller)
+        await interaction.response.send_message(deleted_text(done), ephemeral=True)
 
     @app_commands.command(
         description="Your API token for the web API and `gateway login` (replaces the old one)"

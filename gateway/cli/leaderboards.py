@@ -1,4 +1,5 @@
-"""`gateway leaderboard ...`: create, list, show and delete leaderboards; set rate limits and deadlines."""
+"""`gateway leaderboard ...`: create, list, show and delete leaderboards; set rate limits and deadlines;
+export a ranking and reveal code after the end (gateway/cli/exports.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import typer
 from rich.text import Text
 
 from gateway.cli.common import EXIT_USAGE, console, err_console, fail, run_gateway, warn
+from gateway.cli.exports import export, reveal
 from gateway.cli.output import plain, print_leaderboard
 from gateway.cli.tables import (
     deadline_text,
@@ -30,7 +32,8 @@ if TYPE_CHECKING:  # the service (asyncssh, asyncpg, ...) loads when a command r
     from gateway.service.facade import Gateway
 
 app = typer.Typer(
-    help="Create, list, show and delete leaderboards; set their rate limits and deadlines.",
+    help="Create, list, show, export and delete leaderboards; set their rate limits, deadlines and whether "
+    "their code is revealed after the end.",
     no_args_is_help=True,
 )
 UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -345,3 +348,7 @@ def deadline(
         )
 
     run_gateway(body)
+
+
+app.command("export")(export)
+app.command("reveal")(reveal)

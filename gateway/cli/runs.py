@@ -1,11 +1,14 @@
 """`gateway runs ...`: list, show, watch and cancel the runs recorded in the database; resume unfinished
-ones; one's own submissions. `show`, `watch` and `mine` read a remote gateway's HTTP API with --remote URL
-(the token `gateway login URL` saved); every listing prints the API's JSON with --json."""
+ones; one's own submissions: list, read (download) and delete them. `show`, `watch`, `mine`, `code` and
+`delete` use a remote gateway's HTTP API with --remote URL (the token `gateway login URL` saved); every
+listing prints the API's JSON with --json."""
 
 from __future__ import annotations
 
 import getpass
 import json
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -19,7 +22,8 @@ if TYPE_CHECKING:
     from gateway.service.facade import Gateway
 
 app = typer.Typer(
-    help="Runs recorded in the database: list, show, watch, cancel, resume; your submissions.",
+    help="Runs recorded in the database: list, show, watch, cancel, resume; your submissions, their code, "
+    "deleting one.",
     no_args_is_help=True,
 )
 RUN_ARG = typer.Argument(help="a run id, or its first characters as tables show them (e.g. 3f2a9c1e)")
@@ -215,6 +219,65 @@ def mine(
 def _next_page(following: object) -> None:
     if isinstance(following, str):
         console.print(Text.assemble(("older ones: --before ", "dim"), following), highlight=False)
+
+
+SUBMISSION_ARG = typer.Argument(help="a submission's id (as `runs mine` lists it)", show_default=False)
+
+
+@app.command("code")
+def code(
+    submission: Annotated[str, SUBMISSION_ARG],
+    out: Annotated[
+        Path | None, typer.Option(help="write it to this file, or into this folder under its file name")
+    ] = None,
+    remote: Annotated[str | None, REMOTE] = None,
+) -> None:
+    """Print (or with --out, download) a submission's code.
+
+    Your own submissions' code, at any time (the operator and admins: anyone's); after the deadline of a
+    leaderboard that reveals code (`leaderboard reveal`), every ranked submission's. With --remote URL:
+    GET /api/submissions/ID/code as the user `gateway login URL` saved."""
+    if remote is not None:
+        found = remote_read(remote, lambda gateway: gateway.submission_code(submission))
+        file_name, text = str(found.get("file_name", "submission")), str(found.get("code", ""))
+    else:
+        from gateway.service.facade import OPERATOR
+
+        async def body(gateway: Gateway) -> tuple[str, str]:
+            found = await gateway.competitions.code(submission, caller=OPERATOR)
+            return found.file_name, found.code
+
+        file_name, text = run_gateway(body, to=err_console if out is None else None)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    target = out / Path(file_name).name if out.is_dir() else out
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or exc}", EXIT_FAILED)
+    console.print(Text.assemble("wrote ", plain(str(target))), highlight=False)
+
+
+@app.command("delete")
+def delete(submission: Annotated[str, SUBMISSION_ARG], remote: Annotated[str | None, REMOTE] = None) -> None:
+    """Delete a submission: its runs leave the ranking, queued ones are cancelled, running ones are
+    cancelled by their workers.
+
+    Yours until its leaderboard's deadline (after it the final ranking stays); the operator any, at any
+    time. The record is kept for the audit trail, shown to admins only. With --remote URL: DELETE
+    /api/submissions/ID as the user `gateway login URL` saved."""
+    if remote is not None:
+        done = remote_read(remote, lambda gateway: gateway.delete_submission(submission))
+        console.print(plain(str(done.get("message", ""))), highlight=False)
+        return
+    from gateway.service.competitions import deleted_text
+    from gateway.service.facade import OPERATOR
+
+    async def body(gateway: Gateway) -> str:
+        return deleted_text(await gateway.competitions.delete(submission, caller=OPERATOR))
+
+    console.print(plain(run_gateway(body)), highlight=False)
 
 
 @app.command("cancel")

@@ -284,6 +284,26 @@ class RemoteGateway:
         """Cancel one of the token owner's runs: ``{"run_id": ..., "message": ...}``."""
         return await self._object("POST", f"/api/runs/{_segment(run_id)}/cancel")
 
+    async def export(self, name: str, fmt: str = "json", gpu: str | None = None) -> str:
+        """A leaderboard's whole ranking as the API exports it: CSV or JSON text."""
+        params = {"format": fmt} | ({"gpu": gpu} if gpu is not None else {})
+        path = f"/api/leaderboards/{_name_segment(name)}/export"
+        try:
+            response = await self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise _unreachable(self.url, exc) from exc
+        if not response.is_success:
+            raise error_for(response, self.url, self.provenance)
+        return response.text
+
+    async def submission_code(self, submission_id: str) -> dict[str, Any]:
+        """A submission's code (the API's SubmissionCodeOut: ``file_name``, ``code``, ...)."""
+        return await self._object("GET", f"/api/submissions/{quote(submission_id, safe='')}/code")
+
+    async def delete_submission(self, submission_id: str) -> dict[str, Any]:
+        """Delete one of the token owner's submissions (the API's DeletedOut: ``message``, ...)."""
+        return await self._object("DELETE", f"/api/submissions/{quote(submission_id, safe='')}")
+
     # -- events --------------------------------------------------------------------------------------
 
     async def follow(self, submission_id: str, after: int = 0) -> AsyncIterator[RemoteEvent]:

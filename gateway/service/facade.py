@@ -2,11 +2,13 @@
 
 ``Gateway`` is a thin facade over its collaborators, which front ends call as its attributes: ``sites``
 (gateway/service/sitedir.py), ``placement`` (where runs go: gateway/service/placement.py), ``processor``
-(gateway/service/processor.py), ``boards`` (gateway/service/boards.py), ``competitions`` (competitions synced
-from a reference-kernels checkout: gateway/service/competition_sync.py), ``accounts`` and ``limits`` (the API's
-shared limits). ``enqueue`` checks a submission and stores it with its runs (a public run, and for
-leaderboard mode a secret rerun) in one transaction; workers (gateway.service.queue_worker) claim runs and
-hand them to the processor; ``follow`` streams any run's events from PostgreSQL (LISTEN/NOTIFY).
+(gateway/service/processor.py), ``boards`` (gateway/service/boards.py), ``competition_sync``
+(competitions synced from a reference-kernels checkout: gateway/service/competition_sync.py), ``accounts``
+and ``limits`` (the API's shared limits), ``competitions`` (exports, submitted code, deletion:
+gateway/service/competitions.py). ``enqueue`` checks a submission and stores it with its runs (a public
+run, and for leaderboard mode a secret rerun) in one transaction; workers (gateway.service.queue_worker)
+claim runs and hand them to the processor; ``follow`` streams any run's events from PostgreSQL
+(LISTEN/NOTIFY).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from gateway.service.admission import check_request, check_source_for
 from gateway.service.authority import ANONYMOUS, FORBIDDEN, OPERATOR, Caller, require_admin
 from gateway.service.boards import Boards, LeaderboardView
 from gateway.service.competition_sync import CompetitionSync
+from gateway.service.competitions import Competitions
 from gateway.service.isolation import IsolationGate, Verifier
 from gateway.service.limits import SharedLimits
 from gateway.service.model import EventCallback, QueuedRun, Submission, SubmitRequest, require_store
@@ -115,6 +118,7 @@ class Gateway:
         self.competition_sync = CompetitionSync(store, self.sites)
         self.accounts = Accounts(store)
         self.limits = SharedLimits(store)
+        self.competitions = Competitions(store, self.boards)  # exports, code, deletion (issue 20)
 
     @classmethod
     async def open(cls, settings: Settings, *, use_database: bool = True) -> Gateway:
@@ -239,7 +243,7 @@ class Gateway:
         admins) its number. Anything else, or a hidden board's to a non-admin, is 'not found'."""
         key = public_submission_key(submission, caller.admin)
         runs = await self._require_store().submission_runs(key) if key is not None else []
-        if not runs or (runs[0].hidden and not caller.admin):
+        if not runs or ((runs[0].hidden or runs[0].deleted) and not caller.admin):
             raise NotFoundError(f"no submission {shown(str(submission))}")
         return runs
 

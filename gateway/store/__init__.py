@@ -4,7 +4,8 @@ One ``Store`` object, assembled from one module per concern: boards (users, lead
 site health), submissions (a submission and its queued runs), queue (claims, records), events (run events,
 LISTEN/NOTIFY) and ranking (reading runs back), stats (queue positions, standings, totals), limits (the HTTP
 API's rate limits and event-stream leases, shared by its processes), profiles (profile mode's Nsight Compute
-reports), competitions (the leaderboards a competition sync writes)."""
+reports), competition sync (the leaderboards a competition sync writes), submission files (a submission's
+code read back, a submission deleted)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gateway.store.profiles import ProfilesStore
 from gateway.store.ranking import RankingStore
 from gateway.store.records import (
     ClaimedRun,
+    DeletedSubmission,
     GatewayStats,
     IsolationCheck,
     LeaderboardRecord,
@@ -30,13 +32,22 @@ from gateway.store.records import (
     SiteHealth,
     SiteStats,
     Standing,
+    SubmissionCode,
     UserRecord,
 )
 from gateway.store.stats import StatsStore
+from gateway.store.submissions import SubmissionFilesStore
 
 
 class Store(
-    BoardsStore, EventsStore, RankingStore, StatsStore, LimitsStore, ProfilesStore, CompetitionSyncStore
+    BoardsStore,
+    EventsStore,
+    RankingStore,
+    StatsStore,
+    LimitsStore,
+    ProfilesStore,
+    CompetitionSyncStore,
+    SubmissionFilesStore,
 ):
     """Everything the service reads and writes in PostgreSQL."""
 
@@ -47,6 +58,7 @@ __all__ = [
     "QUEUE_CHANNEL",
     "BoardWrite",
     "ClaimedRun",
+    "DeletedSubmission",
     "GatewayStats",
     "IsolationCheck",
     "LeaderboardRecord",
@@ -62,6 +74,7 @@ __all__ = [
     "Standing",
     "Store",
     "StoreBase",
+    "SubmissionCode",
     "TransientStoreError",
     "UserRecord",
 ]

@@ -20,7 +20,7 @@ from gateway.store.records import (
 
 _BOARD_SELECT = (
     "SELECT l.id, l.name, l.description, l.task, l.ranking_by, l.deadline, l.visibility, l.created_at, "
-    "l.max_unfinished_per_user, u.name AS creator, "
+    "l.max_unfinished_per_user, l.reveal_code, u.name AS creator, "
     "COALESCE(array_agg(g.gpu_type ORDER BY g.gpu_type) FILTER (WHERE g.gpu_type IS NOT NULL), '{}') "
     "AS gpu_types "
     "FROM leaderboards l LEFT JOIN leaderboard_gpus g ON g.leaderboard_id = l.id "
@@ -49,6 +49,7 @@ def _board(row: asyncpg.Record) -> LeaderboardRecord:
         row["creator"],
         row["created_at"],
         row["max_unfinished_per_user"],
+        row["reveal_code"],
     )
 
 
@@ -386,3 +387,13 @@ class BoardsStore(StoreBase):
                 "SELECT site, digest, kind, passed, detail, checked_at FROM site_isolation ORDER BY site"
             )
         return {r["site"]: IsolationCheck(*r.values()) for r in rows}
+
+    @retried
+    async def set_reveal_code(self, name: str, reveal: bool) -> bool:
+        """Whether a leaderboard's ranked submissions' code is everyone's to read once its deadline has
+        passed; False if there is no such leaderboard."""
+        async with self._conn() as conn:
+            done = await conn.execute(
+                "UPDATE leaderboards SET reveal_code = $2 WHERE name = $1", name, reveal
+            )
+        return done.endswith(" 1")

@@ -191,7 +191,8 @@ class QueueStore(SubmissionsStore):
         message: str,
     ) -> bool:
         """Record a run's end once (True if this call did), with its finished event; a public
-        leaderboard run becomes ranked when it and its secret rerun have both passed."""
+        leaderboard run becomes ranked when it and its secret rerun have both passed, before its
+        leaderboard's deadline, and its submission was not deleted."""
         rid = uuid.UUID(run_id)
         async with self._conn() as conn, conn.transaction():
             # lock the submission's runs in one order: recorders of a run and its rerun see each other
@@ -222,7 +223,12 @@ class QueueStore(SubmissionsStore):
                 "UPDATE runs p SET ranked = true WHERE p.submission_id = $1 AND p.mode = 'leaderboard' "
                 "AND NOT p.secret AND p.passed AND p.score IS NOT NULL AND NOT p.ranked "
                 "AND EXISTS (SELECT 1 FROM runs s WHERE s.submission_id = p.submission_id "
-                "            AND s.gpu_type IS NOT DISTINCT FROM p.gpu_type AND s.secret AND s.passed)",
+                "            AND s.gpu_type IS NOT DISTINCT FROM p.gpu_type AND s.secret AND s.passed) "
+                # the ranking freezes at the deadline: a result recorded then or later never ranks; nor
+                # does a deleted submission's (docs/competitions.md)
+                "AND EXISTS (SELECT 1 FROM submissions d JOIN leaderboards l ON l.id = d.leaderboard_id "
+                "            WHERE d.id = p.submission_id AND d.deleted_at IS NULL "
+                "            AND (l.deadline IS NULL OR now() < l.deadline))",
                 submission_id,
             )
             return True

@@ -15,7 +15,8 @@ RUN_SELECT = (
     "l.name AS leaderboard, r.mode, "
     "r.secret, r.gpu_type, r.site, r.partition, r.job_id, r.attempt, r.state, r.passed, r.score, r.error, "
     "r.result, r.queued_at, r.started_at, r.finished_at, r.worker, r.claims, r.ranked, r.backend, "
-    "r.route_reason, u.name AS account, s.public_id, COALESCE(l.visibility = 'hidden', false) AS hidden "
+    "r.route_reason, u.name AS account, s.public_id, COALESCE(l.visibility = 'hidden', false) AS hidden, "
+    "COALESCE(r.finished_at >= l.deadline, false) AS late, s.deleted_at IS NOT NULL AS deleted "
     "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = r.user_id "
     "LEFT JOIN leaderboards l ON l.id = r.leaderboard_id"
 )
@@ -24,12 +25,16 @@ RUN_SELECT = (
 # (an index-only scan in (leaderboard, GPU, user, score, time) order: DISTINCT ON keeps each user's first),
 # then the top $3 by score, ties to the earlier submission (and the run id, to be total); only those few are
 # joined to their run, user and submission. Joining before the cut would look up every ranked user's rows.
+# A run is marked ranked when its result is recorded before its board's deadline (and unmarked when its
+# submission is deleted: gateway/store/queue.py, submissions.py), so the ranking after the deadline is the
+# ranking at it, read from the same index.
 BEST_PER_USER_SQL = (
     "SELECT DISTINCT ON (user_id) user_id, score, queued_at, id FROM runs "
     "WHERE leaderboard_id = $1 AND gpu_type = $2 AND ranked ORDER BY user_id, score, queued_at"
 )
 RANKING_SQL = (  # composed of constants only
-    "SELECT top.*, COALESCE(u.display_name, u.name) AS user_name, s.file_name, r.site FROM ("  # noqa: S608
+    "SELECT top.*, COALESCE(u.display_name, u.name) AS user_name, u.name AS account, s.file_name, r.site, "  # noqa: S608
+    "s.public_id, r.finished_at FROM ("
     f"  SELECT * FROM ({BEST_PER_USER_SQL}) best "
     "  ORDER BY score, queued_at, id LIMIT $3) top "
     "JOIN runs r ON r.id = top.id JOIN users u ON u.id = top.user_id "
@@ -43,7 +48,7 @@ RANKING_SQL = (  # composed of constants only
 OWN_SUBMISSIONS_SQL = (  # composed of constants only
     "WITH me AS (SELECT id FROM users WHERE name = $1), "  # noqa: S608
     "page AS (SELECT s.id FROM submissions s LEFT JOIN leaderboards l ON l.id = s.leaderboard_id "
-    "  WHERE s.user_id = (SELECT id FROM me) "
+    "  WHERE s.user_id = (SELECT id FROM me) AND s.deleted_at IS NULL "
     "  AND ($4 OR COALESCE(l.visibility <> 'hidden', true)) "
     "  AND ($2::text IS NULL OR (s.created_at, s.id) < (SELECT created_at, id FROM submissions "
     "    WHERE public_id = $2 AND user_id = (SELECT id FROM me))) "
@@ -83,6 +88,8 @@ def run_record(row: asyncpg.Record) -> RunRecord:
         row["account"],
         row["public_id"],
         row["hidden"],
+        row["late"],
+        row["deleted"],
     )
 
 
@@ -102,6 +109,9 @@ class RankingStore(StoreBase):
                 row["file_name"],
                 row["site"],
                 row["queued_at"],
+                row["public_id"],
+                row["account"],
+                row["finished_at"],
             )
             for rank, row in enumerate(rows, start=1)
         ]
@@ -127,7 +137,7 @@ class RankingStore(StoreBase):
     async def recent_runs(self, leaderboard_id: int, limit: int = 20) -> list[RunRecord]:
         async with self._conn() as conn:
             rows = await conn.fetch(
-                f"{RUN_SELECT} WHERE r.leaderboard_id = $1 AND NOT r.secret "
+                f"{RUN_SELECT} WHERE r.leaderboard_id = $1 AND NOT r.secret AND s.deleted_at IS NULL "
                 "ORDER BY r.queued_at DESC LIMIT $2",
                 leaderboard_id,
                 limit,

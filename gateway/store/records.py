@@ -21,6 +21,7 @@ class LeaderboardRecord:
     creator: str | None = None
     created_at: datetime | None = None
     max_unfinished_per_user: int | None = None  # its cap on each user's unfinished runs (None: the default)
+    reveal_code: bool = False  # once past its deadline, its ranked submissions' code is everyone's to read
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class RankedEntry:
     file_name: str
     site: str
     submitted_at: datetime
+    submission_id: str = ""  # the submission's public id
+    account: str = ""  # the submitter's account (users.name); user_name is what is shown
+    finished_at: datetime | None = None  # when its result was recorded (before the board's deadline)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,36 @@ class RunRecord:
     # is what is shown (their display name)
     public_id: str = ""  # the submission's public id (unguessable; its number is for admins)
     hidden: bool = False  # its leaderboard is hidden
+    late: bool = False  # its result was recorded at or after its leaderboard's deadline: it never ranks
+    deleted: bool = False  # its submission was deleted (shown to admins only)
+
+
+@dataclass(frozen=True)
+class SubmissionCode:
+    """A submission's code with what deciding who may read or delete it needs."""
+
+    public_id: str
+    account: str  # the submitter's account (users.name)
+    user_name: str  # what is shown
+    leaderboard: str | None
+    file_name: str
+    code: str
+    created_at: datetime
+    closed: bool  # its leaderboard's deadline has passed
+    reveal_code: bool  # its leaderboard reveals ranked code after its deadline
+    ranked: bool  # one of its runs is in the ranking (frozen at the deadline)
+    hidden: bool  # its leaderboard is hidden
+    deleted_at: datetime | None  # deleted (softly: kept for the audit trail, shown to no one but admins)
+
+
+@dataclass(frozen=True)
+class DeletedSubmission:
+    """What deleting a submission did to its runs."""
+
+    public_id: str
+    unranked: int  # runs taken out of the ranking
+    cancelled: int  # queued runs no worker had started: cancelled now
+    cancel_requested: int  # running runs: their workers cancel the jobs
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.core.errors import RefusedError, UserError
 from gateway.store.base import StoreBase, retried
-from gateway.store.records import NewRun
+from gateway.store.records import DeletedSubmission, NewRun, SubmissionCode
 
 EVENTS_PER_RUN = 500  # state and progress events kept per run (the finished event always goes in)
 PER_MINUTE_S = 60.0
@@ -209,6 +209,71 @@ class SubmissionsStore(StoreBase):
                 window["wait_s"],
             )
         return board["name"], board["max_unfinished_per_user"]
+
+
+# A submission's code with its owner and its board's state, by its public id
+SUBMISSION_CODE_SQL = (
+    "SELECT s.public_id, u.name AS account, COALESCE(u.display_name, u.name) AS user_name, "
+    "l.name AS leaderboard, s.file_name, c.code, s.created_at, "
+    "COALESCE(l.deadline <= now(), false) AS closed, "
+    "COALESCE(l.reveal_code, false) AS reveal_code, COALESCE(l.visibility = 'hidden', false) AS hidden, "
+    "EXISTS (SELECT 1 FROM runs r WHERE r.submission_id = s.id AND r.ranked) AS ranked, s.deleted_at "
+    "FROM submissions s JOIN users u ON u.id = s.user_id JOIN code_blobs c ON c.sha256 = s.code_sha256 "
+    "LEFT JOIN leaderboards l ON l.id = s.leaderboard_id WHERE s.public_id = $1"
+)
+
+
+class SubmissionFilesStore(StoreBase):
+    """A submission's code read back, and a submission deleted (softly: migration 0011)."""
+
+    @retried
+    async def submission_code(self, public_id: str) -> SubmissionCode | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(SUBMISSION_CODE_SQL, public_id)
+        return None if row is None else SubmissionCode(*(row[k] for k in SubmissionCode.__dataclass_fields__))
+
+    @retried
+    async def delete_submission(self, public_id: str, deleted_by: str | None) -> DeletedSubmission | None:
+        """Mark a submission deleted (by account ``deleted_by``; None: the operator) and take its runs out
+        of the ranking; cancel its queued runs and ask the workers of its running ones to cancel them.
+        None if there is no such submission, or it was deleted already."""
+        async with self._conn() as conn, conn.transaction():
+            submission_id = await conn.fetchval(
+                "SELECT id FROM submissions WHERE public_id = $1 AND deleted_at IS NULL FOR UPDATE", public_id
+            )
+            if submission_id is None:
+                return None
+            # the runs locked in record_result's order: a result recorded at the same moment either ranks
+            # first and is unranked here, or sees the deletion and does not rank
+            runs = await conn.fetch(
+                "SELECT id, ranked, finished_at IS NOT NULL AS finished, job_id IS NULL AND worker IS NULL "
+                "AS idle FROM runs WHERE submission_id = $1 ORDER BY id FOR UPDATE",
+                submission_id,
+            )
+            await conn.execute(
+                "UPDATE submissions SET deleted_at = now(), "
+                "deleted_by = (SELECT id FROM users WHERE name = $2) WHERE id = $1",
+                submission_id,
+                deleted_by,
+            )
+            await conn.execute(
+                "UPDATE runs SET ranked = false WHERE submission_id = $1 AND ranked", submission_id
+            )
+            idle = [r["id"] for r in runs if not r["finished"] and r["idle"]]
+            busy = [r["id"] for r in runs if not r["finished"] and not r["idle"]]
+            if idle:
+                await conn.execute(
+                    "UPDATE runs SET state = 'CANCELLED', passed = false, "
+                    "error = 'its submission was deleted', finished_at = now(), result_key = NULL "
+                    "WHERE id = ANY($1)",
+                    idle,
+                )
+                for run_id in idle:
+                    await insert_event(conn, run_id, "finished", "CANCELLED", "its submission was deleted")
+            for run_id in busy:
+                await conn.execute("UPDATE runs SET cancel_requested = true WHERE id = $1", run_id)
+                await conn.execute("SELECT pg_notify('gateway_cancel', $1)", str(run_id))
+        return DeletedSubmission(public_id, sum(1 for r in runs if r["ranked"]), len(idle), len(busy))
 
 
 def _rate_limited(limit: str, wait_s: Any) -> RefusedError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -83,6 +84,40 @@ async def test_a_submission_over_http_is_followed_to_its_result_and_ranked(api: 
         assert [(e["rank"], e["user"], e["run_id"]) for e in ranking[0]["entries"]] == [(1, "alice", public)]
         timeline = (await client.get(f"/api/leaderboards/{board}/timeline", params={"gpu": "H100"})).json()
         assert [p["run_id"] for p in timeline] == [public]
+        await own_code_and_deletion(api, client, board, submitted["submission_id"], token, ranking)
+
+
+async def own_code_and_deletion(
+    api: ApiUnderTest, client: httpx.AsyncClient, board: str, sub: str, token: str, ranking: Any
+) -> None:
+    """alice reads and deletes her own submission and nobody else can; after the deadline of a board that
+    reveals code everyone reads it; the export holds the ranking's rows."""
+    exported = (await client.get(f"/api/leaderboards/{board}/export", params={"format": "json"})).json()
+    assert [(e["rank"], e["user"], e["run_id"]) for e in exported["entries"]] == [
+        (e["rank"], e["user"], e["run_id"]) for e in ranking[0]["entries"]
+    ]
+    csv_text = (await client.get(f"/api/leaderboards/{board}/export", params={"format": "csv"})).text
+    assert csv_text.splitlines()[0].startswith("leaderboard,gpu_type,rank,user,score,submission_id")
+    bob = bearer(await api.user_token("bob"))
+    code_path = f"/api/submissions/{sub}/code"
+    mine = await client.get(code_path, headers=bearer(token))
+    assert mine.status_code == 200 and mine.json()["code"] == solution("vectoradd", "correct.py")
+    for headers in (bob, {}):
+        refused = await client.get(code_path, headers=headers)
+        assert refused.status_code == 403 and "does not reveal code" in refused.json()["error"]
+    assert (await client.delete(f"/api/submissions/{sub}", headers=bob)).status_code == 403
+    assert (await client.delete(f"/api/submissions/{sub}")).status_code == 401
+    await api.gateway.competitions.set_reveal_code(board, True, caller=OPERATOR)
+    await api.gateway.boards.set_deadline(board, datetime(2001, 1, 1, tzinfo=UTC), caller=OPERATOR)
+    assert (await client.get(code_path, headers=bob)).json()["code"] == mine.json()["code"]
+    late = await client.delete(f"/api/submissions/{sub}", headers=bearer(token))
+    assert late.status_code == 403 and "final ranking stays" in late.json()["error"]
+    await api.gateway.boards.set_deadline(board, None, caller=OPERATOR)
+    deleted = await client.delete(f"/api/submissions/{sub}", headers=bearer(token))
+    assert deleted.status_code == 200 and "it left the ranking" in deleted.json()["message"]
+    assert (await client.get(f"/api/leaderboards/{board}/ranking")).json()[0]["entries"] == []
+    assert (await client.get(f"/api/submissions/{sub}")).status_code == 404
+    assert (await client.get(code_path, headers=bearer(token))).status_code == 404
 
 
 async def test_requests_without_a_valid_token_are_refused(api: ApiUnderTest) -> None:

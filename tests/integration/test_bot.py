@@ -5,6 +5,7 @@ runs it on the dev stack's Slurm site while the bot edits its message from LISTE
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import uuid
 from datetime import UTC, datetime
@@ -305,6 +306,24 @@ async def test_competitors_list_show_read_the_task_get_the_template_and_an_api_t
         assert await t.gateway.accounts.user_for_token(api_token) is None
         again = await t.run(ALICE, "leaderboard", "revoke-token")
         assert "You have no API token" in again["content"]
+
+        # each lists, downloads and deletes their own submission, and nobody else's
+        listed_mine = await t.run(BOB, "leaderboard", "submissions")
+        assert ephemeral(listed_mine) and "slow.py" in embed_text(listed_mine)
+        assert "correct.py" not in embed_text(listed_mine)
+        bobs = re.findall(r"`([0-9a-f]{32})`", embed_text(listed_mine))
+        assert len(bobs) == 1
+        got = await t.run(BOB, "leaderboard", "download", {"submission": bobs[0]})
+        assert ephemeral(got) and got["attachments"][0]["filename"] == "slow.py"
+        assert got["attachments"][0]["content"] == solution("vectoradd", "slow.py")
+        theirs = await t.run(ALICE, "leaderboard", "download", {"submission": bobs[0]})
+        assert "is not yours to read" in theirs["content"] and not theirs.get("attachments")
+        refused = await t.run(ALICE, "leaderboard", "delete", {"submission": bobs[0]})
+        assert "you can delete only your own submissions" in refused["content"]
+        deleted = await t.run(BOB, "leaderboard", "delete", {"submission": bobs[0]})
+        assert f"submission {bobs[0]} deleted; it left the ranking" in deleted["content"]
+        after = embed_text(await t.run(BOB, "leaderboard", "show", {"leaderboard": board}))
+        assert ALICE.name in after and BOB.name not in after.split("H100: ")[1]
 
         token = await t.command(
             ALICE, "leaderboard", "show", {"leaderboard": board[:8]}, autocomplete="leaderboard"

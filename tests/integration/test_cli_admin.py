@@ -8,6 +8,8 @@ names of its own and deletes what it created."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import json
 import os
 import pty
 import re
@@ -112,7 +114,7 @@ async def enqueued(gateway: Gateway, board: str, user: str, mode: Mode = "test")
     )
 
 
-def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> None:
+def test_create_list_show_and_delete(dev_env: dict[str, str], board: str, tmp_path: Path) -> None:
     hidden = f"{board}-hidden"
     out = ok(
         cli(
@@ -162,6 +164,30 @@ def test_create_list_show_and_delete(dev_env: dict[str, str], board: str) -> Non
     row = re.search(rf"L4 1 {user} [\d.]+ [µnm]?s \d{{4}}-\d\d-\d\d [\d:]{{8}} correct.py beta", shown)
     assert row is not None, shown
     assert ok(cli(dev_env, "leaderboard", "show", board, "--gpu", "H100")).count(user) == 0
+    # past its deadline the board keeps its ranking, final; the export holds the rows `show` prints
+    ok(cli(dev_env, "leaderboard", "deadline", board, "2001-01-01T00:00Z"))
+    assert row.group(0) in flat(ok(cli(dev_env, "leaderboard", "show", board)))
+    shown_rows = [
+        (ranking["gpu_type"], e["rank"], e["user"], e["score"], e["submission_id"], e["run_id"])
+        for ranking in json.loads(ok(cli(dev_env, "leaderboard", "show", board, "--json")))
+        for e in ranking["entries"]
+    ]
+    assert [r[:3] for r in shown_rows] == [("L4", 1, user)]
+    written = ok(cli(dev_env, "leaderboard", "export", board, "--out", str(tmp_path)))
+    assert f"{tmp_path}/{board}-ranking.csv" in flat(written)
+    exported = json.loads((tmp_path / f"{board}-ranking.json").read_text())
+    assert exported["final"] is True
+    keys = ("gpu_type", "rank", "user", "score", "submission_id", "run_id")
+    assert [tuple(e[k] for k in keys) for e in exported["entries"]] == shown_rows
+    with (tmp_path / f"{board}-ranking.csv").open() as f:
+        rows = [tuple(float(r[k]) if k == "score" else r[k] for k in keys) for r in csv.DictReader(f)]
+    assert [(g, int(rank), *rest) for g, rank, *rest in rows] == shown_rows
+    assert (
+        ok(cli(dev_env, "leaderboard", "export", board, "--format", "csv"))
+        .splitlines()[1]
+        .startswith(f"{board},L4,1,{user},")
+    )
+    assert ok(cli(dev_env, "runs", "code", shown_rows[0][4])) == CORRECT.read_text()
     one = cli(dev_env, "leaderboard", "show", board, "--gpu", "A100")
     assert one.returncode == 2
     assert f"leaderboard {board} does not rank 'A100'; it ranks H100, L4" in one.stdout

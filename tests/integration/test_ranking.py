@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -16,10 +17,12 @@ import pytest
 from gateway.store import RankedEntry, Store
 from tests.integration.scratch import (
     WORKER,
+    claim,
     finish,
     finish_submission,
     migrated_store,
     new_board,
+    record,
     submit,
 )
 
@@ -272,3 +275,43 @@ async def test_recording_survives_a_deadlock_with_another_transaction(db: tuple[
         await other.close()
     run = await store.get_run(low)
     assert run is not None and run.passed and run.finished_at is not None
+
+
+async def test_at_its_deadline_a_boards_ranking_freezes_and_a_late_run_finishes_unranked(
+    store: Store,
+) -> None:
+    """A run submitted before the deadline whose result is recorded after it is shown to its owner with
+    its score, and marked late; the ranking stays the one at the deadline (queue.py: record_result)."""
+    board = await new_board(store, deadline=datetime.now(UTC) + timedelta(hours=1))
+    early, late = user(), user()
+    await finish_submission(store, await submit(store, board, early), 2.0)
+    late_sub = await submit(store, board, late)  # submitted in time ...
+    await claim(store, late_sub.public, late_sub.secret or "")
+    assert await store.set_deadline(board.name, datetime.now(UTC) - timedelta(seconds=1))
+    await record(store, late_sub.public, True, 1.0)  # ... faster, but recorded after the deadline
+    await record(store, late_sub.secret or "", True, 1.0)
+    run = await store.get_run(late_sub.public)
+    assert run is not None and run.passed and run.score == 1.0 and run.late and not run.ranked
+    assert table(await store.ranking(board.id, "H100")) == [(1, early, 2.0)]
+
+
+async def test_a_deleted_submission_leaves_the_ranking_and_its_queued_runs_are_cancelled(
+    store: Store,
+) -> None:
+    board = await new_board(store)
+    who = user()
+    ranked = await submit(store, board, who)
+    await finish_submission(store, ranked, 1.0)
+    queued = await submit(store, board, who)
+    assert table(await store.ranking(board.id, "H100")) == [(1, who, 1.0)]
+    ranked_id = (await store.submission_runs(ranked.submission_id))[0].public_id
+    done = await store.delete_submission(ranked_id, who)
+    assert done is not None and (done.unranked, done.cancelled, done.cancel_requested) == (1, 0, 0)
+    assert await store.ranking(board.id, "H100") == []
+    assert await store.delete_submission(ranked_id, who) is None  # once
+    queued_id = (await store.submission_runs(queued.submission_id))[0].public_id
+    done = await store.delete_submission(queued_id, None)
+    assert done is not None and (done.unranked, done.cancelled) == (0, 2)
+    runs = await store.submission_runs(queued.submission_id)
+    assert [(r.state, r.deleted) for r in runs] == [("CANCELLED", True)] * 2
+    assert await store.user_submissions(who) == []

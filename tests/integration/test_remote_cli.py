@@ -129,6 +129,19 @@ async def test_a_failing_run_exits_1_and_json_prints_the_submission_locally_and_
     assert remote_doc.keys() == local_doc.keys()
     assert remote_doc["runs"][0].keys() == local_doc["runs"][0].keys()
 
+    # bob reads and deletes his own submission over the API; carol can do neither
+    sub, carol = remote_doc["submission_id"], {"GATEWAY_TOKEN": await api.user_token("carol")}
+    code = await cli("runs", "code", sub, "--remote", api.url, env=token)
+    assert code.returncode == 0 and code.stdout == (SOLUTIONS / "correct.py").read_text(), code.stderr
+    theirs = await cli("runs", "code", sub, "--remote", api.url, env=carol)
+    assert theirs.returncode != 0 and "is not yours to read" in theirs.stdout + theirs.stderr
+    not_theirs = await cli("runs", "delete", sub, "--remote", api.url, env=carol)
+    assert not_theirs.returncode != 0 and "only your own" in not_theirs.stdout + not_theirs.stderr
+    deleted = await cli("runs", "delete", sub, "--remote", api.url, env=token)
+    assert deleted.returncode == 0 and f"submission {sub} deleted" in deleted.stdout, deleted.stderr
+    exported = await cli("leaderboard", "export", board, "--remote", api.url, "--format", "json", env=carol)
+    assert json.loads(exported.stdout)["entries"] == []  # test runs never rank
+
 
 async def test_refusals_say_what_to_do_and_exit_2(api: ApiUnderTest, cli: Cli, tmp_path: Path) -> None:
     board = await api.board(("H100",))

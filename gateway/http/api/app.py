@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from gateway.config.settings import Settings
 from gateway.core.errors import GatewayError, NotFoundError, RefusedError, StoreError, UserError
 from gateway.http import web
-from gateway.http.api import admin, read, streams, submit
+from gateway.http.api import admin, competitions, read, streams, submit
 from gateway.http.api.hub import EventHub
 from gateway.http.api.limits import MULTIPART_OVERHEAD, ApiLimits, BodyLimit, retry_after, too_many
 from gateway.http.api.metrics import Metrics, metrics_authorized
@@ -69,7 +69,7 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     app.state.limits = limits
     app.state.submit_limiter = limits.submissions
 
-    for router in (read.router, submit.router, streams.router, admin.router):
+    for router in (read.router, submit.router, streams.router, admin.router, competitions.router):
         app.include_router(router)
 
     @app.get("/metrics", tags=["meta"], response_class=Response)

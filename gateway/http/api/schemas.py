@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from gateway.core.formatting import format_seconds
 from gateway.core.waiting import parse_waiting
+from gateway.service.competitions import is_final
 from gateway.service.facade import (
     LeaderboardRecord,
     LeaderboardSummary,
@@ -178,6 +179,12 @@ class LeaderboardOut(BaseModel):
     runs: int | None = None
     ranking_by: str | None = None
     rate_limits: list[RateLimitOut] = []
+    final: bool = Field(
+        default=False, description="past its deadline: its ranking is final (late runs never rank)"
+    )
+    reveal_code: bool | None = Field(
+        default=None, description="after its deadline, its ranked submissions' code is public (null in lists)"
+    )
 
 
 class RankedOut(BaseModel):
@@ -189,6 +196,7 @@ class RankedOut(BaseModel):
     file_name: str
     site: str
     submitted_at: datetime
+    submission_id: str = ""  # the public id
 
 
 class RankingOut(BaseModel):
@@ -353,6 +361,7 @@ def summary_out(summary: LeaderboardSummary) -> LeaderboardOut:
         visibility=summary.visibility,
         submissions=summary.submissions,
         runs=summary.runs,
+        final=is_final(summary.deadline),
     )
 
 
@@ -365,6 +374,8 @@ def board_out(board: LeaderboardRecord, limits: list[RateLimit]) -> LeaderboardO
         visibility=board.visibility,
         ranking_by=board.ranking_by,
         rate_limits=[RateLimitOut(**vars(limit)) for limit in limits],
+        final=is_final(board.deadline),
+        reveal_code=board.reveal_code,
     )
 
 
@@ -378,6 +389,7 @@ def ranked_out(entry: RankedEntry) -> RankedOut:
         file_name=entry.file_name,
         site=entry.site,
         submitted_at=entry.submitted_at,
+        submission_id=entry.submission_id,
     )
 
 

@@ -73,7 +73,7 @@ def deadline_text(deadline: datetime | None) -> str:
     if deadline is None:
         return "open"
     when = utc(deadline)[:16] + " UTC"
-    return f"open until {when}" if deadline > datetime.now(UTC) else f"closed {when}"
+    return f"open until {when}" if deadline > datetime.now(UTC) else f"closed {when}: final ranking"
 
 
 def ranked_by(how: str) -> str:
