@@ -5,6 +5,7 @@ database of its own, never in the one a running gateway or another engineer uses
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -36,10 +37,24 @@ async def scratch_database(dsn: str, prefix: str = "scratch") -> AsyncIterator[s
     try:
         yield with_database(dsn, name)
     finally:
-        await _admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _drop(dsn, name)
 
 
-async def _admin(dsn: str, statement: str) -> None:
+async def _drop(dsn: str, name: str, tries: int = 20) -> None:
+    """Drop a scratch database. FORCE ends the role's own connections to it, but not an autovacuum worker
+    that PostgreSQL started there (a superuser's process: "must be a member of the role whose process is
+    being terminated"); that worker is done in moments, so the drop is tried again."""
+    for attempt in range(tries):
+        try:
+            await _admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', translated=False)
+            return
+        except asyncpg.InsufficientPrivilegeError as exc:
+            if attempt == tries - 1:
+                raise translate(exc) from exc
+            await asyncio.sleep(0.25)
+
+
+async def _admin(dsn: str, statement: str, *, translated: bool = True) -> None:
     try:
         conn = await asyncpg.connect(dsn)
         try:
@@ -47,4 +62,6 @@ async def _admin(dsn: str, statement: str) -> None:
         finally:
             await conn.close()
     except (asyncpg.PostgresError, *TRANSIENT) as exc:
+        if not translated and isinstance(exc, asyncpg.InsufficientPrivilegeError):
+            raise
         raise translate(exc) from exc
