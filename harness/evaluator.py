@@ -21,8 +21,8 @@ from pathlib import Path
 from harness import ncu
 from harness.judge import Cases, Judge, emit
 from harness.protocol import (
-    EXIT_BAD_TEST_SPEC,
     CACHE_DIR_ENV,
+    EXIT_BAD_TEST_SPEC,
     EXIT_VALIDATION_FAILED,
     FILE_NAME_ENV,
     ProtocolError,

@@ -97,7 +97,7 @@ class EvaluatorProcess:
             # its task, the harness and its tests file
             # (its own environment is made whole here, so PYTHONPATH may name the harness for it)
             protocol_env["PYTHONPATH"] = str(bundle)
-            command = program or [interpreter(isolation), "-B", "-s", main]
+            command = program or [interpreter(isolation), "-B", "-s", str(main)]
             argv = [*command, phases[0], str(files[0])]
             argv, env = wrap(
                 isolation,

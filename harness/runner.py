@@ -226,8 +226,10 @@ def run_phases(
         if shared is not None:
             result = shared.finish_phase(i)
         else:
-            process = EvaluatorProcess(bundle, spec, [name], [files[i]], isolation, program=program, cache=cache)
-            result = process.finish_phase(0)
+            own_phase = EvaluatorProcess(
+                bundle, spec, [name], [files[i]], isolation, program=program, cache=cache
+            )
+            result = own_phase.finish_phase(0)
         result = as_shown(result, replacements)
         results.append(result)
         progress(f"phase {name} finished in {result.duration_s:.1f} s: {_summary(result)}")

@@ -56,6 +56,7 @@ def test_the_cu_example_task_loads() -> None:
     assert task.lang == "cu" and task.main == "eval.cu" and task.submission_name == "submission.cu"
     assert {"eval.cu", "task.h", "reference.cuh"} <= set(task.files)
     assert task.templates["CUDA"] == (VECTORADD_CU / "submission.cu").read_text()
+    assert task.timeouts["compile"] == 180  # nvcc's own limit, apart from the phases'
     for solution in ("correct.cu", "wrong.cu", "compile_error.cu"):
         assert (VECTORADD_CU / "solutions" / solution).is_file()
 
@@ -76,7 +77,8 @@ def test_a_cu_syntax_error_comes_back_on_the_users_line_before_any_test(tmp_path
     result = run_cu(tmp_path, "compile_error.cu", "leaderboard")
     assert result.phases == []  # no test ran
     error = result.error or ""
-    assert error.startswith("compile error:") and 'compile_error.cu(12): error: expected a ";"' in error, error
+    assert error.startswith("compile error:"), error
+    assert 'compile_error.cu(12): error: expected a ";"' in error, error
     assert str(tmp_path) not in error and "submission.cu" not in error
 
 
@@ -104,7 +106,7 @@ def test_an_inline_cpp_compile_error_names_the_users_file_and_line(tmp_path: Pat
 
 
 # built once per run: the task's own eval.py starts a process per phase, and the second finds the first's
-CACHED_INLINE = '''import os, sys
+CACHED_INLINE = """import os, sys
 import torch
 from torch.utils.cpp_extension import load_inline
 
@@ -116,7 +118,7 @@ load_inline("twice", cpp_sources="int twice(int x) { return 2 * x; }", no_implic
 
 def custom_kernel(data):
     return data[0] + data[1]
-'''
+"""
 
 
 def test_an_inline_extension_is_built_once_per_run_outside_the_timed_calls(tmp_path: Path) -> None:
