@@ -26,15 +26,18 @@ torch = pytest.importorskip("torch")
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def run_cu(tmp_path: Path, solution: str, mode: str = "test", **spec: Any) -> RunResult:
-    """One run of the vectoradd_cu task on ``solutions/<solution>``, staged as the gateway stages it."""
+def run_cu(
+    tmp_path: Path, solution: str, mode: str = "test", code: str | None = None, **spec: Any
+) -> RunResult:
+    """One run of the vectoradd_cu task on ``solutions/<solution>`` (or ``code`` by that name), staged as the
+    gateway stages it."""
     task = load_task(VECTORADD_CU)
     bundle = tmp_path / "bundle"
     shutil.copytree(REPO / "harness", bundle / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "task").mkdir()
     for name, content in task.files.items():
         if content == SUBMISSION_PLACEHOLDER:
-            content = (VECTORADD_CU / "solutions" / solution).read_text()
+            content = code if code is not None else (VECTORADD_CU / "solutions" / solution).read_text()
         (bundle / "task" / name).write_text(content)
     full_spec = {
         "run_id": "r-cu", "mode": mode, "lang": "cu", "main": task.main, "submission": task.submission_name,
@@ -80,6 +83,15 @@ def test_a_cu_syntax_error_comes_back_on_the_users_line_before_any_test(tmp_path
     assert error.startswith("compile error:"), error
     assert 'compile_error.cu(12): error: expected a ";"' in error, error
     assert str(tmp_path) not in error and "submission.cu" not in error
+
+
+@needs_nvcc
+def test_the_compile_cannot_read_outside_its_task(tmp_path: Path) -> None:
+    secret = tmp_path / "sibling-key"  # beside the bundle: as another run's bundle is in the work folder
+    secret.write_text("TOPSECRET\n")
+    result = run_cu(tmp_path, "snooping.cu", code=f'#include "{secret}"\n')
+    error = result.error or ""
+    assert result.phases == [] and "No such file or directory" in error and "TOPSECRET" not in error, error
 
 
 BROKEN_INLINE = '''import torch
