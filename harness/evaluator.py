@@ -21,6 +21,7 @@ from pathlib import Path
 from harness import ncu
 from harness.judge import Cases, Judge, emit
 from harness.protocol import (
+    CACHE_DIR_ENV,
     EXIT_BAD_TEST_SPEC,
     EXIT_VALIDATION_FAILED,
     FILE_NAME_ENV,
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
     isolation = os.environ.pop(ISOLATION_ENV, None)
     ncu_report = os.environ.pop(ncu.REPORT_ENV, None)
     file_name = os.environ.pop(FILE_NAME_ENV, None)
+    cache = os.environ.pop(CACHE_DIR_ENV, None)
     os.environ.pop("POPCORN_FD", None)
     fds = [int(fd) for fd in phase_fds.split(",")]
     for fd in fds:
@@ -79,7 +81,7 @@ def main(argv: list[str]) -> int:
         return EXIT_BAD_TEST_SPEC
     sandbox = Isolation.from_env(isolation)
     try:
-        usercode = UserCodeClient(sandbox)  # loads torch while this process does
+        usercode = UserCodeClient(sandbox, cache=cache)  # loads torch while this process does
         # the same, in a sandbox of its own and never given the submission: the fixed cost of each timed
         # request (only phases that time need it)
         timed = any(mode in ("benchmark", "leaderboard") for mode in modes)

@@ -193,6 +193,7 @@ class Judge:
                 prefix=ncu.ncu_command(found, report),
                 readable=[ncu.ncu_folder(found)],
                 writable=(str(Path(report).parent),),
+                cache=self.usercode.cache,  # the submission's extensions as built in its first load
             )
         except (SandboxError, OSError) as exc:
             return one_line(f"error: ncu could not start: {exc}")

@@ -20,7 +20,7 @@ from typing import Any
 from harness.phase_result import PhaseResult
 from harness.protocol import EXIT_VALIDATION_FAILED, PROGRESS_PREFIX, HarnessError, parse_kv
 from harness.sandbox import ENV_VAR as ISOLATION_ENV
-from harness.sandbox import Isolation, interpreter, module_command, wrap
+from harness.sandbox import Isolation, compiler_caches, interpreter, module_command, wrap
 
 TAIL_BYTES = 8 * 1024
 RESULT_PIPE_LIMIT = 1024 * 1024
@@ -72,9 +72,14 @@ class EvaluatorProcess:
         files: list[Path],
         isolation: Isolation,
         extra_env: dict[str, str] | None = None,
+        *,
+        program: list[str] | None = None,
+        cache: Path | None = None,
     ) -> None:
         """``extra_env`` is for the built-in evaluator only (the user's name of the submitted file, where
-        ncu's report goes)."""
+        ncu's report goes, the compilers' cache). A task's own evaluator is ``main`` run by python, or
+        ``program`` (one nvcc built, harness/compile.py); ``cache`` is the run's folder for the compilers'
+        caches it may write."""
         self.phases = phases
         self.timeouts = [float(spec["timeouts"].get(name, DEFAULT_TIMEOUT_S)) for name in phases]
         pipes = [os.pipe() for _ in phases]
@@ -87,20 +92,22 @@ class EvaluatorProcess:
             protocol_env["POPCORN_SEED"] = str(spec["seed"])
         if spec.get("max_time_s") is not None:
             protocol_env["HARNESS_MAX_TIME_S"] = str(spec["max_time_s"])
-        if main:
+        if main or program:
             # a task's own evaluator imports the submission itself: all of it runs in the sandbox, reading
             # its task, the harness and its tests file
             # (its own environment is made whole here, so PYTHONPATH may name the harness for it)
             protocol_env["PYTHONPATH"] = str(bundle)
-            argv = [interpreter(isolation), "-B", "-s", main, phases[0], str(files[0])]
+            command = program or [interpreter(isolation), "-B", "-s", str(main)]
+            argv = [*command, phases[0], str(files[0])]
             argv, env = wrap(
                 isolation,
                 argv,
                 readable=[str(bundle / "harness"), task, str(files[0].parent)],
                 cwd=task,
-                env=protocol_env,
+                env=protocol_env | (compiler_caches(str(cache)) if cache else {}),
                 scratch=str(files[0].parent),
                 protected=(str(bundle.parent),),  # the work folder: every run's bundle
+                writable=(str(cache),) if cache else (),
             )
         else:
             # the built-in evaluator is trusted and stays outside: it puts the submission's own process,

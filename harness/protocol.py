@@ -49,6 +49,7 @@ class ResultAuthError(HarnessError):
 
 SUBMISSION_FILE = "submission.py"  # what the bundle stores the code as (the module the task imports)
 FILE_NAME_ENV = "HARNESS_FILE_NAME"  # how the runner tells the built-in evaluator the user's name for it
+CACHE_DIR_ENV = "HARNESS_CACHE_DIR"  # and the run's folder for the compilers' caches (harness/sandbox.py)
 MAX_SHOWN_NAME = 80
 _PLAIN_NAME = re.compile(r"[\w.+=,~@()\[\]…-]+")  # \w: letters and digits of any script, and _; … of a cut
 

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import ncu
+from harness.compile import compile_cuda
 from harness.phase_result import PhaseResult
 from harness.precheck import scan_submission
 from harness.process import EvaluatorProcess
 from harness.protocol import (
+    CACHE_DIR_ENV,
     FILE_NAME_ENV,
     PROGRESS_PREFIX,
     RESULT_VERSION,
@@ -46,6 +48,7 @@ PHASES = {
     "profile": ["test", "profile"],
 }
 WALL_CLOCK_SLACK_S = 0.5
+LANGUAGES = ("py", "cu")  # cu: the task's program is built with nvcc first (harness/compile.py)
 
 
 def progress(message: str) -> None:
@@ -95,6 +98,8 @@ def load_spec(bundle: Path) -> dict[str, Any]:
         raise ValueError("spec.json: main must be a path inside task/")
     if spec.get("file_name") is not None and not isinstance(spec["file_name"], str):
         raise ValueError("spec.json: file_name must be a string or null")
+    if spec.get("lang", "py") not in LANGUAGES:
+        raise ValueError(f"spec.json: lang must be one of {', '.join(LANGUAGES)}")
     if not isinstance(spec.get("ncu", False), bool):
         raise ValueError("spec.json: ncu must be true or false")
     if spec.get("seed") is not None and not isinstance(spec["seed"], int):
@@ -199,17 +204,32 @@ def run_phases(
     before = snapshot(bundle)
     results: list[PhaseResult] = []
     replacements = path_replacements(bundle, spec)
-    extra_env = {FILE_NAME_ENV: shown_file_name(spec.get("file_name"))}
+    program = None
+    if spec.get("lang") == "cu":  # built before any test runs; its errors are the run's
+        progress("compiling the CUDA sources with nvcc")
+        built = compile_cuda(bundle, spec, tmp / "build", isolation)
+        if built.program is None:
+            return [], shown_paths(built.error or "compile failed", replacements)
+        progress(f"compiled in {built.duration_s:.1f} s")
+        program = [str(built.program)]
+    # the compilers' caches (torch extensions, Triton) of every process of this run: one build per run
+    cache = tmp / "cache"
+    cache.mkdir(mode=0o700)
+    extra_env = {FILE_NAME_ENV: shown_file_name(spec.get("file_name")), CACHE_DIR_ENV: str(cache)}
     if ncu_report:
         extra_env[ncu.REPORT_ENV] = ncu_report
     # the built-in evaluator serves all phases from one process; a task's own runs once per phase
-    shared = None if spec.get("main") else EvaluatorProcess(bundle, spec, names, files, isolation, extra_env)
+    own = bool(spec.get("main")) or program is not None
+    shared = None if own else EvaluatorProcess(bundle, spec, names, files, isolation, extra_env)
     for i, name in enumerate(names):
         progress(f"phase {name} started")
         if shared is not None:
             result = shared.finish_phase(i)
         else:
-            result = EvaluatorProcess(bundle, spec, [name], [files[i]], isolation).finish_phase(0)
+            own_phase = EvaluatorProcess(
+                bundle, spec, [name], [files[i]], isolation, program=program, cache=cache
+            )
+            result = own_phase.finish_phase(0)
         result = as_shown(result, replacements)
         results.append(result)
         progress(f"phase {name} finished in {result.duration_s:.1f} s: {_summary(result)}")

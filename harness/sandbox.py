@@ -338,3 +338,17 @@ def _opens(path: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def may_bind(path: str, protected: tuple[str, ...] = ()) -> bool:
+    """Whether a toolkit's folder (a CUDA toolkit a compile needs) may be bound into a sandbox: it
+    neither holds nor lies in the account's home, the work folder or ``protected``."""
+    guarded = (_home(), *protected)
+    return not any(_under(path, (g,)) or _under(g, (path,)) for g in guarded if g)
+
+
+def compiler_caches(cache: str) -> dict[str, str]:
+    """The environment that puts torch's inline extensions and Triton's kernels in ``cache``, the run's
+    own folder (bound writable into each of its sandboxes): built once per run, whichever process of it
+    (a phase, the Nsight Compute pass) loads the submission again."""
+    return {"TORCH_EXTENSIONS_DIR": f"{cache}/torch_extensions", "TRITON_CACHE_DIR": f"{cache}/triton"}

@@ -21,6 +21,7 @@ import traceback
 from typing import Any
 
 from harness import wire
+from harness.compile import inline_build_error, is_inline_build_error
 from harness.protocol import SUBMISSION_FILE, shown_paths
 
 # threads whose code lives in these packages may outlive a call (torch and triton keep helper threads)
@@ -42,7 +43,9 @@ def user_error(exc: BaseException, task_dir: str, shown_name: str = SUBMISSION_F
         found = f"{where(exc.filename)}, line {exc.lineno}"
         return f"SyntaxError: {exc.msg} ({found}){': ' + text if text else ''}"
     message = shown_paths(f"{type(exc).__name__}: {exc}".strip(), paths)
-    if "out of memory" in message.lower() or isinstance(exc, MemoryError):
+    if isinstance(exc, RuntimeError) and is_inline_build_error(str(exc)):  # load_inline's compiler
+        message = inline_build_error(str(exc), _read(submission), shown_name)
+    elif "out of memory" in message.lower() or isinstance(exc, MemoryError):
         message = f"out of memory: {message}"
     elif "CUDA error" in message:
         message += " (kernel launches are asynchronous: the failing call may be an earlier one)"
@@ -52,6 +55,14 @@ def user_error(exc: BaseException, task_dir: str, shown_name: str = SUBMISSION_F
         if os.path.abspath(f.filename).startswith(task_dir + os.sep)
     ]
     return " | ".join([" ".join(message.split())[:1500], *frames[-4:]])
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as source:
+            return source.read()
+    except OSError:
+        return ""
 
 
 def _tensors(value: Any) -> list[Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import wire
-from harness.sandbox import Isolation, interpreter, module_command, wrap
+from harness.sandbox import Isolation, compiler_caches, interpreter, module_command, wrap
 
 
 class Failed(Exception):
@@ -28,9 +28,12 @@ class UserCodeClient:
         prefix: list[str] | None = None,
         readable: list[str] | None = None,
         writable: tuple[str, ...] = (),
+        cache: str | None = None,
     ) -> None:
         """``prefix`` goes in front of the process's command inside the sandbox (ncu), ``readable`` and
-        ``writable`` are the folders it needs beyond the task and the harness (ncu's own, its report's)."""
+        ``writable`` are the folders it needs beyond the task and the harness (ncu's own, its report's),
+        ``cache`` the run's folder for the compilers' caches (inline extensions, Triton), which the twin
+        never gets."""
         req_read, self.req_write = os.pipe()
         self.rep_read, rep_write = os.pipe()
         wire.widen(self.req_write)
@@ -38,6 +41,7 @@ class UserCodeClient:
         task_dir, harness_dir = os.getcwd(), str(Path(__file__).resolve().parent)
         bundle = str(Path(harness_dir).parent)
         self.isolation = isolation
+        self.cache = cache
         # unconfined, the process still gets a private scratch folder of its own for HOME and caches
         self.scratch = tempfile.mkdtemp(prefix="harness-usercode-") if not isolation.confined else None
         command = module_command(
@@ -52,10 +56,10 @@ class UserCodeClient:
             [*(prefix or []), *command],
             readable=[harness_dir, task_dir, *(readable or [])],
             cwd=task_dir,
-            env={},
+            env=compiler_caches(cache) if cache else {},
             scratch=self.scratch,
             protected=(str(Path(bundle).parent),),  # the work folder: every run's bundle
-            writable=writable,
+            writable=(*writable, *([cache] if cache else [])),
         )
         self.proc = subprocess.Popen(
             argv,

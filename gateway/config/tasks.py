@@ -53,7 +53,7 @@ class _TaskYaml(BaseModel):
     test_timeout: int = Field(default=180, gt=0)
     benchmark_timeout: int = Field(default=180, gt=0)
     ranked_timeout: int = Field(default=180, gt=0)
-    timeouts: dict[Literal["test", "benchmark", "leaderboard"], int] | None = None
+    timeouts: dict[Literal["test", "benchmark", "leaderboard", "compile"], int] | None = None
 
 
 class TaskDefinition(BaseModel):

@@ -13,6 +13,7 @@ from gateway.devstack.proc import chown, run, say, user_env
 SYSTEM_PYTHON = "/usr/bin/python3.11"
 TORCH = "torch==2.13.0"
 NUMPY = "numpy"  # torch warns on every import without it
+NINJA = "ninja"  # torch.utils.cpp_extension.load_inline builds with it (inline C++/CUDA submissions)
 WHEELS = Path("/opt/wheels")
 
 
@@ -67,7 +68,7 @@ def _torch_imports(paths: Paths) -> bool:
     if not python.exists():
         return False
     done = run(
-        [str(python), "-c", "import torch, numpy"],
+        [str(python), "-c", "import torch, numpy, ninja"],
         user=RUN_USER,
         env=user_env(RUN_USER),
         check=False,
@@ -77,7 +78,7 @@ def _torch_imports(paths: Paths) -> bool:
 
 
 def ensure_venv(paths: Paths) -> str:
-    """Create ~gwrun/venv as gwrun and install torch (CPU wheel) into it; skip when torch imports."""
+    """Create ~gwrun/venv as gwrun and install torch (CPU wheel) and ninja into it; skip when they import."""
     if _torch_imports(paths):
         return "torch already importable"
     env = user_env(RUN_USER)
@@ -93,7 +94,7 @@ def ensure_venv(paths: Paths) -> str:
             timeout=300,
         )
     links = ["--find-links", str(WHEELS)] if WHEELS.is_dir() else []
-    argv = [str(paths.venv / "bin" / "pip"), "install", "--progress-bar", "off", *links, TORCH, NUMPY]
+    argv = [str(paths.venv / "bin" / "pip"), "install", "--progress-bar", "off", *links, TORCH, NUMPY, NINJA]
     say(f"venv: pip install {TORCH} as {RUN_USER} (the slow step, ~40 s)")
     entry = pwd.getpwnam(RUN_USER)
     lines: list[str] = []

@@ -12,6 +12,7 @@ Imports nothing above gateway.core.validation, so the remote client may check a 
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,8 +71,23 @@ def compile_python(code: str, file_name: str) -> None:
         raise SubmissionError(f"{file_name}: {exc} — {NOT_QUEUED}") from None
 
 
-# The languages a task may be written in, by task.yml ``lang`` (issue 20 adds CUDA here).
-LANGUAGES: dict[str, Language] = {"py": Language("Python", (".py",), compile_python)}
+def check_cuda(code: str, file_name: str) -> None:
+    """CUDA source is compiled on the node (nvcc, the harness); refused here is only a Python file sent
+    to a CUDA task, which nvcc would reject with a less helpful error."""
+    python = re.search(r"^(def custom_kernel\b|from task import|import torch\b)", code, re.M)
+    if python is not None:
+        line = code.count("\n", 0, python.start()) + 1
+        raise SubmissionError(
+            f"{shown(file_name)}, line {line}: this looks like Python ({_quoted_line(python.group(0))}), but "
+            f"this task takes CUDA C++ source — {NOT_QUEUED}"
+        )
+
+
+# The languages a task may be written in, by task.yml ``lang``.
+LANGUAGES: dict[str, Language] = {
+    "py": Language("Python", (".py",), compile_python),
+    "cu": Language("CUDA", (".cu", ".cuh"), check_cuda),
+}
 
 
 def language(lang: str) -> Language:

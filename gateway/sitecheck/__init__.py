@@ -8,6 +8,7 @@ PASS, FAIL (with what to fix) or SKIP (with why). A step is skipped when a step 
   partition  one per configured partition: exists, up, a node that can take jobs, the gres type, the time
   account    account and QOS, when set, are associated with the login user on this cluster
   workdir    the bundle folder can be created, written and cleaned
+  compilers  what compiled submissions find after the setup lines: nvcc, hipcc/amdclang++, g++, ninja
   probe      one per GPU type: a real test-mode run of a tiny task through Gateway.submit (no database)
   isolation  a real run whose submission tries to reach a sibling bundle, the home, the network and the
              runner, and must fail each time (gateway/sitecheck/isolation.py); with a database, the
@@ -29,6 +30,9 @@ from gateway.running.backends.factory import make_transport
 from gateway.running.transport import Transport
 from gateway.running.transport.ssh import HostKeyError, is_pinned, known_host_pattern
 from gateway.service.isolation import Verdict
+from gateway.sitecheck.compilers import KEY as COMPILERS_KEY
+from gateway.sitecheck.compilers import TITLE as COMPILERS_TITLE
+from gateway.sitecheck.compilers import check_compilers
 from gateway.sitecheck.isolation import KEY as ISOLATION_KEY
 from gateway.sitecheck.isolation import TITLE as ISOLATION_TITLE
 from gateway.sitecheck.isolation import run_isolation_probe
@@ -103,6 +107,7 @@ class SiteCheck:
                 yield await self._guarded(key, ["slurm"], check, site, title)
             yield await self._guarded("account", ["slurm"], self._account, site)
             yield await self._guarded("workdir", ["connect"], self._check_workdir, site)
+            yield await self._guarded(COMPILERS_KEY, ["connect"], self._compilers, site, COMPILERS_TITLE)
             gpu_types: list[str | None] = [*site.gpu_types()] or [None]
             for gpu_type in gpu_types:
                 key, title = probe_key(gpu_type)
@@ -281,6 +286,9 @@ class SiteCheck:
 
     async def _account(self, site: SiteConfig) -> Step:
         return await check_account(site, self._need_transport(), self._facts)
+
+    async def _compilers(self, site: SiteConfig) -> Step:
+        return await check_compilers(site, self._need_transport())
 
     async def _check_workdir(self, site: SiteConfig) -> Step:
         key, title = "workdir", TITLES["workdir"]

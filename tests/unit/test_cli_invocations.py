@@ -83,7 +83,7 @@ def test_an_unknown_task_names_the_tasks_there(env: dict[str, str]) -> None:
     assert "no task 'nosuch': not a task folder here, nor a task in" in said(done)
     assert "tasks there: softmax, vectoradd" in said(done)
     close = submit(env, "--task", "vectorad")
-    assert close.returncode == 2 and "(did you mean vectoradd?)" in said(close)
+    assert close.returncode == 2 and "(did you mean vectoradd or vectoradd_cu?)" in said(close)
 
 
 def test_a_task_by_name_or_by_path(env: dict[str, str], tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_completion_of_sites_gpus_modes_and_tasks(env: dict[str, str]) -> None:
     assert complete(env, "gateway submit x.py --site a") == ["alpha"]
     assert complete(env, "gateway submit x.py --gpu ") == ["A100", "H100", "L4"]
     assert complete(env, "gateway submit x.py --mode ") == ["test", "benchmark", "leaderboard", "profile"]
-    assert complete(env, "gateway submit x.py --task v") == ["vectoradd"]
+    assert complete(env, "gateway submit x.py --task v") == ["vectoradd", "vectoradd_cu"]
     assert "submit" in complete(env, "gateway sub")
 
 

@@ -100,6 +100,16 @@ def test_the_suffix_comes_from_the_table_keyed_by_language(monkeypatch: pytest.M
     )
 
 
+def test_a_cuda_task_takes_cu_source_and_refuses_python_with_its_line() -> None:
+    cuda = b'#include "task.h"\n__global__ void k() {}\n'
+    assert take_upload(cuda, "kernel.cuh", max_bytes=100, lang="cu").code == cuda.decode()
+    assert refusal(b"// a kernel\nimport torch\n", "k.cu", lang="cu") == (
+        "'k.cu', line 2: this looks like Python (`import torch`), but this task takes CUDA C++ source — "
+        "fix it and submit again; nothing was queued"
+    )
+    assert "this task takes a .cu or .cuh file" in refusal(cuda, "k.cpp", lang="cu")
+
+
 def test_the_default_gpu_is_the_boards_only_one() -> None:
     assert gpu_for_board(None, "b", ["H100"]) == "H100"
     assert gpu_for_board("L4", "b", ["H100"]) == "L4"  # asked for: the service checks the board ranks it

@@ -16,6 +16,11 @@ from tests.unit.fakes import FakeTransport
 HOST, PORT = "login.example.org", 2222
 SINFO = "l4|up|idle|gpu:a100:2(S:0-1),gpu:l4:1|10:00\na100*|up|mix|gpu:a100:2(S:0-1),gpu:l4:1|1-00:00:00\n"
 ASSOC = "beta|research|normal,short\n"
+COMPILERS = (
+    "nvcc|/usr/local/cuda/bin/nvcc|nvcc: NVIDIA (R) Cuda compiler driver Cuda compilation tools, "
+    "release 13.0, V13.0.88 \ng++|/usr/bin/g++|g++ (Debian 12.2.0-14+deb12u1) 12.2.0 Copyright \n"
+    "ninja|/home/gwrun/venv/bin/ninja|1.13.2 \n"
+)
 
 
 def write_site(folder: Path, *, partition: str = "l4", pinned: bool = True, extra: str = "") -> None:
@@ -37,7 +42,7 @@ partitions:
     )
 
 
-def login_node(*, missing: str = "", assoc: str = ASSOC) -> FakeTransport:
+def login_node(*, missing: str = "", assoc: str = ASSOC, compilers: str = COMPILERS) -> FakeTransport:
     def respond(argv: list[str], _stdin: str | bytes | None) -> tuple[int, str, str]:
         if argv[:2] == ["sh", "-c"] and "command -v" in argv[2]:
             return 0, missing, ""
@@ -50,6 +55,7 @@ def login_node(*, missing: str = "", assoc: str = ASSOC) -> FakeTransport:
             "scontrol": (0, "ClusterName             = beta\n", ""),
             "sinfo": (0, SINFO, ""),
             "sacctmgr": (0, assoc, ""),
+            "bash": (0, compilers, ""),  # the compilers step, after the site's setup lines
         }
         return answers[argv[0]]
 
@@ -68,7 +74,7 @@ async def test_a_good_site_passes_every_step(tmp_path: Path) -> None:
     write_site(tmp_path)
     transport = login_node()
     site_check, steps = await check(tmp_path, transport)
-    assert [s.status for s in steps.values()] == ["PASS"] * 7 + ["SKIP", "SKIP"], steps
+    assert [s.status for s in steps.values()] == ["PASS"] * 8 + ["SKIP", "SKIP"], steps
     assert steps["isolation"].detail == "not asked for (--no-probe)"  # both probes are real runs
     assert site_check.passed
     assert "slurm 22.05.8, cluster beta" in steps["slurm"].detail
@@ -201,3 +207,19 @@ async def test_a_known_hosts_file_that_cannot_be_parsed_fails_with_its_reason(tm
     assert steps["host-key"].status == "FAIL"
     assert "Invalid known hosts entry" in steps["host-key"].detail
     assert steps["connect"].status == "SKIP" and transport.calls == []
+
+
+async def test_the_compilers_found_after_the_setup_lines_are_reported(tmp_path: Path) -> None:
+    write_site(tmp_path, extra="setup: ['module load cuda/13.0']\n")
+    transport = login_node()
+    _, steps = await check(tmp_path, transport)
+    assert steps["compilers"].status == "PASS"
+    assert steps["compilers"].detail == "nvcc 13.0, g++ 12.2.0, ninja 1.13.2"
+    [argv] = transport.commands("bash")
+    assert argv[1] == "-c" and argv[2].startswith("module load cuda/13.0\n") and argv[4] == "python"
+    # an AMD site without ninja: what it found, and what inline extensions miss (never a failure)
+    amd = "hipcc|/opt/rocm/bin/hipcc|HIP version: 6.2.41133-dd7f95766 \ng++|/usr/bin/g++|g++ 11.4.0\n"
+    _, steps = await check(tmp_path, login_node(compilers=amd))
+    assert steps["compilers"].status == "PASS" and steps["compilers"].detail.startswith(
+        "hipcc 6.2.41133, g++ 11.4.0; inline C++/CUDA (load_inline) needs g++ and ninja"
+    )
