@@ -1,8 +1,8 @@
 """`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` (the CLI's start-up,
-the harness and the sandbox's cost) needs no dev stack; `python -m bench.cli_start` the CLI's start-up alone;
-`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only), `python -m
-bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.api_load` the HTTP API under load
-(PostgreSQL only; `--profile` adds where the server spent its time)."""
+the harness, the sandbox's cost and the compile cache) needs no dev stack; `python -m bench.cli_start` the
+CLI's start-up alone; `python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only),
+`python -m bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.api_load` the HTTP API
+under load (PostgreSQL only; `--profile` adds where the server spent its time)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bench import (
     bot_latency,
     claim_fairness,
     cli_start,
+    compile_cache,
     e2e,
     harness_bench,
     queue_throughput,
@@ -33,6 +34,7 @@ async def main() -> None:
     await cli_start.main(console)  # needs no dev stack
     await harness_bench.main(console)
     await sandbox_cost.main(console)  # needs bubblewrap, no dev stack
+    await compile_cache.main(console)  # needs g++ and ninja, no dev stack
     if "--harness-only" in sys.argv:  # needs no dev stack
         return
     await ssh_reuse.main(console)
