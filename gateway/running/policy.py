@@ -158,12 +158,13 @@ async def choose_route(
     sites: list[SiteConfig],
     fallbacks: dict[str, SiteConfig],
     leaderboard: str | None,
+    gpus: int = 1,
 ) -> Choice:
     """Where a run for ``gpu_type`` goes (see the module docstring). ``sites`` are the open Slurm sites
     offering the GPU type; ``fallbacks`` the open fallback sites by name."""
     rule = policy.rule_for(leaderboard, gpu_type)
     if rule is None:
-        return await router.choose(gpu_type, sites)
+        return await router.choose(gpu_type, sites, gpus)
     by_name = {s.name: s for s in sites}
     groups = [[by_name[name]] for name in rule.sites if name in by_name]
     others = [s for s in sites if s.name not in rule.sites]
@@ -173,7 +174,7 @@ async def choose_route(
     saturated: Choice | None = None
     for group in groups:
         try:
-            choice = await router.choose(gpu_type, group)
+            choice = await router.choose(gpu_type, group, gpus)
         except UserError as exc:
             skipped.append(str(exc).removeprefix(f"no site can run a {gpu_type} job now: "))
             continue
@@ -190,7 +191,7 @@ async def choose_route(
             skipped.append(f"{name}: {'drained' if site is None else f'no {gpu_type}'}")
             continue
         try:
-            choice = await router.choose(gpu_type, [site])
+            choice = await router.choose(gpu_type, [site], gpus)
         except UserError as exc:
             skipped.append(str(exc).removeprefix(f"no site can run a {gpu_type} job now: "))
             continue
