@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
 from harness.ranks import rank_env, rank_inputs
+from harness.runner import load_spec
 from tests.unit.test_harness_runner import REPO, run_bundle
 
 ALLREDUCE = REPO / "problems" / "allreduce_sum"
@@ -80,3 +84,10 @@ def test_a_rank_gets_its_rank_and_the_runs_world_size() -> None:
     assert rank_inputs(generate_input, 1, 4, size=8, world_size=2) == {"size": 8, "rank": 1, "world_size": 4}
     env = rank_env(1, 2, 29500)
     assert env["RANK"] == "1" and env["WORLD_SIZE"] == "2" and env["MASTER_ADDR"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("gpus", [0, 65, "2", True])
+def test_a_spec_with_an_impossible_gpu_count_is_refused(tmp_path: Path, gpus: object) -> None:
+    (tmp_path / "spec.json").write_text(json.dumps({"run_id": "r", "mode": "test", "gpus": gpus}))
+    with pytest.raises(ValueError, match="gpus must be a whole number of GPUs per run"):
+        load_spec(tmp_path)

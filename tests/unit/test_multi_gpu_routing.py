@@ -13,10 +13,12 @@ from gateway.config.gpu_types import RunnerName, read_runner_name, vendor_of
 from gateway.config.settings import REPO_ROOT, Settings
 from gateway.config.site_parts import PartitionConfig
 from gateway.config.sites import SiteConfig
+from gateway.config.tasks import load_task
 from gateway.core.errors import UserError
 from gateway.core.states import JobState
 from gateway.running.backends.base import PartitionLoad
 from gateway.running.backends.fallback_config import ModalConfig
+from gateway.running.bundle import build_spec
 from gateway.running.policy import fallback_site
 from gateway.running.routing import Router
 from gateway.service.facade import Gateway
@@ -129,3 +131,10 @@ def test_cpus_and_memory_scale_per_gpu() -> None:
 def test_runner_names_read_as_a_gpu_type_and_a_count(name: str, read: RunnerName, vendor: str) -> None:
     assert read_runner_name(name) == read
     assert vendor_of(name) == vendor
+
+
+def test_the_example_task_takes_two_gpus_and_its_spec_says_so() -> None:
+    task = load_task(REPO_ROOT / "problems" / "allreduce_sum")
+    assert task.gpus_per_run == 2
+    assert build_spec("r-1", "test", task)["gpus"] == 2
+    assert build_spec("r-1", "test", tiny_task())["gpus"] == 1
