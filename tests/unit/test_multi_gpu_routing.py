@@ -138,3 +138,51 @@ def test_the_example_task_takes_two_gpus_and_its_spec_says_so() -> None:
     assert task.gpus_per_run == 2
     assert build_spec("r-1", "test", task)["gpus"] == 2
     assert build_spec("r-1", "test", tiny_task())["gpus"] == 1
+
+
+@pytest.mark.parametrize(
+    ("gpu_type", "device", "note"),
+    [
+        ("H100", "cuda", ""),
+        ("MI300X", "rocm", ""),
+        ("H100", "cpu", "no nvidia-smi"),
+        ("MI300X", "cpu", "no amd-smi or rocm-smi"),
+        ("MI300X", "cuda", "reports cuda GPUs, not MI300X"),
+        (None, "cpu", ""),
+    ],
+)
+def test_the_site_checks_probe_notes_a_gpu_of_another_vendor(
+    gpu_type: str | None, device: str, note: str
+) -> None:
+    from gateway.sitecheck.probe import gpu_note
+
+    found = gpu_note(gpu_type, device)
+    assert (note in found) if note else found == ""
+
+
+AMD_SITE = """
+name: delta
+login: {host: login.example.org, user: gw, identity_file: key, known_hosts: known_hosts}
+workdir: runs
+partitions:
+  - name: mi300x
+    gpu_type: MI300X          # KernelBot's MI300x8: MI300X nodes of 8
+    gres: "gpu:mi300x:1"
+    cpus_per_gpu: 12
+    mem_per_gpu: 192G
+    gpus_per_node: 8
+"""
+
+
+async def test_an_amd_partition_takes_a_task_of_eight_gpus_on_one_node(tmp_path: Path) -> None:
+    from gateway.config.sites import load_site
+    from tests.unit.test_render import render_for
+
+    (tmp_path / "delta.yaml").write_text(AMD_SITE)
+    site = load_site(tmp_path / "delta.yaml")
+    runner = read_runner_name("MI300x8")
+    assert site.partitions_for(runner.gpu_type) and site.partitions[0].fits(runner.count)
+    assert (await Router(idle).choose("MI300X", [site], gpus=8)).partition.name == "mi300x"
+    script = render_for(site, "slurm", "python", "/home/gw/runs", tiny_task(gpus_per_run=8))
+    for directive in ("--gres=gpu:mi300x:8", "--cpus-per-task=96", "--mem=1536G", "--nodes=1", "--ntasks=1"):
+        assert f"#SBATCH {directive}\n" in script
