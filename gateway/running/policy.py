@@ -127,7 +127,10 @@ def fallback_site(name: str, config: ModalConfig | GithubConfig) -> SiteConfig:
         setup=list(config.setup),
         isolation=config.isolation,
         partitions=[
-            PartitionConfig(name=gpu, gpu_type=gpu, max_jobs=config.max_jobs, time_limit=limit)
+            # one GPU per Modal function and per GitHub runner: routing refuses a multi-GPU task here
+            PartitionConfig(
+                name=gpu, gpu_type=gpu, max_jobs=config.max_jobs, time_limit=limit, gpus_per_node=1
+            )
             for gpu in config.gpus
         ],
     )
