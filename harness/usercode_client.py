@@ -102,13 +102,22 @@ class UserCodeClient:
         if self.dead is not None:
             raise Failed(self.dead)
         replies = []
+        sent = 0
         try:
             for fd in self.req_writes:
                 wire.send(fd, header)
+                sent += 1
             for fd in self.rep_reads:
                 replies.append(wire.receive(fd))
         except (OSError, wire.WireError) as exc:
-            who = "the submission's process" if self.ranks == 1 else f"rank {len(replies)} of the submission"
+            # of several ranks, the first whose channel broke (not always the first that ended: the others
+            # are stopped when one ends)
+            rank = sent if sent < self.ranks else len(replies)
+            who = (
+                "the submission's process"
+                if self.ranks == 1
+                else f"a rank of the submission (rank {rank}'s channel)"
+            )
             try:
                 code = self.proc.wait(timeout=1)
                 self.dead = f"{who} ended unexpectedly ({_how(code)}); see its stderr"

@@ -91,3 +91,23 @@ def test_a_spec_with_an_impossible_gpu_count_is_refused(tmp_path: Path, gpus: ob
     (tmp_path / "spec.json").write_text(json.dumps({"run_id": "r", "mode": "test", "gpus": gpus}))
     with pytest.raises(ValueError, match="gpus must be a whole number of GPUs per run"):
         load_spec(tmp_path)
+
+
+def test_a_rank_that_ends_stops_the_run_with_a_message(tmp_path: Path) -> None:
+    """Rank 1's process exits in the middle of a call: the launcher stops rank 0 (it would wait in its
+    collective), and the run fails saying a rank ended, instead of hanging."""
+    code = (
+        "import os\nimport torch.distributed as dist\nfrom task import input_t, output_t\n\n"
+        "def custom_kernel(data: input_t) -> output_t:\n"
+        "    x, _seed, _world = data\n"
+        "    if dist.get_rank() == 1:\n"
+        "        os._exit(3)\n"
+        "    total = x.clone()\n"
+        "    dist.all_reduce(total)\n"
+        "    return total\n"
+    )
+    result = run_bundle(tmp_path, code, "test", problem=ALLREDUCE, **SPEC)
+    message = result.failure_message or ""
+    assert not result.passed and "a rank of the submission" in message and "ended unexpectedly" in message, (
+        message
+    )
