@@ -27,7 +27,7 @@ from harness.protocol import (
     ProtocolError,
     parse_test_spec,
 )
-from harness.ranks import MAX_WORLD_SIZE
+from harness.ranks import MAX_WORLD_SIZE, takes_rank
 from harness.sandbox import ENV_VAR as ISOLATION_ENV
 from harness.sandbox import Isolation, SandboxError
 from harness.usercode_client import UserCodeClient
@@ -59,6 +59,16 @@ def world_size(value: str | None) -> int:
     return ranks
 
 
+def _inputs_take_rank() -> bool:
+    """Whether the task's generate_input takes ``rank`` and ``world_size`` (reference-kernels' distributed
+    tasks); a reference that does not import says so later, in the judge."""
+    try:
+        from reference import generate_input
+    except Exception:
+        return True
+    return takes_rank(generate_input)
+
+
 def main(argv: list[str]) -> int:
     phase_fds = os.environ.pop("HARNESS_PHASE_FDS", None) or os.environ["POPCORN_FD"]
     isolation = os.environ.pop(ISOLATION_ENV, None)
@@ -88,9 +98,13 @@ def main(argv: list[str]) -> int:
         print(f"bad tests file or seed: {exc}", file=sys.stderr)
         return EXIT_BAD_TEST_SPEC
     sandbox = Isolation.from_env(isolation)
+    sys.path.insert(0, os.getcwd())
     try:
-        # a multi-GPU task's ranks: one user-code process each, all in one sandbox (harness/ranks.py)
+        # a multi-GPU task's ranks: one user-code process each, all in one sandbox (harness/ranks.py); a
+        # task whose inputs know no rank runs one process that sees the job's GPUs
         ranks = world_size(os.environ.pop(WORLD_SIZE_ENV, None))
+        if ranks > 1 and not _inputs_take_rank():
+            ranks = 1
         usercode = UserCodeClient(sandbox, ranks=ranks)  # loads torch while this process does
         # the same, in a sandbox of its own and never given the submission: the fixed cost of each timed
         # request (only phases that time need it)
@@ -102,7 +116,6 @@ def main(argv: list[str]) -> int:
     # this process only checks while the user-code process's calls are timed: its OpenMP threads must not
     # spin on the cores the timed call needs
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    sys.path.insert(0, os.getcwd())
     judge = Judge(usercode, twin, secret, max_time_s, file_name)
     judge.ncu_report = ncu_report
     ok = True

@@ -14,6 +14,7 @@ they would wait for it in their next collective. Standard library only.
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import socket
@@ -31,6 +32,16 @@ def rank_inputs(generate_input: Any, rank: int, world_size: int, /, **case: Any)
     """A rank's input of ``case``: the run's world size replaces a case's own ``world_size`` (a
     ``multi_gpu`` task's cases name it; the run has as many ranks as its largest)."""
     return generate_input(**(case | {"rank": rank, "world_size": world_size}))
+
+
+def takes_rank(generate_input: Any) -> bool:
+    """Whether a task's generate_input makes one rank's input (takes ``rank`` and ``world_size``, as
+    reference-kernels' distributed tasks' do): only then does a run of several GPUs start several ranks."""
+    try:
+        parameters = inspect.signature(generate_input).parameters
+    except (TypeError, ValueError):
+        return False
+    return {"rank", "world_size"} <= parameters.keys()
 
 
 def free_port() -> int:

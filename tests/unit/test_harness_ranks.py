@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.ranks import rank_env, rank_inputs
+from harness.ranks import rank_env, rank_inputs, takes_rank
 from harness.runner import load_spec
 from tests.unit.test_harness_runner import REPO, run_bundle
 
@@ -111,3 +111,21 @@ def test_a_rank_that_ends_stops_the_run_with_a_message(tmp_path: Path) -> None:
     assert not result.passed and "a rank of the submission" in message and "ended unexpectedly" in message, (
         message
     )
+
+
+def test_a_task_whose_inputs_know_no_rank_runs_one_process_that_sees_the_gpus(tmp_path: Path) -> None:
+    """``gpus: 2`` on a task whose generate_input takes no rank (vectoradd's): one user-code process,
+    which sees the job's GPUs, as the task wrote it."""
+    result = run_bundle(
+        tmp_path, (REPO / "problems/vectoradd/solutions/correct.py").read_text(), "test", gpus=2
+    )
+    assert result.passed, result.failure_message
+    assert all("ranks" not in phase.kv for phase in result.phases)
+
+
+def test_a_generate_input_takes_a_rank_when_it_names_rank_and_world_size() -> None:
+    def distributed(rank: int, world_size: int, size: int, seed: int) -> None: ...
+
+    def single(size: int, seed: int) -> None: ...
+
+    assert takes_rank(distributed) and not takes_rank(single) and not takes_rank(len)
