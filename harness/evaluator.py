@@ -28,11 +28,13 @@ from harness.protocol import (
     ProtocolError,
     parse_test_spec,
 )
+from harness.ranks import MAX_WORLD_SIZE, takes_rank
 from harness.sandbox import ENV_VAR as ISOLATION_ENV
 from harness.sandbox import Isolation, SandboxError
 from harness.usercode_client import UserCodeClient
 
 MODES = ("test", "benchmark", "leaderboard", "profile")
+WORLD_SIZE_ENV = "HARNESS_WORLD_SIZE"  # the runner's word: how many ranks (spec.json's gpus)
 
 
 def make_non_dumpable() -> None:
@@ -48,6 +50,24 @@ def make_non_dumpable() -> None:
 def read_cases(path: str) -> Cases:
     lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
     return [(line, dict(parse_test_spec(line))) for line in lines]
+
+
+def world_size(value: str | None) -> int:
+    """The ranks of a run (HARNESS_WORLD_SIZE, from spec.json's ``gpus``): 1 when unset."""
+    ranks = int(value or 1)
+    if not 1 <= ranks <= MAX_WORLD_SIZE:
+        raise ValueError(f"{WORLD_SIZE_ENV}={value}: a run takes 1 to {MAX_WORLD_SIZE} GPUs")
+    return ranks
+
+
+def _inputs_take_rank() -> bool:
+    """Whether the task's generate_input takes ``rank`` and ``world_size`` (reference-kernels' distributed
+    tasks); a reference that does not import says so later, in the judge."""
+    try:
+        from reference import generate_input
+    except Exception:
+        return True
+    return takes_rank(generate_input)
 
 
 def main(argv: list[str]) -> int:
@@ -80,19 +100,24 @@ def main(argv: list[str]) -> int:
         print(f"bad tests file or seed: {exc}", file=sys.stderr)
         return EXIT_BAD_TEST_SPEC
     sandbox = Isolation.from_env(isolation)
+    sys.path.insert(0, os.getcwd())
     try:
-        usercode = UserCodeClient(sandbox, cache=cache)  # loads torch while this process does
+        # a multi-GPU task's ranks: one user-code process each, all in one sandbox (harness/ranks.py); a
+        # task whose inputs know no rank runs one process that sees the job's GPUs
+        ranks = world_size(os.environ.pop(WORLD_SIZE_ENV, None))
+        if ranks > 1 and not _inputs_take_rank():
+            ranks = 1
+        usercode = UserCodeClient(sandbox, cache=cache, ranks=ranks)  # loads torch while this process does
         # the same, in a sandbox of its own and never given the submission: the fixed cost of each timed
         # request (only phases that time need it)
         timed = any(mode in ("benchmark", "leaderboard") for mode in modes)
-        twin = UserCodeClient(sandbox) if timed else None
-    except (SandboxError, OSError) as exc:
+        twin = UserCodeClient(sandbox, ranks=ranks) if timed else None
+    except (SandboxError, OSError, ValueError) as exc:
         print(f"cannot start the submission's sandbox: {exc}", file=sys.stderr)
         return 2
     # this process only checks while the user-code process's calls are timed: its OpenMP threads must not
     # spin on the cores the timed call needs
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    sys.path.insert(0, os.getcwd())
     judge = Judge(usercode, twin, secret, max_time_s, file_name)
     judge.ncu_report = ncu_report
     ok = True
@@ -102,6 +127,8 @@ def main(argv: list[str]) -> int:
                 os.close(fd)  # a later phase does not run after a failed one
                 continue
             with os.fdopen(fd, "w", buffering=1) as out:
+                if ranks > 1:
+                    emit(out, "ranks", ranks)  # every rank's output is checked, the slowest rank timed
                 ok = judge.test(out, cases) if mode == "test" else judge.benchmark(out, mode, cases)
                 emit(out, "check", "pass" if ok else "fail")
     finally:

@@ -15,12 +15,14 @@ from typing import IO, Any
 
 from harness import ncu, timing, wire
 from harness.protocol import encode_report
+from harness.ranks import rank_inputs
 from harness.sandbox import Isolation, SandboxError
 from harness.usercode_client import Failed, UserCodeClient
 
 BENCHMARK_CHECK_EVERY = 4  # benchmark mode checks a random quarter of the timed outputs; leaderboard all
 _perf_ns = time.perf_counter_ns
 Cases = list[tuple[str, dict[str, Any]]]  # (the line as given, the parsed case)
+Replies = list[tuple[dict[str, Any], list[bytearray]]]  # each rank's reply and its output's bytes
 
 
 def mix(public: int, secret: int) -> int:
@@ -97,43 +99,56 @@ class Judge:
         return fresh
 
     def call(self, case: dict[str, Any], timed: bool, check: bool) -> tuple[float, float, int]:
-        """One call of custom_kernel in the user-code process; its output, when asked for, checked here.
-        Returns that process's time of the call, this process's time of the whole request and the output's
-        bytes."""
-        ns, wall_ns, reply, blobs = self.request(case, timed, check)
+        """One call of custom_kernel in the user-code process (every rank's, of a multi-GPU task); its
+        output, when asked for, checked here. Returns that process's time of the call (the slowest rank's),
+        this process's time of the whole request and the output's bytes (the largest rank's)."""
+        ns, wall_ns, replies = self.request(case, timed, check)
         if check:
-            self.verify(case, reply, blobs)
-        return ns, wall_ns, sum(len(blob) for blob in blobs)
+            self.verify(case, replies)
+        return ns, wall_ns, _output_bytes(replies)
 
-    def request(
-        self, case: dict[str, Any], timed: bool, check: bool
-    ) -> tuple[float, float, dict[str, Any], list[bytearray]]:
-        """One call of custom_kernel: the user-code process's time of it, this process's time of the whole
-        request, and the reply with the output's bytes when ``check``."""
+    def request(self, case: dict[str, Any], timed: bool, check: bool) -> tuple[float, float, Replies]:
+        """One call of custom_kernel on every rank: the slowest rank's time of it (a collective ends when
+        its last rank does), this process's time of the whole request, and each rank's reply with the
+        output's bytes when ``check``. No rank's time may exceed this process's clock."""
         if self.load_error is not None:
             raise Failed(self.load_error)
         began = _perf_ns()
-        reply, blobs = self.usercode.request({"op": "run", "case": case, "timed": timed, "output": check})
+        replies = self.usercode.request_all({"op": "run", "case": case, "timed": timed, "output": check})
         wall_ns = _perf_ns() - began
-        ns = reply.get("ns")
-        if not isinstance(ns, int | float) or not 0 <= ns <= wall_ns:
-            raise Failed(f"the submission's process reported {ns!r} ns for a call that took {wall_ns} ns")
-        return float(ns), float(wall_ns), reply, blobs
+        times = []
+        for rank, (reply, _) in enumerate(replies):
+            ns = reply.get("ns")
+            if not isinstance(ns, int | float) or not 0 <= ns <= wall_ns:
+                who = "the submission's process" if len(replies) == 1 else f"rank {rank}"
+                raise Failed(f"{who} reported {ns!r} ns for a call that took {wall_ns} ns")
+            times.append(float(ns))
+        return max(times), float(wall_ns), replies
 
-    def verify(self, case: dict[str, Any], reply: dict[str, Any], blobs: list[bytearray]) -> None:
-        """The output in ``reply`` against the reference's check of the input of ``case``."""
-        try:
-            output = wire.decode(reply.get("value"), blobs, self.device)
-        except wire.WireError as exc:
-            raise Failed(f"the output could not be read: {exc}") from None
-        data = self.generate_input(**case)
-        try:
-            ok, message = _check(self.check_implementation, data, output)
-        except Exception as exc:
-            raise Failed(f"checking the output failed ({type(exc).__name__}: {exc}); is it the right "
-                         "type and shape?") from None  # fmt: skip
-        if not ok:
-            raise Failed(message or "the output does not match the reference")
+    def verify(self, case: dict[str, Any], replies: Replies) -> None:
+        """Every rank's output against the reference's check of that rank's input of ``case`` (of a
+        multi-GPU task ``generate_input(rank=, world_size=, **case)``, made here, on the rank's GPU)."""
+        world_size = len(replies)
+        for rank, (reply, blobs) in enumerate(replies):
+            who = "" if world_size == 1 else f"rank {rank}: "
+            device = self.device
+            if world_size > 1 and device.type == "cuda":
+                device = self.torch.device("cuda", rank)
+            try:
+                output = wire.decode(reply.get("value"), blobs, device)
+            except wire.WireError as exc:
+                raise Failed(f"{who}the output could not be read: {exc}") from None
+            if world_size == 1:
+                data = self.generate_input(**case)
+            else:
+                data = rank_inputs(self.generate_input, rank, world_size, **case)
+            try:
+                ok, message = _check(self.check_implementation, data, output)
+            except Exception as exc:
+                raise Failed(f"{who}checking the output failed ({type(exc).__name__}: {exc}); is it the "
+                             "right type and shape?") from None  # fmt: skip
+            if not ok:
+                raise Failed(who + (message or "the output does not match the reference"))
 
     def test(self, out: IO[str], cases: Cases) -> bool:
         emit(out, "test-count", len(cases))
@@ -185,6 +200,8 @@ class Judge:
         of it in the sandbox, writing ``report``): ``done``, or ``error: ...`` saying why there is no
         report."""
         found = ncu.find_ncu()
+        if self.usercode.ranks > 1:
+            return "error: Nsight Compute runs single-GPU tasks only (this one has several ranks)"
         if found is None:
             return "error: ncu is not on the job's PATH"
         try:
@@ -234,11 +251,11 @@ class Judge:
             twin_first = bool(samples) and secrets.randbelow(2) == 0  # (busy as long as the last call)
             try:
                 before = self.twin_request(case, check, output_bytes, samples[-1]) if twin_first else None
-                ns, wall_ns, reply, blobs = self.request(fresh, timed=True, check=check)
-                output_bytes = sum(len(blob) for blob in blobs) if check else output_bytes
+                ns, wall_ns, replies = self.request(fresh, timed=True, check=check)
+                output_bytes = _output_bytes(replies) if check else output_bytes
                 after = before if before is not None else self.twin_request(case, check, output_bytes, ns)
                 if check:
-                    self.verify(fresh, reply, blobs)
+                    self.verify(fresh, replies)
             except Failed as exc:
                 raise Failed(f"timed run {len(samples)}: {exc}") from None
             samples.append(ns)
@@ -247,6 +264,11 @@ class Judge:
             if timing.should_stop(samples, (_perf_ns() - began) / 1e9, max_time):
                 ranked, verdict = timing.reconcile(samples, walls, fixed)
                 return timing.summarise(ranked), verdict
+
+
+def _output_bytes(replies: Replies) -> int:
+    """The bytes of the largest rank's output (each twin rank returns as many)."""
+    return max(sum(len(blob) for blob in blobs) for _, blobs in replies)
 
 
 def _without_floor(case: dict[str, Any]) -> dict[str, Any]:

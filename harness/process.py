@@ -119,6 +119,7 @@ class EvaluatorProcess:
             # (the job's own environment: its modules' library paths and toolkits; -I ignores PYTHON*)
             env = dict(os.environ) | protocol_env | (extra_env or {})
             env["HARNESS_PHASE_FDS"] = ",".join(map(str, write_fds))
+            env["HARNESS_WORLD_SIZE"] = str(spec.get("gpus") or 1)  # its ranks (harness/ranks.py)
             env[ISOLATION_ENV] = isolation.to_env()
         self.started = time.monotonic()
         self.proc = subprocess.Popen(

@@ -102,6 +102,9 @@ def load_spec(bundle: Path) -> dict[str, Any]:
         raise ValueError(f"spec.json: lang must be one of {', '.join(LANGUAGES)}")
     if not isinstance(spec.get("ncu", False), bool):
         raise ValueError("spec.json: ncu must be true or false")
+    gpus = spec.get("gpus", 1)
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or not 1 <= gpus <= 64:
+        raise ValueError("spec.json: gpus must be a whole number of GPUs per run, 1 to 64")
     if spec.get("seed") is not None and not isinstance(spec["seed"], int):
         raise ValueError("spec.json: seed must be an integer or null")
     limit = spec.get("max_time_s")

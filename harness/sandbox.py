@@ -74,7 +74,6 @@ ETC_FILES = (
     "/etc/vulkan",
 )
 NVIDIA_CONTROL = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
-AMD_NODES = ("/dev/kfd", "/dev/dri")
 
 
 class SandboxError(Exception):
@@ -182,16 +181,23 @@ def python_paths() -> list[str]:
     return sorted(p for p in candidates if os.path.isdir(p) and not _under(p, SYSTEM_PATHS))
 
 
-def gpu_device_nodes() -> list[str]:
-    """The GPU device nodes this job may use: an NVIDIA GPU node only when it opens (Slurm's cgroup lets a
-    job open the GPUs of its allocation alone), the control nodes, and AMD's kfd and dri."""
-    nodes = [path for path in NVIDIA_CONTROL if os.path.exists(path)]
-    if os.path.isdir("/dev/nvidia-caps"):
-        nodes.append("/dev/nvidia-caps")
-    for path in sorted(glob.glob("/dev/nvidia[0-9]*")):
-        if re.fullmatch(r"/dev/nvidia\d+", path) and _opens(path):
+def gpu_device_nodes(dev: str = "/dev") -> list[str]:
+    """The GPU device nodes this job may use, under ``dev``: a GPU's own node only when it opens (Slurm's
+    cgroup lets a job open the GPUs of its allocation alone), NVIDIA's control nodes, and AMD's kfd (the
+    compute interface every AMD GPU shares) with the job's render and card nodes under dri/."""
+    nodes = [f"{dev}{path[len('/dev') :]}" for path in NVIDIA_CONTROL]
+    nodes = [path for path in nodes if os.path.exists(path)]
+    if os.path.isdir(f"{dev}/nvidia-caps"):
+        nodes.append(f"{dev}/nvidia-caps")
+    for path in sorted(glob.glob(f"{dev}/nvidia[0-9]*")):
+        if re.fullmatch(r"nvidia\d+", os.path.basename(path)) and _opens(path):
             nodes.append(path)
-    nodes += [path for path in AMD_NODES if os.path.exists(path)]
+    if os.path.exists(f"{dev}/kfd"):
+        nodes.append(f"{dev}/kfd")
+        render, cards = (sorted(glob.glob(f"{dev}/dri/{kind}[0-9]*")) for kind in ("renderD", "card"))
+        for path in [*render, *cards]:
+            if re.fullmatch(r"(renderD|card)\d+", os.path.basename(path)) and _opens(path):
+                nodes.append(path)
     return nodes
 
 
@@ -280,9 +286,10 @@ def apptainer_args(
     own pid/ipc/network namespaces with no network, the GPU libraries and nodes of --nv/--rocm."""
     args = ["exec", "--containall", "--cleanenv", "--no-home", "--net", "--network", "none"]
     args += ["--uts", "--hostname", "sandbox", "--writable-tmpfs", "--pwd", cwd]
-    if any(node.startswith("/dev/nvidia") for node in gpu_device_nodes()):
+    nodes = gpu_device_nodes()
+    if any(node.startswith("/dev/nvidia") for node in nodes):
         args.append("--nv")
-    if os.path.exists("/dev/kfd"):
+    if "/dev/kfd" in nodes:  # --rocm: ROCm's libraries and its device nodes
         args.append("--rocm")
     for path in [*readable, *binds]:
         args += ["--bind", f"{path}:{path}:ro"]

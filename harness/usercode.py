@@ -8,10 +8,16 @@ that rewrites those locals' closure cells can, and is then outvoted by the evalu
 
 The evaluator also runs a twin of this process that is never sent ``load``: it answers ``calibrate``
 requests (the same path, the harness's no-op kernel) whose wall time is a timed request's fixed cost.
+
+Of a multi-GPU task, one such process runs per rank (harness/ranks.py sets RANK, WORLD_SIZE and the
+rendezvous): it joins the process group before anything else (nccl on a GPU, which is RCCL on ROCm; gloo
+on a CPU), uses the GPU of its rank, and makes its inputs as ``generate_input(rank=, world_size=, **case)``.
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import gc
 import os
 import sys
@@ -23,6 +29,7 @@ from typing import Any
 from harness import wire
 from harness.compile import inline_build_error, is_inline_build_error
 from harness.protocol import SUBMISSION_FILE, shown_paths
+from harness.ranks import rank_inputs
 
 # threads whose code lives in these packages may outlive a call (torch and triton keep helper threads)
 LIBRARY_THREADS = ("torch", "triton")
@@ -99,9 +106,10 @@ def serve(request_fd: int, reply_fd: int) -> int:
     import torch
 
     cuda = torch.cuda.is_available()
+    rank, world_size = join_ranks(torch, cuda)
     allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if allocated.isdigit():  # torch's default (every core of the node) oversubscribes a shared node
-        torch.set_num_threads(int(allocated))
+        torch.set_num_threads(max(1, int(allocated) // world_size))  # the job's CPUs shared by its ranks
     elif not cuda:  # as torch.utils.benchmark: one thread, or a busy neighbour stalls a parallel region
         torch.set_num_threads(1)
     sync: Any = torch.cuda.synchronize if cuda else (lambda: None)
@@ -194,7 +202,7 @@ def serve(request_fd: int, reply_fd: int) -> int:
             if generate_input is None:
                 import reference  # the task's own code, trusted: the evaluator imports it too
 
-                generate_input = reference.generate_input
+                generate_input = inputs_of(reference.generate_input, rank, world_size)
             size = int(header.get("output_bytes") or 0)
             spin_ns = min(float(header.get("spin_ns") or 0.0), 10e9)
             no_op = _no_op(perf_ns, spin_ns, size, "cuda" if cuda else "cpu")
@@ -212,7 +220,7 @@ def serve(request_fd: int, reply_fd: int) -> int:
         if generate_input is None:
             import reference
 
-            generate_input = reference.generate_input
+            generate_input = inputs_of(reference.generate_input, rank, world_size)
         import submission
 
         kernel = getattr(submission, "custom_kernel", None)
@@ -238,7 +246,10 @@ def serve(request_fd: int, reply_fd: int) -> int:
                 data = generate_input(**case)
                 began = perf_ns()
                 calls = 0
-                while calls < int(header["min_calls"]) or perf_ns() - began < float(header["seconds"]) * 1e9:
+                # the ranks of a multi-GPU run make the same number of calls (each waits for the others in
+                # its collectives): a count, not a time that each rank would read differently
+                seconds = float(header["seconds"]) if world_size == 1 else 0.0
+                while calls < int(header["min_calls"]) or perf_ns() - began < seconds * 1e9:
                     kernel(_clone(data))
                     sync()
                     calls += 1
@@ -251,6 +262,31 @@ def serve(request_fd: int, reply_fd: int) -> int:
             return 0
         except Exception as exc:
             send(reply_fd, {"ok": False, "error": user_error(exc, task_dir, shown_name)})
+
+
+def join_ranks(torch: Any, cuda: bool) -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) alone; of a multi-GPU run (harness/ranks.py set RANK and
+    WORLD_SIZE) it takes its rank's GPU and joins the process group, whose collectives give up after
+    HARNESS_COLLECTIVE_TIMEOUT_S (a rank that failed must not hold the others for ever)."""
+    world_size = int(os.environ.get("WORLD_SIZE") or 1)
+    if world_size == 1:
+        return 0, 1
+    rank = int(os.environ["RANK"])
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+    timeout = datetime.timedelta(seconds=float(os.environ.get("HARNESS_COLLECTIVE_TIMEOUT_S") or 120))
+    torch.distributed.init_process_group(
+        backend="nccl" if cuda else "gloo", rank=rank, world_size=world_size, timeout=timeout
+    )
+    return rank, world_size
+
+
+def inputs_of(generate_input: Any, rank: int, world_size: int) -> Any:
+    """The task's generate_input for this rank: reference-kernels' distributed tasks take the rank and
+    the world size (``generate_input(rank, world_size, **case)``); a single-GPU task's is itself."""
+    if world_size == 1:
+        return generate_input
+    return functools.partial(rank_inputs, generate_input, rank, world_size)
 
 
 def _no_op(perf_ns: Any, spin_ns: float, size: int, device: str) -> Any:

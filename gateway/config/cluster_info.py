@@ -162,3 +162,19 @@ def parse_default_account(text: str) -> str | None:
 def gpu_type_name(gres_type: str) -> str:
     """What users pass as --gpu for a gres type: ``h100`` -> ``H100``, ``a100_80g`` -> ``A100_80G``."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", gres_type).upper()
+
+
+def scale_gres(gres: str | None, gpus: int) -> str | None:
+    """A partition's job gres asking for ``gpus`` GPUs instead: ``gpu:h100:1`` -> ``gpu:h100:4``, ``gpu`` ->
+    ``gpu:4``; items other than gpu are kept. None (no gres) stays None for one GPU, ``gpu:N`` for more."""
+    if gres is None:
+        return None if gpus == 1 else f"gpu:{gpus}"
+    items = parse_gres_items(gres)
+    if not any(item.name == "gpu" for item in items):
+        return gres if gpus == 1 else ",".join([gres, f"gpu:{gpus}"])
+    return ",".join(
+        ":".join(
+            [item.name, *([item.type] if item.type else []), str(gpus if item.name == "gpu" else item.count)]
+        )
+        for item in items
+    )

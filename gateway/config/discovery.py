@@ -151,8 +151,15 @@ def build_discovery(
             continue
         gpu = gpu_type_name(kind)
         taken.add(gpu)
+        per_node = max(1, min(64, part.gpus.get(kind, 1)))  # a multi-GPU task fits only where they are
         typed.append(
-            PartitionConfig(name=part.name, gpu_type=gpu, gres=f"gpu:{kind}:1", time_limit=format_time(limit))
+            PartitionConfig(
+                name=part.name,
+                gpu_type=gpu,
+                gres=f"gpu:{kind}:1",
+                time_limit=format_time(limit),
+                gpus_per_node=per_node,
+            )
         )
     if not typed and not untyped:
         raise DiscoveryError(
@@ -305,6 +312,7 @@ def site_yaml(found: Discovery) -> str:
                 "gres": p.gres,
                 "time_limit": p.time_limit,
                 "cpus_per_gpu": 1,
+                "gpus_per_node": p.gpus_per_node,
             }
             for p in site.partitions
         ],

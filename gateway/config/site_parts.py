@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.config.cluster_info import scale_gres
 from gateway.config.yamlconf import worded
 from gateway.core.modes import UnrankedMode
 from gateway.core.states import JobState
@@ -88,6 +89,12 @@ class PartitionConfig(StrictModel):
     cpus_per_gpu: int = Field(default=1, ge=1)
     mem_per_gpu: str | None = Field(default=None, pattern=_MEMORY)
     max_jobs: int = Field(default=16, ge=1, description="concurrency cap: our jobs at once here")
+    gpus_per_node: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="GPUs one node of this partition gives one job: a task needing more never goes here",
+    )
     directives: list[str] = Field(
         default_factory=list, description="extra #SBATCH options, e.g. --constraint=a100_80g"
     )
@@ -108,6 +115,31 @@ class PartitionConfig(StrictModel):
                     f"{value!r} is not one sbatch option such as --constraint=a100 (no spaces or quotes)"
                 )
         return values
+
+    def fits(self, gpus: int) -> bool:
+        """Whether one node here gives a run ``gpus`` GPUs."""
+        return gpus <= self.gpus_per_node
+
+    def job_resources(self, gpus: int) -> JobResources:
+        """What a job of ``gpus`` GPUs asks Slurm for here: the gres with that count, and CPUs and memory
+        per GPU times ``gpus`` (all on one node: the harness starts the ranks itself)."""
+        return JobResources(
+            gres=scale_gres(self.gres, gpus),
+            cpus=self.cpus_per_gpu * gpus,
+            mem=_times(self.mem_per_gpu, gpus) if self.mem_per_gpu else None,
+        )
+
+
+class JobResources(StrictModel):
+    gres: str | None
+    cpus: int
+    mem: str | None
+
+
+def _times(memory: str, factor: int) -> str:
+    """A Slurm memory size (``8G``) times ``factor``, in the same unit."""
+    digits = memory.rstrip("KMGT")
+    return f"{int(digits) * factor}{memory[len(digits) :]}"
 
 
 class SlurmCommands(StrictModel):

@@ -101,6 +101,9 @@ def build_spec(
         "seed": secret_seed,
         "timeouts": task.timeouts,
         "ncu": ncu and mode == "profile",
+        # GPUs (and ranks) one run takes: the built-in evaluator starts this many; a task's own eval.py
+        # sees them all and starts its ranks itself
+        "gpus": task.gpus_per_run,
     }
 
 

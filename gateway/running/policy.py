@@ -127,7 +127,10 @@ def fallback_site(name: str, config: ModalConfig | GithubConfig) -> SiteConfig:
         setup=list(config.setup),
         isolation=config.isolation,
         partitions=[
-            PartitionConfig(name=gpu, gpu_type=gpu, max_jobs=config.max_jobs, time_limit=limit)
+            # one GPU per Modal function and per GitHub runner: routing refuses a multi-GPU task here
+            PartitionConfig(
+                name=gpu, gpu_type=gpu, max_jobs=config.max_jobs, time_limit=limit, gpus_per_node=1
+            )
             for gpu in config.gpus
         ],
     )
@@ -158,12 +161,13 @@ async def choose_route(
     sites: list[SiteConfig],
     fallbacks: dict[str, SiteConfig],
     leaderboard: str | None,
+    gpus: int = 1,
 ) -> Choice:
     """Where a run for ``gpu_type`` goes (see the module docstring). ``sites`` are the open Slurm sites
     offering the GPU type; ``fallbacks`` the open fallback sites by name."""
     rule = policy.rule_for(leaderboard, gpu_type)
     if rule is None:
-        return await router.choose(gpu_type, sites)
+        return await router.choose(gpu_type, sites, gpus)
     by_name = {s.name: s for s in sites}
     groups = [[by_name[name]] for name in rule.sites if name in by_name]
     others = [s for s in sites if s.name not in rule.sites]
@@ -173,7 +177,7 @@ async def choose_route(
     saturated: Choice | None = None
     for group in groups:
         try:
-            choice = await router.choose(gpu_type, group)
+            choice = await router.choose(gpu_type, group, gpus)
         except UserError as exc:
             skipped.append(str(exc).removeprefix(f"no site can run a {gpu_type} job now: "))
             continue
@@ -190,7 +194,7 @@ async def choose_route(
             skipped.append(f"{name}: {'drained' if site is None else f'no {gpu_type}'}")
             continue
         try:
-            choice = await router.choose(gpu_type, [site])
+            choice = await router.choose(gpu_type, [site], gpus)
         except UserError as exc:
             skipped.append(str(exc).removeprefix(f"no site can run a {gpu_type} job now: "))
             continue

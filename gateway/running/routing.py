@@ -108,16 +108,23 @@ class Router:
         self._cache[site.name] = _Cached(now, load)
         return load
 
-    async def choose(self, gpu_type: str, sites: list[SiteConfig]) -> Choice:
-        candidates = [(s, p) for s in sites for p in s.partitions_for(gpu_type)]
-        if not candidates:
+    async def choose(self, gpu_type: str, sites: list[SiteConfig], gpus: int = 1) -> Choice:
+        """The best partition for a run of ``gpus`` GPUs of ``gpu_type`` among ``sites``: only partitions
+        whose nodes give a job that many GPUs (``gpus_per_node``) are candidates."""
+        offering = [(s, p) for s in sites for p in s.partitions_for(gpu_type)]
+        if not offering:
             offered = sorted({gpu for site in sites for gpu in site.gpu_types()})
             raise UserError(
                 f"no site offers GPU type {gpu_type!r}{did_you_mean(gpu_type, offered, GPU_CUTOFF)}; "
                 f"offered: {', '.join(offered) or 'none'}"
             )
+        too_small = too_few_gpus(gpu_type, gpus, [(s.name, p) for s, p in offering])
+        if too_small is not None:
+            raise UserError(too_small)
+        candidates = [(s, p) for s, p in offering if p.fits(gpus)]
         now = time.monotonic()
-        healthy = [s for s in sites if s.partitions_for(gpu_type) and self.breaker(s.name).allows(now)]
+        fitting = {s.name for s, _ in candidates}
+        healthy = [s for s in sites if s.name in fitting and self.breaker(s.name).allows(now)]
         probed = await asyncio.gather(*(self._load(s) for s in healthy))
         loads = {site.name: load for site, load in zip(healthy, probed, strict=True)}
         ranked: list[tuple[tuple[int, int, int, int, int], SiteConfig, PartitionConfig, PartitionLoad]] = []
@@ -142,3 +149,15 @@ class Router:
         why = f"{load.pending} pending, {load.running} running, preference {site.preference}"
         at_cap = self.ours.get((site.name, part.name), 0) >= part.max_jobs
         return Choice(site, part, why, at_cap, load.pending)
+
+
+def too_few_gpus(gpu_type: str, gpus: int, offering: list[tuple[str, PartitionConfig]]) -> str | None:
+    """Why no partition of ``offering`` (site name, partition) can run a task of ``gpus`` GPUs per run
+    (None when one can): the largest one named, with how many GPUs its nodes give a job."""
+    if not offering or any(part.fits(gpus) for _, part in offering):
+        return None
+    site, part = max(offering, key=lambda item: item[1].gpus_per_node)
+    return (
+        f"the task needs {gpus} GPUs per run (on one node); the largest {gpu_type} partition offers "
+        f"{part.gpus_per_node} per node ({site}/{part.name})"
+    )

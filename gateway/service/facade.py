@@ -162,6 +162,7 @@ class Gateway:
         task, board = await self.boards.task_for(request)  # the task parsed once, on its way to its runs
         check_source_for(request, task)
         gpu = self.placement.gpu_type_of(request, board)
+        self.placement.refuse_too_few_gpus(gpu, task.gpus_per_run, request.site)
         secret_too = request.mode == "leaderboard" and board is not None
         runs = [
             NewRun(str(uuid.uuid4()), request.mode, gpu, secrets.token_hex(32), secret, request.site)

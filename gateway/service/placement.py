@@ -14,7 +14,7 @@ from gateway.core.errors import RefusedError, UserError
 from gateway.core.suggest import GPU_CUTOFF, did_you_mean
 from gateway.core.validation import shown
 from gateway.running.policy import choose_route
-from gateway.running.routing import Choice, Router
+from gateway.running.routing import Choice, Router, too_few_gpus
 from gateway.service.intake import gpu_for_board
 from gateway.service.isolation import IsolationGate
 from gateway.service.model import LOCAL_GPU_LABEL, SubmitRequest
@@ -29,9 +29,16 @@ class Placement:
         self.isolation = isolation
 
     async def route(
-        self, site_name: str | None, gpu_type: str | None, leaderboard: str | None = None, *, mode: str
+        self,
+        site_name: str | None,
+        gpu_type: str | None,
+        leaderboard: str | None = None,
+        *,
+        mode: str,
+        gpus: int = 1,
     ) -> Choice:
-        """Where a job runs: the named site (its best partition for the GPU type), else as the routing
+        """Where a job of ``gpus`` GPUs per run goes (only to a partition whose nodes give a job that
+        many): the named site (its best partition for the GPU type), else as the routing
         policy says for the leaderboard and GPU type (gateway/running/policy.py: preferred sites, then
         fallbacks), else (no site, no GPU type: None, or LOCAL_GPU_LABEL as a run records it) the
         built-in local site. A site takes only the modes its isolation allows (gateway/service/isolation.py):
@@ -53,7 +60,7 @@ class Placement:
                 return Choice(site, site.partitions[0], "the local site")
             gpu_type = self.gpu_on(site, gpu_type)
             await self.refuse_drained(site.name)
-            return await self.router.choose(gpu_type, [site])
+            return await self.router.choose(gpu_type, [site], gpus)
         assert gpu_type is not None
         await sites.zero_config(gpu_type)
         offering = [s for s in sites.configured.values() if s.partitions_for(gpu_type)]
@@ -69,7 +76,9 @@ class Placement:
         admitted = [s for s in open_sites if refusals[s.name] is None]
         fallbacks = {n: f for n, f in sites.fallbacks.items() if n not in drained_sites}
         try:
-            return await choose_route(self.router, sites.policy, gpu_type, admitted, fallbacks, leaderboard)
+            return await choose_route(
+                self.router, sites.policy, gpu_type, admitted, fallbacks, leaderboard, gpus
+            )
         except UserError as exc:
             refused = "; ".join(r for r in refusals.values() if r is not None)
             if refused:
@@ -99,6 +108,21 @@ class Placement:
             hint = did_you_mean(gpu, board.gpu_types, GPU_CUTOFF)
             raise UserError(f"leaderboard {board.name} does not rank {shown(gpu)}{hint}; it ranks {ranks}")
         return gpu
+
+    def refuse_too_few_gpus(self, gpu_type: str, gpus: int, site_name: str | None = None) -> None:
+        """UserError, before anything is stored, when no partition offering ``gpu_type`` (on the named
+        site, else on any site or fallback) gives one job ``gpus`` GPUs on one node; it names the largest."""
+        if gpus == 1 or gpu_type == LOCAL_GPU_LABEL:
+            return
+        sites = self.sites
+        if site_name is not None:
+            chosen = [sites.site(site_name)]
+        else:
+            chosen = [*sites.configured.values(), *sites.fallbacks.values()]
+        offering = [(s.name, p) for s in chosen if s.kind != "local" for p in s.partitions_for(gpu_type)]
+        why = too_few_gpus(gpu_type, gpus, offering)
+        if why is not None:
+            raise UserError(why)
 
     async def refuse_drained(self, site_name: str) -> None:
         """RefusedError (drained) when an admin drained the site a request names."""

@@ -102,7 +102,7 @@ class RunProcessor:
                 task = TaskDefinition.from_json(run.task)
             if run.site is None:
                 choice = await self.placement.route(
-                    run.requested_site, run.gpu_type, run.leaderboard, mode=run.mode
+                    run.requested_site, run.gpu_type, run.leaderboard, mode=run.mode, gpus=task.gpus_per_run
                 )
                 site, partition, why = choice.site, choice.partition, choice.why
                 if site.kind == "local" and not self.settings.worker_runs_local:
@@ -156,7 +156,7 @@ class RunProcessor:
         """Run a checked request straight on its site, recording nothing (no database, or an admin's
         run on this machine)."""
         choice = await self.placement.route(
-            request.site, request.gpu_type, request.leaderboard, mode=request.mode
+            request.site, request.gpu_type, request.leaderboard, mode=request.mode, gpus=task.gpus_per_run
         )
         run_id = str(uuid.uuid4())
         report = RunReport(

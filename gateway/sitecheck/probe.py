@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.config.gpu_types import vendor_of
 from gateway.config.sites import SiteConfig
 from gateway.config.tasks import load_task
 from gateway.core import resources
@@ -100,10 +101,25 @@ async def run_probe(
             ("device", "device"),
         )
     )
-    note = ""
-    if gpu_type is not None and system.get("device") == "cpu":
-        note = "; note: the node has no nvidia-smi, so no GPU was seen (expected only with fake GPUs)"
+    note = gpu_note(gpu_type, str(system.get("device") or ""))
     return Step(key, title, "PASS", f"{where} passed in {elapsed:.1f} s: {facts}{note}")
+
+
+_VENDOR = {"cuda": "nvidia", "rocm": "amd"}  # system info's device -> whose GPU it is
+
+
+def gpu_note(gpu_type: str | None, device: str) -> str:
+    """What a passing probe notes about the GPU it saw: none where a GPU type was asked, or another
+    vendor's than the partition's GPU type says (an MI300X partition whose node runs nvidia-smi)."""
+    vendor = vendor_of(gpu_type)
+    if vendor is None:
+        return ""
+    if device == "cpu":
+        tool = "amd-smi or rocm-smi" if vendor == "amd" else "nvidia-smi"
+        return f"; note: the node has no {tool}, so no GPU was seen (expected only with fake GPUs)"
+    if device in _VENDOR and _VENDOR[device] != vendor:
+        return f"; note: the node reports {device} GPUs, not {gpu_type}: check the partition's gpu_type"
+    return ""
 
 
 def _fix_for(output: str, site: SiteConfig) -> str:

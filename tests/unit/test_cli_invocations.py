@@ -81,7 +81,7 @@ def test_an_unknown_task_names_the_tasks_there(env: dict[str, str]) -> None:
     done = submit(env, "--task", "nosuch")
     assert done.returncode == 2
     assert "no task 'nosuch': not a task folder here, nor a task in" in said(done)
-    assert "tasks there: softmax, vectoradd" in said(done)
+    assert "tasks there: allreduce_sum, softmax, vectoradd, vectoradd_cu" in said(done)
     close = submit(env, "--task", "vectorad")
     assert close.returncode == 2 and "(did you mean vectoradd or vectoradd_cu?)" in said(close)
 

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.config.settings import REPO_ROOT
 from gateway.config.sites import SiteConfig, local_site
+from gateway.config.tasks import TaskDefinition
 from gateway.running.backends.base import JobRequest, script_context
 from gateway.running.bundle import BundlePaths
 from gateway.running.jobscript import ScriptContext, TemplateRenderer
@@ -19,9 +20,9 @@ TASK = tiny_task()
 SITE = gamma_site(setup=["module load cuda/12.4", 'source "$HOME/venv/bin/activate"'], mem_per_gpu="8G")
 
 
-def render_for(site: SiteConfig, kind: str, python: str, workdir: str) -> str:
+def render_for(site: SiteConfig, kind: str, python: str, workdir: str, task: TaskDefinition = TASK) -> str:
     renderer = TemplateRenderer(REPO_ROOT / "templates")
-    request = JobRequest(RUN_ID, site, site.partitions[0], TASK, "code", {}, "00")
+    request = JobRequest(RUN_ID, site, site.partitions[0], task, "code", {}, "00")
     ctx = script_context(request, BundlePaths.under(workdir, RUN_ID), python)
     return renderer.render(renderer.template_for(site.name, kind), ctx)
 
@@ -47,6 +48,17 @@ def test_dev_site_scripts_match_golden(site_name: str) -> None:
 
     site = load_site(REPO_ROOT / "site_configs" / f"{site_name}.yaml")
     check_golden(f"{site_name}.sbatch", render_for(site, "slurm", "python", f"/home/gwrun/{site_name}-runs"))
+
+
+def test_multi_gpu_script_asks_for_its_gpus_cpus_and_memory_on_one_node() -> None:
+    """A task of 2 GPUs per run on alpha's h100 partition (gpus_per_node 2, 1 CPU and 1G per GPU)."""
+    from gateway.config.sites import load_site
+
+    site = load_site(REPO_ROOT / "site_configs" / "alpha.yaml")
+    text = render_for(site, "slurm", "python", "/home/gwrun/alpha-runs", tiny_task(gpus_per_run=2))
+    check_golden("alpha-2gpus.sbatch", text)
+    assert "#SBATCH --gres=gpu:h100:2\n" in text and "#SBATCH --nodes=1\n" in text
+    assert "#SBATCH --cpus-per-task=2\n" in text and "#SBATCH --mem=2G\n" in text
 
 
 def test_rendering_is_deterministic() -> None:

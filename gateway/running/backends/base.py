@@ -81,6 +81,8 @@ class PartitionLoad:
 def script_context(request: JobRequest, paths: BundlePaths, python: str) -> ScriptContext:
     part, site = request.partition, request.site
     slurm = site.kind == "slurm"
+    # a multi-GPU task's job asks for its GPUs (and CPUs and memory per GPU) on one node
+    wanted = part.job_resources(request.task.gpus_per_run)
     return ScriptContext(
         run_id=request.run_id,
         job_name=request.job_name,
@@ -89,10 +91,10 @@ def script_context(request: JobRequest, paths: BundlePaths, python: str) -> Scri
         output_file=str(paths.output),
         python=python,
         partition=part.name if slurm else None,
-        gres=part.gres,
+        gres=wanted.gres,
         time_limit=part.time_limit,
-        cpus_per_task=part.cpus_per_gpu,
-        mem=part.mem_per_gpu,
+        cpus_per_task=wanted.cpus,
+        mem=wanted.mem,
         account=site.account if slurm else None,
         qos=site.qos if slurm else None,
         directives=tuple(part.directives) if slurm else (),
