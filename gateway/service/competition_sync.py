@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from gateway.config.competitions import CheckoutPlan, PlannedBoard, read_checkout, read_checkout_archive
+from gateway.config.gpu_types import read_runner_name
 from gateway.config.tasks import TaskDefinition
 from gateway.core.errors import UserError
 from gateway.core.validation import MAX_DESCRIPTION_CHARS, check_name, check_text
@@ -69,9 +70,11 @@ class SyncReport:
 
 def planned_gpu_types(board: PlannedBoard, offered: Sequence[str]) -> tuple[str, ...]:
     """The GPU types a board ranks: the competition file's, else the task's own ``gpus`` list, else every
-    type a site offers (as `leaderboard create` does)."""
+    type a site offers (as `leaderboard create` does). A KernelBot runner name that no site offers as it is
+    reads as its GPU type (``MI300x8`` ranks ``MI300X``; the task's own ``multi_gpu`` says how many a run
+    takes)."""
     chosen = board.gpu_types or tuple(board.task.gpu_types) or tuple(offered)
-    return tuple(sorted(set(chosen)))
+    return tuple(sorted({gpu if gpu in offered else read_runner_name(gpu).gpu_type for gpu in chosen}))
 
 
 def _task_fields(stored: Mapping[str, object], task: TaskDefinition) -> list[str]:

@@ -22,7 +22,13 @@ from gateway.config.competitions import (
 )
 from gateway.config.tasks import load_task
 from gateway.core.errors import TaskError, UserError
-from gateway.service.competition_sync import BoardChange, CompetitionSync, SyncReport, plan_changes
+from gateway.service.competition_sync import (
+    BoardChange,
+    CompetitionSync,
+    SyncReport,
+    plan_changes,
+    planned_gpu_types,
+)
 from gateway.store import BoardWrite, LeaderboardRecord, LeaderboardSummary, Store
 
 CHECKOUT = Path(__file__).resolve().parents[1] / "fixtures" / "reference_kernels"
@@ -270,3 +276,9 @@ async def test_an_update_of_a_task_with_submissions_says_they_ran_the_former_tas
     assert await CompetitionSync._with_runs_noted(cast(Store, _Counts(0)), change) == change
     deadline_only = replace(change, fields=("deadline",))
     assert await CompetitionSync._with_runs_noted(cast(Store, _Counts(3)), deadline_only) == deadline_only
+
+
+def test_a_runner_name_no_site_offers_ranks_its_gpu_type() -> None:
+    board = next(b for b in read_checkout(CHECKOUT).boards if b.name == "fx-all-reduce")
+    assert planned_gpu_types(board, ["H100"]) == ("MI300X",)  # KernelBot's MI300x8: a node of 8 MI300X
+    assert planned_gpu_types(board, ["MI300x8"]) == ("MI300x8",)  # a site that names its type so keeps it
