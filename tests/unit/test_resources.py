@@ -58,7 +58,8 @@ def test_task_by_path_or_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (tmp_path / "vectoradd" / "task.yml").write_text("")  # a task folder here wins: a path is a path
     assert find_task_dir("vectoradd", tasks) == Path("vectoradd")
     with pytest.raises(
-        TaskError, match=r"no task 'vectorad'.*did you mean vectoradd.*allreduce_sum, softmax, vectoradd, vectoradd_cu"
+        TaskError,
+        match=r"no task 'vectorad'.*did you mean vectoradd.*allreduce_sum, softmax, vectoradd, vectoradd_cu",
     ):
         find_task_dir("vectorad", tasks)
     assert find_task_dir("a/b", tasks) == Path("a/b")  # a path is left to load_task's message
