@@ -42,9 +42,19 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration
 
-# the slowest tests are listed at the end, so CI's log shows where the suite's time goes
+# The unit tests run beside the integration tests (they touch no daemon of the dev stack, and fill its
+# waits: the stack's start, Slurm's scheduling); their report follows the integration tests' (and stays in
+# .unit-tests.log). The Debian packages come first, so the two never run apt at once. The slowest tests are
+# listed, so CI's log shows where the suite's time goes.
 test: lint
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=25
+	@$(BIN)/python -c 'from gateway.devstack.packages import ensure_packages; ensure_packages()'
+	@echo "unit tests: running beside the integration tests; their report follows them"
+	@$(BIN)/pytest tests/unit --durations=10 > .unit-tests.log 2>&1 & unit=$$!; \
+	$(BIN)/pytest tests/integration --durations=25; integration=$$?; \
+	wait $$unit; unit=$$?; \
+	echo "== unit tests (.unit-tests.log)"; cat .unit-tests.log; \
+	echo "integration tests: exit $$integration, unit tests: exit $$unit"; \
+	test $$integration -eq 0 && test $$unit -eq 0
 
 bench: up
 	$(BIN)/python -m bench

@@ -24,16 +24,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         ensure_packages()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) every test that uses the dev stack
-    stays on one worker, in file order, as they share one stack (its clusters, database and the daemons
-    some of them stop and restart); the unit tests, which touch no shared daemon, share the other worker's
-    time and fill the first one's waits (the stack's start, Slurm's scheduling)."""
-    for item in items:
-        if "dev_env" in getattr(item, "fixturenames", ()) or item.path.parent.name == "integration":
-            item.add_marker(pytest.mark.xdist_group("dev_stack"))
-
-
 def solution(problem: str, name: str) -> str:
     return (PROBLEMS / problem / "solutions" / name).read_text()
 

@@ -5,9 +5,9 @@ steps. In both, the harness really runs and the gateway verifies its result as f
 from __future__ import annotations
 
 import base64
-import gzip
 import io
 import json
+import lzma
 import sys
 import tarfile
 import time
@@ -134,7 +134,7 @@ async def test_a_modal_result_signed_with_another_key_is_refused(tmp_path: Path)
 
     class ForgingClient(LocalModalClient):
         async def spawn(self, function: str, archive: bytes, time_limit_s: float) -> str:
-            tar = tarfile.open(fileobj=io.BytesIO(gzip.decompress(archive)))
+            tar = tarfile.open(fileobj=io.BytesIO(lzma.decompress(archive)))
             members = [(m, tar.extractfile(m)) for m in tar.getmembers()]
             out = io.BytesIO()
             with tarfile.open(fileobj=out, mode="w") as forged:

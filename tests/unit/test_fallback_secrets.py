@@ -1,6 +1,6 @@
 """The GitHub Actions fallback leaks nothing: a workflow's inputs (and its logs) are readable by anyone
 who can read the repository's Actions, so the bundle goes there sealed for the workflow's key. What the
-fake GitHub recorded of a dispatch, decoded in every way it decodes (base64, gzip, zlib, tar), holds
+fake GitHub recorded of a dispatch, decoded in every way it decodes (base64, gzip, xz, zlib, tar), holds
 neither the submission's code, nor the run's key, nor the secret seed; the run still completes; a runner
 with the wrong key fails saying so; a policy without the public key names its file and field."""
 
@@ -12,6 +12,7 @@ import binascii
 import gzip
 import io
 import json
+import lzma
 import os
 import re
 import tarfile
@@ -46,7 +47,7 @@ SEED = 3141592653  # a secret rerun's seed: ten digits, under 2**32 for every ge
 
 
 def decodings(data: bytes, depth: int = 0) -> list[bytes]:
-    """``data`` and everything it decodes to: base64 (of any run of base64 characters in it), gzip,
+    """``data`` and everything it decodes to: base64 (of any run of base64 characters in it), gzip, xz,
     zlib, and the members of a zip or a tar, recursively."""
     found = [data]
     if depth > 4:
@@ -58,10 +59,10 @@ def decodings(data: bytes, depth: int = 0) -> list[bytes]:
             except (binascii.Error, ValueError):
                 continue
             found += decodings(decoded, depth + 1)
-    for decompress in (gzip.decompress, zlib.decompress):
+    for decompress in (gzip.decompress, lzma.decompress, zlib.decompress):
         try:
             found += decodings(decompress(data), depth + 1)
-        except (OSError, EOFError, zlib.error):
+        except (OSError, EOFError, zlib.error, lzma.LZMAError):
             pass
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:

@@ -10,8 +10,8 @@ it exactly as a Slurm result (gateway.running.results.verified_result).
 
 from __future__ import annotations
 
-import gzip
 import logging
+import lzma
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -92,13 +92,15 @@ class FallbackBackend:
         return self.config.timeout_s - RUN_MARGIN_S
 
     def archive(self, request: JobRequest) -> bytes:
-        """The bundle as a gzip-compressed tar of its folder ``<run id>/``."""
+        """The bundle as an xz-compressed tar of its folder ``<run id>/`` (xz: GitHub's dispatch carries at
+        most 65,535 characters, and the harness travels in every bundle; xz's is an eighth smaller than
+        gzip's)."""
         script = self._renderer.render(
             self._renderer.template_for(self.site.name, self.site.kind),
             script_context(request, BundlePaths(PurePosixPath(FALLBACK_WORKDIR)), self.site.python),
         )
         files = bundle_files(request.task, request.submission_code, request.spec, request.key_hex, script)
-        return gzip.compress(bundle_archive(files, request.run_id), compresslevel=9, mtime=0)
+        return lzma.compress(bundle_archive(files, request.run_id), preset=9 | lzma.PRESET_EXTREME)
 
     def _handle(self, run_id: str, job_id: str) -> JobHandle:
         handle = JobHandle(run_id, job_id, BundlePaths.under(FALLBACK_WORKDIR, run_id))

@@ -173,7 +173,7 @@ class GithubBackend(FallbackBackend):
 
     def inputs(self, request: JobRequest, archive: bytes) -> dict[str, str]:
         """The workflow's inputs: the bundle sealed for the workflow's key, in base64 (48 bytes more than
-        the gzip'd tar); GitHub refuses inputs of more than 65,535 characters in all."""
+        the xz'd tar); GitHub refuses inputs of more than 65,535 characters in all."""
         bundle = base64.b64encode(self._seal.encrypt(archive)).decode()
         if len(bundle) > self.github.max_bundle_chars:
             raise BackendError(

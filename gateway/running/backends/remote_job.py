@@ -42,7 +42,7 @@ class BundleError(ValueError):
 
 
 def unpack(archive: bytes, into: Path) -> Path:
-    """Unpack a bundle archive (a tar, gzip or not) into ``into``; return the bundle's folder."""
+    """Unpack a bundle archive (a tar, compressed or not) into ``into``; return the bundle's folder."""
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
         tops = {PurePosixPath(name).parts[0] for name in tar.getnames() if name not in ("", ".")}
         if len(tops) != 1:
