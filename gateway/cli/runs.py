@@ -249,7 +249,9 @@ def code(
 
         file_name, text = run_gateway(body, to=err_console if out is None else None)
     if out is None:
-        sys.stdout.write(text)
+        # someone else's revealed code could hold escape sequences: on a terminal they show as escapes;
+        # into a pipe or a file the code goes as it was submitted
+        sys.stdout.write(plain(text).plain if text and sys.stdout.isatty() else text)
         return
     target = out / Path(file_name).name if out.is_dir() else out
     try:
