@@ -265,14 +265,16 @@ def timed(tmp_path: Path, code: str) -> tuple[float, str]:
 
 @pytest.mark.parametrize("attack", [CLOCK_CELL, IN_GENERATION], ids=["clock-cell", "work-in-generation"])
 def test_hiding_time_from_the_workers_clock_gains_at_most_5_percent(tmp_path: Path, attack: str) -> None:
-    # the honest baseline gets one retry, as in test_honest_kernels_keep_the_workers_clock: a burst of load
-    # on two shared cores can push it to the evaluator's clock once; the attack gets no retry
-    honest_mean, honest_clock = timed(tmp_path / "honest", HONEST_SLEEP)
-    if honest_clock != "worker":
-        honest_mean, honest_clock = timed(tmp_path / "honest-again", HONEST_SLEEP)
-    attack_mean, attack_clock = timed(tmp_path / "attack", attack)
+    # each kernel is timed twice and its faster mean taken: load on two shared cores (make test runs the
+    # unit tests beside the dev stack's) only ever adds time, while time an attack hides is hidden in every
+    # run; the honest baseline must keep the worker's clock in at least one of its runs
+    honest = [timed(tmp_path / f"honest-{i}", HONEST_SLEEP) for i in range(2)]
+    attacks = [timed(tmp_path / f"attack-{i}", attack) for i in range(2)]
+    assert any(clock == "worker" for _, clock in honest), honest
+    honest_mean = min(mean for mean, clock in honest if clock == "worker")
+    attack_mean = min(mean for mean, _ in attacks)
     print(f"attack/honest = {attack_mean / honest_mean:.3f} ({attack_mean:.0f} / {honest_mean:.0f} ns)")
-    assert honest_clock == "worker" and attack_clock == "evaluator"
+    assert all(clock == "evaluator" for _, clock in attacks)
     assert attack_mean >= 0.95 * honest_mean
 
 
