@@ -48,7 +48,8 @@ class Servers:
         total = 0.0
         for process in self.processes:
             try:
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                stat = Path(f"/proc/{process.pid}/stat").read_text(errors="replace")
+                fields = stat.rsplit(")", 1)[1].split()
             except OSError:
                 return math.nan
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -33,7 +33,7 @@ def tail(path: Path, lines: int = 25) -> str:
 def pid_state(pid: int) -> str | None:
     """The state letter of /proc/PID/stat (R, S, D, Z, ...), or None when there is no such process."""
     try:
-        data = Path(f"/proc/{pid}/stat").read_text()
+        data = Path(f"/proc/{pid}/stat").read_text(errors="replace")
     except OSError:
         return None
     fields = data[data.rfind(")") + 2 :].split()

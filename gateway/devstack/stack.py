@@ -248,7 +248,7 @@ class DevStack:
                 continue
             try:
                 owner = entry.stat().st_uid
-                comm = (entry / "comm").read_text().strip()
+                comm = (entry / "comm").read_text(errors="replace").strip()
             except OSError:
                 continue
             argv = cmdline(pid)
@@ -265,7 +265,7 @@ def _daemon_zombies() -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and pid_state(int(entry.name)) == "Z":
             try:
-                if (entry / "comm").read_text().strip() in _DAEMONS:
+                if (entry / "comm").read_text(errors="replace").strip() in _DAEMONS:
                     zombies.append(int(entry.name))
             except OSError:
                 continue
@@ -296,7 +296,7 @@ def _ancestors() -> set[int]:
     while pid > 1 and pid not in pids:
         pids.add(pid)
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
         except OSError:
             break
         pid = int(stat[stat.rfind(")") + 2 :].split()[1])
