@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.config.cluster_info import scale_gres
+from gateway.config.cluster_info import parse_time_s, scale_gres
 from gateway.config.yamlconf import worded
 from gateway.core.modes import UnrankedMode
 from gateway.core.states import JobState
@@ -81,6 +81,34 @@ class LoginConfig(StrictModel):
         return self
 
 
+class WarmPoolConfig(StrictModel):
+    """Long-lived pool jobs in a partition (pilot jobs): each runs the harness's pool runner, which takes
+    runs one at a time with Python, the harness and torch already imported (docs/warm-pools.md)."""
+
+    max_jobs: int = Field(
+        ge=1, le=256, description="pool jobs at once in this partition, every worker together"
+    )
+    idle_s: float = Field(
+        default=120.0, ge=5, le=86400, description="a pool with no run this long ends itself"
+    )
+    max_lifetime: str = Field(
+        default="01:00:00", description="a pool takes no new run after this (Slurm time)"
+    )
+
+    @field_validator("max_lifetime")
+    @classmethod
+    def _slurm_time(cls, value: str) -> str:
+        if not _TIME_LIMIT.match(value):
+            raise ValueError("expected a Slurm time such as 30, 01:00:00 or 1-00:00:00")
+        return value
+
+    @property
+    def max_lifetime_s(self) -> int:
+        seconds = parse_time_s(self.max_lifetime)
+        assert seconds is not None  # checked by the validator
+        return seconds
+
+
 class PartitionConfig(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     gpu_type: str | None = Field(default=None, pattern=NAME_PATTERN)
@@ -97,6 +125,9 @@ class PartitionConfig(StrictModel):
     )
     directives: list[str] = Field(
         default_factory=list, description="extra #SBATCH options, e.g. --constraint=a100_80g"
+    )
+    warm_pool: WarmPoolConfig | None = Field(
+        default=None, description="keep warm pool jobs here (opt-in): runs start in well under a second"
     )
 
     @field_validator("time_limit")
@@ -115,6 +146,21 @@ class PartitionConfig(StrictModel):
                     f"{value!r} is not one sbatch option such as --constraint=a100 (no spaces or quotes)"
                 )
         return values
+
+    @model_validator(mode="after")
+    def _pool_within_cap(self) -> PartitionConfig:
+        if self.warm_pool is not None and self.warm_pool.max_jobs > self.max_jobs:
+            raise ValueError(
+                f"warm_pool.max_jobs ({self.warm_pool.max_jobs}) is over the partition's max_jobs "
+                f"({self.max_jobs}): pool jobs count against it"
+            )
+        return self
+
+    @property
+    def time_limit_s(self) -> int:
+        seconds = parse_time_s(self.time_limit)
+        assert seconds is not None  # checked by the validator
+        return seconds
 
     def fits(self, gpus: int) -> bool:
         """Whether one node here gives a run ``gpus`` GPUs."""

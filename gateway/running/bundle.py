@@ -134,6 +134,18 @@ def bundle_files(
     return files
 
 
+def pool_files(pool_spec: dict[str, Any], job_script: str) -> list[tuple[str, bytes, int]]:
+    """Every file of a warm pool's folder: the harness, pool.json, the job script, an empty output.log,
+    and the folders the gateway and the pool runner hand runs through (kept by empty dotfiles, which the
+    runner ignores)."""
+    files = [(name, data, 0o644) for name, data in _harness_files()]
+    files.append(("pool.json", (json.dumps(pool_spec, indent=1) + "\n").encode(), 0o644))
+    files.append(("job.sh", job_script.encode(), 0o755))
+    files.append(("output.log", b"", 0o600))
+    files += [(f"{folder}/.keep", b"", 0o600) for folder in ("inbox", "taken", "done")]
+    return files
+
+
 def bundle_archive(files: list[tuple[str, bytes, int]], root: str) -> bytes:
     """An uncompressed tar of ``files`` under the folder ``root`` (mode 0700: keys and code are private),
     built in memory: one SSH command unpacks it into the work folder and submits."""

@@ -148,9 +148,11 @@ async def _attempts(
     policy = job.site.requeue
     while True:
         handle = (await runtime.backend.submit([job]))[0]
-        await event(
-            f"submitted as job {handle.job_id}" + (f" (attempt {job.attempt})" if job.attempt > 1 else "")
-        )
+        again = f" (attempt {job.attempt})" if job.attempt > 1 else ""
+        if job.pool is not None:
+            await event(f"handed to warm pool {job.pool.pool_id} (job {job.pool.job_id}){again}")
+        else:
+            await event(f"submitted as job {handle.job_id}{again}")
         report.handle, report.job_id, report.attempt = handle, handle.job_id, job.attempt
         if report.state is JobState.QUEUED:
             report.state = JobState.PENDING
@@ -158,9 +160,12 @@ async def _attempts(
         final = await _follow(runtime, handle, job, report, event, persist)
         if report.result is not None or final is None:
             return
-        if policy.allows(final.state, job.attempt):
-            await event(f"{final.state.value}: {TERMINAL_MESSAGES.get(final.state, '')}; starting it again")
-            job = replace(job, attempt=job.attempt + 1, maybe_submitted=True)
+        # a warm pool that ended under its run was never the submission's fault: always once more, as a job
+        lost_pool = job.pool is not None and final.state is JobState.NODE_FAIL and job.attempt == 1
+        if policy.allows(final.state, job.attempt) or lost_pool:
+            why = final.reason if lost_pool else TERMINAL_MESSAGES.get(final.state, "")
+            await event(f"{final.state.value}: {why}; starting it again")
+            job = replace(job, attempt=job.attempt + 1, maybe_submitted=True, pool=None)
             report.state, report.error = JobState.QUEUED, None
             continue
         return

@@ -55,6 +55,7 @@ class ScriptContext:
     setup: tuple[str, ...] = ()
     container: str | None = None
     isolation_args: tuple[str, ...] = ()
+    runner_verb: str = "run"  # "pool": a warm pool job, whose runner takes runs one after another
 
     def as_template_vars(self) -> dict[str, Any]:
         fields = dict(self.__dict__)

@@ -48,6 +48,7 @@ from gateway.service.isolation import IsolationGate, Verifier
 from gateway.service.limits import SharedLimits
 from gateway.service.model import EventCallback, QueuedRun, Submission, SubmitRequest, require_store
 from gateway.service.placement import Placement
+from gateway.service.pools import WarmPools
 from gateway.service.processor import RunProcessor
 from gateway.service.queue_worker import Worker
 from gateway.service.sitedir import SiteDirectory
@@ -113,7 +114,8 @@ class Gateway:
         # which runs a site may take by how it confines submitted code; verify_isolation runs the probe
         self.isolation = IsolationGate(store, verify_isolation)
         self.placement = Placement(self.sites, self.router, self.isolation)
-        self.processor = RunProcessor(settings, store, self.sites, self.placement, self.router)
+        self.pools = WarmPools(store, self.sites)
+        self.processor = RunProcessor(settings, store, self.sites, self.placement, self.router, self.pools)
         self.boards = Boards(settings, store, self.sites)
         self.competition_sync = CompetitionSync(store, self.sites)
         self.accounts = Accounts(store)
@@ -134,6 +136,7 @@ class Gateway:
         return cls(settings, sites, store, policy=policy, verify_isolation=verifier)
 
     async def close(self) -> None:
+        await self.pools.close()
         await self.sites.close()
         if self.store is not None:
             await self.store.close()

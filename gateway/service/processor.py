@@ -18,7 +18,7 @@ from gateway.config.tasks import TaskDefinition
 from gateway.core.errors import BackendError, GatewayError, TransportError, UserError
 from gateway.core.modes import as_mode
 from gateway.core.states import JobState
-from gateway.running.backends.base import JobRequest, JobStatus
+from gateway.running.backends.base import JobRequest, JobStatus, PoolSlot
 from gateway.running.bundle import build_spec
 from gateway.running.execution import RunReport, execute
 from gateway.running.routing import Router
@@ -33,6 +33,7 @@ from gateway.service.model import (
     require_store,
 )
 from gateway.service.placement import Placement
+from gateway.service.pools import WarmPools
 from gateway.service.sitedir import SiteDirectory
 from gateway.store import ClaimedRun, RunRecord, Store
 from harness.protocol import HarnessError
@@ -62,12 +63,14 @@ class RunProcessor:
         sites: SiteDirectory,
         placement: Placement,
         router: Router,
+        pools: WarmPools,
     ) -> None:
         self.settings = settings
         self.store = store
         self.sites = sites
         self.placement = placement
         self.router = router
+        self.pools = pools
 
     async def process(
         self,
@@ -113,12 +116,15 @@ class RunProcessor:
                 # the backend that runs it (slurm, local, modal, github) is the site's kind
                 await store.assign_route(run.run_id, claim.worker, site.name, partition.name, site.kind, why)
                 first = routed_event(site.name, partition.name, report.gpu_type, site.kind, why)
+                # a free warm pool of that partition takes it at once (and none free starts one more)
+                pool = await self.pools.take(site, partition, run.run_id, task.gpus_per_run)
             else:
                 site = self.sites.site(run.site)
                 partition = site.partition(run.partition or "") or site.partitions[0]
                 last = f" (last seen as job {run.job_id})" if run.job_id else ""
                 held = {"site": site.name, "partition": partition.name, "gpu_type": report.gpu_type}
                 first = (f"{TAKEN_OVER}{site.name}{last}", held | {"backend": site.kind})
+                pool = PoolSlot.of_handle_id(run.job_id) if run.job_id else None  # it was a pool's
         except GatewayError as exc:
             report.state, report.error = JobState.FAILED, f"cannot run: {exc}"
             await self._record(report)
@@ -147,6 +153,7 @@ class RunProcessor:
             # an earlier claim may have handed it to the site: the backend finds the job by its name
             # gw-<run>[-attempt] (whether or not its id was recorded) and submits only if there is none
             maybe_submitted=run.claims > 1 or run.job_id is not None,
+            pool=pool,
         )
         return await self.execute(job, report, on_event, first, claim)
 
@@ -239,6 +246,11 @@ class RunProcessor:
             # recorded: nothing on the site is needed any more (its output and result were read above,
             # and a run that could not be recorded keeps its bundle for the worker that takes it over)
             await self._remove_bundle(site, job.run_id)
+            if job.pool is not None:
+                try:
+                    await self.pools.release(job.pool, report)
+                except GatewayError as exc:  # the pool is free again once any run takes it after this
+                    log.warning("run %s: pool %s not released: %s", job.run_id, job.pool.pool_id, exc)
         return report
 
     async def _site_outcome(self, site: str, error: str | None) -> None:

@@ -24,6 +24,7 @@ from gateway.config.tasks import TaskDefinition
 from gateway.core.errors import GatewayError, StoreError
 from gateway.running.execution import RunReport
 from gateway.service.model import Claim, EventCallback
+from gateway.service.pools import SWEEP_S as POOL_SWEEP_S
 from gateway.service.processor import RunProcessor, report_of
 from gateway.store import CANCEL_CHANNEL, QUEUE_CHANNEL, ClaimedRun, Store
 
@@ -62,7 +63,11 @@ class Worker:
 
     async def run(self, stop: asyncio.Event, on_event: EventCallback | None = None) -> None:
         """Claim and process runs until ``stop`` is set; then give back the claims of unfinished runs."""
-        helpers = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._listen())]
+        helpers = [
+            asyncio.create_task(self._heartbeats()),
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._pool_sweeps()),
+        ]
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -214,6 +219,16 @@ class Worker:
                 )
             self._stop(lost, lost=True)
             self._stop(cancel, lost=False, reason="cancelled on request")
+
+    async def _pool_sweeps(self) -> None:
+        """Warm pools checked against Slurm now and then (their own output tells them ready or ended at
+        once; this catches a pool whose job Slurm ended, or one another worker started and left)."""
+        while True:
+            await asyncio.sleep(POOL_SWEEP_S)
+            try:
+                await self.processor.pools.sweep()
+            except GatewayError as exc:
+                log.warning("worker %s: warm pools not checked: %s", self.name, exc)
 
     async def _listen(self) -> None:
         """Wake on queued runs and act on cancel requests at once; reconnect if the connection drops."""

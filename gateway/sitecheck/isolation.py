@@ -16,6 +16,7 @@ from gateway.config.sites import SiteConfig
 from gateway.config.tasks import load_task
 from gateway.core.errors import GatewayError
 from gateway.running.backends.slurm import SlurmBackend
+from gateway.running.backends.warm_pool import WarmPoolBackend
 from gateway.service.isolation import Verdict
 from gateway.service.model import SubmitRequest
 from gateway.sitecheck.probe import (
@@ -126,6 +127,8 @@ async def run_isolation_probe(
     started = time.monotonic()
     try:
         backend = gateway.sites.backend_for(site.name)
+        if isinstance(backend, WarmPoolBackend):
+            backend = backend.slurm
         if not isinstance(backend, SlurmBackend):
             return Step(KEY, TITLE, "SKIP", f"site {site.name} is not a Slurm site")
         token = secrets.token_hex(8)

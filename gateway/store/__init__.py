@@ -5,7 +5,7 @@ site health), submissions (a submission and its queued runs), queue (claims, rec
 LISTEN/NOTIFY) and ranking (reading runs back), stats (queue positions, standings, totals), limits (the HTTP
 API's rate limits and event-stream leases, shared by its processes), profiles (profile mode's Nsight Compute
 reports), competition sync (the leaderboards a competition sync writes), submission files (a submission's
-code read back, a submission deleted)."""
+code read back, a submission deleted), pools (warm pool jobs, every worker's)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gateway.store.boards import BoardsStore
 from gateway.store.competition_sync import BoardWrite, CompetitionSyncStore
 from gateway.store.events import CANCEL_CHANNEL, EVENTS_CHANNEL, QUEUE_CHANNEL, EventsStore
 from gateway.store.limits import LimitsStore
+from gateway.store.pools import PoolRecord, PoolsStore
 from gateway.store.profiles import ProfilesStore
 from gateway.store.ranking import RankingStore
 from gateway.store.records import (
@@ -48,6 +49,7 @@ class Store(
     ProfilesStore,
     CompetitionSyncStore,
     SubmissionFilesStore,
+    PoolsStore,
 ):
     """Everything the service reads and writes in PostgreSQL."""
 
@@ -64,6 +66,7 @@ __all__ = [
     "LeaderboardRecord",
     "LeaderboardSummary",
     "NewRun",
+    "PoolRecord",
     "RankedEntry",
     "RateLimit",
     "RunEvent",

@@ -6,6 +6,7 @@ fetch_output and stream_output serve one job. Backends never touch the store.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +24,30 @@ MAX_RESULT_BYTES = 4 * 1024 * 1024
 JOB_NAME_PREFIX = "gw-"
 # The runner's last progress line: result.json is complete once it is printed (see harness.runner).
 RESULT_WRITTEN_MARKER = PROGRESS_PREFIX + "result written"
+POOL_ID = re.compile(r"^p-[0-9a-f]{12}$")  # a warm pool's folder in the workdir (docs/warm-pools.md)
 
 
 def job_name(run_id: str, attempt: int = 1) -> str:
     """The Slurm job name: it carries the run id (and the attempt after a requeue), so a run can always
     be found on its cluster, by ``squeue --name`` or ``sacct --name``."""
     return JOB_NAME_PREFIX + run_id + (f"-{attempt}" if attempt > 1 else "")
+
+
+@dataclass(frozen=True)
+class PoolSlot:
+    """A ready pool a run is handed to: its folder's name and its Slurm job."""
+
+    pool_id: str
+    job_id: str
+
+    @property
+    def handle_id(self) -> str:
+        return f"{self.job_id}:{self.pool_id}"
+
+    @classmethod
+    def of_handle_id(cls, handle_id: str) -> PoolSlot | None:
+        job_id, _, pool_id = handle_id.partition(":")
+        return cls(pool_id, job_id) if job_id.isdigit() and POOL_ID.match(pool_id) else None
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,7 @@ class JobRequest:
     # True when this run may already have been handed to the site (a restart, a lost connection): the
     # backend looks for its job by name before submitting, so the site never runs it twice
     maybe_submitted: bool = False
+    pool: PoolSlot | None = None  # a warm pool's: the run is handed to it, not submitted as a job
 
     @property
     def job_name(self) -> str:

@@ -13,6 +13,7 @@ from gateway.core.errors import ConfigError
 from gateway.running.backends.fallback_config import FallbackConfig, ModalConfig
 from gateway.running.backends.local import LocalBackend
 from gateway.running.backends.slurm import SlurmBackend
+from gateway.running.backends.warm_pool import WarmPoolBackend
 from gateway.running.transport import Transport
 from gateway.running.transport.local import LocalTransport
 from gateway.running.transport.ssh import SSHTransport
@@ -42,7 +43,9 @@ def make_backend(
         return LocalBackend(settings.local_workdir, renderer)
     if site.kind in FALLBACK_KINDS:
         return _fallback_backend(site, settings, renderer, fallbacks)
-    return SlurmBackend(site, make_transport(site), renderer)
+    slurm = SlurmBackend(site, make_transport(site), renderer)
+    # a site with a warm pool in any partition hands runs to its pools too (docs/warm-pools.md)
+    return WarmPoolBackend(slurm) if any(p.warm_pool for p in site.partitions) else slurm
 
 
 def _fallback_backend(

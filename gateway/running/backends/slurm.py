@@ -30,7 +30,7 @@ from gateway.running.backends.slurm_output import (
     parse_squeue,
 )
 from gateway.running.bundle import LOG_NAMES, BundlePaths, bundle_archive, bundle_files
-from gateway.running.jobscript import TemplateRenderer
+from gateway.running.jobscript import ScriptContext, TemplateRenderer
 from gateway.running.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -320,3 +320,18 @@ class SlurmBackend:
 
     async def close(self) -> None:
         await self._transport.close()
+
+    # -- for the warm pools' backend (warm_pool.py), which runs its own commands over this site's ---------
+    def bin(self, command: str) -> str:
+        return self._bin(command)
+
+    def render_context(self, context: ScriptContext) -> str:
+        return self._renderer.render(self._renderer.template_for(self._site.name, "slurm"), context)
+
+    async def prepared_workdir(self) -> PurePosixPath:
+        """The work folder, made on the site once per connection."""
+        workdir = await self.workdir()
+        if not self._workdir_made:
+            await self._transport.run(["mkdir", "-p", "--", str(workdir)], timeout=QUERY_TIMEOUT_S)
+            self._workdir_made = True
+        return workdir
