@@ -22,6 +22,8 @@ from gateway.running.backends.base import PartitionLoad
 
 log = logging.getLogger(__name__)
 LoadProbe = Callable[[SiteConfig], Awaitable[dict[str, PartitionLoad]]]
+# The (site, partition) pairs with a free warm pool for runs of this many GPUs (docs/warm-pools.md)
+WarmProbe = Callable[[int], Awaitable[set[tuple[str, str]]]]
 LOAD_TTL_S = 5.0
 LOAD_TIMEOUT_S = 10.0
 
@@ -73,6 +75,7 @@ class Router:
     probe: LoadProbe
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     ours: dict[tuple[str, str], int] = field(default_factory=dict)  # our live jobs per (site, partition)
+    warm: WarmProbe | None = None  # asked only when a candidate partition keeps a warm pool
     _cache: dict[str, _Cached] = field(default_factory=dict)
 
     def breaker(self, site: str) -> CircuitBreaker:
@@ -127,7 +130,11 @@ class Router:
         healthy = [s for s in sites if s.name in fitting and self.breaker(s.name).allows(now)]
         probed = await asyncio.gather(*(self._load(s) for s in healthy))
         loads = {site.name: load for site, load in zip(healthy, probed, strict=True)}
-        ranked: list[tuple[tuple[int, int, int, int, int], SiteConfig, PartitionConfig, PartitionLoad]] = []
+        pooled = any(p.warm_pool for _, p in candidates) and self.warm is not None
+        warm = await self.warm(gpus) if pooled and self.warm is not None else set()
+        ranked: list[
+            tuple[tuple[int, int, int, int, int, int], SiteConfig, PartitionConfig, PartitionLoad]
+        ] = []
         refused: list[str] = []
         for site, part in candidates:
             site_load = loads.get(site.name)
@@ -140,13 +147,17 @@ class Router:
                 refused.append(f"{site.name}/{part.name}: {load.state if load else 'not found'}")
                 continue
             at_cap = self.ours.get((site.name, part.name), 0) >= part.max_jobs
-            key = (int(at_cap), int(load.pending > 0), site.preference, load.pending, load.running)
+            # a free warm pool first (the run starts at once), then a partition where a job starts now
+            cold = int((site.name, part.name) not in warm)
+            key = (int(at_cap), cold, int(load.pending > 0), site.preference, load.pending, load.running)
             ranked.append((key, site, part, load))
         if not ranked:
             raise UserError(f"no site can run a {gpu_type} job now: " + "; ".join(refused))
         ranked.sort(key=lambda item: item[0])
         _, site, part, load = ranked[0]
         why = f"{load.pending} pending, {load.running} running, preference {site.preference}"
+        if (site.name, part.name) in warm:
+            why = f"a free warm pool; {why}"
         at_cap = self.ours.get((site.name, part.name), 0) >= part.max_jobs
         return Choice(site, part, why, at_cap, load.pending)
 

@@ -115,6 +115,7 @@ class Gateway:
         self.isolation = IsolationGate(store, verify_isolation)
         self.placement = Placement(self.sites, self.router, self.isolation)
         self.pools = WarmPools(store, self.sites)
+        self.router.warm = self.pools.free_partitions  # routing prefers a free warm pool
         self.processor = RunProcessor(settings, store, self.sites, self.placement, self.router, self.pools)
         self.boards = Boards(settings, store, self.sites)
         self.competition_sync = CompetitionSync(store, self.sites)

@@ -60,6 +60,16 @@ class WarmPools:
         self._spawn(self.grow(site, partition, gpus))
         return None
 
+    async def free_partitions(self, gpus: int) -> set[tuple[str, str]]:
+        """Where a run of ``gpus`` GPUs would find a free pool now (routing prefers those)."""
+        if self.store is None:
+            return set()
+        try:
+            return await self.store.free_pool_partitions(gpus)
+        except GatewayError as exc:
+            log.warning("free warm pools unknown: %s", exc)
+            return set()
+
     async def grow(self, site: SiteConfig, partition: PartitionConfig, gpus: int) -> str | None:
         """Start one more pool job in ``partition`` unless its cap is reached: the new pool's id."""
         store, backend, pool = self.store, self.backend(site), partition.warm_pool

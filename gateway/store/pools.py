@@ -158,3 +158,15 @@ class PoolsStore(StoreBase):
                 run_id,
             )
         return _pool(row) if row is not None else None
+
+    @retried
+    async def free_pool_partitions(self, gpus: int) -> set[tuple[str, str]]:
+        """The (site, partition) pairs with a ready pool for runs of ``gpus`` GPUs that has nothing to do."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT p.site, p.partition FROM warm_pools p "
+                "WHERE p.state = 'ready' AND p.gpus = $1 AND (p.busy_run IS NULL OR EXISTS ("
+                "  SELECT 1 FROM runs r WHERE r.id = p.busy_run AND r.finished_at IS NOT NULL))",
+                gpus,
+            )
+        return {(row["site"], row["partition"]) for row in rows}

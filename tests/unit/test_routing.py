@@ -58,3 +58,29 @@ async def test_our_concurrency_cap_sends_work_elsewhere() -> None:
     assert (await router.choose("H100", [capped, other])).site.name == "delta"
     router.finished("gamma", "h100")
     assert (await router.choose("H100", [capped, other])).site.name == "gamma"
+
+
+async def test_a_free_warm_pool_comes_first_even_behind_a_queue_and_is_only_asked_where_pools_are() -> None:
+    preferred = gamma_site(name="h100")  # no pools, an empty queue, the better preference
+    pooled = gamma_site(name="h100", warm_pool={"max_jobs": 1}).model_copy(
+        update={"name": "delta", "preference": 500}
+    )
+    asked: list[int] = []
+    free: set[tuple[str, str]] = set()
+
+    async def probe(site: SiteConfig) -> dict[str, PartitionLoad]:
+        pending = 3 if site.name == "delta" else 0
+        return {"h100": PartitionLoad("h100", True, pending, 1)}
+
+    async def warm(gpus: int) -> set[tuple[str, str]]:
+        asked.append(gpus)
+        return set(free)
+
+    router = Router(probe, warm=warm)
+    assert (await router.choose("H100", [preferred, pooled])).site.name == "gamma"
+    free.add(("delta", "h100"))
+    choice = await router.choose("H100", [preferred, pooled])
+    assert choice.site.name == "delta" and choice.why.startswith("a free warm pool")
+    assert asked == [1, 1]
+    await router.choose("H100", [preferred])
+    assert asked == [1, 1]  # no partition there keeps a pool: the store is not asked
