@@ -332,11 +332,12 @@ def run_bundle(bundle: Path, isolation: Isolation) -> int:
     return 0
 
 
-def parse_args(argv: list[str]) -> tuple[Path, Isolation]:
+def parse_args(argv: list[str], command: str = "run") -> tuple[Path, Isolation]:
     """``run <bundle> [--isolation KIND] [--isolation-command PATH] [--image IMAGE] [--python PYTHON]
-    [--bind PATH]...``, as the job script passes them from the site's YAML."""
+    [--bind PATH]...``, as the job script passes them from the site's YAML (a pool's job: ``pool
+    <pool-dir>`` with the same options)."""
     parser = argparse.ArgumentParser(prog="python -m harness", exit_on_error=False)
-    parser.add_argument("command", choices=["run"])
+    parser.add_argument("command", choices=[command])
     parser.add_argument("bundle")
     parser.add_argument("--isolation", default="bubblewrap")
     parser.add_argument("--isolation-command")
