@@ -149,10 +149,17 @@ class PartitionConfig(StrictModel):
 
     @model_validator(mode="after")
     def _pool_within_cap(self) -> PartitionConfig:
-        if self.warm_pool is not None and self.warm_pool.max_jobs > self.max_jobs:
+        pool = self.warm_pool
+        if pool is not None and pool.max_jobs > self.max_jobs:
             raise ValueError(
-                f"warm_pool.max_jobs ({self.warm_pool.max_jobs}) is over the partition's max_jobs "
+                f"warm_pool.max_jobs ({pool.max_jobs}) is over the partition's max_jobs "
                 f"({self.max_jobs}): pool jobs count against it"
+            )
+        if pool is not None and pool.max_lifetime_s <= self.time_limit_s:
+            raise ValueError(
+                f"warm_pool.max_lifetime ({pool.max_lifetime}) must be longer than the partition's "
+                f"time_limit ({self.time_limit}): a pool job lives that long and takes a run only while one "
+                "more run's time limit still fits (and must fit the partition's own MaxTime)"
             )
         return self
 

@@ -16,7 +16,8 @@ RUN_SELECT = (
     "r.secret, r.gpu_type, r.site, r.partition, r.job_id, r.attempt, r.state, r.passed, r.score, r.error, "
     "r.result, r.queued_at, r.started_at, r.finished_at, r.worker, r.claims, r.ranked, r.backend, "
     "r.route_reason, u.name AS account, s.public_id, COALESCE(l.visibility = 'hidden', false) AS hidden, "
-    "COALESCE(r.finished_at >= l.deadline, false) AS late, s.deleted_at IS NOT NULL AS deleted "
+    "COALESCE(r.finished_at >= l.deadline, false) AS late, s.deleted_at IS NOT NULL AS deleted, "
+    "r.pool_id, r.gpu_seconds "
     "FROM runs r JOIN submissions s ON s.id = r.submission_id JOIN users u ON u.id = r.user_id "
     "LEFT JOIN leaderboards l ON l.id = r.leaderboard_id"
 )
@@ -90,6 +91,8 @@ def run_record(row: asyncpg.Record) -> RunRecord:
         row["hidden"],
         row["late"],
         row["deleted"],
+        row["pool_id"],
+        row["gpu_seconds"],
     )
 
 

@@ -124,6 +124,8 @@ class RunRecord:
     hidden: bool = False  # its leaderboard is hidden
     late: bool = False  # its result was recorded at or after its leaderboard's deadline: it never ranks
     deleted: bool = False  # its submission was deleted (shown to admins only)
+    pool_id: str | None = None  # the warm pool that ran it (None: a job of its own)
+    gpu_seconds: float | None = None  # the GPU time it took, where known (a pool run: its time there x GPUs)
 
 
 @dataclass(frozen=True)

@@ -101,13 +101,13 @@ async def test_a_pool_job_holds_one_runs_resources_for_its_lifetime_and_runs_the
     root = tmp_path / "runs" / pool_id
     script = (root / "job.sh").read_text()
     assert f"#SBATCH --job-name=gw-{pool_id}" in script
-    assert "#SBATCH --time=00:25:00" in script  # its lifetime, plus one run's time limit
+    assert "#SBATCH --time=00:20:00" in script  # its lifetime
     assert "#SBATCH --gres=gpu:h100:1" in script
     assert f"harness/__main__.py pool {root}" in script
     assert json.loads((root / "pool.json").read_text()) == {
         "pool_id": pool_id,
         "idle_s": 30.0,
-        "max_lifetime_s": 1200,
+        "max_lifetime_s": 900,
     }
     assert {p.name for p in root.iterdir()} >= {
         "harness",

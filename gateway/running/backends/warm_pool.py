@@ -147,7 +147,9 @@ class WarmPoolBackend:
         workdir = await self._workdir()
         paths = PoolPaths.under(workdir, pool_id)
         script = self.slurm.render_context(_pool_context(self.slurm, pool_id, paths, partition, pool, gpus))
-        spec = {"pool_id": pool_id, "idle_s": pool.idle_s, "max_lifetime_s": pool.max_lifetime_s}
+        # the job lives max_lifetime; its runner takes a run only while one more run's time limit fits
+        taking_s = pool.max_lifetime_s - partition.time_limit_s
+        spec = {"pool_id": pool_id, "idle_s": pool.idle_s, "max_lifetime_s": taking_s}
         archive = bundle_archive(pool_files(spec, script), pool_id)
         argv = ["sh", "-c", SUBMIT_SCRIPT, "gw-pool", str(workdir), pool_id, self.slurm.bin("sbatch")]
         try:
@@ -353,7 +355,7 @@ def _pool_context(
         python=site.python,
         partition=partition.name,
         gres=wanted.gres,
-        time_limit=format_time(pool.max_lifetime_s + partition.time_limit_s),
+        time_limit=format_time(pool.max_lifetime_s),
         cpus_per_task=wanted.cpus,
         mem=wanted.mem,
         account=site.account,
