@@ -1,5 +1,5 @@
 """The site check's Slurm steps: the commands (sbatch --version, sacct answers), each partition (exists,
-up, usable nodes, gres type, time limit) and the account/QOS association of the login user."""
+up, usable nodes, gres type, time limit, a warm pool's lifetime) and the account/QOS association of the login user."""
 
 from __future__ import annotations
 
@@ -103,6 +103,14 @@ def partition_problems(
             f"{path}.time_limit {partition.time_limit} is above the partition's MaxTime "
             f"{mine[0].time_limit}: Slurm would refuse or hold every job (PartitionTimeLimit)",
             f"lower {path}.time_limit to at most {mine[0].time_limit}",
+        )
+    pool = partition.warm_pool
+    if limit is not None and pool is not None and pool.max_lifetime_s > limit:
+        return (
+            f"{path}.warm_pool.max_lifetime {pool.max_lifetime} is above the partition's MaxTime "
+            f"{mine[0].time_limit}: every pool job would pend for ever (PartitionTimeLimit)",
+            f"lower {path}.warm_pool.max_lifetime to at most {mine[0].time_limit} (and keep it over "
+            f"{path}.time_limit)",
         )
     return None
 

@@ -154,6 +154,20 @@ async def test_a_time_limit_above_the_partitions_maxtime_fails(tmp_path: Path) -
     assert steps["partition:l4"].status == "FAIL" and "MaxTime 10:00" in steps["partition:l4"].detail
 
 
+async def test_a_warm_pool_living_past_the_partitions_maxtime_fails(tmp_path: Path) -> None:
+    write_site(tmp_path)
+    pool = 'time_limit: "00:05:00", warm_pool: {max_jobs: 1, max_lifetime: "00:30:00"}'
+    text = (tmp_path / "gamma.yaml").read_text().replace('time_limit: "00:10:00"', pool)
+    (tmp_path / "gamma.yaml").write_text(text)
+    _, steps = await check(tmp_path, login_node())
+    step = steps["partition:l4"]
+    assert (
+        step.status == "FAIL"
+        and "warm_pool.max_lifetime 00:30:00 is above the partition's MaxTime 10:00" in step.detail
+    )
+    assert "pend for ever" in step.detail and "at most 10:00" in step.fix
+
+
 async def test_an_invalid_yaml_fails_first_with_file_and_line_and_nothing_else_runs(tmp_path: Path) -> None:
     write_site(tmp_path, extra="colour: blue\n")
     transport = login_node()
