@@ -1,5 +1,6 @@
 """The site check's Slurm steps: the commands (sbatch --version, sacct answers), each partition (exists,
-up, usable nodes, gres type, time limit, a warm pool's lifetime) and the account/QOS association of the login user."""
+up, usable nodes, gres type, time limit, a warm pool's lifetime) and the account/QOS association of the
+login user."""
 
 from __future__ import annotations
 
