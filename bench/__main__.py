@@ -26,6 +26,7 @@ from bench import (
     slurmctld_load,
     ssh_reuse,
     submit_latency,
+    warm_pool,
 )
 
 
@@ -41,6 +42,7 @@ async def main() -> None:
     await submit_latency.main(console)
     await result_latency.main(console)
     await e2e.main(console)
+    await warm_pool.main(console)
     await slurmctld_load.main(console)
     await queue_throughput.main(console)
     await claim_fairness.main(console)  # PostgreSQL only: scratch databases of its own
