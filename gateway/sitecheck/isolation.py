@@ -71,10 +71,17 @@ try:  # whether it landed is checked from outside: a home under /tmp would take 
     open({local!r}, "w").write("planted")
 except OSError:
     pass
-attempt(
-    "open a TCP connection to {host}:{port}",
-    lambda: socket.create_connection(({host!r}, {port}), timeout=3).close(),
-)
+
+
+def _reach_sshd():
+    # a connect to a loopback port in the ephemeral range can pick that very port as its own and connect
+    # to itself (TCP simultaneous open): only the service's banner shows it was reached
+    with socket.create_connection(({host!r}, {port}), timeout=3) as conn:
+        if conn.getsockname() == conn.getpeername() or not conn.recv(4).startswith(b"SSH-"):
+            raise ConnectionRefusedError("not the site's sshd")
+
+
+attempt("open a TCP connection to {host}:{port}", _reach_sshd)
 _interfaces = [name for _, name in socket.if_nameindex() if name != "lo"]
 if _interfaces:
     REACHED.append("see network interfaces " + ", ".join(_interfaces))

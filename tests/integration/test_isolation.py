@@ -54,7 +54,9 @@ def append(path, text):
 
 
 def connect(host, port):
-    socket.create_connection((host, port), timeout=3).close()
+    with socket.create_connection((host, port), timeout=3) as conn:
+        if conn.getsockname() == conn.getpeername():  # a loopback connect can meet itself: no service
+            raise ConnectionRefusedError(111, "Connection refused: only a self-connection")
     return "connected"
 
 

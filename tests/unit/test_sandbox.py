@@ -35,7 +35,9 @@ def outcome():
         return "written"
     if attempt == "connect":
         host, port = arg.rsplit(":", 1)
-        socket.create_connection((host, int(port)), timeout=2).close()
+        with socket.create_connection((host, int(port)), timeout=2) as conn:
+            if conn.getsockname() == conn.getpeername():  # a loopback connect can meet itself: no service
+                raise ConnectionRefusedError(111, "Connection refused: only a self-connection")
         return "connected"
     if attempt == "kill":
         os.kill(int(arg), 0)
