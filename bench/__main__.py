@@ -1,7 +1,8 @@
 """`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` (the CLI's start-up,
 the harness, the sandbox's cost and the compile cache) needs no dev stack; `python -m bench.cli_start` the
 CLI's start-up alone; `python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only),
-`python -m bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.api_load` the HTTP API
+`python -m bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.federation` routing,
+claims and monitoring at 10 and 100 simulated sites (PostgreSQL only), `python -m bench.api_load` the HTTP API
 under load (PostgreSQL only; `--profile` adds where the server spent its time)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bench import (
     cli_start,
     compile_cache,
     e2e,
+    federation,
     harness_bench,
     queue_throughput,
     ranking_bench,
@@ -47,6 +49,7 @@ async def main() -> None:
     await queue_throughput.main(console)
     await claim_fairness.main(console)  # PostgreSQL only: scratch databases of its own
     await ranking_bench.main(console)  # PostgreSQL only: a scratch database of its own
+    await federation.main(console)  # PostgreSQL only: scratch databases, simulated Slurm sites
     await api_load.main(console)  # PostgreSQL only: the HTTP API loaded from a second process
     await bot_latency.main(console)  # PostgreSQL and the fake Discord API
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from gateway.config.site_parts import NAME_PATTERN, PartitionConfig, StrictModel
 from gateway.config.sites import SiteConfig
@@ -82,6 +82,9 @@ class Rule(StrictModel):
 class RoutingPolicy(StrictModel):
     backends: dict[str, FallbackConfig] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
+    _groups: dict[tuple[int, int], tuple[list[SiteConfig], list[list[SiteConfig]]]] = PrivateAttr(
+        default_factory=dict
+    )
 
     @field_validator("backends")
     @classmethod
@@ -103,6 +106,24 @@ class RoutingPolicy(StrictModel):
             if unknown:
                 raise ValueError(f"rules[{i}].fallbacks: {', '.join(unknown)} not defined under backends")
         return self
+
+    def site_groups(self, rule: Rule, sites: list[SiteConfig]) -> list[list[SiteConfig]]:
+        """The groups of ``sites`` a run under ``rule`` tries in turn: each of its sites alone, then (unless
+        ``other_sites`` is false) every other one. Kept while the same list is asked about: routing asks for
+        every run, and with a hundred sites, sorting them out each time would cost more than the claim."""
+        key = (id(rule), id(sites))
+        known = self._groups.get(key)
+        if known is not None and known[0] is sites:
+            return known[1]
+        by_name = {s.name: s for s in sites}
+        groups = [[by_name[name]] for name in rule.sites if name in by_name]
+        others = [s for s in sites if s.name not in rule.sites]
+        if rule.other_sites and others:
+            groups.append(others)
+        if len(self._groups) > 64:  # lists of sites come and go (drains, isolation verdicts)
+            self._groups.clear()
+        self._groups[key] = (sites, groups)  # the list held: its id stays its own
+        return groups
 
     def rule_for(self, leaderboard: str | None, gpu_type: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(leaderboard, gpu_type)), None)
@@ -168,11 +189,7 @@ async def choose_route(
     rule = policy.rule_for(leaderboard, gpu_type)
     if rule is None:
         return await router.choose(gpu_type, sites, gpus)
-    by_name = {s.name: s for s in sites}
-    groups = [[by_name[name]] for name in rule.sites if name in by_name]
-    others = [s for s in sites if s.name not in rule.sites]
-    if rule.other_sites and others:
-        groups.append(others)
+    groups = policy.site_groups(rule, sites)
     skipped: list[str] = []
     saturated: Choice | None = None
     for group in groups:

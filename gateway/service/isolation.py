@@ -42,6 +42,7 @@ class IsolationGate:
         self._verifier = verifier
         self._checks: tuple[float, dict[str, IsolationCheck]] = (0.0, {})
         self._locks: dict[str, asyncio.Lock] = {}
+        self.generation = 0  # moves when a verdict may have changed (callers keep refusals until it does)
 
     async def refusal(self, site: SiteConfig, mode: str) -> str | None:
         """None when ``site`` may take a ``mode`` run, else why not (for the user and the route's reason)."""
@@ -70,6 +71,7 @@ class IsolationGate:
                 site.name, site.isolation.digest(), site.isolation.kind, verdict.passed, verdict.detail
             )
             self._checks = (0.0, {})
+            self.generation += 1
 
     async def _verdict(self, site: SiteConfig) -> Verdict:
         known = await self._known(site)
@@ -96,6 +98,7 @@ class IsolationGate:
         if fresh or time.monotonic() - at > CACHE_S:
             checks = await self._store.isolation_checks()
             self._checks = (time.monotonic(), checks)
+            self.generation += 1
         check = checks.get(site.name)
         if check is None or check.digest != site.isolation.digest():
             return None

@@ -8,6 +8,8 @@ gateway/running/policy.py), each admitted only for the modes its isolation allow
 from __future__ import annotations
 
 import contextlib
+import time
+from dataclasses import dataclass
 
 from gateway.config.sites import SiteConfig
 from gateway.core.errors import RefusedError, UserError
@@ -16,10 +18,21 @@ from gateway.core.validation import shown
 from gateway.running.policy import choose_route
 from gateway.running.routing import Choice, Router, too_few_gpus
 from gateway.service.intake import gpu_for_board
-from gateway.service.isolation import IsolationGate
+from gateway.service.isolation import CACHE_S, IsolationGate
 from gateway.service.model import LOCAL_GPU_LABEL, SubmitRequest
 from gateway.service.sitedir import SiteDirectory
-from gateway.store import LeaderboardRecord
+from gateway.store import LeaderboardRecord, SiteHealth
+
+
+@dataclass(frozen=True)
+class _OpenSites:
+    at: float
+    generation: int  # the isolation gate's when it was worked out
+    offering: list[SiteConfig]  # what it was worked out from (compared by identity)
+    drained: dict[str, SiteHealth]
+    open: list[SiteConfig]  # not drained
+    admitted: list[SiteConfig]  # of those, the ones that take the mode
+    refusals: list[str]  # why the others do not
 
 
 class Placement:
@@ -27,6 +40,7 @@ class Placement:
         self.sites = sites
         self.router = router
         self.isolation = isolation
+        self._open: dict[tuple[str, str], _OpenSites] = {}  # by (GPU type, mode)
 
     async def route(
         self,
@@ -63,27 +77,51 @@ class Placement:
             return await self.router.choose(gpu_type, [site], gpus)
         assert gpu_type is not None
         await sites.zero_config(gpu_type)
-        offering = [s for s in sites.configured.values() if s.partitions_for(gpu_type)]
+        offering, offered = sites.offering(gpu_type)
         rule = sites.policy.rule_for(leaderboard, gpu_type)
-        offered = {gpu.lower() for gpu in sites.known_gpu_types()}
-        if (not offering and not (rule and rule.fallbacks)) or gpu_type.lower() not in offered:
+        if (not offering and not (rule and rule.fallbacks)) or not offered:
             raise self.unknown_gpu(gpu_type)
         drained_sites = await sites.drained()
-        open_sites = [s for s in offering if s.name not in drained_sites]
-        if offering and not open_sites and not (rule and rule.fallbacks):
+        open_sites = await self._open_sites(gpu_type, mode, offering, drained_sites)
+        if offering and not open_sites.open and not (rule and rule.fallbacks):
             raise UserError(f"every site offering {gpu_type} is drained by an admin: try again later")
-        refusals = {s.name: await self.isolation.refusal(s, mode) for s in open_sites}
-        admitted = [s for s in open_sites if refusals[s.name] is None]
         fallbacks = {n: f for n, f in sites.fallbacks.items() if n not in drained_sites}
         try:
             return await choose_route(
-                self.router, sites.policy, gpu_type, admitted, fallbacks, leaderboard, gpus
+                self.router, sites.policy, gpu_type, open_sites.admitted, fallbacks, leaderboard, gpus
             )
         except UserError as exc:
-            refused = "; ".join(r for r in refusals.values() if r is not None)
+            refused = "; ".join(open_sites.refusals)
             if refused:
                 raise UserError(f"{exc}; {refused}") from exc
             raise
+
+    async def _open_sites(
+        self, gpu_type: str, mode: str, offering: list[SiteConfig], drained: dict[str, SiteHealth]
+    ) -> _OpenSites:
+        """The sites of ``offering`` no admin drained, and those of them that take a ``mode`` run: worked out
+        again when the sites or the drains change, or after the isolation verdicts' own time in the cache
+        (with a hundred sites, asking each of them for every run would cost more than the claim)."""
+        key, now = (gpu_type.lower(), mode), time.monotonic()
+        known = self._open.get(key)
+        if (
+            known is not None
+            and known.offering is offering  # the same objects: neither the sites nor the drains changed
+            and known.drained is drained
+            and known.generation == self.isolation.generation
+            and now - known.at < CACHE_S
+        ):
+            return known
+        generation = self.isolation.generation
+        open_sites = [s for s in offering if s.name not in drained]
+        refusals = {s.name: await self.isolation.refusal(s, mode) for s in open_sites}
+        admitted = [s for s in open_sites if refusals[s.name] is None]
+        refused = [r for r in refusals.values() if r is not None]
+        # a verdict read or recorded while asking: keep it only until the next run asks again
+        generation = generation if generation == self.isolation.generation else -1
+        known = _OpenSites(now, generation, offering, drained, open_sites, admitted, refused)
+        self._open[key] = known
+        return known
 
     def gpu_type_of(self, request: SubmitRequest, board: LeaderboardRecord | None) -> str:
         """The GPU type a request runs on (its label: LOCAL_GPU_LABEL on this machine), checked against

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gateway.config.settings import Settings
 from gateway.config.sites import LOCAL_SITE_NAME, SiteConfig, local_site
@@ -29,6 +30,15 @@ from gateway.store import SiteHealth, Store
 
 log = logging.getLogger(__name__)
 HEALTH_TTL_S = 5.0  # drain states are read from the store at most this often
+
+
+@dataclass(frozen=True)
+class _SiteIndex:
+    sites: tuple[SiteConfig, ...]  # what it was made of (held, so that the key's ids stay theirs)
+    key: tuple[int, ...]
+    offering: dict[str, list[SiteConfig]]  # lower-cased GPU type -> the configured sites offering it
+    known: list[str]
+    known_lower: frozenset[str]
 
 
 class SiteDirectory:
@@ -52,7 +62,9 @@ class SiteDirectory:
         self._backend_factory = backend_factory or self.default_backend
         self._runtimes: dict[str, SiteRuntime] = {}
         self._health: tuple[float, dict[str, SiteHealth]] = (0.0, {})
+        self._drained: dict[str, SiteHealth] = {}
         self._discovery = asyncio.Lock()
+        self._site_index: _SiteIndex | None = None
 
     def names(self) -> list[str]:
         return [LOCAL_SITE_NAME, *self.configured, *self.fallbacks]
@@ -91,8 +103,28 @@ class SiteDirectory:
         return self.runtime(self.site(site_name)).backend
 
     def known_gpu_types(self) -> list[str]:
-        sites = [*self.configured.values(), *self.fallbacks.values()]
-        return sorted({gpu for site in sites for gpu in site.gpu_types()} | {LOCAL_GPU_LABEL})
+        return list(self._index().known)
+
+    def offering(self, gpu_type: str) -> tuple[list[SiteConfig], bool]:
+        """The configured sites with a partition of ``gpu_type`` (any case), in the files' order (the same
+        list while the sites stay the same), and whether a site, a fallback or this machine offers it."""
+        index, gpu = self._index(), gpu_type.lower()
+        return index.offering.get(gpu, []), gpu in index.known_lower
+
+    def _index(self) -> _SiteIndex:
+        """The sites by GPU type, worked out again only when a site changed (routing asks for every run:
+        with a hundred sites, going through their partitions each time would cost more than the claim)."""
+        key = tuple(map(id, self.configured.values()))  # the fallbacks are the policy's, made once
+        if self._site_index is None or self._site_index.key != key:
+            sites = (*self.configured.values(), *self.fallbacks.values())
+            offering: dict[str, list[SiteConfig]] = {}
+            for site in self.configured.values():
+                for gpu in dict.fromkeys((p.gpu_type or "").lower() for p in site.partitions):
+                    offering.setdefault(gpu, []).append(site)
+            known = sorted({gpu for site in sites for gpu in site.gpu_types()} | {LOCAL_GPU_LABEL})
+            lower = frozenset(gpu.lower() for gpu in known)
+            self._site_index = _SiteIndex(sites, key, offering, known, lower)
+        return self._site_index
 
     async def close(self) -> None:
         for runtime in self._runtimes.values():
@@ -103,14 +135,16 @@ class SiteDirectory:
     # -- drain and health -----------------------------------------------------------------------------
 
     async def drained(self) -> dict[str, SiteHealth]:
-        """Sites an admin drained (read from the store at most every few seconds)."""
+        """Sites an admin drained (read from the store at most every few seconds): the same dict until it is
+        read again, so that routing may keep what it worked out from it (not to be changed)."""
         if self.store is None:
-            return {}
-        at, health = self._health
+            return self._drained
+        at, _ = self._health
         if time.monotonic() - at > HEALTH_TTL_S:
             health = await self.store.site_health()
             self._health = (time.monotonic(), health)
-        return {name: h for name, h in health.items() if h.drained}
+            self._drained = {name: h for name, h in health.items() if h.drained}
+        return self._drained
 
     async def health(self) -> dict[str, SiteHealth]:
         return await require_store(self.store).site_health()

@@ -34,11 +34,11 @@ async def test_an_unreachable_site_is_routed_around_and_named_when_none_is_left(
 
     router = Router(probe)
     for _ in range(3):
-        router._cache.clear()
+        router.forget_loads()
         assert (await router.choose("H100", [up, down])).site.name == "gamma"
     assert router.breaker("delta").is_open
     probes.clear()
-    router._cache.clear()
+    router.forget_loads()
     await router.choose("H100", [up, down])
     assert probes == ["gamma"]  # an open circuit is not even asked
     with pytest.raises(UserError, match=r"delta: unhealthy.*connection refused"):

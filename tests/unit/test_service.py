@@ -312,10 +312,10 @@ async def test_without_a_site_the_gpu_type_routes_to_the_best_partition(tmp_path
     choice = await gateway.placement.route(None, "H100", mode="test")
     assert choice.site.name == "delta"  # it can start now; gamma has a queue, whatever the preference
     loads["delta"] = PartitionLoad("h100", False, 0, 0, "drain")
-    gateway.router._cache.clear()
+    gateway.router.forget_loads()
     assert (await gateway.placement.route(None, "h100", mode="test")).site.name == "gamma"
     loads["gamma"] = PartitionLoad("h100", False, 0, 0, "down")
-    gateway.router._cache.clear()
+    gateway.router.forget_loads()
     with pytest.raises(
         UserError, match=r"gamma/h100: down.*delta/h100: drain|delta/h100: drain.*gamma/h100: down"
     ):

@@ -228,7 +228,8 @@ class SlurmBackend:
         result.update({job_id: seen[job_id] for job_id in open_ids if job_id in seen})
         missing = [job_id for job_id in open_ids if job_id not in seen]
         if missing:
-            start = min(h.submitted_at for h in handles if h.job_id in missing) - 3600
+            gone = set(missing)  # a set: a round may find hundreds gone at once
+            start = min(h.submitted_at for h in handles if h.job_id in gone) - 3600
             result.update(await self._sacct(missing, start))
         for job_id, status in result.items():
             if status.state.is_terminal:
