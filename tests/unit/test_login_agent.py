@@ -4,6 +4,8 @@ each line framed so no file's content can pass for another's, and bundles writte
 import asyncio
 import contextlib
 import json
+import os
+import select
 import stat
 import sys
 from collections.abc import AsyncGenerator
@@ -14,7 +16,7 @@ import pytest
 from gateway.core.errors import TransportError
 from gateway.running.backends import login_agent
 from gateway.running.backends.login_agent import LoginAgent
-from gateway.running.backends.login_agent_script import MAX_LINE
+from gateway.running.backends.login_agent_script import MAX_LINE, start_watcher
 from gateway.running.transport.local import LocalTransport
 
 
@@ -217,3 +219,24 @@ def test_frames_are_one_json_array_a_line() -> None:
     assert _frame(b'["line", "7", "x"]') is None
     assert _frame(b'["done", 1, "0", "", ""]') is None
     assert _frame(b"not json") is None
+
+
+def test_the_watcher_sees_a_followed_file_change_at_once(tmp_path: Path) -> None:
+    """On Linux the agent is woken by inotify when a followed file's folder changes, rather than at its
+    next look (every TICK_S, what remains where inotify cannot be had, and on NFS)."""
+    watcher = start_watcher()
+    assert watcher is not None
+    path = tmp_path / "output.log"
+    path.write_text("")
+    watcher.add(str(path))
+    watcher.add(str(path))  # a second follow in the same folder shares its watch
+    assert select.select([watcher.fd], [], [], 0)[0] == []
+    path.write_text("line\n")
+    assert select.select([watcher.fd], [], [], 1.0)[0] == [watcher.fd]
+    watcher.drain()
+    assert select.select([watcher.fd], [], [], 0)[0] == []
+    watcher.remove(str(path))
+    assert str(tmp_path) in watcher.folders
+    watcher.remove(str(path))
+    assert watcher.folders == {}
+    os.close(watcher.fd)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 SOURCE = Path(login_agent_script.__file__).read_text()
 START_TIMEOUT_S = 15.0
 RETRY_S = 300.0  # after the agent could not start, the old ways are used this long before it is tried again
+RETRY_SILENT_S = 10.0  # the same after it ended without a word
 MAX_QUEUED_LINES = 5000  # lines waiting for one follow's reader; past this it has fallen behind
 
 
@@ -96,13 +97,15 @@ class LoginAgent:
                 first = b"(no answer)"
             if first.strip() != b'["ready", 1]':
                 channel.close()
-                self._retry_at = time.monotonic() + RETRY_S
+                # silence is most likely the connection going away: try again soon; words (python3 not
+                # found, an old Python's error) will be the same next time
+                self._retry_at = time.monotonic() + (RETRY_S if first else RETRY_SILENT_S)
                 log.warning(
                     "site %s: the login agent did not start (%r); following output with a channel per run "
                     "and submitting with a command each, for %.0f s",
                     self._site,
                     first[:300],
-                    RETRY_S,
+                    self._retry_at - time.monotonic(),
                 )
                 return False
             self._channel = channel

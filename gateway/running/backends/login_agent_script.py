@@ -28,7 +28,8 @@ import time
 MAX_LINE = 4096  # characters kept of a line; the rest of it is dropped
 MAX_READ = 1 << 20  # bytes read from one file per tick: a flood cannot starve the other runs
 MAX_OUTPUT = 64 * 1024  # of sbatch's stdout and stderr each
-TICK_S = 0.05  # how often followed files are looked at
+TICK_S = 0.05  # how often followed files are looked at without a change seen (inotify) first
+MIN_SCAN_S = 0.005  # how often at most when changes are seen
 SUBMIT_TIMEOUT_S = 60.0
 
 _write_lock = threading.Lock()
@@ -140,16 +141,73 @@ def submit(
         emit(["done", request_id, 125, "", f"login agent: {type(exc).__name__}: {exc}"])
 
 
+class Watcher:
+    """Wakes the agent when a followed file's folder changes: Linux's inotify through ctypes. Where it
+    cannot start the agent looks every TICK_S alone, as it must on NFS anyway (a file a compute node writes
+    raises no event on the login node)."""
+
+    MASK = 0x2 | 0x8 | 0x80 | 0x100  # IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE
+
+    def __init__(self) -> None:
+        import ctypes
+        import ctypes.util
+
+        self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = int(self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
+        if self.fd < 0:
+            raise OSError("inotify_init1 failed")
+        self.folders: dict[str, list[int]] = {}  # folder -> [watch descriptor, follows in it]
+
+    def add(self, path: str) -> None:
+        folder = os.path.dirname(path)
+        entry = self.folders.get(folder)
+        if entry is not None:
+            entry[1] += 1
+            return
+        watch = int(self.libc.inotify_add_watch(self.fd, folder.encode(), self.MASK))
+        if watch >= 0:  # else (no such folder yet, too many watches) the tick finds the changes
+            self.folders[folder] = [watch, 1]
+
+    def remove(self, path: str) -> None:
+        folder = os.path.dirname(path)
+        entry = self.folders.get(folder)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self.folders[folder]
+                self.libc.inotify_rm_watch(self.fd, entry[0])  # fails harmlessly for a removed folder
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 1 << 16):
+                pass
+        except OSError:  # EAGAIN: nothing more to read
+            pass
+
+
+def start_watcher() -> "Watcher | None":
+    try:
+        return Watcher()
+    except (OSError, AttributeError):
+        return None
+
+
 def serve() -> None:
     followed: dict[int, Followed] = {}
+    watcher = start_watcher()
     received = bytearray()
     waiting: list[object] | None = None  # a submit whose files have not all come yet
     need = 0
     emit(["ready", 1])
     last_scan = 0.0
     while True:
-        readable, _, _ = select.select([0], [], [], TICK_S)
-        if readable:
+        since = time.monotonic() - last_scan
+        # a flood of changes is looked at every MIN_SCAN_S at most
+        listen = watcher is not None and since >= MIN_SCAN_S
+        fds = [0, watcher.fd] if listen and watcher is not None else [0]
+        timeout = max(0.0, (TICK_S if listen or watcher is None else MIN_SCAN_S) - since)
+        readable, _, _ = select.select(fds, [], [], timeout)
+        if 0 in readable:
             chunk = os.read(0, 1 << 20)
             if not chunk:
                 return  # stdin closed: the gateway is gone
@@ -174,17 +232,25 @@ def serve() -> None:
                     old = followed.pop(entry.key, None)
                     if old is not None:
                         old.close()
+                        if watcher is not None:
+                            watcher.remove(old.path)
                     followed[entry.key] = entry
+                    if watcher is not None:
+                        watcher.add(entry.path)
                     entry.poll()
                 elif request[0] == "unfollow":
                     gone = followed.pop(int(request[1]), None)
                     if gone is not None:
                         gone.close()
+                        if watcher is not None:
+                            watcher.remove(gone.path)
                 elif request[0] == "submit":
                     waiting, need = request, sum(int(size) for _, _, size in request[5])
-        now = time.monotonic()
-        if now - last_scan >= TICK_S:
-            last_scan = now
+        changed = watcher is not None and watcher.fd in readable
+        if changed and watcher is not None:
+            watcher.drain()
+        if changed or time.monotonic() - last_scan >= TICK_S:
+            last_scan = time.monotonic()
             for entry in list(followed.values()):
                 entry.poll()
 
