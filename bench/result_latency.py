@@ -113,7 +113,7 @@ async def main(console: Console) -> list[Row]:
         await polled_gateway.close()
     rows = [
         Row(
-            "pushed (tail of the output), p95",
+            "pushed (the login agent), p95",
             "safety net alone (squeue rounds), p95",
             p95(polled),
             p95(pushed),
