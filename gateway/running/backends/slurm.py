@@ -328,8 +328,12 @@ class SlurmBackend:
         data = await self._transport.read_file(str(handle.bundle.output), max_bytes)
         return (data or b"").decode(errors="replace")
 
-    async def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
-        path = str(handle.bundle.output)
+    def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
+        return self.stream_file(str(handle.bundle.output))
+
+    async def stream_file(self, path: str) -> AsyncGenerator[str, None]:
+        """The lines of a file on the site from its start, as they are written, until closed: on the login
+        agent's one channel, or where it cannot run on a `tail -F` channel of its own."""
         if self.agent is not None and await self.agent.ready():
             lines = self.agent.follow(path)  # the one channel that follows every run
         else:
