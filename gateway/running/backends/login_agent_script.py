@@ -192,8 +192,23 @@ def start_watcher() -> "Watcher | None":
         return None
 
 
+def more_open_files() -> None:
+    """Each followed file stays open: allow as many as the login node lets us (a soft limit of 1024 would
+    stop following at a thousand runs in flight)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def serve() -> None:
     followed: dict[int, Followed] = {}
+    more_open_files()
     watcher = start_watcher()
     received = bytearray()
     waiting: list[object] | None = None  # a submit whose files have not all come yet
