@@ -1,10 +1,13 @@
-"""Slurm over a transport: one command unpacks the bundle and runs `sbatch --parsable`; ONE squeue per
-round for every tracked job; a job that left squeue is confirmed in sacct (never assumed done); a run that
-may already have been submitted is looked up by its job name before it is submitted again."""
+"""Slurm over a transport: the login agent (login_agent.py) unpacks the bundle and runs `sbatch --parsable`
+in one round trip on its open channel (one shell command where it cannot run) and follows every run's
+output on that one channel; ONE squeue per round for every tracked job; a job that left squeue is confirmed
+in sacct (never assumed done); a run that may already have been submitted is looked up by its job name
+before it is submitted again."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -21,6 +24,7 @@ from gateway.running.backends.base import (
     PartitionLoad,
     script_context,
 )
+from gateway.running.backends.login_agent import LoginAgent
 from gateway.running.backends.slurm_output import (
     parse_bundle_list,
     parse_load,
@@ -31,15 +35,15 @@ from gateway.running.backends.slurm_output import (
 )
 from gateway.running.bundle import LOG_NAMES, BundlePaths, bundle_archive, bundle_files
 from gateway.running.jobscript import ScriptContext, TemplateRenderer
-from gateway.running.transport import Transport
+from gateway.running.transport import ProcessTransport, Transport
 
 log = logging.getLogger(__name__)
 SBATCH_TIMEOUT_S = 30.0
 QUERY_TIMEOUT_S = 30.0
 # How far back sacct looks for a run submitted before a restart (sacct without -S only looks to midnight).
 LOOKBACK_S = 7 * 24 * 3600
-# Unpack the bundle into the work folder and submit it in ONE command: one channel, one round trip, and
-# no process on the login node beyond sh, tar and sbatch (each exec costs milliseconds there). The tar
+# Where the login agent cannot run: unpack the bundle into the work folder and submit it in ONE command:
+# one channel, one round trip, and no process on the login node beyond sh, tar and sbatch. The tar
 # holds the run's folder with its modes and an empty output.log. A later attempt of a run first removes
 # the old result, so it is not mistaken for the new one. Arguments: work folder, run id, sbatch to use.
 SUBMIT_SCRIPT = 'tar -xf - -C "$1" && exec "$3" --parsable "$1/$2/job.sh"'
@@ -56,8 +60,8 @@ KEEP_LOGS_SCRIPT = (
 LIST_SCRIPT = '[ -d "$1" ] || exit 0; exec find "$1" -mindepth 1 -maxdepth 1 -type d -printf "%f|%T@\\n"'
 # Bundles removed per command (a sweep may find thousands: stay far below the login node's ARG_MAX).
 REMOVE_BATCH = 500
-# Follow a job's output from its first line; bounded, so a stream whose channel is dropped without a
-# signal cannot outlive the job by more than a day on the login node.
+# Where the login agent cannot run, follow a job's output from its first line with a channel of its own;
+# bounded, so a stream whose channel is dropped without a signal cannot outlive the job by more than a day.
 TAIL_BOUND = "86400"
 
 
@@ -71,6 +75,8 @@ class SlurmBackend:
         self._terminal: dict[str, JobStatus] = {}  # terminal states never change: never ask again
         self._workdir_path: PurePosixPath | None = None
         self._workdir_made = False
+        # one agent per connection follows every run's output and submits; a fake transport has none
+        self.agent = LoginAgent(transport, site.name) if isinstance(transport, ProcessTransport) else None
         self.queries = 0  # squeue/sacct calls made (tests and benchmarks read it)
 
     @property
@@ -120,11 +126,19 @@ class SlurmBackend:
         paths = BundlePaths.under(workdir, request.run_id)
         script = self.render(request, paths)
         files = bundle_files(request.task, request.submission_code, request.spec, request.key_hex, script)
-        archive = bundle_archive(files, request.run_id)  # ~0.5 ms: not worth a thread
-        shell = RESUBMIT_SCRIPT if request.attempt > 1 or request.maybe_submitted else SUBMIT_SCRIPT
+        again = request.attempt > 1 or request.maybe_submitted  # rare: by the shell, removing the old result
+        shell = RESUBMIT_SCRIPT if again else SUBMIT_SCRIPT
         argv = ["sh", "-c", shell, "gw-submit", str(workdir), request.run_id, self._bin("sbatch")]
         try:
-            done = await self._transport.run(argv, stdin=archive, timeout=SBATCH_TIMEOUT_S)
+            if not again and self.agent is not None and await self.agent.ready():
+                # the files as they are over the agent's open channel: no tar to build or unpack
+                done = await self.agent.submit(
+                    str(workdir), request.run_id, self._bin("sbatch"), files, SBATCH_TIMEOUT_S
+                )
+                done.check()
+            else:
+                archive = bundle_archive(files, request.run_id)  # ~0.5 ms: not worth a thread
+                done = await self._transport.run(argv, stdin=archive, timeout=SBATCH_TIMEOUT_S)
         except (TransportError, CommandError) as exc:
             if isinstance(exc, CommandError) and not exc.timed_out:
                 why = exc.stderr.strip()[-500:]
@@ -143,6 +157,7 @@ class SlurmBackend:
             if request.run_id in found:
                 return found[request.run_id]
             argv[2] = RESUBMIT_SCRIPT  # the first try may have unpacked its folder already
+            archive = bundle_archive(files, request.run_id)
             done = await self._transport.run(argv, stdin=archive, timeout=SBATCH_TIMEOUT_S)
         return JobHandle(request.run_id, parse_sbatch_parsable(done.stdout), paths)
 
@@ -315,11 +330,24 @@ class SlurmBackend:
         return (data or b"").decode(errors="replace")
 
     def stream_output(self, handle: JobHandle) -> AsyncGenerator[str, None]:
-        return self._transport.stream_lines(
-            ["timeout", TAIL_BOUND, "tail", "-n", "+1", "-s", "0.2", "-F", "--", str(handle.bundle.output)]
-        )
+        return self.stream_file(str(handle.bundle.output))
+
+    async def stream_file(self, path: str) -> AsyncGenerator[str, None]:
+        """The lines of a file on the site from its start, as they are written, until closed: on the login
+        agent's one channel, or where it cannot run on a `tail -F` channel of its own."""
+        if self.agent is not None and await self.agent.ready():
+            lines = self.agent.follow(path)  # the one channel that follows every run
+        else:
+            lines = self._transport.stream_lines(
+                ["timeout", TAIL_BOUND, "tail", "-n", "+1", "-s", "0.2", "-F", "--", path]
+            )
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                yield line
 
     async def close(self) -> None:
+        if self.agent is not None:
+            await self.agent.close()
         await self._transport.close()
 
     # -- for the warm pools' backend (warm_pool.py), which runs its own commands over this site's ---------

@@ -159,20 +159,8 @@ class WarmPoolBackend:
         return parse_sbatch_parsable(done.stdout)
 
     def pool_output(self, pool_id: str, workdir: PurePosixPath) -> AsyncGenerator[str, None]:
-        return self.slurm.transport.stream_lines(
-            [
-                "timeout",
-                "86400",
-                "tail",
-                "-n",
-                "+1",
-                "-s",
-                "0.2",
-                "-F",
-                "--",
-                str(PoolPaths.under(workdir, pool_id).output),
-            ]
-        )
+        """The pool job's own output as it is written (on the login agent's channel where it runs)."""
+        return self.slurm.stream_file(str(PoolPaths.under(workdir, pool_id).output))
 
     async def ready_pools(self, pool_ids: Sequence[str]) -> set[str]:
         if not pool_ids:

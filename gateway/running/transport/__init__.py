@@ -1,14 +1,16 @@
 """Transports carry commands and files to a site. They know nothing of Slurm.
 
 Every transport is a :class:`gateway.core.commands.CommandRunner` (the one command seam) plus file operations
-and a line stream (``tail -F`` of a job's output, pushed to the gateway as the job writes it).
+and a line stream (``tail -F`` of a job's output, pushed to the gateway as the job writes it). A
+:class:`ProcessTransport` also starts long-lived processes to talk to over stdin and stdout (the login agent,
+gateway/running/backends/login_agent.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.core.commands import CommandRunner
 
@@ -32,3 +34,27 @@ class Transport(CommandRunner, Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ProcessChannel(Protocol):
+    """A long-lived process on the site: write to its stdin, read its stdout (stderr merged) by lines."""
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the process's stdin (buffered; never blocks)."""
+        ...
+
+    async def readline(self) -> bytes:
+        """Its next line of output, with the newline; b"" once it ended or the connection went away."""
+        ...
+
+    def close(self) -> None:
+        """Stop the process and free its channel (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class ProcessTransport(Transport, Protocol):
+    async def open_process(self, argv: Sequence[str]) -> ProcessChannel | None:
+        """Start ``argv`` with pipes to talk to; None when the site gives no channel to long-lived processes
+        (an SSH site's ``login.tail_channels: 0``). Raises TransportError when the connection fails."""
+        ...

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.core.commands import CompletedCommand, SubprocessRunner
 from gateway.core.errors import TransportError
+from gateway.running.transport import ProcessChannel
 
 
 class LocalTransport:
@@ -82,5 +83,46 @@ class LocalTransport:
                 await proc.stdout.read()
             await proc.wait()
 
+    async def open_process(self, argv: Sequence[str]) -> ProcessChannel | None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._env,
+                start_new_session=True,
+                limit=1 << 20,
+            )
+        except OSError as exc:
+            raise TransportError(f"cannot start {argv[0]}: {exc}") from exc
+        return _LocalProcess(proc)
+
     async def close(self) -> None:
         return None
+
+
+class _LocalProcess:
+    """A subprocess started by LocalTransport.open_process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self._proc = proc
+        self._stdin = proc.stdin
+        self._stdout = proc.stdout
+
+    def write(self, data: bytes) -> None:
+        if not self._stdin.is_closing():
+            self._stdin.write(data)
+
+    async def readline(self) -> bytes:
+        try:
+            return await self._stdout.readline()
+        except (ValueError, OSError):  # a line past the buffer limit, or the pipe broke
+            return b""
+
+    def close(self) -> None:
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGTERM)
+        self._stdin.close()

@@ -1,8 +1,9 @@
 """SSH transport: ONE asyncssh connection per site, shared by every job, channels capped.
 
 sshd allows 10 sessions per connection by default (MaxSessions); opening more fails with ChannelOpenError,
-so channels are budgeted: one SFTP channel, ``tail_channels`` for streaming job output, and the rest for
-commands, each kind waiting on its own semaphore. A lost connection is reopened on next use, with backoff;
+so channels are budgeted: one SFTP channel, ``tail_channels`` for streaming job output and long-lived
+processes (the login agent), and the rest for commands, each kind waiting on its own semaphore. A lost
+connection is reopened on next use, with backoff;
 a host key that does not match the pinned one is refused at once and never retried.
 """
 
@@ -20,6 +21,7 @@ import asyncssh
 from gateway.config.site_parts import LoginConfig
 from gateway.core.commands import CompletedCommand
 from gateway.core.errors import CommandError, TransportError
+from gateway.running.transport import ProcessChannel
 
 log = logging.getLogger(__name__)
 CHANNEL_OPEN_RETRIES = 8
@@ -265,6 +267,21 @@ class SSHTransport:
                     proc.terminate()
                 proc.close()
 
+    async def open_process(self, argv: Sequence[str]) -> ProcessChannel | None:
+        if self._login.tail_channels == 0:
+            return None  # the site gives no channel to long-lived processes
+        await self._tails.acquire()  # held until the process's channel is closed
+        try:
+            conn = await self._connection()
+            proc = await conn.create_process(shlex.join(argv), stderr=asyncssh.STDOUT, encoding=None)
+        except (OSError, asyncssh.Error) as exc:
+            self._tails.release()
+            raise TransportError(f"{self._where()}: cannot start {argv[0]}: {exc}") from exc
+        except BaseException:
+            self._tails.release()
+            raise
+        return _SSHProcess(self, conn, proc)
+
     async def home_dir(self) -> str:
         if self._home is None:
             sftp = await self._sftp_client()
@@ -299,6 +316,48 @@ class SSHTransport:
                     await conn.wait_closed()
         self._conn = self._jump = None
         self._sftp = None
+
+
+class _SSHProcess:
+    """A process started by SSHTransport.open_process, holding one of the stream channels until closed."""
+
+    def __init__(
+        self,
+        transport: SSHTransport,
+        conn: asyncssh.SSHClientConnection,
+        proc: asyncssh.SSHClientProcess[bytes],
+    ) -> None:
+        self._transport = transport
+        self._conn = conn
+        self._proc = proc
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        if not self._closed:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self._proc.stdin.write(data)
+
+    async def readline(self) -> bytes:
+        if self._closed:
+            return b""
+        try:
+            raw = await self._proc.stdout.readline()
+        except (OSError, asyncssh.Error) as exc:
+            log.info("%s: a long-lived process's output broke: %s", self._transport._where(), exc)
+            raw = b""
+        if not raw and self._conn.is_closed():
+            self._transport._drop(self._conn)
+        return raw
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # ask it to stop; closing the channel ends it if the signal is ignored (its stdin closes too)
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self._proc.terminate()
+        self._proc.close()
+        self._transport._tails.release()
 
 
 class _NotStarted(Exception):
