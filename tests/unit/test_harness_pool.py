@@ -35,10 +35,13 @@ class PoolProcess:
         (self.pooldir / "pool.json").write_text(json.dumps(settings))
         self.keys: dict[str, str] = {}
         self.output = open(self.pooldir / "output.log", "w+b")  # closed in stop()
+        self.tmp = workdir.parent / "node-tmp"  # the node's temporary folder, as the pool sees it
+        self.tmp.mkdir()
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-B", "-I", str(self.pooldir / "harness" / "__main__.py"), "pool",
              str(self.pooldir), "--isolation", isolation],
             stdout=self.output, stderr=subprocess.STDOUT, cwd=self.pooldir,
+            env=dict(os.environ, TMPDIR=str(self.tmp)),
         )  # fmt: skip
 
     def log(self) -> str:
@@ -81,8 +84,12 @@ class PoolProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.output.close()
 
 
@@ -192,7 +199,8 @@ def test_a_run_sees_nothing_of_the_run_before(tmp_path: Path, isolation: str) ->
         assert pool.result("r-first").passed, pool.result("r-first").failure_message
         assert pool.result("r-second").passed, pool.result("r-second").failure_message
         assert not leftover_processes()
-        assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("harness-pool-*/run-*"))
+        # of the runs' temporary folders only the next run's is left, started and waiting
+        assert len(list(pool.tmp.glob("harness-pool-*/run-*"))) == 1
     finally:
         pool.stop()
 
@@ -203,6 +211,7 @@ def test_the_pool_ends_when_idle_and_removes_its_temporary_folder(tmp_path: Path
     try:
         assert pool.proc.wait(timeout=30) == 0
         assert pool.log().splitlines()[-2:] == ["[harness] pool ready", "[harness] pool ended: idle"]
+        assert not list(pool.tmp.iterdir())
     finally:
         pool.stop()
 
