@@ -37,6 +37,7 @@ from harness.reaper import become_subreaper, kill_children, reap
 from harness.runner import PHASES, make_non_dumpable, parse_args, run_bundle
 from harness.sandbox import Isolation, SandboxError
 from harness.standby import Standby
+from harness.sysinfo import system_info
 
 POLL_S = 0.02  # how often the inbox is looked at, and a running run's end
 PHASE_LIMIT_S = 180.0  # a phase without a limit in spec.json (harness.process's default)
@@ -136,6 +137,7 @@ class Pool:
         self.stopping = False
         self.runner_pid: int | None = None
         self.next: NextRunner | None = None
+        self.system = system_info()  # the node's facts for every run's result (nvidia-smi takes a while)
         self.tmp_root = Path(tempfile.mkdtemp(prefix="harness-pool-"))
 
     def serve(self) -> str:
@@ -175,7 +177,7 @@ class Pool:
         pid = os.fork()
         if pid == 0:
             os.close(write)
-            _runner_child(read, self.pooldir, self.isolation, tmp)  # never returns
+            _runner_child(read, self.pooldir, self.isolation, tmp, self.system)  # never returns
         os.close(read)
         return NextRunner(pid, write, tmp)
 
@@ -238,7 +240,9 @@ def _kill_session(pid: int) -> None:
         pass
 
 
-def _runner_child(channel: int, pooldir: Path, isolation: Isolation, tmp: Path) -> None:
+def _runner_child(
+    channel: int, pooldir: Path, isolation: Isolation, tmp: Path, system: dict[str, Any]
+) -> None:
     """In the forked child: a session of its own, temporary files in the run's folder, the run's evaluator
     started; then, once the run's id arrives, output into the run's output.log and the runner exactly as
     ``harness run`` does it."""
@@ -267,7 +271,7 @@ def _runner_child(channel: int, pooldir: Path, isolation: Isolation, tmp: Path) 
         os.close(log)
         os.close(null)
         os.chdir(bundle)
-        code = run_bundle(bundle, isolation, standby)
+        code = run_bundle(bundle, isolation, standby, system)
     except BaseException as exc:  # whatever happens, the pool must go on
         print(f"{PROGRESS_PREFIX}the runner failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:

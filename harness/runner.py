@@ -297,17 +297,22 @@ def _ncu_outcome(
     return ncu.collect(report, bundle)
 
 
-def run_bundle(bundle: Path, isolation: Isolation, standby: Standby | None = None) -> int:
+def run_bundle(
+    bundle: Path, isolation: Isolation, standby: Standby | None = None, system: dict[str, Any] | None = None
+) -> int:
     """The run of ``bundle`` to its signed result.json; ``standby``: its evaluator started before the run
-    arrived (a warm pool's), ended here when the run cannot use it."""
+    arrived (a warm pool's), ended here when the run cannot use it; ``system``: the node's facts gathered
+    already (a pool gathers them once)."""
     try:
-        return _run_bundle(bundle, isolation, standby)
+        return _run_bundle(bundle, isolation, standby, system)
     finally:
         if standby is not None:
             standby.close()
 
 
-def _run_bundle(bundle: Path, isolation: Isolation, standby: Standby | None) -> int:
+def _run_bundle(
+    bundle: Path, isolation: Isolation, standby: Standby | None, system: dict[str, Any] | None
+) -> int:
     payload: dict[str, Any] = {
         "version": RESULT_VERSION,
         "run_id": "",
@@ -356,7 +361,7 @@ def _run_bundle(bundle: Path, isolation: Isolation, standby: Standby | None) -> 
         payload["phases"] = [asdict(p) for p in phases]
     else:
         progress(payload["error"])
-    payload["system"] = system_info() | {"isolation": isolation.kind}
+    payload["system"] = (system or system_info()) | {"isolation": isolation.kind}
     write_result(bundle, payload, key)
     progress("result written" + (f" with error: {payload['error']}" if payload["error"] else ""))
     return 0
