@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import sys
 from pathlib import Path
 
@@ -86,8 +87,8 @@ def main(argv: list[str]) -> int:
     started: tuple[UserCodeClient, UserCodeClient | None] | None = None
     if argv[1:] == [STANDBY]:
         try:
-            started = _clients(sandbox, os.environ.pop(CACHE_DIR_ENV, None), ranks=1, timed=True)
-            argv = _await_run(argv[0])
+            started = _clients(sandbox, os.environ.pop(CACHE_DIR_ENV, None), ranks=1, timed=False)
+            argv, started = _await_run(argv[0], sandbox, started[0])
         except (SandboxError, OSError, ValueError) as exc:
             print(f"cannot start the submission's sandbox or read the run: {exc}", file=sys.stderr)
             return 2
@@ -124,13 +125,17 @@ def main(argv: list[str]) -> int:
             ranks = world_size(os.environ.pop(WORLD_SIZE_ENV, None))
             if ranks > 1 and not _inputs_take_rank():
                 ranks = 1
-            timed = any(mode in ("benchmark", "leaderboard") for mode in modes)
-            started = _clients(sandbox, cache, ranks, timed)
+            started = _clients(sandbox, cache, ranks, times(modes))
         except (SandboxError, OSError, ValueError) as exc:
             print(f"cannot start the submission's sandbox: {exc}", file=sys.stderr)
             return 2
     usercode, twin = started
     return _judge(usercode, twin, modes, phases, fds, secret, max_time_s, file_name, ncu_report)
+
+
+def times(modes: list[str]) -> bool:
+    """Whether any of these phases times calls (and needs the twin)."""
+    return any(mode in ("benchmark", "leaderboard") for mode in modes)
 
 
 def _clients(
@@ -148,11 +153,16 @@ def _clients(
     return usercode, twin
 
 
-def _await_run(program: str) -> list[str]:
+def _await_run(
+    program: str, sandbox: Isolation, usercode: UserCodeClient
+) -> tuple[list[str], tuple[UserCodeClient, UserCodeClient | None]]:
     """A standby's run (harness/standby.py): torch loaded meanwhile, then one JSON line on stdin naming
-    the run's modes and tests files and its environment; the argv a started evaluator would have had."""
+    the run's modes and tests files and its environment; the argv a started evaluator would have had, and
+    the run's user-code process with the twin its phases need. The twin starts once this process has
+    loaded torch, unless a run is waiting already (on a busy node its import would slow the run's)."""
     import torch  # noqa: F401 (the point of a standby: imported before its run arrives, no GPU touched)
 
+    twin = None if select.select([sys.stdin], [], [], 0)[0] else UserCodeClient(sandbox)
     message = json.loads(sys.stdin.readline() or "null")
     if (
         not isinstance(message, dict)
@@ -161,7 +171,14 @@ def _await_run(program: str) -> list[str]:
     ):
         raise ValueError("a standby evaluator's run is a JSON object with argv and env")
     os.environ.update({str(k): str(v) for k, v in message["env"].items()})
-    return [program, *map(str, message["argv"])]
+    argv = [program, *map(str, message["argv"])]
+    timed = len(argv) > 1 and times(argv[1].split("+"))
+    if twin is not None and not timed:
+        twin.kill()
+        twin = None
+    elif twin is None and timed:
+        twin = UserCodeClient(sandbox)
+    return argv, (usercode, twin)
 
 
 def _judge(

@@ -119,6 +119,18 @@ def test_pool_runs_a_run_as_its_own_job_would(pool: PoolProcess, tmp_path: Path)
     assert "phase test" not in pool.log() and "[harness] run r-good done (exit code 0)" in pool.log()
 
 
+def test_timed_runs_in_a_pool_are_timed_against_their_twin(pool: PoolProcess, tmp_path: Path) -> None:
+    # the first run's processes were started while the pool was idle, its twin among them; the second is
+    # waiting when its processes start: its twin starts when the run asks for one
+    pool.submit("r-timed-1", solution("correct"), tmp_path, mode="leaderboard")
+    pool.submit("r-timed-2", solution("correct"), tmp_path, mode="benchmark")
+    for run_id, mode in (("r-timed-1", "leaderboard"), ("r-timed-2", "benchmark")):
+        assert pool.done(run_id)["exit_code"] == 0
+        result = pool.result(run_id)
+        assert result.passed and [p.name for p in result.phases] == ["test", mode], result.failure_message
+        assert len(result.benchmarks) == 2 and all(b.passed and b.runs >= 3 for b in result.benchmarks)
+
+
 def test_broken_runs_end_as_their_job_would_and_the_pool_goes_on(pool: PoolProcess, tmp_path: Path) -> None:
     pool.submit("r-spec", solution("correct"), tmp_path, mode="nonsense")
     no_key = pool.submit("r-nokey", solution("correct"), tmp_path)
