@@ -1,6 +1,7 @@
 """`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` (the CLI's start-up,
-the harness, the sandbox's cost and the compile cache) needs no dev stack; `python -m bench.cli_start` the
-CLI's start-up alone; `python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only),
+the harness, the sandbox's cost, the compile cache, a warm pool's runner) needs no dev stack;
+`python -m bench.cli_start` the CLI's start-up alone, `python -m bench.pool_bench` a warm pool alone;
+`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only),
 `python -m bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.api_load` the HTTP API
 under load (PostgreSQL only; `--profile` adds where the server spent its time)."""
 
@@ -19,6 +20,7 @@ from bench import (
     compile_cache,
     e2e,
     harness_bench,
+    pool_bench,
     queue_throughput,
     ranking_bench,
     result_latency,
@@ -35,6 +37,7 @@ async def main() -> None:
     await harness_bench.main(console)
     await sandbox_cost.main(console)  # needs bubblewrap, no dev stack
     await compile_cache.main(console)  # needs g++ and ninja, no dev stack
+    await pool_bench.main(console)  # a warm pool's runner: needs bubblewrap, no dev stack
     if "--harness-only" in sys.argv:  # needs no dev stack
         return
     await ssh_reuse.main(console)
