@@ -40,7 +40,6 @@ from harness.protocol import (
 )
 from harness.sandbox import Isolation, SandboxError
 from harness.standby import Standby
-from harness.sysinfo import system_info
 
 PHASES = {
     "test": ["test"],
@@ -361,7 +360,11 @@ def _run_bundle(
         payload["phases"] = [asdict(p) for p in phases]
     else:
         progress(payload["error"])
-    payload["system"] = (system or system_info()) | {"isolation": isolation.kind}
+    if system is None:  # imported here: importlib.metadata and platform would delay the evaluator's start
+        from harness.sysinfo import system_info
+
+        system = system_info()
+    payload["system"] = system | {"isolation": isolation.kind}
     write_result(bundle, payload, key)
     progress("result written" + (f" with error: {payload['error']}" if payload["error"] else ""))
     return 0
