@@ -1,7 +1,6 @@
 """`python -m bench` (make bench): every benchmark; `python -m bench --harness-only` (the CLI's start-up,
-the harness, the sandbox's cost, the compile cache, a warm pool's runner) needs no dev stack;
-`python -m bench.cli_start` the CLI's start-up alone, `python -m bench.pool_bench` a warm pool alone;
-`python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only),
+the harness, the sandbox's cost and the compile cache) needs no dev stack; `python -m bench.cli_start` the
+CLI's start-up alone; `python -m bench.ranking_bench` runs the ranking benchmark alone (PostgreSQL only),
 `python -m bench.claim_fairness` fair claims (PostgreSQL only), `python -m bench.api_load` the HTTP API
 under load (PostgreSQL only; `--profile` adds where the server spent its time)."""
 
