@@ -21,6 +21,7 @@ from bench import (
     e2e,
     federation,
     harness_bench,
+    pool_bench,
     queue_throughput,
     ranking_bench,
     result_latency,
@@ -38,6 +39,7 @@ async def main() -> None:
     await harness_bench.main(console)
     await sandbox_cost.main(console)  # needs bubblewrap, no dev stack
     await compile_cache.main(console)  # needs g++ and ninja, no dev stack
+    await pool_bench.main(console)  # a warm pool's runner: needs bubblewrap, no dev stack
     if "--harness-only" in sys.argv:  # needs no dev stack
         return
     await ssh_reuse.main(console)

@@ -36,6 +36,8 @@ from harness.protocol import PROGRESS_PREFIX, RUN_ID
 from harness.reaper import become_subreaper, kill_children, reap
 from harness.runner import PHASES, make_non_dumpable, parse_args, run_bundle
 from harness.sandbox import Isolation, SandboxError
+from harness.standby import Standby
+from harness.sysinfo import system_info
 
 POLL_S = 0.02  # how often the inbox is looked at, and a running run's end
 PHASE_LIMIT_S = 180.0  # a phase without a limit in spec.json (harness.process's default)
@@ -116,6 +118,15 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class NextRunner:
+    """A forked runner waiting for its run, its evaluator and sandboxes started (harness/standby.py)."""
+
+    pid: int
+    channel: int  # the pool writes the run id here, once
+    tmp: Path  # the run's temporary folder: its standby's slot, TMPDIR of all its processes
+
+
 class Pool:
     """One pool's loop: claim, run, record, until idle, lifetime or SIGTERM."""
 
@@ -125,6 +136,8 @@ class Pool:
         self.started = time.monotonic()
         self.stopping = False
         self.runner_pid: int | None = None
+        self.next: NextRunner | None = None
+        self.system = system_info()  # the node's facts for every run's result (nvidia-smi takes a while)
         self.tmp_root = Path(tempfile.mkdtemp(prefix="harness-pool-"))
 
     def serve(self) -> str:
@@ -135,8 +148,9 @@ class Pool:
             raise PoolError(f"{self.inbox} is not a folder (the gateway makes it with the pool)")
         signal.signal(signal.SIGTERM, self._terminate)
         idle_since = time.monotonic()
-        say(READY)
         try:
+            self.next = self.prestart()
+            say(READY)
             while not self.stopping:
                 now = time.monotonic()
                 if now - self.started >= self.config.max_lifetime_s:
@@ -149,9 +163,23 @@ class Pool:
                     continue
                 self.take(run_id)
                 idle_since = time.monotonic()
+                if self.next is None and not self.stopping:
+                    self.next = self.prestart()
             return "terminated"
         finally:
+            kill_children()  # the next run's runner and its standby
             shutil.rmtree(self.tmp_root, ignore_errors=True)
+
+    def prestart(self) -> NextRunner:
+        """The next run's runner, forked now: it starts its evaluator and sandboxes, then waits for a run."""
+        tmp = Path(tempfile.mkdtemp(prefix="run-", dir=self.tmp_root))
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write)
+            _runner_child(read, self.pooldir, self.isolation, tmp, self.system)  # never returns
+        os.close(read)
+        return NextRunner(pid, write, tmp)
 
     def take(self, run_id: str) -> None:
         """Claim ``run_id`` and run it; an entry that names no bundle is moved aside with a line saying so."""
@@ -173,29 +201,30 @@ class Pool:
         say(f"run {run_id} done (exit code {code})")
 
     def run(self, bundle: Path) -> int:
-        """The bundle run by a forked runner in a session of its own; its exit code (negative: a signal)."""
-        tmp = Path(tempfile.mkdtemp(prefix="run-", dir=self.tmp_root))
+        """The bundle run by the waiting runner; its exit code (negative: a signal)."""
+        runner, self.next = self.next or self.prestart(), None
+        self.runner_pid = runner.pid
         limit = run_limit_s(bundle)
-        pid = os.fork()
-        if pid == 0:
-            _runner_child(bundle, self.isolation, tmp)  # never returns
-        self.runner_pid = pid
         deadline = time.monotonic() + limit
         status: int | None = None
         try:
+            try:
+                os.write(runner.channel, bundle.name.encode() + b"\n")
+            except OSError:
+                pass  # the runner is gone: its status says how
+            os.close(runner.channel)
             while status is None:
-                ended = reap()
-                status = ended.get(pid)
+                status = reap().get(runner.pid)
                 if status is None:
                     if self.stopping or time.monotonic() > deadline:
-                        _kill_session(pid)
+                        _kill_session(runner.pid)
                         if not self.stopping:
                             say(f"run in {bundle.name} killed after its limit of {limit:.0f} s")
                     time.sleep(POLL_S)
         finally:
             self.runner_pid = None
             kill_children()  # what the run left behind (an evaluator of a killed runner, a daemon)
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(runner.tmp, ignore_errors=True)
         return os.waitstatus_to_exitcode(status)
 
     def _terminate(self, signum: int, frame: object) -> None:
@@ -211,13 +240,29 @@ def _kill_session(pid: int) -> None:
         pass
 
 
-def _runner_child(bundle: Path, isolation: Isolation, tmp: Path) -> None:
-    """In the forked child: a session of its own, output into the run's output.log, temporary files in
-    the run's folder, then the runner exactly as ``harness run`` does it."""
+def _runner_child(
+    channel: int, pooldir: Path, isolation: Isolation, tmp: Path, system: dict[str, Any]
+) -> None:
+    """In the forked child: a session of its own, temporary files in the run's folder, the run's evaluator
+    started; then, once the run's id arrives, output into the run's output.log and the runner exactly as
+    ``harness run`` does it."""
     code = 70
+    standby = None
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.setsid()
+        os.environ["TMPDIR"] = str(tmp)
+        tempfile.tempdir = str(tmp)
+        try:
+            standby = Standby(pooldir, tmp, isolation)
+        except OSError as exc:  # the run starts its own then
+            say(f"could not start the next run's evaluator: {exc}")
+        with os.fdopen(channel, "rb") as pool:
+            run_id = pool.readline().decode(errors="replace").strip()
+        if not run_id:
+            code = 0
+            return  # the pool ended
+        bundle = pooldir.parent / run_id
         log = os.open(bundle / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -225,13 +270,13 @@ def _runner_child(bundle: Path, isolation: Isolation, tmp: Path) -> None:
         os.dup2(log, 2)
         os.close(log)
         os.close(null)
-        os.environ["TMPDIR"] = str(tmp)
-        tempfile.tempdir = str(tmp)
         os.chdir(bundle)
-        code = run_bundle(bundle, isolation)
+        code = run_bundle(bundle, isolation, standby, system)
     except BaseException as exc:  # whatever happens, the pool must go on
         print(f"{PROGRESS_PREFIX}the runner failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
+        if standby is not None:
+            standby.close()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -80,18 +80,12 @@ class EvaluatorProcess:
         ncu's report goes, the compilers' cache). A task's own evaluator is ``main`` run by python, or
         ``program`` (one nvcc built, harness/compile.py); ``cache`` is the run's folder for the compilers'
         caches it may write."""
-        self.phases = phases
-        self.timeouts = [float(spec["timeouts"].get(name, DEFAULT_TIMEOUT_S)) for name in phases]
         pipes = [os.pipe() for _ in phases]
         write_fds = [w for _, w in pipes]
         task = str(bundle / "task")
         main = spec.get("main")
         # the result channel (POPCORN_FD) and, for a secret rerun, GPU MODE's POPCORN_SEED
-        protocol_env = {"POPCORN_FD": str(write_fds[0])}
-        if spec.get("seed") is not None:
-            protocol_env["POPCORN_SEED"] = str(spec["seed"])
-        if spec.get("max_time_s") is not None:
-            protocol_env["HARNESS_MAX_TIME_S"] = str(spec["max_time_s"])
+        protocol_env = {"POPCORN_FD": str(write_fds[0])} | run_env(spec)
         if main or program:
             # a task's own evaluator imports the submission itself: all of it runs in the sandbox, reading
             # its task, the harness and its tests file
@@ -121,8 +115,7 @@ class EvaluatorProcess:
             env["HARNESS_PHASE_FDS"] = ",".join(map(str, write_fds))
             env["HARNESS_WORLD_SIZE"] = str(spec.get("gpus") or 1)  # its ranks (harness/ranks.py)
             env[ISOLATION_ENV] = isolation.to_env()
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             cwd=task,
             env=env,
@@ -134,8 +127,27 @@ class EvaluatorProcess:
         )
         for fd in write_fds:
             os.close(fd)
+        self._follow(proc, [r for r, _ in pipes], phases, spec)
+
+    @classmethod
+    def adopt(
+        cls, proc: subprocess.Popen[bytes], result_fds: list[int], phases: list[str], spec: dict[str, Any]
+    ) -> EvaluatorProcess:
+        """An evaluator started before its run (a standby, harness/standby.py), with stdout and stderr
+        pipes and ``result_fds`` the read ends of its phases' result pipes; its limits count from now."""
+        adopted = cls.__new__(cls)
+        adopted._follow(proc, result_fds, phases, spec)
+        return adopted
+
+    def _follow(
+        self, proc: subprocess.Popen[bytes], result_fds: list[int], phases: list[str], spec: dict[str, Any]
+    ) -> None:
+        self.phases = phases
+        self.timeouts = [float(spec["timeouts"].get(name, DEFAULT_TIMEOUT_S)) for name in phases]
+        self.started = time.monotonic()
+        self.proc = proc
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.results = [_Drain(r, RESULT_PIPE_LIMIT, keep_tail=False) for r, _ in pipes]
+        self.results = [_Drain(r, RESULT_PIPE_LIMIT, keep_tail=False) for r in result_fds]
         self.stdout = _Drain(os.dup(self.proc.stdout.fileno()), TAIL_BYTES, keep_tail=True)
         self.stderr = _Drain(os.dup(self.proc.stderr.fileno()), TAIL_BYTES, keep_tail=True)
         self.proc.stdout.close()
@@ -179,6 +191,17 @@ class EvaluatorProcess:
         self.proc.wait()
         for drain in [*self.results, self.stdout, self.stderr]:
             drain.join(timeout=5)  # a grandchild that escaped the group may hold a pipe open
+
+
+def run_env(spec: dict[str, Any]) -> dict[str, str]:
+    """What an evaluator learns of its run from its environment: GPU MODE's POPCORN_SEED for a secret
+    rerun, the time limit per benchmark."""
+    env = {}
+    if spec.get("seed") is not None:
+        env["POPCORN_SEED"] = str(spec["seed"])
+    if spec.get("max_time_s") is not None:
+        env["HARNESS_MAX_TIME_S"] = str(spec["max_time_s"])
+    return env
 
 
 def _parse(drain: _Drain) -> tuple[dict[str, str], str | None]:

@@ -39,7 +39,7 @@ from harness.protocol import (
     sign_result,
 )
 from harness.sandbox import Isolation, SandboxError
-from harness.sysinfo import system_info
+from harness.standby import Standby
 
 PHASES = {
     "test": ["test"],
@@ -122,15 +122,17 @@ def take_key(bundle: Path) -> bytes:
         key_path.unlink(missing_ok=True)
 
 
-def snapshot(bundle: Path) -> dict[str, str]:
+def snapshot(bundle: Path, slot: Path | None = None) -> dict[str, str]:
     """Digest of every file a later phase would import: a submission must not rewrite reference.py or the
-    harness for the phase after its own (it runs as the same user, so this is detection, not prevention)."""
+    harness for the phase after its own (it runs as the same user, so this is detection, not prevention);
+    with ``slot``, also of a standby's copy of the task."""
     digests = {}
-    for top in ("harness", "task"):
-        for path in sorted((bundle / top).rglob("*")):
+    roots = [bundle / "harness", bundle / "task", *([] if slot is None else [slot / "task"])]
+    for root in roots:
+        for path in sorted(root.rglob("*")):
             if path.is_file() or path.is_symlink():
                 digest = hashlib.sha256(path.read_bytes() if path.is_file() else b"link").hexdigest()
-                digests[str(path.relative_to(bundle))] = digest
+                digests[str(path.relative_to(root.parent))] = digest
     return digests
 
 
@@ -166,14 +168,20 @@ def submission_path(bundle: Path, spec: dict[str, Any]) -> Path:
     return bundle / "task" / Path(str(spec.get("submission") or SUBMISSION_FILE)).name
 
 
-def path_replacements(bundle: Path, spec: dict[str, Any]) -> list[tuple[str, str]]:
+def path_replacements(bundle: Path, spec: dict[str, Any], slot: Path | None = None) -> list[tuple[str, str]]:
     """What users see instead of the bundle's paths in a phase's messages and output (a task's own
     evaluator prints Python's tracebacks): the submission as its author named it (``File "kernel.py",
-    line 7``), the task's files by their names, the rest inside the bundle, without the site's workdir."""
+    line 7``), the task's files by their names, the rest inside the bundle, without the site's workdir;
+    the same of ``slot``, a standby's copy of the task (harness/standby.py)."""
+    shown = shown_file_name(spec.get("file_name"))
     return [
-        (str(submission_path(bundle, spec)), shown_file_name(spec.get("file_name"))),
-        (str(bundle / "task") + os.sep, ""),
-        (str(bundle) + os.sep, ""),
+        replacement
+        for root in ([bundle] if slot is None else [bundle, slot])
+        for replacement in [
+            (str(submission_path(root, spec)), shown),
+            (str(root / "task") + os.sep, ""),
+            (str(root) + os.sep, ""),
+        ]
     ]
 
 
@@ -198,15 +206,22 @@ def _case_files(spec: dict[str, Any], names: list[str], tmp: Path) -> list[Path]
 
 
 def run_phases(
-    bundle: Path, spec: dict[str, Any], tmp: Path, isolation: Isolation, ncu_report: str | None = None
+    bundle: Path,
+    spec: dict[str, Any],
+    tmp: Path,
+    isolation: Isolation,
+    ncu_report: str | None = None,
+    standby: Standby | None = None,
 ) -> tuple[list[PhaseResult], str | None]:
     """Each phase of the mode; with ``ncu_report``, the built-in evaluator's profile phase also runs the
-    benchmarks under Nsight Compute, writing that report (harness/ncu.py)."""
+    benchmarks under Nsight Compute, writing that report (harness/ncu.py). ``standby``: the run's
+    built-in evaluator already started (a warm pool's), used where it can be."""
     names = PHASES[spec["mode"]]
     files = _case_files(spec, names, tmp)
-    before = snapshot(bundle)
+    slot = standby.slot if standby is not None else None
+    before = snapshot(bundle, slot)
     results: list[PhaseResult] = []
-    replacements = path_replacements(bundle, spec)
+    replacements = path_replacements(bundle, spec, slot)
     program = None
     if spec.get("lang") == "cu":  # built before any test runs; its errors are the run's
         progress("compiling the CUDA sources with nvcc")
@@ -223,7 +238,11 @@ def run_phases(
         extra_env[ncu.REPORT_ENV] = ncu_report
     # the built-in evaluator serves all phases from one process; a task's own runs once per phase
     own = bool(spec.get("main")) or program is not None
-    shared = None if own else EvaluatorProcess(bundle, spec, names, files, isolation, extra_env)
+    shared = None
+    if standby is not None and Standby.usable(spec, own):
+        shared = standby.attach(bundle, spec, names, files, extra_env)
+    elif not own:
+        shared = EvaluatorProcess(bundle, spec, names, files, isolation, extra_env)
     for i, name in enumerate(names):
         progress(f"phase {name} started")
         if shared is not None:
@@ -236,7 +255,7 @@ def run_phases(
         result = as_shown(result, replacements)
         results.append(result)
         progress(f"phase {name} finished in {result.duration_s:.1f} s: {_summary(result)}")
-        after = snapshot(bundle)
+        after = snapshot(bundle, slot)
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         problem = cross_check(result)
         if changed:
@@ -277,7 +296,22 @@ def _ncu_outcome(
     return ncu.collect(report, bundle)
 
 
-def run_bundle(bundle: Path, isolation: Isolation) -> int:
+def run_bundle(
+    bundle: Path, isolation: Isolation, standby: Standby | None = None, system: dict[str, Any] | None = None
+) -> int:
+    """The run of ``bundle`` to its signed result.json; ``standby``: its evaluator started before the run
+    arrived (a warm pool's), ended here when the run cannot use it; ``system``: the node's facts gathered
+    already (a pool gathers them once)."""
+    try:
+        return _run_bundle(bundle, isolation, standby, system)
+    finally:
+        if standby is not None:
+            standby.close()
+
+
+def _run_bundle(
+    bundle: Path, isolation: Isolation, standby: Standby | None, system: dict[str, Any] | None
+) -> int:
     payload: dict[str, Any] = {
         "version": RESULT_VERSION,
         "run_id": "",
@@ -317,7 +351,7 @@ def run_bundle(bundle: Path, isolation: Isolation) -> int:
         with tempfile.TemporaryDirectory(prefix="harness-") as tmp:
             report = _ncu_report_path(spec, Path(tmp))
             try:
-                phases, payload["error"] = run_phases(bundle, spec, Path(tmp), isolation, report)
+                phases, payload["error"] = run_phases(bundle, spec, Path(tmp), isolation, report, standby)
                 if spec.get("ncu") and spec["mode"] == "profile":
                     payload["ncu"] = _ncu_outcome(spec, phases, report, bundle)
                     progress(f"Nsight Compute: {payload['ncu'].get('error') or 'report written'}")
@@ -326,7 +360,11 @@ def run_bundle(bundle: Path, isolation: Isolation) -> int:
         payload["phases"] = [asdict(p) for p in phases]
     else:
         progress(payload["error"])
-    payload["system"] = system_info() | {"isolation": isolation.kind}
+    if system is None:  # imported here: importlib.metadata and platform would delay the evaluator's start
+        from harness.sysinfo import system_info
+
+        system = system_info()
+    payload["system"] = system | {"isolation": isolation.kind}
     write_result(bundle, payload, key)
     progress("result written" + (f" with error: {payload['error']}" if payload["error"] else ""))
     return 0

@@ -307,7 +307,12 @@ def module_command(python: str, bundle: str, module: str, args: list[str], *, is
     site-packages, no PYTHON* variables, no script folder on sys.path, for the trusted processes; inside a
     sandbox (-s -E) the working folder stays on sys.path, as a task's own evaluator expects."""
     flags = ["-B", "-I"] if isolated else ["-B", "-s", "-E"]  # -B: no .pyc left in the bundle
-    code = f"import sys; sys.path.insert(0, sys.argv.pop(1)); from {module} import main; sys.exit(main(sys.argv))"  # noqa: E501
+    # ended by os._exit: no interpreter teardown (with torch loaded it takes a second or more of the run's
+    # time) and no atexit handler a submission registered
+    code = (
+        f"import os, sys; sys.path.insert(0, sys.argv.pop(1)); from {module} import main; "
+        "code = main(sys.argv); sys.stdout.flush(); sys.stderr.flush(); os._exit(code or 0)"
+    )
     return [python, *flags, "-c", code, bundle, *args]
 
 

@@ -105,6 +105,8 @@ def serve(request_fd: int, reply_fd: int) -> int:
     sys.path.insert(0, task_dir)
     import torch
 
+    # nothing of the GPU before the first request: a warm pool starts this process before its run exists
+    header = _next(request_fd)
     cuda = torch.cuda.is_available()
     rank, world_size = join_ranks(torch, cuda)
     allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
@@ -196,7 +198,6 @@ def serve(request_fd: int, reply_fd: int) -> int:
         send(reply_fd, {"ok": True, "ns": ns, "value": value}, blobs)
 
     # before "load", only "calibrate" (the harness's own no-op kernel on the evaluator's cases) and "exit"
-    header = _next(request_fd)
     while header.get("op") == "calibrate":
         try:
             if generate_input is None:

@@ -35,10 +35,13 @@ class PoolProcess:
         (self.pooldir / "pool.json").write_text(json.dumps(settings))
         self.keys: dict[str, str] = {}
         self.output = open(self.pooldir / "output.log", "w+b")  # closed in stop()
+        self.tmp = workdir.parent / "node-tmp"  # the node's temporary folder, as the pool sees it
+        self.tmp.mkdir()
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-B", "-I", str(self.pooldir / "harness" / "__main__.py"), "pool",
              str(self.pooldir), "--isolation", isolation],
             stdout=self.output, stderr=subprocess.STDOUT, cwd=self.pooldir,
+            env=dict(os.environ, TMPDIR=str(self.tmp)),
         )  # fmt: skip
 
     def log(self) -> str:
@@ -81,8 +84,12 @@ class PoolProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.output.close()
 
 
@@ -110,6 +117,18 @@ def test_pool_runs_a_run_as_its_own_job_would(pool: PoolProcess, tmp_path: Path)
     assert lines and all(line.startswith("[harness] ") for line in lines), lines
     assert lines[-1] == "[harness] result written"
     assert "phase test" not in pool.log() and "[harness] run r-good done (exit code 0)" in pool.log()
+
+
+def test_timed_runs_in_a_pool_are_timed_against_their_twin(pool: PoolProcess, tmp_path: Path) -> None:
+    # the first run's processes were started while the pool was idle, its twin among them; the second is
+    # waiting when its processes start: its twin starts when the run asks for one
+    pool.submit("r-timed-1", solution("correct"), tmp_path, mode="leaderboard")
+    pool.submit("r-timed-2", solution("correct"), tmp_path, mode="benchmark")
+    for run_id, mode in (("r-timed-1", "leaderboard"), ("r-timed-2", "benchmark")):
+        assert pool.done(run_id)["exit_code"] == 0
+        result = pool.result(run_id)
+        assert result.passed and [p.name for p in result.phases] == ["test", mode], result.failure_message
+        assert len(result.benchmarks) == 2 and all(b.passed and b.runs >= 3 for b in result.benchmarks)
 
 
 def test_broken_runs_end_as_their_job_would_and_the_pool_goes_on(pool: PoolProcess, tmp_path: Path) -> None:
@@ -192,7 +211,8 @@ def test_a_run_sees_nothing_of_the_run_before(tmp_path: Path, isolation: str) ->
         assert pool.result("r-first").passed, pool.result("r-first").failure_message
         assert pool.result("r-second").passed, pool.result("r-second").failure_message
         assert not leftover_processes()
-        assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("harness-pool-*/run-*"))
+        # of the runs' temporary folders only the next run's is left, started and waiting
+        assert len(list(pool.tmp.glob("harness-pool-*/run-*"))) == 1
     finally:
         pool.stop()
 
@@ -203,6 +223,7 @@ def test_the_pool_ends_when_idle_and_removes_its_temporary_folder(tmp_path: Path
     try:
         assert pool.proc.wait(timeout=30) == 0
         assert pool.log().splitlines()[-2:] == ["[harness] pool ready", "[harness] pool ended: idle"]
+        assert not list(pool.tmp.iterdir())
     finally:
         pool.stop()
 
