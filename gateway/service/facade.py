@@ -69,9 +69,11 @@ from gateway.store import (
     Store,
     UserRecord,
 )
+from gateway.store.changes import CHANGES_CHANNEL, parse_change
 
 __all__ = [  # with the store's typed rows that this API returns, so front ends never import the store
     "ANONYMOUS",
+    "CHANGES_CHANNEL",
     "OPERATOR",
     "Caller",
     "Gateway",
@@ -93,6 +95,7 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "Submission",
     "UserRecord",
     "as_mode",
+    "parse_change",
 ]
 
 
@@ -230,8 +233,9 @@ class Gateway:
     def event_notifications(self) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[tuple[str, str]]]:
         """LISTEN for run events, for a process that fans them out to many followers (the HTTP API):
         a queue of (channel, JSON payload naming the run, kind and state); ("", "") when the connection
-        dropped, after which followers must re-read what they follow with ``events_after``."""
-        return self._require_store().notifications(EVENTS_CHANNEL)
+        dropped, after which followers must re-read what they follow with ``events_after``. The same
+        connection hears CHANGES_CHANNEL (gateway/store/changes.py): what the API's caches must drop."""
+        return self._require_store().notifications(EVENTS_CHANNEL, CHANGES_CHANNEL)
 
     async def events_after(self, run_ids: list[str], after_id: int = 0) -> list[RunEvent]:
         """The recorded events of these runs (full ids) after event ``after_id``, oldest first."""

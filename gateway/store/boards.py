@@ -9,6 +9,7 @@ import asyncpg
 
 from gateway.core.errors import StoreError
 from gateway.store.base import StoreBase, retried
+from gateway.store.changes import ALL_BOARDS, USERS, notify_change
 from gateway.store.records import (
     IsolationCheck,
     LeaderboardRecord,
@@ -92,6 +93,8 @@ class BoardsStore(StoreBase):
             )
             if row is None:  # nothing changed: read it
                 row = await conn.fetchrow(f"{_USER_SELECT} WHERE name = 'discord:' || $1", discord_id)
+            else:  # a new or renamed user: the rankings show their name
+                await notify_change(conn, ALL_BOARDS)
         if row is None:
             raise StoreError(f"the account of Discord user {discord_id} vanished while it was read")
         return _user(row)
@@ -118,6 +121,8 @@ class BoardsStore(StoreBase):
                     discord_id,
                     old["id"],
                 )
+                await notify_change(conn, ALL_BOARDS)
+                await notify_change(conn, USERS)
                 return "renamed"
             for table, column in (
                 ("submissions", "user_id"),
@@ -131,6 +136,8 @@ class BoardsStore(StoreBase):
                 )
             await conn.execute("UPDATE users SET banned = banned OR $2 WHERE id = $1", new_id, old["banned"])
             await conn.execute("DELETE FROM users WHERE id = $1", old["id"])
+            await notify_change(conn, ALL_BOARDS)
+            await notify_change(conn, USERS)
             return "merged"
 
     @retried
@@ -145,6 +152,7 @@ class BoardsStore(StoreBase):
                 name,
                 admin,
             )
+            await notify_change(conn, USERS)  # the API processes' cached callers
         return previous is None or previous != admin
 
     @retried
@@ -159,6 +167,7 @@ class BoardsStore(StoreBase):
                 name,
                 banned,
             )
+            await notify_change(conn, USERS)  # the API processes' cached callers
         return previous is None or previous != banned
 
     @retried
@@ -170,6 +179,7 @@ class BoardsStore(StoreBase):
                 status = await conn.execute(
                     "UPDATE users SET token_sha256 = NULL WHERE name = $1 AND token_sha256 IS NOT NULL", name
                 )
+                await notify_change(conn, USERS)  # a revoked token is refused at once by every API process
                 return status != "UPDATE 0"
             await conn.execute(
                 "INSERT INTO users (name, token_sha256) VALUES ($1, $2) "
@@ -177,6 +187,7 @@ class BoardsStore(StoreBase):
                 name,
                 token_sha256,
             )
+            await notify_change(conn, USERS)  # the token it replaces is refused at once
             return True
 
     @retried
@@ -266,6 +277,7 @@ class BoardsStore(StoreBase):
     async def set_deadline(self, name: str, deadline: datetime | None) -> bool:
         async with self._conn() as conn:
             done = await conn.execute("UPDATE leaderboards SET deadline = $2 WHERE name = $1", name, deadline)
+            await notify_change(conn, ALL_BOARDS)
         return done.endswith(" 1")
 
     @retried
@@ -290,6 +302,7 @@ class BoardsStore(StoreBase):
                 "SELECT count(*) FROM submissions WHERE leaderboard_id = $1", board_id
             )
             await conn.execute("DELETE FROM leaderboards WHERE id = $1", board_id)
+            await notify_change(conn, ALL_BOARDS)  # a board of the same name may be made again
         return submissions, runs
 
     @retried

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.core.errors import RefusedError, UserError
 from gateway.store.base import StoreBase, retried
+from gateway.store.changes import board_changed, notify_change
 from gateway.store.records import DeletedSubmission, NewRun, SubmissionCode
 
 EVENTS_PER_RUN = 500  # state and progress events kept per run (the finished event always goes in)
@@ -256,9 +257,13 @@ class SubmissionFilesStore(StoreBase):
                 submission_id,
                 deleted_by,
             )
-            await conn.execute(
-                "UPDATE runs SET ranked = false WHERE submission_id = $1 AND ranked", submission_id
+            unranked = await conn.fetchval(
+                "WITH unmarked AS (UPDATE runs SET ranked = false WHERE submission_id = $1 AND ranked "
+                "RETURNING leaderboard_id) SELECT min(leaderboard_id) FROM unmarked",
+                submission_id,
             )
+            if unranked is not None:
+                await notify_change(conn, board_changed(unranked))
             idle = [r["id"] for r in runs if not r["finished"] and r["idle"]]
             busy = [r["id"] for r in runs if not r["finished"] and not r["idle"]]
             if idle:

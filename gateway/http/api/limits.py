@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config.settings import Settings
 from gateway.core.errors import GatewayError, StoreError
-from gateway.http.api.auth import is_admin_token
+from gateway.http.api.auth import is_admin_token, user_for_token
 from gateway.service.facade import Gateway
 from gateway.service.limits import SharedLimits
 
@@ -196,7 +196,7 @@ async def stream_client(
         token = credentials.credentials
         if is_admin_token(request.app.state.settings, token):
             return "admin", "the admin token"
-        user = await gateway.accounts.user_for_token(token)
+        user = await user_for_token(request, token)
         if user is not None:
             return f"user:{user.id}", f"user {user.name}"
     address = request.client.host if request.client else "unknown"
