@@ -69,13 +69,14 @@ async def submit(
         )
     except TooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
-    board = await gateway.boards.get_leaderboard(leaderboard, caller=Caller(user.name, user.admin))
+    # enqueue finds the board as the user may see it (a hidden one is not found) and stores the submission
+    # in one transaction that checks the rest (ban, deadline, limits): no read of the board here
     submission = await gateway.enqueue(
         SubmitRequest(
             code=upload.code,
             file_name=upload.file_name,
             user=user.name,
-            leaderboard=board.name,
+            leaderboard=leaderboard,
             site=site,
             gpu_type=gpu_type,  # None: the board's only GPU type (gateway.service.intake.gpu_for_board)
             mode=upload.mode,
