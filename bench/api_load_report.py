@@ -247,9 +247,9 @@ def show(run: LoadRun, console: Console) -> list[str]:
         f" + {refill} refilled); {LIMITS_PHASE['streams']} streams of one client held at once answered "
         f"{json.dumps(streamed)}: {limits['extra'].get('stream_refusal', '')}",
         f"Load: one client process (bench/api_load_wire.py: raw HTTP/1.1 over asyncio streams; issue 21's "
-        f"'today' was measured with httpx), {CONCURRENCY} keep-alive connections, to the {SERVERS} servers in "
-        f"turn, {TOKENS} users' tokens in turn; each phase stops at its count or its time. Uncached servers: "
-        "GATEWAY_API_RANKING_CACHE=false, GATEWAY_API_TOKEN_CACHE_S=0, measured first on the same data.",
+        f"'today' was measured with httpx), {CONCURRENCY} keep-alive connections, to the {SERVERS} servers "
+        f"in turn, {TOKENS} users' tokens in turn; each phase stops at its count or its time. Uncached "
+        "servers: GATEWAY_API_RANKING_CACHE=false, GATEWAY_API_TOKEN_CACHE_S=0, first, on the same data.",
         f"API rate limits raised to {UNLIMITED:,}/min so the limiter does not decide the numbers (each "
         "request still takes a token from the shared bucket: one statement); no worker (runs stay queued).",
         f"Servers: {SERVERS} processes of uvicorn ({_uvicorn_stack()}, no access log), the service's default "

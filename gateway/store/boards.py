@@ -111,6 +111,7 @@ class BoardsStore(StoreBase):
             )
             if old is None:
                 return "missing"
+            await notify_change(conn, ALL_BOARDS, USERS)  # renamed or merged: names and callers change
             new_id = await conn.fetchval("SELECT id FROM users WHERE name = $1 FOR UPDATE", target)
             if new_id is None:
                 await conn.execute(
@@ -121,8 +122,6 @@ class BoardsStore(StoreBase):
                     discord_id,
                     old["id"],
                 )
-                await notify_change(conn, ALL_BOARDS)
-                await notify_change(conn, USERS)
                 return "renamed"
             for table, column in (
                 ("submissions", "user_id"),
@@ -136,50 +135,40 @@ class BoardsStore(StoreBase):
                 )
             await conn.execute("UPDATE users SET banned = banned OR $2 WHERE id = $1", new_id, old["banned"])
             await conn.execute("DELETE FROM users WHERE id = $1", old["id"])
-            await notify_change(conn, ALL_BOARDS)
-            await notify_change(conn, USERS)
             return "merged"
 
     @retried
     async def set_admin(self, name: str, admin: bool) -> bool:
         """Give an account an admin's rights or take them away (made if unknown); True if it changed."""
-        async with self._conn() as conn:
-            previous = await conn.fetchval(
-                "WITH old AS (SELECT admin FROM users WHERE name = $1) "
-                "INSERT INTO users (name, admin) VALUES ($1, $2) "
-                "ON CONFLICT (name) DO UPDATE SET admin = EXCLUDED.admin "
-                "RETURNING (SELECT admin FROM old)",
-                name,
-                admin,
-            )
-            await notify_change(conn, USERS)  # the API processes' cached callers
-        return previous is None or previous != admin
+        return await self._set_flag(name, "admin", admin)
 
     @retried
     async def set_banned(self, name: str, banned: bool) -> bool:
         """Ban or unban a user (created if unknown, so a ban can come first); True if it changed."""
+        return await self._set_flag(name, "banned", banned)
+
+    async def _set_flag(self, name: str, flag: str, value: bool) -> bool:
         async with self._conn() as conn:
             previous = await conn.fetchval(
-                "WITH old AS (SELECT banned FROM users WHERE name = $1) "
-                "INSERT INTO users (name, banned) VALUES ($1, $2) "
-                "ON CONFLICT (name) DO UPDATE SET banned = EXCLUDED.banned "
-                "RETURNING (SELECT banned FROM old)",
+                f"WITH old AS (SELECT {flag} FROM users WHERE name = $1) "  # noqa: S608 (flag: a constant)
+                f"INSERT INTO users (name, {flag}) VALUES ($1, $2) "
+                f"ON CONFLICT (name) DO UPDATE SET {flag} = $2 RETURNING (SELECT {flag} FROM old)",
                 name,
-                banned,
+                value,
             )
             await notify_change(conn, USERS)  # the API processes' cached callers
-        return previous is None or previous != banned
+        return previous is None or previous != value
 
     @retried
     async def set_token(self, name: str, token_sha256: str | None) -> bool:
         """Give a user (created if unknown) an API token's hash, replacing any old one; None revokes it.
         True if something changed (revoking from a user without a token changes nothing)."""
-        async with self._conn() as conn:
+        async with self._conn() as conn, conn.transaction():
+            await notify_change(conn, USERS)  # at the commit: a revoked or replaced token is refused at once
             if token_sha256 is None:
                 status = await conn.execute(
                     "UPDATE users SET token_sha256 = NULL WHERE name = $1 AND token_sha256 IS NOT NULL", name
                 )
-                await notify_change(conn, USERS)  # a revoked token is refused at once by every API process
                 return status != "UPDATE 0"
             await conn.execute(
                 "INSERT INTO users (name, token_sha256) VALUES ($1, $2) "
@@ -187,7 +176,6 @@ class BoardsStore(StoreBase):
                 name,
                 token_sha256,
             )
-            await notify_change(conn, USERS)  # the token it replaces is refused at once
             return True
 
     @retried

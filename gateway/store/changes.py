@@ -18,9 +18,10 @@ def board_changed(board_id: int) -> str:
     return f"board:{board_id}"
 
 
-async def notify_change(conn: Any, what: str) -> None:
+async def notify_change(conn: Any, *what: str) -> None:
     """NOTIFY the API processes that ``what`` changed (at the commit of ``conn``'s transaction, if any)."""
-    await conn.execute("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, what)
+    for change in what:
+        await conn.execute("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, change)
 
 
 def parse_change(payload: str) -> tuple[str, int | None]:

@@ -152,6 +152,14 @@ async def test_a_hidden_boards_cached_ranking_and_a_revoked_token_stay_refused(
             assert (await client.get(first.url + path, headers=admin)).status_code == 200
             assert (await client.get(first.url + path)).status_code == 404
             assert (await client.get(first.url + path, headers=user)).status_code == 404
+        for _ in range(2):  # the board's record is kept for submissions: still not found to a user
+            refused = await client.post(
+                first.url + "/api/submissions",
+                headers=user,
+                files={"file": ("k.py", solution("vectoradd", "correct.py").encode())},
+                data={"leaderboard": hidden, "mode": "test"},
+            )
+            assert refused.status_code == 404 and hidden in refused.json()["error"], refused.text
         assert (await client.get(first.url + "/api/me", headers=user)).status_code == 200
         assert (await client.get(second.url + "/api/me", headers=user)).status_code == 200  # kept in both
         await first.gateway.accounts.revoke_token("carol", caller=OPERATOR)

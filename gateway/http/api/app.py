@@ -24,7 +24,7 @@ from gateway.config.settings import Settings
 from gateway.core.errors import GatewayError, NotFoundError, RefusedError, StoreError, UserError
 from gateway.http import web
 from gateway.http.api import admin, competitions, read, streams, submit
-from gateway.http.api.caches import ApiCaches, CallerCache, RankingCache
+from gateway.http.api.caches import ApiCaches
 from gateway.http.api.hub import EventHub
 from gateway.http.api.limits import MULTIPART_OVERHEAD, ApiLimits, BodyLimit, retry_after, too_many
 from gateway.http.api.metrics import Metrics, metrics_authorized
@@ -44,7 +44,7 @@ UNLIMITED_PATHS = ("/api/health", "/metrics")  # probes and scrapers are not rat
 
 
 def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
-    caches = ApiCaches(RankingCache(settings.api_ranking_cache), CallerCache(settings.api_token_cache_s))
+    caches = ApiCaches.of(settings)
     hub = EventHub(gateway, caches)
     metrics = Metrics()
     limits = ApiLimits(gateway, settings)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from pydantic import TypeAdapter
 
+from gateway.config.settings import Settings
 from gateway.http.api.schemas import RankingOut, ranked_out
 from gateway.service.facade import Caller, Gateway, LeaderboardRecord, RankedEntry, UserRecord, parse_change
 
@@ -153,18 +154,58 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
+class BoardCache:
+    """Leaderboards by name as submissions name them (what a submission is queued against: its task, GPU
+    types, visibility), at most ``max_entries``; what may change under a submission (deadline, caps, limits)
+    its transaction reads anyway."""
+
+    def __init__(self, enabled: bool, max_entries: int = 1024) -> None:
+        self.enabled = enabled
+        self.max_entries = max_entries
+        self.listening = False
+        self.generation = 0
+        self._boards: dict[str, LeaderboardRecord] = {}
+
+    def get(self, name: str) -> LeaderboardRecord | None:
+        return self._boards.get(name) if self.enabled and self.listening else None
+
+    def put(self, name: str, board: LeaderboardRecord, generation: int) -> None:
+        if not (self.enabled and self.listening) or generation != self.generation:
+            return
+        if len(self._boards) >= self.max_entries:
+            self._boards.clear()
+        self._boards[name] = board
+
+    def drop_all(self) -> None:
+        self.generation += 1
+        self._boards.clear()
+
+
 class ApiCaches:
     """The process's caches, told by the event hub what changed and whether it is listening."""
 
-    def __init__(self, rankings: RankingCache, callers: CallerCache) -> None:
+    def __init__(self, rankings: RankingCache, callers: CallerCache, boards: BoardCache) -> None:
         self.rankings = rankings
         self.callers = callers
+        self.boards = boards
+
+    @classmethod
+    def of(cls, settings: Settings) -> ApiCaches:
+        return cls(
+            RankingCache(settings.api_ranking_cache),
+            CallerCache(settings.api_token_cache_s),
+            BoardCache(settings.api_ranking_cache),
+        )
 
     def listening(self, up: bool) -> None:
         """The LISTEN connection came up (or went down): drop everything, which may have missed a change."""
-        self.rankings.listening = self.callers.listening = up
+        self.rankings.listening = self.callers.listening = self.boards.listening = up
+        self.drop_all()
+
+    def drop_all(self) -> None:
         self.rankings.drop_all()
         self.callers.drop_all()
+        self.boards.drop_all()
 
     def changed(self, what: str) -> None:
         """A CHANGES_CHANNEL notification's payload."""
@@ -173,12 +214,12 @@ class ApiCaches:
             self.callers.drop_all()
         elif kind == "boards":
             self.rankings.drop_all()
+            self.boards.drop_all()
         elif kind == "board" and board_id is not None:
             self.rankings.drop_board(board_id)
         else:
             log.warning("API caches: unknown change %r: dropping everything", what[:200])
-            self.rankings.drop_all()
-            self.callers.drop_all()
+            self.drop_all()
 
 
 async def read_ranking(
