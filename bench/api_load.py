@@ -60,6 +60,8 @@ from bench.api_load_plan import (
     SERVERS,
     TOKENS,
     TOP,
+    UNCACHED,
+    UNCACHED_PHASES,
     UNLIMITED,
     seed,
 )
@@ -173,11 +175,18 @@ async def main(console: Console) -> None:
             }
             results: dict[str, dict[str, Any]] = {}
             server_cpu: dict[str, tuple[float, float]] = {}  # phase -> (CPU s of the servers, wall s)
-            async with servers(dsn, unlimited, profiles) as load_servers:
-                for phase in [*PHASES, METRICS_PHASE]:  # a client process each
-                    cpu, wall = load_servers.cpu_s(), time.perf_counter()
-                    results |= await load(plan | {"urls": load_servers.urls, "phases": [phase]})
-                    server_cpu[phase["name"]] = (load_servers.cpu_s() - cpu, time.perf_counter() - wall)
+            # the baseline first: servers that keep nothing between requests, on the same data
+            for settings_of, phases, profiled in (
+                (unlimited | UNCACHED, UNCACHED_PHASES, None),
+                (unlimited, [*PHASES, METRICS_PHASE], profiles),
+            ):
+                async with servers(dsn, settings_of, profiled) as load_servers:
+                    for phase in phases:  # a client process each
+                        cpu, wall = load_servers.cpu_s(), time.perf_counter()
+                        etag = results.get("ranking-1", {}).get("extra", {}).get("etag", "")
+                        sent = plan | {"urls": load_servers.urls, "phases": [phase], "etag": etag}
+                        results |= await load(sent)
+                        server_cpu[phase["name"]] = (load_servers.cpu_s() - cpu, time.perf_counter() - wall)
             limited = {
                 "api_requests_per_minute": UNLIMITED,
                 "api_submissions_per_minute": LIMIT_SUBMISSIONS,

@@ -1,15 +1,16 @@
 """The load generator of bench/api_load.py, run as a process of its own: `python -m bench.api_load_client`
-reads its plan as JSON on stdin, sends HTTP requests to the API servers on loopback only (``urls``: each
-request goes to the next one in turn), and writes what it saw as JSON on stdout. It knows nothing of the
-gateway but its URLs (no gateway import: a client as any other).
+reads its plan as JSON on stdin, sends HTTP requests to the API servers on loopback only (``urls``: the
+connections go to them in turn), and writes what it saw as JSON on stdout. It knows nothing of the gateway
+but its URLs (no gateway import: a client as any other).
 
-Each phase runs ``concurrency`` connections, each sending one request after another, until ``count``
-requests were sent or ``seconds`` passed, whichever comes first; ``warmup`` requests before it are not
-counted. A ranking answer must be byte for byte the first one (the ranking does not change while it is
-read); a submission answer must be 202 with its submission id and runs; a metrics answer 200 with the
-queue depth. The ``limits`` phase is one of its own: ``count`` submissions of one user sent at once across
-the servers, then ``streams`` event streams of one client opened across them and held open together; it
-counts the answers by status."""
+Each phase runs ``concurrency`` keep-alive connections (bench/api_load_wire.py: httpx's CPU per request
+would be the limit on 2 cores), each sending one request after another, until ``count`` requests were sent
+or ``seconds`` passed, whichever comes first; ``warmup`` requests before it are not counted. A ranking
+answer must be byte for byte the first one (the ranking does not change while it is read); a revalidated
+ranking (If-None-Match with the first answer's ETag) must be 304; a submission answer must be 202 with its
+submission id and runs; a metrics answer 200 with the queue depth. The ``limits`` phase is one of its own
+(with httpx): ``count`` submissions of one user sent at once across the servers, then ``streams`` event
+streams of one client opened across them and held open together; it counts the answers by status."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from bench.api_load_wire import Answer, Connection, multipart
 
 TIMEOUT_S = 30.0  # one request; a phase also stops at its own time limit
 
@@ -47,8 +50,7 @@ class PhaseResult:
 class Phase:
     """One kind of request under one concurrency."""
 
-    def __init__(self, client: httpx.AsyncClient, plan: dict[str, Any], spec: dict[str, Any]) -> None:
-        self.client = client
+    def __init__(self, plan: dict[str, Any], spec: dict[str, Any]) -> None:
         self.kind: str = spec["kind"]
         self.result = PhaseResult(spec["name"], spec["concurrency"])
         self.count: int = spec["count"]
@@ -58,41 +60,41 @@ class Phase:
         self._numbers = itertools.count()
         self._expected: bytes | None = None
 
-    def _request(self, number: int) -> httpx.Request:
-        url = self.plan["urls"][number % len(self.plan["urls"])]  # the servers in turn
+    async def _send(self, connection: Connection, number: int) -> Answer:
         if self.kind == "ranking":
-            return self.client.build_request(
-                "GET", url + self.plan["ranking_path"], params={"gpu": self.plan["gpu"]}
+            return await connection.request("GET", self.plan["ranking_path"], {"gpu": self.plan["gpu"]})
+        if self.kind == "revalidate":
+            headers = {"If-None-Match": self.plan["etag"]}
+            return await connection.request(
+                "GET", self.plan["ranking_path"], {"gpu": self.plan["gpu"]}, headers
             )
         if self.kind == "metrics":
-            return self.client.build_request("GET", url + "/metrics")
+            return await connection.request("GET", "/metrics")
         tokens = self.plan["tokens"]
         code = self.plan["code"] + f"\n# {self.result.name} {number}\n"  # each file new, as real ones are
-        return self.client.build_request(
-            "POST",
-            url + "/api/submissions",
-            headers={"Authorization": f"Bearer {tokens[number % len(tokens)]}"},
-            files={"file": (f"sub-{number}.py", code.encode())},
-            data={
-                "leaderboard": self.plan["leaderboard"],
-                "gpu_type": self.plan["gpu"],
-                "mode": "leaderboard",
-            },
+        content_type, body = multipart(
+            {"leaderboard": self.plan["leaderboard"], "gpu_type": self.plan["gpu"], "mode": "leaderboard"},
+            {"file": (f"sub-{number}.py", code.encode())},
         )
+        headers = {"Authorization": f"Bearer {tokens[number % len(tokens)]}", "Content-Type": content_type}
+        return await connection.request("POST", "/api/submissions", headers=headers, body=body)
 
-    def _good(self, answer: httpx.Response) -> bool:
+    def _good(self, answer: Answer) -> bool:
         if self.kind == "ranking":
-            if answer.status_code != 200:
+            if answer.status != 200:
                 return False
             if self._expected is None:
                 self._expected = answer.content
                 self.result.first_body = answer.text
+                self.result.extra["etag"] = answer.headers.get("etag", "")
             return answer.content == self._expected
+        if self.kind == "revalidate":
+            return answer.status == 304 and answer.headers.get("etag") == self.plan["etag"]
         if self.kind == "metrics":
-            return answer.status_code == 200 and b"\ngateway_queue_depth " in answer.content
-        if answer.status_code != 202:
+            return answer.status == 200 and b"\ngateway_queue_depth " in answer.content
+        if answer.status != 202:
             return False
-        body = answer.json()
+        body = json.loads(answer.content)
         if not (isinstance(body.get("submission_id"), str) and len(body.get("runs", [])) == 2):
             return False
         self.result.submission_ids.append(body["submission_id"])
@@ -100,22 +102,21 @@ class Phase:
             self.result.first_body = answer.text
         return True
 
-    async def _one(self, counted: bool) -> None:
+    async def _one(self, connection: Connection, counted: bool) -> None:
         number = next(self._numbers)
-        request = self._request(number)
         start = time.perf_counter()
         try:
-            answer = await self.client.send(request)
-        except httpx.HTTPError as exc:
+            answer = await asyncio.wait_for(self._send(connection, number), TIMEOUT_S)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             status = type(exc).__name__
             ok = False
         else:
             ms = (time.perf_counter() - start) * 1000
-            status = str(answer.status_code)
+            status = str(answer.status)
             ok = self._good(answer)
             if ok and counted:
                 self.result.latencies_ms.append(ms)
-            elif answer.status_code in (200, 202) and counted:
+            elif answer.status in (200, 202, 304) and counted:
                 self.result.wrong += 1
         if counted:
             self.result.sent += 1
@@ -124,18 +125,27 @@ class Phase:
             self.result.warmup_failed += 1
 
     async def run(self) -> PhaseResult:
-        await asyncio.gather(*(self._one(counted=False) for _ in range(self.warmup)))  # opens the connections
+        urls, concurrency = self.plan["urls"], self.result.concurrency
+        connections = [Connection(urls[n % len(urls)]) for n in range(concurrency)]  # the servers in turn
+
+        async def warm(number: int) -> None:  # opens the connections
+            for _ in range(number, self.warmup, concurrency):
+                await self._one(connections[number], counted=False)
+
+        await asyncio.gather(*(warm(n) for n in range(concurrency)))
         started, cpu = time.perf_counter(), time.process_time()
         deadline = started + self.seconds
         budget = itertools.count()  # shared by the connections: `count` requests in all
 
-        async def connection() -> None:
+        async def load(connection: Connection) -> None:
             while time.perf_counter() < deadline and next(budget) < self.count:
-                await self._one(counted=True)
+                await self._one(connection, counted=True)
 
-        await asyncio.gather(*(connection() for _ in range(self.result.concurrency)))
+        await asyncio.gather(*(load(connection) for connection in connections))
         self.result.elapsed_s = time.perf_counter() - started
         self.result.cpu_s = time.process_time() - cpu
+        for connection in connections:
+            await connection.close()
         return self.result
 
 
@@ -197,7 +207,7 @@ async def main(plan: dict[str, Any]) -> list[PhaseResult]:
             if spec["kind"] == "limits":
                 results.append(await limits(client, plan, spec))
             else:
-                results.append(await Phase(client, plan, spec).run())
+                results.append(await Phase(plan, spec).run())
     return results
 
 

@@ -28,8 +28,16 @@ PHASES: list[
         "name": "ranking-n",
         "kind": "ranking",
         "concurrency": CONCURRENCY,
-        "count": 4000,
+        "count": 8000,
         "seconds": 8,
+        "warmup": CONCURRENCY,
+    },
+    {  # If-None-Match with the ETag of ranking-1's answer: 304s
+        "name": "revalidate-n",
+        "kind": "revalidate",
+        "concurrency": CONCURRENCY,
+        "count": 8000,
+        "seconds": 5,
         "warmup": CONCURRENCY,
     },
     {"name": "submit-1", "kind": "submit", "concurrency": 1, "count": 150, "seconds": 5, "warmup": 3},
@@ -42,6 +50,22 @@ PHASES: list[
         "warmup": CONCURRENCY,
     },
 ]
+# The same loads on servers that keep nothing between requests (GATEWAY_API_RANKING_CACHE=false,
+# GATEWAY_API_TOKEN_CACHE_S=0): each ranking read queries the database, each request looks its token up.
+UNCACHED = {"api_ranking_cache": False, "api_token_cache_s": 0}
+UNCACHED_PHASES: list[dict[str, Any]] = [
+    PHASES[1] | {"name": "ranking-n-uncached", "count": 4000},
+    PHASES[4] | {"name": "submit-n-uncached"},
+]
+# Issue 21's figures of before these caches (httpx client, 16 connections) and its targets; the machine is
+# shared, so each target is also shown scaled by this run's ranking query (unchanged code) against that run's
+TODAY_RANKING_RPS = 102
+TODAY_SUBMIT_RPS = 93
+TODAY_QUERY_MS = 10.3  # the ranking query alone, that run
+TARGET_RANKING_P99_MS = 25.0
+TARGET_RANKING_X = 5.0  # requests per second over today's
+TARGET_SUBMIT_P99_MS = 100.0
+TARGET_SUBMIT_X = 3.0
 METRICS_PHASE = {
     "name": "metrics",
     "kind": "metrics",

@@ -143,6 +143,17 @@ class Settings(BaseSettings):
     api_body_timeout_s: float = Field(
         default=30.0, gt=0, description="a request's body must arrive whole within this (else 408)"
     )
+    api_ranking_cache: bool = Field(
+        default=True,
+        description="each API process keeps rankings in memory until PostgreSQL's NOTIFY says they changed "
+        "(false: every ranking read queries the database)",
+    )
+    api_token_cache_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="each API process remembers who a token is for this long, or until a token, ban or "
+        "admin's rights change (0: every request looks its token up)",
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="if set, /metrics needs it as a Bearer token (else 401)"
     )

@@ -243,9 +243,13 @@ class Boards:
             raise NotFoundError(f"leaderboard {board.name} does not rank {shown(gpu_type)}")
         return await self._require_store().score_timeline(board.id, gpu_type, limit)
 
-    async def task_for(self, request: SubmitRequest) -> tuple[TaskDefinition, LeaderboardRecord | None]:
+    async def task_for(
+        self, request: SubmitRequest, known: LeaderboardRecord | None = None
+    ) -> tuple[TaskDefinition, LeaderboardRecord | None]:
         """The task a submission runs as and its leaderboard: the one it names (or its task's name), made
-        from its task for an admin when there is none; without a database, the request's own task."""
+        from its task for an admin when there is none; without a database, the request's own task.
+        ``known``: the board of that name as a front end keeps it (not read again, if the caller may see
+        it; what may change under a submission its transaction reads)."""
         if self.store is None:
             if request.task is None:
                 raise UserError("give --task: there is no database to look the leaderboard up in")
@@ -253,6 +257,8 @@ class Boards:
         name = request.leaderboard or (request.task.name if request.task else None)
         if name is None:
             raise UserError("give --task or --leaderboard")
+        if known is not None and known.name == name and (known.visibility != "hidden" or request.admin):
+            return TaskDefinition.from_json(known.task), known
         try:
             board = await self.get_leaderboard(name, caller=request.caller)  # hidden: not found to users
         except NotFoundError as missing:

@@ -70,9 +70,11 @@ from gateway.store import (
     Store,
     UserRecord,
 )
+from gateway.store.changes import CHANGES_CHANNEL, parse_change
 
 __all__ = [  # with the store's typed rows that this API returns, so front ends never import the store
     "ANONYMOUS",
+    "CHANGES_CHANNEL",
     "OPERATOR",
     "Caller",
     "Gateway",
@@ -94,6 +96,7 @@ __all__ = [  # with the store's typed rows that this API returns, so front ends 
     "Submission",
     "UserRecord",
     "as_mode",
+    "parse_change",
 ]
 
 
@@ -151,19 +154,24 @@ class Gateway:
 
     # -- submissions --------------------------------------------------------------------------------
 
-    async def enqueue(self, request: SubmitRequest) -> Submission:
+    async def enqueue(
+        self, request: SubmitRequest, known_board: LeaderboardRecord | None = None
+    ) -> Submission:
         """Check and store a submission with its queued runs; returns at once. Workers run it.
 
         A leaderboard-mode submission gets a public run and a secret rerun (the leaderboard's secret seed);
-        it ranks only when both pass. Bad input raises UserError and stores nothing."""
-        return (await self._enqueue(request))[0]
+        it ranks only when both pass. Bad input raises UserError and stores nothing. ``known_board``: the
+        leaderboard named, as a front end keeps it (Boards.task_for)."""
+        return (await self._enqueue(request, known_board))[0]
 
-    async def _enqueue(self, request: SubmitRequest) -> tuple[Submission, TaskDefinition]:
+    async def _enqueue(
+        self, request: SubmitRequest, known_board: LeaderboardRecord | None = None
+    ) -> tuple[Submission, TaskDefinition]:
         store = self._require_store()
         check_request(request, self.settings.max_submission_bytes, database=self.store is not None)
         if request.site is not None:  # the site it names must be open (checked again when routed)
             await self.placement.refuse_drained(request.site)
-        task, board = await self.boards.task_for(request)  # the task parsed once, on its way to its runs
+        task, board = await self.boards.task_for(request, known_board)  # parsed once, on its way to its runs
         check_source_for(request, task)
         gpu = self.placement.gpu_type_of(request, board)
         self.placement.refuse_too_few_gpus(gpu, task.gpus_per_run, request.site)
@@ -234,8 +242,9 @@ class Gateway:
     def event_notifications(self) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[tuple[str, str]]]:
         """LISTEN for run events, for a process that fans them out to many followers (the HTTP API):
         a queue of (channel, JSON payload naming the run, kind and state); ("", "") when the connection
-        dropped, after which followers must re-read what they follow with ``events_after``."""
-        return self._require_store().notifications(EVENTS_CHANNEL)
+        dropped, after which followers must re-read what they follow with ``events_after``. The same
+        connection hears CHANGES_CHANNEL (gateway/store/changes.py): what the API's caches must drop."""
+        return self._require_store().notifications(EVENTS_CHANNEL, CHANGES_CHANNEL)
 
     async def events_after(self, run_ids: list[str], after_id: int = 0) -> list[RunEvent]:
         """The recorded events of these runs (full ids) after event ``after_id``, oldest first."""

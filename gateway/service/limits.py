@@ -22,7 +22,8 @@ STREAM_RETRY_AFTER_S = 5.0  # a stream frees when one ends: no way to know when,
 class TokenTake:
     taken: bool
     tokens: float  # left in the bucket, as the database has it after this take
-    wait_s: float  # 0.0 when taken; else the seconds until a token will be there
+    wait_s: float  # 0.0 when taken (every one asked for); else the seconds until a token will be there
+    granted: int = 1  # of take_tokens: how many of those asked for were taken
 
 
 class SharedLimits:
@@ -38,6 +39,14 @@ class SharedLimits:
         rate = per_minute / 60.0
         taken, tokens = await self._require_store().take_token(key, float(per_minute), rate)
         return TokenTake(taken, tokens, 0.0 if taken else max(0.0, 1.0 - tokens) / rate)
+
+    async def take_tokens(self, key: str, per_minute: float, count: int) -> TokenTake:
+        """Up to ``count`` tokens from ``key``'s bucket at once (the takes of requests that arrived
+        together): as many as it holds. Raises StoreError when the database is away (not retried)."""
+        rate = per_minute / 60.0
+        granted, tokens = await self._require_store().take_tokens(key, float(per_minute), rate, count)
+        wait = 0.0 if granted == count else max(0.0, 1.0 - tokens) / rate
+        return TokenTake(granted > 0, tokens, wait, granted)
 
     async def prune_token_buckets(self) -> int:
         """Forget the buckets that are full again; how many went."""

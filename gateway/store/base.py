@@ -44,6 +44,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection back in the pool needs reset: nothing. asyncpg's default sends a reset query
+    (advisory unlock, CLOSE ALL, UNLISTEN *, RESET ALL) at every release, a second round trip for every
+    one-statement operation; the store sets no session state, takes only transaction-scoped advisory locks,
+    opens cursors only in transactions and LISTENs on connections of its own. (An open transaction is
+    still rolled back by the pool itself.)"""
+
+
 def retried(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """Run an idempotent store operation again, with backoff, while the database is unreachable.
 
@@ -85,7 +93,9 @@ class StoreBase:
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 10) -> Any:
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection)
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=max_size, init=_init_connection, reset=_keep_session
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
         return cls(pool, dsn)

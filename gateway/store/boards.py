@@ -9,6 +9,7 @@ import asyncpg
 
 from gateway.core.errors import StoreError
 from gateway.store.base import StoreBase, retried
+from gateway.store.changes import ALL_BOARDS, USERS, notify_change
 from gateway.store.records import (
     IsolationCheck,
     LeaderboardRecord,
@@ -92,6 +93,8 @@ class BoardsStore(StoreBase):
             )
             if row is None:  # nothing changed: read it
                 row = await conn.fetchrow(f"{_USER_SELECT} WHERE name = 'discord:' || $1", discord_id)
+            else:  # a new or renamed user: the rankings show their name
+                await notify_change(conn, ALL_BOARDS)
         if row is None:
             raise StoreError(f"the account of Discord user {discord_id} vanished while it was read")
         return _user(row)
@@ -108,6 +111,7 @@ class BoardsStore(StoreBase):
             )
             if old is None:
                 return "missing"
+            await notify_change(conn, ALL_BOARDS, USERS)  # renamed or merged: names and callers change
             new_id = await conn.fetchval("SELECT id FROM users WHERE name = $1 FOR UPDATE", target)
             if new_id is None:
                 await conn.execute(
@@ -136,36 +140,31 @@ class BoardsStore(StoreBase):
     @retried
     async def set_admin(self, name: str, admin: bool) -> bool:
         """Give an account an admin's rights or take them away (made if unknown); True if it changed."""
-        async with self._conn() as conn:
-            previous = await conn.fetchval(
-                "WITH old AS (SELECT admin FROM users WHERE name = $1) "
-                "INSERT INTO users (name, admin) VALUES ($1, $2) "
-                "ON CONFLICT (name) DO UPDATE SET admin = EXCLUDED.admin "
-                "RETURNING (SELECT admin FROM old)",
-                name,
-                admin,
-            )
-        return previous is None or previous != admin
+        return await self._set_flag(name, "admin", admin)
 
     @retried
     async def set_banned(self, name: str, banned: bool) -> bool:
         """Ban or unban a user (created if unknown, so a ban can come first); True if it changed."""
+        return await self._set_flag(name, "banned", banned)
+
+    async def _set_flag(self, name: str, flag: str, value: bool) -> bool:
         async with self._conn() as conn:
             previous = await conn.fetchval(
-                "WITH old AS (SELECT banned FROM users WHERE name = $1) "
-                "INSERT INTO users (name, banned) VALUES ($1, $2) "
-                "ON CONFLICT (name) DO UPDATE SET banned = EXCLUDED.banned "
-                "RETURNING (SELECT banned FROM old)",
+                f"WITH old AS (SELECT {flag} FROM users WHERE name = $1) "  # noqa: S608 (flag: a constant)
+                f"INSERT INTO users (name, {flag}) VALUES ($1, $2) "
+                f"ON CONFLICT (name) DO UPDATE SET {flag} = $2 RETURNING (SELECT {flag} FROM old)",
                 name,
-                banned,
+                value,
             )
-        return previous is None or previous != banned
+            await notify_change(conn, USERS)  # the API processes' cached callers
+        return previous is None or previous != value
 
     @retried
     async def set_token(self, name: str, token_sha256: str | None) -> bool:
         """Give a user (created if unknown) an API token's hash, replacing any old one; None revokes it.
         True if something changed (revoking from a user without a token changes nothing)."""
-        async with self._conn() as conn:
+        async with self._conn() as conn, conn.transaction():
+            await notify_change(conn, USERS)  # at the commit: a revoked or replaced token is refused at once
             if token_sha256 is None:
                 status = await conn.execute(
                     "UPDATE users SET token_sha256 = NULL WHERE name = $1 AND token_sha256 IS NOT NULL", name
@@ -266,6 +265,7 @@ class BoardsStore(StoreBase):
     async def set_deadline(self, name: str, deadline: datetime | None) -> bool:
         async with self._conn() as conn:
             done = await conn.execute("UPDATE leaderboards SET deadline = $2 WHERE name = $1", name, deadline)
+            await notify_change(conn, ALL_BOARDS)
         return done.endswith(" 1")
 
     @retried
@@ -290,6 +290,7 @@ class BoardsStore(StoreBase):
                 "SELECT count(*) FROM submissions WHERE leaderboard_id = $1", board_id
             )
             await conn.execute("DELETE FROM leaderboards WHERE id = $1", board_id)
+            await notify_change(conn, ALL_BOARDS)  # a board of the same name may be made again
         return submissions, runs
 
     @retried

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.store.base import StoreBase, retried
 from gateway.store.boards import account_id
+from gateway.store.changes import ALL_BOARDS, notify_change
 
 
 @dataclass(frozen=True)
@@ -58,3 +59,4 @@ class CompetitionSyncStore(StoreBase):
                     "ON CONFLICT DO NOTHING",
                     [(board_id, gpu) for gpu in gpu_types],
                 )
+            await notify_change(conn, ALL_BOARDS)  # ranking_by, GPU types or deadline may have changed

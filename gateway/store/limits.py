@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from gateway.core.errors import StoreError
 from gateway.store.base import StoreBase, retried
 
 # A bucket's tokens now: what it had, plus what refilled since (never more than its capacity, never less
@@ -24,6 +25,25 @@ TAKE_SQL = (  # composed of constants only
     f"  tokens = {_LEFT}, taken = {_REFILLED} >= 1, at = greatest(b.at, now()), "
     f"  full_at = greatest(b.at, now()) + make_interval(secs => ($2::float8 - {_LEFT}) / $3::float8) "
     "RETURNING taken, tokens"
+)
+
+# Taking up to $4 tokens at once (the takes of several requests that arrived together in one process): the
+# bucket's row locked and read (cur), refilled, as many tokens given as it holds (at most $4), and written
+# back. A key without a row starts full; if another process made its row meanwhile, this statement writes
+# nothing and says so (granted -1: ask again, the row is there now). $2 capacity, $3 tokens per second.
+TAKE_MANY_SQL = (  # composed of constants only
+    "WITH cur AS (SELECT tokens, at FROM api_buckets WHERE key = $1 FOR UPDATE), "
+    "r AS (SELECT COALESCE((SELECT least($2::float8, "
+    "    tokens + greatest(0, extract(epoch FROM now() - at)::float8) * $3::float8) FROM cur), "
+    "  $2::float8) AS refilled, greatest((SELECT at FROM cur), now()) AS at), "
+    "g AS (SELECT refilled, least($4::float8, floor(refilled))::int AS granted, at FROM r), "
+    "up AS (INSERT INTO api_buckets AS b (key, tokens, at, full_at, taken) "
+    "  SELECT $1, refilled - granted, at, "
+    "    at + make_interval(secs => ($2::float8 - refilled + granted) / $3::float8), granted >= 1 FROM g "
+    "  ON CONFLICT (key) DO UPDATE SET tokens = EXCLUDED.tokens, at = EXCLUDED.at, "
+    "    full_at = EXCLUDED.full_at, taken = EXCLUDED.taken WHERE EXISTS (SELECT 1 FROM cur) RETURNING 1) "
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM up) THEN granted ELSE -1 END AS granted, "
+    "  refilled - granted AS tokens FROM g"
 )
 
 # Opening a stream: under one lock for every API process (opens are rare next to requests, and the caps
@@ -55,6 +75,19 @@ class LimitsStore(StoreBase):
             row = await conn.fetchrow(TAKE_SQL, key, capacity, per_second)
         assert row is not None  # an upsert always returns its row
         return bool(row["taken"]), float(row["tokens"])
+
+    async def take_tokens(
+        self, key: str, capacity: float, per_second: float, count: int
+    ) -> tuple[int, float]:
+        """Take up to ``count`` tokens from ``key``'s bucket: (how many were taken, the tokens left). One
+        statement (two when the key's row was made by another process at the same moment)."""
+        async with self._conn() as conn:
+            for _ in range(2):
+                row = await conn.fetchrow(TAKE_MANY_SQL, key, capacity, per_second, count)
+                assert row is not None  # g always has its one row
+                if row["granted"] >= 0:
+                    return int(row["granted"]), float(row["tokens"])
+        raise StoreError(f"the token bucket {key!r} could not be written twice in a row")
 
     @retried
     async def prune_buckets(self) -> int:

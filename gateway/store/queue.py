@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from gateway.store.base import retried
+from gateway.store.changes import board_changed, notify_change
 from gateway.store.records import ClaimedRun
 from gateway.store.submissions import SubmissionsStore, insert_event
 
@@ -219,8 +220,9 @@ class QueueStore(SubmissionsStore):
             if not done.endswith(" 1"):
                 return False
             await insert_event(conn, rid, "finished", state, message)
-            await conn.execute(
-                "UPDATE runs p SET ranked = true WHERE p.submission_id = $1 AND p.mode = 'leaderboard' "
+            ranked = await conn.fetchval(
+                "WITH marked AS (UPDATE runs p SET ranked = true "
+                "WHERE p.submission_id = $1 AND p.mode = 'leaderboard' "
                 "AND NOT p.secret AND p.passed AND p.score IS NOT NULL AND NOT p.ranked "
                 "AND EXISTS (SELECT 1 FROM runs s WHERE s.submission_id = p.submission_id "
                 "            AND s.gpu_type IS NOT DISTINCT FROM p.gpu_type AND s.secret AND s.passed) "
@@ -228,9 +230,12 @@ class QueueStore(SubmissionsStore):
                 # does a deleted submission's (docs/competitions.md)
                 "AND EXISTS (SELECT 1 FROM submissions d JOIN leaderboards l ON l.id = d.leaderboard_id "
                 "            WHERE d.id = p.submission_id AND d.deleted_at IS NULL "
-                "            AND (l.deadline IS NULL OR now() < l.deadline))",
+                "            AND (l.deadline IS NULL OR now() < l.deadline)) "
+                "RETURNING p.leaderboard_id) SELECT min(leaderboard_id) FROM marked",
                 submission_id,
             )
+            if ranked is not None:  # the API processes' cached rankings of that board are out of date
+                await notify_change(conn, board_changed(ranked))
             return True
 
     @retried

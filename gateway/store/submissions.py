@@ -18,26 +18,66 @@ from typing import Any
 
 from gateway.core.errors import RefusedError, UserError
 from gateway.store.base import StoreBase, retried
+from gateway.store.changes import board_changed, notify_change
 from gateway.store.records import DeletedSubmission, NewRun, SubmissionCode
 
 EVENTS_PER_RUN = 500  # state and progress events kept per run (the finished event always goes in)
 PER_MINUTE_S = 60.0
 
-# What a user's submission is checked and queued against, in one round trip ($1: the user, $2: the window of
-# the per-minute limit in seconds, $3: that limit): the user's unfinished runs and the last one's turn; the
-# turn workers are serving (the lowest turn still waiting for a worker; with none waiting, the highest turn
-# running, so turns keep rising; with nothing unfinished, 0); the user's submissions in the window and when
-# the $3-th newest leaves it (as a leaderboard's limit: the oldest, unless the limit was lowered).
-USER_QUEUE_SQL = (
+# A submission is stored in three statements in one transaction (each a round trip; the user's row stays
+# locked from the first to the commit, so their concurrent submissions are serialised and every limit holds
+# exactly). 1: the upsert that locks the user's row, and whether these runs exist already (a retry).
+LOCK_USER_SQL = (
+    "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+    "RETURNING id, banned, (SELECT submission_id FROM runs WHERE id = $2) AS existing"
+)
+# 2: what the submission is checked and queued against, read after the lock (a statement's snapshot is taken
+# when it starts: one read with the lock would miss a submission committed while it waited). $1 the user,
+# $2 the window of the per-minute limit in seconds, $3 that limit, $4 the leaderboard (NULL: none), $5 the
+# mode. The user's unfinished runs and the last one's turn; the turn workers are serving (the lowest turn
+# still waiting for a worker; with none waiting, the highest turn running, so turns keep rising; with nothing
+# unfinished, 0); the user's submissions in the window and when the $3-th newest leaves it; the leaderboard
+# (closed at its deadline, its cap on unfinished runs) and its rate limit for the mode with the user's
+# submissions in that window and when a slot frees (the max_submissions-th newest one leaving it: the
+# oldest, unless the limit was lowered while more were in the window).
+CHECKS_SQL = (
     "SELECT mine.unfinished, mine.last_turn, recent.used, recent.wait_s, COALESCE("
     "  (SELECT turn FROM runs WHERE finished_at IS NULL AND worker IS NULL ORDER BY turn LIMIT 1), "
-    "  (SELECT max(turn) FROM runs WHERE finished_at IS NULL), 0) AS head "
+    "  (SELECT max(turn) FROM runs WHERE finished_at IS NULL), 0) AS head, "
+    "  l.name AS board, l.deadline, l.deadline <= now() AS closed, l.max_unfinished_per_user, "
+    "  lim.max_submissions, lim.per_seconds, win.used AS board_used, win.wait_s AS board_wait_s "
     "FROM (SELECT count(*) AS unfinished, max(turn) AS last_turn FROM runs "
-    "      WHERE user_id = $1 AND finished_at IS NULL) mine, "
-    "     (SELECT count(*) AS used, extract(epoch FROM "
+    "      WHERE user_id = $1 AND finished_at IS NULL) mine "
+    "CROSS JOIN (SELECT count(*) AS used, extract(epoch FROM "
     "        (array_agg(created_at ORDER BY created_at DESC))[$3] + make_interval(secs => $2) - now()) "
     "        AS wait_s "
-    "      FROM submissions WHERE user_id = $1 AND created_at > now() - make_interval(secs => $2)) recent"
+    "      FROM submissions WHERE user_id = $1 AND created_at > now() - make_interval(secs => $2)) recent "
+    "LEFT JOIN leaderboards l ON l.id = $4 "
+    "LEFT JOIN rate_limits lim ON lim.leaderboard_id = l.id AND lim.mode = $5 "
+    "LEFT JOIN LATERAL (SELECT count(*) AS used, extract(epoch FROM "
+    "    (array_agg(created_at ORDER BY created_at DESC))[lim.max_submissions] "
+    "    + make_interval(secs => lim.per_seconds::float8) - now()) AS wait_s "
+    "  FROM submissions WHERE user_id = $1 AND leaderboard_id = l.id AND mode = $5 "
+    "  AND created_at > now() - make_interval(secs => lim.per_seconds::float8)) win ON true"
+)
+# 3: the code (deduplicated), the submission, its queued runs (one after another in turns and in the user's
+# places) and each run's first event; its trigger NOTIFYs followers. $9 the first run's turn, $10 the
+# user's unfinished runs before these.
+STORE_SQL = (
+    "WITH code AS (INSERT INTO code_blobs (sha256, code) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING), "
+    "sub AS (INSERT INTO submissions (user_id, leaderboard_id, task_name, file_name, code_sha256, mode, "
+    "  public_id) VALUES ($3, $4, $5, $6, $1, $7, COALESCE($8, replace(gen_random_uuid()::text, '-', ''))) "
+    "  RETURNING id), "
+    "queued AS (INSERT INTO runs (id, submission_id, leaderboard_id, user_id, mode, secret, gpu_type, "
+    "  requested_site, state, result_key, turn, user_place) "
+    "  SELECT r.id, (SELECT id FROM sub), $4, $3, r.mode, r.secret, r.gpu_type, r.site, 'QUEUED', r.key, "
+    "    $9 + r.n - 1, $10 + r.n "
+    "  FROM unnest($11::uuid[], $12::text[], $13::bool[], $14::text[], $15::text[], $16::text[]) "
+    "    WITH ORDINALITY AS r(id, mode, secret, gpu_type, site, key, n) "
+    "  RETURNING id), "
+    "events AS (INSERT INTO run_events (run_id, kind, state, message) "
+    "  SELECT id, 'state', 'QUEUED', 'queued' FROM queued) "
+    "SELECT id FROM sub"
 )
 
 
@@ -84,29 +124,22 @@ class SubmissionsStore(StoreBase):
         acknowledgement was lost finds the submission instead of adding a second one."""
         digest = hashlib.sha256(code.encode()).hexdigest()
         async with self._conn() as conn, conn.transaction():
-            existing = await conn.fetchval(
-                "SELECT submission_id FROM runs WHERE id = $1", uuid.UUID(runs[0].run_id)
-            )
-            if existing is not None:
-                return int(existing)
-            # the upsert locks the user's row until commit: their concurrent submissions are serialised,
-            # so a rate limit holds exactly
-            user_row: Any = await conn.fetchrow(
-                "INSERT INTO users (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
-                "RETURNING id, banned",
-                user,
-            )
+            user_row: Any = await conn.fetchrow(LOCK_USER_SQL, user, uuid.UUID(runs[0].run_id))
+            if user_row["existing"] is not None:
+                return int(user_row["existing"])
             if user_row["banned"]:
                 raise RefusedError(
                     f"{user} is banned from submitting; ask the organisers if you think this is a mistake",
                     "banned",
                 )
+            mine: Any = await conn.fetchrow(
+                CHECKS_SQL, user_row["id"], PER_MINUTE_S, per_minute or 1, leaderboard_id, mode
+            )
             cap, where = max_unfinished, ""
             if leaderboard_id is not None:
-                board_name, board_cap = await self._check_open(conn, user_row["id"], leaderboard_id, mode)
-                if board_cap is not None:
-                    cap, where = board_cap, f" on {board_name}"
-            mine: Any = await conn.fetchrow(USER_QUEUE_SQL, user_row["id"], PER_MINUTE_S, per_minute or 1)
+                _check_open(mine, mode)
+                if mine["max_unfinished_per_user"] is not None:
+                    cap, where = mine["max_unfinished_per_user"], f" on {mine['board']}"
             if per_minute is not None and mine["used"] >= per_minute:
                 raise _rate_limited(
                     f"{per_minute} submission(s) per minute across all leaderboards", mine["wait_s"]
@@ -123,92 +156,26 @@ class SubmissionsStore(StoreBase):
             # same moment may get the same turn; the tie goes to the lower place, then the older)
             head: int = mine["head"]
             turn = head if mine["last_turn"] is None else max(head, mine["last_turn"] + 1)
-            await conn.execute(
-                "INSERT INTO code_blobs (sha256, code) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            submission_id: int = await conn.fetchval(
+                STORE_SQL,
                 digest,
                 code,
-            )
-            submission_id: int = await conn.fetchval(
-                "INSERT INTO submissions (user_id, leaderboard_id, task_name, file_name, code_sha256, mode, "
-                "public_id) VALUES ($1, $2, $3, $4, $5, $6, "
-                "COALESCE($7, replace(gen_random_uuid()::text, '-', ''))) RETURNING id",
                 user_row["id"],
                 leaderboard_id,
                 task_name,
                 file_name,
-                digest,
                 mode,
                 public_id,
+                turn,
+                mine["unfinished"],
+                [uuid.UUID(r.run_id) for r in runs],
+                [r.mode for r in runs],
+                [r.secret for r in runs],
+                [r.gpu_type for r in runs],
+                [r.requested_site for r in runs],
+                [r.result_key for r in runs],
             )
-            await conn.executemany(
-                "INSERT INTO runs (id, submission_id, leaderboard_id, user_id, mode, secret, gpu_type, "
-                "requested_site, state, result_key, turn, user_place) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'QUEUED', $9, $10, $11)",
-                [
-                    (
-                        uuid.UUID(r.run_id),
-                        submission_id,
-                        leaderboard_id,
-                        user_row["id"],
-                        r.mode,
-                        r.secret,
-                        r.gpu_type,
-                        r.requested_site,
-                        r.result_key,
-                        turn + n,
-                        mine["unfinished"] + 1 + n,
-                    )
-                    for n, r in enumerate(runs)
-                ],
-            )
-            for r in runs:
-                await insert_event(conn, uuid.UUID(r.run_id), "state", "QUEUED", "queued")
             return submission_id
-
-    async def _check_open(self, conn: Any, user_id: int, board_id: int, mode: str) -> tuple[str, int | None]:
-        """Refuse a submission to a closed leaderboard or over its rate limit; return the leaderboard's name
-        and its cap on each user's unfinished runs (None: the gateway's default)."""
-        board: Any = await conn.fetchrow(
-            "SELECT name, deadline, deadline <= now() AS closed, max_unfinished_per_user "
-            "FROM leaderboards WHERE id = $1",
-            board_id,
-        )
-        if board is None:
-            raise UserError("that leaderboard no longer exists (it was deleted)")
-        if board["closed"]:
-            raise RefusedError(
-                f"leaderboard {board['name']} closed at {board['deadline']:%Y-%m-%d %H:%M %Z}; "
-                "it takes no more submissions",
-                "closed",
-            )
-        limit = await conn.fetchrow(
-            "SELECT max_submissions, per_seconds FROM rate_limits WHERE leaderboard_id = $1 AND mode = $2",
-            board_id,
-            mode,
-        )
-        if limit is None:
-            return board["name"], board["max_unfinished_per_user"]
-        # a slot frees when the max_submissions-th newest submission in the window leaves it (the oldest
-        # one, unless the limit was lowered while more were in the window)
-        window: Any = await conn.fetchrow(
-            "SELECT count(*) AS used, extract(epoch FROM "
-            "  (array_agg(created_at ORDER BY created_at DESC))[$5] + make_interval(secs => $4) - now()) "
-            "  AS wait_s "
-            "FROM submissions WHERE user_id = $1 AND leaderboard_id = $2 AND mode = $3 "
-            "AND created_at > now() - make_interval(secs => $4)",
-            user_id,
-            board_id,
-            mode,
-            float(limit["per_seconds"]),
-            limit["max_submissions"],
-        )
-        if window["used"] >= limit["max_submissions"]:
-            raise _rate_limited(
-                f"{limit['max_submissions']} {mode} submission(s) per {_duration(limit['per_seconds'])} "
-                f"on {board['name']}",
-                window["wait_s"],
-            )
-        return board["name"], board["max_unfinished_per_user"]
 
 
 # A submission's code with its owner and its board's state, by its public id
@@ -256,9 +223,13 @@ class SubmissionFilesStore(StoreBase):
                 submission_id,
                 deleted_by,
             )
-            await conn.execute(
-                "UPDATE runs SET ranked = false WHERE submission_id = $1 AND ranked", submission_id
+            unranked = await conn.fetchval(
+                "WITH unmarked AS (UPDATE runs SET ranked = false WHERE submission_id = $1 AND ranked "
+                "RETURNING leaderboard_id) SELECT min(leaderboard_id) FROM unmarked",
+                submission_id,
             )
+            if unranked is not None:
+                await notify_change(conn, board_changed(unranked))
             idle = [r["id"] for r in runs if not r["finished"] and r["idle"]]
             busy = [r["id"] for r in runs if not r["finished"] and not r["idle"]]
             if idle:
@@ -274,6 +245,25 @@ class SubmissionFilesStore(StoreBase):
                 await conn.execute("UPDATE runs SET cancel_requested = true WHERE id = $1", run_id)
                 await conn.execute("SELECT pg_notify('gateway_cancel', $1)", str(run_id))
         return DeletedSubmission(public_id, sum(1 for r in runs if r["ranked"]), len(idle), len(busy))
+
+
+def _check_open(checks: Any, mode: str) -> None:
+    """Refuse a submission to a leaderboard that was deleted, is closed, or whose rate limit for ``mode``
+    the user has reached (CHECKS_SQL's row)."""
+    if checks["board"] is None:
+        raise UserError("that leaderboard no longer exists (it was deleted)")
+    if checks["closed"]:
+        raise RefusedError(
+            f"leaderboard {checks['board']} closed at {checks['deadline']:%Y-%m-%d %H:%M %Z}; "
+            "it takes no more submissions",
+            "closed",
+        )
+    if checks["max_submissions"] is not None and checks["board_used"] >= checks["max_submissions"]:
+        raise _rate_limited(
+            f"{checks['max_submissions']} {mode} submission(s) per {_duration(checks['per_seconds'])} "
+            f"on {checks['board']}",
+            checks["board_wait_s"],
+        )
 
 
 def _rate_limited(limit: str, wait_s: Any) -> RefusedError:

@@ -196,3 +196,22 @@ async def test_metrics_need_their_token_and_never_name_a_leaderboard(stack_setti
         assert 'route="/api/leaderboards/{name}/ranking"' in scraped.text
         assert hidden not in scraped.text and public not in scraped.text
         assert hidden.split("-")[1] not in scraped.text  # not even the name's random part
+
+
+async def test_takes_asked_for_together_get_what_the_bucket_holds_even_racing_for_a_new_key(
+    stack_settings: Settings,
+) -> None:
+    async with two_apis(stack_settings) as (first, second):
+        one, two = first.gateway.limits, second.gateway.limits
+        took = await one.take_tokens("burst", 5, 3)  # a new key starts full
+        assert (took.granted, took.taken, took.wait_s) == (3, True, 0.0)
+        took = await two.take_tokens("burst", 5, 4)  # 2 left: 2 of 4, the rest wait for the refill
+        assert took.granted == 2 and took.tokens == pytest.approx(0.0, abs=0.01)
+        assert took.wait_s == pytest.approx(12.0, abs=0.5)  # 5 a minute: one every 12 s
+        assert (await one.take_token("burst", 5)).taken is False
+        for round_ in range(
+            5
+        ):  # both processes make the same new key's row at once: never more than it holds
+            key = f"race-{round_}"
+            both = await asyncio.gather(one.take_tokens(key, 4, 3), two.take_tokens(key, 4, 3))
+            assert sum(t.granted for t in both) == 4, both

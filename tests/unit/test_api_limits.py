@@ -173,3 +173,40 @@ def test_the_server_protocol_carries_the_settings_time_limits() -> None:
         protocol = guarded_protocol(settings, http)
         assert protocol.header_timeout_s == 3.0 and protocol.body_timeout_s == 7.0  # type: ignore[attr-defined]
     assert issubclass(guarded_protocol(settings, "h11"), H11Protocol)
+
+
+class SlowLimits:
+    """take_token and take_tokens that answer when let: a bucket per key holding ``tokens``."""
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens: dict[str, int] = {}
+        self.full = tokens
+        self.asked: list[tuple[str, int]] = []
+        self.go = asyncio.Event()
+
+    async def take_token(self, key: str, per_minute: float) -> TokenTake:
+        took = await self.take_tokens(key, per_minute, 1)
+        return TokenTake(took.taken, took.tokens, took.wait_s)
+
+    async def take_tokens(self, key: str, per_minute: float, count: int) -> TokenTake:
+        self.asked.append((key, count))
+        await self.go.wait()
+        granted = min(count, self.tokens.get(key, self.full))
+        self.tokens[key] = self.tokens.get(key, self.full) - granted
+        return TokenTake(granted > 0, 0.0, 0.0 if granted == count else 6.0, granted)
+
+
+async def test_takes_that_arrive_together_are_asked_for_in_one_statement() -> None:
+    slow = SlowLimits(tokens=4)
+    bucket = SharedBucket(slow, per_minute=600)  # type: ignore[arg-type]
+    first = asyncio.create_task(bucket.take("k"))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(bucket.take("k")) for _ in range(5)]
+    other = asyncio.create_task(bucket.take("other"))  # another key is asked for on its own
+    await asyncio.sleep(0)
+    slow.go.set()
+    assert await first == 0.0
+    waits = await asyncio.gather(*rest)
+    assert sorted(waits) == [0.0, 0.0, 0.0, 6.0, 6.0]  # the bucket held 4: no more than 4 let in
+    assert await other == 0.0
+    assert sorted(slow.asked) == [("k", 1), ("k", 5), ("other", 1)]  # the five that waited: together

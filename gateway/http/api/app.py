@@ -12,17 +12,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config.settings import Settings
 from gateway.core.errors import GatewayError, NotFoundError, RefusedError, StoreError, UserError
 from gateway.http import web
 from gateway.http.api import admin, competitions, read, streams, submit
+from gateway.http.api.caches import ApiCaches
 from gateway.http.api.hub import EventHub
 from gateway.http.api.limits import MULTIPART_OVERHEAD, ApiLimits, BodyLimit, retry_after, too_many
 from gateway.http.api.metrics import Metrics, metrics_authorized
@@ -42,7 +44,8 @@ UNLIMITED_PATHS = ("/api/health", "/metrics")  # probes and scrapers are not rat
 
 
 def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
-    hub = EventHub(gateway)
+    caches = ApiCaches.of(settings)
+    hub = EventHub(gateway, caches)
     metrics = Metrics()
     limits = ApiLimits(gateway, settings)
 
@@ -65,6 +68,7 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
     app.state.gateway = gateway
     app.state.settings = settings
     app.state.hub = hub
+    app.state.caches = caches
     app.state.metrics = metrics
     app.state.limits = limits
     app.state.submit_limiter = limits.submissions
@@ -83,25 +87,42 @@ def create_app(gateway: Gateway, settings: Settings) -> FastAPI:
         body = await metrics.render(gateway, hub.streams)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.middleware("http")
-    async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path not in UNLIMITED_PATHS:
-            client = request.client.host if request.client else "unknown"
-            wait = await limits.requests.take(f"address:{client}")
-            if wait:
-                return too_many(f"requests from {client}", wait)
-        return await call_next(request)
+    def rate_limit(inner: ASGIApp) -> ASGIApp:
+        """Each request (but probes' and scrapers') takes a token of its address's shared bucket; plain
+        ASGI, as every middleware here (starlette's BaseHTTPMiddleware costs a task per request)."""
 
+        async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"] not in UNLIMITED_PATHS:
+                client = scope["client"][0] if scope.get("client") else "unknown"
+                wait = await limits.requests.take(f"address:{client}")
+                if wait:
+                    await too_many(f"requests from {client}", wait)(scope, receive, send)
+                    return
+            await inner(scope, receive, send)
+
+        return limited
+
+    app.add_middleware(_Wrapped, wrap=rate_limit)
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_submission_bytes + MULTIPART_OVERHEAD,
         file_limit=settings.max_submission_bytes,
         timeout_s=settings.api_body_timeout_s,
     )
-    app.middleware("http")(metrics.middleware)  # outermost: counts the limits' 413s and 429s too
+    app.add_middleware(_Wrapped, wrap=metrics.middleware)  # outermost: counts the limits' 413s and 429s too
     _add_error_handlers(app)
     web.install(app)  # the web pages and /static, after the error handlers: /api keeps its JSON 404
     return app
+
+
+class _Wrapped:
+    """An ASGI middleware made by a function of the app it wraps (for ``app.add_middleware``)."""
+
+    def __init__(self, app: ASGIApp, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        self.wrapped = wrap(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.wrapped(scope, receive, send)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.config.settings import Settings
+from gateway.http.api.caches import CallerCache
 from gateway.service.facade import ANONYMOUS, Caller, Gateway, UserRecord
 
 bearer = HTTPBearer(auto_error=False, description="a user's API token, or the admin token")
@@ -49,11 +50,24 @@ def is_admin_token(settings: Settings, token: str) -> bool:
     return hmac.compare_digest(expected, hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
 
 
+async def user_for_token(request: Request, token: str) -> UserRecord | None:
+    """The user a token is (None: no one's), from this process's memory while it is current
+    (gateway/http/api/caches.py: dropped when any token, ban or admin's rights change)."""
+    callers: CallerCache = request.app.state.caches.callers
+    user = callers.get(token)
+    if user is None:
+        generation = callers.generation  # before the read: a change heard during it keeps it out
+        user = await gateway_of(request).accounts.user_for_token(token)
+        if user is not None:
+            callers.put(token, user, generation)
+    return user
+
+
 async def current_user(request: Request, credentials: Credentials) -> UserRecord:
     """The user whose token came with the request; 401 without a valid one."""
     if credentials is None:
         raise HTTPException(401, f"no API token: {HOW_TO_AUTHENTICATE}", {"WWW-Authenticate": "Bearer"})
-    user = await gateway_of(request).accounts.user_for_token(credentials.credentials)
+    user = await user_for_token(request, credentials.credentials)
     if user is None:
         raise HTTPException(
             401,

@@ -4,7 +4,10 @@ Each browser tab or CLI following a run would otherwise hold a PostgreSQL connec
 LISTENs once and wakes only the followers of the run a notification names (and the followers of that
 run's leaderboard); a woken follower reads its new events from the table, so nothing is missed or
 repeated, and a dropped connection wakes everyone to re-read. Followers also re-read every few seconds as
-a safety net."""
+a safety net.
+
+The same connection hears what the process's caches (gateway/http/api/caches.py) must drop, and tells them
+when it is up: while it is down they are empty and unused, since a change may go unheard."""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Iterator
 
 from gateway.core.errors import GatewayError
-from gateway.service.facade import OPERATOR, Gateway, RunEvent
+from gateway.http.api.caches import ApiCaches
+from gateway.service.facade import CHANGES_CHANNEL, OPERATOR, Gateway, RunEvent
 
 log = logging.getLogger(__name__)
 SAFETY_REREAD_S = 5.0
@@ -25,8 +29,9 @@ _BOARDS_CACHED = 10_000
 
 
 class EventHub:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, caches: ApiCaches) -> None:
         self.gateway = gateway
+        self.caches = caches
         self._by_run: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._by_board: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._board_of: OrderedDict[str, str | None] = OrderedDict()  # run id -> leaderboard
@@ -42,19 +47,25 @@ class EventHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.caches.listening(False)
 
     async def _listen(self) -> None:
         while True:
             try:
                 async with self.gateway.event_notifications() as queue:
+                    self.caches.listening(True)  # what they held may have changed unheard
                     self.connected.set()
                     self._wake_all()  # anything that happened while no one listened
                     while True:
                         channel, payload = await queue.get()
                         if channel == "":
                             raise GatewayError("the LISTEN connection dropped")
-                        await self._dispatch(payload)
+                        if channel == CHANGES_CHANNEL:
+                            self.caches.changed(payload)
+                        else:
+                            await self._dispatch(payload)
             except GatewayError as exc:
+                self.caches.listening(False)
                 self.connected.clear()
                 self._wake_all()
                 log.warning("event hub: %s; listening again in %.0f s", exc, RECONNECT_S)

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config.settings import Settings
 from gateway.core.errors import GatewayError, StoreError
-from gateway.http.api.auth import is_admin_token
+from gateway.http.api.auth import is_admin_token, user_for_token
 from gateway.service.facade import Gateway
 from gateway.service.limits import SharedLimits
 
@@ -76,32 +76,74 @@ class TokenBucket:
 
 class SharedBucket:
     """A token bucket per key kept in PostgreSQL, so N API processes allow what one does: one atomic
-    statement per take (SharedLimits.take_token). A key that this process last saw empty is refused from the
-    mirror until it refills, without a round trip (the shared bucket can only hold fewer tokens: other
-    processes take from it too). With the database away, requests are let through (and logged): the
-    limiter guards the database, which then refuses the work itself."""
+    statement per take (SharedLimits.take_token). Takes of one key that arrive while this process is asking
+    the database for it wait, and are then asked for together, in one statement (SharedLimits.take_tokens:
+    as many tokens as the bucket holds), so a burst from one client costs a round trip per round trip's
+    worth of requests, not one each; every token given is still taken from the shared bucket. A key that
+    this process last saw empty is refused from the mirror until it refills, without a round trip (the
+    shared bucket can only hold fewer tokens: other processes take from it too). With the database away,
+    requests are let through (and logged): the limiter guards the database, which then refuses the work
+    itself."""
 
     def __init__(self, limits: SharedLimits, per_minute: int) -> None:
         self.limits = limits
         self.per_minute = per_minute
         self.mirror = TokenBucket(per_minute)
         self._warned_at = -math.inf
+        self._waiting: dict[str, list[asyncio.Future[float]]] = {}  # key -> takes waiting for the next ask
 
     async def take(self, key: str) -> float:
         """0.0 if ``key`` got a token, else the seconds until it will."""
         wait = self.mirror.wait(key)
         if wait:
             return wait
+        waiting = self._waiting.get(key)
+        if waiting is not None:  # this key is being asked for: wait for the next ask, with the others
+            future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            waiting.append(future)
+            return await future
+        self._waiting[key] = []
+        try:
+            return (await self._ask(key, 1))[0]
+        finally:
+            self._ask_for_waiting(key)
+
+    def _ask_for_waiting(self, key: str) -> None:
+        waiting = [future for future in self._waiting.pop(key, []) if not future.done()]
+        if waiting:
+            self._waiting[key] = []
+            asyncio.get_running_loop().create_task(self._answer(key, waiting))
+
+    async def _answer(self, key: str, waiting: list[asyncio.Future[float]]) -> None:
+        try:
+            waits = await self._ask(key, len(waiting))
+        except BaseException as exc:  # no waiter is left waiting for ever
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        finally:
+            self._ask_for_waiting(key)
+        for future, wait in zip(waiting, waits, strict=True):
+            if not future.done():  # a request that went away meanwhile: its token is spent
+                future.set_result(wait)
+
+    async def _ask(self, key: str, count: int) -> list[float]:
+        """Take ``count`` tokens of ``key`` from the shared bucket: the wait of each take (0.0: taken)."""
         asked = time.monotonic()  # before the database's clock reads: the mirror errs towards letting in
         try:
-            took = await self.limits.take_token(key, self.per_minute)
+            if count == 1:
+                took = await self.limits.take_token(key, self.per_minute)
+            else:
+                took = await self.limits.take_tokens(key, self.per_minute, count)
         except StoreError as exc:
             if time.monotonic() - self._warned_at > STORE_AWAY_LOG_EVERY_S:
                 self._warned_at = time.monotonic()
                 log.warning("rate limits are not enforced while the database is away: %s", exc)
-            return 0.0
+            return [0.0] * count
         self.mirror.record(key, took.tokens, asked)
-        return took.wait_s
+        granted = (1 if took.taken else 0) if count == 1 else took.granted
+        return [0.0] * granted + [took.wait_s] * (count - granted)
 
 
 class StreamLeases:
@@ -196,7 +238,7 @@ async def stream_client(
         token = credentials.credentials
         if is_admin_token(request.app.state.settings, token):
             return "admin", "the admin token"
-        user = await gateway.accounts.user_for_token(token)
+        user = await user_for_token(request, token)
         if user is not None:
             return f"user:{user.id}", f"user {user.name}"
     address = request.client.host if request.client else "unknown"

@@ -16,14 +16,13 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config.settings import Settings
 from gateway.service.facade import Gateway, GatewayStats
@@ -84,15 +83,36 @@ class Metrics:
         self._slow: _Slow | None = None
         self._reading: asyncio.Task[_Slow] | None = None
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_of(request)
-        self.latency.labels(request.method, route).observe(time.perf_counter() - started)
-        self.requests.labels(request.method, route, str(response.status_code)).inc()
-        return response
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """ASGI middleware counting each request by route and status, and timing it to its response's
+        first byte (plain ASGI: starlette's BaseHTTPMiddleware costs a task and a stream per request)."""
+
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 0
+
+            async def timed(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    self.latency.labels(scope["method"], _route_of(scope)).observe(
+                        time.perf_counter() - started
+                    )
+                await send(message)
+
+            try:
+                await app(scope, receive, timed)
+            finally:
+                if not status:  # no answer (an error the server answers 500): timed to now
+                    self.latency.labels(scope["method"], _route_of(scope)).observe(
+                        time.perf_counter() - started
+                    )
+                self.requests.labels(scope["method"], _route_of(scope), str(status or 500)).inc()
+
+        return counted
 
     async def _read_slow(self, gateway: Gateway) -> _Slow:
         stats = await gateway.stats(SITE_WINDOW_S)
@@ -188,7 +208,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _route_of(request: Request) -> str:
+def _route_of(scope: Scope) -> str:
     """The route's path template (/api/runs/{run_id}), never the raw path: labels stay few."""
-    route = request.scope.get("route")
+    route = scope.get("route")
     return str(getattr(route, "path", None) or "unmatched")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 
 from gateway.core.errors import GatewayError
 from gateway.http.api.auth import Service, User, Viewer
+from gateway.http.api.caches import etag_matches, read_ranking
 from gateway.http.api.schemas import (
     ErrorOut,
     GpuTypeOut,
@@ -21,7 +22,6 @@ from gateway.http.api.schemas import (
     SubmissionPageOut,
     board_out,
     point_out,
-    ranked_out,
     run_out,
     submission_out,
     submission_summary_out,
@@ -59,25 +59,28 @@ async def leaderboard(name: str, gateway: Service, viewer: Viewer) -> Leaderboar
     return out
 
 
-@router.get("/leaderboards/{name}/ranking", response_model=list[RankingOut], tags=["leaderboards"])
+@router.get(
+    "/leaderboards/{name}/ranking",
+    response_model=list[RankingOut],
+    responses={304: {"description": "unchanged since the ETag sent in If-None-Match"}},
+    tags=["leaderboards"],
+)
 async def ranking(
+    request: Request,
     name: str,
     gateway: Service,
     viewer: Viewer,
     gpu: Annotated[str | None, Query(description="one GPU type (default: each one ranked)")] = None,
     top: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[RankingOut]:
-    """The ranking per GPU type: each user's best score whose secret rerun also passed, best first."""
-    board = await gateway.boards.get_leaderboard(name, caller=viewer)
-    return [
-        RankingOut(
-            leaderboard=board.name,
-            gpu_type=gpu_type,
-            ranking_by=board.ranking_by,
-            entries=[ranked_out(entry) for entry in entries],
-        )
-        for gpu_type, entries in (await gateway.boards.rankings(board, gpu, top)).items()
-    ]
+    if_none_match: Annotated[str | None, Header(description="an ETag of an earlier answer")] = None,
+) -> Response:
+    """The ranking per GPU type: each user's best score whose secret rerun also passed, best first.
+    Answers carry an ETag; with `If-None-Match` naming it, an unchanged ranking is 304 with no body."""
+    answer = await read_ranking(gateway, request.app.state.caches.rankings, name, gpu, top, viewer)
+    headers = {"ETag": answer.etag(), "Cache-Control": "no-cache"}  # kept by clients, asked again each time
+    if etag_matches(if_none_match, answer.etag()):
+        return Response(status_code=304, headers=headers)
+    return Response(answer.body(), media_type="application/json", headers=headers)
 
 
 @router.get("/leaderboards/{name}/timeline", response_model=list[ScorePointOut], tags=["leaderboards"])

@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from gateway.core.errors import TooLargeError
+from gateway.core.errors import NotFoundError, TooLargeError, UserError
 from gateway.core.modes import modes_help
 from gateway.http.api.auth import Service, User, settings_of
+from gateway.http.api.caches import BoardCache
 from gateway.http.api.limits import too_many
 from gateway.http.api.schemas import ErrorOut, QueuedRunOut, SubmittedOut, UserOut
-from gateway.service.facade import Caller
+from gateway.service.facade import OPERATOR, Caller, Gateway, LeaderboardRecord
 from gateway.service.intake import take_upload
 from gateway.service.model import SubmitRequest
 
@@ -69,18 +70,21 @@ async def submit(
         )
     except TooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
-    board = await gateway.boards.get_leaderboard(leaderboard, caller=Caller(user.name, user.admin))
+    # enqueue takes the board as the user may see it (a hidden one is not found), kept in this process's
+    # memory after its first read, and stores the submission in one transaction that checks the rest (ban,
+    # deadline, limits, caps)
     submission = await gateway.enqueue(
         SubmitRequest(
             code=upload.code,
             file_name=upload.file_name,
             user=user.name,
-            leaderboard=board.name,
+            leaderboard=leaderboard,
             site=site,
             gpu_type=gpu_type,  # None: the board's only GPU type (gateway.service.intake.gpu_for_board)
             mode=upload.mode,
             admin=user.admin,
-        )
+        ),
+        await _known_board(request, gateway, leaderboard),
     )
     public = submission.public_run
     return SubmittedOut(
@@ -92,6 +96,21 @@ async def submit(
         events_url=str(request.url_for("submission_events", submission_id=submission.public_id).path),
         page_url=f"/submissions/{submission.public_id}",
     )
+
+
+async def _known_board(request: Request, gateway: Gateway, name: str) -> LeaderboardRecord | None:
+    """The leaderboard named, from this process's memory (gateway/http/api/caches.py), else read once and
+    kept; None when there is none (enqueue then says so, with a hint)."""
+    boards: BoardCache = request.app.state.caches.boards
+    board = boards.get(name)
+    if board is None and boards.enabled and boards.listening:
+        generation = boards.generation  # before the read: a change heard during it keeps it out
+        try:
+            board = await gateway.boards.get_leaderboard(name, caller=OPERATOR)  # whose: enqueue decides
+        except (NotFoundError, UserError):
+            return None
+        boards.put(name, board, generation)
+    return board
 
 
 @router.post("/runs/{run_id}/cancel", tags=["runs"], responses={403: {"model": ErrorOut}})

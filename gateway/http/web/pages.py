@@ -25,6 +25,7 @@ from gateway.core.errors import NotFoundError, StoreError, UserError
 from gateway.core.formatting import format_seconds
 from gateway.core.validation import shown
 from gateway.http.api.auth import Service
+from gateway.http.api.caches import read_ranking
 from gateway.http.api.schemas import RunOut, ranked_out, run_out
 from gateway.service.facade import ANONYMOUS
 
@@ -154,10 +155,11 @@ async def index(request: Request, gateway: Service) -> Response:
 async def leaderboard(request: Request, name: str, gateway: Service, gpu: str | None = None) -> Response:
     """One leaderboard on one GPU type (``?gpu=``; by default the one with the most ranked entries, the first
     of the board's types on a tie): ranking, score chart, recent runs."""
-    board = await gateway.boards.get_leaderboard(name, caller=ANONYMOUS)
+    # every GPU type's ranking, as the API's cache keeps it for the page (gateway/http/api/caches.py)
+    answer = await read_ranking(gateway, request.app.state.caches.rankings, name, None, TOP, ANONYMOUS)
+    board, rankings = answer.board, answer.rankings
     if gpu is not None and gpu not in board.gpu_types:
         raise NotFoundError(f"leaderboard {shown(board.name)} does not rank {shown(gpu)}")
-    rankings = await gateway.boards.rankings(board, gpu, TOP)
     gpu = gpu or busiest_gpu(board.gpu_types, rankings)
     ranking = rankings.get(gpu or "", [])
     return render(
