@@ -66,6 +66,7 @@ FULL_SITE: dict[str, Any] = {
             "mem_per_gpu": "32G",
             "max_jobs": 8,
             "directives": ["--exclusive"],
+            "warm_pool": {"max_jobs": 2, "idle_s": 60.0, "max_lifetime": "01:00:00"},
         }
     ],
 }
