@@ -18,7 +18,7 @@ import sys
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import ncu
 from harness.compile import compile_cuda
@@ -39,7 +39,9 @@ from harness.protocol import (
     sign_result,
 )
 from harness.sandbox import Isolation, SandboxError
-from harness.standby import Standby
+
+if TYPE_CHECKING:  # a warm pool's (harness/pool.py): a run's bundle does not carry it
+    from harness.standby import Standby
 
 PHASES = {
     "test": ["test"],
@@ -239,7 +241,7 @@ def run_phases(
     # the built-in evaluator serves all phases from one process; a task's own runs once per phase
     own = bool(spec.get("main")) or program is not None
     shared = None
-    if standby is not None and Standby.usable(spec, own):
+    if standby is not None and standby.usable(spec, own):
         shared = standby.attach(bundle, spec, names, files, extra_env)
     elif not own:
         shared = EvaluatorProcess(bundle, spec, names, files, isolation, extra_env)

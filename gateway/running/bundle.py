@@ -107,14 +107,20 @@ def build_spec(
     }
 
 
+# Modules only a warm pool's job runs (harness/__main__.py imports the pool only for `pool`): a run's bundle
+# leaves them out (a fallback's dispatch carries the bundle within 60,000 characters).
+POOL_ONLY = ("harness/pool.py", "harness/reaper.py", "harness/standby.py")
+
+
 @functools.cache
-def _harness_files() -> tuple[tuple[str, bytes], ...]:
+def _harness_files(pool: bool = False) -> tuple[tuple[str, bytes], ...]:
     """The harness package's source files (read once per process: every bundle carries a copy)."""
-    return tuple(
+    files = (
         (str(path.relative_to(HARNESS_SOURCE.parent)), path.read_bytes())
         for path in sorted(HARNESS_SOURCE.rglob("*.py"))
         if "__pycache__" not in path.parts
     )
+    return tuple((name, data) for name, data in files if pool or name not in POOL_ONLY)
 
 
 def bundle_files(
@@ -138,7 +144,7 @@ def pool_files(pool_spec: dict[str, Any], job_script: str) -> list[tuple[str, by
     """Every file of a warm pool's folder: the harness, pool.json, the job script, an empty output.log,
     and the folders the gateway and the pool runner hand runs through (kept by empty dotfiles, which the
     runner ignores)."""
-    files = [(name, data, 0o644) for name, data in _harness_files()]
+    files = [(name, data, 0o644) for name, data in _harness_files(pool=True)]
     files.append(("pool.json", (json.dumps(pool_spec, indent=1) + "\n").encode(), 0o644))
     files.append(("job.sh", job_script.encode(), 0o755))
     files.append(("output.log", b"", 0o600))
