@@ -43,6 +43,20 @@ _SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "sinfo", "sacctmgr")
 DEFAULT_REQUEUE_ON = (JobState.NODE_FAIL, JobState.PREEMPTED, JobState.BOOT_FAIL)
 
 
+def slurm_time(value: str) -> str:
+    """A Slurm time as sbatch takes it (``10``, ``00:10:00``, ``1-00:00:00``), or what to write instead."""
+    if not _TIME_LIMIT.match(value):
+        raise ValueError("expected a Slurm time such as 10, 00:10:00 or 1-00:00:00")
+    return value
+
+
+def seconds_of(value: str) -> int:
+    """Seconds in a Slurm time that :func:`slurm_time` accepted."""
+    seconds = parse_time_s(value)
+    assert seconds is not None
+    return seconds
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,15 +112,11 @@ class WarmPoolConfig(StrictModel):
     @field_validator("max_lifetime")
     @classmethod
     def _slurm_time(cls, value: str) -> str:
-        if not _TIME_LIMIT.match(value):
-            raise ValueError("expected a Slurm time such as 30, 01:00:00 or 1-00:00:00")
-        return value
+        return slurm_time(value)
 
     @property
     def max_lifetime_s(self) -> int:
-        seconds = parse_time_s(self.max_lifetime)
-        assert seconds is not None  # checked by the validator
-        return seconds
+        return seconds_of(self.max_lifetime)
 
 
 class PartitionConfig(StrictModel):
@@ -133,9 +143,7 @@ class PartitionConfig(StrictModel):
     @field_validator("time_limit")
     @classmethod
     def _slurm_time(cls, value: str) -> str:
-        if not _TIME_LIMIT.match(value):
-            raise ValueError("expected a Slurm time such as 10, 00:10:00 or 1-00:00:00")
-        return value
+        return slurm_time(value)
 
     @field_validator("directives")
     @classmethod
@@ -165,9 +173,7 @@ class PartitionConfig(StrictModel):
 
     @property
     def time_limit_s(self) -> int:
-        seconds = parse_time_s(self.time_limit)
-        assert seconds is not None  # checked by the validator
-        return seconds
+        return seconds_of(self.time_limit)
 
     def fits(self, gpus: int) -> bool:
         """Whether one node here gives a run ``gpus`` GPUs."""
