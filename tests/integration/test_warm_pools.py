@@ -74,6 +74,19 @@ async def pool_where(gw: Gateway, pool_id: str, wanted: str, timeout_s: float) -
     pytest.fail(f"pool {pool_id} not {wanted} after {timeout_s} s")
 
 
+async def ready_pool(gw: Gateway) -> PoolRecord:
+    """A pool started in alpha's debug partition, once it is ready; the partition's cap (one) then full."""
+    site = gw.sites.configured["alpha"]
+    debug = site.partition("debug")
+    assert debug is not None
+    pool_id = await gw.pools.grow(site, debug, 1)
+    assert pool_id is not None
+    assert await gw.pools.grow(site, debug, 1) is None  # its cap is one pool job, every worker together
+    pool = await pool_where(gw, pool_id, "ready", 90)
+    assert pool is not None and pool.job_id is not None
+    return pool
+
+
 async def site_ssh(gw: Gateway) -> SSHTransport:
     login = gw.sites.configured["alpha"].login
     assert login is not None
@@ -83,14 +96,9 @@ async def site_ssh(gw: Gateway) -> SSHTransport:
 async def test_a_pool_takes_runs_one_after_another_keeps_each_runs_gpu_time_and_ends_when_idle(
     gateway: Gateway,
 ) -> None:
-    site = gateway.sites.configured["alpha"]
-    debug = site.partition("debug")
-    assert debug is not None and gateway.store is not None
-    pool_id = await gateway.pools.grow(site, debug, 1)
-    assert pool_id is not None
-    assert await gateway.pools.grow(site, debug, 1) is None  # its cap is one pool job, every worker together
-    pool = await pool_where(gateway, pool_id, "ready", 90)
-    assert pool is not None and pool.job_id is not None
+    assert gateway.store is not None
+    pool = await ready_pool(gateway)
+    pool_id, site = pool.id, gateway.sites.configured["alpha"]
 
     passed = await gateway.submit(vectoradd(solution("vectoradd", "correct.py"), "correct.py"))
     assert passed.passed, passed.error or passed.output_tail
@@ -123,13 +131,9 @@ async def test_a_pool_takes_runs_one_after_another_keeps_each_runs_gpu_time_and_
 async def test_a_pool_killed_under_its_run_loses_nothing_the_run_goes_again_as_a_job(
     gateway: Gateway,
 ) -> None:
-    site = gateway.sites.configured["alpha"]
-    debug = site.partition("debug")
-    assert debug is not None and gateway.store is not None
-    pool_id = await gateway.pools.grow(site, debug, 1)
-    assert pool_id is not None
-    pool = await pool_where(gateway, pool_id, "ready", 90)
-    assert pool is not None and pool.job_id is not None
+    assert gateway.store is not None
+    pool = await ready_pool(gateway)
+    pool_id = pool.id
     ssh = await site_ssh(gateway)
 
     async def kill_the_pool_once_it_runs_something() -> None:
