@@ -99,16 +99,41 @@ class PartitionLoad:
 
 
 def script_context(request: JobRequest, paths: BundlePaths, python: str) -> ScriptContext:
-    part, site = request.partition, request.site
-    slurm = site.kind == "slurm"
-    # a multi-GPU task's job asks for its GPUs (and CPUs and memory per GPU) on one node
-    wanted = part.job_resources(request.task.gpus_per_run)
-    return ScriptContext(
+    return job_script_context(
+        request.site,
+        request.partition,
+        request.task.gpus_per_run,
+        python,
         run_id=request.run_id,
         job_name=request.job_name,
-        bundle_dir=str(paths.root),
+        root=str(paths.root),
         runner=str(paths.runner),
-        output_file=str(paths.output),
+        output=str(paths.output),
+    )
+
+
+def job_script_context(
+    site: SiteConfig,
+    part: PartitionConfig,
+    gpus: int,
+    python: str,
+    *,
+    run_id: str,
+    job_name: str,
+    root: str,
+    runner: str,
+    output: str,
+) -> ScriptContext:
+    """A job's script in ``part`` of ``site``, for ``gpus`` GPUs: a run's (above), or a warm pool's."""
+    slurm = site.kind == "slurm"
+    # a multi-GPU task's job asks for its GPUs (and CPUs and memory per GPU) on one node
+    wanted = part.job_resources(gpus)
+    return ScriptContext(
+        run_id=run_id,
+        job_name=job_name,
+        bundle_dir=root,
+        runner=runner,
+        output_file=output,
         python=python,
         partition=part.name if slurm else None,
         gres=wanted.gres,

@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from gateway.config.cluster_info import format_time
@@ -32,6 +32,7 @@ from gateway.running.backends.base import (
     JobStatus,
     PartitionLoad,
     PoolSlot,
+    job_script_context,
 )
 from gateway.running.backends.slurm import QUERY_TIMEOUT_S, SBATCH_TIMEOUT_S, SUBMIT_SCRIPT, SlurmBackend
 from gateway.running.backends.slurm_output import parse_sbatch_parsable
@@ -330,27 +331,18 @@ def _pool_context(
     pool: WarmPoolConfig,
     gpus: int,
 ) -> ScriptContext:
-    """A pool job's script: a run's, but its time is the pool's lifetime plus one run's time limit (it
-    takes no new run after its lifetime), and its runner takes runs from its folder."""
+    """A pool job's script: a run's, but its time limit is the pool's lifetime, and its runner takes runs
+    from its folder."""
     site = slurm.site
-    wanted = partition.job_resources(gpus)
-    return ScriptContext(
+    context = job_script_context(
+        site,
+        partition,
+        gpus,
+        site.python,
         run_id=pool_id,
         job_name=pool_job_name(pool_id),
-        bundle_dir=str(paths.root),
+        root=str(paths.root),
         runner=str(paths.runner),
-        output_file=str(paths.output),
-        python=site.python,
-        partition=partition.name,
-        gres=wanted.gres,
-        time_limit=format_time(pool.max_lifetime_s),
-        cpus_per_task=wanted.cpus,
-        mem=wanted.mem,
-        account=site.account,
-        qos=site.qos,
-        directives=tuple(partition.directives),
-        setup=tuple(site.setup),
-        container=site.container,
-        isolation_args=site.isolation.runner_args(),
-        runner_verb="pool",
+        output=str(paths.output),
     )
+    return replace(context, time_limit=format_time(pool.max_lifetime_s), runner_verb="pool")
