@@ -52,7 +52,7 @@ FILE_NAME_ENV = "HARNESS_FILE_NAME"  # how the runner tells the built-in evaluat
 CACHE_DIR_ENV = "HARNESS_CACHE_DIR"  # and the run's folder for the compilers' caches (harness/sandbox.py)
 MAX_SHOWN_NAME = 80
 _PLAIN_NAME = re.compile(r"[\w.+=,~@()\[\]…-]+")  # \w: letters and digits of any script, and _; … of a cut
-# a run id as it names the run's bundle folder: one path component (gateway.running.bundle's rule)
+# a run id as it names the run's bundle folder: one path component (gateway.running.bundle checks it too)
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 

@@ -14,14 +14,14 @@ from typing import Any
 
 from gateway.config.tasks import SUBMISSION_PLACEHOLDER, TaskDefinition
 from gateway.core import resources
+from harness.protocol import RUN_ID
 
 HARNESS_SOURCE = resources.harness_dir()  # the harness package as installed (or the checkout's)
 # What `keep_bundles: logs` leaves of a bundle once its run ended; everything else (code, key, spec, harness,
 # job script, whatever the job wrote there) is removed.
 LOG_NAMES = ("output.log", "result.json")
-# A run id is one path component under the workdir (the gateway's are UUIDs): never a separator, never
-# "." or "..", never a leading "-"; so a bundle's folder is always a child of the workdir.
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# A run id is one path component under the workdir (the gateway's are UUIDs): harness.protocol.RUN_ID, the
+# rule the pool runner checks too; so a bundle's folder is always a child of the workdir.
 # A folder in a workdir that may be a gateway bundle: named by a run id as the store makes them (a UUID).
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -39,7 +39,7 @@ class BundlePaths:
 
     @classmethod
     def under(cls, workdir: str | PurePosixPath, run_id: str) -> BundlePaths:
-        if not _RUN_ID.match(run_id):
+        if not RUN_ID.fullmatch(run_id):
             raise ValueError(f"not a run id that can name a bundle folder: {run_id!r}")
         return cls(PurePosixPath(workdir) / run_id)
 

@@ -67,7 +67,7 @@ async def test_a_run_id_that_is_not_one_path_component_is_refused(tmp_path: Path
     victim.mkdir()
     work = tmp_path / "work"
     work.mkdir()
-    for bad in ("../victim", "..", "-rf", "a/b", ""):
+    for bad in ("../victim", "..", "-rf", "a/b", "", "victim\n"):
         with pytest.raises(ValueError, match="not a run id"):
             await local(work).remove([bad])
         with pytest.raises(ValueError, match="not a run id"):
