@@ -38,6 +38,7 @@ class HalfLocal(LocalTransport):
         self.home = home
         self.slurm = slurm
         self.slurm_calls: list[list[str]] = []
+        self.calls: list[list[str]] = []
 
     async def run(
         self,
@@ -47,6 +48,7 @@ class HalfLocal(LocalTransport):
         timeout: float | None = 30.0,
         check: bool = True,
     ) -> CompletedCommand:
+        self.calls.append(list(argv))
         command = Path(argv[2] if argv[0] == "env" else argv[0]).name
         if command in SLURM:
             self.slurm_calls.append(list(argv))
@@ -188,3 +190,12 @@ def test_only_pool_ids_the_gateway_makes_name_a_folder(hostile: str) -> None:
         PoolPaths.under("/w", hostile)
     assert PoolSlot.of_handle_id(f"91:{hostile}") is None
     assert PoolSlot.of_handle_id("91;rm:p-000000000000") is None
+
+
+async def test_jobs_of_their_own_are_asked_about_as_on_any_slurm_site_and_nothing_more(
+    tmp_path: Path,
+) -> None:
+    backend, transport = pooled(tmp_path, squeue="77|RUNNING|None|0\n")
+    handle = JobHandle(RUN, "77", BundlePaths.under(str(tmp_path / "runs"), RUN))
+    assert (await backend.status([handle]))["77"].state is JobState.RUNNING
+    assert [Path(call[2]).name for call in transport.calls] == ["squeue"]  # env SLURM_TIME_FORMAT=%s squeue

@@ -48,13 +48,12 @@ HAND_OFF_SCRIPT = (
 )
 # A later attempt removes the old result first, as a job's resubmission does.
 REHAND_OFF_SCRIPT = 'rm -f -- "$1/$2/result.json" && ' + HAND_OFF_SCRIPT
-# Where each run is in its pool: a line `run|done|<done file>`, `run|taken|`, `run|inbox|` or `run|none|`.
+# Where each run is in its pool: a line `run|done`, `run|taken`, `run|inbox` or `run|none`.
 # Arguments: work folder, then run id and pool id pairs.
 MARKERS_SCRIPT = (
     'w=$1; shift; while [ $# -gt 1 ]; do r=$1; d="$w/$2"; shift 2; '
-    'if [ -f "$d/done/$r" ]; then printf "%s|done|%s\\n" "$r" "$(head -c 1000 "$d/done/$r" | tr -d "\\n")"; '
-    'elif [ -e "$d/taken/$r" ]; then echo "$r|taken|"; elif [ -e "$d/inbox/$r" ]; then echo "$r|inbox|"; '
-    'else echo "$r|none|"; fi; done'
+    'if [ -f "$d/done/$r" ]; then echo "$r|done"; elif [ -e "$d/taken/$r" ]; then echo "$r|taken"; '
+    'elif [ -e "$d/inbox/$r" ]; then echo "$r|inbox"; else echo "$r|none"; fi; done'
 )
 # Take a run back from a pool's inbox (a rename: the runner either took it first or never will), else
 # cancel the pool job that runs it. Arguments: work folder, scancel, then run id, pool id, job id triples.
@@ -118,7 +117,7 @@ def parse_done(text: str) -> PoolRunTimes | None:
         return None
 
 
-def _marker_status(marker: str, detail: str, pool: JobStatus | None, pool_job: str) -> JobStatus:
+def _marker_status(marker: str, pool: JobStatus | None, pool_job: str) -> JobStatus:
     if marker == "done":
         return JobStatus(JobState.COMPLETED)
     alive = pool is not None and pool.state in (JobState.RUNNING, JobState.PENDING, JobState.CONFIGURING)
@@ -174,6 +173,8 @@ class WarmPoolBackend:
 
     async def pool_states(self, jobs: dict[str, str]) -> dict[str, JobStatus]:
         """The Slurm state of pool jobs (pool id -> job id), by pool id: one squeue (and sacct)."""
+        if not jobs:
+            return {}
         workdir = await self._workdir()
         handles = [
             JobHandle(pool, job, BundlePaths(PurePosixPath(workdir) / pool)) for pool, job in jobs.items()
@@ -221,7 +222,7 @@ class WarmPoolBackend:
         handle = JobHandle(request.run_id, slot.handle_id, paths)
         if request.maybe_submitted:  # a takeover: the pool may have it already
             markers = await self._markers([handle])
-            if markers.get(request.run_id, ("none", ""))[0] != "none":
+            if markers.get(request.run_id, "none") != "none":
                 return handle
         script = f"#!/bin/sh\n# run {request.run_id} is handed to warm pool {slot.pool_id}\n"
         files = bundle_files(request.task, request.submission_code, request.spec, request.key_hex, script)
@@ -237,7 +238,10 @@ class WarmPoolBackend:
             ) from exc
         return handle
 
-    async def _markers(self, handles: Sequence[JobHandle]) -> dict[str, tuple[str, str]]:
+    async def _markers(self, handles: Sequence[JobHandle]) -> dict[str, str]:
+        """Each pool run's place in its pool (done, taken, inbox, none), by run id: one command."""
+        if not handles:
+            return {}
         workdir = await self._workdir()
         args: list[str] = []
         for handle in handles:
@@ -247,28 +251,22 @@ class WarmPoolBackend:
         done = await self.slurm.transport.run(
             ["sh", "-c", MARKERS_SCRIPT, "gw-markers", str(workdir), *args], timeout=QUERY_TIMEOUT_S
         )
-        found = {}
-        for line in done.stdout.splitlines():
-            run_id, marker, detail = ([*line.split("|", 2), "", ""])[:3]
-            found[run_id] = (marker, detail)
-        return found
+        return dict(line.split("|", 1) for line in done.stdout.splitlines() if "|" in line)
 
     async def status(self, handles: Sequence[JobHandle]) -> dict[str, JobStatus]:
-        pooled = [h for h in handles if PoolSlot.of_handle_id(h.job_id) is not None]
-        cold = [h for h in handles if PoolSlot.of_handle_id(h.job_id) is None]
-        slots = {h.job_id: PoolSlot.of_handle_id(h.job_id) for h in pooled}
-        jobs = {slot.pool_id: slot.job_id for slot in slots.values() if slot is not None}
+        slots = {h.job_id: slot for h in handles if (slot := PoolSlot.of_handle_id(h.job_id)) is not None}
+        pooled = [h for h in handles if h.job_id in slots]
+        # each of these asks the site nothing when it has nothing to ask about
         cold_states, markers, pools = await asyncio.gather(
-            self.slurm.status(cold) if cold else _nothing(),
-            self._markers(pooled) if pooled else _nothing_markers(),
-            self.pool_states(jobs) if jobs else _nothing(),
+            self.slurm.status([h for h in handles if h.job_id not in slots]),
+            self._markers(pooled),
+            self.pool_states({slot.pool_id: slot.job_id for slot in slots.values()}),
         )
         result = dict(cold_states)
         for handle in pooled:
             slot = slots[handle.job_id]
-            assert slot is not None
-            marker, detail = markers.get(handle.run_id, ("none", ""))
-            result[handle.job_id] = _marker_status(marker, detail, pools.get(slot.pool_id), slot.job_id)
+            marker = markers.get(handle.run_id, "none")
+            result[handle.job_id] = _marker_status(marker, pools.get(slot.pool_id), slot.job_id)
         return result
 
     async def cancel(self, handles: Sequence[JobHandle]) -> None:
@@ -313,14 +311,6 @@ class WarmPoolBackend:
 
     async def _workdir(self) -> PurePosixPath:
         return await self.slurm.prepared_workdir()
-
-
-async def _nothing() -> dict[str, JobStatus]:
-    return {}
-
-
-async def _nothing_markers() -> dict[str, tuple[str, str]]:
-    return {}
 
 
 def _pool_context(
