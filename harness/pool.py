@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import PROGRESS_PREFIX, RUN_ID
+from harness.protocol import POOL_ENDED, POOL_READY, PROGRESS_PREFIX, RUN_ID
 from harness.reaper import become_subreaper, kill_children, reap
 from harness.runner import PHASES, make_non_dumpable, parse_args, run_bundle
 from harness.sandbox import Isolation, SandboxError
@@ -43,7 +43,6 @@ POLL_S = 0.02  # how often the inbox is looked at, and a running run's end
 PHASE_LIMIT_S = 180.0  # a phase without a limit in spec.json (harness.process's default)
 COMPILE_LIMIT_S = 300.0  # a lang: cu run's build without one (harness.compile's default)
 RUN_SLACK_S = 60.0  # beyond the sum of a run's limits: its runner's own work (sysinfo, the result)
-READY = "pool ready"
 
 
 class PoolError(Exception):
@@ -150,7 +149,7 @@ class Pool:
         idle_since = time.monotonic()
         try:
             self.next = self.prestart()
-            say(READY)
+            say(POOL_READY)
             while not self.stopping:
                 now = time.monotonic()
                 if now - self.started >= self.config.max_lifetime_s:
@@ -296,5 +295,5 @@ def main(argv: list[str]) -> int:
     except PoolError as exc:
         say(f"pool failed: {exc}")
         return 2
-    say(f"pool ended: {reason}")
+    say(f"{POOL_ENDED}: {reason}")
     return 0

@@ -54,6 +54,9 @@ MAX_SHOWN_NAME = 80
 _PLAIN_NAME = re.compile(r"[\w.+=,~@()\[\]…-]+")  # \w: letters and digits of any script, and _; … of a cut
 # a run id as it names the run's bundle folder: one path component (gateway.running.bundle checks it too)
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# a warm pool's own progress lines (harness/pool.py) that the gateway acts on
+POOL_READY = "pool ready"
+POOL_ENDED = "pool ended"
 
 
 def shown_file_name(name: object) -> str:

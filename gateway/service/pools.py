@@ -24,6 +24,7 @@ from gateway.running.backends.warm_pool import POOL_ENDED_LINE, POOL_READY_LINE,
 from gateway.running.execution import RunReport
 from gateway.service.sitedir import SiteDirectory
 from gateway.store import PoolRecord, Store
+from harness.protocol import PROGRESS_PREFIX
 
 log = logging.getLogger(__name__)
 SWEEP_S = 5.0  # how often a worker checks every live pool's job (one squeue per site)
@@ -148,7 +149,7 @@ class WarmPools:
                     if line.startswith(POOL_READY_LINE):
                         await store.pool_ready(pool_id)
                     elif line.startswith(POOL_ENDED_LINE):
-                        await store.end_pool(pool_id, line[len("[harness] ") :])
+                        await store.end_pool(pool_id, line[len(PROGRESS_PREFIX) :])
                         await backend.remove_pools([pool_id])
                         return
         except GatewayError as exc:

@@ -38,10 +38,11 @@ from gateway.running.backends.slurm import QUERY_TIMEOUT_S, SBATCH_TIMEOUT_S, SU
 from gateway.running.backends.slurm_output import parse_sbatch_parsable
 from gateway.running.bundle import BundlePaths, bundle_archive, bundle_files, pool_files
 from gateway.running.jobscript import ScriptContext
+from harness.protocol import POOL_ENDED, POOL_READY, PROGRESS_PREFIX
 
 log = logging.getLogger(__name__)
-POOL_READY_LINE = "[harness] pool ready"
-POOL_ENDED_LINE = "[harness] pool ended"
+POOL_READY_LINE = PROGRESS_PREFIX + POOL_READY
+POOL_ENDED_LINE = PROGRESS_PREFIX + POOL_ENDED
 # Unpack a run's bundle and put its entry in a pool's inbox. Arguments: work folder, run id, pool id.
 HAND_OFF_SCRIPT = (
     'tar -xf - -C "$1" && : > "$1/$3/inbox/.$2.tmp" && exec mv -f -- "$1/$3/inbox/.$2.tmp" "$1/$3/inbox/$2"'
